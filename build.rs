@@ -1,0 +1,43 @@
+//! Build script: makes binaries find libtorch at run time, and generates the C
+//! header `include/onthefly.h` from the FFI module.
+
+use std::path::Path;
+
+fn main() {
+    // torch-sys reports where it found libtorch (the `.venv` that `make venv`
+    // creates). An rpath to it lets tests, examples and the cdylib run without
+    // LD_LIBRARY_PATH.
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    }
+    generate_header();
+}
+
+fn generate_header() {
+    println!("cargo:rerun-if-changed=src/ffi");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let config = cbindgen::Config::from_file(Path::new(&crate_dir).join("cbindgen.toml"))
+        .expect("cbindgen.toml is readable and valid");
+    // Only the FFI module is parsed: everything C sees is declared there.
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    let ffi_dir = Path::new(&crate_dir).join("src").join("ffi");
+    let mut sources: Vec<_> = std::fs::read_dir(&ffi_dir)
+        .expect("src/ffi exists")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    sources.sort();
+    for source in sources {
+        builder = builder.with_src(source);
+    }
+    let bindings = match builder.generate() {
+        Ok(b) => b,
+        Err(e) => panic!("cbindgen could not generate include/onthefly.h: {e}"),
+    };
+    let header = Path::new(&crate_dir).join("include").join("onthefly.h");
+    // write_to_file leaves the file untouched when the content is unchanged,
+    // so the header's timestamp only moves when the ABI does.
+    bindings.write_to_file(header);
+}

@@ -1,0 +1,701 @@
+//! The coordinator: validates and routes what agents hand in, decides when an
+//! agent trains, serves predictions and reports the status. Training itself
+//! runs on the threads of [`crate::trainer`]; no call here waits for it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentState, TaskState};
+use crate::buffer::Insert;
+use crate::config::Config;
+use crate::error::{Error, ModelError, Result, ValidationError};
+use crate::eval::{is_held_out, HeldOutWindow};
+use crate::example::{
+    check_unit, unix_millis, ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample,
+};
+use crate::feedback::{judge, PredictionFeedback, UserCorrection};
+use crate::models::ModelKind;
+use crate::status::{AgentStatus, ModelStatus, TrainingStatus};
+use crate::trainer;
+
+/// Performance records kept in memory (older ones live in the store).
+const HISTORY_IN_MEMORY: usize = 10_000;
+
+/// Where an accepted example went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Into the agent's training buffer.
+    Buffered,
+    /// Into the task's held-out window: used to judge updates, never trained on.
+    HeldOut,
+    /// The buffer was full and this was its least valuable example, so it was
+    /// not buffered.
+    NotBuffered,
+}
+
+/// The receipt of an accepted example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The example's id.
+    pub id: ExampleId,
+    /// Where it went.
+    pub placement: Placement,
+}
+
+/// What became of a prediction handed in with [`Coordinator::add_prediction_feedback`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum FeedbackOutcome {
+    /// The answer was known and the prediction was worth learning: it is an example now.
+    Learned {
+        /// The example's receipt.
+        receipt: Receipt,
+        /// The uncertainty given to it.
+        uncertainty: f64,
+        /// The importance given to it.
+        importance: f64,
+    },
+    /// The answer is not known and the prediction was uncertain: it waits for a label.
+    AwaitingLabel {
+        /// Predictions of this agent waiting for a label.
+        pending: usize,
+    },
+    /// Confident enough and not wrong: nothing to learn.
+    NotNeeded {
+        /// The prediction's uncertainty.
+        uncertainty: f64,
+        /// The prediction's importance.
+        importance: f64,
+    },
+}
+
+/// A prediction served by a live model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The predicted output.
+    pub output: Target,
+    /// The model's confidence, `0..=1`.
+    pub confidence: f64,
+    /// The version of the model that answered.
+    pub model_version: u64,
+}
+
+/// State shared by the coordinator's handle and its threads.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub device: tch::Device,
+    agents: RwLock<BTreeMap<String, Arc<AgentState>>>,
+    next_id: AtomicU64,
+    jobs: Mutex<Option<Sender<Arc<AgentState>>>>,
+    in_flight: Mutex<usize>,
+    idle: Condvar,
+    shutting_down: AtomicBool,
+    history: Mutex<VecDeque<ModelPerformance>>,
+    history_total: AtomicU64,
+}
+
+impl Shared {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub fn agents_snapshot(&self) -> Vec<Arc<AgentState>> {
+        self.agents.read().values().cloned().collect()
+    }
+
+    /// Whether an agent should train now: its buffer reached the threshold or
+    /// holds an example of at least the immediate-update priority.
+    pub fn needs_update(&self, agent: &AgentState) -> bool {
+        let urgent = agent
+            .buffer
+            .lock()
+            .max_priority()
+            .is_some_and(|p| u8::from(p) >= self.config.immediate_update_priority);
+        urgent || agent.trainable_len() >= self.config.update_threshold
+    }
+
+    /// Queues an update of the agent unless one is already queued or running.
+    pub fn schedule(&self, agent: &Arc<AgentState>) {
+        if agent.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *self.in_flight.lock() += 1;
+        let sent = match self.jobs.lock().as_ref() {
+            Some(jobs) => jobs.send(Arc::clone(agent)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            agent.scheduled.store(false, Ordering::Release);
+            self.finish_job();
+        }
+    }
+
+    pub fn finish_job(&self) {
+        let mut in_flight = self.in_flight.lock();
+        *in_flight = in_flight.saturating_sub(1);
+        if *in_flight == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    pub fn record_performance(&self, record: ModelPerformance) {
+        let mut history = self.history.lock();
+        if history.len() == HISTORY_IN_MEMORY {
+            history.pop_front();
+        }
+        history.push_back(record);
+        self.history_total.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The training coordinator. Owns its background threads; dropping it (or
+/// calling [`Coordinator::shutdown`]) stops and joins them.
+pub struct Coordinator {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop_ticker: Mutex<Option<Sender<()>>>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("config", &self.shared.config)
+            .field("device", &self.shared.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// Validates the configuration and starts the background threads: one
+    /// update worker per `max_concurrent_updates` and the periodic check.
+    pub fn new(config: Config) -> Result<Coordinator> {
+        config.validate()?;
+        let device = config.device.resolve();
+        let (job_tx, job_rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let workers = config.max_concurrent_updates;
+        let shared = Arc::new(Shared {
+            config,
+            device,
+            agents: RwLock::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            jobs: Mutex::new(Some(job_tx)),
+            in_flight: Mutex::new(0),
+            idle: Condvar::new(),
+            shutting_down: AtomicBool::new(false),
+            history: Mutex::new(VecDeque::new()),
+            history_total: AtomicU64::new(0),
+        });
+        let coordinator = Coordinator {
+            shared: Arc::clone(&shared),
+            threads: Mutex::new(Vec::new()),
+            stop_ticker: Mutex::new(Some(stop_tx)),
+        };
+        for i in 0..workers {
+            let (shared, jobs) = (Arc::clone(&shared), job_rx.clone());
+            coordinator.spawn(format!("onthefly-update-{i}"), move || {
+                trainer::worker_loop(shared, jobs)
+            })?;
+        }
+        let ticker_shared = Arc::clone(&shared);
+        coordinator.spawn("onthefly-ticker".into(), move || {
+            trainer::ticker_loop(ticker_shared, stop_rx)
+        })?;
+        tracing::info!(device = ?device, workers, "onthefly coordinator started");
+        Ok(coordinator)
+    }
+
+    fn spawn(&self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(body)
+            .map_err(|e| Error::Thread {
+                name,
+                message: e.to_string(),
+            })?;
+        self.threads.lock().push(handle);
+        Ok(())
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Adds a labelled example (the original's `add_training_example`). Returns
+    /// once it is validated and buffered (or held out); never waits for training.
+    /// An example of priority ≥ `immediate_update_priority`, or one that brings
+    /// the agent's buffer to the threshold, queues an update.
+    pub fn add_training_example(&self, example: NewExample) -> Result<Receipt> {
+        self.ensure_running()?;
+        self.validate_example(&example)?;
+        self.accept(example)
+    }
+
+    /// Hands in an agent's prediction (the original's `add_prediction_feedback`);
+    /// see [`crate::feedback`] for the rules deciding what becomes of it.
+    pub fn add_prediction_feedback(&self, feedback: PredictionFeedback) -> Result<FeedbackOutcome> {
+        self.ensure_running()?;
+        let limits = &self.shared.config;
+        check_name("agent_name", &feedback.agent_name, limits.max_name_bytes)?;
+        check_name("task_type", &feedback.task_type, limits.max_name_bytes)?;
+        check_input(&feedback.input_text, limits.max_input_bytes)?;
+        check_text("source_url", &feedback.source_url, limits.max_input_bytes)?;
+        check_unit("confidence_score", feedback.confidence_score)?;
+        feedback.predicted_output.validate(&feedback.input_text)?;
+        if let Some(actual) = &feedback.actual_output {
+            actual.validate(&feedback.input_text)?;
+            if actual.kind() != feedback.predicted_output.kind() {
+                return Err(ValidationError::TargetKindMismatch {
+                    agent: feedback.agent_name.clone(),
+                    task: feedback.task_type.clone(),
+                    expected: feedback.predicted_output.kind(),
+                    got: actual.kind(),
+                }
+                .into());
+            }
+        }
+        self.check_task_kind(
+            &feedback.agent_name,
+            &feedback.task_type,
+            feedback.predicted_output.kind(),
+        )?;
+
+        let j = judge(
+            &feedback.task_type,
+            &feedback.predicted_output,
+            feedback.actual_output.as_ref(),
+            feedback.confidence_score,
+            limits.feedback_uncertainty_threshold,
+            limits.feedback_importance_threshold,
+        );
+        if !j.learn {
+            return Ok(FeedbackOutcome::NotNeeded {
+                uncertainty: j.uncertainty,
+                importance: j.importance,
+            });
+        }
+        match feedback.actual_output.clone() {
+            Some(actual) => {
+                let note = format!(
+                    "prediction feedback: predicted {} with confidence {:.3}{}",
+                    feedback.predicted_output.to_json(),
+                    feedback.confidence_score,
+                    if j.wrong == Some(true) { " (wrong)" } else { "" }
+                );
+                let mut example = NewExample::new(
+                    feedback.agent_name.clone(),
+                    feedback.task_type.clone(),
+                    feedback.input_text.clone(),
+                    actual,
+                )
+                .with_uncertainty(j.uncertainty)
+                .with_importance(j.importance)
+                .with_source(feedback.source_url.clone());
+                example.user_feedback = Some(note);
+                let receipt = self.accept(example)?;
+                Ok(FeedbackOutcome::Learned {
+                    receipt,
+                    uncertainty: j.uncertainty,
+                    importance: j.importance,
+                })
+            }
+            None => {
+                let agent = self.agent_or_create(&feedback.agent_name);
+                let mut pending = agent.pending_review.lock();
+                if pending.len() >= limits.max_pending_review {
+                    // The queue keeps the most recent predictions.
+                    pending.pop_front();
+                }
+                pending.push_back(feedback);
+                Ok(FeedbackOutcome::AwaitingLabel { pending: pending.len() })
+            }
+        }
+    }
+
+    /// Adds a person's correction (the original's `add_user_correction`):
+    /// uncertainty and importance 1.0, never held out; priority 2 (the default)
+    /// queues an immediate update, priority 3 is also logged as critical.
+    pub fn add_user_correction(&self, correction: UserCorrection) -> Result<Receipt> {
+        self.ensure_running()?;
+        correction.incorrect_output.validate(&correction.input_text)?;
+        let note = correction.user_feedback.clone().unwrap_or_else(|| {
+            format!(
+                "user correction: the agent answered {}",
+                correction.incorrect_output.to_json()
+            )
+        });
+        let example = NewExample::new(
+            correction.agent_name,
+            correction.task_type,
+            correction.input_text,
+            correction.correct_output,
+        )
+        .with_uncertainty(1.0)
+        .with_importance(1.0)
+        .with_priority(correction.priority)
+        .with_feedback(note);
+        self.validate_example(&example)?;
+        self.accept(example)
+    }
+
+    /// Queues an update of the agent now, whatever its buffer holds (the
+    /// original's `force_update_agent`). Returns without waiting for it.
+    pub fn force_update_agent(&self, agent_name: &str) -> Result<()> {
+        self.ensure_running()?;
+        let agent = self.agent(agent_name)?;
+        self.shared.schedule(&agent);
+        Ok(())
+    }
+
+    /// Predicts with the live model of an (agent, task).
+    pub fn predict(&self, agent_name: &str, task_type: &str, input_text: &str) -> Result<Prediction> {
+        let mut predictions = self.predict_batch(agent_name, task_type, &[input_text])?;
+        Ok(predictions.remove(0))
+    }
+
+    /// Predicts many inputs at once with the live model of an (agent, task).
+    pub fn predict_batch(&self, agent_name: &str, task_type: &str, inputs: &[&str]) -> Result<Vec<Prediction>> {
+        let limits = &self.shared.config;
+        check_name("agent_name", agent_name, limits.max_name_bytes)?;
+        check_name("task_type", task_type, limits.max_name_bytes)?;
+        for input in inputs {
+            check_input(input, limits.max_input_bytes)?;
+        }
+        let agent = self.agent(agent_name)?;
+        let no_model = || Error::NoModel {
+            agent: agent_name.to_string(),
+            task: task_type.to_string(),
+        };
+        let live = agent.live_model(task_type).ok_or_else(no_model)?;
+        let model = live.model.lock();
+        // Read under the same lock as the model, so the version matches the weights.
+        let version = live.version();
+        let outputs = match model.predict(inputs) {
+            Err(ModelError::NotTrained(_)) => return Err(no_model()),
+            other => other?,
+        };
+        drop(model);
+        Ok(outputs
+            .into_iter()
+            .map(|o| Prediction {
+                output: o.output,
+                confidence: o.confidence,
+                model_version: version,
+            })
+            .collect())
+    }
+
+    /// The training status (the original's `get_training_status`, extended).
+    pub fn get_training_status(&self) -> TrainingStatus {
+        let mut agents = BTreeMap::new();
+        let mut buffer_sizes = BTreeMap::new();
+        for agent in self.shared.agents_snapshot() {
+            let status = agent_status(&agent);
+            buffer_sizes.insert(agent.name.clone(), status.buffer_size);
+            agents.insert(agent.name.clone(), status);
+        }
+        let history = self.shared.history.lock();
+        let recent = history.iter().skip(history.len().saturating_sub(5)).cloned().collect();
+        TrainingStatus {
+            is_training: agents.values().any(|a| a.is_training),
+            total_examples: buffer_sizes.values().sum(),
+            buffer_sizes,
+            performance_history_size: self.shared.history_total.load(Ordering::Acquire) as usize,
+            recent_performance: recent,
+            update_threshold: self.shared.config.update_threshold,
+            rollback_threshold: self.shared.config.rollback_threshold,
+            device: device_name(self.shared.device),
+            updates_in_flight: *self.shared.in_flight.lock(),
+            agents,
+        }
+    }
+
+    /// Every update recorded since start (the most recent 10,000), oldest first.
+    pub fn performance_history(&self) -> Vec<ModelPerformance> {
+        self.shared.history.lock().iter().cloned().collect()
+    }
+
+    /// Waits until no update is queued or running, at most `timeout`. Returns
+    /// whether it became idle.
+    pub fn wait_for_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut in_flight = self.shared.in_flight.lock();
+        while *in_flight > 0 {
+            if self.shared.idle.wait_until(&mut in_flight, deadline).timed_out() {
+                return *in_flight == 0;
+            }
+        }
+        true
+    }
+
+    /// Stops taking input, lets a running update finish, and joins every
+    /// background thread. Queued updates that have not started are dropped
+    /// (their examples stay buffered). Calling it again does nothing.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        self.shared.jobs.lock().take();
+        self.stop_ticker.lock().take();
+        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock());
+        for handle in threads {
+            let name = handle.thread().name().unwrap_or("onthefly").to_string();
+            if handle.join().is_err() {
+                tracing::error!(thread = %name, "background thread panicked");
+            }
+        }
+    }
+
+    /// Whether [`Coordinator::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    fn ensure_running(&self) -> Result<()> {
+        if self.shared.is_shutting_down() {
+            Err(Error::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn agent(&self, name: &str) -> Result<Arc<AgentState>> {
+        self.shared
+            .agents
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownAgent(name.to_string()))
+    }
+
+    fn agent_or_create(&self, name: &str) -> Arc<AgentState> {
+        if let Some(agent) = self.shared.agents.read().get(name) {
+            return Arc::clone(agent);
+        }
+        let mut agents = self.shared.agents.write();
+        Arc::clone(
+            agents
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::new(AgentState::new(name.to_string(), self.shared.config.max_buffer_size))),
+        )
+    }
+
+    fn check_task_kind(&self, agent_name: &str, task: &str, got: TargetKind) -> Result<()> {
+        let Some(agent) = self.shared.agents.read().get(agent_name).cloned() else {
+            return Ok(());
+        };
+        let tasks = agent.tasks.lock();
+        match tasks.get(task) {
+            Some(state) if state.target_kind != got => Err(ValidationError::TargetKindMismatch {
+                agent: agent_name.to_string(),
+                task: task.to_string(),
+                expected: state.target_kind,
+                got,
+            }
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_example(&self, example: &NewExample) -> Result<()> {
+        let limits = &self.shared.config;
+        check_name("agent_name", &example.agent_name, limits.max_name_bytes)?;
+        check_name("task_type", &example.task_type, limits.max_name_bytes)?;
+        check_input(&example.input_text, limits.max_input_bytes)?;
+        check_text("source_url", &example.source_url, limits.max_input_bytes)?;
+        if let Some(feedback) = &example.user_feedback {
+            check_text("user_feedback", feedback, limits.max_input_bytes)?;
+        }
+        check_unit("uncertainty_score", example.uncertainty_score)?;
+        check_unit("importance_score", example.importance_score)?;
+        example.expected_output.validate(&example.input_text)?;
+        self.check_task_kind(&example.agent_name, &example.task_type, example.expected_output.kind())
+    }
+
+    /// Routes a validated example: held out, or buffered (and maybe an update queued).
+    fn accept(&self, example: NewExample) -> Result<Receipt> {
+        let config = &self.shared.config;
+        let agent = self.agent_or_create(&example.agent_name);
+        let kind = example.expected_output.kind();
+        {
+            // Registers the task. The kind was checked during validation, but a
+            // concurrent first example of another kind may have won the race:
+            // refuse this one here, before anything is stored.
+            let mut tasks = agent.tasks.lock();
+            let state = tasks.entry(example.task_type.clone()).or_insert_with(|| TaskState {
+                target_kind: kind,
+                held_out: HeldOutWindow::new(config.performance_window),
+                model: None,
+            });
+            if state.target_kind != kind {
+                return Err(ValidationError::TargetKindMismatch {
+                    agent: agent.name.clone(),
+                    task: example.task_type,
+                    expected: state.target_kind,
+                    got: kind,
+                }
+                .into());
+            }
+        }
+
+        let id = ExampleId(self.shared.next_id.fetch_add(1, Ordering::AcqRel));
+        let priority = example.correction_priority;
+        let urgent = u8::from(priority) >= config.immediate_update_priority;
+        let example = TrainingExample {
+            id,
+            agent_name: example.agent_name,
+            task_type: example.task_type,
+            input_text: example.input_text,
+            expected_output: example.expected_output,
+            uncertainty_score: example.uncertainty_score,
+            importance_score: example.importance_score,
+            source_url: example.source_url,
+            timestamp: SystemTime::now(),
+            user_feedback: example.user_feedback,
+            correction_priority: priority,
+        };
+
+        let evaluable = ModelKind::for_target(kind).is_some();
+        if !urgent && evaluable && is_held_out(&example.input_text, config.held_out_fraction) {
+            agent.hold_out(example);
+            let mut stats = agent.stats.lock();
+            stats.examples_received += 1;
+            stats.examples_held_out += 1;
+            return Ok(Receipt {
+                id,
+                placement: Placement::HeldOut,
+            });
+        }
+
+        if priority == Priority::Critical {
+            tracing::warn!(agent = %agent.name, task = %example.task_type, id = id.0, "critical correction received");
+        }
+        let outcome = agent.buffer.lock().insert(example);
+        let placement = match outcome {
+            Insert::Rejected(_) => Placement::NotBuffered,
+            _ => Placement::Buffered,
+        };
+        {
+            let mut stats = agent.stats.lock();
+            stats.examples_received += 1;
+            if !matches!(outcome, Insert::Buffered) {
+                stats.examples_evicted += 1;
+            }
+        }
+        if placement == Placement::Buffered && (urgent || agent.trainable_len() >= config.update_threshold) {
+            self.shared.schedule(&agent);
+        }
+        Ok(Receipt { id, placement })
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn agent_status(agent: &AgentState) -> AgentStatus {
+    let (buffer_size, buffer_capacity) = {
+        let buffer = agent.buffer.lock();
+        (buffer.len(), buffer.capacity())
+    };
+    let models = agent
+        .tasks
+        .lock()
+        .iter()
+        .map(|(task, state)| {
+            let (version, labels) = match &state.model {
+                Some(live) => {
+                    let model = live.model.lock();
+                    (live.version(), model.labels())
+                }
+                None => (0, Vec::new()),
+            };
+            let status = ModelStatus {
+                target_kind: state.target_kind.to_string(),
+                model_kind: ModelKind::for_target(state.target_kind).map(|k| k.name().to_string()),
+                version,
+                labels,
+                held_out_window: state.held_out.len(),
+            };
+            (task.clone(), status)
+        })
+        .collect();
+    let stats = agent.stats.lock().clone();
+    AgentStatus {
+        buffer_size,
+        buffer_capacity,
+        is_training: agent.updating.load(Ordering::Acquire),
+        pending_review: agent.pending_review.lock().len(),
+        examples_received: stats.examples_received,
+        examples_held_out: stats.examples_held_out,
+        examples_trained: stats.examples_trained,
+        examples_evicted: stats.examples_evicted,
+        updates_accepted: stats.updates_accepted,
+        updates_rolled_back: stats.updates_rolled_back,
+        updates_failed: stats.updates_failed,
+        last_update_ms: stats.last_update.map(unix_millis),
+        last_error: stats.last_error,
+        models,
+    }
+}
+
+fn device_name(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        tch::Device::Cpu => "cpu".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::EmptyName { field });
+    }
+    if value.len() > max {
+        return Err(ValidationError::NameTooLong {
+            field,
+            len: value.len(),
+            max,
+        });
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(ValidationError::InvalidName {
+            field,
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn check_input(value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::EmptyInput);
+    }
+    check_text("input_text", value, max)
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.len() > max {
+        return Err(match field {
+            "input_text" => ValidationError::InputTooLong { len: value.len(), max },
+            _ => ValidationError::NameTooLong {
+                field,
+                len: value.len(),
+                max,
+            },
+        });
+    }
+    Ok(())
+}

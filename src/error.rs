@@ -1,0 +1,149 @@
+//! The library's typed errors: one enum per boundary, each message saying what
+//! was wrong and what was expected.
+
+use crate::config::ConfigError;
+use crate::example::TargetKind;
+
+/// An input that was refused. Nothing of a refused input is stored.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidationError {
+    /// A required name is empty or blank.
+    #[error("{field} must not be empty")]
+    EmptyName {
+        /// Which name.
+        field: &'static str,
+    },
+    /// A name is longer than `max_name_bytes`.
+    #[error("{field} must be at most {max} bytes, got {len}")]
+    NameTooLong {
+        /// Which name.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A name holds characters other than ASCII letters, digits, `_`, `-` and `.`.
+    #[error("{field} may hold only ASCII letters, digits, '_', '-' and '.', got {value:?}")]
+    InvalidName {
+        /// Which name.
+        field: &'static str,
+        /// The name given.
+        value: String,
+    },
+    /// The input text is empty or blank.
+    #[error("input_text must not be empty")]
+    EmptyInput,
+    /// The input text is longer than `max_input_bytes`.
+    #[error("input_text must be at most {max} bytes, got {len}")]
+    InputTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A score is NaN, infinite or outside `0..=1`.
+    #[error("{field} must be a finite number in 0..=1, got {value}")]
+    OutOfUnitRange {
+        /// Which score.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// A correction priority outside `0..=3`.
+    #[error("correction_priority must be in 0..=3, got {0}")]
+    PriorityOutOfRange(i64),
+    /// A label (or a tag) is empty.
+    #[error("a label must not be empty")]
+    EmptyLabel,
+    /// Token tags do not match the input's whitespace-separated tokens one to one.
+    #[error("expected one tag per whitespace-separated token: the input has {tokens} tokens, got {tags} tags")]
+    TagCountMismatch {
+        /// Tokens in the input.
+        tokens: usize,
+        /// Tags given.
+        tags: usize,
+    },
+    /// The task already learns another kind of target.
+    #[error("task {task:?} of agent {agent:?} learns {expected} targets, got a {got} target")]
+    TargetKindMismatch {
+        /// The agent.
+        agent: String,
+        /// The task.
+        task: String,
+        /// The kind fixed by the task's first example.
+        expected: TargetKind,
+        /// The kind given.
+        got: TargetKind,
+    },
+}
+
+/// A failure inside a model: a tensor operation, a shape, a value.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// The model cannot answer yet (for example a classifier that knows no label).
+    #[error("the model is not trained yet: {0}")]
+    NotTrained(String),
+    /// No built-in model learns this kind of target.
+    #[error("no built-in model learns {0} targets")]
+    Unsupported(TargetKind),
+    /// A target of the wrong kind reached the model.
+    #[error("the model learns {expected} targets, got a {got} target")]
+    WrongTarget {
+        /// What the model learns.
+        expected: TargetKind,
+        /// What it was given.
+        got: TargetKind,
+    },
+    /// A loss or a weight became NaN or infinite.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+}
+
+/// Any error of the library's Rust API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input was refused.
+    #[error("invalid input: {0}")]
+    Invalid(#[from] ValidationError),
+    /// The configuration was refused.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// No example was ever added for this agent.
+    #[error("unknown agent {0:?}: add an example for it first")]
+    UnknownAgent(String),
+    /// The agent has no trained model for this task yet.
+    #[error("agent {agent:?} has no trained model for task {task:?} yet")]
+    NoModel {
+        /// The agent.
+        agent: String,
+        /// The task.
+        task: String,
+    },
+    /// `initialize_online_training` was called again with another configuration.
+    #[error("the training system is already initialised with a different configuration")]
+    AlreadyInitialized,
+    /// A global function was called before `initialize_online_training`.
+    #[error("the training system is not initialised: call initialize_online_training first")]
+    NotInitialized,
+    /// The coordinator was shut down.
+    #[error("the training system has been shut down")]
+    ShutDown,
+    /// A model failed.
+    #[error("model error: {0}")]
+    Model(#[from] ModelError),
+    /// A background thread could not be started.
+    #[error("could not start thread {name}: {message}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The operating system's message.
+        message: String,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,77 @@
+//! The process-wide training system, as the original exposed it: free
+//! functions over one [`Coordinator`] kept in a `OnceLock`.
+//!
+//! `initialize_online_training` is idempotent: calling it again with the same
+//! configuration returns the running instance, with another configuration it
+//! is an error. After [`shutdown`] the instance refuses new input; a process
+//! cannot start a second global instance (own a [`Coordinator`] for that).
+
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::coordinator::{Coordinator, FeedbackOutcome, Prediction, Receipt};
+use crate::error::{Error, Result};
+use crate::example::NewExample;
+use crate::feedback::{PredictionFeedback, UserCorrection};
+use crate::status::TrainingStatus;
+
+static GLOBAL: OnceLock<Coordinator> = OnceLock::new();
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Starts the global training system with `config`, or returns it when it is
+/// already running with the same configuration.
+pub fn initialize_online_training(config: Config) -> Result<&'static Coordinator> {
+    let _guard = INIT.lock();
+    if let Some(existing) = GLOBAL.get() {
+        return if *existing.config() == config {
+            Ok(existing)
+        } else {
+            Err(Error::AlreadyInitialized)
+        };
+    }
+    let coordinator = Coordinator::new(config)?;
+    Ok(GLOBAL.get_or_init(|| coordinator))
+}
+
+/// The global instance, if initialised.
+pub fn global() -> Result<&'static Coordinator> {
+    GLOBAL.get().ok_or(Error::NotInitialized)
+}
+
+/// See [`Coordinator::add_training_example`].
+pub fn add_training_example(example: NewExample) -> Result<Receipt> {
+    global()?.add_training_example(example)
+}
+
+/// See [`Coordinator::add_prediction_feedback`].
+pub fn add_prediction_feedback(feedback: PredictionFeedback) -> Result<FeedbackOutcome> {
+    global()?.add_prediction_feedback(feedback)
+}
+
+/// See [`Coordinator::add_user_correction`].
+pub fn add_user_correction(correction: UserCorrection) -> Result<Receipt> {
+    global()?.add_user_correction(correction)
+}
+
+/// See [`Coordinator::get_training_status`].
+pub fn get_training_status() -> Result<TrainingStatus> {
+    Ok(global()?.get_training_status())
+}
+
+/// See [`Coordinator::force_update_agent`].
+pub fn force_update_agent(agent_name: &str) -> Result<()> {
+    global()?.force_update_agent(agent_name)
+}
+
+/// See [`Coordinator::predict`].
+pub fn predict(agent_name: &str, task_type: &str, input_text: &str) -> Result<Prediction> {
+    global()?.predict(agent_name, task_type, input_text)
+}
+
+/// Stops the global instance's threads (see [`Coordinator::shutdown`]).
+pub fn shutdown() -> Result<()> {
+    global()?.shutdown();
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The models the library trains: the [`AgentModel`] trait every model
+//! implements, and the built-in libtorch models.
+//!
+//! A model is a set of named variables in a `tch` [`VarStore`] plus a
+//! differentiable loss. That is all the update pipeline needs: it trains a copy
+//! of the live model through [`AgentModel::loss`], measures it through
+//! [`AgentModel::predict`], and swaps it in. Elastic Weight Consolidation works
+//! on the same `VarStore`, so it fits every model without knowing its layers.
+
+mod text_classifier;
+
+pub use text_classifier::TextClassifier;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn::VarStore, Device, Tensor};
+
+use crate::config::TextModelConfig;
+use crate::error::ModelError;
+use crate::example::{Target, TargetKind, TrainingExample};
+
+/// The kind of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Hashed word n-grams into an embedding bag and a linear layer (fastText style).
+    TextClassifier,
+}
+
+impl ModelKind {
+    /// The name used in status reports and performance records.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::TextClassifier => "text_classifier",
+        }
+    }
+
+    /// The built-in model that learns this kind of target, if any.
+    pub fn for_target(kind: TargetKind) -> Option<ModelKind> {
+        match kind {
+            TargetKind::Label => Some(ModelKind::TextClassifier),
+            TargetKind::Score | TargetKind::Tags | TargetKind::Json => None,
+        }
+    }
+}
+
+/// One prediction of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelOutput {
+    /// The predicted output.
+    pub output: Target,
+    /// How sure the model is, in `0..=1` (the top class probability for a classifier).
+    pub confidence: f64,
+}
+
+/// A trainable model of one agent's task.
+///
+/// Implementations keep every trainable weight in the [`VarStore`] returned by
+/// [`AgentModel::var_store`]; the update pipeline builds its optimiser (and the
+/// EWC penalty) over that store.
+pub trait AgentModel: Send {
+    /// What kind of model this is.
+    fn kind(&self) -> ModelKind;
+
+    /// The kind of target it learns.
+    fn target_kind(&self) -> TargetKind;
+
+    /// The variables of the model.
+    fn var_store(&self) -> &VarStore;
+
+    /// Adapts the model to the targets of `examples` before training on them,
+    /// for example by growing a classifier's output layer for new labels.
+    fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError>;
+
+    /// The mean negative log-likelihood of `examples`, differentiable with
+    /// respect to the trainable variables.
+    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError>;
+
+    /// Predictions for `inputs`, in order.
+    fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError>;
+
+    /// A deep copy with its own variables: training the copy leaves `self` untouched.
+    fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError>;
+
+    /// The learning rate of an update.
+    fn learning_rate(&self) -> f64;
+
+    /// Examples per optimiser step.
+    fn minibatch_size(&self) -> usize;
+
+    /// Names of the classes it can predict (empty for non-classifiers).
+    fn labels(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Creates the built-in model for a task whose target kind is `target`, with
+/// weights seeded from `seed`.
+pub(crate) fn create_model(
+    target: TargetKind,
+    config: &TextModelConfig,
+    device: Device,
+    seed: u64,
+) -> Result<Box<dyn AgentModel>, ModelError> {
+    match ModelKind::for_target(target) {
+        Some(ModelKind::TextClassifier) => Ok(Box::new(TextClassifier::new(config.clone(), device, seed)?)),
+        None => Err(ModelError::Unsupported(target)),
+    }
+}

@@ -1,0 +1,222 @@
+//! The built-in text classifier: hashed word uni- and bi-grams, averaged in an
+//! embedding bag, then one linear layer (fastText style). Small, fast on a CPU,
+//! and able to learn new labels as they appear: the output layer grows by one
+//! row per new label, and the rows it had keep their values.
+
+use std::collections::HashMap;
+
+use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
+
+use super::{AgentModel, ModelKind, ModelOutput};
+use crate::config::TextModelConfig;
+use crate::error::ModelError;
+use crate::example::{Target, TargetKind, TrainingExample};
+use crate::features::{ngram_ids, SplitMix64};
+
+const EMBEDDING: &str = "embedding";
+const OUT_WEIGHT: &str = "out_weight";
+const OUT_BIAS: &str = "out_bias";
+
+/// fastText-style classifier over hashed n-grams.
+#[derive(Debug)]
+pub struct TextClassifier {
+    vs: VarStore,
+    embedding: Tensor,
+    out_weight: Tensor,
+    out_bias: Tensor,
+    labels: Vec<String>,
+    index: HashMap<String, i64>,
+    config: TextModelConfig,
+}
+
+impl TextClassifier {
+    /// A classifier that knows no label yet, its embedding drawn uniformly from
+    /// ±1/dim with a generator seeded by `seed` (fastText's initialisation).
+    pub fn new(config: TextModelConfig, device: Device, seed: u64) -> Result<TextClassifier, ModelError> {
+        let dim = config.embedding_dim;
+        let mut rng = SplitMix64::new(seed);
+        let scale = 1.0 / dim as f32;
+        let init: Vec<f32> = (0..config.hash_buckets * dim)
+            .map(|_| (rng.next_f32() * 2.0 - 1.0) * scale)
+            .collect();
+        let init = Tensor::f_from_slice(&init)?.f_reshape([config.hash_buckets as i64, dim as i64])?;
+        let out_weight = Tensor::f_zeros([0, dim as i64], (Kind::Float, Device::Cpu))?;
+        let out_bias = Tensor::f_zeros([0], (Kind::Float, Device::Cpu))?;
+        Self::from_parts(config, device, &init, &out_weight, &out_bias, Vec::new())
+    }
+
+    fn from_parts(
+        config: TextModelConfig,
+        device: Device,
+        embedding: &Tensor,
+        out_weight: &Tensor,
+        out_bias: &Tensor,
+        labels: Vec<String>,
+    ) -> Result<TextClassifier, ModelError> {
+        let vs = VarStore::new(device);
+        let root = vs.root();
+        let embedding = root.f_var_copy(EMBEDDING, embedding)?;
+        let out_weight = root.f_var_copy(OUT_WEIGHT, out_weight)?;
+        let out_bias = root.f_var_copy(OUT_BIAS, out_bias)?;
+        let index = labels.iter().enumerate().map(|(i, l)| (l.clone(), i as i64)).collect();
+        Ok(TextClassifier {
+            vs,
+            embedding,
+            out_weight,
+            out_bias,
+            labels,
+            index,
+            config,
+        })
+    }
+
+    fn logits(&self, inputs: &[&str]) -> Result<Tensor, ModelError> {
+        let mut ids = Vec::new();
+        let mut offsets = Vec::with_capacity(inputs.len());
+        for text in inputs {
+            offsets.push(ids.len() as i64);
+            ids.extend(ngram_ids(text, self.config.hash_buckets, self.config.max_tokens));
+        }
+        let device = self.vs.device();
+        let ids = Tensor::f_from_slice(&ids)?.f_to_device(device)?;
+        let offsets = Tensor::f_from_slice(&offsets)?.f_to_device(device)?;
+        // Mode 1 is the mean of the bag.
+        let (bag, _, _, _) =
+            Tensor::f_embedding_bag(&self.embedding, &ids, &offsets, false, 1, false, None::<Tensor>, false)?;
+        Ok(bag.f_matmul(&self.out_weight.f_tr()?)?.f_add(&self.out_bias)?)
+    }
+
+    fn label_index(&self, target: &Target) -> Result<i64, ModelError> {
+        match target {
+            Target::Label(label) => self
+                .index
+                .get(label)
+                .copied()
+                .ok_or_else(|| ModelError::NotTrained(format!("label {label:?} was not prepared"))),
+            other => Err(ModelError::WrongTarget {
+                expected: TargetKind::Label,
+                got: other.kind(),
+            }),
+        }
+    }
+}
+
+impl AgentModel for TextClassifier {
+    fn kind(&self) -> ModelKind {
+        ModelKind::TextClassifier
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Label
+    }
+
+    fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
+        let mut new_labels = Vec::new();
+        for example in examples {
+            match &example.expected_output {
+                Target::Label(label) => {
+                    if !self.index.contains_key(label) && !new_labels.contains(label) {
+                        new_labels.push(label.clone());
+                    }
+                }
+                other => {
+                    return Err(ModelError::WrongTarget {
+                        expected: TargetKind::Label,
+                        got: other.kind(),
+                    })
+                }
+            }
+        }
+        if new_labels.is_empty() {
+            return Ok(());
+        }
+        // New rows start at zero: the new class begins with the bias-only logit
+        // 0 and the existing rows keep their values.
+        let grown = tch::no_grad(|| -> Result<(Tensor, Tensor), ModelError> {
+            let dim = self.config.embedding_dim as i64;
+            let extra = new_labels.len() as i64;
+            let device = self.vs.device();
+            let w = Tensor::f_cat(
+                &[&self.out_weight, &Tensor::f_zeros([extra, dim], (Kind::Float, device))?],
+                0,
+            )?;
+            let b = Tensor::f_cat(&[&self.out_bias, &Tensor::f_zeros([extra], (Kind::Float, device))?], 0)?;
+            Ok((w, b))
+        })?;
+        let mut labels = self.labels.clone();
+        labels.extend(new_labels);
+        let embedding = tch::no_grad(|| self.embedding.f_detach())?;
+        *self = Self::from_parts(
+            self.config.clone(),
+            self.vs.device(),
+            &embedding,
+            &grown.0,
+            &grown.1,
+            labels,
+        )?;
+        Ok(())
+    }
+
+    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+        let targets = examples
+            .iter()
+            .map(|e| self.label_index(&e.expected_output))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let targets = Tensor::f_from_slice(&targets)?.f_to_device(self.vs.device())?;
+        let log_probs = self.logits(&inputs)?.f_log_softmax(-1, Kind::Float)?;
+        Ok(log_probs.f_nll_loss(&targets, None::<Tensor>, Reduction::Mean, -100)?)
+    }
+
+    fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
+        if self.labels.is_empty() {
+            return Err(ModelError::NotTrained("the classifier knows no label yet".into()));
+        }
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let probs =
+            tch::no_grad(|| -> Result<Tensor, ModelError> { Ok(self.logits(inputs)?.f_softmax(-1, Kind::Float)?) })?;
+        let (top, arg) = probs.f_max_dim(-1, false)?;
+        let top = Vec::<f32>::try_from(top.f_to_device(Device::Cpu)?)?;
+        let arg = Vec::<i64>::try_from(arg.f_to_device(Device::Cpu)?)?;
+        Ok(top
+            .into_iter()
+            .zip(arg)
+            .map(|(p, i)| ModelOutput {
+                output: Target::Label(self.labels[i as usize].clone()),
+                confidence: f64::from(p),
+            })
+            .collect())
+    }
+
+    fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
+        let copy = tch::no_grad(|| -> Result<TextClassifier, ModelError> {
+            Self::from_parts(
+                self.config.clone(),
+                self.vs.device(),
+                &self.embedding,
+                &self.out_weight,
+                &self.out_bias,
+                self.labels.clone(),
+            )
+        })?;
+        Ok(Box::new(copy))
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.learning_rate
+    }
+
+    fn minibatch_size(&self) -> usize {
+        self.config.minibatch_size
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.labels.clone()
+    }
+}

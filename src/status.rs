@@ -1,0 +1,80 @@
+//! The training status: the original's fields, plus per-agent detail.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::example::ModelPerformance;
+
+/// A snapshot of the whole training system (serialisable to JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingStatus {
+    /// Whether any agent is updating right now.
+    pub is_training: bool,
+    /// Buffered examples per agent.
+    pub buffer_sizes: BTreeMap<String, usize>,
+    /// Buffered examples over all agents.
+    pub total_examples: usize,
+    /// Updates recorded since start.
+    pub performance_history_size: usize,
+    /// The last five updates, oldest first.
+    pub recent_performance: Vec<ModelPerformance>,
+    /// Buffered examples that trigger an update.
+    pub update_threshold: usize,
+    /// Largest tolerated held-out drop.
+    pub rollback_threshold: f64,
+    /// Where models train (`cpu` or `cuda:0`).
+    pub device: String,
+    /// Agents with an update queued or running.
+    pub updates_in_flight: usize,
+    /// Per-agent detail, by agent name.
+    pub agents: BTreeMap<String, AgentStatus>,
+}
+
+/// The state of one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// Examples waiting to be trained.
+    pub buffer_size: usize,
+    /// Most examples the buffer holds.
+    pub buffer_capacity: usize,
+    /// Whether an update of this agent is running.
+    pub is_training: bool,
+    /// Predictions without a known answer waiting for a label.
+    pub pending_review: usize,
+    /// Examples accepted (buffered or held out).
+    pub examples_received: u64,
+    /// Examples kept out of training for evaluation.
+    pub examples_held_out: u64,
+    /// Examples trained into an accepted update.
+    pub examples_trained: u64,
+    /// Examples that left a full buffer (or were not buffered) as the least valuable.
+    pub examples_evicted: u64,
+    /// Updates kept.
+    pub updates_accepted: u64,
+    /// Updates discarded because the held-out metric dropped (or a value was not finite).
+    pub updates_rolled_back: u64,
+    /// Updates that failed with an error.
+    pub updates_failed: u64,
+    /// When the last update finished, in milliseconds since the Unix epoch.
+    pub last_update_ms: Option<u64>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Per-task models, by task name.
+    pub models: BTreeMap<String, ModelStatus>,
+}
+
+/// The model of one (agent, task).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// The kind of target the task learns.
+    pub target_kind: String,
+    /// The model's kind, or `None` when no built-in model learns this target kind.
+    pub model_kind: Option<String>,
+    /// Version of the live model: 0 before the first accepted update.
+    pub version: u64,
+    /// Labels a classifier knows.
+    pub labels: Vec<String>,
+    /// Held-out examples in the evaluation window.
+    pub held_out_window: usize,
+}

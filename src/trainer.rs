@@ -1,0 +1,274 @@
+//! The background side: worker threads that run updates, the periodic check,
+//! and the update pipeline itself.
+//!
+//! One update of an agent, for each task in its batch:
+//! 1. take the most valuable buffered examples (they stay buffered meanwhile);
+//! 2. copy the live model (the only moment the live model is locked before the swap);
+//! 3. measure the copy on the task's held-out window (the copy equals the live model);
+//! 4. train the copy for one epoch, at the model's low learning rate;
+//! 5. measure it again on the same held-out examples;
+//! 6. a drop larger than `rollback_threshold` keeps the live model (a rollback),
+//!    otherwise the copy is swapped in and the version goes up;
+//! 7. record a [`ModelPerformance`] and remove exactly the trained examples.
+//!
+//! Predictions keep being served by the live model during steps 3–5.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crossbeam_channel::{select, Receiver};
+use tch::nn::{self, OptimizerConfig};
+
+use crate::agent::{AgentState, LiveModel, TaskState};
+use crate::coordinator::Shared;
+use crate::error::ModelError;
+use crate::eval::{self, HeldOutWindow};
+use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
+use crate::features::{stable_hash, SplitMix64};
+use crate::models::{create_model, AgentModel, ModelKind};
+
+/// Runs queued updates until the job channel closes.
+pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) {
+    while let Ok(agent) = jobs.recv() {
+        let received_before = agent.stats.lock().examples_received;
+        let mut progress = false;
+        if !shared.is_shutting_down() {
+            agent.updating.store(true, Ordering::Release);
+            match catch_unwind(AssertUnwindSafe(|| update_agent(&shared, &agent))) {
+                Ok(removed) => progress = removed > 0,
+                Err(panic) => {
+                    let message = panic_message(&*panic);
+                    tracing::error!(agent = %agent.name, %message, "update panicked");
+                    agent.record_error(format!("update panicked: {message}"));
+                }
+            }
+            agent.updating.store(false, Ordering::Release);
+        }
+        agent.scheduled.store(false, Ordering::Release);
+        let new_arrivals = agent.stats.lock().examples_received != received_before;
+        if !shared.is_shutting_down() && (progress || new_arrivals) && shared.needs_update(&agent) {
+            shared.schedule(&agent);
+        }
+        shared.finish_job();
+    }
+}
+
+/// Wakes every `check_interval` and schedules agents whose buffer reached the
+/// threshold, or whose oldest example has waited longer than `stale_after`.
+pub(crate) fn ticker_loop(shared: Arc<Shared>, stop: Receiver<()>) {
+    let ticks = crossbeam_channel::tick(shared.config.check_interval());
+    loop {
+        select! {
+            recv(stop) -> _ => return,
+            recv(ticks) -> _ => {
+                for agent in shared.agents_snapshot() {
+                    if shared.needs_update(&agent) || is_stale(&shared, &agent) {
+                        shared.schedule(&agent);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_stale(shared: &Shared, agent: &AgentState) -> bool {
+    let oldest = agent.buffer.lock().oldest_timestamp();
+    let waited = oldest.and_then(|t| SystemTime::now().duration_since(t).ok());
+    waited.is_some_and(|w| w >= shared.config.stale_after()) && agent.trainable_len() > 0
+}
+
+/// Updates every task in the agent's best batch. Returns how many examples left
+/// the buffer.
+fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
+    let batch = agent.buffer.lock().best(shared.config.max_examples_per_update);
+    let mut by_task: BTreeMap<String, Vec<TrainingExample>> = BTreeMap::new();
+    for example in batch {
+        by_task.entry(example.task_type.clone()).or_default().push(example);
+    }
+
+    let mut done: Vec<ExampleId> = Vec::new();
+    for (task, examples) in by_task {
+        let Some((live, held_out)) = prepare_task(shared, agent, &task) else {
+            continue; // No built-in model learns this task's targets: the examples wait.
+        };
+        let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
+        match update_task(shared, agent, &task, &live, &examples, &held_out) {
+            Ok(record) => {
+                let mut stats = agent.stats.lock();
+                if record.rollback_triggered {
+                    stats.updates_rolled_back += 1;
+                } else {
+                    stats.updates_accepted += 1;
+                    stats.examples_trained += record.examples_trained as u64;
+                }
+                stats.last_update = Some(SystemTime::now());
+                drop(stats);
+                shared.record_performance(record);
+                done.extend(ids);
+            }
+            Err(e) => {
+                tracing::warn!(agent = %agent.name, task = %task, error = %e, "update failed; examples stay buffered");
+                agent.record_error(format!("update of task {task:?} failed: {e}"));
+            }
+        }
+    }
+    agent.buffer.lock().remove(&done)
+}
+
+/// The live model (created on first use) and a snapshot of the held-out
+/// window of a task; `None` when no built-in model learns its targets.
+fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<LiveModel>, Vec<TrainingExample>)> {
+    let (target_kind, existing) = {
+        let tasks = agent.tasks.lock();
+        let state = tasks.get(task)?;
+        (state.target_kind, state.model.clone())
+    };
+    ModelKind::for_target(target_kind)?;
+    let live = match existing {
+        Some(live) => live,
+        None => {
+            // Built outside the lock: initialising the weights takes a while.
+            let seed = shared.config.text_model.seed ^ stable_hash(format!("{}/{task}", agent.name).as_bytes());
+            let model = match create_model(target_kind, &shared.config.text_model, shared.device, seed) {
+                Ok(m) => m,
+                Err(e) => {
+                    agent.record_error(format!("could not create a model for task {task:?}: {e}"));
+                    return None;
+                }
+            };
+            let mut tasks = agent.tasks.lock();
+            let state = tasks.entry(task.to_string()).or_insert_with(|| TaskState {
+                target_kind,
+                held_out: HeldOutWindow::new(shared.config.performance_window),
+                model: None,
+            });
+            state
+                .model
+                .get_or_insert_with(|| Arc::new(LiveModel::new(model)))
+                .clone()
+        }
+    };
+    let held_out = agent
+        .tasks
+        .lock()
+        .get(task)
+        .map(|t| t.held_out.snapshot())
+        .unwrap_or_default();
+    Some((live, held_out))
+}
+
+fn update_task(
+    shared: &Shared,
+    agent: &AgentState,
+    task: &str,
+    live: &LiveModel,
+    examples: &[TrainingExample],
+    held_out: &[TrainingExample],
+) -> Result<ModelPerformance, ModelError> {
+    let started = Instant::now();
+    let version = live.version();
+    let mut candidate = live.model.lock().try_clone()?;
+    let before = eval::evaluate(candidate.as_ref(), held_out)?;
+
+    let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
+    let trained = train_one_epoch(candidate.as_mut(), examples, seed);
+    let (train_loss, non_finite) = match trained {
+        Ok(loss) => (loss, None),
+        Err(ModelError::NonFinite(reason)) => (f64::NAN, Some(reason)),
+        Err(e) => return Err(e),
+    };
+    let after = match non_finite {
+        None => eval::evaluate(candidate.as_ref(), held_out)?,
+        Some(_) => None,
+    };
+
+    let rollback_reason = match (&non_finite, before, after) {
+        (Some(reason), _, _) => Some(format!("training produced a non-finite value: {reason}")),
+        (None, Some(b), Some(a)) if a.drop_from(&b) > shared.config.rollback_threshold => Some(format!(
+            "held-out {} fell from {:.4} to {:.4} on {} examples, more than the rollback threshold {}",
+            a.name.as_str(),
+            b.value,
+            a.value,
+            a.examples,
+            shared.config.rollback_threshold
+        )),
+        _ => None,
+    };
+
+    let model_version = match &rollback_reason {
+        Some(reason) => {
+            tracing::warn!(agent = %agent.name, task, %reason, "update rolled back");
+            version
+        }
+        None => {
+            let old = std::mem::replace(&mut *live.model.lock(), candidate);
+            let new_version = live.version.fetch_add(1, Ordering::AcqRel) + 1;
+            drop(old); // Freed outside the lock.
+            tracing::info!(
+                agent = %agent.name,
+                task,
+                version = new_version,
+                before = ?before.map(|m| m.value),
+                after = ?after.map(|m| m.value),
+                examples = examples.len(),
+                "update accepted"
+            );
+            new_version
+        }
+    };
+
+    Ok(ModelPerformance {
+        agent_name: agent.name.clone(),
+        task_type: task.to_string(),
+        model_name: live.kind.name().to_string(),
+        metric: before.or(after).map_or("accuracy", |m| m.name.as_str()).to_string(),
+        accuracy_before: before.map(|m| m.value),
+        accuracy_after: after.map(|m| m.value),
+        held_out_examples: held_out.len(),
+        examples_trained: examples.len(),
+        train_loss,
+        update_timestamp_ms: unix_millis(SystemTime::now()),
+        rollback_triggered: rollback_reason.is_some(),
+        rollback_reason,
+        model_version,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// One epoch of Adam over `examples` in shuffled minibatches. Returns the mean
+/// loss; a non-finite loss stops training with [`ModelError::NonFinite`].
+pub(crate) fn train_one_epoch(
+    model: &mut dyn AgentModel,
+    examples: &[TrainingExample],
+    seed: u64,
+) -> Result<f64, ModelError> {
+    model.prepare(examples)?;
+    let mut optimizer = nn::Adam::default().build(model.var_store(), model.learning_rate())?;
+    let mut order: Vec<&TrainingExample> = examples.iter().collect();
+    SplitMix64::new(seed).shuffle(&mut order);
+
+    let mut total = 0.0;
+    for chunk in order.chunks(model.minibatch_size()) {
+        let loss = model.loss(chunk)?;
+        let value = loss.f_double_value(&[])?;
+        if !value.is_finite() {
+            return Err(ModelError::NonFinite(format!("training loss is {value}")));
+        }
+        optimizer.zero_grad();
+        loss.f_backward()?;
+        optimizer.step();
+        total += value * chunk.len() as f64;
+    }
+    Ok(total / examples.len().max(1) as f64)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
