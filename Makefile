@@ -40,6 +40,7 @@ lint:
 
 test-rust:
 	scripts/with_test_postgres.sh $(CARGO) test --all-targets --no-fail-fast
+	$(CARGO) test --doc
 
 ## check-header: include/onthefly.h must be committed and match what build.rs generates.
 check-header:

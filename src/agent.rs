@@ -3,7 +3,7 @@
 //! label, and its counters. Every field has its own lock, held briefly; no lock
 //! is held while a model trains.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::buffer::PriorityBuffer;
 use crate::eval::HeldOutWindow;
-use crate::example::{TargetKind, TrainingExample};
+use crate::example::{ExampleId, TargetKind, TrainingExample};
 use crate::feedback::PredictionFeedback;
 use crate::models::{AgentModel, ModelKind};
 
@@ -45,6 +45,14 @@ pub(crate) struct TaskState {
     pub model: Option<Arc<LiveModel>>,
 }
 
+impl TaskState {
+    /// Whether the task can be trained: it has a model, or a built-in model
+    /// learns its kind of target.
+    pub fn trainable(&self) -> bool {
+        self.model.is_some() || ModelKind::for_target(self.target_kind).is_some()
+    }
+}
+
 /// Counters and last events of an agent, for the status.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct AgentStats {
@@ -52,6 +60,8 @@ pub(crate) struct AgentStats {
     pub examples_held_out: u64,
     pub examples_trained: u64,
     pub examples_evicted: u64,
+    pub examples_discarded: u64,
+    pub examples_failed: u64,
     pub updates_accepted: u64,
     pub updates_rolled_back: u64,
     pub updates_failed: u64,
@@ -70,6 +80,8 @@ pub(crate) struct AgentState {
     pub scheduled: AtomicBool,
     /// Set while an update of this agent is running.
     pub updating: AtomicBool,
+    /// Failed update attempts per buffered example.
+    failures: Mutex<HashMap<ExampleId, u32>>,
 }
 
 impl AgentState {
@@ -82,12 +94,39 @@ impl AgentState {
             stats: Mutex::new(AgentStats::default()),
             scheduled: AtomicBool::new(false),
             updating: AtomicBool::new(false),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
     /// The live model of a task, if one exists.
     pub fn live_model(&self, task: &str) -> Option<Arc<LiveModel>> {
         self.tasks.lock().get(task).and_then(|t| t.model.clone())
+    }
+
+    /// Counts a failed attempt for each id; returns the ids that have now
+    /// failed `max_attempts` times (and forgets them).
+    pub fn count_failure(&self, ids: &[ExampleId], max_attempts: u32) -> Vec<ExampleId> {
+        let mut failures = self.failures.lock();
+        let mut given_up = Vec::new();
+        for id in ids {
+            let attempts = failures.entry(*id).or_insert(0);
+            *attempts += 1;
+            if *attempts >= max_attempts {
+                failures.remove(id);
+                given_up.push(*id);
+            }
+        }
+        given_up
+    }
+
+    /// Forgets the failed attempts of examples that left the buffer.
+    pub fn forget_failures(&self, ids: &[ExampleId]) {
+        let mut failures = self.failures.lock();
+        if !failures.is_empty() {
+            for id in ids {
+                failures.remove(id);
+            }
+        }
     }
 
     /// Records an error for the status.
@@ -104,7 +143,7 @@ impl AgentState {
             .tasks
             .lock()
             .iter()
-            .filter(|(_, t)| ModelKind::for_target(t.target_kind).is_none())
+            .filter(|(_, t)| !t.trainable())
             .map(|(name, _)| name.clone())
             .collect();
         let buffer = self.buffer.lock();

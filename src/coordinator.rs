@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentState, TaskState};
+use crate::agent::{AgentState, LiveModel, TaskState};
 use crate::buffer::Insert;
 use crate::config::Config;
 use crate::error::{Error, ModelError, Result, ValidationError};
@@ -21,7 +21,7 @@ use crate::example::{
     check_unit, unix_millis, ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample,
 };
 use crate::feedback::{judge, PredictionFeedback, UserCorrection};
-use crate::models::ModelKind;
+use crate::models::{AgentModel, ModelKind};
 use crate::status::{AgentStatus, ModelStatus, TrainingStatus};
 use crate::trainer;
 
@@ -237,7 +237,7 @@ impl Coordinator {
     pub fn add_training_example(&self, example: NewExample) -> Result<Receipt> {
         self.ensure_running()?;
         self.validate_example(&example)?;
-        self.accept(example)
+        self.accept(example, true)
     }
 
     /// Hands in an agent's prediction (the original's `add_prediction_feedback`);
@@ -301,7 +301,7 @@ impl Coordinator {
                 .with_importance(j.importance)
                 .with_source(feedback.source_url.clone());
                 example.user_feedback = Some(note);
-                let receipt = self.accept(example)?;
+                let receipt = self.accept(example, true)?;
                 Ok(FeedbackOutcome::Learned {
                     receipt,
                     uncertainty: j.uncertainty,
@@ -344,7 +344,8 @@ impl Coordinator {
         .with_priority(correction.priority)
         .with_feedback(note);
         self.validate_example(&example)?;
-        self.accept(example)
+        // A person's answer is too valuable to spend on evaluation only.
+        self.accept(example, false)
     }
 
     /// Queues an update of the agent now, whatever its buffer holds (the
@@ -353,6 +354,41 @@ impl Coordinator {
         self.ensure_running()?;
         let agent = self.agent(agent_name)?;
         self.shared.schedule(&agent);
+        Ok(())
+    }
+
+    /// Installs a model the caller built for an (agent, task), instead of the
+    /// built-in one its target kind would get. The task's target kind becomes
+    /// the model's; examples of another kind are refused from then on.
+    pub fn register_model(&self, agent_name: &str, task_type: &str, model: Box<dyn AgentModel>) -> Result<()> {
+        self.ensure_running()?;
+        let limits = &self.shared.config;
+        check_name("agent_name", agent_name, limits.max_name_bytes)?;
+        check_name("task_type", task_type, limits.max_name_bytes)?;
+        let agent = self.agent_or_create(agent_name);
+        let mut tasks = agent.tasks.lock();
+        let kind = model.target_kind();
+        let state = tasks.entry(task_type.to_string()).or_insert_with(|| TaskState {
+            target_kind: kind,
+            held_out: HeldOutWindow::new(limits.performance_window),
+            model: None,
+        });
+        if state.target_kind != kind {
+            return Err(ValidationError::TargetKindMismatch {
+                agent: agent_name.to_string(),
+                task: task_type.to_string(),
+                expected: state.target_kind,
+                got: kind,
+            }
+            .into());
+        }
+        if state.model.is_some() {
+            return Err(Error::ModelExists {
+                agent: agent_name.to_string(),
+                task: task_type.to_string(),
+            });
+        }
+        state.model = Some(Arc::new(LiveModel::new(model)));
         Ok(())
     }
 
@@ -519,8 +555,9 @@ impl Coordinator {
         self.check_task_kind(&example.agent_name, &example.task_type, example.expected_output.kind())
     }
 
-    /// Routes a validated example: held out, or buffered (and maybe an update queued).
-    fn accept(&self, example: NewExample) -> Result<Receipt> {
+    /// Routes a validated example: held out (when `may_hold_out` and the hash
+    /// says so, and it is not urgent), or buffered (and maybe an update queued).
+    fn accept(&self, example: NewExample, may_hold_out: bool) -> Result<Receipt> {
         let config = &self.shared.config;
         let agent = self.agent_or_create(&example.agent_name);
         let kind = example.expected_output.kind();
@@ -562,8 +599,12 @@ impl Coordinator {
             correction_priority: priority,
         };
 
-        let evaluable = ModelKind::for_target(kind).is_some();
-        if !urgent && evaluable && is_held_out(&example.input_text, config.held_out_fraction) {
+        let evaluable = agent
+            .tasks
+            .lock()
+            .get(&example.task_type)
+            .is_some_and(|t| t.trainable());
+        if may_hold_out && !urgent && evaluable && is_held_out(&example.input_text, config.held_out_fraction) {
             agent.hold_out(example);
             let mut stats = agent.stats.lock();
             stats.examples_received += 1;
@@ -612,16 +653,16 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
         .lock()
         .iter()
         .map(|(task, state)| {
-            let (version, labels) = match &state.model {
+            let (version, labels, kind) = match &state.model {
                 Some(live) => {
                     let model = live.model.lock();
-                    (live.version(), model.labels())
+                    (live.version(), model.labels(), Some(live.kind))
                 }
-                None => (0, Vec::new()),
+                None => (0, Vec::new(), ModelKind::for_target(state.target_kind)),
             };
             let status = ModelStatus {
                 target_kind: state.target_kind.to_string(),
-                model_kind: ModelKind::for_target(state.target_kind).map(|k| k.name().to_string()),
+                model_kind: kind.map(|k| k.name().to_string()),
                 version,
                 labels,
                 held_out_window: state.held_out.len(),
@@ -639,6 +680,8 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
         examples_held_out: stats.examples_held_out,
         examples_trained: stats.examples_trained,
         examples_evicted: stats.examples_evicted,
+        examples_discarded: stats.examples_discarded,
+        examples_failed: stats.examples_failed,
         updates_accepted: stats.updates_accepted,
         updates_rolled_back: stats.updates_rolled_back,
         updates_failed: stats.updates_failed,

@@ -123,6 +123,14 @@ pub enum Error {
         /// The task.
         task: String,
     },
+    /// A model is already installed for this (agent, task).
+    #[error("agent {agent:?} already has a model for task {task:?}")]
+    ModelExists {
+        /// The agent.
+        agent: String,
+        /// The task.
+        task: String,
+    },
     /// `initialize_online_training` was called again with another configuration.
     #[error("the training system is already initialised with a different configuration")]
     AlreadyInitialized,

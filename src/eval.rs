@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::example::{Target, TrainingExample};
+use crate::example::{Target, TargetKind, TrainingExample};
 use crate::features::stable_hash;
 use crate::models::AgentModel;
 
@@ -64,8 +64,10 @@ impl HeldOutWindow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricName {
-    /// Share of exactly right labels; higher is better.
+    /// Share of exactly right outputs (labels, tag sequences, JSON); higher is better.
     Accuracy,
+    /// Mean absolute error of scores; lower is better.
+    MeanAbsoluteError,
 }
 
 impl MetricName {
@@ -73,6 +75,7 @@ impl MetricName {
     pub fn as_str(self) -> &'static str {
         match self {
             MetricName::Accuracy => "accuracy",
+            MetricName::MeanAbsoluteError => "mean_absolute_error",
         }
     }
 
@@ -80,6 +83,7 @@ impl MetricName {
     pub fn higher_is_better(self) -> bool {
         match self {
             MetricName::Accuracy => true,
+            MetricName::MeanAbsoluteError => false,
         }
     }
 }
@@ -106,8 +110,10 @@ impl Metric {
     }
 }
 
-/// Measures a model on examples with the metric of its target kind. A model
-/// that cannot predict yet scores as if every answer were wrong.
+/// Measures a model on examples with the metric of its target kind: mean
+/// absolute error for scores, accuracy otherwise. A model that cannot predict
+/// yet scores as if every answer were wrong (a score of 0.5, the largest
+/// expected error, for a regressor).
 pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<Option<Metric>, ModelError> {
     if examples.is_empty() {
         return Ok(None);
@@ -118,19 +124,43 @@ pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<
         Err(ModelError::NotTrained(_)) => None,
         Err(e) => return Err(e),
     };
-    let correct = match &predictions {
-        None => 0,
-        Some(p) => examples
+    let n = examples.len() as f64;
+    let metric = if model.target_kind() == TargetKind::Score {
+        let error: f64 = examples
             .iter()
-            .zip(p)
-            .filter(|(e, p)| matches!((&e.expected_output, &p.output), (Target::Label(a), Target::Label(b)) if a == b))
-            .count(),
+            .enumerate()
+            .map(|(i, e)| {
+                let truth = match e.expected_output {
+                    Target::Score(x) => x,
+                    _ => return 1.0,
+                };
+                match predictions.as_ref().map(|p| &p[i].output) {
+                    Some(Target::Score(y)) => (truth - y).abs(),
+                    _ => 0.5,
+                }
+            })
+            .sum();
+        Metric {
+            name: MetricName::MeanAbsoluteError,
+            value: error / n,
+            examples: examples.len(),
+        }
+    } else {
+        let correct = match &predictions {
+            None => 0,
+            Some(p) => examples
+                .iter()
+                .zip(p)
+                .filter(|(e, p)| e.expected_output == p.output)
+                .count(),
+        };
+        Metric {
+            name: MetricName::Accuracy,
+            value: correct as f64 / n,
+            examples: examples.len(),
+        }
     };
-    Ok(Some(Metric {
-        name: MetricName::Accuracy,
-        value: correct as f64 / examples.len() as f64,
-        examples: examples.len(),
-    }))
+    Ok(Some(metric))
 }
 
 #[cfg(test)]

@@ -46,10 +46,15 @@ pub struct AgentStatus {
     pub examples_received: u64,
     /// Examples kept out of training for evaluation.
     pub examples_held_out: u64,
-    /// Examples trained into an accepted update.
+    /// Examples trained into an accepted update. Every accepted example is in
+    /// exactly one of: the buffer, held out, trained, evicted, discarded, failed.
     pub examples_trained: u64,
     /// Examples that left a full buffer (or were not buffered) as the least valuable.
     pub examples_evicted: u64,
+    /// Examples of updates that were rolled back (not trained into the live model).
+    pub examples_discarded: u64,
+    /// Examples given up after failing `MAX_UPDATE_ATTEMPTS` (3) updates in a row.
+    pub examples_failed: u64,
     /// Updates kept.
     pub updates_accepted: u64,
     /// Updates discarded because the held-out metric dropped (or a value was not finite).

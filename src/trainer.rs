@@ -80,8 +80,18 @@ fn is_stale(shared: &Shared, agent: &AgentState) -> bool {
     waited.is_some_and(|w| w >= shared.config.stale_after()) && agent.trainable_len() > 0
 }
 
+/// Failed updates after which an example that fails on its own leaves the
+/// buffer, so one poisonous example cannot block its agent for ever.
+pub(crate) const MAX_UPDATE_ATTEMPTS: u32 = 3;
+
 /// Updates every task in the agent's best batch. Returns how many examples left
 /// the buffer.
+///
+/// A task update that fails (an error, or a panic inside a user's model) is
+/// retried on each half of its batch, down to single examples, so the
+/// examples that do not cause the failure are still learned. An example that
+/// fails on its own stays buffered for a later attempt and leaves after
+/// [`MAX_UPDATE_ATTEMPTS`] such failures.
 fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
     let batch = agent.buffer.lock().best(shared.config.max_examples_per_update);
     let mut by_task: BTreeMap<String, Vec<TrainingExample>> = BTreeMap::new();
@@ -89,33 +99,56 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
         by_task.entry(example.task_type.clone()).or_default().push(example);
     }
 
-    let mut done: Vec<ExampleId> = Vec::new();
+    let mut removed = 0;
     for (task, examples) in by_task {
         let Some((live, held_out)) = prepare_task(shared, agent, &task) else {
             continue; // No built-in model learns this task's targets: the examples wait.
         };
-        let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
-        match update_task(shared, agent, &task, &live, &examples, &held_out) {
-            Ok(record) => {
-                let mut stats = agent.stats.lock();
-                if record.rollback_triggered {
-                    stats.updates_rolled_back += 1;
-                } else {
-                    stats.updates_accepted += 1;
-                    stats.examples_trained += record.examples_trained as u64;
+        let mut pending = vec![examples];
+        while let Some(examples) = pending.pop() {
+            let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
+            // A panic inside one update fails that update only.
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                update_task(shared, agent, &task, &live, &examples, &held_out)
+            }))
+            .unwrap_or_else(|panic| Err(format!("update panicked: {}", panic_message(&*panic))))
+            .map_err(|e| format!("update of task {task:?} failed: {e}"));
+            match outcome {
+                Ok(record) => {
+                    let n = agent.buffer.lock().remove(&ids);
+                    agent.forget_failures(&ids);
+                    let mut stats = agent.stats.lock();
+                    if record.rollback_triggered {
+                        stats.updates_rolled_back += 1;
+                        stats.examples_discarded += n as u64;
+                    } else {
+                        stats.updates_accepted += 1;
+                        stats.examples_trained += n as u64;
+                    }
+                    stats.last_update = Some(SystemTime::now());
+                    drop(stats);
+                    shared.record_performance(record);
+                    removed += n;
                 }
-                stats.last_update = Some(SystemTime::now());
-                drop(stats);
-                shared.record_performance(record);
-                done.extend(ids);
-            }
-            Err(e) => {
-                tracing::warn!(agent = %agent.name, task = %task, error = %e, "update failed; examples stay buffered");
-                agent.record_error(format!("update of task {task:?} failed: {e}"));
+                Err(message) => {
+                    tracing::warn!(agent = %agent.name, task = %task, examples = ids.len(), error = %message, "update failed");
+                    agent.record_error(message);
+                    if examples.len() > 1 {
+                        let mut first = examples;
+                        let second = first.split_off(first.len() / 2);
+                        pending.push(second);
+                        pending.push(first);
+                    } else {
+                        let given_up = agent.count_failure(&ids, MAX_UPDATE_ATTEMPTS);
+                        let n = agent.buffer.lock().remove(&given_up);
+                        agent.stats.lock().examples_failed += n as u64;
+                        removed += n;
+                    }
+                }
             }
         }
     }
-    agent.buffer.lock().remove(&done)
+    removed
 }
 
 /// The live model (created on first use) and a snapshot of the held-out
@@ -126,10 +159,10 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
         let state = tasks.get(task)?;
         (state.target_kind, state.model.clone())
     };
-    ModelKind::for_target(target_kind)?;
     let live = match existing {
         Some(live) => live,
         None => {
+            ModelKind::for_target(target_kind)?;
             // Built outside the lock: initialising the weights takes a while.
             let seed = shared.config.text_model.seed ^ stable_hash(format!("{}/{task}", agent.name).as_bytes());
             let model = match create_model(target_kind, &shared.config.text_model, shared.device, seed) {
@@ -161,6 +194,17 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
 }
 
 fn update_task(
+    shared: &Shared,
+    agent: &AgentState,
+    task: &str,
+    live: &LiveModel,
+    examples: &[TrainingExample],
+    held_out: &[TrainingExample],
+) -> Result<ModelPerformance, String> {
+    update_task_inner(shared, agent, task, live, examples, held_out).map_err(|e| e.to_string())
+}
+
+fn update_task_inner(
     shared: &Shared,
     agent: &AgentState,
     task: &str,

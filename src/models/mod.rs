@@ -24,6 +24,8 @@ use crate::example::{Target, TargetKind, TrainingExample};
 pub enum ModelKind {
     /// Hashed word n-grams into an embedding bag and a linear layer (fastText style).
     TextClassifier,
+    /// A model the caller built and registered with [`crate::Coordinator::register_model`].
+    Custom,
 }
 
 impl ModelKind {
@@ -31,6 +33,7 @@ impl ModelKind {
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::TextClassifier => "text_classifier",
+            ModelKind::Custom => "custom",
         }
     }
 
@@ -103,6 +106,6 @@ pub(crate) fn create_model(
 ) -> Result<Box<dyn AgentModel>, ModelError> {
     match ModelKind::for_target(target) {
         Some(ModelKind::TextClassifier) => Ok(Box::new(TextClassifier::new(config.clone(), device, seed)?)),
-        None => Err(ModelError::Unsupported(target)),
+        Some(ModelKind::Custom) | None => Err(ModelError::Unsupported(target)),
     }
 }

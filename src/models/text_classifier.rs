@@ -70,6 +70,20 @@ impl TextClassifier {
         })
     }
 
+    /// A deep copy with its own variables.
+    pub fn try_copy(&self) -> Result<TextClassifier, ModelError> {
+        tch::no_grad(|| {
+            Self::from_parts(
+                self.config.clone(),
+                self.vs.device(),
+                &self.embedding,
+                &self.out_weight,
+                &self.out_bias,
+                self.labels.clone(),
+            )
+        })
+    }
+
     fn logits(&self, inputs: &[&str]) -> Result<Tensor, ModelError> {
         let mut ids = Vec::new();
         let mut offsets = Vec::with_capacity(inputs.len());
@@ -195,17 +209,7 @@ impl AgentModel for TextClassifier {
     }
 
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
-        let copy = tch::no_grad(|| -> Result<TextClassifier, ModelError> {
-            Self::from_parts(
-                self.config.clone(),
-                self.vs.device(),
-                &self.embedding,
-                &self.out_weight,
-                &self.out_bias,
-                self.labels.clone(),
-            )
-        })?;
-        Ok(Box::new(copy))
+        Ok(Box::new(self.try_copy()?))
     }
 
     fn learning_rate(&self) -> f64 {

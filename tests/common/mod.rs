@@ -1,0 +1,75 @@
+//! Fixtures shared by the integration tests.
+#![allow(dead_code)] // Each test file uses a different part of this module.
+
+pub mod news;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use onthefly::{Config, ExampleId, NewExample, Priority, Target, TextModelConfig, TrainingExample};
+
+/// A configuration with a small text model (fast to copy and train), no held-out
+/// share, and a background check that never fires within a test unless asked.
+pub fn small_config() -> Config {
+    Config {
+        held_out_fraction: 0.0,
+        check_interval_ms: 3_600_000,
+        text_model: TextModelConfig {
+            hash_buckets: 4096,
+            embedding_dim: 16,
+            ..TextModelConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// A label target.
+pub fn label(s: &str) -> Target {
+    Target::Label(s.to_string())
+}
+
+/// An example for agent `agent`, task `news`, with a distinct text.
+pub fn example(agent: &str, i: usize, outlet: &str) -> NewExample {
+    NewExample::new(
+        agent,
+        "news",
+        format!("article number {i} about {outlet} things"),
+        label(outlet),
+    )
+}
+
+/// A buffered example as the buffer sees it.
+pub fn buffered(id: u64, priority: Priority, importance: f64, uncertainty: f64) -> TrainingExample {
+    TrainingExample {
+        id: ExampleId(id),
+        agent_name: "scout".into(),
+        task_type: "news".into(),
+        input_text: format!("text {id}"),
+        expected_output: label("bbc"),
+        uncertainty_score: uncertainty,
+        importance_score: importance,
+        source_url: String::new(),
+        timestamp: SystemTime::now(),
+        user_feedback: None,
+        correction_priority: priority,
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
+/// The URL of the throwaway PostgreSQL that `make test` starts. Panics (the
+/// test fails, it does not skip) when the tests were not started through it.
+pub fn database_url() -> String {
+    std::env::var("ONTHEFLY_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!("ONTHEFLY_TEST_DATABASE_URL is not set: run the tests with `make test`, which starts PostgreSQL")
+    })
+}

@@ -1,0 +1,142 @@
+//! Configuration: the original's defaults, the environment, and clear errors.
+
+use onthefly::{Config, ConfigError, DeviceChoice};
+
+#[test]
+fn defaults_are_the_originals() {
+    let c = Config::default();
+    assert_eq!(c.update_threshold, 50);
+    assert_eq!(c.max_buffer_size, 1000);
+    assert_eq!(c.performance_window, 100);
+    assert_eq!(c.rollback_threshold, 0.05);
+    assert_eq!(c.check_interval_ms, 60_000);
+    assert_eq!(c.immediate_update_priority, 2);
+    assert_eq!(c.feedback_uncertainty_threshold, 0.6);
+    assert_eq!(c.feedback_importance_threshold, 0.7);
+    assert_eq!(c.device, DeviceChoice::Auto);
+    assert!(c.database.is_none());
+    c.validate().expect("the defaults are valid");
+}
+
+#[test]
+fn environment_sets_every_documented_knob() {
+    let c = Config::from_vars([
+        ("TRAINING_UPDATE_THRESHOLD", "100"),
+        ("TRAINING_MAX_BUFFER_SIZE", "2000"),
+        ("TRAINING_PERFORMANCE_WINDOW", "200"),
+        ("TRAINING_ROLLBACK_THRESHOLD", "0.03"),
+        ("TRAINING_CHECK_INTERVAL_SECS", "2.5"),
+        ("TRAINING_HELD_OUT_FRACTION", "0.1"),
+        ("TRAINING_MAX_CONCURRENT_UPDATES", "3"),
+        ("TRAINING_DEVICE", "CPU"),
+        ("SCOUT_MODEL_PATH", "/models/scout-v2"),
+        ("FACT_CHECKER_MODEL_PATH", "/models/fact-checker-v2"),
+        ("UNRELATED", "ignored"),
+    ])
+    .expect("valid environment");
+    assert_eq!(c.update_threshold, 100);
+    assert_eq!(c.max_buffer_size, 2000);
+    assert_eq!(c.performance_window, 200);
+    assert_eq!(c.rollback_threshold, 0.03);
+    assert_eq!(c.check_interval_ms, 2500);
+    assert_eq!(c.held_out_fraction, 0.1);
+    assert_eq!(c.max_concurrent_updates, 3);
+    assert_eq!(c.device, DeviceChoice::Cpu);
+    assert_eq!(c.model_paths["scout"].to_str(), Some("/models/scout-v2"));
+    assert_eq!(c.model_paths["fact_checker"].to_str(), Some("/models/fact-checker-v2"));
+}
+
+#[test]
+fn a_bad_value_names_the_variable_and_the_value() {
+    let cases = [
+        ("TRAINING_UPDATE_THRESHOLD", "fifty"),
+        ("TRAINING_UPDATE_THRESHOLD", "0"),
+        ("TRAINING_UPDATE_THRESHOLD", "5000"), // above the buffer size
+        ("TRAINING_MAX_BUFFER_SIZE", "-1"),
+        ("TRAINING_ROLLBACK_THRESHOLD", "1.5"),
+        ("TRAINING_ROLLBACK_THRESHOLD", "NaN"),
+        ("TRAINING_HELD_OUT_FRACTION", "1"),
+        ("TRAINING_CHECK_INTERVAL_SECS", "0"),
+        ("TRAINING_DEVICE", "tpu"),
+        ("POSTGRES_PORT", "99999"),
+    ];
+    for (variable, value) in cases {
+        let mut vars = vec![(variable, value)];
+        if variable == "POSTGRES_PORT" {
+            vars.push(("POSTGRES_HOST", "db"));
+        }
+        match Config::from_vars(vars) {
+            Err(ConfigError::InvalidEnv {
+                variable: v,
+                value: got,
+                ..
+            }) => {
+                assert_eq!((v.as_str(), got.as_str()), (variable, value));
+            }
+            other => panic!("{variable}={value}: expected InvalidEnv, got {other:?}"),
+        }
+        let message = Config::from_vars([(variable, value), ("POSTGRES_HOST", "db")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(variable) && message.contains(value), "{message}");
+    }
+}
+
+#[test]
+fn database_comes_from_database_url_or_postgres_variables() {
+    assert!(Config::from_vars(Vec::<(String, String)>::new())
+        .unwrap()
+        .database
+        .is_none());
+
+    let c = Config::from_vars([
+        ("POSTGRES_HOST", "db.internal"),
+        ("POSTGRES_DB", "justnews"),
+        ("POSTGRES_USER", "justnews_user"),
+        ("POSTGRES_PASSWORD", "s3cret'pw"),
+    ])
+    .unwrap();
+    let db = c.database.expect("database configured");
+    assert_eq!(
+        db.url,
+        "host='db.internal' port=5432 dbname='justnews' user='justnews_user' password='s3cret\\'pw'"
+    );
+    let debug = format!(
+        "{db:?} {c:?}",
+        c = Config {
+            database: Some(db.clone()),
+            ..Config::default()
+        }
+    );
+    assert!(!debug.contains("s3cret"), "credentials leaked into Debug: {debug}");
+
+    let c = Config::from_vars([("DATABASE_URL", "postgresql://u:p@h/d"), ("POSTGRES_HOST", "other")]).unwrap();
+    assert_eq!(c.database.unwrap().url, "postgresql://u:p@h/d");
+}
+
+#[test]
+fn json_keeps_defaults_and_refuses_unknown_fields() {
+    let c = Config::from_json(r#"{"update_threshold": 10, "device": "cpu"}"#).unwrap();
+    assert_eq!(c.update_threshold, 10);
+    assert_eq!(c.max_buffer_size, 1000);
+    assert_eq!(c.device, DeviceChoice::Cpu);
+    assert!(matches!(
+        Config::from_json(r#"{"update_treshold": 10}"#),
+        Err(ConfigError::Json(_))
+    ));
+    let err = Config::from_json(r#"{"rollback_threshold": -0.1}"#).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ConfigError::InvalidField {
+                field: "rollback_threshold",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("-0.1"));
+    // A round trip through JSON gives the same configuration.
+    let json = serde_json::to_string(&Config::default()).unwrap();
+    assert_eq!(Config::from_json(&json).unwrap(), Config::default());
+}

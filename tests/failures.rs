@@ -1,0 +1,156 @@
+//! A failing or panicking update is recorded and the training loop goes on; a
+//! non-finite loss rejects the update. The model here is a caller's own model
+//! (the real text classifier, wrapped) that fails on marked inputs, installed
+//! with `register_model` as a user would install theirs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{label, small_config};
+use onthefly::models::{AgentModel, ModelKind, ModelOutput, TextClassifier};
+use onthefly::{Coordinator, ModelError, NewExample, Priority, TargetKind, TrainingExample};
+use tch::{nn::VarStore, Tensor};
+
+struct Fragile(TextClassifier);
+
+impl AgentModel for Fragile {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Custom
+    }
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Label
+    }
+    fn var_store(&self) -> &VarStore {
+        self.0.var_store()
+    }
+    fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
+        self.0.prepare(examples)
+    }
+    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+        if examples.iter().any(|e| e.input_text.contains("POISON")) {
+            panic!("poisoned input");
+        }
+        if examples.iter().any(|e| e.input_text.contains("NAN")) {
+            return Ok(self.0.loss(examples)? * f64::NAN);
+        }
+        self.0.loss(examples)
+    }
+    fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
+        self.0.predict(inputs)
+    }
+    fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
+        Ok(Box::new(Fragile(self.0.try_copy()?)))
+    }
+    fn learning_rate(&self) -> f64 {
+        self.0.learning_rate()
+    }
+    fn minibatch_size(&self) -> usize {
+        64 // the whole batch in one step, so a marked example spoils its batch
+    }
+    fn labels(&self) -> Vec<String> {
+        self.0.labels()
+    }
+}
+
+fn coordinator() -> Coordinator {
+    let config = small_config();
+    let c = Coordinator::new(config.clone()).unwrap();
+    let model = TextClassifier::new(config.text_model, tch::Device::Cpu, 7).unwrap();
+    c.register_model("scout", "news", Box::new(Fragile(model))).unwrap();
+    c
+}
+
+fn add(c: &Coordinator, text: &str) {
+    c.add_training_example(NewExample::new("scout", "news", text, label("bbc")))
+        .unwrap();
+}
+
+#[test]
+fn a_panicking_example_is_isolated_and_the_rest_is_learned() {
+    let c = coordinator();
+    for i in 0..7 {
+        add(&c, &format!("ordinary article {i}"));
+    }
+    add(&c, "a POISON article");
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+
+    let scout = c.get_training_status().agents["scout"].clone();
+    // Halving isolated the poisoned example: 8 → 4 → 2 → 1 failed.
+    assert_eq!(scout.updates_failed, 4, "{scout:?}");
+    assert_eq!(scout.examples_trained, 7);
+    assert_eq!(scout.buffer_size, 1);
+    let error = scout.last_error.expect("the failure is in the status");
+    assert!(
+        error.contains("panicked") && error.contains("poisoned input"),
+        "{error}"
+    );
+    assert_eq!(scout.models["news"].model_kind.as_deref(), Some("custom"));
+
+    // After MAX_UPDATE_ATTEMPTS (3) failures on its own it leaves the buffer.
+    for _ in 0..2 {
+        c.force_update_agent("scout").unwrap();
+        assert!(c.wait_for_idle(Duration::from_secs(60)));
+    }
+    let scout = c.get_training_status().agents["scout"].clone();
+    assert_eq!((scout.examples_failed, scout.buffer_size), (1, 0));
+
+    // The loop goes on: a correction still trains at once.
+    let version = scout.models["news"].version;
+    c.add_training_example(
+        NewExample::new("scout", "news", "fresh article", label("cnn")).with_priority(Priority::High),
+    )
+    .unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!(scout.models["news"].version, version + 1);
+    assert_eq!(scout.examples_trained, 8);
+}
+
+#[test]
+fn a_non_finite_loss_rejects_the_update_and_keeps_the_live_model() {
+    let c = coordinator();
+    add(&c, "a good article");
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let before = c.predict("scout", "news", "a good article").unwrap();
+    assert_eq!(before.model_version, 1);
+
+    add(&c, "a NAN article");
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let record = c.performance_history().pop().unwrap();
+    assert!(record.rollback_triggered);
+    assert!(
+        record.rollback_reason.as_deref().unwrap().contains("non-finite"),
+        "{record:?}"
+    );
+    assert!(record.train_loss.is_nan());
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!((scout.updates_rolled_back, scout.examples_discarded), (1, 1));
+    let after = c.predict("scout", "news", "a good article").unwrap();
+    assert_eq!(after.model_version, 1, "the live model was kept");
+    assert_eq!(after.confidence, before.confidence);
+}
+
+#[test]
+fn register_model_refuses_a_second_model_or_another_target_kind() {
+    let c = coordinator();
+    let model = TextClassifier::new(small_config().text_model, tch::Device::Cpu, 1).unwrap();
+    let err = c.register_model("scout", "news", Box::new(model)).unwrap_err();
+    assert!(matches!(err, onthefly::Error::ModelExists { .. }), "{err:?}");
+    c.add_training_example(NewExample::new(
+        "scout",
+        "quality",
+        "text",
+        onthefly::Target::Score(0.4),
+    ))
+    .unwrap();
+    let model = TextClassifier::new(small_config().text_model, tch::Device::Cpu, 1).unwrap();
+    let err = c.register_model("scout", "quality", Box::new(model)).unwrap_err();
+    assert!(matches!(
+        err,
+        onthefly::Error::Invalid(onthefly::ValidationError::TargetKindMismatch { .. })
+    ));
+}

@@ -1,0 +1,207 @@
+//! Every bad input gets its own typed error, and nothing of it is stored.
+
+mod common;
+
+use common::{example, label, small_config};
+use onthefly::{
+    Config, Coordinator, Error, NewExample, PredictionFeedback, Priority, Target, TargetKind, UserCorrection,
+    ValidationError,
+};
+
+fn coordinator() -> Coordinator {
+    Coordinator::new(Config {
+        max_input_bytes: 1000,
+        max_name_bytes: 16,
+        ..small_config()
+    })
+    .unwrap()
+}
+
+fn invalid(result: onthefly::Result<impl std::fmt::Debug>) -> ValidationError {
+    match result {
+        Err(Error::Invalid(e)) => e,
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn each_bad_field_has_its_own_error() {
+    let c = coordinator();
+    let base = || example("scout", 1, "bbc");
+
+    let e = invalid(c.add_training_example(NewExample {
+        agent_name: " ".into(),
+        ..base()
+    }));
+    assert_eq!(e, ValidationError::EmptyName { field: "agent_name" });
+    let e = invalid(c.add_training_example(NewExample {
+        task_type: String::new(),
+        ..base()
+    }));
+    assert_eq!(e, ValidationError::EmptyName { field: "task_type" });
+    let e = invalid(c.add_training_example(NewExample {
+        agent_name: "a".repeat(17),
+        ..base()
+    }));
+    assert_eq!(
+        e,
+        ValidationError::NameTooLong {
+            field: "agent_name",
+            len: 17,
+            max: 16
+        }
+    );
+    let e = invalid(c.add_training_example(NewExample {
+        agent_name: "scout; DROP".into(),
+        ..base()
+    }));
+    assert!(matches!(
+        e,
+        ValidationError::InvalidName {
+            field: "agent_name",
+            ..
+        }
+    ));
+    let e = invalid(c.add_training_example(NewExample {
+        input_text: "  \n".into(),
+        ..base()
+    }));
+    assert_eq!(e, ValidationError::EmptyInput);
+    let e = invalid(c.add_training_example(NewExample {
+        input_text: "x".repeat(1001),
+        ..base()
+    }));
+    assert_eq!(e, ValidationError::InputTooLong { len: 1001, max: 1000 });
+    let e = invalid(c.add_training_example(base().with_uncertainty(1.7)));
+    assert_eq!(
+        e,
+        ValidationError::OutOfUnitRange {
+            field: "uncertainty_score",
+            value: 1.7
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "uncertainty_score must be a finite number in 0..=1, got 1.7"
+    );
+    let e = invalid(c.add_training_example(base().with_importance(f64::NAN)));
+    assert!(matches!(e, ValidationError::OutOfUnitRange { field: "importance_score", value } if value.is_nan()));
+    let e = invalid(c.add_training_example(base().with_importance(f64::INFINITY)));
+    assert!(matches!(
+        e,
+        ValidationError::OutOfUnitRange {
+            field: "importance_score",
+            ..
+        }
+    ));
+    let e = invalid(c.add_training_example(NewExample {
+        expected_output: label(""),
+        ..base()
+    }));
+    assert_eq!(e, ValidationError::EmptyLabel);
+    let e = invalid(c.add_training_example(NewExample::new("scout", "quality", "good text", Target::Score(-0.1))));
+    assert_eq!(
+        e,
+        ValidationError::OutOfUnitRange {
+            field: "expected_output",
+            value: -0.1
+        }
+    );
+    let tags = Target::Tags(vec!["B-person".into(), "O".into()]);
+    let e = invalid(c.add_training_example(NewExample::new("analyst", "ner", "Obama visited Paris", tags)));
+    assert_eq!(e, ValidationError::TagCountMismatch { tokens: 3, tags: 2 });
+    let e = invalid(c.add_training_example(NewExample {
+        source_url: "u".repeat(1001),
+        ..base()
+    }));
+    assert!(matches!(
+        e,
+        ValidationError::NameTooLong {
+            field: "source_url",
+            ..
+        }
+    ));
+
+    // Nothing of any refused input was stored: no agent even exists.
+    let status = c.get_training_status();
+    assert!(status.agents.is_empty(), "{:?}", status.agents);
+    assert_eq!(status.total_examples, 0);
+}
+
+#[test]
+fn priority_out_of_range_is_refused() {
+    assert_eq!(Priority::try_from(3u8), Ok(Priority::Critical));
+    assert_eq!(Priority::try_from(7u8), Err(ValidationError::PriorityOutOfRange(7)));
+    assert_eq!(Priority::try_from(-1i64), Err(ValidationError::PriorityOutOfRange(-1)));
+    let e: Result<Priority, _> = serde_json::from_str("4");
+    assert!(e
+        .unwrap_err()
+        .to_string()
+        .contains("correction_priority must be in 0..=3, got 4"));
+}
+
+#[test]
+fn a_task_keeps_the_target_kind_of_its_first_example() {
+    let c = coordinator();
+    c.add_training_example(example("scout", 1, "bbc")).unwrap();
+    let e = invalid(c.add_training_example(NewExample::new("scout", "news", "some text", Target::Score(0.5))));
+    assert_eq!(
+        e,
+        ValidationError::TargetKindMismatch {
+            agent: "scout".into(),
+            task: "news".into(),
+            expected: TargetKind::Label,
+            got: TargetKind::Score,
+        }
+    );
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!(scout.buffer_size, 1);
+    assert_eq!(scout.examples_received, 1);
+}
+
+#[test]
+fn feedback_and_corrections_are_validated_too() {
+    let c = coordinator();
+    let feedback = PredictionFeedback {
+        agent_name: "scout".into(),
+        task_type: "news".into(),
+        input_text: "text".into(),
+        predicted_output: label("bbc"),
+        actual_output: Some(label("cnn")),
+        confidence_score: 1.2,
+        source_url: String::new(),
+    };
+    let e = invalid(c.add_prediction_feedback(feedback.clone()));
+    assert_eq!(
+        e,
+        ValidationError::OutOfUnitRange {
+            field: "confidence_score",
+            value: 1.2
+        }
+    );
+    let e = invalid(c.add_prediction_feedback(PredictionFeedback {
+        confidence_score: 0.5,
+        actual_output: Some(Target::Score(0.3)),
+        ..feedback
+    }));
+    assert!(matches!(e, ValidationError::TargetKindMismatch { .. }));
+    let e = invalid(c.add_user_correction(UserCorrection::new("scout", "news", "text", label("bbc"), label(" "))));
+    assert_eq!(e, ValidationError::EmptyLabel);
+    assert!(c.get_training_status().agents.is_empty());
+}
+
+#[test]
+fn unknown_agents_and_missing_models_are_clear_errors() {
+    let c = coordinator();
+    assert!(matches!(c.force_update_agent("nobody"), Err(Error::UnknownAgent(a)) if a == "nobody"));
+    assert!(matches!(
+        c.predict("nobody", "news", "text"),
+        Err(Error::UnknownAgent(_))
+    ));
+    c.add_training_example(example("scout", 1, "bbc")).unwrap();
+    assert!(matches!(c.predict("scout", "news", "text"), Err(Error::NoModel { .. })));
+    assert!(matches!(
+        c.predict("scout", "other", "text"),
+        Err(Error::NoModel { .. })
+    ));
+}
