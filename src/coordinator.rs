@@ -2,14 +2,14 @@
 //! agent trains, serves predictions and reports the status. Training itself
 //! runs on the threads of [`crate::trainer`]; no call here waits for it.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentState, LiveModel, TaskState};
@@ -22,11 +22,9 @@ use crate::example::{
 };
 use crate::feedback::{judge, PredictionFeedback, UserCorrection};
 use crate::models::{AgentModel, ModelKind};
+use crate::runtime::Shared;
 use crate::status::{AgentStatus, ModelStatus, TrainingStatus};
 use crate::trainer;
-
-/// Performance records kept in memory (older ones live in the store).
-const HISTORY_IN_MEMORY: usize = 10_000;
 
 /// Where an accepted example went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,74 +86,6 @@ pub struct Prediction {
     pub model_version: u64,
 }
 
-/// State shared by the coordinator's handle and its threads.
-pub(crate) struct Shared {
-    pub config: Config,
-    pub device: tch::Device,
-    agents: RwLock<BTreeMap<String, Arc<AgentState>>>,
-    next_id: AtomicU64,
-    jobs: Mutex<Option<Sender<Arc<AgentState>>>>,
-    in_flight: Mutex<usize>,
-    idle: Condvar,
-    shutting_down: AtomicBool,
-    history: Mutex<VecDeque<ModelPerformance>>,
-    history_total: AtomicU64,
-}
-
-impl Shared {
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
-    }
-
-    pub fn agents_snapshot(&self) -> Vec<Arc<AgentState>> {
-        self.agents.read().values().cloned().collect()
-    }
-
-    /// Whether an agent should train now: its buffer reached the threshold or
-    /// holds an example of at least the immediate-update priority.
-    pub fn needs_update(&self, agent: &AgentState) -> bool {
-        let urgent = agent
-            .buffer
-            .lock()
-            .max_priority()
-            .is_some_and(|p| u8::from(p) >= self.config.immediate_update_priority);
-        urgent || agent.trainable_len() >= self.config.update_threshold
-    }
-
-    /// Queues an update of the agent unless one is already queued or running.
-    pub fn schedule(&self, agent: &Arc<AgentState>) {
-        if agent.scheduled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        *self.in_flight.lock() += 1;
-        let sent = match self.jobs.lock().as_ref() {
-            Some(jobs) => jobs.send(Arc::clone(agent)).is_ok(),
-            None => false,
-        };
-        if !sent {
-            agent.scheduled.store(false, Ordering::Release);
-            self.finish_job();
-        }
-    }
-
-    pub fn finish_job(&self) {
-        let mut in_flight = self.in_flight.lock();
-        *in_flight = in_flight.saturating_sub(1);
-        if *in_flight == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    pub fn record_performance(&self, record: ModelPerformance) {
-        let mut history = self.history.lock();
-        if history.len() == HISTORY_IN_MEMORY {
-            history.pop_front();
-        }
-        history.push_back(record);
-        self.history_total.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
 /// The training coordinator. Owns its background threads; dropping it (or
 /// calling [`Coordinator::shutdown`]) stops and joins them.
 pub struct Coordinator {
@@ -182,18 +112,7 @@ impl Coordinator {
         let (job_tx, job_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let workers = config.max_concurrent_updates;
-        let shared = Arc::new(Shared {
-            config,
-            device,
-            agents: RwLock::new(BTreeMap::new()),
-            next_id: AtomicU64::new(1),
-            jobs: Mutex::new(Some(job_tx)),
-            in_flight: Mutex::new(0),
-            idle: Condvar::new(),
-            shutting_down: AtomicBool::new(false),
-            history: Mutex::new(VecDeque::new()),
-            history_total: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(config, device, job_tx));
         let coordinator = Coordinator {
             shared: Arc::clone(&shared),
             threads: Mutex::new(Vec::new()),

@@ -37,6 +37,7 @@ pub mod feedback;
 pub mod ffi;
 mod global;
 pub mod models;
+mod runtime;
 pub mod status;
 mod trainer;
 

@@ -23,12 +23,12 @@ use crossbeam_channel::{select, Receiver};
 use tch::nn::{self, OptimizerConfig};
 
 use crate::agent::{AgentState, LiveModel, TaskState};
-use crate::coordinator::Shared;
 use crate::error::ModelError;
 use crate::eval::{self, HeldOutWindow};
 use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::features::{stable_hash, SplitMix64};
 use crate::models::{create_model, AgentModel, ModelKind};
+use crate::runtime::Shared;
 
 /// Runs queued updates until the job channel closes.
 pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) {

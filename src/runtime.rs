@@ -1,0 +1,101 @@
+//! The state shared by the coordinator's handle and its background threads:
+//! the agents, the update queue and its in-flight count, and the performance
+//! history. Both the coordinator (ingest side) and the trainer (update side)
+//! use it; neither reaches into the other.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::agent::AgentState;
+use crate::config::Config;
+use crate::example::ModelPerformance;
+
+/// Performance records kept in memory (older ones live in the store).
+pub(crate) const HISTORY_IN_MEMORY: usize = 10_000;
+
+/// State shared by the coordinator's handle and its threads.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub device: tch::Device,
+    pub agents: RwLock<BTreeMap<String, Arc<AgentState>>>,
+    pub next_id: AtomicU64,
+    pub jobs: Mutex<Option<Sender<Arc<AgentState>>>>,
+    pub in_flight: Mutex<usize>,
+    pub idle: Condvar,
+    pub shutting_down: AtomicBool,
+    pub history: Mutex<VecDeque<ModelPerformance>>,
+    pub history_total: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(config: Config, device: tch::Device, jobs: Sender<Arc<AgentState>>) -> Shared {
+        Shared {
+            config,
+            device,
+            agents: RwLock::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            jobs: Mutex::new(Some(jobs)),
+            in_flight: Mutex::new(0),
+            idle: Condvar::new(),
+            shutting_down: AtomicBool::new(false),
+            history: Mutex::new(VecDeque::new()),
+            history_total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub fn agents_snapshot(&self) -> Vec<Arc<AgentState>> {
+        self.agents.read().values().cloned().collect()
+    }
+
+    /// Whether an agent should train now: its buffer reached the threshold or
+    /// holds an example of at least the immediate-update priority.
+    pub fn needs_update(&self, agent: &AgentState) -> bool {
+        let urgent = agent
+            .buffer
+            .lock()
+            .max_priority()
+            .is_some_and(|p| u8::from(p) >= self.config.immediate_update_priority);
+        urgent || agent.trainable_len() >= self.config.update_threshold
+    }
+
+    /// Queues an update of the agent unless one is already queued or running.
+    pub fn schedule(&self, agent: &Arc<AgentState>) {
+        if agent.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *self.in_flight.lock() += 1;
+        let sent = match self.jobs.lock().as_ref() {
+            Some(jobs) => jobs.send(Arc::clone(agent)).is_ok(),
+            None => false,
+        };
+        if !sent {
+            agent.scheduled.store(false, Ordering::Release);
+            self.finish_job();
+        }
+    }
+
+    pub fn finish_job(&self) {
+        let mut in_flight = self.in_flight.lock();
+        *in_flight = in_flight.saturating_sub(1);
+        if *in_flight == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    pub fn record_performance(&self, record: ModelPerformance) {
+        let mut history = self.history.lock();
+        if history.len() == HISTORY_IN_MEMORY {
+            history.pop_front();
+        }
+        history.push_back(record);
+        self.history_total.fetch_add(1, Ordering::AcqRel);
+    }
+}
