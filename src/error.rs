@@ -87,6 +87,9 @@ pub enum ModelError {
     /// The model cannot answer yet (for example a classifier that knows no label).
     #[error("the model is not trained yet: {0}")]
     NotTrained(String),
+    /// The model does not offer this operation.
+    #[error("not supported: {0}")]
+    NotSupported(String),
     /// No built-in model learns this kind of target.
     #[error("no built-in model learns {0} targets")]
     Unsupported(TargetKind),

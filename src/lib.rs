@@ -31,6 +31,7 @@ pub mod config;
 mod coordinator;
 pub mod error;
 pub mod eval;
+pub mod ewc;
 pub mod example;
 pub mod features;
 pub mod feedback;

@@ -90,6 +90,16 @@ pub trait AgentModel: Send {
     /// Examples per optimiser step.
     fn minibatch_size(&self) -> usize;
 
+    /// Targets drawn from the model's own predictive distribution for the
+    /// inputs of `examples` (for the "true" Fisher), seeded by `seed`.
+    fn sample_targets(&self, examples: &[&TrainingExample], seed: u64) -> Result<Vec<Target>, ModelError> {
+        let _ = (examples, seed);
+        Err(ModelError::NotSupported(format!(
+            "{} models cannot sample targets",
+            self.kind().name()
+        )))
+    }
+
     /// Names of the classes it can predict (empty for non-classifiers).
     fn labels(&self) -> Vec<String> {
         Vec::new()

@@ -212,6 +212,34 @@ impl AgentModel for TextClassifier {
         Ok(Box::new(self.try_copy()?))
     }
 
+    fn sample_targets(&self, examples: &[&TrainingExample], seed: u64) -> Result<Vec<Target>, ModelError> {
+        if self.labels.is_empty() {
+            return Err(ModelError::NotTrained("the classifier knows no label yet".into()));
+        }
+        let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let probs = tch::no_grad(|| -> Result<Tensor, ModelError> {
+            Ok(self.logits(&inputs)?.f_softmax(-1, Kind::Float)?.f_to_device(Device::Cpu)?)
+        })?;
+        let labels = self.labels.len();
+        let probs = Vec::<f32>::try_from(probs.f_reshape([-1])?)?;
+        let mut rng = SplitMix64::new(seed);
+        Ok(probs
+            .chunks(labels)
+            .map(|row| {
+                let u = rng.next_f32();
+                let mut cumulative = 0.0;
+                let index = row
+                    .iter()
+                    .position(|&p| {
+                        cumulative += p;
+                        u < cumulative
+                    })
+                    .unwrap_or(labels - 1);
+                Target::Label(self.labels[index].clone())
+            })
+            .collect())
+    }
+
     fn learning_rate(&self) -> f64 {
         self.config.learning_rate
     }

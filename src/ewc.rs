@@ -1,0 +1,310 @@
+//! Elastic Weight Consolidation (Kirkpatrick et al. 2017) with the online
+//! variant of Schwarz et al. (2018), over any model's `VarStore`.
+//!
+//! The diagonal Fisher information of each trainable variable is estimated
+//! from per-example gradients of the log-likelihood,
+//! `Fᵢ = mean over examples of (∂ log p(y|x) / ∂θᵢ)²`, with the true labels (the
+//! empirical Fisher) or with labels sampled from the model (the "true"
+//! Fisher). An update then minimises `loss + λ/2 · Σᵢ Fᵢ (θᵢ − θ*ᵢ)²`, and after
+//! an accepted update `F ← γ·F + F_new` and `θ* ← θ`.
+//!
+//! Variables are matched by name. A variable that grew since the anchor was
+//! taken (a classifier's new label rows) is compared on the part that existed:
+//! the new part has zero importance until it is consolidated. A variable whose
+//! shape shrank or changed rank is not penalised (and is logged).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn::VarStore, Kind, Tensor};
+
+use crate::error::ModelError;
+use crate::example::TrainingExample;
+use crate::models::AgentModel;
+
+/// Which labels the Fisher's log-likelihood gradients use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FisherKind {
+    /// The examples' true labels (the empirical Fisher).
+    #[default]
+    Empirical,
+    /// Labels sampled from the model's own predictive distribution.
+    True,
+}
+
+/// EWC settings of the built-in models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EwcConfig {
+    /// Whether updates are regularised at all (off: plain fine-tuning).
+    pub enabled: bool,
+    /// Strength λ of the penalty.
+    pub lambda: f64,
+    /// Decay γ of the old Fisher at each consolidation (1.0 keeps it whole).
+    pub gamma: f64,
+    /// Most examples of an update used to estimate its Fisher.
+    pub fisher_samples: usize,
+    /// Empirical or true Fisher.
+    pub fisher: FisherKind,
+}
+
+impl Default for EwcConfig {
+    fn default() -> Self {
+        EwcConfig {
+            enabled: true,
+            lambda: 100.0,
+            gamma: 0.9,
+            fisher_samples: 64,
+            fisher: FisherKind::Empirical,
+        }
+    }
+}
+
+/// The consolidated importance `F` and anchor weights `θ*` of one model.
+#[derive(Debug, Default)]
+pub struct EwcState {
+    fisher: BTreeMap<String, Tensor>,
+    anchors: BTreeMap<String, Tensor>,
+    consolidations: u64,
+}
+
+impl EwcState {
+    /// No importance yet: the penalty is zero.
+    pub fn new() -> EwcState {
+        EwcState::default()
+    }
+
+    /// Whether nothing was consolidated yet.
+    pub fn is_empty(&self) -> bool {
+        self.fisher.is_empty()
+    }
+
+    /// How many updates were consolidated.
+    pub fn consolidations(&self) -> u64 {
+        self.consolidations
+    }
+
+    /// The diagonal Fisher per variable name.
+    pub fn fisher(&self) -> &BTreeMap<String, Tensor> {
+        &self.fisher
+    }
+
+    /// The anchor weights per variable name.
+    pub fn anchors(&self) -> &BTreeMap<String, Tensor> {
+        &self.anchors
+    }
+
+    /// Rebuilds a state from saved tensors (see [`crate::checkpoint`]).
+    pub fn from_parts(
+        fisher: BTreeMap<String, Tensor>,
+        anchors: BTreeMap<String, Tensor>,
+        consolidations: u64,
+    ) -> EwcState {
+        EwcState {
+            fisher,
+            anchors,
+            consolidations,
+        }
+    }
+
+    /// A deep copy.
+    pub fn try_clone(&self) -> Result<EwcState, ModelError> {
+        let copy = |m: &BTreeMap<String, Tensor>| -> Result<BTreeMap<String, Tensor>, ModelError> {
+            m.iter().map(|(k, t)| Ok((k.clone(), deep_copy(t)?))).collect()
+        };
+        Ok(EwcState {
+            fisher: copy(&self.fisher)?,
+            anchors: copy(&self.anchors)?,
+            consolidations: self.consolidations,
+        })
+    }
+
+    /// `λ/2 · Σᵢ Fᵢ (θᵢ − θ*ᵢ)²` over the trainable variables of `vs`,
+    /// differentiable with respect to them; `None` when there is nothing to
+    /// penalise.
+    pub fn penalty(&self, vs: &VarStore, lambda: f64) -> Result<Option<Tensor>, ModelError> {
+        if self.fisher.is_empty() || lambda == 0.0 {
+            return Ok(None);
+        }
+        let variables = vs.variables();
+        let mut total: Option<Tensor> = None;
+        for (name, fisher) in &self.fisher {
+            let (Some(theta), Some(anchor)) = (variables.get(name), self.anchors.get(name)) else {
+                continue;
+            };
+            if !theta.requires_grad() {
+                continue;
+            }
+            let Some(theta) = overlap(theta, &fisher.size())? else {
+                tracing::warn!(variable = %name, "variable shrank or changed rank since consolidation; not penalised");
+                continue;
+            };
+            let term = theta.f_sub(anchor)?.f_square()?.f_mul(fisher)?.f_sum(Kind::Float)?;
+            total = Some(match total {
+                None => term,
+                Some(t) => t.f_add(&term)?,
+            });
+        }
+        Ok(match total {
+            Some(t) => Some(t.f_mul_scalar(lambda / 2.0)?),
+            None => None,
+        })
+    }
+
+    /// Online consolidation after an accepted update: `F ← γ·F + fresh`
+    /// (the old Fisher zero-padded where variables grew) and `θ* ← θ`.
+    pub fn consolidate(
+        &mut self,
+        vs: &VarStore,
+        fresh: BTreeMap<String, Tensor>,
+        gamma: f64,
+    ) -> Result<(), ModelError> {
+        tch::no_grad(|| -> Result<(), ModelError> {
+            let variables = vs.variables();
+            let mut fisher = BTreeMap::new();
+            for (name, new) in fresh {
+                let combined = match self.fisher.get(&name) {
+                    Some(old) => match pad_to(old, &new.size())? {
+                        Some(old) => old.f_mul_scalar(gamma)?.f_add(&new)?,
+                        None => new,
+                    },
+                    None => new,
+                };
+                fisher.insert(name, combined);
+            }
+            let anchors = fisher
+                .keys()
+                .filter_map(|name| variables.get(name).map(|t| (name.clone(), t)))
+                .map(|(name, t)| Ok((name, deep_copy(t)?)))
+                .collect::<Result<BTreeMap<_, _>, ModelError>>()?;
+            self.fisher = fisher;
+            self.anchors = anchors;
+            self.consolidations += 1;
+            Ok(())
+        })
+    }
+}
+
+/// A new tensor with the values of `t`, outside the autograd graph.
+pub(crate) fn deep_copy(t: &Tensor) -> Result<Tensor, ModelError> {
+    let mut copy = t.f_zeros_like()?;
+    tch::no_grad(|| copy.f_copy_(t))?;
+    Ok(copy)
+}
+
+/// The leading part of `theta` with shape `target` (equal rank, every
+/// dimension at least as large); `None` when `theta` is smaller or of another rank.
+fn overlap(theta: &Tensor, target: &[i64]) -> Result<Option<Tensor>, ModelError> {
+    let size = theta.size();
+    if size.len() != target.len() || size.iter().zip(target).any(|(s, t)| s < t) {
+        return Ok(None);
+    }
+    let mut part = theta.shallow_clone();
+    for (dim, (&s, &t)) in size.iter().zip(target).enumerate() {
+        if s != t {
+            part = part.f_narrow(dim as i64, 0, t)?;
+        }
+    }
+    Ok(Some(part))
+}
+
+/// `old` zero-padded at the end of each dimension to `target`; `None` when
+/// `old` is larger or of another rank.
+fn pad_to(old: &Tensor, target: &[i64]) -> Result<Option<Tensor>, ModelError> {
+    let size = old.size();
+    if size.len() != target.len() || size.iter().zip(target).any(|(s, t)| s > t) {
+        return Ok(None);
+    }
+    if size == target {
+        return Ok(Some(old.shallow_clone()));
+    }
+    // constant_pad_nd takes (before, after) pairs from the last dimension backwards.
+    let pad: Vec<i64> = size.iter().zip(target).rev().flat_map(|(s, t)| [0, t - s]).collect();
+    Ok(Some(old.f_constant_pad_nd(pad)?))
+}
+
+/// Diagonal Fisher of the trainable variables of `vs`: for each of `n`
+/// examples, `nll(i)` returns that example's negative log-likelihood; the
+/// squared gradients are averaged. Any model can use this, whatever its layers.
+pub fn diagonal_fisher_with(
+    vs: &VarStore,
+    n: usize,
+    mut nll: impl FnMut(usize) -> Result<Tensor, ModelError>,
+) -> Result<BTreeMap<String, Tensor>, ModelError> {
+    let variables: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let mut sums: BTreeMap<String, Tensor> = BTreeMap::new();
+    for (name, var) in &variables {
+        sums.insert(name.clone(), var.f_zeros_like()?);
+    }
+    if n == 0 {
+        return Ok(sums);
+    }
+    for i in 0..n {
+        zero_grads(&variables)?;
+        let loss = nll(i)?;
+        loss.f_backward()?;
+        tch::no_grad(|| -> Result<(), ModelError> {
+            for (name, var) in &variables {
+                let grad = var.f_grad()?;
+                if grad.defined() {
+                    let sum = sums.get_mut(name).expect("every variable has a sum");
+                    *sum = sum.f_add(&grad.f_square()?)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    zero_grads(&variables)?;
+    let scale = 1.0 / n as f64;
+    sums.into_iter()
+        .map(|(name, sum)| Ok((name, sum.f_mul_scalar(scale)?)))
+        .collect()
+}
+
+fn zero_grads(variables: &[(String, Tensor)]) -> Result<(), ModelError> {
+    for (_, var) in variables {
+        let mut grad = var.f_grad()?;
+        if grad.defined() {
+            let _ = grad.f_zero_()?;
+        }
+    }
+    Ok(())
+}
+
+/// Diagonal Fisher of a model over (at most `max_samples` of) `examples`.
+pub fn diagonal_fisher(
+    model: &dyn AgentModel,
+    examples: &[TrainingExample],
+    kind: FisherKind,
+    max_samples: usize,
+    seed: u64,
+) -> Result<BTreeMap<String, Tensor>, ModelError> {
+    let used = &examples[..examples.len().min(max_samples)];
+    let sampled: Vec<TrainingExample> = match kind {
+        FisherKind::Empirical => used.to_vec(),
+        FisherKind::True => {
+            let refs: Vec<&TrainingExample> = used.iter().collect();
+            let targets = model.sample_targets(&refs, seed)?;
+            used.iter()
+                .zip(targets)
+                .map(|(e, target)| TrainingExample {
+                    expected_output: target,
+                    ..e.clone()
+                })
+                .collect()
+        }
+    };
+    diagonal_fisher_with(model.var_store(), sampled.len(), |i| model.loss(&[&sampled[i]]))
+}
+
+/// Whether every variable of `vs` is finite; the name of the first that is not.
+pub fn first_non_finite(vs: &VarStore) -> Result<Option<String>, ModelError> {
+    for (name, var) in vs.variables() {
+        let finite = tch::no_grad(|| var.f_isfinite()?.f_all())?;
+        if finite.f_int64_value(&[])? == 0 {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,112 @@
+//! EWC against hand-computed values: the Fisher of a tiny logistic regression,
+//! the penalty and its gradient, growth of variables, online consolidation.
+
+use std::collections::BTreeMap;
+
+use onthefly::ewc::{diagonal_fisher_with, EwcState};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+const X: [[f64; 3]; 4] = [[0.5, -1.0, 2.0], [1.5, 0.3, -0.7], [-0.2, 0.8, 0.1], [1.0, 1.0, 1.0]];
+const Y: [f64; 4] = [1.0, 0.0, 1.0, 0.0];
+const W: [f64; 3] = [0.3, -0.6, 0.2];
+const B: f64 = 0.1;
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn logistic_regression() -> (VarStore, Tensor, Tensor) {
+    let vs = VarStore::new(Device::Cpu);
+    let w = vs.root().var_copy("w", &Tensor::from_slice(&W.map(|v| v as f32)));
+    let b = vs.root().var_copy("b", &Tensor::from_slice(&[B as f32]));
+    (vs, w, b)
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap()
+}
+
+#[test]
+fn fisher_of_a_logistic_regression_equals_its_analytic_value() {
+    let (vs, w, b) = logistic_regression();
+    let fisher = diagonal_fisher_with(&vs, X.len(), |i| {
+        let x = Tensor::from_slice(&X[i].map(|v| v as f32));
+        let z = x.dot(&w) + &b;
+        let y = Tensor::from_slice(&[Y[i] as f32]);
+        Ok(z.binary_cross_entropy_with_logits::<Tensor>(&y, None, None, tch::Reduction::Sum))
+    })
+    .unwrap();
+
+    // ∂/∂w of −log p(y|x) is (σ(w·x+b) − y)·x, and ∂/∂b is σ(w·x+b) − y.
+    let mut expected_w = [0.0; 3];
+    let mut expected_b = 0.0;
+    for (x, y) in X.iter().zip(Y) {
+        let r = sigmoid(x.iter().zip(W).map(|(a, b)| a * b).sum::<f64>() + B) - y;
+        for (e, xi) in expected_w.iter_mut().zip(x) {
+            *e += (r * xi).powi(2) / X.len() as f64;
+        }
+        expected_b += r * r / X.len() as f64;
+    }
+    for (got, want) in values(&fisher["w"]).iter().zip(expected_w) {
+        assert!((got - want).abs() < 1e-5, "F_w: got {got}, want {want}");
+    }
+    assert!((values(&fisher["b"])[0] - expected_b).abs() < 1e-5);
+    // The gradients are left clean for the next optimiser step.
+    assert!(!w.grad().defined() || values(&w.grad()).iter().all(|g| *g == 0.0));
+}
+
+#[test]
+fn penalty_and_its_gradient_match_the_formula() {
+    let (vs, w, b) = logistic_regression();
+    let mut state = EwcState::new();
+    let fisher = BTreeMap::from([
+        ("w".to_string(), Tensor::from_slice(&[0.5f32, 2.0, 0.1])),
+        ("b".to_string(), Tensor::from_slice(&[3.0f32])),
+    ]);
+    state.consolidate(&vs, fisher, 0.9).unwrap(); // θ* = current weights
+    assert_eq!(state.consolidations(), 1);
+    assert!(state.penalty(&vs, 10.0).unwrap().unwrap().double_value(&[]).abs() < 1e-12);
+
+    // Move the weights away from the anchor.
+    tch::no_grad(|| {
+        let _ = w.shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, -1.0, 0.0]));
+        let _ = b.shallow_clone().copy_(&Tensor::from_slice(&[-0.4f32]));
+    });
+    let lambda = 10.0;
+    let penalty = state.penalty(&vs, lambda).unwrap().unwrap();
+    let theta = [1.0, -1.0, 0.0, -0.4];
+    let anchor = [W[0], W[1], W[2], B];
+    let f = [0.5, 2.0, 0.1, 3.0];
+    let expected: f64 = (0..4).map(|i| lambda / 2.0 * f[i] * (theta[i] - anchor[i]).powi(2)).sum();
+    assert!((penalty.double_value(&[]) - expected).abs() < 1e-4, "{} vs {expected}", penalty.double_value(&[]));
+
+    penalty.backward();
+    let grad: Vec<f64> = values(&w.grad()).into_iter().chain(values(&b.grad())).collect();
+    for i in 0..4 {
+        let want = lambda * f[i] * (theta[i] - anchor[i]);
+        assert!((grad[i] - want).abs() < 1e-4, "∂penalty/∂θ{i}: got {}, want {want}", grad[i]);
+    }
+}
+
+#[test]
+fn grown_rows_have_zero_importance_and_consolidation_decays() {
+    let vs = VarStore::new(Device::Cpu);
+    let _ = vs.root().var_copy("out", &Tensor::from_slice(&[1.0f32, 2.0]).reshape([2, 1]));
+    let mut state = EwcState::new();
+    state
+        .consolidate(&vs, BTreeMap::from([("out".into(), Tensor::from_slice(&[1.0f32, 1.0]).reshape([2, 1]))]), 0.5)
+        .unwrap();
+
+    // The variable grows by a row (a new label), as a classifier's output layer does.
+    let grown = VarStore::new(Device::Cpu);
+    let _ = grown.root().var_copy("out", &Tensor::from_slice(&[1.0f32, 2.0, 50.0]).reshape([3, 1]));
+    let penalty = state.penalty(&grown, 2.0).unwrap().unwrap();
+    assert_eq!(penalty.double_value(&[]), 0.0, "the new row is free, the old rows did not move");
+
+    // F ← γ·F + F_new, the old Fisher padded with zero importance for the new row.
+    let fresh = BTreeMap::from([("out".to_string(), Tensor::from_slice(&[0.2f32, 0.2, 0.2]).reshape([3, 1]))]);
+    state.consolidate(&grown, fresh, 0.5).unwrap();
+    assert_eq!(values(&state.fisher()["out"]), [0.7, 0.7, 0.2].map(|v: f64| (v as f32) as f64));
+    assert_eq!(values(&state.anchors()["out"]), [1.0, 2.0, 50.0]);
+    assert_eq!(state.consolidations(), 2);
+}
