@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 
 use crate::buffer::PriorityBuffer;
 use crate::eval::HeldOutWindow;
+use crate::ewc::EwcState;
 use crate::example::{ExampleId, TargetKind, TrainingExample};
 use crate::feedback::PredictionFeedback;
 use crate::models::{AgentModel, ModelKind};
@@ -22,6 +23,9 @@ pub(crate) struct LiveModel {
     pub model: Mutex<Box<dyn AgentModel>>,
     /// 0 for a freshly initialised model; +1 per accepted update.
     pub version: AtomicU64,
+    /// Importance and anchors of the live weights. Only the update of this
+    /// task touches it, so holding it through an update blocks nobody.
+    pub ewc: Mutex<EwcState>,
 }
 
 impl LiveModel {
@@ -30,6 +34,7 @@ impl LiveModel {
             kind: model.kind(),
             model: Mutex::new(model),
             version: AtomicU64::new(0),
+            ewc: Mutex::new(EwcState::new()),
         }
     }
 
@@ -62,6 +67,7 @@ pub(crate) struct AgentStats {
     pub examples_evicted: u64,
     pub examples_discarded: u64,
     pub examples_failed: u64,
+    pub examples_kept: u64,
     pub updates_accepted: u64,
     pub updates_rolled_back: u64,
     pub updates_failed: u64,
@@ -74,6 +80,9 @@ pub(crate) struct AgentState {
     pub buffer: Mutex<PriorityBuffer>,
     pub tasks: Mutex<BTreeMap<String, TaskState>>,
     pub pending_review: Mutex<VecDeque<PredictionFeedback>>,
+    /// Examples of tasks no model learns, kept (most recent first out when
+    /// full) for export as a fine-tuning data set.
+    pub kept: Mutex<VecDeque<TrainingExample>>,
     pub stats: Mutex<AgentStats>,
     /// Set while an update of this agent is queued or running, so at most one
     /// is in flight.
@@ -91,6 +100,7 @@ impl AgentState {
             buffer: Mutex::new(PriorityBuffer::new(buffer_capacity)),
             tasks: Mutex::new(BTreeMap::new()),
             pending_review: Mutex::new(VecDeque::new()),
+            kept: Mutex::new(VecDeque::new()),
             stats: Mutex::new(AgentStats::default()),
             scheduled: AtomicBool::new(false),
             updating: AtomicBool::new(false),
@@ -103,12 +113,16 @@ impl AgentState {
         self.tasks.lock().get(task).and_then(|t| t.model.clone())
     }
 
-    /// Counts a failed attempt for each id; returns the ids that have now
-    /// failed `max_attempts` times (and forgets them).
-    pub fn count_failure(&self, ids: &[ExampleId], max_attempts: u32) -> Vec<ExampleId> {
+    /// Counts a failed attempt for each id (with `known_only`, only for ids
+    /// that already failed before); returns the ids that have now failed
+    /// `max_attempts` times (and forgets them).
+    pub fn count_failure(&self, ids: &[ExampleId], max_attempts: u32, known_only: bool) -> Vec<ExampleId> {
         let mut failures = self.failures.lock();
         let mut given_up = Vec::new();
         for id in ids {
+            if known_only && !failures.contains_key(id) {
+                continue;
+            }
             let attempts = failures.entry(*id).or_insert(0);
             *attempts += 1;
             if *attempts >= max_attempts {
@@ -129,28 +143,20 @@ impl AgentState {
         }
     }
 
+    /// Removes examples from the buffer and, in the same critical section,
+    /// updates the counters with how many left, so the counters always add up.
+    pub fn remove_examples(&self, ids: &[ExampleId], count: impl FnOnce(&mut AgentStats, usize)) -> usize {
+        let mut buffer = self.buffer.lock();
+        let n = buffer.remove(ids);
+        count(&mut self.stats.lock(), n);
+        n
+    }
+
     /// Records an error for the status.
     pub fn record_error(&self, message: String) {
         let mut stats = self.stats.lock();
         stats.updates_failed += 1;
         stats.last_error = Some(message);
-    }
-
-    /// Buffered examples of tasks no built-in model learns (they wait in the
-    /// buffer and are not counted towards the update threshold).
-    pub fn trainable_len(&self) -> usize {
-        let untrainable: Vec<String> = self
-            .tasks
-            .lock()
-            .iter()
-            .filter(|(_, t)| !t.trainable())
-            .map(|(name, _)| name.clone())
-            .collect();
-        let buffer = self.buffer.lock();
-        if untrainable.is_empty() {
-            return buffer.len();
-        }
-        buffer.iter().filter(|e| !untrainable.contains(&e.task_type)).count()
     }
 
     /// Adds a copy of the example to its task's held-out window.

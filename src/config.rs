@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ewc::EwcConfig;
+
 /// A configuration value that is missing, malformed or out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
@@ -171,6 +173,10 @@ pub struct Config {
     pub model_paths: BTreeMap<String, PathBuf>,
     /// The built-in text models' hyper-parameters.
     pub text_model: TextModelConfig,
+    /// Elastic Weight Consolidation of every model.
+    pub ewc: EwcConfig,
+    /// Per-model EWC settings that replace `ewc`, keyed by `"agent/task"`.
+    pub ewc_per_task: BTreeMap<String, EwcConfig>,
 }
 
 impl Default for Config {
@@ -195,11 +201,18 @@ impl Default for Config {
             database: None,
             model_paths: BTreeMap::new(),
             text_model: TextModelConfig::default(),
+            ewc: EwcConfig::default(),
+            ewc_per_task: BTreeMap::new(),
         }
     }
 }
 
 impl Config {
+    /// The EWC settings of one (agent, task).
+    pub fn ewc_for(&self, agent: &str, task: &str) -> &EwcConfig {
+        self.ewc_per_task.get(&format!("{agent}/{task}")).unwrap_or(&self.ewc)
+    }
+
     /// The background check's period.
     pub fn check_interval(&self) -> Duration {
         Duration::from_millis(self.check_interval_ms)
@@ -380,11 +393,34 @@ impl Config {
                 return field("database", "pool_size must be at least 1, got 0".into());
             }
         }
+        for (key, ewc) in std::iter::once((&"default".to_string(), &self.ewc)).chain(&self.ewc_per_task) {
+            if !(ewc.lambda.is_finite() && ewc.lambda >= 0.0) {
+                return field(
+                    "ewc",
+                    format!("lambda of {key} must be a finite number ≥ 0, got {}", ewc.lambda),
+                );
+            }
+            if !(ewc.gamma.is_finite() && (0.0..=1.0).contains(&ewc.gamma)) {
+                return field("ewc", format!("gamma of {key} must be in 0..=1, got {}", ewc.gamma));
+            }
+            if ewc.fisher_samples == 0 {
+                return field("ewc", format!("fisher_samples of {key} must be at least 1, got 0"));
+            }
+        }
         let t = &self.text_model;
         if t.hash_buckets < 16 {
             return field(
                 "text_model",
                 format!("hash_buckets must be at least 16, got {}", t.hash_buckets),
+            );
+        }
+        if t.hash_buckets.checked_mul(t.embedding_dim).is_none_or(|n| n > 1 << 30) {
+            return field(
+                "text_model",
+                format!(
+                    "hash_buckets × embedding_dim must be at most 2^30 weights, got {} × {}",
+                    t.hash_buckets, t.embedding_dim
+                ),
             );
         }
         if t.embedding_dim == 0 || t.max_tokens == 0 || t.minibatch_size == 0 {

@@ -3,6 +3,7 @@
 //! runs on the threads of [`crate::trainer`]; no call here waits for it.
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -37,6 +38,9 @@ pub enum Placement {
     /// The buffer was full and this was its least valuable example, so it was
     /// not buffered.
     NotBuffered,
+    /// No model learns this task's kind of target: the example is kept for
+    /// export (a fine-tuning data set), not trained.
+    Kept,
 }
 
 /// The receipt of an accepted example.
@@ -206,7 +210,7 @@ impl Coordinator {
             Some(actual) => {
                 let note = format!(
                     "prediction feedback: predicted {} with confidence {:.3}{}",
-                    feedback.predicted_output.to_json(),
+                    brief(&feedback.predicted_output),
                     feedback.confidence_score,
                     if j.wrong == Some(true) { " (wrong)" } else { "" }
                 );
@@ -246,6 +250,15 @@ impl Coordinator {
     pub fn add_user_correction(&self, correction: UserCorrection) -> Result<Receipt> {
         self.ensure_running()?;
         correction.incorrect_output.validate(&correction.input_text)?;
+        if correction.incorrect_output.kind() != correction.correct_output.kind() {
+            return Err(ValidationError::TargetKindMismatch {
+                agent: correction.agent_name.clone(),
+                task: correction.task_type.clone(),
+                expected: correction.correct_output.kind(),
+                got: correction.incorrect_output.kind(),
+            }
+            .into());
+        }
         let note = correction.user_feedback.clone().unwrap_or_else(|| {
             format!(
                 "user correction: the agent answered {}",
@@ -334,7 +347,7 @@ impl Coordinator {
         let model = live.model.lock();
         // Read under the same lock as the model, so the version matches the weights.
         let version = live.version();
-        let outputs = match model.predict(inputs) {
+        let outputs = match crate::models::predict_checked(model.as_ref(), inputs) {
             Err(ModelError::NotTrained(_)) => return Err(no_model()),
             other => other?,
         };
@@ -394,13 +407,16 @@ impl Coordinator {
 
     /// Stops taking input, lets a running update finish, and joins every
     /// background thread. Queued updates that have not started are dropped
-    /// (their examples stay buffered). Calling it again does nothing.
+    /// (their examples stay buffered). Calling it again does nothing. It waits
+    /// for the running update, however long a user's model takes.
     pub fn shutdown(&self) {
         self.shared.shutting_down.store(true, Ordering::Release);
         self.shared.jobs.lock().take();
         self.stop_ticker.lock().take();
-        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock());
-        for handle in threads {
+        // The lock is held while joining, so a concurrent second call returns
+        // only once every thread has stopped.
+        let mut threads = self.threads.lock();
+        for handle in threads.drain(..) {
             let name = handle.thread().name().unwrap_or("onthefly").to_string();
             if handle.join().is_err() {
                 tracing::error!(thread = %name, "background thread panicked");
@@ -518,12 +534,28 @@ impl Coordinator {
             correction_priority: priority,
         };
 
-        let evaluable = agent
+        let trainable = agent
             .tasks
             .lock()
             .get(&example.task_type)
             .is_some_and(|t| t.trainable());
-        if may_hold_out && !urgent && evaluable && is_held_out(&example.input_text, config.held_out_fraction) {
+        if !trainable {
+            // No model learns this task: keep the example for export instead of
+            // letting it occupy the training buffer.
+            let mut kept = agent.kept.lock();
+            if kept.len() >= config.max_buffer_size {
+                kept.pop_front();
+            }
+            kept.push_back(example);
+            let mut stats = agent.stats.lock();
+            stats.examples_received += 1;
+            stats.examples_kept += 1;
+            return Ok(Receipt {
+                id,
+                placement: Placement::Kept,
+            });
+        }
+        if may_hold_out && !urgent && is_held_out(&example.input_text, config.held_out_fraction) {
             agent.hold_out(example);
             let mut stats = agent.stats.lock();
             stats.examples_received += 1;
@@ -537,19 +569,23 @@ impl Coordinator {
         if priority == Priority::Critical {
             tracing::warn!(agent = %agent.name, task = %example.task_type, id = id.0, "critical correction received");
         }
-        let outcome = agent.buffer.lock().insert(example);
-        let placement = match outcome {
-            Insert::Rejected(_) => Placement::NotBuffered,
-            _ => Placement::Buffered,
-        };
-        {
+        let (placement, buffered) = {
+            // Counters change in the same critical section as the buffer, so a
+            // status read never sees them disagree.
+            let mut buffer = agent.buffer.lock();
+            let outcome = buffer.insert(example);
             let mut stats = agent.stats.lock();
             stats.examples_received += 1;
             if !matches!(outcome, Insert::Buffered) {
                 stats.examples_evicted += 1;
             }
-        }
-        if placement == Placement::Buffered && (urgent || agent.trainable_len() >= config.update_threshold) {
+            let placement = match outcome {
+                Insert::Rejected(_) => Placement::NotBuffered,
+                _ => Placement::Buffered,
+            };
+            (placement, buffer.len())
+        };
+        if placement == Placement::Buffered && (urgent || buffered >= config.update_threshold) {
             self.shared.schedule(&agent);
         }
         Ok(Receipt { id, placement })
@@ -563,33 +599,47 @@ impl Drop for Coordinator {
 }
 
 fn agent_status(agent: &AgentState) -> AgentStatus {
-    let (buffer_size, buffer_capacity) = {
+    let (buffer_size, buffer_capacity, stats) = {
+        // The buffer and its counters are read in one critical section.
         let buffer = agent.buffer.lock();
-        (buffer.len(), buffer.capacity())
+        (buffer.len(), buffer.capacity(), agent.stats.lock().clone())
     };
-    let models = agent
+    // Copy what is needed under the task lock, then lock each model without
+    // holding it, so a long prediction never blocks ingest.
+    let tasks: Vec<(String, TargetKind, usize, Option<Arc<LiveModel>>)> = agent
         .tasks
         .lock()
         .iter()
         .map(|(task, state)| {
-            let (version, labels, kind) = match &state.model {
+            (
+                task.clone(),
+                state.target_kind,
+                state.held_out.len(),
+                state.model.clone(),
+            )
+        })
+        .collect();
+    let models = tasks
+        .into_iter()
+        .map(|(task, target_kind, held_out_window, live)| {
+            let (version, labels, kind) = match &live {
                 Some(live) => {
                     let model = live.model.lock();
-                    (live.version(), model.labels(), Some(live.kind))
+                    let labels = catch_unwind(AssertUnwindSafe(|| model.labels())).unwrap_or_default();
+                    (live.version(), labels, Some(live.kind))
                 }
-                None => (0, Vec::new(), ModelKind::for_target(state.target_kind)),
+                None => (0, Vec::new(), ModelKind::for_target(target_kind)),
             };
             let status = ModelStatus {
-                target_kind: state.target_kind.to_string(),
+                target_kind: target_kind.to_string(),
                 model_kind: kind.map(|k| k.name().to_string()),
                 version,
                 labels,
-                held_out_window: state.held_out.len(),
+                held_out_window,
             };
-            (task.clone(), status)
+            (task, status)
         })
         .collect();
-    let stats = agent.stats.lock().clone();
     AgentStatus {
         buffer_size,
         buffer_capacity,
@@ -601,6 +651,7 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
         examples_evicted: stats.examples_evicted,
         examples_discarded: stats.examples_discarded,
         examples_failed: stats.examples_failed,
+        examples_kept: stats.examples_kept,
         updates_accepted: stats.updates_accepted,
         updates_rolled_back: stats.updates_rolled_back,
         updates_failed: stats.updates_failed,
@@ -608,6 +659,17 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
         last_error: stats.last_error,
         models,
     }
+}
+
+/// A short JSON rendering of an output for notes (at most about 200 bytes).
+fn brief(target: &Target) -> String {
+    let mut text = target.to_json().to_string();
+    if text.len() > 200 {
+        let cut = (0..=200).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 fn device_name(device: tch::Device) -> String {

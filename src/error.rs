@@ -87,6 +87,17 @@ pub enum ModelError {
     /// The model cannot answer yet (for example a classifier that knows no label).
     #[error("the model is not trained yet: {0}")]
     NotTrained(String),
+    /// The model panicked.
+    #[error("the model panicked: {0}")]
+    Panicked(String),
+    /// The model returned another number of outputs than it was given inputs.
+    #[error("the model returned {outputs} outputs for {inputs} inputs")]
+    OutputCount {
+        /// Inputs given.
+        inputs: usize,
+        /// Outputs returned.
+        outputs: usize,
+    },
     /// The model does not offer this operation.
     #[error("not supported: {0}")]
     NotSupported(String),

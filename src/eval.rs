@@ -13,7 +13,8 @@ use crate::models::AgentModel;
 
 /// Whether an input belongs to the held-out share. A stable hash of the text
 /// decides, so the same text is always on the same side, in every process and
-/// on every machine, and a duplicate of a held-out text is never trained on.
+/// on every machine. (Corrections and urgent examples are trained whatever
+/// the hash says, so such a text can be both trained on and held out.)
 pub fn is_held_out(input_text: &str, fraction: f64) -> bool {
     const SCALE: u64 = 1 << 20;
     let slot = stable_hash(input_text.as_bytes()) % SCALE;
@@ -119,7 +120,7 @@ pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<
         return Ok(None);
     }
     let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-    let predictions = match model.predict(&inputs) {
+    let predictions = match crate::models::predict_checked(model, &inputs) {
         Ok(p) => Some(p),
         Err(ModelError::NotTrained(_)) => None,
         Err(e) => return Err(e),

@@ -52,7 +52,9 @@ pub struct EwcConfig {
 impl Default for EwcConfig {
     fn default() -> Self {
         EwcConfig {
-            enabled: true,
+            // Off until λ is chosen on the continual-learning experiments: on the
+            // news stream λ = 1 already cost 7 points of held-out accuracy.
+            enabled: false,
             lambda: 100.0,
             gamma: 0.9,
             fisher_samples: 64,
@@ -160,7 +162,7 @@ impl EwcState {
         fresh: BTreeMap<String, Tensor>,
         gamma: f64,
     ) -> Result<(), ModelError> {
-        tch::no_grad(|| -> Result<(), ModelError> {
+        crate::grad::no_grad(|| -> Result<(), ModelError> {
             let variables = vs.variables();
             let mut fisher = BTreeMap::new();
             for (name, new) in fresh {
@@ -189,7 +191,7 @@ impl EwcState {
 /// A new tensor with the values of `t`, outside the autograd graph.
 pub(crate) fn deep_copy(t: &Tensor) -> Result<Tensor, ModelError> {
     let mut copy = t.f_zeros_like()?;
-    tch::no_grad(|| copy.f_copy_(t))?;
+    crate::grad::no_grad(|| copy.f_copy_(t))?;
     Ok(copy)
 }
 
@@ -244,7 +246,7 @@ pub fn diagonal_fisher_with(
         zero_grads(&variables)?;
         let loss = nll(i)?;
         loss.f_backward()?;
-        tch::no_grad(|| -> Result<(), ModelError> {
+        crate::grad::no_grad(|| -> Result<(), ModelError> {
             for (name, var) in &variables {
                 let grad = var.f_grad()?;
                 if grad.defined() {
@@ -301,7 +303,7 @@ pub fn diagonal_fisher(
 /// Whether every variable of `vs` is finite; the name of the first that is not.
 pub fn first_non_finite(vs: &VarStore) -> Result<Option<String>, ModelError> {
     for (name, var) in vs.variables() {
-        let finite = tch::no_grad(|| var.f_isfinite()?.f_all())?;
+        let finite = crate::grad::no_grad(|| var.f_isfinite()?.f_all())?;
         if finite.f_int64_value(&[])? == 0 {
             return Ok(Some(name));
         }

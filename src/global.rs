@@ -21,14 +21,17 @@ static GLOBAL: OnceLock<Coordinator> = OnceLock::new();
 static INIT: Mutex<()> = Mutex::new(());
 
 /// Starts the global training system with `config`, or returns it when it is
-/// already running with the same configuration.
+/// already running with the same configuration. After [`shutdown`] it is an
+/// error ([`Error::ShutDown`]): the global instance cannot be restarted.
 pub fn initialize_online_training(config: Config) -> Result<&'static Coordinator> {
     let _guard = INIT.lock();
     if let Some(existing) = GLOBAL.get() {
-        return if *existing.config() == config {
-            Ok(existing)
-        } else {
+        return if *existing.config() != config {
             Err(Error::AlreadyInitialized)
+        } else if existing.is_shut_down() {
+            Err(Error::ShutDown)
+        } else {
+            Ok(existing)
         };
     }
     let coordinator = Coordinator::new(config)?;

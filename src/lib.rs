@@ -37,10 +37,12 @@ pub mod features;
 pub mod feedback;
 pub mod ffi;
 mod global;
+mod grad;
 pub mod models;
 mod runtime;
 pub mod status;
 mod trainer;
+pub use trainer::train_one_epoch;
 
 pub use config::{Config, ConfigError, DatabaseConfig, DeviceChoice, TextModelConfig};
 pub use coordinator::{Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};

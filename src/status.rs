@@ -47,7 +47,8 @@ pub struct AgentStatus {
     /// Examples kept out of training for evaluation.
     pub examples_held_out: u64,
     /// Examples trained into an accepted update. Every accepted example is in
-    /// exactly one of: the buffer, held out, trained, evicted, discarded, failed.
+    /// exactly one of: the buffer, held out, trained, evicted, discarded,
+    /// failed, kept (the buffer and these counters are read together).
     pub examples_trained: u64,
     /// Examples that left a full buffer (or were not buffered) as the least valuable.
     pub examples_evicted: u64,
@@ -55,6 +56,8 @@ pub struct AgentStatus {
     pub examples_discarded: u64,
     /// Examples given up after failing `MAX_UPDATE_ATTEMPTS` (3) updates in a row.
     pub examples_failed: u64,
+    /// Examples of tasks no model learns, kept for export rather than trained.
+    pub examples_kept: u64,
     /// Updates kept.
     pub updates_accepted: u64,
     /// Updates discarded because the held-out metric dropped (or a value was not finite).

@@ -25,8 +25,10 @@ use tch::nn::{self, OptimizerConfig};
 use crate::agent::{AgentState, LiveModel, TaskState};
 use crate::error::ModelError;
 use crate::eval::{self, HeldOutWindow};
+use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
 use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::features::{stable_hash, SplitMix64};
+use crate::grad;
 use crate::models::{create_model, AgentModel, ModelKind};
 use crate::runtime::Shared;
 
@@ -40,7 +42,7 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
             match catch_unwind(AssertUnwindSafe(|| update_agent(&shared, &agent))) {
                 Ok(removed) => progress = removed > 0,
                 Err(panic) => {
-                    let message = panic_message(&*panic);
+                    let message = grad::panic_message(&*panic);
                     tracing::error!(agent = %agent.name, %message, "update panicked");
                     agent.record_error(format!("update panicked: {message}"));
                 }
@@ -77,12 +79,16 @@ pub(crate) fn ticker_loop(shared: Arc<Shared>, stop: Receiver<()>) {
 fn is_stale(shared: &Shared, agent: &AgentState) -> bool {
     let oldest = agent.buffer.lock().oldest_timestamp();
     let waited = oldest.and_then(|t| SystemTime::now().duration_since(t).ok());
-    waited.is_some_and(|w| w >= shared.config.stale_after()) && agent.trainable_len() > 0
+    waited.is_some_and(|w| w >= shared.config.stale_after())
 }
 
 /// Failed updates after which an example that fails on its own leaves the
 /// buffer, so one poisonous example cannot block its agent for ever.
 pub(crate) const MAX_UPDATE_ATTEMPTS: u32 = 3;
+
+/// Most sub-updates one task's batch may take while failures are narrowed
+/// down (one bad example in 256 needs 17).
+const MAX_SUB_UPDATES: usize = 32;
 
 /// Updates every task in the agent's best batch. Returns how many examples left
 /// the buffer.
@@ -90,8 +96,11 @@ pub(crate) const MAX_UPDATE_ATTEMPTS: u32 = 3;
 /// A task update that fails (an error, or a panic inside a user's model) is
 /// retried on each half of its batch, down to single examples, so the
 /// examples that do not cause the failure are still learned. An example that
-/// fails on its own stays buffered for a later attempt and leaves after
-/// [`MAX_UPDATE_ATTEMPTS`] such failures.
+/// fails on its own while others in its batch succeed is singled out: it counts
+/// an attempt now and at each later failure, and leaves after
+/// [`MAX_UPDATE_ATTEMPTS`]. When nothing succeeds and no example was singled
+/// out before, the failure is not the examples' fault (a libtorch error,
+/// memory): they all stay buffered.
 fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
     let batch = agent.buffer.lock().best(shared.config.max_examples_per_update);
     let mut by_task: BTreeMap<String, Vec<TrainingExample>> = BTreeMap::new();
@@ -102,31 +111,38 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
     let mut removed = 0;
     for (task, examples) in by_task {
         let Some((live, held_out)) = prepare_task(shared, agent, &task) else {
-            continue; // No built-in model learns this task's targets: the examples wait.
+            continue;
         };
         let mut pending = vec![examples];
+        let mut suspects: Vec<ExampleId> = Vec::new();
+        let (mut attempts, mut any_success) = (0, false);
         while let Some(examples) = pending.pop() {
+            if attempts == MAX_SUB_UPDATES {
+                break; // The rest stays buffered for a later update.
+            }
+            attempts += 1;
             let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
             // A panic inside one update fails that update only.
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                update_task(shared, agent, &task, &live, &examples, &held_out)
+                grad::with_grad(|| update_task(shared, agent, &task, &live, &examples, &held_out))
             }))
-            .unwrap_or_else(|panic| Err(format!("update panicked: {}", panic_message(&*panic))))
+            .unwrap_or_else(|panic| Err(format!("update panicked: {}", grad::panic_message(&*panic))))
             .map_err(|e| format!("update of task {task:?} failed: {e}"));
             match outcome {
                 Ok(record) => {
-                    let n = agent.buffer.lock().remove(&ids);
+                    any_success = true;
                     agent.forget_failures(&ids);
-                    let mut stats = agent.stats.lock();
-                    if record.rollback_triggered {
-                        stats.updates_rolled_back += 1;
-                        stats.examples_discarded += n as u64;
-                    } else {
-                        stats.updates_accepted += 1;
-                        stats.examples_trained += n as u64;
-                    }
-                    stats.last_update = Some(SystemTime::now());
-                    drop(stats);
+                    let rolled_back = record.rollback_triggered;
+                    let n = agent.remove_examples(&ids, |stats, n| {
+                        if rolled_back {
+                            stats.updates_rolled_back += 1;
+                            stats.examples_discarded += n as u64;
+                        } else {
+                            stats.updates_accepted += 1;
+                            stats.examples_trained += n as u64;
+                        }
+                        stats.last_update = Some(SystemTime::now());
+                    });
                     shared.record_performance(record);
                     removed += n;
                 }
@@ -139,13 +155,16 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
                         pending.push(second);
                         pending.push(first);
                     } else {
-                        let given_up = agent.count_failure(&ids, MAX_UPDATE_ATTEMPTS);
-                        let n = agent.buffer.lock().remove(&given_up);
-                        agent.stats.lock().examples_failed += n as u64;
-                        removed += n;
+                        suspects.extend(ids);
                     }
                 }
             }
+        }
+        if !suspects.is_empty() {
+            // Blame an example only when others succeeded beside it, or when it
+            // was already singled out by such a round.
+            let given_up = agent.count_failure(&suspects, MAX_UPDATE_ATTEMPTS, !any_success);
+            removed += agent.remove_examples(&given_up, |stats, n| stats.examples_failed += n as u64);
         }
     }
     removed
@@ -214,11 +233,22 @@ fn update_task_inner(
 ) -> Result<ModelPerformance, ModelError> {
     let started = Instant::now();
     let version = live.version();
+    let ewc_config = shared.config.ewc_for(&agent.name, task);
+    let mut ewc = live.ewc.lock();
     let mut candidate = live.model.lock().try_clone()?;
     let before = eval::evaluate(candidate.as_ref(), held_out)?;
 
     let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
-    let trained = train_one_epoch(candidate.as_mut(), examples, seed);
+    let penalty = ewc_config.enabled.then_some((&*ewc, ewc_config.lambda));
+    let trained =
+        train_one_epoch(candidate.as_mut(), examples, seed, penalty).and_then(|loss| {
+            match first_non_finite(candidate.var_store())? {
+                Some(name) => Err(ModelError::NonFinite(format!(
+                    "weight {name} is not finite after training"
+                ))),
+                None => Ok(loss),
+            }
+        });
     let (train_loss, non_finite) = match trained {
         Ok(loss) => (loss, None),
         Err(ModelError::NonFinite(reason)) => (f64::NAN, Some(reason)),
@@ -248,8 +278,22 @@ fn update_task_inner(
             version
         }
         None => {
-            let old = std::mem::replace(&mut *live.model.lock(), candidate);
+            if ewc_config.enabled {
+                let fresh = diagonal_fisher(
+                    candidate.as_ref(),
+                    examples,
+                    ewc_config.fisher,
+                    ewc_config.fisher_samples,
+                    seed,
+                )?;
+                ewc.consolidate(candidate.var_store(), fresh, ewc_config.gamma)?;
+            }
+            let mut serving = live.model.lock();
+            let old = std::mem::replace(&mut *serving, candidate);
+            // Under the model's lock, so a prediction never sees new weights
+            // with the old version.
             let new_version = live.version.fetch_add(1, Ordering::AcqRel) + 1;
+            drop(serving);
             drop(old); // Freed outside the lock.
             tracing::info!(
                 agent = %agent.name,
@@ -282,12 +326,14 @@ fn update_task_inner(
     })
 }
 
-/// One epoch of Adam over `examples` in shuffled minibatches. Returns the mean
-/// loss; a non-finite loss stops training with [`ModelError::NonFinite`].
-pub(crate) fn train_one_epoch(
+/// One epoch of Adam over `examples` in shuffled minibatches, each step's loss
+/// plus the EWC penalty when one is given. Returns the mean loss without the
+/// penalty; a non-finite loss stops training with [`ModelError::NonFinite`].
+pub fn train_one_epoch(
     model: &mut dyn AgentModel,
     examples: &[TrainingExample],
     seed: u64,
+    penalty: Option<(&EwcState, f64)>,
 ) -> Result<f64, ModelError> {
     model.prepare(examples)?;
     let mut optimizer = nn::Adam::default().build(model.var_store(), model.learning_rate())?;
@@ -301,18 +347,17 @@ pub(crate) fn train_one_epoch(
         if !value.is_finite() {
             return Err(ModelError::NonFinite(format!("training loss is {value}")));
         }
+        let objective = match penalty {
+            Some((ewc, lambda)) => match ewc.penalty(model.var_store(), lambda)? {
+                Some(p) => loss.f_add(&p)?,
+                None => loss,
+            },
+            None => loss,
+        };
         optimizer.zero_grad();
-        loss.f_backward()?;
+        objective.f_backward()?;
         optimizer.step();
         total += value * chunk.len() as f64;
     }
     Ok(total / examples.len().max(1) as f64)
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
 }

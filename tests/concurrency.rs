@@ -53,6 +53,21 @@ fn eight_producers_times_ten_thousand_examples_are_all_accounted_for() {
     }
     drop(done_tx);
 
+    // While producers and updates run, every status read adds up.
+    for _ in 0..50 {
+        for (name, a) in coordinator.get_training_status().agents {
+            let placed = a.buffer_size as u64
+                + a.examples_held_out
+                + a.examples_trained
+                + a.examples_evicted
+                + a.examples_discarded
+                + a.examples_failed
+                + a.examples_kept;
+            assert_eq!(a.examples_received, placed, "{name} mid-run: {a:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
     let mut receipts = Vec::new();
     for _ in 0..THREADS {
         // A deadlock fails the test instead of hanging it.
@@ -94,7 +109,8 @@ fn eight_producers_times_ten_thousand_examples_are_all_accounted_for() {
                 + a.examples_trained
                 + a.examples_evicted
                 + a.examples_discarded
-                + a.examples_failed,
+                + a.examples_failed
+                + a.examples_kept,
             "{name}: {a:?}"
         );
         assert!(a.updates_accepted > 0, "{name} never trained");

@@ -69,44 +69,72 @@ fn penalty_and_its_gradient_match_the_formula() {
 
     // Move the weights away from the anchor.
     tch::no_grad(|| {
-        let _ = w.shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, -1.0, 0.0]));
-        let _ = b.shallow_clone().copy_(&Tensor::from_slice(&[-0.4f32]));
+        w.shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, -1.0, 0.0]));
+        b.shallow_clone().copy_(&Tensor::from_slice(&[-0.4f32]));
     });
     let lambda = 10.0;
     let penalty = state.penalty(&vs, lambda).unwrap().unwrap();
     let theta = [1.0, -1.0, 0.0, -0.4];
     let anchor = [W[0], W[1], W[2], B];
     let f = [0.5, 2.0, 0.1, 3.0];
-    let expected: f64 = (0..4).map(|i| lambda / 2.0 * f[i] * (theta[i] - anchor[i]).powi(2)).sum();
-    assert!((penalty.double_value(&[]) - expected).abs() < 1e-4, "{} vs {expected}", penalty.double_value(&[]));
+    let expected: f64 = (0..4)
+        .map(|i| lambda / 2.0 * f[i] * (theta[i] - anchor[i]).powi(2))
+        .sum();
+    assert!(
+        (penalty.double_value(&[]) - expected).abs() < 1e-4,
+        "{} vs {expected}",
+        penalty.double_value(&[])
+    );
 
     penalty.backward();
     let grad: Vec<f64> = values(&w.grad()).into_iter().chain(values(&b.grad())).collect();
     for i in 0..4 {
         let want = lambda * f[i] * (theta[i] - anchor[i]);
-        assert!((grad[i] - want).abs() < 1e-4, "∂penalty/∂θ{i}: got {}, want {want}", grad[i]);
+        assert!(
+            (grad[i] - want).abs() < 1e-4,
+            "∂penalty/∂θ{i}: got {}, want {want}",
+            grad[i]
+        );
     }
 }
 
 #[test]
 fn grown_rows_have_zero_importance_and_consolidation_decays() {
     let vs = VarStore::new(Device::Cpu);
-    let _ = vs.root().var_copy("out", &Tensor::from_slice(&[1.0f32, 2.0]).reshape([2, 1]));
+    let _ = vs
+        .root()
+        .var_copy("out", &Tensor::from_slice(&[1.0f32, 2.0]).reshape([2, 1]));
     let mut state = EwcState::new();
     state
-        .consolidate(&vs, BTreeMap::from([("out".into(), Tensor::from_slice(&[1.0f32, 1.0]).reshape([2, 1]))]), 0.5)
+        .consolidate(
+            &vs,
+            BTreeMap::from([("out".into(), Tensor::from_slice(&[1.0f32, 1.0]).reshape([2, 1]))]),
+            0.5,
+        )
         .unwrap();
 
     // The variable grows by a row (a new label), as a classifier's output layer does.
     let grown = VarStore::new(Device::Cpu);
-    let _ = grown.root().var_copy("out", &Tensor::from_slice(&[1.0f32, 2.0, 50.0]).reshape([3, 1]));
+    let _ = grown
+        .root()
+        .var_copy("out", &Tensor::from_slice(&[1.0f32, 2.0, 50.0]).reshape([3, 1]));
     let penalty = state.penalty(&grown, 2.0).unwrap().unwrap();
-    assert_eq!(penalty.double_value(&[]), 0.0, "the new row is free, the old rows did not move");
+    assert_eq!(
+        penalty.double_value(&[]),
+        0.0,
+        "the new row is free, the old rows did not move"
+    );
 
     // F ← γ·F + F_new, the old Fisher padded with zero importance for the new row.
-    let fresh = BTreeMap::from([("out".to_string(), Tensor::from_slice(&[0.2f32, 0.2, 0.2]).reshape([3, 1]))]);
+    let fresh = BTreeMap::from([(
+        "out".to_string(),
+        Tensor::from_slice(&[0.2f32, 0.2, 0.2]).reshape([3, 1]),
+    )]);
     state.consolidate(&grown, fresh, 0.5).unwrap();
-    assert_eq!(values(&state.fisher()["out"]), [0.7, 0.7, 0.2].map(|v: f64| (v as f32) as f64));
+    assert_eq!(
+        values(&state.fisher()["out"]),
+        [0.7, 0.7, 0.2].map(|v: f64| (v as f32) as f64)
+    );
     assert_eq!(values(&state.anchors()["out"]), [1.0, 2.0, 50.0]);
     assert_eq!(state.consolidations(), 2);
 }

@@ -37,6 +37,13 @@ impl AgentModel for Fragile {
         self.0.loss(examples)
     }
     fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
+        if inputs.iter().any(|t| t.contains("CRASH")) {
+            // Panics with gradients switched off, as a user's model might.
+            tch::no_grad(|| panic!("predict crashed"));
+        }
+        if inputs.iter().any(|t| t.contains("SHORT")) {
+            return Ok(Vec::new());
+        }
         self.0.predict(inputs)
     }
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
@@ -152,5 +159,69 @@ fn register_model_refuses_a_second_model_or_another_target_kind() {
     assert!(matches!(
         err,
         onthefly::Error::Invalid(onthefly::ValidationError::TargetKindMismatch { .. })
+    ));
+}
+
+#[test]
+fn a_model_panicking_with_gradients_off_does_not_break_later_updates() {
+    let config = onthefly::Config {
+        held_out_fraction: 0.5,
+        max_concurrent_updates: 1, // every update runs on the same worker thread
+        ..small_config()
+    };
+    let c = Coordinator::new(config.clone()).unwrap();
+    let model = TextClassifier::new(config.text_model, tch::Device::Cpu, 7).unwrap();
+    c.register_model("scout", "news", Box::new(Fragile(model))).unwrap();
+    // Find a text the hash holds out, so evaluation (predict) meets it.
+    let crash = (0..)
+        .map(|i| format!("CRASH text {i}"))
+        .find(|t| onthefly::eval::is_held_out(t, 0.5))
+        .unwrap();
+    assert_eq!(
+        c.add_training_example(NewExample::new("scout", "news", crash.as_str(), label("bbc")))
+            .unwrap()
+            .placement,
+        onthefly::Placement::HeldOut
+    );
+    let ordinary = (0..)
+        .map(|i| format!("an ordinary article {i}"))
+        .find(|t| !onthefly::eval::is_held_out(t, 0.5))
+        .unwrap();
+    add(&c, &ordinary);
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let scout = c.get_training_status().agents["scout"].clone();
+    assert_eq!(scout.updates_failed, 1, "{scout:?}");
+    assert!(
+        scout.last_error.as_deref().unwrap_or("").contains("predict crashed"),
+        "{scout:?}"
+    );
+    assert_eq!(
+        scout.examples_failed, 0,
+        "nothing succeeded, so the examples are not blamed"
+    );
+    assert_eq!(scout.buffer_size, 1);
+
+    // The same worker thread trains another task afterwards: the panic did not
+    // leave gradients switched off.
+    c.add_training_example(
+        NewExample::new("scout", "other", "a fresh text", label("cnn")).with_priority(Priority::High),
+    )
+    .unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let scout = c.get_training_status().agents["scout"].clone();
+    assert_eq!(scout.models["other"].version, 1, "{scout:?}");
+
+    // The caller's thread gets an error, not a panic, from a faulty model.
+    assert!(matches!(
+        c.predict("scout", "news", "CRASH now"),
+        Err(onthefly::Error::Model(ModelError::Panicked(_)))
+    ));
+    assert!(matches!(
+        c.predict("scout", "news", "SHORT answer"),
+        Err(onthefly::Error::Model(ModelError::OutputCount {
+            inputs: 1,
+            outputs: 0
+        }))
     ));
 }

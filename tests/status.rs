@@ -39,8 +39,9 @@ fn status_reports_buffers_models_history_and_errors() {
     let status = c.get_training_status();
     assert_eq!(status.buffer_sizes["scout"], 0);
     assert_eq!(status.buffer_sizes["analyst"], 1);
-    assert_eq!(status.buffer_sizes["synthesizer"], 1);
-    assert_eq!(status.total_examples, 2);
+    assert_eq!(status.buffer_sizes["synthesizer"], 0);
+    assert_eq!(status.agents["synthesizer"].examples_kept, 1);
+    assert_eq!(status.total_examples, 1);
     assert_eq!(status.performance_history_size, 1);
     assert_eq!(status.updates_in_flight, 0);
     let record = &status.recent_performance[0];

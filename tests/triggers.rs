@@ -139,3 +139,29 @@ fn the_periodic_check_leaves_fresh_examples_below_the_threshold_alone() {
     let scout = &c.get_training_status().agents["scout"];
     assert_eq!((scout.updates_accepted, scout.buffer_size), (0, 5));
 }
+
+#[test]
+fn untrainable_examples_never_crowd_out_trainable_ones() {
+    let c = coordinator(small_config());
+    for i in 0..20 {
+        let json = onthefly::Target::Json(serde_json::json!({ "topic": i }));
+        let e = onthefly::NewExample::new("scout", "topics", format!("text {i}"), json)
+            .with_importance(1.0)
+            .with_priority(Priority::High);
+        assert_eq!(c.add_training_example(e).unwrap().placement, onthefly::Placement::Kept);
+    }
+    assert_eq!(
+        c.get_training_status().updates_in_flight,
+        0,
+        "kept examples trigger nothing"
+    );
+    for i in 0..8 {
+        c.add_training_example(example("scout", i, "bbc")).unwrap();
+    }
+    assert!(c.wait_for_idle(IDLE));
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!(
+        (scout.examples_trained, scout.buffer_size, scout.examples_kept),
+        (8, 0, 20)
+    );
+}

@@ -106,6 +106,22 @@ pub trait AgentModel: Send {
     }
 }
 
+/// Calls [`AgentModel::predict`], turning a panic into an error and checking
+/// that there is one output per input, so a faulty model cannot crash a caller.
+pub(crate) fn predict_checked(model: &dyn AgentModel, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
+    let outputs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::grad::no_grad(|| model.predict(inputs))
+    }))
+    .map_err(|panic| ModelError::Panicked(crate::grad::panic_message(&*panic)))??;
+    if outputs.len() != inputs.len() {
+        return Err(ModelError::OutputCount {
+            inputs: inputs.len(),
+            outputs: outputs.len(),
+        });
+    }
+    Ok(outputs)
+}
+
 /// Creates the built-in model for a task whose target kind is `target`, with
 /// weights seeded from `seed`.
 pub(crate) fn create_model(

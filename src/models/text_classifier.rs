@@ -72,7 +72,7 @@ impl TextClassifier {
 
     /// A deep copy with its own variables.
     pub fn try_copy(&self) -> Result<TextClassifier, ModelError> {
-        tch::no_grad(|| {
+        crate::grad::no_grad(|| {
             Self::from_parts(
                 self.config.clone(),
                 self.vs.device(),
@@ -150,7 +150,7 @@ impl AgentModel for TextClassifier {
         }
         // New rows start at zero: the new class begins with the bias-only logit
         // 0 and the existing rows keep their values.
-        let grown = tch::no_grad(|| -> Result<(Tensor, Tensor), ModelError> {
+        let grown = crate::grad::no_grad(|| -> Result<(Tensor, Tensor), ModelError> {
             let dim = self.config.embedding_dim as i64;
             let extra = new_labels.len() as i64;
             let device = self.vs.device();
@@ -163,7 +163,7 @@ impl AgentModel for TextClassifier {
         })?;
         let mut labels = self.labels.clone();
         labels.extend(new_labels);
-        let embedding = tch::no_grad(|| self.embedding.f_detach())?;
+        let embedding = crate::grad::no_grad(|| self.embedding.f_detach())?;
         *self = Self::from_parts(
             self.config.clone(),
             self.vs.device(),
@@ -193,8 +193,9 @@ impl AgentModel for TextClassifier {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let probs =
-            tch::no_grad(|| -> Result<Tensor, ModelError> { Ok(self.logits(inputs)?.f_softmax(-1, Kind::Float)?) })?;
+        let probs = crate::grad::no_grad(|| -> Result<Tensor, ModelError> {
+            Ok(self.logits(inputs)?.f_softmax(-1, Kind::Float)?)
+        })?;
         let (top, arg) = probs.f_max_dim(-1, false)?;
         let top = Vec::<f32>::try_from(top.f_to_device(Device::Cpu)?)?;
         let arg = Vec::<i64>::try_from(arg.f_to_device(Device::Cpu)?)?;
@@ -217,8 +218,11 @@ impl AgentModel for TextClassifier {
             return Err(ModelError::NotTrained("the classifier knows no label yet".into()));
         }
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let probs = tch::no_grad(|| -> Result<Tensor, ModelError> {
-            Ok(self.logits(&inputs)?.f_softmax(-1, Kind::Float)?.f_to_device(Device::Cpu)?)
+        let probs = crate::grad::no_grad(|| -> Result<Tensor, ModelError> {
+            Ok(self
+                .logits(&inputs)?
+                .f_softmax(-1, Kind::Float)?
+                .f_to_device(Device::Cpu)?)
         })?;
         let labels = self.labels.len();
         let probs = Vec::<f32>::try_from(probs.f_reshape([-1])?)?;

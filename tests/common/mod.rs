@@ -11,6 +11,7 @@ use onthefly::{Config, ExampleId, NewExample, Priority, Target, TextModelConfig,
 /// share, and a background check that never fires within a test unless asked.
 pub fn small_config() -> Config {
     Config {
+        device: onthefly::DeviceChoice::Cpu,
         held_out_fraction: 0.0,
         check_interval_ms: 3_600_000,
         text_model: TextModelConfig {
