@@ -155,13 +155,13 @@ fn untrainable_examples_never_crowd_out_trainable_ones() {
         0,
         "kept examples trigger nothing"
     );
-    for i in 0..8 {
+    for i in 0..10 {
         c.add_training_example(example("scout", i, "bbc")).unwrap();
     }
     assert!(c.wait_for_idle(IDLE));
     let scout = &c.get_training_status().agents["scout"];
     assert_eq!(
         (scout.examples_trained, scout.buffer_size, scout.examples_kept),
-        (8, 0, 20)
+        (10, 0, 20)
     );
 }
