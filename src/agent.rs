@@ -26,6 +26,10 @@ pub(crate) struct LiveModel {
     /// Importance and anchors of the live weights. Only the update of this
     /// task touches it, so holding it through an update blocks nobody.
     pub ewc: Mutex<EwcState>,
+    /// The trainer's own copy of the live weights. Updates start from it, so
+    /// they never copy the live model under its lock: predictions wait only
+    /// for the swap. Only the update of this task touches it.
+    pub shadow: Mutex<Option<Box<dyn AgentModel>>>,
 }
 
 impl LiveModel {
@@ -35,6 +39,7 @@ impl LiveModel {
             model: Mutex::new(model),
             version: AtomicU64::new(0),
             ewc: Mutex::new(EwcState::new()),
+            shadow: Mutex::new(None),
         }
     }
 
@@ -89,6 +94,9 @@ pub(crate) struct AgentState {
     pub scheduled: AtomicBool,
     /// Set while an update of this agent is running.
     pub updating: AtomicBool,
+    /// Set by a forced update; an update clears it when it starts, so a force
+    /// that arrives during an update queues another one.
+    pub force_requested: AtomicBool,
     /// Failed update attempts per buffered example.
     failures: Mutex<HashMap<ExampleId, u32>>,
 }
@@ -104,6 +112,7 @@ impl AgentState {
             stats: Mutex::new(AgentStats::default()),
             scheduled: AtomicBool::new(false),
             updating: AtomicBool::new(false),
+            force_requested: AtomicBool::new(false),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -281,10 +281,14 @@ impl Coordinator {
     }
 
     /// Queues an update of the agent now, whatever its buffer holds (the
-    /// original's `force_update_agent`). Returns without waiting for it.
+    /// original's `force_update_agent`); when one is running, another follows
+    /// it. Returns without waiting for it.
     pub fn force_update_agent(&self, agent_name: &str) -> Result<()> {
         self.ensure_running()?;
         let agent = self.agent(agent_name)?;
+        // If an update is running it may have taken its batch already; the
+        // flag makes the worker run another one after it.
+        agent.force_requested.store(true, Ordering::Release);
         self.shared.schedule(&agent);
         Ok(())
     }
@@ -322,6 +326,26 @@ impl Coordinator {
         }
         state.model = Some(Arc::new(LiveModel::new(model)));
         Ok(())
+    }
+
+    /// A copy of the live weights of an (agent, task) by variable name, and the
+    /// version they belong to (for inspection and export; the copy is taken
+    /// under the model's lock).
+    pub fn live_weights(&self, agent_name: &str, task_type: &str) -> Result<(u64, BTreeMap<String, tch::Tensor>)> {
+        let agent = self.agent(agent_name)?;
+        let live = agent.live_model(task_type).ok_or_else(|| Error::NoModel {
+            agent: agent_name.to_string(),
+            task: task_type.to_string(),
+        })?;
+        let model = live.model.lock();
+        let version = live.version();
+        let weights = model
+            .var_store()
+            .variables()
+            .into_iter()
+            .map(|(name, t)| Ok((name, crate::ewc::deep_copy(&t)?)))
+            .collect::<Result<BTreeMap<_, _>, ModelError>>()?;
+        Ok((version, weights))
     }
 
     /// Predicts with the live model of an (agent, task).

@@ -38,6 +38,7 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
         let received_before = agent.stats.lock().examples_received;
         let mut progress = false;
         if !shared.is_shutting_down() {
+            agent.force_requested.store(false, Ordering::Release);
             agent.updating.store(true, Ordering::Release);
             match catch_unwind(AssertUnwindSafe(|| update_agent(&shared, &agent))) {
                 Ok(removed) => progress = removed > 0,
@@ -51,7 +52,8 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
         }
         agent.scheduled.store(false, Ordering::Release);
         let new_arrivals = agent.stats.lock().examples_received != received_before;
-        if !shared.is_shutting_down() && (progress || new_arrivals) && shared.needs_update(&agent) {
+        let forced = agent.force_requested.load(Ordering::Acquire);
+        if !shared.is_shutting_down() && (forced || ((progress || new_arrivals) && shared.needs_update(&agent))) {
             shared.schedule(&agent);
         }
         shared.finish_job();
@@ -235,7 +237,12 @@ fn update_task_inner(
     let version = live.version();
     let ewc_config = shared.config.ewc_for(&agent.name, task);
     let mut ewc = live.ewc.lock();
-    let mut candidate = live.model.lock().try_clone()?;
+    let mut shadow = live.shadow.lock();
+    if shadow.is_none() {
+        // Once per task: the only copy taken under the live model's lock.
+        *shadow = Some(live.model.lock().try_clone()?);
+    }
+    let mut candidate = shadow.as_ref().expect("the shadow was just set").try_clone()?;
     let before = eval::evaluate(candidate.as_ref(), held_out)?;
 
     let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
@@ -288,6 +295,8 @@ fn update_task_inner(
                 )?;
                 ewc.consolidate(candidate.var_store(), fresh, ewc_config.gamma)?;
             }
+            // The next update starts from a copy of what is about to serve.
+            *shadow = Some(candidate.try_clone()?);
             let mut serving = live.model.lock();
             let old = std::mem::replace(&mut *serving, candidate);
             // Under the model's lock, so a prediction never sees new weights

@@ -1,0 +1,103 @@
+//! Held-out evaluation decides: a batch of corrections with shuffled labels is
+//! rejected and the live weights stay bit-identical; a clean batch is accepted.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::news;
+use onthefly::{Config, Coordinator, NewExample, Priority, Target, UserCorrection};
+use tch::Tensor;
+
+const AGENT: &str = "scout";
+const TASK: &str = "news_classification";
+
+fn identical(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> bool {
+    a.len() == b.len() && a.iter().all(|(name, t)| b.get(name).is_some_and(|u| t.equal(u)))
+}
+
+#[test]
+fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
+    let articles = news::load_articles();
+    let c = Coordinator::new(Config {
+        device: onthefly::DeviceChoice::Cpu,
+        check_interval_ms: 3_600_000,
+        // Above the 60 corrections below, so they form one batch.
+        update_threshold: 100,
+        max_examples_per_update: 1000,
+        ..Config::default()
+    })
+    .unwrap();
+    // Learn the first 1,500 articles of the stream, one update at a time.
+    for article in &articles[..1500] {
+        c.add_training_example(NewExample::new(
+            AGENT,
+            TASK,
+            article.text.clone(),
+            Target::Label(article.outlet.clone()),
+        ))
+        .unwrap();
+        assert!(c.wait_for_idle(Duration::from_secs(120)));
+    }
+    c.force_update_agent(AGENT).unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(120)));
+    let (version, before) = c.live_weights(AGENT, TASK).unwrap();
+    let history = c.performance_history().len();
+    let discarded = c.get_training_status().agents[AGENT].examples_discarded;
+
+    // People "correct" 60 later articles to the wrong outlets (labels rotated),
+    // at priority 1 so they form one batch, trained when forced.
+    for (i, article) in articles[1500..1560].iter().enumerate() {
+        let wrong = news::OUTLETS[(news::OUTLETS.iter().position(|o| *o == article.outlet).unwrap() + 1 + i % 8) % 9];
+        c.add_user_correction(UserCorrection {
+            priority: Priority::Medium,
+            ..UserCorrection::new(
+                AGENT,
+                TASK,
+                article.text.clone(),
+                Target::Label(article.outlet.clone()),
+                Target::Label(wrong.to_string()),
+            )
+        })
+        .unwrap();
+    }
+    c.force_update_agent(AGENT).unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(120)));
+    let records = c.performance_history()[history..].to_vec();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record.examples_trained, 60);
+    assert!(record.rollback_triggered, "the shuffled batch was accepted: {record:?}");
+    let (b, a) = (record.accuracy_before.unwrap(), record.accuracy_after.unwrap());
+    assert!(b - a > 0.05, "held-out accuracy {b} → {a}");
+    assert!(record
+        .rollback_reason
+        .as_deref()
+        .unwrap()
+        .contains("rollback threshold"));
+    let (same_version, after) = c.live_weights(AGENT, TASK).unwrap();
+    assert_eq!(same_version, version);
+    assert!(identical(&before, &after), "the live weights changed after a rollback");
+    let scout = &c.get_training_status().agents[AGENT];
+    assert_eq!((scout.examples_discarded - discarded, scout.buffer_size), (60, 0));
+
+    // The same articles with their true outlets are accepted.
+    for article in &articles[1500..1560] {
+        c.add_training_example(
+            NewExample::new(AGENT, TASK, article.text.clone(), Target::Label(article.outlet.clone()))
+                .with_priority(Priority::Medium),
+        )
+        .unwrap();
+    }
+    c.force_update_agent(AGENT).unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(120)));
+    let record = c.performance_history().last().unwrap().clone();
+    assert!(
+        !record.rollback_triggered,
+        "the clean batch was rolled back: {record:?}"
+    );
+    let (new_version, changed) = c.live_weights(AGENT, TASK).unwrap();
+    assert_eq!(new_version, version + 1);
+    assert!(!identical(&before, &changed));
+}
