@@ -35,8 +35,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(limit) = limit {
         articles.truncate(limit);
     }
+    // The demo starts from nothing each time: its checkpoints from an earlier
+    // run would otherwise be loaded at start-up.
+    let data_dir = std::path::PathBuf::from("target/demo-data");
+    let _ = std::fs::remove_dir_all(&data_dir);
     let config = Config {
         check_interval_ms: 1_000,
+        data_dir: data_dir.clone(),
+        checkpoints_kept: 3,
         ..Config::default()
     };
     println!(
@@ -157,6 +163,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scout.buffer_size,
         scout.buffer_capacity,
         scout.last_error.as_deref().unwrap_or("none")
+    );
+    println!(
+        "checkpoints of the last versions: {}",
+        data_dir.join("models").join(AGENT).join(TASK).display()
     );
     coordinator.shutdown();
     Ok(())

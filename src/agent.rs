@@ -21,8 +21,11 @@ use crate::models::{AgentModel, ModelKind};
 pub(crate) struct LiveModel {
     pub kind: ModelKind,
     pub model: Mutex<Box<dyn AgentModel>>,
-    /// 0 for a freshly initialised model; +1 per accepted update.
+    /// The version serving: 0 for a freshly initialised model, a new number
+    /// per accepted update, or an older one restored on request.
     pub version: AtomicU64,
+    /// The highest version ever given to this task's model.
+    pub latest_version: AtomicU64,
     /// Importance and anchors of the live weights. Only the update of this
     /// task touches it, so holding it through an update blocks nobody.
     pub ewc: Mutex<EwcState>,
@@ -38,6 +41,7 @@ impl LiveModel {
             kind: model.kind(),
             model: Mutex::new(model),
             version: AtomicU64::new(0),
+            latest_version: AtomicU64::new(0),
             ewc: Mutex::new(EwcState::new()),
             shadow: Mutex::new(None),
         }
@@ -159,6 +163,11 @@ impl AgentState {
         let n = buffer.remove(ids);
         count(&mut self.stats.lock(), n);
         n
+    }
+
+    /// Shows an error in the status without counting a failed update.
+    pub fn note_error(&self, message: String) {
+        self.stats.lock().last_error = Some(message);
     }
 
     /// Records an error for the status.

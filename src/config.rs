@@ -169,8 +169,13 @@ pub struct Config {
     pub device: DeviceChoice,
     /// PostgreSQL; `None` means the embedded store.
     pub database: Option<DatabaseConfig>,
-    /// Per-agent model folders (`SCOUT_MODEL_PATH` and the like), by agent name.
+    /// Per-agent model folders (`SCOUT_MODEL_PATH` and the like), by agent
+    /// name; an agent without one keeps its checkpoints in `data_dir/models/<agent>`.
     pub model_paths: BTreeMap<String, PathBuf>,
+    /// The library's folder for checkpoints (and, later, the embedded store).
+    pub data_dir: PathBuf,
+    /// Checkpoints kept per (agent, task): the newest ones. 0 writes none.
+    pub checkpoints_kept: usize,
     /// The built-in text models' hyper-parameters.
     pub text_model: TextModelConfig,
     /// Elastic Weight Consolidation of every model.
@@ -200,6 +205,8 @@ impl Default for Config {
             device: DeviceChoice::Auto,
             database: None,
             model_paths: BTreeMap::new(),
+            data_dir: PathBuf::from("onthefly-data"),
+            checkpoints_kept: 5,
             text_model: TextModelConfig::default(),
             ewc: EwcConfig::default(),
             ewc_per_task: BTreeMap::new(),
@@ -208,6 +215,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The folder of an agent's checkpoints.
+    pub fn model_dir(&self, agent: &str) -> PathBuf {
+        self.model_paths
+            .get(agent)
+            .cloned()
+            .unwrap_or_else(|| self.data_dir.join("models").join(agent))
+    }
+
     /// The EWC settings of one (agent, task).
     pub fn ewc_for(&self, agent: &str, task: &str) -> &EwcConfig {
         self.ewc_per_task.get(&format!("{agent}/{task}")).unwrap_or(&self.ewc)
@@ -241,7 +256,8 @@ impl Config {
     /// - `TRAINING_UPDATE_THRESHOLD`, `TRAINING_MAX_BUFFER_SIZE`,
     ///   `TRAINING_PERFORMANCE_WINDOW`, `TRAINING_ROLLBACK_THRESHOLD`,
     ///   `TRAINING_CHECK_INTERVAL_SECS`, `TRAINING_HELD_OUT_FRACTION`,
-    ///   `TRAINING_MAX_CONCURRENT_UPDATES`, `TRAINING_DEVICE` (`auto`, `cpu`, `cuda`);
+    ///   `TRAINING_MAX_CONCURRENT_UPDATES`, `TRAINING_DEVICE` (`auto`, `cpu`, `cuda`),
+    ///   `TRAINING_DATA_DIR`, `TRAINING_CHECKPOINTS_KEPT`;
     /// - `DATABASE_URL`, or `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_DB`,
     ///   `POSTGRES_USER`, `POSTGRES_PASSWORD` (`DATABASE_URL` wins when both are set);
     /// - `<AGENT>_MODEL_PATH`, for example `SCOUT_MODEL_PATH` or
@@ -286,6 +302,12 @@ impl Config {
         }
         if let Some(v) = get("TRAINING_MAX_CONCURRENT_UPDATES") {
             c.max_concurrent_updates = parse_env("TRAINING_MAX_CONCURRENT_UPDATES", v, "a positive integer")?;
+        }
+        if let Some(v) = get("TRAINING_DATA_DIR") {
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("TRAINING_CHECKPOINTS_KEPT") {
+            c.checkpoints_kept = parse_env("TRAINING_CHECKPOINTS_KEPT", v, "a number of checkpoints (0 for none)")?;
         }
         if let Some(v) = get("TRAINING_DEVICE") {
             c.device = match v.to_ascii_lowercase().as_str() {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentState, LiveModel, TaskState};
 use crate::buffer::Insert;
+use crate::checkpoint;
 use crate::config::Config;
 use crate::error::{Error, ModelError, Result, ValidationError};
 use crate::eval::{is_held_out, HeldOutWindow};
@@ -22,7 +23,7 @@ use crate::example::{
     check_unit, unix_millis, ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample,
 };
 use crate::feedback::{judge, PredictionFeedback, UserCorrection};
-use crate::models::{AgentModel, ModelKind};
+use crate::models::{restore_model, AgentModel, ModelKind};
 use crate::runtime::Shared;
 use crate::status::{AgentStatus, ModelStatus, TrainingStatus};
 use crate::trainer;
@@ -132,8 +133,137 @@ impl Coordinator {
         coordinator.spawn("onthefly-ticker".into(), move || {
             trainer::ticker_loop(ticker_shared, stop_rx)
         })?;
+        coordinator.load_checkpoints();
         tracing::info!(device = ?device, workers, "onthefly coordinator started");
         Ok(coordinator)
+    }
+
+    /// Loads the newest loadable checkpoint of every (agent, task) found in
+    /// `data_dir/models` and the configured model folders. A file that cannot
+    /// be read is skipped (logged) in favour of the version before it.
+    fn load_checkpoints(&self) {
+        let config = &self.shared.config;
+        let mut agent_dirs: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(config.data_dir.join("models")) {
+            for entry in entries.flatten() {
+                if let Ok(name) = entry.file_name().into_string() {
+                    agent_dirs.insert(name.clone(), config.model_dir(&name));
+                }
+            }
+        }
+        for agent in config.model_paths.keys() {
+            agent_dirs.insert(agent.clone(), config.model_dir(agent));
+        }
+        for (agent_name, dir) in agent_dirs {
+            let Ok(tasks) = std::fs::read_dir(&dir) else { continue };
+            for task in tasks.flatten() {
+                let Ok(task_name) = task.file_name().into_string() else {
+                    continue;
+                };
+                let limits = config.max_name_bytes;
+                if check_name("agent_name", &agent_name, limits).is_err()
+                    || check_name("task_type", &task_name, limits).is_err()
+                {
+                    continue;
+                }
+                match self.load_latest(&agent_name, &task_name, &task.path()) {
+                    Ok(Some(version)) => {
+                        tracing::info!(agent = %agent_name, task = %task_name, version, "checkpoint loaded")
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(agent = %agent_name, task = %task_name, error = %e, "no checkpoint could be loaded")
+                    }
+                }
+            }
+        }
+    }
+
+    fn load_latest(&self, agent_name: &str, task: &str, dir: &std::path::Path) -> Result<Option<u64>> {
+        let versions = checkpoint::versions(dir)?;
+        let Some(&newest) = versions.last() else {
+            return Ok(None);
+        };
+        let mut last_error = None;
+        for &version in versions.iter().rev() {
+            let loaded = checkpoint::load(dir, version).map_err(Error::from).and_then(|c| {
+                Ok((
+                    restore_model(c.meta.model_kind, self.shared.device, &c.params, &c.meta.model)?,
+                    c,
+                ))
+            });
+            match loaded {
+                Ok((model, ckpt)) => {
+                    let agent = self.agent_or_create(agent_name);
+                    let live = Arc::new(LiveModel::new(model));
+                    live.version.store(version, Ordering::Release);
+                    live.latest_version.store(newest, Ordering::Release);
+                    *live.ewc.lock() = ckpt.ewc;
+                    agent.tasks.lock().insert(
+                        task.to_string(),
+                        TaskState {
+                            target_kind: ckpt.meta.target_kind,
+                            held_out: HeldOutWindow::new(self.shared.config.performance_window),
+                            model: Some(live),
+                        },
+                    );
+                    return Ok(Some(version));
+                }
+                Err(e) => {
+                    tracing::warn!(agent = %agent_name, task, version, error = %e, "checkpoint unreadable; trying the one before");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.expect("at least one version was tried"))
+    }
+
+    /// Restores a kept checkpoint version of an (agent, task) as the live model
+    /// (for a user-reported quality problem), with the EWC state saved with it.
+    /// Recorded in the performance history. Waits for a running update of
+    /// that task to finish first.
+    pub fn rollback_model(&self, agent_name: &str, task_type: &str, version: u64) -> Result<()> {
+        self.ensure_running()?;
+        let agent = self.agent(agent_name)?;
+        let live = agent.live_model(task_type).ok_or_else(|| Error::NoModel {
+            agent: agent_name.to_string(),
+            task: task_type.to_string(),
+        })?;
+        let dir = self.shared.config.model_dir(agent_name).join(task_type);
+        let saved = checkpoint::load(&dir, version)?;
+        // The same lock order as an update: EWC state, then the trainer's copy.
+        let mut ewc = live.ewc.lock();
+        let mut shadow = live.shadow.lock();
+        let mut restored = live.model.lock().try_clone()?;
+        restored.restore(&saved.params, &saved.meta.model)?;
+        *shadow = Some(restored.try_clone()?);
+        *ewc = saved.ewc;
+        let mut serving = live.model.lock();
+        let old = std::mem::replace(&mut *serving, restored);
+        let was = live.version.swap(version, Ordering::AcqRel);
+        drop(serving);
+        drop(old);
+        drop((shadow, ewc));
+        tracing::warn!(agent = %agent_name, task = task_type, version, was, "model restored on request");
+        self.shared.record_performance(ModelPerformance {
+            agent_name: agent_name.to_string(),
+            task_type: task_type.to_string(),
+            model_name: live.kind.name().to_string(),
+            metric: String::new(),
+            accuracy_before: None,
+            accuracy_after: None,
+            held_out_examples: 0,
+            examples_trained: 0,
+            train_loss: 0.0,
+            update_timestamp_ms: unix_millis(SystemTime::now()),
+            rollback_triggered: true,
+            rollback_reason: Some(format!(
+                "version {version} restored on request (was serving version {was})"
+            )),
+            model_version: version,
+            duration_ms: 0,
+        });
+        Ok(())
     }
 
     fn spawn(&self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {

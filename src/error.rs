@@ -23,8 +23,11 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
-    /// A name holds characters other than ASCII letters, digits, `_`, `-` and `.`.
-    #[error("{field} may hold only ASCII letters, digits, '_', '-' and '.', got {value:?}")]
+    /// A name holds characters other than ASCII letters, digits, `_`, `-` and
+    /// `.`, or starts with `.`.
+    #[error(
+        "{field} may hold only ASCII letters, digits, '_', '-' and '.', and must not start with '.', got {value:?}"
+    )]
     InvalidName {
         /// Which name.
         field: &'static str,
@@ -157,6 +160,9 @@ pub enum Error {
     /// A model failed.
     #[error("model error: {0}")]
     Model(#[from] ModelError),
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint error: {0}")]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A background thread could not be started.
     #[error("could not start thread {name}: {message}")]
     Thread {

@@ -27,6 +27,7 @@
 
 mod agent;
 pub mod buffer;
+pub mod checkpoint;
 pub mod config;
 mod coordinator;
 pub mod error;

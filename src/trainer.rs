@@ -23,6 +23,7 @@ use crossbeam_channel::{select, Receiver};
 use tch::nn::{self, OptimizerConfig};
 
 use crate::agent::{AgentState, LiveModel, TaskState};
+use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
 use crate::error::ModelError;
 use crate::eval::{self, HeldOutWindow};
 use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
@@ -301,9 +302,22 @@ fn update_task_inner(
             let old = std::mem::replace(&mut *serving, candidate);
             // Under the model's lock, so a prediction never sees new weights
             // with the old version.
-            let new_version = live.version.fetch_add(1, Ordering::AcqRel) + 1;
+            let new_version = live.latest_version.fetch_add(1, Ordering::AcqRel) + 1;
+            live.version.store(new_version, Ordering::Release);
             drop(serving);
             drop(old); // Freed outside the lock.
+            if shared.config.checkpoints_kept > 0 {
+                // From the trainer's copy, which equals the new live weights.
+                let saved = shadow
+                    .as_deref()
+                    .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc));
+                if let Some(Err(e)) = saved {
+                    tracing::error!(agent = %agent.name, task, version = new_version, error = %e, "checkpoint not written");
+                    agent.note_error(format!(
+                        "checkpoint of version {new_version} of task {task:?} not written: {e}"
+                    ));
+                }
+            }
             tracing::info!(
                 agent = %agent.name,
                 task,
@@ -333,6 +347,29 @@ fn update_task_inner(
         model_version,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Writes the checkpoint of an accepted version.
+pub(crate) fn save_checkpoint(
+    shared: &Shared,
+    agent: &AgentState,
+    task: &str,
+    version: u64,
+    model: &dyn AgentModel,
+    ewc: &EwcState,
+) -> Result<(), CheckpointError> {
+    let meta = CheckpointMeta {
+        version,
+        agent_name: agent.name.clone(),
+        task_type: task.to_string(),
+        model_kind: model.kind(),
+        target_kind: model.target_kind(),
+        model: model.metadata(),
+        ewc_consolidations: ewc.consolidations(),
+        created_ms: unix_millis(SystemTime::now()),
+    };
+    let dir = shared.config.model_dir(&agent.name).join(task);
+    checkpoint::save(&dir, model, ewc, &meta, shared.config.checkpoints_kept).map(|_| ())
 }
 
 /// One epoch of Adam over `examples` in shuffled minibatches, each step's loss

@@ -18,6 +18,9 @@ fn streaming_training_beats_the_majority_class_by_far() {
     assert_eq!(articles.len(), 3823, "run `make data` for the full news set");
     let c = Coordinator::new(Config {
         check_interval_ms: 3_600_000,
+        // Checkpoints are tested on their own; here they would only add disk time.
+        checkpoints_kept: 0,
+        data_dir: common::fresh_data_dir(),
         ..Config::default()
     })
     .unwrap();

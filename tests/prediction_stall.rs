@@ -19,6 +19,9 @@ fn predictions_never_wait_for_training() {
         Coordinator::new(Config {
             device: onthefly::DeviceChoice::Cpu,
             check_interval_ms: 3_600_000,
+            // Checkpoints are tested on their own; here they would only add disk time.
+            checkpoints_kept: 0,
+            data_dir: common::fresh_data_dir(),
             update_threshold: 1000,
             max_examples_per_update: 1000,
             ..Config::default()

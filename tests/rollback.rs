@@ -23,6 +23,9 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     let c = Coordinator::new(Config {
         device: onthefly::DeviceChoice::Cpu,
         check_interval_ms: 3_600_000,
+        // Checkpoints are tested on their own; here they would only add disk time.
+        checkpoints_kept: 0,
+        data_dir: common::fresh_data_dir(),
         // Above the 60 corrections below, so they form one batch.
         update_threshold: 100,
         max_examples_per_update: 1000,

@@ -11,6 +11,8 @@ mod text_classifier;
 
 pub use text_classifier::TextClassifier;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Tensor};
 
@@ -100,6 +102,26 @@ pub trait AgentModel: Send {
         )))
     }
 
+    /// What a checkpoint must remember besides the weights (a classifier's
+    /// label map, hyper-parameters).
+    fn metadata(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Replaces the weights (and metadata) with those of a checkpoint. The
+    /// default copies each variable by name and needs equal shapes.
+    fn restore(&mut self, params: &BTreeMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), ModelError> {
+        let _ = meta;
+        let _guard = tch::no_grad_guard();
+        for (name, mut var) in self.var_store().variables() {
+            let saved = params
+                .get(&name)
+                .ok_or_else(|| ModelError::NotSupported(format!("the checkpoint has no variable {name}")))?;
+            var.f_copy_(saved)?;
+        }
+        Ok(())
+    }
+
     /// Names of the classes it can predict (empty for non-classifiers).
     fn labels(&self) -> Vec<String> {
         Vec::new()
@@ -120,6 +142,21 @@ pub(crate) fn predict_checked(model: &dyn AgentModel, inputs: &[&str]) -> Result
         });
     }
     Ok(outputs)
+}
+
+/// Rebuilds a built-in model from a checkpoint's weights and metadata.
+pub(crate) fn restore_model(
+    kind: ModelKind,
+    device: Device,
+    params: &BTreeMap<String, Tensor>,
+    meta: &serde_json::Value,
+) -> Result<Box<dyn AgentModel>, ModelError> {
+    match kind {
+        ModelKind::TextClassifier => Ok(Box::new(TextClassifier::from_checkpoint(device, params, meta)?)),
+        ModelKind::Custom => Err(ModelError::NotSupported(
+            "a custom model is restored by registering it again".into(),
+        )),
+    }
 }
 
 /// Creates the built-in model for a task whose target kind is `target`, with

@@ -3,7 +3,7 @@
 //! and able to learn new labels as they appear: the output layer grows by one
 //! row per new label, and the rows it had keep their values.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
@@ -68,6 +68,31 @@ impl TextClassifier {
             index,
             config,
         })
+    }
+
+    /// A classifier with a checkpoint's weights and label map (see
+    /// [`AgentModel::metadata`]).
+    pub fn from_checkpoint(
+        device: Device,
+        params: &BTreeMap<String, Tensor>,
+        meta: &serde_json::Value,
+    ) -> Result<TextClassifier, ModelError> {
+        let saved: SavedMeta = serde_json::from_value(meta.clone())
+            .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a text classifier: {e}")))?;
+        let get = |name: &str| {
+            params
+                .get(name)
+                .ok_or_else(|| ModelError::NotSupported(format!("the checkpoint has no variable {name}")))
+        };
+        let _guard = tch::no_grad_guard();
+        Self::from_parts(
+            saved.config,
+            device,
+            &get(EMBEDDING)?.f_to_device(device)?,
+            &get(OUT_WEIGHT)?.f_to_device(device)?,
+            &get(OUT_BIAS)?.f_to_device(device)?,
+            saved.labels,
+        )
     }
 
     /// A deep copy with its own variables.
@@ -255,4 +280,20 @@ impl AgentModel for TextClassifier {
     fn labels(&self) -> Vec<String> {
         self.labels.clone()
     }
+
+    fn metadata(&self) -> serde_json::Value {
+        serde_json::json!({ "labels": self.labels, "config": self.config })
+    }
+
+    fn restore(&mut self, params: &BTreeMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), ModelError> {
+        *self = Self::from_checkpoint(self.vs.device(), params, meta)?;
+        Ok(())
+    }
+}
+
+/// The metadata a text classifier's checkpoint carries.
+#[derive(serde::Deserialize)]
+struct SavedMeta {
+    labels: Vec<String>,
+    config: TextModelConfig,
 }

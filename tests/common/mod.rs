@@ -3,14 +3,36 @@
 
 pub mod news;
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use onthefly::{Config, ExampleId, NewExample, Priority, Target, TextModelConfig, TrainingExample};
 
+/// A fresh folder under `target/test-data` for one test's checkpoints.
+pub fn fresh_data_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-data")
+        .join(format!(
+            "{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A configuration with a small text model (fast to copy and train), no held-out
-/// share, and a background check that never fires within a test unless asked.
+/// share, a background check that never fires within a test unless asked, and
+/// its own checkpoint folder.
 pub fn small_config() -> Config {
     Config {
+        data_dir: fresh_data_dir(),
         device: onthefly::DeviceChoice::Cpu,
         held_out_fraction: 0.0,
         check_interval_ms: 3_600_000,

@@ -1,0 +1,225 @@
+//! Versioned checkpoints: written per accepted update, the last N kept, loaded
+//! at start-up, restored on request, and never half-written, even when the
+//! process is killed while writing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{example, fresh_data_dir, label, small_config};
+use onthefly::checkpoint::{self, CheckpointMeta};
+use onthefly::ewc::EwcState;
+use onthefly::models::{AgentModel, ModelKind, TextClassifier};
+use onthefly::{Config, Coordinator, NewExample, Priority, TargetKind, TextModelConfig};
+use tch::Tensor;
+
+const IDLE: Duration = Duration::from_secs(60);
+
+fn identical(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> bool {
+    a.len() == b.len() && a.iter().all(|(name, t)| b.get(name).is_some_and(|u| t.equal(u)))
+}
+
+/// One accepted update of scout/news on a correction.
+fn update(c: &Coordinator, i: usize, outlet: &str) {
+    c.add_training_example(example("scout", i, outlet).with_priority(Priority::High))
+        .unwrap();
+    assert!(c.wait_for_idle(IDLE));
+}
+
+fn with_ewc(config: Config) -> Config {
+    Config {
+        ewc: onthefly::ewc::EwcConfig {
+            enabled: true,
+            lambda: 1.0,
+            ..Default::default()
+        },
+        ..config
+    }
+}
+
+#[test]
+fn accepted_versions_are_written_and_the_last_ones_kept() {
+    let config = Config {
+        checkpoints_kept: 2,
+        ..with_ewc(small_config())
+    };
+    let c = Coordinator::new(config.clone()).unwrap();
+    for (i, outlet) in ["bbc", "cnn", "rte", "dw"].iter().enumerate() {
+        update(&c, i, outlet);
+    }
+    let dir = config.model_dir("scout").join("news");
+    assert_eq!(checkpoint::versions(&dir).unwrap(), [3, 4]);
+    let saved = checkpoint::load(&dir, 4).unwrap();
+    assert_eq!(saved.meta.version, 4);
+    assert_eq!(
+        (saved.meta.model_kind, saved.meta.target_kind),
+        (ModelKind::TextClassifier, TargetKind::Label)
+    );
+    assert_eq!(saved.meta.model["labels"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        saved.ewc.consolidations(),
+        4,
+        "the Fisher and anchors are saved with the weights"
+    );
+    assert!(saved.ewc.fisher().contains_key("out_weight"));
+    let (version, live) = c.live_weights("scout", "news").unwrap();
+    assert_eq!(version, 4);
+    assert!(identical(&live, &saved.params), "the checkpoint holds the live weights");
+}
+
+#[test]
+fn a_restart_loads_the_latest_version() {
+    let config = small_config();
+    let first = Coordinator::new(config.clone()).unwrap();
+    for (i, outlet) in ["bbc", "cnn", "rte"].iter().enumerate() {
+        update(&first, i, outlet);
+    }
+    let (version, weights) = first.live_weights("scout", "news").unwrap();
+    let before = first
+        .predict("scout", "news", "article number 1 about cnn things")
+        .unwrap();
+    first.shutdown();
+    drop(first);
+
+    let second = Coordinator::new(config).unwrap();
+    let after = second
+        .predict("scout", "news", "article number 1 about cnn things")
+        .unwrap();
+    assert_eq!((after.model_version, &after.output), (version, &before.output));
+    assert_eq!(after.confidence, before.confidence);
+    assert!(identical(&weights, &second.live_weights("scout", "news").unwrap().1));
+    // The next accepted update continues the numbering.
+    update(&second, 9, "bbc");
+    assert_eq!(second.live_weights("scout", "news").unwrap().0, version + 1);
+}
+
+#[test]
+fn rollback_model_restores_the_exact_weights_of_a_version() {
+    let config = with_ewc(small_config());
+    let c = Coordinator::new(config).unwrap();
+    let mut kept = BTreeMap::new();
+    for (i, outlet) in ["bbc", "cnn", "rte"].iter().enumerate() {
+        update(&c, i, outlet);
+        let (version, weights) = c.live_weights("scout", "news").unwrap();
+        kept.insert(version, weights);
+    }
+    c.rollback_model("scout", "news", 2).unwrap();
+    let (version, weights) = c.live_weights("scout", "news").unwrap();
+    assert_eq!(version, 2);
+    assert!(identical(&weights, &kept[&2]), "version 2's weights are back");
+    assert_eq!(c.predict("scout", "news", "some text").unwrap().model_version, 2);
+    let record = c.performance_history().pop().unwrap();
+    assert!(record.rollback_triggered);
+    assert_eq!(record.model_version, 2);
+    assert!(record.rollback_reason.unwrap().contains("restored on request"));
+
+    // Training goes on from version 2, under a new number.
+    update(&c, 7, "dw");
+    assert_eq!(c.live_weights("scout", "news").unwrap().0, 4);
+    assert!(matches!(
+        c.rollback_model("scout", "news", 99),
+        Err(onthefly::Error::Checkpoint(checkpoint::CheckpointError::NotFound {
+            version: 99,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        c.rollback_model("nobody", "news", 1),
+        Err(onthefly::Error::UnknownAgent(_))
+    ));
+}
+
+/// Set in the child process that writes checkpoints until it is killed.
+const CHILD_DIR: &str = "ONTHEFLY_TEST_CHECKPOINT_CHILD_DIR";
+
+#[test]
+fn checkpoint_writer_child() {
+    // Only does something when started by the kill test below.
+    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
+    let config = TextModelConfig {
+        hash_buckets: 1 << 18,
+        embedding_dim: 16,
+        ..TextModelConfig::default()
+    };
+    let mut model = TextClassifier::new(config, tch::Device::Cpu, 3).unwrap();
+    let examples: Vec<_> = ["bbc", "cnn"]
+        .iter()
+        .enumerate()
+        .map(|(i, o)| onthefly::TrainingExample {
+            id: onthefly::ExampleId(i as u64),
+            agent_name: "scout".into(),
+            task_type: "news".into(),
+            input_text: format!("text {o}"),
+            expected_output: label(o),
+            uncertainty_score: 0.5,
+            importance_score: 0.5,
+            source_url: String::new(),
+            timestamp: std::time::SystemTime::now(),
+            user_feedback: None,
+            correction_priority: Priority::Low,
+        })
+        .collect();
+    model.prepare(&examples).unwrap();
+    for version in 1.. {
+        let meta = CheckpointMeta {
+            version,
+            agent_name: "scout".into(),
+            task_type: "news".into(),
+            model_kind: model.kind(),
+            target_kind: TargetKind::Label,
+            model: model.metadata(),
+            ewc_consolidations: 0,
+            created_ms: 0,
+        };
+        checkpoint::save(std::path::Path::new(&dir), &model, &EwcState::new(), &meta, 3).unwrap();
+    }
+}
+
+#[test]
+fn a_process_killed_while_writing_leaves_the_previous_version_loadable() {
+    let data_dir = fresh_data_dir();
+    let dir = data_dir.join("models/scout/news");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "checkpoint_writer_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_DIR, &dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it (SIGKILL) once it has written a few versions, at whatever point
+    // of a write it is.
+    assert!(
+        common::wait_until(Duration::from_secs(120), || checkpoint::versions(&dir).unwrap().len()
+            >= 3),
+        "the child wrote no checkpoints"
+    );
+    std::thread::sleep(Duration::from_millis(137));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let versions = checkpoint::versions(&dir).unwrap();
+    assert!(!versions.is_empty());
+    for version in &versions {
+        let saved = checkpoint::load(&dir, *version).unwrap_or_else(|e| panic!("version {version}: {e}"));
+        assert_eq!(saved.meta.version, *version);
+    }
+    // A coordinator starting on this folder serves the newest complete version.
+    let c = Coordinator::new(Config {
+        data_dir,
+        ..small_config()
+    })
+    .unwrap();
+    let p = c.predict("scout", "news", "text bbc").unwrap();
+    assert_eq!(p.model_version, *versions.last().unwrap());
+    c.add_training_example(NewExample::new("scout", "news", "text rte", label("rte")).with_priority(Priority::High))
+        .unwrap();
+    assert!(c.wait_for_idle(IDLE));
+    assert_eq!(c.live_weights("scout", "news").unwrap().0, versions.last().unwrap() + 1);
+}
