@@ -56,10 +56,31 @@ impl LiveModel {
 pub(crate) struct TaskState {
     pub target_kind: TargetKind,
     pub held_out: HeldOutWindow,
+    /// An evaluation set the user registered; used instead of the window.
+    pub fixed_eval: Option<Vec<TrainingExample>>,
     pub model: Option<Arc<LiveModel>>,
 }
 
 impl TaskState {
+    /// A task learning `target_kind`, without a model yet.
+    pub fn new(target_kind: TargetKind, window: usize) -> TaskState {
+        TaskState {
+            target_kind,
+            held_out: HeldOutWindow::new(window),
+            fixed_eval: None,
+            model: None,
+        }
+    }
+
+    /// The examples an update is judged on: the registered set, or a copy of
+    /// the window of recent held-out examples.
+    pub fn evaluation_examples(&self) -> Vec<TrainingExample> {
+        match &self.fixed_eval {
+            Some(set) => set.clone(),
+            None => self.held_out.snapshot(),
+        }
+    }
+
     /// Whether the task can be trained: it has a model, or a built-in model
     /// learns its kind of target.
     pub fn trainable(&self) -> bool {

@@ -18,7 +18,7 @@ use crate::buffer::Insert;
 use crate::checkpoint;
 use crate::config::Config;
 use crate::error::{Error, ModelError, Result, ValidationError};
-use crate::eval::{is_held_out, HeldOutWindow};
+use crate::eval::is_held_out;
 use crate::example::{
     check_unit, unix_millis, ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample,
 };
@@ -199,14 +199,9 @@ impl Coordinator {
                     live.version.store(version, Ordering::Release);
                     live.latest_version.store(newest, Ordering::Release);
                     *live.ewc.lock() = ckpt.ewc;
-                    agent.tasks.lock().insert(
-                        task.to_string(),
-                        TaskState {
-                            target_kind: ckpt.meta.target_kind,
-                            held_out: HeldOutWindow::new(self.shared.config.performance_window),
-                            model: Some(live),
-                        },
-                    );
+                    let mut state = TaskState::new(ckpt.meta.target_kind, self.shared.config.performance_window);
+                    state.model = Some(live);
+                    agent.tasks.lock().insert(task.to_string(), state);
                     return Ok(Some(version));
                 }
                 Err(e) => {
@@ -434,11 +429,9 @@ impl Coordinator {
         let agent = self.agent_or_create(agent_name);
         let mut tasks = agent.tasks.lock();
         let kind = model.target_kind();
-        let state = tasks.entry(task_type.to_string()).or_insert_with(|| TaskState {
-            target_kind: kind,
-            held_out: HeldOutWindow::new(limits.performance_window),
-            model: None,
-        });
+        let state = tasks
+            .entry(task_type.to_string())
+            .or_insert_with(|| TaskState::new(kind, limits.performance_window));
         if state.target_kind != kind {
             return Err(ValidationError::TargetKindMismatch {
                 agent: agent_name.to_string(),
@@ -476,6 +469,57 @@ impl Coordinator {
             .map(|(name, t)| Ok((name, crate::ewc::deep_copy(&t)?)))
             .collect::<Result<BTreeMap<_, _>, ModelError>>()?;
         Ok((version, weights))
+    }
+
+    /// Registers a fixed evaluation set for an (agent, task): from now on its
+    /// updates are judged on these examples instead of the window of recent
+    /// held-out ones. The task's target kind is fixed by the first target if
+    /// it has none yet.
+    pub fn set_evaluation_set(&self, agent_name: &str, task_type: &str, examples: Vec<(String, Target)>) -> Result<()> {
+        self.ensure_running()?;
+        let limits = &self.shared.config;
+        check_name("agent_name", agent_name, limits.max_name_bytes)?;
+        check_name("task_type", task_type, limits.max_name_bytes)?;
+        let Some(kind) = examples.first().map(|(_, t)| t.kind()) else {
+            return Err(ValidationError::EmptyInput.into());
+        };
+        for (input, target) in &examples {
+            check_input(input, limits.max_input_bytes)?;
+            target.validate(input)?;
+            if target.kind() != kind {
+                return Err(ValidationError::TargetKindMismatch {
+                    agent: agent_name.to_string(),
+                    task: task_type.to_string(),
+                    expected: kind,
+                    got: target.kind(),
+                }
+                .into());
+            }
+        }
+        self.check_task_kind(agent_name, task_type, kind)?;
+        let set = examples
+            .into_iter()
+            .map(|(input, target)| TrainingExample {
+                id: ExampleId(self.shared.next_id.fetch_add(1, Ordering::AcqRel)),
+                agent_name: agent_name.to_string(),
+                task_type: task_type.to_string(),
+                input_text: input,
+                expected_output: target,
+                uncertainty_score: 0.0,
+                importance_score: 0.0,
+                source_url: String::new(),
+                timestamp: SystemTime::now(),
+                user_feedback: Some("registered evaluation set".into()),
+                correction_priority: Priority::Low,
+            })
+            .collect();
+        let agent = self.agent_or_create(agent_name);
+        let mut tasks = agent.tasks.lock();
+        let state = tasks
+            .entry(task_type.to_string())
+            .or_insert_with(|| TaskState::new(kind, limits.performance_window));
+        state.fixed_eval = Some(set);
+        Ok(())
     }
 
     /// Predicts with the live model of an (agent, task).
@@ -655,11 +699,9 @@ impl Coordinator {
             // concurrent first example of another kind may have won the race:
             // refuse this one here, before anything is stored.
             let mut tasks = agent.tasks.lock();
-            let state = tasks.entry(example.task_type.clone()).or_insert_with(|| TaskState {
-                target_kind: kind,
-                held_out: HeldOutWindow::new(config.performance_window),
-                model: None,
-            });
+            let state = tasks
+                .entry(example.task_type.clone())
+                .or_insert_with(|| TaskState::new(kind, config.performance_window));
             if state.target_kind != kind {
                 return Err(ValidationError::TargetKindMismatch {
                     agent: agent.name.clone(),

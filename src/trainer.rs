@@ -25,7 +25,7 @@ use tch::nn::{self, OptimizerConfig};
 use crate::agent::{AgentState, LiveModel, TaskState};
 use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
 use crate::error::ModelError;
-use crate::eval::{self, HeldOutWindow};
+use crate::eval;
 use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
 use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::features::{stable_hash, SplitMix64};
@@ -195,11 +195,9 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
                 }
             };
             let mut tasks = agent.tasks.lock();
-            let state = tasks.entry(task.to_string()).or_insert_with(|| TaskState {
-                target_kind,
-                held_out: HeldOutWindow::new(shared.config.performance_window),
-                model: None,
-            });
+            let state = tasks
+                .entry(task.to_string())
+                .or_insert_with(|| TaskState::new(target_kind, shared.config.performance_window));
             state
                 .model
                 .get_or_insert_with(|| Arc::new(LiveModel::new(model)))
@@ -210,7 +208,7 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
         .tasks
         .lock()
         .get(task)
-        .map(|t| t.held_out.snapshot())
+        .map(TaskState::evaluation_examples)
         .unwrap_or_default();
     Some((live, held_out))
 }

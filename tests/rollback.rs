@@ -104,3 +104,48 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     assert_eq!(new_version, version + 1);
     assert!(!identical(&before, &changed));
 }
+
+#[test]
+fn a_registered_evaluation_set_judges_updates() {
+    let c = Coordinator::new(common::small_config()).unwrap();
+    let set: Vec<(String, Target)> = (0..10)
+        .map(|i| (format!("sport match report {i}"), Target::Label("sport".into())))
+        .collect();
+    c.set_evaluation_set("critic", "topic", set).unwrap();
+    c.add_training_example(NewExample::new(
+        "critic",
+        "topic",
+        "sport match report",
+        Target::Label("sport".into()),
+    ))
+    .unwrap();
+    c.force_update_agent("critic").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let first = c.performance_history().pop().unwrap();
+    assert_eq!(first.held_out_examples, 10, "judged on the registered set");
+    assert_eq!(first.accuracy_after, Some(1.0));
+    // Teach the opposite of the evaluation set: the update makes it worse.
+    for i in 0..20 {
+        c.add_training_example(
+            NewExample::new(
+                "critic",
+                "topic",
+                format!("sport match report {i}"),
+                Target::Label("politics".into()),
+            )
+            .with_priority(Priority::Medium),
+        )
+        .unwrap();
+    }
+    c.force_update_agent("critic").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let second = c.performance_history().pop().unwrap();
+    assert!(second.rollback_triggered, "{second:?}");
+    assert_eq!(c.get_training_status().agents["critic"].models["topic"].version, 1);
+    // The set's target kind must match the task's.
+    let bad = vec![("text".to_string(), Target::Score(0.3))];
+    assert!(matches!(
+        c.set_evaluation_set("critic", "topic", bad),
+        Err(onthefly::Error::Invalid(_))
+    ));
+}
