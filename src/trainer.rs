@@ -245,9 +245,13 @@ fn update_task_inner(
     let before = eval::evaluate(candidate.as_ref(), held_out)?;
 
     let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
-    let penalty = ewc_config.enabled.then_some((&*ewc, ewc_config.lambda));
+    let penalty: Vec<(&EwcState, f64)> = ewc_config
+        .enabled
+        .then_some((&*ewc, ewc_config.lambda))
+        .into_iter()
+        .collect();
     let trained =
-        train_one_epoch(candidate.as_mut(), examples, seed, penalty).and_then(|loss| {
+        train_one_epoch(candidate.as_mut(), examples, seed, &penalty).and_then(|loss| {
             match first_non_finite(candidate.var_store())? {
                 Some(name) => Err(ModelError::NonFinite(format!(
                     "weight {name} is not finite after training"
@@ -371,13 +375,14 @@ pub(crate) fn save_checkpoint(
 }
 
 /// One epoch of Adam over `examples` in shuffled minibatches, each step's loss
-/// plus the EWC penalty when one is given. Returns the mean loss without the
-/// penalty; a non-finite loss stops training with [`ModelError::NonFinite`].
+/// plus the EWC penalty of every `(state, λ)` given (one for online EWC, one
+/// per earlier task for the original EWC). Returns the mean loss without the
+/// penalties; a non-finite loss stops training with [`ModelError::NonFinite`].
 pub fn train_one_epoch(
     model: &mut dyn AgentModel,
     examples: &[TrainingExample],
     seed: u64,
-    penalty: Option<(&EwcState, f64)>,
+    penalties: &[(&EwcState, f64)],
 ) -> Result<f64, ModelError> {
     model.prepare(examples)?;
     let mut optimizer = nn::Adam::default().build(model.var_store(), model.learning_rate())?;
@@ -391,13 +396,12 @@ pub fn train_one_epoch(
         if !value.is_finite() {
             return Err(ModelError::NonFinite(format!("training loss is {value}")));
         }
-        let objective = match penalty {
-            Some((ewc, lambda)) => match ewc.penalty(model.var_store(), lambda)? {
-                Some(p) => loss.f_add(&p)?,
-                None => loss,
-            },
-            None => loss,
-        };
+        let mut objective = loss;
+        for (ewc, lambda) in penalties {
+            if let Some(p) = ewc.penalty(model.var_store(), *lambda)? {
+                objective = objective.f_add(&p)?;
+            }
+        }
         optimizer.zero_grad();
         objective.f_backward()?;
         optimizer.step();

@@ -1,7 +1,9 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod continual;
 pub mod news;
+pub mod vader;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,116 @@
+//! Domain-incremental sentiment: the four VADER domains in sequence (tweets →
+//! movie reviews → Amazon reviews → NYT editorials), class = sign of the human
+//! rating, ratings within ±0.5 left out. Compares plain fine-tuning, EWC, online
+//! EWC and joint training with the built-in classifier; λ is chosen on a
+//! validation split, then everything is reported on the test split.
+//!
+//! `cargo run --release --example continual_sentiment -- --json`
+//! Options: `--epochs N` (default 2), `--limit N` snippets per domain,
+//! `--grid 1,10,100` λ values to search. The last line is the JSON summary.
+
+#[path = "../tests/common/continual.rs"]
+mod continual;
+#[path = "../tests/common/vader.rs"]
+mod vader;
+
+use continual::{choose_lambda, run, test, Settings};
+use onthefly::TextModelConfig;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let json = args.iter().any(|a| a == "--json");
+    let epochs = value("--epochs").and_then(|v| v.parse().ok()).unwrap_or(2);
+    let limit = value("--limit").and_then(|v| v.parse().ok());
+    let grid: Vec<f64> = value("--grid")
+        .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1000.0, 10000.0]);
+
+    let domains: Vec<continual::Domain> = vader::DOMAINS
+        .iter()
+        .map(|(name, file)| {
+            let items = vader::load_domain(file)
+                .into_iter()
+                .map(|s| {
+                    let label = s.label().to_string();
+                    (s.text, label)
+                })
+                .collect();
+            continual::split(name, items, limit)
+        })
+        .collect();
+    for d in &domains {
+        println!(
+            "{:<15} train {:>5}  validation {:>4}  test {:>5}",
+            d.name,
+            d.train.len(),
+            d.validation.len(),
+            d.test.len()
+        );
+    }
+    let settings = Settings {
+        epochs,
+        lambda: 0.0,
+        gamma: 0.9,
+        fisher_samples: 256,
+        model: TextModelConfig {
+            hash_buckets: 1 << 16,
+            embedding_dim: 32,
+            learning_rate: 0.02,
+            minibatch_size: 32,
+            ..TextModelConfig::default()
+        },
+    };
+
+    let mut summary = serde_json::Map::new();
+    for method in ["finetune", "ewc", "online_ewc", "joint"] {
+        let mut s = settings.clone();
+        if method == "ewc" || method == "online_ewc" {
+            let (lambda, runs) = choose_lambda(method, &domains, &settings, &grid);
+            for (l, r) in &runs {
+                println!(
+                    "  {method:<10} λ {l:>8}: validation final avg acc {:.4}, forgetting {:.4}",
+                    r.final_avg_acc(),
+                    r.avg_forgetting()
+                );
+            }
+            println!("  {method:<10} chose λ = {lambda} (best validation average accuracy)");
+            s.lambda = lambda;
+        }
+        let result = run(method, &domains, &s, test);
+        println!("{method}: test accuracy per domain after each stage");
+        for (stage, row) in result.matrix.iter().enumerate() {
+            let cells: Vec<String> = row.iter().map(|a| format!("{a:.3}")).collect();
+            let after = if method == "joint" {
+                "all".to_string()
+            } else {
+                domains[stage].name.clone()
+            };
+            println!("  after {after:<15} {}", cells.join("  "));
+        }
+        println!(
+            "  final avg acc {:.4}   avg forgetting {:.4}",
+            result.final_avg_acc(),
+            result.avg_forgetting()
+        );
+        let mut entry = serde_json::json!({
+            "final_avg_acc": result.final_avg_acc(),
+            "avg_forgetting": result.avg_forgetting(),
+        });
+        if method == "ewc" || method == "online_ewc" {
+            entry["lambda"] = serde_json::json!(s.lambda);
+        }
+        if method == "online_ewc" {
+            entry["gamma"] = serde_json::json!(s.gamma);
+        }
+        summary.insert(method.to_string(), entry);
+    }
+    if json {
+        println!("{}", serde_json::Value::Object(summary));
+    }
+}

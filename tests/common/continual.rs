@@ -1,0 +1,217 @@
+//! A domain-incremental continual-learning experiment over the library's own
+//! pieces: the built-in text classifier, `train_one_epoch` and EWC. Methods:
+//!
+//! - `finetune`: train on each domain in turn, nothing else;
+//! - `ewc`: after each domain, its Fisher and anchor become one more penalty
+//!   term (Kirkpatrick et al. 2017), each with the same λ;
+//! - `online_ewc`: one penalty, `F ← γ·F + F_new`, `θ* ← θ` after each domain
+//!   (Schwarz et al. 2018), the library's own update rule;
+//! - `joint`: one model trained on all domains together (the upper bound).
+//!
+//! After each stage every domain's test set is measured; the final average
+//! accuracy is the mean over domains after the last stage, and a domain's
+//! forgetting is its best accuracy at an earlier stage minus its final one.
+
+use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
+use onthefly::features::{stable_hash, SplitMix64};
+use onthefly::models::{AgentModel, TextClassifier};
+use onthefly::{train_one_epoch, ExampleId, Priority, Target, TextModelConfig, TrainingExample};
+
+/// One domain's splits.
+pub struct Domain {
+    /// Its name.
+    pub name: String,
+    /// Training examples.
+    pub train: Vec<TrainingExample>,
+    /// Validation examples (for choosing λ).
+    pub validation: Vec<TrainingExample>,
+    /// Test examples (reported).
+    pub test: Vec<TrainingExample>,
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Epochs over each domain (over everything for `joint`).
+    pub epochs: usize,
+    /// Penalty strength.
+    pub lambda: f64,
+    /// Online EWC decay.
+    pub gamma: f64,
+    /// Examples per domain used for its Fisher.
+    pub fisher_samples: usize,
+    /// The classifier's hyper-parameters.
+    pub model: TextModelConfig,
+}
+
+/// The accuracies of a run: `matrix[stage][domain]`.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Accuracy on every domain after each stage.
+    pub matrix: Vec<Vec<f64>>,
+}
+
+impl Run {
+    /// Mean accuracy over all domains after the last stage.
+    pub fn final_avg_acc(&self) -> f64 {
+        let last = self.matrix.last().expect("at least one stage");
+        last.iter().sum::<f64>() / last.len() as f64
+    }
+
+    /// Mean over all domains but the last of (best earlier accuracy − final accuracy).
+    pub fn avg_forgetting(&self) -> f64 {
+        let stages = self.matrix.len();
+        if stages < 2 {
+            return 0.0;
+        }
+        let last = &self.matrix[stages - 1];
+        let domains = last.len() - 1;
+        (0..domains)
+            .map(|d| {
+                let best = (d..stages - 1).map(|s| self.matrix[s][d]).fold(f64::MIN, f64::max);
+                best - last[d]
+            })
+            .sum::<f64>()
+            / domains as f64
+    }
+}
+
+/// Labelled examples, split by a stable hash of the text: 20 % test, 10 %
+/// validation, the rest training.
+pub fn split(name: &str, items: Vec<(String, String)>, limit: Option<usize>) -> Domain {
+    let mut domain = Domain {
+        name: name.to_string(),
+        train: Vec::new(),
+        validation: Vec::new(),
+        test: Vec::new(),
+    };
+    for (i, (text, label)) in items.into_iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
+        let slot = stable_hash(text.as_bytes()) % 10;
+        let example = TrainingExample {
+            id: ExampleId(i as u64),
+            agent_name: "experiment".into(),
+            task_type: name.into(),
+            input_text: text,
+            expected_output: Target::Label(label),
+            uncertainty_score: 0.5,
+            importance_score: 0.5,
+            source_url: String::new(),
+            timestamp: std::time::SystemTime::now(),
+            user_feedback: None,
+            correction_priority: Priority::Low,
+        };
+        match slot {
+            0 | 1 => domain.test.push(example),
+            2 => domain.validation.push(example),
+            _ => domain.train.push(example),
+        }
+    }
+    domain
+}
+
+fn accuracy(model: &dyn AgentModel, examples: &[TrainingExample]) -> f64 {
+    let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+    let predictions = model.predict(&inputs).expect("prediction");
+    let right = predictions
+        .iter()
+        .zip(examples)
+        .filter(|(p, e)| p.output == e.expected_output)
+        .count();
+    right as f64 / examples.len().max(1) as f64
+}
+
+fn fresh_model(settings: &Settings, domains: &[Domain]) -> TextClassifier {
+    let mut model = TextClassifier::new(settings.model.clone(), tch::Device::Cpu, 11).unwrap();
+    // Every method knows both classes from the start, so output rows do not
+    // depend on the order labels appear in.
+    let labels: Vec<TrainingExample> = domains[0].train.iter().take(200).cloned().collect();
+    model.prepare(&labels).unwrap();
+    model
+}
+
+/// Runs one method; `evaluate_on` picks each domain's validation or test set.
+pub fn run(
+    method: &str,
+    domains: &[Domain],
+    settings: &Settings,
+    evaluate_on: fn(&Domain) -> &[TrainingExample],
+) -> Run {
+    let mut model = fresh_model(settings, domains);
+    let measure =
+        |model: &TextClassifier| -> Vec<f64> { domains.iter().map(|d| accuracy(model, evaluate_on(d))).collect() };
+    if method == "joint" {
+        let all: Vec<TrainingExample> = domains.iter().flat_map(|d| d.train.iter().cloned()).collect();
+        let mut order = all;
+        SplitMix64::new(5).shuffle(&mut order);
+        for epoch in 0..settings.epochs {
+            train_one_epoch(&mut model, &order, epoch as u64, &[]).unwrap();
+        }
+        return Run {
+            matrix: vec![measure(&model)],
+        };
+    }
+
+    let mut terms: Vec<EwcState> = Vec::new();
+    let mut online = EwcState::new();
+    let mut matrix = Vec::new();
+    for (stage, domain) in domains.iter().enumerate() {
+        for epoch in 0..settings.epochs {
+            let penalties: Vec<(&EwcState, f64)> = match method {
+                "ewc" => terms.iter().map(|t| (t, settings.lambda)).collect(),
+                "online_ewc" => vec![(&online, settings.lambda)],
+                _ => Vec::new(),
+            };
+            train_one_epoch(&mut model, &domain.train, (stage * 100 + epoch) as u64, &penalties).unwrap();
+        }
+        if method != "finetune" {
+            let fisher =
+                diagonal_fisher(&model, &domain.train, FisherKind::Empirical, settings.fisher_samples, 1).unwrap();
+            if method == "ewc" {
+                let mut term = EwcState::new();
+                term.consolidate(model.var_store(), fisher, 1.0).unwrap();
+                terms.push(term);
+            } else {
+                online.consolidate(model.var_store(), fisher, settings.gamma).unwrap();
+            }
+        }
+        matrix.push(measure(&model));
+    }
+    Run { matrix }
+}
+
+/// The validation split of a domain.
+pub fn validation(d: &Domain) -> &[TrainingExample] {
+    &d.validation
+}
+
+/// The test split of a domain.
+pub fn test(d: &Domain) -> &[TrainingExample] {
+    &d.test
+}
+
+/// The λ with the best final average validation accuracy (ties: less
+/// forgetting, then the smaller λ).
+pub fn choose_lambda(method: &str, domains: &[Domain], settings: &Settings, grid: &[f64]) -> (f64, Vec<(f64, Run)>) {
+    let runs: Vec<(f64, Run)> = grid
+        .iter()
+        .map(|&lambda| {
+            let s = Settings {
+                lambda,
+                ..settings.clone()
+            };
+            (lambda, run(method, domains, &s, validation))
+        })
+        .collect();
+    let best = runs
+        .iter()
+        .max_by(|a, b| {
+            let key = |r: &Run| (r.final_avg_acc() * 1e6).round() as i64;
+            key(&a.1)
+                .cmp(&key(&b.1))
+                .then(b.1.avg_forgetting().total_cmp(&a.1.avg_forgetting()))
+                .then(b.0.total_cmp(&a.0))
+        })
+        .map(|(l, _)| *l)
+        .expect("a non-empty grid");
+    (best, runs)
+}

@@ -1,0 +1,78 @@
+//! A reduced, fast run of the continual-sentiment experiment
+//! (`examples/continual_sentiment.rs`): 800 snippets of each VADER domain, two
+//! epochs per domain, the λ values the example's validation search chose at
+//! this size (`--limit 800 --grid 10,1000`). EWC and online EWC must forget
+//! less than plain fine-tuning without ending less accurate.
+
+mod common;
+
+use common::continual::{self, run, test, Settings};
+use common::vader;
+use onthefly::TextModelConfig;
+
+#[test]
+fn ewc_forgets_less_than_fine_tuning_across_sentiment_domains() {
+    let domains: Vec<continual::Domain> = vader::DOMAINS
+        .iter()
+        .map(|(name, file)| {
+            let items = vader::load_domain(file)
+                .into_iter()
+                .map(|s| {
+                    let label = s.label().to_string();
+                    (s.text, label)
+                })
+                .collect();
+            continual::split(name, items, Some(800))
+        })
+        .collect();
+    let settings = Settings {
+        epochs: 2,
+        lambda: 0.0,
+        gamma: 0.9,
+        fisher_samples: 256,
+        model: TextModelConfig {
+            hash_buckets: 1 << 16,
+            embedding_dim: 32,
+            learning_rate: 0.02,
+            minibatch_size: 32,
+            ..TextModelConfig::default()
+        },
+    };
+    let finetune = run("finetune", &domains, &settings, test);
+    let ewc = run(
+        "ewc",
+        &domains,
+        &Settings {
+            lambda: 10.0,
+            ..settings.clone()
+        },
+        test,
+    );
+    let online = run(
+        "online_ewc",
+        &domains,
+        &Settings {
+            lambda: 1000.0,
+            ..settings.clone()
+        },
+        test,
+    );
+    for (name, r) in [("finetune", &finetune), ("ewc", &ewc), ("online_ewc", &online)] {
+        eprintln!(
+            "{name:<10} final avg acc {:.4}  avg forgetting {:.4}",
+            r.final_avg_acc(),
+            r.avg_forgetting()
+        );
+    }
+    assert!(
+        finetune.avg_forgetting() > 0.02,
+        "fine-tuning should forget on this benchmark"
+    );
+    assert!(ewc.avg_forgetting() < finetune.avg_forgetting());
+    assert!(
+        online.avg_forgetting() < finetune.avg_forgetting() - 0.01,
+        "online EWC forgets clearly less"
+    );
+    assert!(ewc.final_avg_acc() >= finetune.final_avg_acc());
+    assert!(online.final_avg_acc() >= finetune.final_avg_acc());
+}
