@@ -29,7 +29,7 @@ fn main() {
     let limit = value("--limit").and_then(|v| v.parse().ok());
     let grid: Vec<f64> = value("--grid")
         .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1000.0, 10000.0]);
+        .unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]);
 
     let domains: Vec<continual::Domain> = vader::DOMAINS
         .iter()
