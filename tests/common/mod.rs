@@ -3,6 +3,7 @@
 
 pub mod continual;
 pub mod news;
+pub mod permuted;
 pub mod vader;
 
 use std::path::{Path, PathBuf};
