@@ -151,7 +151,7 @@ fn train(net: &impl Module, vs: &nn::VarStore, data: &Images, s: &Settings, pena
             let mut loss = logits.cross_entropy_for_logits(&data.y.index_select(0, &idx));
             for (state, lambda) in penalties {
                 if let Some(p) = state.penalty(vs, *lambda).unwrap() {
-                    loss = loss + p;
+                    loss += p;
                 }
             }
             opt.backward_step(&loss);
