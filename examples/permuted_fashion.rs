@@ -6,7 +6,7 @@
 //!
 //! `cargo run --release --example permuted_fashion -- --json`
 //! Options: `--tasks N` (default 5), `--train N` images per task (default
-//! 10000), `--epochs N` (default 1), `--grid 1,10,100`. The last line is JSON.
+//! 10000), `--epochs N` (default 2), `--grid 1,10,100`. The last line is JSON.
 
 #[path = "../tests/common/permuted.rs"]
 mod permuted;
@@ -24,7 +24,7 @@ fn main() {
     let json = args.iter().any(|a| a == "--json");
     let n_tasks = value("--tasks").and_then(|v| v.parse().ok()).unwrap_or(5);
     let train_n = value("--train").and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let epochs = value("--epochs").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let epochs = value("--epochs").and_then(|v| v.parse().ok()).unwrap_or(2);
     let grid: Vec<f64> = value("--grid")
         .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1e3, 1e4]);

@@ -250,8 +250,15 @@ pub fn diagonal_fisher_with(
             for (name, var) in &variables {
                 let grad = var.f_grad()?;
                 if grad.defined() {
+                    // A sparse gradient may list a row more than once: sum
+                    // the duplicates (coalesce) before squaring.
+                    let squared = if grad.is_sparse() {
+                        grad.f_coalesce()?.f_square()?
+                    } else {
+                        grad.f_square()?
+                    };
                     let sum = sums.get_mut(name).expect("every variable has a sum");
-                    *sum = sum.f_add(&grad.f_square()?)?;
+                    *sum = sum.f_add(&squared)?;
                 }
             }
             Ok(())
@@ -297,7 +304,7 @@ pub fn diagonal_fisher(
                 .collect()
         }
     };
-    diagonal_fisher_with(model.var_store(), sampled.len(), |i| model.loss(&[&sampled[i]]))
+    diagonal_fisher_with(model.var_store(), sampled.len(), |i| model.fisher_loss(&sampled[i]))
 }
 
 /// Whether every variable of `vs` is finite; the name of the first that is not.

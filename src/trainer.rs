@@ -407,5 +407,9 @@ pub fn train_one_epoch(
         optimizer.step();
         total += value * chunk.len() as f64;
     }
+    // libtorch's zero_grad sets the gradients to none: the model does not
+    // carry them (memory), and the Fisher's gradients start sparse where the
+    // model makes them so.
+    optimizer.zero_grad();
     Ok(total / examples.len().max(1) as f64)
 }

@@ -138,3 +138,56 @@ fn grown_rows_have_zero_importance_and_consolidation_decays() {
     assert_eq!(values(&state.anchors()["out"]), [1.0, 2.0, 50.0]);
     assert_eq!(state.consolidations(), 2);
 }
+
+#[test]
+fn the_classifiers_sparse_fisher_equals_the_dense_one() {
+    use onthefly::ewc::{diagonal_fisher, FisherKind};
+    use onthefly::models::{AgentModel, TextClassifier};
+    use onthefly::{ExampleId, Priority, Target, TextModelConfig, TrainingExample};
+
+    let config = TextModelConfig {
+        hash_buckets: 1 << 12,
+        embedding_dim: 8,
+        ..TextModelConfig::default()
+    };
+    let examples: Vec<TrainingExample> = [
+        ("the cat sat on the mat the cat", "a"),
+        ("dogs bark loudly", "b"),
+        ("the dog sat", "a"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (text, label))| TrainingExample {
+        id: ExampleId(i as u64),
+        agent_name: "scout".into(),
+        task_type: "t".into(),
+        input_text: text.to_string(),
+        expected_output: Target::Label(label.to_string()),
+        uncertainty_score: 0.5,
+        importance_score: 0.5,
+        source_url: String::new(),
+        timestamp: std::time::SystemTime::now(),
+        user_feedback: None,
+        correction_priority: Priority::Low,
+    })
+    .collect();
+    let mut model = TextClassifier::new(config, Device::Cpu, 5).unwrap();
+    model.prepare(&examples).unwrap();
+    onthefly::train_one_epoch(&mut model, &examples, 1, &[]).unwrap();
+
+    let sparse = diagonal_fisher(&model, &examples, FisherKind::Empirical, 10, 0).unwrap();
+    let dense = diagonal_fisher_with(model.var_store(), examples.len(), |i| model.loss(&[&examples[i]])).unwrap();
+    assert_eq!(sparse.keys().collect::<Vec<_>>(), dense.keys().collect::<Vec<_>>());
+    for (name, s) in &sparse {
+        let d = &dense[name];
+        let diff = (s - d).abs().max().double_value(&[]);
+        assert!(diff < 1e-9, "{name}: sparse and dense Fisher differ by {diff}");
+        assert!(
+            s.sum(Kind::Double).double_value(&[]) > 0.0,
+            "{name} has some importance"
+        );
+    }
+    // The "true" Fisher (labels sampled from the model) has the same shapes.
+    let sampled = diagonal_fisher(&model, &examples, FisherKind::True, 10, 3).unwrap();
+    assert_eq!(sampled["out_weight"].size(), sparse["out_weight"].size());
+}

@@ -80,6 +80,14 @@ pub trait AgentModel: Send {
     /// respect to the trainable variables.
     fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError>;
 
+    /// The negative log-likelihood of one example, for the Fisher information.
+    /// The default is [`AgentModel::loss`]; a model may return sparse
+    /// gradients here (the Fisher squares each example's gradient, so only the
+    /// rows an example touches cost anything).
+    fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
+        self.loss(&[example])
+    }
+
     /// Predictions for `inputs`, in order.
     fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError>;
 

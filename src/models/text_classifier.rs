@@ -110,6 +110,12 @@ impl TextClassifier {
     }
 
     fn logits(&self, inputs: &[&str]) -> Result<Tensor, ModelError> {
+        self.logits_with(inputs, false)
+    }
+
+    /// `sparse` makes the embedding's gradient a sparse tensor of the rows
+    /// used; Adam cannot take those, the Fisher can.
+    fn logits_with(&self, inputs: &[&str], sparse: bool) -> Result<Tensor, ModelError> {
         let mut ids = Vec::new();
         let mut offsets = Vec::with_capacity(inputs.len());
         for text in inputs {
@@ -121,8 +127,19 @@ impl TextClassifier {
         let offsets = Tensor::f_from_slice(&offsets)?.f_to_device(device)?;
         // Mode 1 is the mean of the bag.
         let (bag, _, _, _) =
-            Tensor::f_embedding_bag(&self.embedding, &ids, &offsets, false, 1, false, None::<Tensor>, false)?;
+            Tensor::f_embedding_bag(&self.embedding, &ids, &offsets, false, 1, sparse, None::<Tensor>, false)?;
         Ok(bag.f_matmul(&self.out_weight.f_tr()?)?.f_add(&self.out_bias)?)
+    }
+
+    fn nll(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
+        let targets = examples
+            .iter()
+            .map(|e| self.label_index(&e.expected_output))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let targets = Tensor::f_from_slice(&targets)?.f_to_device(self.vs.device())?;
+        let log_probs = self.logits_with(&inputs, sparse)?.f_log_softmax(-1, Kind::Float)?;
+        Ok(log_probs.f_nll_loss(&targets, None::<Tensor>, Reduction::Mean, -100)?)
     }
 
     fn label_index(&self, target: &Target) -> Result<i64, ModelError> {
@@ -201,14 +218,11 @@ impl AgentModel for TextClassifier {
     }
 
     fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        let targets = examples
-            .iter()
-            .map(|e| self.label_index(&e.expected_output))
-            .collect::<Result<Vec<_>, _>>()?;
-        let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let targets = Tensor::f_from_slice(&targets)?.f_to_device(self.vs.device())?;
-        let log_probs = self.logits(&inputs)?.f_log_softmax(-1, Kind::Float)?;
-        Ok(log_probs.f_nll_loss(&targets, None::<Tensor>, Reduction::Mean, -100)?)
+        self.nll(examples, false)
+    }
+
+    fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
+        self.nll(&[example], true)
     }
 
     fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
