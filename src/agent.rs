@@ -47,6 +47,18 @@ impl LiveModel {
         }
     }
 
+    /// Continues the version numbers of checkpoints already in `dir` (from an
+    /// earlier run whose files were not loaded), so new files never reuse or
+    /// fall below them.
+    pub fn numbered_after(self, dir: &std::path::Path) -> LiveModel {
+        let newest = crate::checkpoint::versions(dir)
+            .ok()
+            .and_then(|v| v.last().copied())
+            .unwrap_or(0);
+        self.latest_version.store(newest, Ordering::Release);
+        self
+    }
+
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }

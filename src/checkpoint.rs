@@ -134,12 +134,45 @@ pub fn save(
 
     let target = path_of(dir, meta.version);
     let temp = dir.join(format!(".v{:08}.ckpt.{}.tmp", meta.version, std::process::id()));
-    Tensor::save_multi(&named, &temp)?;
-    File::open(&temp).and_then(|f| f.sync_all()).map_err(io(&temp))?;
-    fs::rename(&temp, &target).map_err(io(&target))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    prune(dir, keep)?;
+    let written = Tensor::save_multi(&named, &temp)
+        .map_err(CheckpointError::from)
+        .and_then(|()| File::open(&temp).and_then(|f| f.sync_all()).map_err(io(&temp)))
+        .and_then(|()| fs::rename(&temp, &target).map_err(io(&target)))
+        .and_then(|()| File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir)));
+    if let Err(e) = written {
+        // Leave nothing half-written behind (a full disk would fill further).
+        let _ = fs::remove_file(&temp);
+        return Err(e);
+    }
+    set_current(dir, meta.version)?;
+    if let Err(e) = prune(dir, keep) {
+        tracing::warn!(dir = %dir.display(), error = %e, "old checkpoints not pruned");
+    }
     Ok(target)
+}
+
+const CURRENT: &str = "current";
+
+/// Records which version serves, atomically (temporary file, fsync, rename).
+/// Start-up loads this version rather than the newest one, so a version
+/// restored on request survives a restart.
+pub fn set_current(dir: &Path, version: u64) -> Result<(), CheckpointError> {
+    let temp = dir.join(format!(".{CURRENT}.{}.tmp", std::process::id()));
+    let target = dir.join(CURRENT);
+    let written = fs::write(&temp, version.to_string())
+        .and_then(|()| File::open(&temp).and_then(|f| f.sync_all()))
+        .and_then(|()| fs::rename(&temp, &target))
+        .and_then(|()| File::open(dir).and_then(|d| d.sync_all()));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(io(&target)(e));
+    }
+    Ok(())
+}
+
+/// The version recorded as serving, if any.
+pub fn current(dir: &Path) -> Option<u64> {
+    fs::read_to_string(dir.join(CURRENT)).ok()?.trim().parse().ok()
 }
 
 /// Versions with a complete checkpoint in `dir`, oldest first.
@@ -173,7 +206,8 @@ pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
     let mut fisher = BTreeMap::new();
     let mut anchors = BTreeMap::new();
     let mut meta = None;
-    for (name, tensor) in Tensor::load_multi(&path)? {
+    // Loaded on the CPU whatever device wrote it; callers move what they keep.
+    for (name, tensor) in Tensor::load_multi_with_device(&path, tch::Device::Cpu)? {
         if let Some(n) = name.strip_prefix(PARAM) {
             params.insert(n.to_string(), tensor);
         } else if let Some(n) = name.strip_prefix(FISHER) {
@@ -202,10 +236,15 @@ pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
     })
 }
 
-/// Removes all but the newest `keep` versions (at least one stays).
+/// Removes all but the newest `keep` versions (at least one stays, and the
+/// version recorded as serving always stays).
 pub fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
     let versions = versions(dir)?;
+    let serving = current(dir);
     for version in &versions[..versions.len().saturating_sub(keep.max(1))] {
+        if Some(*version) == serving {
+            continue;
+        }
         let path = path_of(dir, *version);
         fs::remove_file(&path).map_err(io(&path))?;
     }

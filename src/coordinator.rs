@@ -184,8 +184,14 @@ impl Coordinator {
         let Some(&newest) = versions.last() else {
             return Ok(None);
         };
+        // The version recorded as serving first (it may be an older one
+        // restored on request), then the newest down to the oldest.
+        let serving = checkpoint::current(dir).filter(|v| versions.contains(v));
+        let order = serving
+            .into_iter()
+            .chain(versions.iter().rev().copied().filter(|v| Some(*v) != serving));
         let mut last_error = None;
-        for &version in versions.iter().rev() {
+        for version in order {
             let loaded = checkpoint::load(dir, version).map_err(Error::from).and_then(|c| {
                 Ok((
                     restore_model(c.meta.model_kind, self.shared.device, &c.params, &c.meta.model)?,
@@ -198,7 +204,7 @@ impl Coordinator {
                     let live = Arc::new(LiveModel::new(model));
                     live.version.store(version, Ordering::Release);
                     live.latest_version.store(newest, Ordering::Release);
-                    *live.ewc.lock() = ckpt.ewc;
+                    *live.ewc.lock() = ckpt.ewc.to_device(self.shared.device)?;
                     let mut state = TaskState::new(ckpt.meta.target_kind, self.shared.config.performance_window);
                     state.model = Some(live);
                     agent.tasks.lock().insert(task.to_string(), state);
@@ -229,10 +235,25 @@ impl Coordinator {
         // The same lock order as an update: EWC state, then the trainer's copy.
         let mut ewc = live.ewc.lock();
         let mut shadow = live.shadow.lock();
-        let mut restored = live.model.lock().try_clone()?;
-        restored.restore(&saved.params, &saved.meta.model)?;
-        *shadow = Some(restored.try_clone()?);
-        *ewc = saved.ewc;
+        let device = self.shared.device;
+        let params = saved
+            .params
+            .iter()
+            .map(|(name, t)| Ok((name.clone(), t.f_to_device(device)?)))
+            .collect::<Result<BTreeMap<_, _>, ModelError>>()?;
+        let saved_ewc = saved.ewc.to_device(device)?;
+        // A user's model may panic in these calls: an error, not a panic, for the caller.
+        let (restored, next_shadow) = catch_unwind(AssertUnwindSafe(|| -> Result<_> {
+            let mut restored = live.model.lock().try_clone()?;
+            restored.restore(&params, &saved.meta.model)?;
+            let next_shadow = restored.try_clone()?;
+            Ok((restored, next_shadow))
+        }))
+        .map_err(|panic| Error::Model(ModelError::Panicked(crate::grad::panic_message(&*panic))))??;
+        // Restart serves this version too, until a newer one is accepted.
+        checkpoint::set_current(&dir, version)?;
+        *shadow = Some(next_shadow);
+        *ewc = saved_ewc;
         let mut serving = live.model.lock();
         let old = std::mem::replace(&mut *serving, restored);
         let was = live.version.swap(version, Ordering::AcqRel);
@@ -447,7 +468,8 @@ impl Coordinator {
                 task: task_type.to_string(),
             });
         }
-        state.model = Some(Arc::new(LiveModel::new(model)));
+        let dir = limits.model_dir(agent_name).join(task_type);
+        state.model = Some(Arc::new(LiveModel::new(model).numbered_after(&dir)));
         Ok(())
     }
 
@@ -518,6 +540,16 @@ impl Coordinator {
         let state = tasks
             .entry(task_type.to_string())
             .or_insert_with(|| TaskState::new(kind, limits.performance_window));
+        if state.target_kind != kind {
+            // A first example of another kind won a race with this call.
+            return Err(ValidationError::TargetKindMismatch {
+                agent: agent_name.to_string(),
+                task: task_type.to_string(),
+                expected: state.target_kind,
+                got: kind,
+            }
+            .into());
+        }
         state.fixed_eval = Some(set);
         Ok(())
     }
@@ -887,9 +919,11 @@ fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), Valida
             max,
         });
     }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    // Names become folder names: no path separators, and no leading dot ("..").
+    if value.starts_with('.')
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     {
         return Err(ValidationError::InvalidName {
             field,

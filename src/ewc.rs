@@ -110,6 +110,18 @@ impl EwcState {
         }
     }
 
+    /// The same state with every tensor on `device`.
+    pub fn to_device(self, device: tch::Device) -> Result<EwcState, ModelError> {
+        let mv = |m: BTreeMap<String, Tensor>| -> Result<BTreeMap<String, Tensor>, ModelError> {
+            m.into_iter().map(|(k, t)| Ok((k, t.f_to_device(device)?))).collect()
+        };
+        Ok(EwcState {
+            fisher: mv(self.fisher)?,
+            anchors: mv(self.anchors)?,
+            consolidations: self.consolidations,
+        })
+    }
+
     /// A deep copy.
     pub fn try_clone(&self) -> Result<EwcState, ModelError> {
         let copy = |m: &BTreeMap<String, Tensor>| -> Result<BTreeMap<String, Tensor>, ModelError> {
@@ -258,7 +270,7 @@ pub fn diagonal_fisher_with(
                         grad.f_square()?
                     };
                     let sum = sums.get_mut(name).expect("every variable has a sum");
-                    *sum = sum.f_add(&squared)?;
+                    let _ = sum.f_add_(&squared)?;
                 }
             }
             Ok(())

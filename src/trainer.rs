@@ -198,9 +198,10 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
             let state = tasks
                 .entry(task.to_string())
                 .or_insert_with(|| TaskState::new(target_kind, shared.config.performance_window));
+            let dir = shared.config.model_dir(&agent.name).join(task);
             state
                 .model
-                .get_or_insert_with(|| Arc::new(LiveModel::new(model)))
+                .get_or_insert_with(|| Arc::new(LiveModel::new(model).numbered_after(&dir)))
                 .clone()
         }
     };
@@ -288,18 +289,27 @@ fn update_task_inner(
             version
         }
         None => {
+            // Everything that can fail happens before anything is installed:
+            // the next update's starting copy, then the consolidation (which
+            // changes the state only when it succeeds).
+            let next_shadow = candidate.try_clone()?;
             if ewc_config.enabled {
-                let fresh = diagonal_fisher(
+                // The update was accepted on its held-out result; a Fisher
+                // that cannot be computed skips this consolidation only.
+                let consolidated = diagonal_fisher(
                     candidate.as_ref(),
                     examples,
                     ewc_config.fisher,
                     ewc_config.fisher_samples,
                     seed,
-                )?;
-                ewc.consolidate(candidate.var_store(), fresh, ewc_config.gamma)?;
+                )
+                .and_then(|fresh| ewc.consolidate(candidate.var_store(), fresh, ewc_config.gamma));
+                if let Err(e) = consolidated {
+                    tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
+                    agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));
+                }
             }
-            // The next update starts from a copy of what is about to serve.
-            *shadow = Some(candidate.try_clone()?);
+            *shadow = Some(next_shadow);
             let mut serving = live.model.lock();
             let old = std::mem::replace(&mut *serving, candidate);
             // Under the model's lock, so a prediction never sees new weights

@@ -223,3 +223,54 @@ fn a_process_killed_while_writing_leaves_the_previous_version_loadable() {
     assert!(c.wait_for_idle(IDLE));
     assert_eq!(c.live_weights("scout", "news").unwrap().0, versions.last().unwrap() + 1);
 }
+
+#[test]
+fn a_restored_version_survives_a_restart_and_numbers_continue() {
+    let config = small_config();
+    let c = Coordinator::new(config.clone()).unwrap();
+    for (i, outlet) in ["bbc", "cnn", "rte"].iter().enumerate() {
+        update(&c, i, outlet);
+    }
+    let (_, v1_weights) = {
+        c.rollback_model("scout", "news", 1).unwrap();
+        c.live_weights("scout", "news").unwrap()
+    };
+    c.shutdown();
+    drop(c);
+    let restarted = Coordinator::new(config.clone()).unwrap();
+    let (version, weights) = restarted.live_weights("scout", "news").unwrap();
+    assert_eq!(version, 1, "the version restored on request serves after a restart");
+    assert!(identical(&weights, &v1_weights));
+    update(&restarted, 5, "dw");
+    assert_eq!(
+        restarted.live_weights("scout", "news").unwrap().0,
+        4,
+        "numbers continue after the newest file"
+    );
+    restarted.shutdown();
+    drop(restarted);
+
+    // A model registered by the caller over an existing folder continues the
+    // numbering too, instead of writing (and pruning) version 1 again.
+    let fresh = Coordinator::new(Config {
+        data_dir: fresh_data_dir(),
+        model_paths: [("scout".to_string(), config.model_dir("scout"))].into(),
+        ..small_config()
+    })
+    .unwrap();
+    let dir = config.model_dir("scout").join("custom");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        checkpoint::path_of(&config.model_dir("scout").join("news"), 4),
+        checkpoint::path_of(&dir, 9),
+    )
+    .unwrap();
+    let model = TextClassifier::new(small_config().text_model, tch::Device::Cpu, 2).unwrap();
+    fresh.register_model("scout", "custom", Box::new(model)).unwrap();
+    fresh
+        .add_training_example(NewExample::new("scout", "custom", "text", label("x")).with_priority(Priority::High))
+        .unwrap();
+    assert!(fresh.wait_for_idle(IDLE));
+    assert_eq!(fresh.live_weights("scout", "custom").unwrap().0, 10);
+    assert_eq!(checkpoint::versions(&dir).unwrap(), [9, 10]);
+}
