@@ -31,19 +31,7 @@ fn main() {
         .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]);
 
-    let domains: Vec<continual::Domain> = vader::DOMAINS
-        .iter()
-        .map(|(name, file)| {
-            let items = vader::load_domain(file)
-                .into_iter()
-                .map(|s| {
-                    let label = s.label().to_string();
-                    (s.text, label)
-                })
-                .collect();
-            continual::split(name, items, limit)
-        })
-        .collect();
+    let domains = continual::vader_domains(limit);
     for d in &domains {
         println!(
             "{:<15} train {:>5}  validation {:>4}  test {:>5}",

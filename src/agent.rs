@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use crate::buffer::PriorityBuffer;
+use crate::error::ValidationError;
 use crate::eval::HeldOutWindow;
 use crate::ewc::EwcState;
 use crate::example::{ExampleId, TargetKind, TrainingExample};
@@ -98,6 +99,30 @@ impl TaskState {
     pub fn trainable(&self) -> bool {
         self.model.is_some() || ModelKind::for_target(self.target_kind).is_some()
     }
+}
+
+/// The task `task` of `agent`, created with `kind` if new; an error when it
+/// exists and learns another kind of target. Called under the agent's task
+/// lock, so two first examples of different kinds cannot both win.
+pub(crate) fn task_of_kind<'a>(
+    tasks: &'a mut BTreeMap<String, TaskState>,
+    agent: &str,
+    task: &str,
+    kind: TargetKind,
+    window: usize,
+) -> Result<&'a mut TaskState, ValidationError> {
+    let state = tasks
+        .entry(task.to_string())
+        .or_insert_with(|| TaskState::new(kind, window));
+    if state.target_kind != kind {
+        return Err(ValidationError::TargetKindMismatch {
+            agent: agent.to_string(),
+            task: task.to_string(),
+            expected: state.target_kind,
+            got: kind,
+        });
+    }
+    Ok(state)
 }
 
 /// Counters and last events of an agent, for the status.

@@ -13,7 +13,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentState, LiveModel, TaskState};
+use crate::agent::{task_of_kind, AgentState, LiveModel, TaskState};
 use crate::buffer::Insert;
 use crate::checkpoint;
 use crate::config::Config;
@@ -449,19 +449,13 @@ impl Coordinator {
         check_name("task_type", task_type, limits.max_name_bytes)?;
         let agent = self.agent_or_create(agent_name);
         let mut tasks = agent.tasks.lock();
-        let kind = model.target_kind();
-        let state = tasks
-            .entry(task_type.to_string())
-            .or_insert_with(|| TaskState::new(kind, limits.performance_window));
-        if state.target_kind != kind {
-            return Err(ValidationError::TargetKindMismatch {
-                agent: agent_name.to_string(),
-                task: task_type.to_string(),
-                expected: state.target_kind,
-                got: kind,
-            }
-            .into());
-        }
+        let state = task_of_kind(
+            &mut tasks,
+            agent_name,
+            task_type,
+            model.target_kind(),
+            limits.performance_window,
+        )?;
         if state.model.is_some() {
             return Err(Error::ModelExists {
                 agent: agent_name.to_string(),
@@ -537,19 +531,7 @@ impl Coordinator {
             .collect();
         let agent = self.agent_or_create(agent_name);
         let mut tasks = agent.tasks.lock();
-        let state = tasks
-            .entry(task_type.to_string())
-            .or_insert_with(|| TaskState::new(kind, limits.performance_window));
-        if state.target_kind != kind {
-            // A first example of another kind won a race with this call.
-            return Err(ValidationError::TargetKindMismatch {
-                agent: agent_name.to_string(),
-                task: task_type.to_string(),
-                expected: state.target_kind,
-                got: kind,
-            }
-            .into());
-        }
+        let state = task_of_kind(&mut tasks, agent_name, task_type, kind, limits.performance_window)?;
         state.fixed_eval = Some(set);
         Ok(())
     }
@@ -731,18 +713,13 @@ impl Coordinator {
             // concurrent first example of another kind may have won the race:
             // refuse this one here, before anything is stored.
             let mut tasks = agent.tasks.lock();
-            let state = tasks
-                .entry(example.task_type.clone())
-                .or_insert_with(|| TaskState::new(kind, config.performance_window));
-            if state.target_kind != kind {
-                return Err(ValidationError::TargetKindMismatch {
-                    agent: agent.name.clone(),
-                    task: example.task_type,
-                    expected: state.target_kind,
-                    got: kind,
-                }
-                .into());
-            }
+            task_of_kind(
+                &mut tasks,
+                &agent.name,
+                &example.task_type,
+                kind,
+                config.performance_window,
+            )?;
         }
 
         let id = ExampleId(self.shared.next_id.fetch_add(1, Ordering::AcqRel));

@@ -129,7 +129,7 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 grad::with_grad(|| update_task(shared, agent, &task, &live, &examples, &held_out))
             }))
-            .unwrap_or_else(|panic| Err(format!("update panicked: {}", grad::panic_message(&*panic))))
+            .unwrap_or_else(|panic| Err(ModelError::Panicked(grad::panic_message(&*panic))))
             .map_err(|e| format!("update of task {task:?} failed: {e}"));
             match outcome {
                 Ok(record) => {
@@ -215,17 +215,6 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
 }
 
 fn update_task(
-    shared: &Shared,
-    agent: &AgentState,
-    task: &str,
-    live: &LiveModel,
-    examples: &[TrainingExample],
-    held_out: &[TrainingExample],
-) -> Result<ModelPerformance, String> {
-    update_task_inner(shared, agent, task, live, examples, held_out).map_err(|e| e.to_string())
-}
-
-fn update_task_inner(
     shared: &Shared,
     agent: &AgentState,
     task: &str,

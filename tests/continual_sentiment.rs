@@ -7,24 +7,11 @@
 mod common;
 
 use common::continual::{self, run, test, Settings};
-use common::vader;
 use onthefly::TextModelConfig;
 
 #[test]
 fn ewc_forgets_less_than_fine_tuning_across_sentiment_domains() {
-    let domains: Vec<continual::Domain> = vader::DOMAINS
-        .iter()
-        .map(|(name, file)| {
-            let items = vader::load_domain(file)
-                .into_iter()
-                .map(|s| {
-                    let label = s.label().to_string();
-                    (s.text, label)
-                })
-                .collect();
-            continual::split(name, items, Some(800))
-        })
-        .collect();
+    let domains = continual::vader_domains(Some(800));
     let settings = Settings {
         epochs: 2,
         lambda: 0.0,

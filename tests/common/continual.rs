@@ -76,6 +76,24 @@ impl Run {
     }
 }
 
+/// The four VADER domains in benchmark order, each split (at most `limit`
+/// snippets per domain), labelled with the sign of the rating.
+pub fn vader_domains(limit: Option<usize>) -> Vec<Domain> {
+    super::vader::DOMAINS
+        .iter()
+        .map(|(name, file)| {
+            let items = super::vader::load_domain(file)
+                .into_iter()
+                .map(|s| {
+                    let label = s.label().to_string();
+                    (s.text, label)
+                })
+                .collect();
+            split(name, items, limit)
+        })
+        .collect()
+}
+
 /// Labelled examples, split by a stable hash of the text: 20 % test, 10 %
 /// validation, the rest training.
 pub fn split(name: &str, items: Vec<(String, String)>, limit: Option<usize>) -> Domain {
