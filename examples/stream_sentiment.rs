@@ -1,0 +1,107 @@
+//! The coordinator itself, with and without EWC, on the four VADER sentiment
+//! domains streamed one after the other (tweets → movie reviews → Amazon →
+//! NYT editorials): every update is the library's own (threshold 50, held-out
+//! rollback, online EWC per accepted update). After each domain the live model
+//! is measured on every domain's test split. This is how the default λ of the
+//! coordinator's per-update EWC is chosen.
+//!
+//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--limit N]`
+//! (λ 0 means EWC off). The last line is JSON.
+
+#[allow(dead_code)] // The experiment helpers this example does not use.
+#[path = "../tests/common/continual.rs"]
+mod continual;
+#[path = "../tests/common/vader.rs"]
+mod vader;
+
+use std::time::Duration;
+
+use onthefly::ewc::EwcConfig;
+use onthefly::{Config, Coordinator, NewExample, TextModelConfig};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let limit = value("--limit").and_then(|v| v.parse().ok());
+    let lambdas: Vec<f64> = value("--lambdas")
+        .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![0.0, 1.0, 10.0, 100.0]);
+    let domains = continual::vader_domains(limit);
+    let mut summary = serde_json::Map::new();
+    for &lambda in &lambdas {
+        let data_dir = std::env::temp_dir().join(format!("onthefly-stream-sentiment-{}-{lambda}", std::process::id()));
+        let c = Coordinator::new(Config {
+            device: onthefly::DeviceChoice::Cpu,
+            check_interval_ms: 3_600_000,
+            checkpoints_kept: 0,
+            data_dir: data_dir.clone(),
+            text_model: TextModelConfig {
+                hash_buckets: 1 << 16,
+                ..TextModelConfig::default()
+            },
+            ewc: EwcConfig {
+                enabled: lambda > 0.0,
+                lambda,
+                ..EwcConfig::default()
+            },
+            ..Config::default()
+        })
+        .unwrap();
+        let mut matrix: Vec<Vec<f64>> = Vec::new();
+        for domain in &domains {
+            for e in &domain.train {
+                c.add_training_example(NewExample::new(
+                    "critic",
+                    "sentiment",
+                    e.input_text.clone(),
+                    e.expected_output.clone(),
+                ))
+                .unwrap();
+                c.wait_for_idle(Duration::from_secs(300));
+            }
+            c.force_update_agent("critic").unwrap();
+            c.wait_for_idle(Duration::from_secs(300));
+            let row: Vec<f64> = domains
+                .iter()
+                .map(|d| {
+                    let texts: Vec<&str> = d.test.iter().map(|e| e.input_text.as_str()).collect();
+                    let predictions = c.predict_batch("critic", "sentiment", &texts).unwrap();
+                    let right = predictions
+                        .iter()
+                        .zip(&d.test)
+                        .filter(|(p, e)| p.output == e.expected_output)
+                        .count();
+                    right as f64 / d.test.len() as f64
+                })
+                .collect();
+            matrix.push(row);
+        }
+        let run = continual::Run { matrix };
+        let status = &c.get_training_status().agents["critic"];
+        println!(
+            "λ {lambda:>6}: final avg acc {:.4}  avg forgetting {:.4}  (updates kept {}, rolled back {})",
+            run.final_avg_acc(),
+            run.avg_forgetting(),
+            status.updates_accepted,
+            status.updates_rolled_back
+        );
+        for row in &run.matrix {
+            println!(
+                "    {}",
+                row.iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>().join("  ")
+            );
+        }
+        summary.insert(
+            format!("{lambda}"),
+            serde_json::json!({ "final_avg_acc": run.final_avg_acc(), "avg_forgetting": run.avg_forgetting() }),
+        );
+        c.shutdown();
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    println!("{}", serde_json::Value::Object(summary));
+}
