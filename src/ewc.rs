@@ -166,6 +166,43 @@ impl EwcState {
         })
     }
 
+    /// Adds the penalty's gradient `λ·F·(θ − θ*)` to the gradients of the
+    /// variables of `vs` (after `backward` of the loss, before the optimiser
+    /// step). The same as back-propagating [`EwcState::penalty`], in place and
+    /// without an autograd graph over every weight, which makes an update with
+    /// EWC far cheaper for a large embedding.
+    pub fn add_penalty_gradient(&self, vs: &VarStore, lambda: f64) -> Result<(), ModelError> {
+        if self.fisher.is_empty() || lambda == 0.0 {
+            return Ok(());
+        }
+        let _guard = tch::no_grad_guard();
+        let variables = vs.variables();
+        for (name, fisher) in &self.fisher {
+            let (Some(theta), Some(anchor)) = (variables.get(name), self.anchors.get(name)) else {
+                continue;
+            };
+            if !theta.requires_grad() {
+                continue;
+            }
+            let size = fisher.size();
+            let Some(part) = overlap(theta, &size)? else {
+                continue;
+            };
+            // A variable the loss did not reach this step has no gradient
+            // tensor to add to (tch cannot create one); it is skipped.
+            let grad = theta.f_grad()?;
+            if !grad.defined() {
+                continue;
+            }
+            let mut step = part.f_sub(anchor)?;
+            let _ = step.f_mul_(fisher)?;
+            let _ = step.f_mul_scalar_(lambda)?;
+            let mut target = overlap(&grad, &size)?.unwrap_or_else(|| grad.shallow_clone());
+            let _ = target.f_add_(&step)?;
+        }
+        Ok(())
+    }
+
     /// Online consolidation after an accepted update: `F ← γ·F + fresh`
     /// (the old Fisher zero-padded where variables grew) and `θ* ← θ`.
     pub fn consolidate(

@@ -96,6 +96,25 @@ fn penalty_and_its_gradient_match_the_formula() {
             grad[i]
         );
     }
+
+    // Added in place to the gradients of a loss, as training does, it gives the
+    // same step: the loss's gradient plus λ·F·(θ − θ*).
+    for t in [&w, &b] {
+        let _ = t.grad().zero_();
+    }
+    let loss = (&w * 2.0).sum(Kind::Float) + (&b * 3.0).sum(Kind::Float);
+    loss.backward();
+    state.add_penalty_gradient(&vs, lambda).unwrap();
+    let grad: Vec<f64> = values(&w.grad()).into_iter().chain(values(&b.grad())).collect();
+    let loss_grad = [2.0, 2.0, 2.0, 3.0];
+    for i in 0..4 {
+        let want = loss_grad[i] + lambda * f[i] * (theta[i] - anchor[i]);
+        assert!(
+            (grad[i] - want).abs() < 1e-4,
+            "in place, θ{i}: got {}, want {want}",
+            grad[i]
+        );
+    }
 }
 
 #[test]
