@@ -5,7 +5,7 @@
 //! is measured on every domain's test split. This is how the default λ of the
 //! coordinator's per-update EWC is chosen.
 //!
-//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--limit N]`
+//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--lr 0.1] [--limit N]`
 //! (λ 0 means EWC off). The last line is JSON.
 
 #[allow(dead_code)] // The experiment helpers this example does not use.
@@ -31,6 +31,9 @@ fn main() {
     let lambdas: Vec<f64> = value("--lambdas")
         .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![0.0, 1.0, 10.0, 100.0]);
+    let learning_rate = value("--lr")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TextModelConfig::default().learning_rate);
     let domains = continual::vader_domains(limit);
     let mut summary = serde_json::Map::new();
     for &lambda in &lambdas {
@@ -42,6 +45,7 @@ fn main() {
             data_dir: data_dir.clone(),
             text_model: TextModelConfig {
                 hash_buckets: 1 << 16,
+                learning_rate,
                 ..TextModelConfig::default()
             },
             ewc: EwcConfig {
