@@ -8,28 +8,20 @@
 //! Options: `--epochs N` (default 2), `--limit N` snippets per domain,
 //! `--grid 1,10,100` λ values to search. The last line is the JSON summary.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "../tests/common/continual.rs"]
 mod continual;
 #[path = "../tests/common/vader.rs"]
 mod vader;
 
 use continual::{choose_lambda, run, test, Settings};
-use onthefly::TextModelConfig;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let json = args.iter().any(|a| a == "--json");
-    let epochs = value("--epochs").and_then(|v| v.parse().ok()).unwrap_or(2);
-    let limit = value("--limit").and_then(|v| v.parse().ok());
-    let grid: Vec<f64> = value("--grid")
-        .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]);
+    let json = args::flag("--json");
+    let epochs = args::value("--epochs").unwrap_or(2);
+    let limit = args::value("--limit");
+    let grid = args::numbers("--grid").unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6]);
 
     let domains = continual::vader_domains(limit);
     for d in &domains {
@@ -43,16 +35,7 @@ fn main() {
     }
     let settings = Settings {
         epochs,
-        lambda: 0.0,
-        gamma: 0.9,
-        fisher_samples: 256,
-        model: TextModelConfig {
-            hash_buckets: 1 << 16,
-            embedding_dim: 32,
-            learning_rate: 0.02,
-            minibatch_size: 32,
-            ..TextModelConfig::default()
-        },
+        ..Settings::sentiment()
     };
 
     let mut summary = serde_json::Map::new();

@@ -8,26 +8,19 @@
 //! Options: `--tasks N` (default 5), `--train N` images per task (default
 //! 10000), `--epochs N` (default 2), `--grid 1,10,100`. The last line is JSON.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "../tests/common/permuted.rs"]
 mod permuted;
 
 use permuted::{avg_forgetting, final_avg_acc, run, Settings};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let json = args.iter().any(|a| a == "--json");
-    let n_tasks = value("--tasks").and_then(|v| v.parse().ok()).unwrap_or(5);
-    let train_n = value("--train").and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let epochs = value("--epochs").and_then(|v| v.parse().ok()).unwrap_or(2);
-    let grid: Vec<f64> = value("--grid")
-        .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1e3, 1e4]);
+    let json = args::flag("--json");
+    let n_tasks = args::value("--tasks").unwrap_or(5);
+    let train_n = args::value("--train").unwrap_or(10_000);
+    let epochs = args::value("--epochs").unwrap_or(2);
+    let grid = args::numbers("--grid").unwrap_or_else(|| vec![1.0, 10.0, 100.0, 1e3, 1e4]);
 
     let tasks = permuted::tasks(n_tasks, train_n, 2_000, 10_000);
     println!("{n_tasks} tasks, {train_n} training / 2000 validation / 10000 test images each, {epochs} epoch(s)");

@@ -8,6 +8,8 @@
 //! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--lr 0.1] [--limit N]`
 //! (λ 0 means EWC off). The last line is JSON.
 
+#[path = "common/args.rs"]
+mod args;
 #[allow(dead_code)] // The experiment helpers this example does not use.
 #[path = "../tests/common/continual.rs"]
 mod continual;
@@ -20,20 +22,9 @@ use onthefly::ewc::EwcConfig;
 use onthefly::{Config, Coordinator, NewExample, TextModelConfig};
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let limit = value("--limit").and_then(|v| v.parse().ok());
-    let lambdas: Vec<f64> = value("--lambdas")
-        .map(|g| g.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![0.0, 1.0, 10.0, 100.0]);
-    let learning_rate = value("--lr")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(TextModelConfig::default().learning_rate);
+    let limit = args::value("--limit");
+    let lambdas = args::numbers("--lambdas").unwrap_or_else(|| vec![0.0, 1.0, 10.0, 100.0]);
+    let learning_rate = args::value("--lr").unwrap_or(TextModelConfig::default().learning_rate);
     let domains = continual::vader_domains(limit);
     let mut summary = serde_json::Map::new();
     for &lambda in &lambdas {

@@ -7,24 +7,11 @@
 mod common;
 
 use common::continual::{self, run, test, Settings};
-use onthefly::TextModelConfig;
 
 #[test]
 fn ewc_forgets_less_than_fine_tuning_across_sentiment_domains() {
     let domains = continual::vader_domains(Some(800));
-    let settings = Settings {
-        epochs: 2,
-        lambda: 0.0,
-        gamma: 0.9,
-        fisher_samples: 256,
-        model: TextModelConfig {
-            hash_buckets: 1 << 16,
-            embedding_dim: 32,
-            learning_rate: 0.02,
-            minibatch_size: 32,
-            ..TextModelConfig::default()
-        },
-    };
+    let settings = Settings::sentiment();
     let finetune = run("finetune", &domains, &settings, test);
     let ewc = run(
         "ewc",

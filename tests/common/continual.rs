@@ -44,6 +44,27 @@ pub struct Settings {
     pub model: TextModelConfig,
 }
 
+impl Settings {
+    /// What the sentiment experiment uses: 2 epochs per domain, γ 0.9, the
+    /// Fisher of 256 examples, a 2¹⁶ × 32 classifier with Adam 0.02 in
+    /// minibatches of 32; λ is set per run.
+    pub fn sentiment() -> Settings {
+        Settings {
+            epochs: 2,
+            lambda: 0.0,
+            gamma: 0.9,
+            fisher_samples: 256,
+            model: TextModelConfig {
+                hash_buckets: 1 << 16,
+                embedding_dim: 32,
+                learning_rate: 0.02,
+                minibatch_size: 32,
+                ..TextModelConfig::default()
+            },
+        }
+    }
+}
+
 /// The accuracies of a run: `matrix[stage][domain]`.
 #[derive(Debug, Clone)]
 pub struct Run {
