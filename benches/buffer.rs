@@ -8,37 +8,41 @@
 
 use std::collections::VecDeque;
 use std::hint::black_box;
-use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use onthefly::buffer::PriorityBuffer;
-use onthefly::{ExampleId, Priority, Target, TrainingExample};
+use onthefly::{Priority, Target, TrainingExample};
 
 fn example(id: u64) -> TrainingExample {
     TrainingExample {
-        id: ExampleId(id),
-        agent_name: "scout".into(),
-        task_type: "news".into(),
-        input_text: format!("article {id}"),
-        expected_output: Target::Label("bbc".into()),
         uncertainty_score: (id % 97) as f64 / 97.0,
         importance_score: (id % 89) as f64 / 89.0,
-        source_url: String::new(),
-        timestamp: SystemTime::now(),
-        user_feedback: None,
         correction_priority: Priority::try_from((id % 4) as u8).unwrap(),
+        ..TrainingExample::new(
+            id,
+            "scout",
+            "news",
+            format!("article {id}"),
+            Target::Label("bbc".into()),
+        )
     }
+}
+
+/// A priority buffer and the original's deque, both full with `capacity` examples.
+fn filled(capacity: u64) -> (PriorityBuffer, VecDeque<TrainingExample>) {
+    let mut buffer = PriorityBuffer::new(capacity as usize);
+    let mut deque = VecDeque::with_capacity(capacity as usize);
+    for id in 0..capacity {
+        buffer.insert(example(id));
+        deque.push_back(example(id));
+    }
+    (buffer, deque)
 }
 
 fn insert_into_full_buffer(c: &mut Criterion) {
     let mut group = c.benchmark_group("insert_full");
     for capacity in [1_000u64, 100_000] {
-        let mut buffer = PriorityBuffer::new(capacity as usize);
-        let mut deque = VecDeque::with_capacity(capacity as usize);
-        for id in 0..capacity {
-            buffer.insert(example(id));
-            deque.push_back(example(id));
-        }
+        let (mut buffer, mut deque) = filled(capacity);
         let mut next = capacity;
         group.bench_with_input(BenchmarkId::new("priority_buffer", capacity), &capacity, |b, _| {
             b.iter(|| {
@@ -63,12 +67,7 @@ fn insert_into_full_buffer(c: &mut Criterion) {
 fn take_batch(c: &mut Criterion) {
     let mut group = c.benchmark_group("take_batch_50");
     for capacity in [1_000u64, 100_000] {
-        let mut buffer = PriorityBuffer::new(capacity as usize);
-        let mut deque = VecDeque::with_capacity(capacity as usize);
-        for id in 0..capacity {
-            buffer.insert(example(id));
-            deque.push_back(example(id));
-        }
+        let (buffer, deque) = filled(capacity);
         group.bench_with_input(BenchmarkId::new("priority_buffer", capacity), &capacity, |b, _| {
             b.iter(|| black_box(buffer.best(50)))
         });

@@ -14,24 +14,21 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
 use onthefly::models::{AgentModel, TextClassifier};
-use onthefly::{train_one_epoch, ExampleId, Priority, Target, TextModelConfig, TrainingExample};
+use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
 
 fn examples(articles: &[news::Article], offset: usize) -> Vec<TrainingExample> {
     articles
         .iter()
         .enumerate()
         .map(|(i, a)| TrainingExample {
-            id: ExampleId((offset + i) as u64),
-            agent_name: "scout".into(),
-            task_type: "news".into(),
-            input_text: a.text.clone(),
-            expected_output: Target::Label(a.outlet.clone()),
-            uncertainty_score: 0.5,
-            importance_score: 0.5,
             source_url: a.url.clone(),
-            timestamp: std::time::SystemTime::now(),
-            user_feedback: None,
-            correction_priority: Priority::Low,
+            ..TrainingExample::new(
+                (offset + i) as u64,
+                "scout",
+                "news",
+                a.text.clone(),
+                Target::Label(a.outlet.clone()),
+            )
         })
         .collect()
 }

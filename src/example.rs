@@ -209,6 +209,34 @@ pub struct TrainingExample {
     pub correction_priority: Priority,
 }
 
+impl TrainingExample {
+    /// An example with the original's default scores (uncertainty and
+    /// importance 0.5), priority 0, no source or feedback, stamped now. For
+    /// code that trains models directly (experiments, benchmarks, data sets);
+    /// the coordinator builds its own from what agents hand in.
+    pub fn new(
+        id: u64,
+        agent_name: impl Into<String>,
+        task_type: impl Into<String>,
+        input_text: impl Into<String>,
+        expected_output: Target,
+    ) -> TrainingExample {
+        TrainingExample {
+            id: ExampleId(id),
+            agent_name: agent_name.into(),
+            task_type: task_type.into(),
+            input_text: input_text.into(),
+            expected_output,
+            uncertainty_score: 0.5,
+            importance_score: 0.5,
+            source_url: String::new(),
+            timestamp: std::time::SystemTime::now(),
+            user_feedback: None,
+            correction_priority: Priority::Low,
+        }
+    }
+}
+
 /// A labelled example an agent hands in (see [`crate::Coordinator::add_training_example`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewExample {

@@ -146,19 +146,7 @@ fn checkpoint_writer_child() {
     let examples: Vec<_> = ["bbc", "cnn"]
         .iter()
         .enumerate()
-        .map(|(i, o)| onthefly::TrainingExample {
-            id: onthefly::ExampleId(i as u64),
-            agent_name: "scout".into(),
-            task_type: "news".into(),
-            input_text: format!("text {o}"),
-            expected_output: label(o),
-            uncertainty_score: 0.5,
-            importance_score: 0.5,
-            source_url: String::new(),
-            timestamp: std::time::SystemTime::now(),
-            user_feedback: None,
-            correction_priority: Priority::Low,
-        })
+        .map(|(i, o)| onthefly::TrainingExample::new(i as u64, "scout", "news", format!("text {o}"), label(o)))
         .collect();
     model.prepare(&examples).unwrap();
     for version in 1.. {

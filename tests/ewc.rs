@@ -162,7 +162,7 @@ fn grown_rows_have_zero_importance_and_consolidation_decays() {
 fn the_classifiers_sparse_fisher_equals_the_dense_one() {
     use onthefly::ewc::{diagonal_fisher, FisherKind};
     use onthefly::models::{AgentModel, TextClassifier};
-    use onthefly::{ExampleId, Priority, Target, TextModelConfig, TrainingExample};
+    use onthefly::{Target, TextModelConfig, TrainingExample};
 
     let config = TextModelConfig {
         hash_buckets: 1 << 12,
@@ -176,18 +176,14 @@ fn the_classifiers_sparse_fisher_equals_the_dense_one() {
     ]
     .iter()
     .enumerate()
-    .map(|(i, (text, label))| TrainingExample {
-        id: ExampleId(i as u64),
-        agent_name: "scout".into(),
-        task_type: "t".into(),
-        input_text: text.to_string(),
-        expected_output: Target::Label(label.to_string()),
-        uncertainty_score: 0.5,
-        importance_score: 0.5,
-        source_url: String::new(),
-        timestamp: std::time::SystemTime::now(),
-        user_feedback: None,
-        correction_priority: Priority::Low,
+    .map(|(i, (text, label))| {
+        TrainingExample::new(
+            i as u64,
+            "scout",
+            "t",
+            text.to_string(),
+            Target::Label(label.to_string()),
+        )
     })
     .collect();
     let mut model = TextClassifier::new(config, Device::Cpu, 5).unwrap();

@@ -15,7 +15,7 @@
 use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
 use onthefly::features::{stable_hash, SplitMix64};
 use onthefly::models::{AgentModel, TextClassifier};
-use onthefly::{train_one_epoch, ExampleId, Priority, Target, TextModelConfig, TrainingExample};
+use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
 
 /// One domain's splits.
 pub struct Domain {
@@ -126,19 +126,7 @@ pub fn split(name: &str, items: Vec<(String, String)>, limit: Option<usize>) -> 
     };
     for (i, (text, label)) in items.into_iter().take(limit.unwrap_or(usize::MAX)).enumerate() {
         let slot = stable_hash(text.as_bytes()) % 10;
-        let example = TrainingExample {
-            id: ExampleId(i as u64),
-            agent_name: "experiment".into(),
-            task_type: name.into(),
-            input_text: text,
-            expected_output: Target::Label(label),
-            uncertainty_score: 0.5,
-            importance_score: 0.5,
-            source_url: String::new(),
-            timestamp: std::time::SystemTime::now(),
-            user_feedback: None,
-            correction_priority: Priority::Low,
-        };
+        let example = TrainingExample::new(i as u64, "experiment", name, text, Target::Label(label));
         match slot {
             0 | 1 => domain.test.push(example),
             2 => domain.validation.push(example),

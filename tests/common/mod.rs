@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use onthefly::{Config, ExampleId, NewExample, Priority, Target, TextModelConfig, TrainingExample};
+use onthefly::{Config, NewExample, Priority, Target, TextModelConfig, TrainingExample};
 
 /// A fresh folder under `target/test-data` for one test's checkpoints.
 pub fn fresh_data_dir() -> PathBuf {
@@ -66,17 +66,10 @@ pub fn example(agent: &str, i: usize, outlet: &str) -> NewExample {
 /// A buffered example as the buffer sees it.
 pub fn buffered(id: u64, priority: Priority, importance: f64, uncertainty: f64) -> TrainingExample {
     TrainingExample {
-        id: ExampleId(id),
-        agent_name: "scout".into(),
-        task_type: "news".into(),
-        input_text: format!("text {id}"),
-        expected_output: label("bbc"),
         uncertainty_score: uncertainty,
         importance_score: importance,
-        source_url: String::new(),
-        timestamp: SystemTime::now(),
-        user_feedback: None,
         correction_priority: priority,
+        ..TrainingExample::new(id, "scout", "news", format!("text {id}"), label("bbc"))
     }
 }
 
