@@ -95,6 +95,37 @@ impl fmt::Debug for DatabaseConfig {
     }
 }
 
+/// Where and how the library persists what it receives (see [`crate::store`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Persist at all. Off, nothing is written or recovered (examples live in
+    /// memory only); for throwaway experiments, not for production.
+    pub enabled: bool,
+    /// Most operations the writer sends to the database in one batch.
+    pub batch_size: usize,
+    /// Most operations held in memory while the database is unreachable;
+    /// beyond it they go to the spool file.
+    pub memory_backlog: usize,
+    /// Longest wait between reconnection attempts, in milliseconds (the wait
+    /// doubles from 50 ms up to this).
+    pub retry_max_ms: u64,
+    /// How long getting a PostgreSQL connection may take, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            enabled: true,
+            batch_size: 1000,
+            memory_backlog: 10_000,
+            retry_max_ms: 2_000,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
 /// Hyper-parameters of the built-in hashed n-gram text classifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -167,12 +198,14 @@ pub struct Config {
     pub max_pending_review: usize,
     /// Where tensors live.
     pub device: DeviceChoice,
-    /// PostgreSQL; `None` means the embedded store.
+    /// PostgreSQL; `None` means the embedded SQLite store in `data_dir`.
     pub database: Option<DatabaseConfig>,
+    /// How examples, updates and checkpoints are persisted.
+    pub store: StoreConfig,
     /// Per-agent model folders (`SCOUT_MODEL_PATH` and the like), by agent
     /// name; an agent without one keeps its checkpoints in `data_dir/models/<agent>`.
     pub model_paths: BTreeMap<String, PathBuf>,
-    /// The library's folder for checkpoints (and, later, the embedded store).
+    /// The library's folder: checkpoints, the embedded store, the outage spool.
     pub data_dir: PathBuf,
     /// Checkpoints kept per (agent, task): the newest ones. 0 writes none.
     pub checkpoints_kept: usize,
@@ -204,6 +237,7 @@ impl Default for Config {
             max_pending_review: 1000,
             device: DeviceChoice::Auto,
             database: None,
+            store: StoreConfig::default(),
             model_paths: BTreeMap::new(),
             data_dir: PathBuf::from("onthefly-data"),
             checkpoints_kept: 5,
@@ -413,6 +447,17 @@ impl Config {
             }
             if db.pool_size == 0 {
                 return field("database", "pool_size must be at least 1, got 0".into());
+            }
+        }
+        let store = &self.store;
+        for (name, value) in [
+            ("batch_size", store.batch_size as u64),
+            ("memory_backlog", store.memory_backlog as u64),
+            ("retry_max_ms", store.retry_max_ms),
+            ("connect_timeout_ms", store.connect_timeout_ms),
+        ] {
+            if value == 0 {
+                return field("store", format!("{name} must be at least 1, got 0"));
             }
         }
         for (key, ewc) in std::iter::once((&"default".to_string(), &self.ewc)).chain(&self.ewc_per_task) {

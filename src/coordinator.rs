@@ -20,12 +20,14 @@ use crate::config::Config;
 use crate::error::{Error, ModelError, Result, ValidationError};
 use crate::eval::is_held_out;
 use crate::example::{
-    check_unit, unix_millis, ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample,
+    check_unit, now_millis, unix_millis, ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind,
+    TrainingExample,
 };
 use crate::feedback::{judge, PredictionFeedback, UserCorrection};
 use crate::models::{restore_model, AgentModel, ModelKind};
-use crate::runtime::Shared;
+use crate::runtime::{Shared, HISTORY_IN_MEMORY};
 use crate::status::{AgentStatus, ModelStatus, TrainingStatus};
+use crate::store::{self, ExampleState, ExampleStore, Recovered, RecoveryLimits, Split, StoreOp, StoreWriter};
 use crate::trainer;
 
 /// Where an accepted example went.
@@ -109,15 +111,21 @@ impl std::fmt::Debug for Coordinator {
 }
 
 impl Coordinator {
-    /// Validates the configuration and starts the background threads: one
-    /// update worker per `max_concurrent_updates` and the periodic check.
+    /// Validates the configuration, opens the store (PostgreSQL when
+    /// configured, otherwise the SQLite file in `data_dir`; migrates it and
+    /// replays an earlier run's spool), loads the newest checkpoints, takes
+    /// back the examples not yet trained, the held-out windows and the
+    /// performance history, and starts the background threads: the store
+    /// writer, one update worker per `max_concurrent_updates` and the periodic
+    /// check. Fails when the store cannot be opened.
     pub fn new(config: Config) -> Result<Coordinator> {
         config.validate()?;
         let device = config.device.resolve();
+        let (store, recovered) = open_store(&config)?;
         let (job_tx, job_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let workers = config.max_concurrent_updates;
-        let shared = Arc::new(Shared::new(config, device, job_tx));
+        let shared = Arc::new(Shared::new(config, device, job_tx, store));
         let coordinator = Coordinator {
             shared: Arc::clone(&shared),
             threads: Mutex::new(Vec::new()),
@@ -134,8 +142,106 @@ impl Coordinator {
             trainer::ticker_loop(ticker_shared, stop_rx)
         })?;
         coordinator.load_checkpoints();
+        if let Some(recovered) = recovered {
+            coordinator.restore(recovered);
+        }
         tracing::info!(device = ?device, workers, "onthefly coordinator started");
         Ok(coordinator)
+    }
+
+    /// Puts back what the store kept from an earlier run: ids continue after
+    /// the highest stored, buffered examples return to their buffers, held-out
+    /// examples to their windows, kept ones to the export queue, and the
+    /// history. Counted as received, so the status counters add up.
+    fn restore(&self, recovered: Recovered) {
+        let shared = &self.shared;
+        shared.next_id.fetch_max(recovered.next_id, Ordering::AcqRel);
+        {
+            let mut history = shared.history.lock();
+            history.extend(recovered.history);
+            shared.history_total.store(recovered.history_total, Ordering::Release);
+        }
+        let window = shared.config.performance_window;
+        let (held_out, buffered, kept) = (recovered.held_out.len(), recovered.buffered.len(), recovered.kept.len());
+        for example in recovered.held_out {
+            let agent = self.agent_or_create(&example.agent_name);
+            let registered = task_of_kind(
+                &mut agent.tasks.lock(),
+                &agent.name,
+                &example.task_type,
+                example.expected_output.kind(),
+                window,
+            )
+            .map(|_| ());
+            if registered.is_ok() {
+                let mut stats = agent.stats.lock();
+                stats.examples_received += 1;
+                stats.examples_held_out += 1;
+                drop(stats);
+                agent.hold_out(example);
+            }
+        }
+        for example in recovered.buffered {
+            let agent = self.agent_or_create(&example.agent_name);
+            let kind = example.expected_output.kind();
+            if task_of_kind(&mut agent.tasks.lock(), &agent.name, &example.task_type, kind, window).is_err() {
+                continue;
+            }
+            let mut buffer = agent.buffer.lock();
+            let outcome = buffer.insert(example);
+            let mut stats = agent.stats.lock();
+            stats.examples_received += 1;
+            if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = outcome {
+                stats.examples_evicted += 1;
+                shared.persist(StoreOp::SetState {
+                    ids: vec![gone.id],
+                    state: ExampleState::Evicted,
+                    update_id: None,
+                });
+            }
+        }
+        for example in recovered.kept {
+            let agent = self.agent_or_create(&example.agent_name);
+            let kind = example.expected_output.kind();
+            if task_of_kind(&mut agent.tasks.lock(), &agent.name, &example.task_type, kind, window).is_ok() {
+                let mut stats = agent.stats.lock();
+                stats.examples_received += 1;
+                stats.examples_kept += 1;
+                drop(stats);
+                agent.kept.lock().push_back(example);
+            }
+        }
+        if buffered + held_out + kept > 0 || recovered.evicted > 0 {
+            tracing::info!(
+                buffered,
+                held_out,
+                kept,
+                evicted = recovered.evicted,
+                "examples recovered from the store"
+            );
+        }
+        for agent in shared.agents_snapshot() {
+            if shared.needs_update(&agent) {
+                shared.schedule(&agent);
+            }
+        }
+    }
+
+    /// Returns once every example, state change and update record accepted
+    /// before the call is durable: in the database, or in the fsynced spool
+    /// that the next start replays (see [`crate::store`] for the promise).
+    /// Without persistence it returns at once.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        match &self.shared.store {
+            Some(store) => Ok(store.flush(timeout)?),
+            None => Ok(()),
+        }
+    }
+
+    /// The store, for reading back what was persisted (an export, an audit);
+    /// `None` when persistence is off.
+    pub fn store(&self) -> Option<&Arc<dyn ExampleStore>> {
+        self.shared.store.as_ref().map(StoreWriter::store)
     }
 
     /// Loads the newest loadable checkpoint of every (agent, task) found in
@@ -262,6 +368,7 @@ impl Coordinator {
         drop((shadow, ewc));
         tracing::warn!(agent = %agent_name, task = task_type, version, was, "model restored on request");
         self.shared.record_performance(ModelPerformance {
+            update_id: self.shared.next_id(),
             agent_name: agent_name.to_string(),
             task_type: task_type.to_string(),
             model_name: live.kind.name().to_string(),
@@ -524,7 +631,7 @@ impl Coordinator {
                 uncertainty_score: 0.0,
                 importance_score: 0.0,
                 source_url: String::new(),
-                timestamp: SystemTime::now(),
+                timestamp: now_millis(),
                 user_feedback: Some("registered evaluation set".into()),
                 correction_priority: Priority::Low,
             })
@@ -596,6 +703,7 @@ impl Coordinator {
             device: device_name(self.shared.device),
             updates_in_flight: *self.shared.in_flight.lock(),
             agents,
+            store: self.shared.store.as_ref().map(StoreWriter::status),
         }
     }
 
@@ -633,6 +741,10 @@ impl Coordinator {
             if handle.join().is_err() {
                 tracing::error!(thread = %name, "background thread panicked");
             }
+        }
+        // Last: the threads above may still have persisted something.
+        if let Some(store) = &self.shared.store {
+            store.shutdown();
         }
     }
 
@@ -734,7 +846,7 @@ impl Coordinator {
             uncertainty_score: example.uncertainty_score,
             importance_score: example.importance_score,
             source_url: example.source_url,
-            timestamp: SystemTime::now(),
+            timestamp: now_millis(),
             user_feedback: example.user_feedback,
             correction_priority: priority,
         };
@@ -744,6 +856,24 @@ impl Coordinator {
             .lock()
             .get(&example.task_type)
             .is_some_and(|t| t.trainable());
+        let held_out =
+            trainable && may_hold_out && !urgent && is_held_out(&example.input_text, config.held_out_fraction);
+        let (split, state) = match (trainable, held_out) {
+            (false, _) => (Split::Train, ExampleState::Kept),
+            (true, true) => (Split::HeldOut, ExampleState::Evaluation),
+            (true, false) => (Split::Train, ExampleState::Buffered),
+        };
+        // Handed to the store before anything can act on the example, so its
+        // insert precedes every later change of its state.
+        if let Some(store) = &self.shared.store {
+            store
+                .send(StoreOp::Insert {
+                    example: example.clone(),
+                    split,
+                    state,
+                })
+                .map_err(|_| Error::ShutDown)?;
+        }
         if !trainable {
             // No model learns this task: keep the example for export instead of
             // letting it occupy the training buffer.
@@ -760,7 +890,7 @@ impl Coordinator {
                 placement: Placement::Kept,
             });
         }
-        if may_hold_out && !urgent && is_held_out(&example.input_text, config.held_out_fraction) {
+        if held_out {
             agent.hold_out(example);
             let mut stats = agent.stats.lock();
             stats.examples_received += 1;
@@ -781,13 +911,18 @@ impl Coordinator {
             let outcome = buffer.insert(example);
             let mut stats = agent.stats.lock();
             stats.examples_received += 1;
-            if !matches!(outcome, Insert::Buffered) {
-                stats.examples_evicted += 1;
-            }
             let placement = match outcome {
                 Insert::Rejected(_) => Placement::NotBuffered,
                 _ => Placement::Buffered,
             };
+            if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = outcome {
+                stats.examples_evicted += 1;
+                self.shared.persist(StoreOp::SetState {
+                    ids: vec![gone.id],
+                    state: ExampleState::Evicted,
+                    update_id: None,
+                });
+            }
             (placement, buffer.len())
         };
         if placement == Placement::Buffered && (urgent || buffered >= config.update_threshold) {
@@ -918,6 +1053,9 @@ fn check_input(value: &str, max: usize) -> Result<(), ValidationError> {
 }
 
 fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.contains('\0') {
+        return Err(ValidationError::NulCharacter { field });
+    }
     if value.len() > max {
         return Err(match field {
             "input_text" => ValidationError::InputTooLong { len: value.len(), max },
@@ -929,4 +1067,21 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), Valida
         });
     }
     Ok(())
+}
+
+/// Opens the configured store, starts its writer (which replays an earlier
+/// run's spool first) and reads back what a restart needs.
+fn open_store(config: &Config) -> Result<(Option<StoreWriter>, Option<Recovered>)> {
+    if !config.store.enabled {
+        return Ok((None, None));
+    }
+    let store = store::open(config)?;
+    let writer = StoreWriter::start(Arc::clone(&store), config.data_dir.join("spool"), config.store.clone())?;
+    let recovered = store.recover(&RecoveryLimits {
+        buffered_per_agent: config.max_buffer_size,
+        held_out_per_task: config.performance_window,
+        kept_per_agent: config.max_buffer_size,
+        history: HISTORY_IN_MEMORY,
+    })?;
+    Ok((Some(writer), Some(recovered)))
 }

@@ -7,6 +7,13 @@ use crate::example::TargetKind;
 /// An input that was refused. Nothing of a refused input is stored.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ValidationError {
+    /// A text holds a NUL character, which neither PostgreSQL text nor JSON
+    /// columns can store.
+    #[error("{field} must not contain a NUL character (\\0)")]
+    NulCharacter {
+        /// Which field.
+        field: &'static str,
+    },
     /// A required name is empty or blank.
     #[error("{field} must not be empty")]
     EmptyName {
@@ -163,6 +170,9 @@ pub enum Error {
     /// A checkpoint could not be written or read.
     #[error("checkpoint error: {0}")]
     Checkpoint(#[from] crate::checkpoint::CheckpointError),
+    /// The store (PostgreSQL or SQLite) failed.
+    #[error("store error: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// A background thread could not be started.
     #[error("could not start thread {name}: {message}")]
     Thread {

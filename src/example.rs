@@ -106,6 +106,11 @@ impl Target {
 
     /// Checks the target's own rules against the input it belongs to.
     pub(crate) fn validate(&self, input_text: &str) -> Result<(), ValidationError> {
+        if json_has_nul(&self.to_json()) {
+            return Err(ValidationError::NulCharacter {
+                field: "expected_output",
+            });
+        }
         match self {
             Target::Label(label) if label.trim().is_empty() => Err(ValidationError::EmptyLabel),
             Target::Score(x) => check_unit("expected_output", *x),
@@ -124,6 +129,16 @@ impl Target {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Whether a string anywhere in the value (keys included) holds a NUL.
+fn json_has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
     }
 }
 
@@ -317,6 +332,9 @@ impl NewExample {
 /// and after, and whether the update was kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelPerformance {
+    /// Unique id of the update (from the same sequence as example ids); the
+    /// examples it trained record it.
+    pub update_id: u64,
     /// The agent.
     pub agent_name: String,
     /// The task (one model per agent and task).
@@ -346,6 +364,11 @@ pub struct ModelPerformance {
     pub model_version: u64,
     /// Wall time of the whole update, in milliseconds.
     pub duration_ms: u64,
+}
+
+/// Now, to the millisecond: what both stores keep exactly.
+pub(crate) fn now_millis() -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_millis(unix_millis(SystemTime::now()))
 }
 
 /// Milliseconds since the Unix epoch (0 for times before it).

@@ -42,10 +42,11 @@ mod grad;
 pub mod models;
 mod runtime;
 pub mod status;
+pub mod store;
 mod trainer;
 pub use trainer::train_one_epoch;
 
-pub use config::{Config, ConfigError, DatabaseConfig, DeviceChoice, TextModelConfig};
+pub use config::{Config, ConfigError, DatabaseConfig, DeviceChoice, StoreConfig, TextModelConfig};
 pub use coordinator::{Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};
 pub use error::{Error, ModelError, Result, ValidationError};
 pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample};

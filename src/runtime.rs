@@ -13,6 +13,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use crate::agent::AgentState;
 use crate::config::Config;
 use crate::example::ModelPerformance;
+use crate::store::{StoreOp, StoreWriter};
 
 /// Performance records kept in memory (older ones live in the store).
 pub(crate) const HISTORY_IN_MEMORY: usize = 10_000;
@@ -29,10 +30,17 @@ pub(crate) struct Shared {
     pub shutting_down: AtomicBool,
     pub history: Mutex<VecDeque<ModelPerformance>>,
     pub history_total: AtomicU64,
+    /// The store's writer; `None` when persistence is off.
+    pub store: Option<StoreWriter>,
 }
 
 impl Shared {
-    pub fn new(config: Config, device: tch::Device, jobs: Sender<Arc<AgentState>>) -> Shared {
+    pub fn new(
+        config: Config,
+        device: tch::Device,
+        jobs: Sender<Arc<AgentState>>,
+        store: Option<StoreWriter>,
+    ) -> Shared {
         Shared {
             config,
             device,
@@ -44,6 +52,7 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             history: Mutex::new(VecDeque::new()),
             history_total: AtomicU64::new(0),
+            store,
         }
     }
 
@@ -90,7 +99,24 @@ impl Shared {
         }
     }
 
+    /// Hands an operation to the store. Only possible failure: the writer
+    /// was shut down, which happens after every thread that persists stopped.
+    pub fn persist(&self, op: StoreOp) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.send(op) {
+                tracing::error!(error = %e, "operation not persisted");
+            }
+        }
+    }
+
+    /// A new id from the sequence shared by examples and updates.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Keeps the record in memory and persists it.
     pub fn record_performance(&self, record: ModelPerformance) {
+        self.persist(StoreOp::Performance(record.clone()));
         let mut history = self.history.lock();
         if history.len() == HISTORY_IN_MEMORY {
             history.pop_front();

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::example::ModelPerformance;
+use crate::store::StoreStatus;
 
 /// A snapshot of the whole training system (serialisable to JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,9 @@ pub struct TrainingStatus {
     pub updates_in_flight: usize,
     /// Per-agent detail, by agent name.
     pub agents: BTreeMap<String, AgentStatus>,
+    /// The store: backend, backlog, spool, pool, last error; `None` when
+    /// persistence is off.
+    pub store: Option<StoreStatus>,
 }
 
 /// The state of one agent.

@@ -32,6 +32,7 @@ use crate::features::{stable_hash, SplitMix64};
 use crate::grad;
 use crate::models::{create_model, AgentModel, ModelKind};
 use crate::runtime::Shared;
+use crate::store::{CheckpointRecord, ExampleState, StoreOp};
 
 /// Runs queued updates until the job channel closes.
 pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) {
@@ -146,6 +147,15 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
                         }
                         stats.last_update = Some(SystemTime::now());
                     });
+                    shared.persist(StoreOp::SetState {
+                        ids,
+                        state: if rolled_back {
+                            ExampleState::Discarded
+                        } else {
+                            ExampleState::Trained
+                        },
+                        update_id: Some(record.update_id),
+                    });
                     shared.record_performance(record);
                     removed += n;
                 }
@@ -168,6 +178,13 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
             // was already singled out by such a round.
             let given_up = agent.count_failure(&suspects, MAX_UPDATE_ATTEMPTS, !any_success);
             removed += agent.remove_examples(&given_up, |stats, n| stats.examples_failed += n as u64);
+            if !given_up.is_empty() {
+                shared.persist(StoreOp::SetState {
+                    ids: given_up,
+                    state: ExampleState::Failed,
+                    update_id: None,
+                });
+            }
         }
     }
     removed
@@ -312,11 +329,29 @@ fn update_task(
                 let saved = shadow
                     .as_deref()
                     .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc));
-                if let Some(Err(e)) = saved {
-                    tracing::error!(agent = %agent.name, task, version = new_version, error = %e, "checkpoint not written");
-                    agent.note_error(format!(
-                        "checkpoint of version {new_version} of task {task:?} not written: {e}"
-                    ));
+                match saved {
+                    Some(Ok(path)) => shared.persist(StoreOp::Checkpoint(CheckpointRecord {
+                        agent_name: agent.name.clone(),
+                        task_type: task.to_string(),
+                        version: new_version,
+                        path: path.display().to_string(),
+                        accepted: true,
+                        metrics: serde_json::json!({
+                            "metric": before.or(after).map(|m| m.name.as_str()),
+                            "before": before.map(|m| m.value),
+                            "after": after.map(|m| m.value),
+                            "held_out_examples": held_out.len(),
+                            "examples_trained": examples.len(),
+                        }),
+                        created_ms: unix_millis(SystemTime::now()),
+                    })),
+                    Some(Err(e)) => {
+                        tracing::error!(agent = %agent.name, task, version = new_version, error = %e, "checkpoint not written");
+                        agent.note_error(format!(
+                            "checkpoint of version {new_version} of task {task:?} not written: {e}"
+                        ));
+                    }
+                    None => {}
                 }
             }
             tracing::info!(
@@ -333,6 +368,7 @@ fn update_task(
     };
 
     Ok(ModelPerformance {
+        update_id: shared.next_id(),
         agent_name: agent.name.clone(),
         task_type: task.to_string(),
         model_name: live.kind.name().to_string(),
@@ -358,7 +394,7 @@ pub(crate) fn save_checkpoint(
     version: u64,
     model: &dyn AgentModel,
     ewc: &EwcState,
-) -> Result<(), CheckpointError> {
+) -> Result<std::path::PathBuf, CheckpointError> {
     let meta = CheckpointMeta {
         version,
         agent_name: agent.name.clone(),
@@ -370,7 +406,7 @@ pub(crate) fn save_checkpoint(
         created_ms: unix_millis(SystemTime::now()),
     };
     let dir = shared.config.model_dir(&agent.name).join(task);
-    checkpoint::save(&dir, model, ewc, &meta, shared.config.checkpoints_kept).map(|_| ())
+    checkpoint::save(&dir, model, ewc, &meta, shared.config.checkpoints_kept)
 }
 
 /// One epoch of Adam over `examples` in shuffled minibatches, each step's loss

@@ -121,6 +121,38 @@ fn each_bad_field_has_its_own_error() {
             ..
         }
     ));
+    // Neither PostgreSQL text nor JSON columns can hold a NUL: refused up front.
+    for (example, field) in [
+        (
+            NewExample {
+                input_text: "nul \0 inside".into(),
+                ..base()
+            },
+            "input_text",
+        ),
+        (base().with_feedback("a\0b"), "user_feedback"),
+        (base().with_source("http://x/\0"), "source_url"),
+        (
+            NewExample {
+                expected_output: label("bb\0c"),
+                ..base()
+            },
+            "expected_output",
+        ),
+        (
+            NewExample {
+                expected_output: Target::Json(serde_json::json!({"deep": ["ok", "n\0ul"]})),
+                task_type: "summary".into(),
+                ..base()
+            },
+            "expected_output",
+        ),
+    ] {
+        assert_eq!(
+            invalid(c.add_training_example(example)),
+            ValidationError::NulCharacter { field }
+        );
+    }
 
     // Nothing of any refused input was stored: no agent even exists.
     let status = c.get_training_status();

@@ -1,0 +1,354 @@
+//! Persistence: every accepted example, every state change of an example,
+//! every update record and every checkpoint, in PostgreSQL (through an r2d2
+//! pool) or in an embedded SQLite file when no server is configured.
+//!
+//! Callers never wait for the database: they hand [`StoreOp`]s to the
+//! [`StoreWriter`], whose own thread writes them in batches (COPY for
+//! PostgreSQL, one transaction per batch for SQLite). While the database is
+//! unreachable the writer keeps a bounded backlog in memory, then appends to an
+//! fsynced spool file in the data folder, and replays both, in order, once the
+//! database answers again. Replays are idempotent: an insert of an id already
+//! stored does nothing, a state change sets the same state again.
+//!
+//! # Durability
+//!
+//! - After [`StoreWriter::flush`] returns `Ok`, every operation handed over
+//!   before the call is in the database or in the fsynced spool file, which
+//!   the next start replays before anything else: it survives a `kill -9` of
+//!   the process (and, for PostgreSQL and SQLite with their default
+//!   synchronous commit, a power loss).
+//! - Operations handed over since the last flush are written continuously (the
+//!   writer never waits to fill a batch), but a `kill -9` may lose those not yet
+//!   committed or spooled: typically the last few milliseconds.
+//!   [`StoreStatus::durable`] counts the operations that are safe.
+//! - `shutdown` flushes everything.
+//!
+//! One schema, created and upgraded by the library's own migrations
+//! ([`schema`]), the same in both backends apart from column types.
+
+mod postgres;
+pub mod schema;
+mod spool;
+mod sqlite;
+mod writer;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, DatabaseConfig};
+use crate::example::{ExampleId, ModelPerformance, Target, TargetKind, TrainingExample};
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::SqliteStore;
+pub use self::writer::{StoreStatus, StoreWriter};
+
+/// Why the store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (down, restarting, out of connections);
+    /// the writer retries.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
+    /// The database refused an operation (a constraint, a type); retrying the
+    /// same operation would fail again.
+    #[error("the database refused the operation: {0}")]
+    Refused(String),
+    /// A stored row is not what this version of the library expects.
+    #[error("a stored row cannot be read: {0}")]
+    Corrupt(String),
+    /// The schema was created by a newer version of the library.
+    #[error(
+        "the database schema is at version {found}, newer than the {supported} this library knows; upgrade the library"
+    )]
+    SchemaTooNew {
+        /// The schema version found.
+        found: i64,
+        /// The newest this library knows.
+        supported: i64,
+    },
+    /// The spool file could not be written or read.
+    #[error("spool file {path}: {message}")]
+    Spool {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// `flush` did not finish in time.
+    #[error("the store did not flush within {0:?}")]
+    FlushTimeout(std::time::Duration),
+    /// The writer was shut down.
+    #[error("the store writer has been shut down")]
+    Closed,
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Whether an example trains models or judges them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Trained on.
+    Train,
+    /// Held out for evaluation, never trained on.
+    HeldOut,
+}
+
+/// Where an example is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExampleState {
+    /// Waiting in its agent's buffer.
+    Buffered,
+    /// Trained by an accepted update (`update_id` names it).
+    Trained,
+    /// Trained by an update that was rolled back (`update_id` names it).
+    Discarded,
+    /// Left the full buffer for a more valuable example.
+    Evicted,
+    /// Failed updates on its own until it was given up.
+    Failed,
+    /// Of a task no model learns: kept for export as a data set.
+    Kept,
+    /// Held out: judges updates.
+    Evaluation,
+    /// A prediction waiting for a person's label.
+    PendingReview,
+}
+
+macro_rules! string_forms {
+    ($ty:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The form stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            /// Reads the stored form.
+            pub fn parse(text: &str) -> Result<Self, StoreError> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(StoreError::Corrupt(format!(
+                        "unknown {} {other:?}", stringify!($ty)
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+string_forms!(Split { Train => "train", HeldOut => "held_out" });
+string_forms!(ExampleState {
+    Buffered => "buffered",
+    Trained => "trained",
+    Discarded => "discarded",
+    Evicted => "evicted",
+    Failed => "failed",
+    Kept => "kept",
+    Evaluation => "evaluation",
+    PendingReview => "pending_review",
+});
+
+/// A saved checkpoint, as recorded in `model_checkpoints`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The agent.
+    pub agent_name: String,
+    /// The task.
+    pub task_type: String,
+    /// The model version it holds.
+    pub version: u64,
+    /// The checkpoint file.
+    pub path: String,
+    /// Whether the version was accepted (served).
+    pub accepted: bool,
+    /// The held-out metric before and after the update that made it.
+    pub metrics: serde_json::Value,
+    /// When it was written, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// One change to persist. Operations are applied in the order they were
+/// handed to the writer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum StoreOp {
+    /// A newly accepted example.
+    Insert {
+        /// The example.
+        example: TrainingExample,
+        /// Train or held-out.
+        split: Split,
+        /// Its first state.
+        state: ExampleState,
+    },
+    /// Examples moved to another state.
+    SetState {
+        /// The examples.
+        ids: Vec<ExampleId>,
+        /// Their new state.
+        state: ExampleState,
+        /// The update that trained them, if one did.
+        update_id: Option<u64>,
+    },
+    /// The record of an update (or a restore on request).
+    Performance(ModelPerformance),
+    /// A checkpoint written.
+    Checkpoint(CheckpointRecord),
+}
+
+/// An example as stored, with its split, state and update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredExample {
+    /// The example.
+    pub example: TrainingExample,
+    /// Train or held-out.
+    pub split: Split,
+    /// Its current state.
+    pub state: ExampleState,
+    /// The update that trained it.
+    pub update_id: Option<u64>,
+}
+
+/// How much of the stored state comes back at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryLimits {
+    /// Buffered examples per agent (the most valuable); the rest become evicted.
+    pub buffered_per_agent: usize,
+    /// Most recent held-out examples per (agent, task).
+    pub held_out_per_task: usize,
+    /// Most recent kept examples per agent.
+    pub kept_per_agent: usize,
+    /// Most recent performance records.
+    pub history: usize,
+}
+
+/// What a restarted coordinator takes back from the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recovered {
+    /// Above every id (example or update) stored so far.
+    pub next_id: u64,
+    /// Examples still waiting for training, most valuable first per agent.
+    pub buffered: Vec<TrainingExample>,
+    /// Held-out examples, oldest first.
+    pub held_out: Vec<TrainingExample>,
+    /// Examples of tasks no model learns, oldest first.
+    pub kept: Vec<TrainingExample>,
+    /// The most recent performance records, oldest first.
+    pub history: Vec<ModelPerformance>,
+    /// Performance records stored in all.
+    pub history_total: u64,
+    /// Buffered examples beyond the limits, now marked evicted.
+    pub evicted: u64,
+}
+
+/// The connection pool's state (PostgreSQL only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStats {
+    /// Most connections the pool opens.
+    pub max_size: u32,
+    /// Connections open now.
+    pub connections: u32,
+    /// Open connections checked out.
+    pub in_use: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// Check-outs that found no idle connection and had to wait.
+    pub waits: u64,
+}
+
+/// A place where examples, updates and checkpoints are kept.
+///
+/// Both backends apply [`schema`]'s migrations when opened.
+pub trait ExampleStore: Send + Sync {
+    /// `"postgres"` or `"sqlite"`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies `ops` in order, in one transaction: all or none.
+    fn write(&self, ops: &[StoreOp]) -> Result<(), StoreError>;
+
+    /// Reads back what a restarted coordinator needs, marking buffered
+    /// examples beyond the limits as evicted.
+    fn recover(&self, limits: &RecoveryLimits) -> Result<Recovered, StoreError>;
+
+    /// Every stored example of an agent (all agents with `None`), by id.
+    fn examples(&self, agent: Option<&str>) -> Result<Vec<StoredExample>, StoreError>;
+
+    /// The recorded checkpoints of an (agent, task), by version.
+    fn checkpoints(&self, agent: &str, task: &str) -> Result<Vec<CheckpointRecord>, StoreError>;
+
+    /// The schema version the database is at.
+    fn schema_version(&self) -> Result<i64, StoreError>;
+
+    /// The connection pool's state, for backends with a pool.
+    fn pool_stats(&self) -> Option<PoolStats>;
+}
+
+/// Opens the configured store: PostgreSQL when `config.database` is set,
+/// otherwise the SQLite file `data_dir/onthefly.sqlite3`. Migrates the schema.
+pub fn open(config: &Config) -> Result<Arc<dyn ExampleStore>, StoreError> {
+    match &config.database {
+        Some(DatabaseConfig { url, pool_size }) => Ok(Arc::new(PostgresStore::connect(
+            url,
+            *pool_size,
+            std::time::Duration::from_millis(config.store.connect_timeout_ms),
+        )?)),
+        None => Ok(Arc::new(SqliteStore::open(&config.data_dir.join(SQLITE_FILE))?)),
+    }
+}
+
+/// The embedded store's file name in the data folder.
+pub const SQLITE_FILE: &str = "onthefly.sqlite3";
+
+/// The columns of `training_examples`, in table order.
+pub(crate) const EXAMPLE_COLUMNS: &str = "id, agent_name, task_type, input_text, target_kind, expected_output, \
+     uncertainty_score, importance_score, source_url, \"timestamp\", user_feedback, correction_priority, \
+     split, state, update_id";
+
+/// The columns of `model_performance`, in table order.
+pub(crate) const PERFORMANCE_COLUMNS: &str = "update_id, agent_name, task_type, model_name, metric, \
+     accuracy_before, accuracy_after, held_out_examples, examples_trained, train_loss, update_timestamp, \
+     rollback_triggered, rollback_reason, model_version, duration_ms";
+
+/// The stored text of a target kind.
+pub(crate) fn target_kind_str(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Label => "label",
+        TargetKind::Score => "score",
+        TargetKind::Tags => "tags",
+        TargetKind::Json => "json",
+    }
+}
+
+/// Rebuilds a target from its stored kind and plain JSON value.
+pub(crate) fn target_from_stored(kind: &str, value: serde_json::Value) -> Result<Target, StoreError> {
+    let bad = |what: &str| StoreError::Corrupt(format!("expected_output of kind {kind:?} is not {what}: {value}"));
+    Ok(match kind {
+        "label" => Target::Label(value.as_str().ok_or_else(|| bad("a string"))?.to_string()),
+        "score" => Target::Score(value.as_f64().ok_or_else(|| bad("a number"))?),
+        "tags" => Target::Tags(
+            value
+                .as_array()
+                .and_then(|items| items.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+                .ok_or_else(|| bad("an array of strings"))?,
+        ),
+        "json" => Target::Json(value),
+        other => return Err(StoreError::Corrupt(format!("unknown target kind {other:?}"))),
+    })
+}
+
+/// A stored id (BIGINT) as the library's unsigned id.
+pub(crate) fn id_from_stored(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative id {value}")))
+}
+
+/// The library's unsigned id as a BIGINT.
+pub(crate) fn id_to_stored(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Refused(format!("id {value} does not fit a BIGINT")))
+}

@@ -1,0 +1,191 @@
+//! The library's own, versioned migrations: one schema, the same in
+//! PostgreSQL and SQLite apart from column types (`TIMESTAMPTZ` / milliseconds
+//! since the Unix epoch, `JSONB` / JSON text, `BOOLEAN` / 0 or 1).
+//!
+//! `onthefly_schema_version` holds one row per applied migration. A store
+//! opened on a schema newer than [`LATEST`] refuses to run rather than guess.
+
+/// One step of the schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its number; applied in increasing order, each once.
+    pub version: i64,
+    /// What it does.
+    pub description: &'static str,
+    /// Its SQL for PostgreSQL.
+    pub postgres: &'static str,
+    /// Its SQL for SQLite.
+    pub sqlite: &'static str,
+}
+
+/// The table recording applied migrations.
+pub const VERSION_TABLE: &str = "onthefly_schema_version";
+
+/// Every migration, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "training examples, update records, checkpoints",
+    postgres: r#"
+CREATE TABLE training_examples (
+    id BIGINT PRIMARY KEY,
+    agent_name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    input_text TEXT NOT NULL,
+    target_kind TEXT NOT NULL,
+    expected_output JSONB NOT NULL,
+    uncertainty_score DOUBLE PRECISION NOT NULL,
+    importance_score DOUBLE PRECISION NOT NULL,
+    source_url TEXT NOT NULL,
+    "timestamp" TIMESTAMPTZ NOT NULL,
+    user_feedback TEXT,
+    correction_priority SMALLINT NOT NULL,
+    split TEXT NOT NULL,
+    state TEXT NOT NULL,
+    update_id BIGINT
+);
+CREATE INDEX training_examples_by_state ON training_examples (state, agent_name);
+CREATE INDEX training_examples_by_task ON training_examples (agent_name, task_type, id);
+CREATE TABLE model_performance (
+    update_id BIGINT PRIMARY KEY,
+    agent_name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    accuracy_before DOUBLE PRECISION,
+    accuracy_after DOUBLE PRECISION,
+    held_out_examples BIGINT NOT NULL,
+    examples_trained BIGINT NOT NULL,
+    train_loss DOUBLE PRECISION,
+    update_timestamp TIMESTAMPTZ NOT NULL,
+    rollback_triggered BOOLEAN NOT NULL,
+    rollback_reason TEXT,
+    model_version BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL
+);
+CREATE INDEX model_performance_by_task ON model_performance (agent_name, task_type, update_id);
+CREATE TABLE model_checkpoints (
+    agent_name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    path TEXT NOT NULL,
+    accepted BOOLEAN NOT NULL,
+    metrics JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (agent_name, task_type, version)
+);
+"#,
+    sqlite: r#"
+CREATE TABLE training_examples (
+    id INTEGER PRIMARY KEY,
+    agent_name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    input_text TEXT NOT NULL,
+    target_kind TEXT NOT NULL,
+    expected_output TEXT NOT NULL,
+    uncertainty_score REAL NOT NULL,
+    importance_score REAL NOT NULL,
+    source_url TEXT NOT NULL,
+    "timestamp" INTEGER NOT NULL,
+    user_feedback TEXT,
+    correction_priority INTEGER NOT NULL,
+    split TEXT NOT NULL,
+    state TEXT NOT NULL,
+    update_id INTEGER
+);
+CREATE INDEX training_examples_by_state ON training_examples (state, agent_name);
+CREATE INDEX training_examples_by_task ON training_examples (agent_name, task_type, id);
+CREATE TABLE model_performance (
+    update_id INTEGER PRIMARY KEY,
+    agent_name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    accuracy_before REAL,
+    accuracy_after REAL,
+    held_out_examples INTEGER NOT NULL,
+    examples_trained INTEGER NOT NULL,
+    train_loss REAL,
+    update_timestamp INTEGER NOT NULL,
+    rollback_triggered INTEGER NOT NULL,
+    rollback_reason TEXT,
+    model_version INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX model_performance_by_task ON model_performance (agent_name, task_type, update_id);
+CREATE TABLE model_checkpoints (
+    agent_name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (agent_name, task_type, version)
+);
+"#,
+}];
+
+/// The newest schema version this library knows.
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// The migrations still to apply to a schema at `current`.
+pub fn pending(current: i64) -> impl Iterator<Item = &'static Migration> {
+    MIGRATIONS.iter().filter(move |m| m.version > current)
+}
+
+/// Refuses a schema this library does not know.
+pub fn check_not_newer(current: i64) -> Result<(), super::StoreError> {
+    if current > LATEST {
+        return Err(super::StoreError::SchemaTooNew {
+            found: current,
+            supported: LATEST,
+        });
+    }
+    Ok(())
+}
+
+/// Which rows a recovery query ranks, and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ranked {
+    /// Buffered examples per agent, most valuable first.
+    Buffered,
+    /// Held-out examples per (agent, task), newest first.
+    HeldOut,
+    /// Kept examples per agent, newest first.
+    Kept,
+}
+
+impl Ranked {
+    fn parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Ranked::Buffered => (
+                "buffered",
+                "agent_name",
+                "correction_priority DESC, importance_score DESC, id DESC",
+            ),
+            Ranked::HeldOut => ("evaluation", "agent_name, task_type", "id DESC"),
+            Ranked::Kept => ("kept", "agent_name", "id DESC"),
+        }
+    }
+
+    /// The rows ranked within the limit (bound to `limit`, a placeholder such
+    /// as `$1` or `?1`), in rank order per group; the same SQL in both
+    /// backends (window functions).
+    pub fn select(self, cols: &str, limit: &str) -> String {
+        let (state, partition, order) = self.parts();
+        format!(
+            "SELECT {cols} FROM (SELECT {cols}, row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS rn \
+             FROM training_examples WHERE state = '{state}') ranked WHERE rn <= {limit} ORDER BY {partition}, rn"
+        )
+    }
+
+    /// Marks the rows beyond the limit evicted (buffered examples only).
+    pub fn evict_beyond(self, limit: &str) -> String {
+        let (state, partition, order) = self.parts();
+        format!(
+            "UPDATE training_examples SET state = 'evicted' WHERE id IN (SELECT id FROM (SELECT id, \
+             row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS rn FROM training_examples \
+             WHERE state = '{state}') ranked WHERE rn > {limit})"
+        )
+    }
+}

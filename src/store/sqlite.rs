@@ -1,0 +1,383 @@
+//! The embedded backend: one SQLite file in the data folder, in WAL mode with
+//! `synchronous = FULL` (a committed batch survives a power loss), one
+//! transaction per batch.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, ErrorCode, Row, Transaction};
+
+use super::schema::{self, Ranked, VERSION_TABLE};
+use super::{
+    id_from_stored, id_to_stored, target_from_stored, target_kind_str, CheckpointRecord, ExampleState, ExampleStore,
+    PoolStats, Recovered, RecoveryLimits, Split, StoreError, StoreOp, StoredExample, EXAMPLE_COLUMNS,
+    PERFORMANCE_COLUMNS,
+};
+use crate::example::{unix_millis, ExampleId, ModelPerformance, Priority, TrainingExample};
+
+/// Examples, updates and checkpoints in a SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) and migrates the file.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(classify)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(classify)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(classify)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(classify)?;
+        let store = SqliteStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(classify)?;
+        tx.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, description TEXT NOT NULL, \
+             applied_at INTEGER NOT NULL)"
+        ))
+        .map_err(classify)?;
+        let current = current_version(&tx)?;
+        schema::check_not_newer(current)?;
+        for m in schema::pending(current) {
+            tx.execute_batch(m.sqlite).map_err(classify)?;
+            tx.execute(
+                &format!("INSERT INTO {VERSION_TABLE} (version, description, applied_at) VALUES (?1, ?2, ?3)"),
+                params![m.version, m.description, now_ms()],
+            )
+            .map_err(classify)?;
+            tracing::info!(version = m.version, description = m.description, file = %self.path.display(), "SQLite schema migrated");
+        }
+        tx.commit().map_err(classify)
+    }
+}
+
+fn current_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row(
+        &format!("SELECT COALESCE(max(version), 0) FROM {VERSION_TABLE}"),
+        [],
+        |r| r.get(0),
+    )
+    .map_err(classify)
+}
+
+fn now_ms() -> i64 {
+    ms(unix_millis(std::time::SystemTime::now()))
+}
+
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl ExampleStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn write(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(classify)?;
+        for op in ops {
+            apply(&tx, op)?;
+        }
+        tx.commit().map_err(classify)
+    }
+
+    fn recover(&self, limits: &RecoveryLimits) -> Result<Recovered, StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(classify)?;
+        let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let evicted = tx
+            .execute(&Ranked::Buffered.evict_beyond("?1"), [limit(limits.buffered_per_agent)])
+            .map_err(classify)? as u64;
+        let ranked = |which: Ranked, n: usize| -> Result<Vec<TrainingExample>, StoreError> {
+            let mut stmt = tx.prepare(&which.select(EXAMPLE_COLUMNS, "?1")).map_err(classify)?;
+            let rows = stmt
+                .query_map([limit(n)], |row| Ok(example_from_row(row)))
+                .map_err(classify)?;
+            rows.map(|r| r.map_err(classify).and_then(|e| e.map(|s| s.example)))
+                .collect()
+        };
+        let buffered = ranked(Ranked::Buffered, limits.buffered_per_agent)?;
+        let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
+        let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
+        held_out.sort_by_key(|e| e.id);
+        kept.sort_by_key(|e| e.id);
+        let mut history = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {PERFORMANCE_COLUMNS} FROM model_performance ORDER BY update_id DESC LIMIT ?1"
+                ))
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([limit(limits.history)], |row| Ok(performance_from_row(row)))
+                .map_err(classify)?;
+            rows.map(|r| r.map_err(classify).and_then(|p| p))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        history.reverse();
+        let (total, max_example, max_update): (i64, i64, i64) = tx
+            .query_row(
+                "SELECT (SELECT count(*) FROM model_performance), \
+                 (SELECT COALESCE(max(id), 0) FROM training_examples), \
+                 (SELECT COALESCE(max(update_id), 0) FROM model_performance)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(classify)?;
+        tx.commit().map_err(classify)?;
+        Ok(Recovered {
+            next_id: id_from_stored(max_example.max(max_update))? + 1,
+            buffered,
+            held_out,
+            kept,
+            history,
+            history_total: id_from_stored(total)?,
+            evicted,
+        })
+    }
+
+    fn examples(&self, agent: Option<&str>) -> Result<Vec<StoredExample>, StoreError> {
+        let conn = self.conn.lock();
+        let sql =
+            format!("SELECT {EXAMPLE_COLUMNS} FROM training_examples WHERE ?1 IS NULL OR agent_name = ?1 ORDER BY id");
+        let mut stmt = conn.prepare(&sql).map_err(classify)?;
+        let rows = stmt
+            .query_map([agent], |row| Ok(example_from_row(row)))
+            .map_err(classify)?;
+        rows.map(|r| r.map_err(classify).and_then(|e| e)).collect()
+    }
+
+    fn checkpoints(&self, agent: &str, task: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT agent_name, task_type, version, path, accepted, metrics, created_at FROM model_checkpoints \
+                 WHERE agent_name = ?1 AND task_type = ?2 ORDER BY version",
+            )
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map([agent, task], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, bool>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(classify)?;
+        rows.map(|r| {
+            let (agent_name, task_type, version, path, accepted, metrics, created) = r.map_err(classify)?;
+            Ok(CheckpointRecord {
+                agent_name,
+                task_type,
+                version: id_from_stored(version)?,
+                path,
+                accepted,
+                metrics: serde_json::from_str(&metrics).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                created_ms: u64::try_from(created).unwrap_or(0),
+            })
+        })
+        .collect()
+    }
+
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        current_version(&self.conn.lock())
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+}
+
+fn apply(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
+    match op {
+        StoreOp::Insert {
+            example: e,
+            split,
+            state,
+        } => {
+            let target = serde_json::to_string(&e.expected_output.to_json())
+                .map_err(|err| StoreError::Refused(err.to_string()))?;
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO training_examples ({EXAMPLE_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL) \
+                     ON CONFLICT (id) DO NOTHING"
+                ))
+                .map_err(classify)?;
+            stmt.execute(params![
+                id_to_stored(e.id.0)?,
+                e.agent_name,
+                e.task_type,
+                e.input_text,
+                target_kind_str(e.expected_output.kind()),
+                target,
+                e.uncertainty_score,
+                e.importance_score,
+                e.source_url,
+                ms(unix_millis(e.timestamp)),
+                e.user_feedback,
+                u8::from(e.correction_priority),
+                split.as_str(),
+                state.as_str(),
+            ])
+            .map_err(classify)?;
+        }
+        StoreOp::SetState { ids, state, update_id } => {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE training_examples SET state = ?1, update_id = COALESCE(?2, update_id) WHERE id = ?3",
+                )
+                .map_err(classify)?;
+            let update_id = update_id.map(id_to_stored).transpose()?;
+            for id in ids {
+                stmt.execute(params![state.as_str(), update_id, id_to_stored(id.0)?])
+                    .map_err(classify)?;
+            }
+        }
+        StoreOp::Performance(p) => {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO model_performance ({PERFORMANCE_COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                     ON CONFLICT (update_id) DO NOTHING"
+                ))
+                .map_err(classify)?;
+            stmt.execute(params![
+                id_to_stored(p.update_id)?,
+                p.agent_name,
+                p.task_type,
+                p.model_name,
+                p.metric,
+                p.accuracy_before,
+                p.accuracy_after,
+                ms(p.held_out_examples as u64),
+                ms(p.examples_trained as u64),
+                p.train_loss.is_finite().then_some(p.train_loss),
+                ms(p.update_timestamp_ms),
+                p.rollback_triggered,
+                p.rollback_reason,
+                id_to_stored(p.model_version)?,
+                ms(p.duration_ms),
+            ])
+            .map_err(classify)?;
+        }
+        StoreOp::Checkpoint(c) => {
+            let metrics = serde_json::to_string(&c.metrics).map_err(|err| StoreError::Refused(err.to_string()))?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO model_checkpoints (agent_name, task_type, version, path, accepted, metrics, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (agent_name, task_type, version) DO UPDATE SET \
+                     path = excluded.path, accepted = excluded.accepted, metrics = excluded.metrics, \
+                     created_at = excluded.created_at",
+                )
+                .map_err(classify)?;
+            stmt.execute(params![
+                c.agent_name,
+                c.task_type,
+                id_to_stored(c.version)?,
+                c.path,
+                c.accepted,
+                metrics,
+                ms(c.created_ms),
+            ])
+            .map_err(classify)?;
+        }
+    }
+    Ok(())
+}
+
+fn example_from_row(row: &Row<'_>) -> Result<StoredExample, StoreError> {
+    let get = |e: rusqlite::Error| classify(e);
+    let target_json: String = row.get(5).map_err(get)?;
+    let target_value: serde_json::Value =
+        serde_json::from_str(&target_json).map_err(|e| StoreError::Corrupt(format!("expected_output: {e}")))?;
+    let kind: String = row.get(4).map_err(get)?;
+    let timestamp: i64 = row.get(9).map_err(get)?;
+    let priority: i64 = row.get(11).map_err(get)?;
+    let split: String = row.get(12).map_err(get)?;
+    let state: String = row.get(13).map_err(get)?;
+    let update_id: Option<i64> = row.get(14).map_err(get)?;
+    Ok(StoredExample {
+        example: TrainingExample {
+            id: ExampleId(id_from_stored(row.get(0).map_err(get)?)?),
+            agent_name: row.get(1).map_err(get)?,
+            task_type: row.get(2).map_err(get)?,
+            input_text: row.get(3).map_err(get)?,
+            expected_output: target_from_stored(&kind, target_value)?,
+            uncertainty_score: row.get(6).map_err(get)?,
+            importance_score: row.get(7).map_err(get)?,
+            source_url: row.get(8).map_err(get)?,
+            timestamp: UNIX_EPOCH + Duration::from_millis(u64::try_from(timestamp).unwrap_or(0)),
+            user_feedback: row.get(10).map_err(get)?,
+            correction_priority: Priority::try_from(priority).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        },
+        split: Split::parse(&split)?,
+        state: ExampleState::parse(&state)?,
+        update_id: update_id.map(id_from_stored).transpose()?,
+    })
+}
+
+fn performance_from_row(row: &Row<'_>) -> Result<ModelPerformance, StoreError> {
+    let get = |e: rusqlite::Error| classify(e);
+    let count = |i: usize| -> Result<usize, StoreError> {
+        Ok(usize::try_from(row.get::<_, i64>(i).map_err(get)?).unwrap_or(0))
+    };
+    Ok(ModelPerformance {
+        update_id: id_from_stored(row.get(0).map_err(get)?)?,
+        agent_name: row.get(1).map_err(get)?,
+        task_type: row.get(2).map_err(get)?,
+        model_name: row.get(3).map_err(get)?,
+        metric: row.get(4).map_err(get)?,
+        accuracy_before: row.get(5).map_err(get)?,
+        accuracy_after: row.get(6).map_err(get)?,
+        held_out_examples: count(7)?,
+        examples_trained: count(8)?,
+        train_loss: row.get::<_, Option<f64>>(9).map_err(get)?.unwrap_or(f64::NAN),
+        update_timestamp_ms: u64::try_from(row.get::<_, i64>(10).map_err(get)?).unwrap_or(0),
+        rollback_triggered: row.get(11).map_err(get)?,
+        rollback_reason: row.get(12).map_err(get)?,
+        model_version: id_from_stored(row.get(13).map_err(get)?)?,
+        duration_ms: u64::try_from(row.get::<_, i64>(14).map_err(get)?).unwrap_or(0),
+    })
+}
+
+/// A busy, locked, full or failing disk is worth retrying; anything else
+/// was refused.
+fn classify(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory,
+        ) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Refused(e.to_string()),
+    }
+}

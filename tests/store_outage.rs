@@ -1,0 +1,224 @@
+//! Faults: the PostgreSQL server stops in the middle of a stream and comes
+//! back; a process is killed with SIGKILL mid-stream (with the database up,
+//! and while it is down). Each test runs its own cluster, so stopping it
+//! disturbs no other test.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::db::{postgres_config, PrivateCluster};
+use common::small_config;
+use onthefly::store::ExampleState;
+use onthefly::{Config, Coordinator, NewExample, StoreConfig, Target};
+
+/// A summary for the synthesizer: no built-in model learns free JSON, so the
+/// stream exercises the store alone (no training shares the two cores).
+fn summary(i: usize) -> NewExample {
+    NewExample::new(
+        "synthesizer",
+        "summary",
+        format!("article {i}: the council met on Tuesday and approved the budget"),
+        Target::Json(serde_json::json!({ "summary": format!("budget approved ({i})"), "words": 4 })),
+    )
+}
+
+/// Faster reconnection attempts than the defaults, so a test's outage ends
+/// soon after the server is back.
+fn quick_retries(config: Config) -> Config {
+    Config {
+        store: StoreConfig {
+            retry_max_ms: 500,
+            connect_timeout_ms: 1_000,
+            ..StoreConfig::default()
+        },
+        ..config
+    }
+}
+
+#[test]
+fn a_database_outage_mid_stream_loses_nothing_and_never_stalls_ingest() {
+    const TOTAL: usize = 100_000;
+    let cluster = PrivateCluster::start();
+    let config = quick_retries(postgres_config(&cluster.url()));
+    let c = Coordinator::new(config.clone()).unwrap();
+
+    let mut longest = Duration::ZERO;
+    let mut ids = Vec::with_capacity(TOTAL);
+    let mut outage = None;
+    let mut spooled_during_outage = 0;
+    let started = Instant::now();
+    for i in 0..TOTAL {
+        if i == TOTAL / 5 {
+            cluster.stop();
+            outage = Some(Instant::now());
+        }
+        if i == TOTAL / 2 {
+            // The server stays down a few seconds, however fast the stream.
+            let down = outage.unwrap().elapsed();
+            std::thread::sleep(Duration::from_secs(3).saturating_sub(down));
+            // Everything since the stop waits in memory or in the spool.
+            let store = c.get_training_status().store.unwrap();
+            assert!(!store.connected, "the writer noticed the outage");
+            assert!(store.last_error.is_some());
+            spooled_during_outage = store.spooled;
+            cluster.resume();
+        }
+        let t = Instant::now();
+        let receipt = c.add_training_example(summary(i)).unwrap();
+        longest = longest.max(t.elapsed());
+        ids.push(receipt.id.0);
+    }
+    let ingest = started.elapsed();
+    let outage_len = outage.unwrap().elapsed();
+    c.flush(Duration::from_secs(120)).unwrap();
+    // Durable now (database or spool); the spool drains into the database.
+    let drained = common::wait_until(Duration::from_secs(120), || {
+        let s = c.get_training_status().store.unwrap();
+        s.connected && s.spooled == 0 && s.backlog == 0
+    });
+    let store = c.get_training_status().store.unwrap();
+    assert!(drained, "the backlog was not written: {store:?}");
+    println!(
+        "{TOTAL} examples in {ingest:.2?} (server down from 20 % to 50 % of the stream, at least 3 s; {outage_len:.1?} from the stop to the end); \
+         longest add_training_example {longest:.2?}; {spooled_during_outage} operations in the spool at the restart; \
+         written {} operations, rejected {}",
+        store.written, store.rejected
+    );
+    assert!(
+        spooled_during_outage > 0,
+        "the backlog beyond 10,000 operations went to the spool"
+    );
+    assert!(store.connected);
+    assert_eq!((store.backlog, store.spooled, store.rejected), (0, 0, 0));
+
+    let rows = c.store().unwrap().examples(Some("synthesizer")).unwrap();
+    assert_eq!(rows.len(), TOTAL, "every example stored exactly once");
+    let stored: HashSet<u64> = rows.iter().map(|s| s.example.id.0).collect();
+    assert_eq!(stored.len(), TOTAL);
+    assert!(ids.iter().all(|id| stored.contains(id)));
+    assert!(rows.iter().all(|s| s.state == ExampleState::Kept));
+    assert_eq!(
+        c.get_training_status().agents["synthesizer"].examples_kept,
+        TOTAL as u64
+    );
+}
+
+/// Set in the child process that streams examples until it is killed.
+const CHILD_CONFIG: &str = "ONTHEFLY_TEST_STREAM_CHILD_CONFIG";
+
+#[test]
+fn streaming_child() {
+    // Only does something when started by the crash tests below.
+    let Ok(json) = std::env::var(CHILD_CONFIG) else { return };
+    let config: Config = serde_json::from_str(&json).unwrap();
+    let c = Coordinator::new(config).unwrap();
+    println!("READY");
+    // Waits for the parent to prepare (stop the server) and say go.
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    for i in 0.. {
+        let id = c.add_training_example(summary(i)).unwrap().id;
+        if i > 0 && i % 2_000 == 0 {
+            // The promise under test: after flush returns, everything before it survives.
+            c.flush(Duration::from_secs(60)).unwrap();
+            println!("FLUSHED {}", id.0);
+        }
+    }
+}
+
+/// Starts the streaming child; once it is ready, calls `between` and lets it
+/// stream; kills it (SIGKILL) after it reported `flushes` flushes; returns
+/// the last flushed id.
+fn stream_then_kill(config: &Config, flushes: usize, mut between: impl FnMut()) -> u64 {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "streaming_child", "--nocapture", "--test-threads", "1"])
+        .env(CHILD_CONFIG, serde_json::to_string(config).unwrap())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut go = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut flushed = 0;
+    let mut seen = 0;
+    while let Some(Ok(line)) = lines.next() {
+        // libtest prints "test streaming_child ... " before the test's first line.
+        if line.trim_end().ends_with("READY") {
+            between();
+            writeln!(go, "GO").unwrap();
+        }
+        if let Some(id) = line.trim().strip_prefix("FLUSHED ") {
+            flushed = id.parse().unwrap();
+            seen += 1;
+            if seen == flushes {
+                break;
+            }
+        }
+    }
+    // Whatever the child is doing now (adding, writing a batch, spooling).
+    std::thread::sleep(Duration::from_millis(23));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(flushed > 0, "the child flushed nothing");
+    flushed
+}
+
+fn assert_everything_flushed_survives(config: Config, flushed: u64) {
+    let c = Coordinator::new(config).unwrap();
+    let rows = c.store().unwrap().examples(Some("synthesizer")).unwrap();
+    let stored: HashSet<u64> = rows.iter().map(|s| s.example.id.0).collect();
+    let missing: Vec<u64> = (1..=flushed).filter(|id| !stored.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} flushed examples lost, first {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(stored.len(), rows.len(), "no example stored twice");
+    println!("flushed through id {flushed}; {} stored after the restart", rows.len());
+    // The restarted coordinator goes on with fresh ids.
+    let next = c.add_training_example(summary(0)).unwrap().id.0;
+    assert!(next > *stored.iter().max().unwrap());
+}
+
+#[test]
+fn a_kill_mid_stream_keeps_everything_flushed_in_sqlite() {
+    let config = quick_retries(small_config());
+    let flushed = stream_then_kill(&config, 3, || {});
+    assert_everything_flushed_survives(config, flushed);
+}
+
+#[test]
+fn a_kill_mid_stream_keeps_everything_flushed_in_postgres() {
+    let cluster = PrivateCluster::start();
+    let config = quick_retries(postgres_config(&cluster.url()));
+    let flushed = stream_then_kill(&config, 3, || {});
+    assert_everything_flushed_survives(config, flushed);
+}
+
+#[test]
+fn a_kill_during_an_outage_keeps_everything_flushed_in_the_spool() {
+    let cluster = PrivateCluster::start();
+    let config = quick_retries(postgres_config(&cluster.url()));
+    // The server stops as soon as the child has started: everything it
+    // flushes goes to the spool.
+    let flushed = stream_then_kill(&config, 2, || cluster.stop());
+    let spool = config.data_dir.join("spool/store-spool.jsonl");
+    assert!(
+        std::fs::metadata(&spool).unwrap().len() > 0,
+        "the child spooled its backlog"
+    );
+    cluster.resume();
+    // The next start replays the spool before anything else.
+    assert_everything_flushed_survives(config.clone(), flushed);
+    assert_eq!(
+        std::fs::metadata(&spool).unwrap().len(),
+        0,
+        "the spool is empty once replayed"
+    );
+}
