@@ -24,16 +24,19 @@ use onthefly::{Config, Coordinator, DatabaseConfig, NewExample, StoreConfig, Tar
 const ROWS: usize = 2_000;
 
 fn admin_url() -> String {
-    std::env::var("ONTHEFLY_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!("run it with PostgreSQL: scripts/with_test_postgres.sh cargo bench --bench persist")
-    })
+    std::env::var("ONTHEFLY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| panic!("run it with PostgreSQL: scripts/with_test_postgres.sh cargo bench --bench persist"))
 }
 
 /// A new database on the server; its URL.
 fn fresh_database() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let admin = admin_url();
-    let name = format!("otf_bench_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "otf_bench_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
     client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     let (base, _) = admin.rsplit_once('/').unwrap();

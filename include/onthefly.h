@@ -7,14 +7,223 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+// The outcome of a call. `OTF_RESULT_OK` is success; every other value names
+// one kind of failure, and `otf_last_error_message()` says what was wrong.
+enum OtfResult
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Success; out-parameters were written.
+  OTF_RESULT_OK = 0,
+  // A required pointer argument was NULL.
+  OTF_RESULT_NULL_PARAMETER = 1,
+  // A string argument was not valid UTF-8.
+  OTF_RESULT_INVALID_UTF8 = 2,
+  // An argument was refused: out of range, NaN or infinite, too long, empty,
+  // not JSON, of the wrong kind for the task.
+  OTF_RESULT_INVALID_ARGUMENT = 3,
+  // The configuration JSON (or an environment variable) was refused.
+  OTF_RESULT_INVALID_CONFIG = 4,
+  // `otf_initialize` has not been called (successfully) yet.
+  OTF_RESULT_NOT_INITIALIZED = 5,
+  // `otf_initialize` was called before with a different configuration.
+  OTF_RESULT_ALREADY_INITIALIZED = 6,
+  // `otf_shutdown` was called; the system takes nothing more.
+  OTF_RESULT_SHUT_DOWN = 7,
+  // No example was ever added for this agent.
+  OTF_RESULT_UNKNOWN_AGENT = 8,
+  // The agent has no trained model for this task yet.
+  OTF_RESULT_NO_MODEL = 9,
+  // The store (PostgreSQL or SQLite) failed, or could not be opened.
+  OTF_RESULT_STORE = 10,
+  // A model failed (libtorch error, a user model's error).
+  OTF_RESULT_MODEL = 11,
+  // A checkpoint could not be read or written.
+  OTF_RESULT_CHECKPOINT = 12,
+  // The wait (flush, idle) ended before the work did.
+  OTF_RESULT_TIMEOUT = 13,
+  // Something else failed inside the library (a thread could not start).
+  OTF_RESULT_INTERNAL = 14,
+  // The library panicked; the panic was caught and did not reach C.
+  OTF_RESULT_PANIC = 15,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum OtfResult OtfResult;
+#else
+typedef uint32_t OtfResult;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// What became of a prediction handed in with `otf_add_prediction_feedback`.
+enum OtfFeedback
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The answer was known and the prediction worth learning: it is a training example now.
+  OTF_FEEDBACK_LEARNED = 0,
+  // The answer is not known and the prediction was uncertain: it waits for a label.
+  OTF_FEEDBACK_AWAITING_LABEL = 1,
+  // Confident enough and not wrong: nothing to learn.
+  OTF_FEEDBACK_NOT_NEEDED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum OtfFeedback OtfFeedback;
+#else
+typedef uint32_t OtfFeedback;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Hands in a prediction an agent made (the original's
+// `add_prediction_feedback`): `confidence_score` in 0..=1,
+// `actual_output_json` the correct output when known (optional),
+// `source_url` optional. On success `*out_outcome` (optional) says whether it
+// became a training example, waits for a label, or was not needed.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call;
+// `out_outcome` is NULL or valid for a write.
+OtfResult otf_add_prediction_feedback(const char *agent_name,
+                                      const char *task_type,
+                                      const char *input_text,
+                                      const char *predicted_output_json,
+                                      double confidence_score,
+                                      const char *actual_output_json,
+                                      const char *source_url,
+                                      OtfFeedback *out_outcome);
+
+// Adds a labelled example (the original's `add_training_example`).
+//
+// `expected_output_json` is the correct output as JSON; `uncertainty_score`
+// and `importance_score` lie in 0..=1 (the original's default is 0.5);
+// `correction_priority` is 0..=3 (2 and 3 trigger an immediate update).
+// `source_url` and `user_feedback` are optional. On success `*out_id`
+// (optional) receives the example's id.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call; `out_id`
+// is NULL or valid for a write.
+OtfResult otf_add_training_example(const char *agent_name,
+                                   const char *task_type,
+                                   const char *input_text,
+                                   const char *expected_output_json,
+                                   double uncertainty_score,
+                                   double importance_score,
+                                   int32_t correction_priority,
+                                   const char *source_url,
+                                   const char *user_feedback,
+                                   uint64_t *out_id);
+
+// Adds a person's correction (the original's `add_user_correction`):
+// `priority` 0..=3 (the original's default is 2, which triggers an immediate
+// update; 3 is critical), `user_feedback` optional. On success `*out_id`
+// (optional) receives the example's id.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call; `out_id`
+// is NULL or valid for a write.
+OtfResult otf_add_user_correction(const char *agent_name,
+                                  const char *task_type,
+                                  const char *input_text,
+                                  const char *incorrect_output_json,
+                                  const char *correct_output_json,
+                                  int32_t priority_level,
+                                  const char *user_feedback,
+                                  uint64_t *out_id);
+
+// Returns once everything accepted before the call is durable (in the
+// database or the fsynced spool), or `OTF_RESULT_TIMEOUT` after `timeout_ms`.
+OtfResult otf_flush(uint32_t timeout_ms);
+
+// Queues an update of the agent now, whatever its buffer holds.
+//
+// # Safety
+// `agent_name` is NULL or NUL-terminated and valid during the call.
+OtfResult otf_force_update_agent(const char *agent_name);
+
+// The training status as JSON (the original's fields plus per-agent detail
+// and the store's state). On success `*out_json` receives it; the caller frees
+// it with `otf_string_free`.
+//
+// # Safety
+// `out_json` is NULL or valid for a write.
+OtfResult otf_get_training_status(char **out_json);
+
+// Starts the global training system.
+//
+// `config_json`: a JSON object with any fields of the configuration (missing
+// ones keep their defaults, unknown ones are an error), or NULL to read it
+// from the environment (`TRAINING_*`, `DATABASE_URL` or `POSTGRES_*`,
+// `<AGENT>_MODEL_PATH`). Calling it again with the same configuration
+// succeeds; with another it is `OTF_RESULT_ALREADY_INITIALIZED`.
+//
+// # Safety
+// `config_json` is NULL or a NUL-terminated string valid during the call.
+OtfResult otf_initialize(const char *config_json);
+
+// The message of the last call on the calling thread: what was wrong when
+// it failed, the empty string when it succeeded (or before any call).
+//
+// The string belongs to the library and stays valid until the next `otf_`
+// call on the same thread; copy it to keep it. Do not free it.
+const char *otf_last_error_message(void);
+
+// The message of the last call on the calling thread: what was wrong when
+// it failed, the empty string when it succeeded (or before any call).
+//
+// The string belongs to the library and stays valid until the next `otf_`
+// call on the same thread; copy it to keep it. Do not free it.
+const char *otf_last_error_message(void);
+
+// Predicts with the live model of (agent, task). On success `*out_json`
+// receives `{"output": <JSON>, "confidence": <0..1>, "model_version": <n>}`,
+// which the caller frees with `otf_string_free`. `OTF_RESULT_NO_MODEL` until
+// the task's first update.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call;
+// `out_json` is NULL or valid for a write.
+OtfResult otf_predict(const char *agent_name,
+                      const char *task_type,
+                      const char *input_text,
+                      char **out_json);
+
+// Restores a kept checkpoint version of (agent, task) as the live model (for
+// a quality problem a person reported); recorded in the history.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call.
+OtfResult otf_rollback_model(const char *agent_name, const char *task_type, uint64_t version);
+
+// Stops the global training system: lets a running update finish, writes
+// everything to the store and joins every thread. Later calls that add
+// anything get `OTF_RESULT_SHUT_DOWN`; it cannot be started again in this
+// process.
+OtfResult otf_shutdown(void);
+
+// Frees a string the library returned (`otf_predict`,
+// `otf_get_training_status`). NULL is fine; freeing a string twice, or one
+// the library did not return, is undefined behaviour.
+//
+// # Safety
+// `s` is NULL or a string returned by this library and not freed yet.
+void otf_string_free(char *s);
 
 // The library's version as a NUL-terminated string, such as `"0.1.0"`.
 //
 // The string is static: the caller must not free it.
 const char *otf_version(void);
+
+// Waits until no update is queued or running; `OTF_RESULT_TIMEOUT` if that
+// takes longer than `timeout_ms`.
+OtfResult otf_wait_for_idle(uint32_t timeout_ms);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,9 +1,54 @@
-//! The C ABI. The only module with `unsafe` code: every exported function
-//! checks its pointers, runs its body inside `catch_unwind`, and never lets a
-//! panic cross into C. The header `include/onthefly.h` is generated from this
-//! module by `build.rs` (cbindgen).
+//! The C ABI over the global training system (see [`crate::global`]). The
+//! only module with `unsafe` code. The header `include/onthefly.h` is
+//! generated from this module by `build.rs` (cbindgen).
+//!
+//! Conventions, the same for every function:
+//!
+//! - Each returns an [`OtfResult`]: `OTF_RESULT_OK`, or the code of what
+//!   failed; `otf_last_error_message()` then says what was wrong, in words.
+//! - Each runs inside `catch_unwind`: a panic becomes `OTF_RESULT_PANIC`,
+//!   never an abort or an unwind into C.
+//! - Strings are NUL-terminated UTF-8, borrowed for the call only. Arguments
+//!   documented as optional may be NULL; any other NULL is
+//!   `OTF_RESULT_NULL_PARAMETER`.
+//! - Outputs and targets are JSON text: a label is a JSON string (`"\"bbc\""`),
+//!   a score a number (`"0.7"`), token tags an array of strings, anything
+//!   else free JSON.
+//! - Out-parameters are written only on success. A string the library
+//!   returns belongs to the caller, who frees it with `otf_string_free`.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod args;
+mod result;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::c_char;
+use std::time::Duration;
+
+use args::{
+    into_c_string, optional_str, optional_target, priority, required_out, required_str, required_target, write_optional,
+};
+use result::{guard, FfiError};
+pub use result::{otf_last_error_message, OtfResult};
+
+use crate::config::Config;
+use crate::coordinator::FeedbackOutcome;
+use crate::example::NewExample;
+use crate::feedback::{PredictionFeedback, UserCorrection};
+use crate::global;
+
+/// What became of a prediction handed in with `otf_add_prediction_feedback`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtfFeedback {
+    /// The answer was known and the prediction worth learning: it is a training example now.
+    Learned = 0,
+    /// The answer is not known and the prediction was uncertain: it waits for a label.
+    AwaitingLabel = 1,
+    /// Confident enough and not wrong: nothing to learn.
+    NotNeeded = 2,
+}
 
 /// The library's version as a NUL-terminated string, such as `"0.1.0"`.
 ///
@@ -12,4 +57,295 @@ use std::ffi::c_char;
 pub extern "C" fn otf_version() -> *const c_char {
     // A constant, so nothing here can panic.
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Starts the global training system.
+///
+/// `config_json`: a JSON object with any fields of the configuration (missing
+/// ones keep their defaults, unknown ones are an error), or NULL to read it
+/// from the environment (`TRAINING_*`, `DATABASE_URL` or `POSTGRES_*`,
+/// `<AGENT>_MODEL_PATH`). Calling it again with the same configuration
+/// succeeds; with another it is `OTF_RESULT_ALREADY_INITIALIZED`.
+///
+/// # Safety
+/// `config_json` is NULL or a NUL-terminated string valid during the call.
+#[no_mangle]
+pub unsafe extern "C" fn otf_initialize(config_json: *const c_char) -> OtfResult {
+    guard(|| {
+        // SAFETY: the caller's guarantee on `config_json`.
+        let json = unsafe { optional_str(config_json, "config_json") }?;
+        let config = match json {
+            Some(json) => Config::from_json(json),
+            None => Config::from_env(),
+        }
+        .map_err(|e| FfiError::from(crate::Error::from(e)))?;
+        global::initialize_online_training(config)?;
+        Ok(())
+    })
+}
+
+/// Adds a labelled example (the original's `add_training_example`).
+///
+/// `expected_output_json` is the correct output as JSON; `uncertainty_score`
+/// and `importance_score` lie in 0..=1 (the original's default is 0.5);
+/// `correction_priority` is 0..=3 (2 and 3 trigger an immediate update).
+/// `source_url` and `user_feedback` are optional. On success `*out_id`
+/// (optional) receives the example's id.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call; `out_id`
+/// is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_add_training_example(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    input_text: *const c_char,
+    expected_output_json: *const c_char,
+    uncertainty_score: f64,
+    importance_score: f64,
+    correction_priority: i32,
+    source_url: *const c_char,
+    user_feedback: *const c_char,
+    out_id: *mut u64,
+) -> OtfResult {
+    guard(|| {
+        // SAFETY (all reads below): the caller's guarantee on each string.
+        let example = NewExample {
+            agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
+            task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
+            input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
+            expected_output: unsafe { required_target(expected_output_json, "expected_output_json") }?,
+            uncertainty_score,
+            importance_score,
+            source_url: unsafe { optional_str(source_url, "source_url") }?
+                .unwrap_or_default()
+                .to_string(),
+            user_feedback: unsafe { optional_str(user_feedback, "user_feedback") }?.map(str::to_string),
+            correction_priority: priority(correction_priority)?,
+        };
+        let receipt = global::add_training_example(example)?;
+        // SAFETY: the caller's guarantee on `out_id`.
+        unsafe { write_optional(out_id, receipt.id.0) };
+        Ok(())
+    })
+}
+
+/// Hands in a prediction an agent made (the original's
+/// `add_prediction_feedback`): `confidence_score` in 0..=1,
+/// `actual_output_json` the correct output when known (optional),
+/// `source_url` optional. On success `*out_outcome` (optional) says whether it
+/// became a training example, waits for a label, or was not needed.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call;
+/// `out_outcome` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_add_prediction_feedback(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    input_text: *const c_char,
+    predicted_output_json: *const c_char,
+    confidence_score: f64,
+    actual_output_json: *const c_char,
+    source_url: *const c_char,
+    out_outcome: *mut OtfFeedback,
+) -> OtfResult {
+    guard(|| {
+        // SAFETY (all reads below): the caller's guarantee on each string.
+        let feedback = PredictionFeedback {
+            agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
+            task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
+            input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
+            predicted_output: unsafe { required_target(predicted_output_json, "predicted_output_json") }?,
+            actual_output: unsafe { optional_target(actual_output_json, "actual_output_json") }?,
+            confidence_score,
+            source_url: unsafe { optional_str(source_url, "source_url") }?
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let outcome = match global::add_prediction_feedback(feedback)? {
+            FeedbackOutcome::Learned { .. } => OtfFeedback::Learned,
+            FeedbackOutcome::AwaitingLabel { .. } => OtfFeedback::AwaitingLabel,
+            FeedbackOutcome::NotNeeded { .. } => OtfFeedback::NotNeeded,
+        };
+        // SAFETY: the caller's guarantee on `out_outcome`.
+        unsafe { write_optional(out_outcome, outcome) };
+        Ok(())
+    })
+}
+
+/// Adds a person's correction (the original's `add_user_correction`):
+/// `priority` 0..=3 (the original's default is 2, which triggers an immediate
+/// update; 3 is critical), `user_feedback` optional. On success `*out_id`
+/// (optional) receives the example's id.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call; `out_id`
+/// is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_add_user_correction(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    input_text: *const c_char,
+    incorrect_output_json: *const c_char,
+    correct_output_json: *const c_char,
+    priority_level: i32,
+    user_feedback: *const c_char,
+    out_id: *mut u64,
+) -> OtfResult {
+    guard(|| {
+        // SAFETY (all reads below): the caller's guarantee on each string.
+        let correction = UserCorrection {
+            agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
+            task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
+            input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
+            incorrect_output: unsafe { required_target(incorrect_output_json, "incorrect_output_json") }?,
+            correct_output: unsafe { required_target(correct_output_json, "correct_output_json") }?,
+            priority: priority(priority_level)?,
+            user_feedback: unsafe { optional_str(user_feedback, "user_feedback") }?.map(str::to_string),
+        };
+        let receipt = global::add_user_correction(correction)?;
+        // SAFETY: the caller's guarantee on `out_id`.
+        unsafe { write_optional(out_id, receipt.id.0) };
+        Ok(())
+    })
+}
+
+/// Predicts with the live model of (agent, task). On success `*out_json`
+/// receives `{"output": <JSON>, "confidence": <0..1>, "model_version": <n>}`,
+/// which the caller frees with `otf_string_free`. `OTF_RESULT_NO_MODEL` until
+/// the task's first update.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call;
+/// `out_json` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_predict(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    input_text: *const c_char,
+    out_json: *mut *mut c_char,
+) -> OtfResult {
+    guard(|| {
+        required_out(out_json, "out_json")?;
+        // SAFETY (all reads below): the caller's guarantee on each string.
+        let agent = unsafe { required_str(agent_name, "agent_name") }?;
+        let task = unsafe { required_str(task_type, "task_type") }?;
+        let input = unsafe { required_str(input_text, "input_text") }?;
+        let prediction = global::predict(agent, task, input)?;
+        let json = serde_json::json!({
+            "output": prediction.output.to_json(),
+            "confidence": prediction.confidence,
+            "model_version": prediction.model_version,
+        });
+        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
+        unsafe { out_json.write(into_c_string(json.to_string())) };
+        Ok(())
+    })
+}
+
+/// Queues an update of the agent now, whatever its buffer holds.
+///
+/// # Safety
+/// `agent_name` is NULL or NUL-terminated and valid during the call.
+#[no_mangle]
+pub unsafe extern "C" fn otf_force_update_agent(agent_name: *const c_char) -> OtfResult {
+    guard(|| {
+        // SAFETY: the caller's guarantee on `agent_name`.
+        let agent = unsafe { required_str(agent_name, "agent_name") }?;
+        global::force_update_agent(agent)?;
+        Ok(())
+    })
+}
+
+/// The training status as JSON (the original's fields plus per-agent detail
+/// and the store's state). On success `*out_json` receives it; the caller frees
+/// it with `otf_string_free`.
+///
+/// # Safety
+/// `out_json` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_get_training_status(out_json: *mut *mut c_char) -> OtfResult {
+    guard(|| {
+        required_out(out_json, "out_json")?;
+        let status = global::get_training_status()?;
+        let json = serde_json::to_string(&status)
+            .map_err(|e| FfiError::new(OtfResult::Internal, format!("status not serialisable: {e}")))?;
+        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
+        unsafe { out_json.write(into_c_string(json)) };
+        Ok(())
+    })
+}
+
+/// Restores a kept checkpoint version of (agent, task) as the live model (for
+/// a quality problem a person reported); recorded in the history.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call.
+#[no_mangle]
+pub unsafe extern "C" fn otf_rollback_model(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    version: u64,
+) -> OtfResult {
+    guard(|| {
+        // SAFETY (both reads): the caller's guarantee on each string.
+        let agent = unsafe { required_str(agent_name, "agent_name") }?;
+        let task = unsafe { required_str(task_type, "task_type") }?;
+        global::global()?.rollback_model(agent, task, version)?;
+        Ok(())
+    })
+}
+
+/// Returns once everything accepted before the call is durable (in the
+/// database or the fsynced spool), or `OTF_RESULT_TIMEOUT` after `timeout_ms`.
+#[no_mangle]
+pub extern "C" fn otf_flush(timeout_ms: u32) -> OtfResult {
+    guard(|| {
+        global::global()?.flush(Duration::from_millis(u64::from(timeout_ms)))?;
+        Ok(())
+    })
+}
+
+/// Waits until no update is queued or running; `OTF_RESULT_TIMEOUT` if that
+/// takes longer than `timeout_ms`.
+#[no_mangle]
+pub extern "C" fn otf_wait_for_idle(timeout_ms: u32) -> OtfResult {
+    guard(|| {
+        if global::global()?.wait_for_idle(Duration::from_millis(u64::from(timeout_ms))) {
+            Ok(())
+        } else {
+            Err(FfiError::new(
+                OtfResult::Timeout,
+                format!("updates still running after {timeout_ms} ms"),
+            ))
+        }
+    })
+}
+
+/// Stops the global training system: lets a running update finish, writes
+/// everything to the store and joins every thread. Later calls that add
+/// anything get `OTF_RESULT_SHUT_DOWN`; it cannot be started again in this
+/// process.
+#[no_mangle]
+pub extern "C" fn otf_shutdown() -> OtfResult {
+    guard(|| {
+        global::shutdown()?;
+        Ok(())
+    })
+}
+
+/// Frees a string the library returned (`otf_predict`,
+/// `otf_get_training_status`). NULL is fine; freeing a string twice, or one
+/// the library did not return, is undefined behaviour.
+///
+/// # Safety
+/// `s` is NULL or a string returned by this library and not freed yet.
+#[no_mangle]
+pub unsafe extern "C" fn otf_string_free(s: *mut c_char) {
+    if s.is_null() {
+        return;
+    }
+    // SAFETY: the caller guarantees `s` came from `CString::into_raw` here and was not freed.
+    drop(unsafe { std::ffi::CString::from_raw(s) });
 }

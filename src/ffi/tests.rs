@@ -1,0 +1,269 @@
+//! Property tests of the C ABI: every exported function called with arbitrary
+//! bytes for every string (or NULL), arbitrary floats (NaN, ±inf, subnormal)
+//! and integers, and NULL out-parameters. Never a crash; always one of the
+//! codes the function documents; out-parameters written on success only; a
+//! message exactly when it failed.
+
+use std::ffi::{c_char, CStr, CString};
+use std::ptr;
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// The global instance, started once for this test process.
+fn initialised() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/test-data")
+            .join(format!("ffi-props-{}", std::process::id()));
+        let config = serde_json::json!({
+            "data_dir": dir,
+            "device": "cpu",
+            "check_interval_ms": 3_600_000,
+            "text_model": { "hash_buckets": 1024, "embedding_dim": 8 },
+        })
+        .to_string();
+        let config = CString::new(config).unwrap();
+        // SAFETY: a valid NUL-terminated string that outlives the call.
+        assert_eq!(unsafe { otf_initialize(config.as_ptr()) }, OtfResult::Ok);
+    });
+}
+
+/// A string argument: NULL, arbitrary bytes, or (mostly) one of `valid`,
+/// so that calls also get past validation.
+fn text(valid: &'static [&'static str]) -> impl Strategy<Value = Option<Vec<u8>>> {
+    prop_oneof![
+        1 => Just(None),
+        2 => proptest::collection::vec(1u8..=255, 0..40).prop_map(Some),
+        6 => proptest::sample::select(valid).prop_map(|s| Some(s.as_bytes().to_vec())),
+    ]
+}
+
+const AGENTS: &[&str] = &["scout", "critic", "fact_checker"];
+const TASKS: &[&str] = &["news", "sentiment"];
+const INPUTS: &[&str] = &["a short article", "caf\u{e9} society \u{1f680}", "markets rally", "   "];
+const TARGETS: &[&str] = &["\"bbc\"", "\"cnn\"", "\"reuters\"", "\"\"", "0.5", "not json"];
+const EXTRAS: &[&str] = &["https://example.org/a?b='c'", "", "a person's comment"];
+const CONFIGS: &[&str] = &["{}", "{\"update_threshold\": 0}", "[]", "{\"device\": \"tpu\"}"];
+
+/// The strings of a call adding an example: agent, task, input, target, target, extra.
+fn example_strings() -> impl Strategy<Value = Vec<Option<Vec<u8>>>> {
+    (
+        text(AGENTS),
+        text(TASKS),
+        text(INPUTS),
+        text(TARGETS),
+        text(TARGETS),
+        text(EXTRAS),
+    )
+        .prop_map(|(a, b, c, d, e, f)| vec![a, b, c, d, e, f])
+}
+
+/// A float: anything, special values included.
+fn number() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        8 => 0.0f64..=1.0,
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(f64::MIN_POSITIVE / 2.0),
+        1 => Just(-0.0),
+        2 => any::<f64>(),
+    ]
+}
+
+/// Owns the C strings of one call.
+struct Args(Vec<Option<CString>>);
+
+impl Args {
+    fn new(values: &[Option<Vec<u8>>]) -> Args {
+        Args(
+            values
+                .iter()
+                .map(|v| {
+                    v.as_ref()
+                        .map(|b| CString::new(b.clone()).expect("no NUL in the bytes"))
+                })
+                .collect(),
+        )
+    }
+
+    fn ptr(&self, i: usize) -> *const c_char {
+        self.0[i].as_ref().map_or(ptr::null(), |s| s.as_ptr())
+    }
+
+    fn null_at(&self, required: &[usize]) -> bool {
+        required.iter().any(|&i| self.0[i].is_none())
+    }
+}
+
+fn message() -> String {
+    // SAFETY: the library returns a valid NUL-terminated string for this thread.
+    unsafe { CStr::from_ptr(otf_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The codes any call that validates its input may return, and the message rule.
+fn check(code: OtfResult, allowed: &[OtfResult]) -> Result<(), TestCaseError> {
+    prop_assert!(allowed.contains(&code), "unexpected code {code:?}: {}", message());
+    prop_assert_eq!(
+        code == OtfResult::Ok,
+        message().is_empty(),
+        "{:?}: {:?}",
+        code,
+        message()
+    );
+    Ok(())
+}
+
+const INPUT: &[OtfResult] = &[
+    OtfResult::Ok,
+    OtfResult::NullParameter,
+    OtfResult::InvalidUtf8,
+    OtfResult::InvalidArgument,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn add_training_example_never_crashes(
+        strings in example_strings(),
+        uncertainty in number(),
+        importance in number(),
+        priority in prop_oneof![0i32..=3, any::<i32>()],
+        with_out in any::<bool>(),
+    ) {
+        initialised();
+        let args = Args::new(&strings);
+        let mut id = u64::MAX;
+        let out = if with_out { &mut id as *mut u64 } else { ptr::null_mut() };
+        // SAFETY: every pointer is NULL or a live NUL-terminated string; `out` is NULL or a live u64.
+        let code = unsafe {
+            otf_add_training_example(
+                args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), uncertainty, importance, priority,
+                args.ptr(4), args.ptr(5), out,
+            )
+        };
+        check(code, INPUT)?;
+        // Arguments are checked in order: the first bad one decides the code.
+        if args.null_at(&[0, 1, 2, 3]) {
+            prop_assert_ne!(code, OtfResult::Ok);
+        }
+        if !(0.0..=1.0).contains(&uncertainty) || !(0.0..=1.0).contains(&importance) || !(0..=3).contains(&priority) {
+            prop_assert_ne!(code, OtfResult::Ok);
+        }
+        if with_out {
+            prop_assert_eq!(code == OtfResult::Ok, id != u64::MAX, "out_id written exactly on success");
+        }
+    }
+
+    #[test]
+    fn add_prediction_feedback_never_crashes(
+        strings in example_strings(),
+        confidence in number(),
+        with_out in any::<bool>(),
+    ) {
+        initialised();
+        let args = Args::new(&strings);
+        let mut outcome = OtfFeedback::NotNeeded;
+        let sentinel = &mut outcome as *mut OtfFeedback;
+        let out = if with_out { sentinel } else { ptr::null_mut() };
+        // SAFETY: every pointer is NULL or a live NUL-terminated string; `out` is NULL or live.
+        let code = unsafe {
+            otf_add_prediction_feedback(
+                args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), confidence, args.ptr(4), args.ptr(5), out,
+            )
+        };
+        check(code, INPUT)?;
+        // Arguments are checked in order: the first bad one decides the code.
+        if args.null_at(&[0, 1, 2, 3]) {
+            prop_assert_ne!(code, OtfResult::Ok);
+        }
+        if !(0.0..=1.0).contains(&confidence) {
+            prop_assert_ne!(code, OtfResult::Ok);
+        }
+    }
+
+    #[test]
+    fn add_user_correction_never_crashes(
+        strings in example_strings(),
+        priority in prop_oneof![0i32..=3, any::<i32>()],
+        with_out in any::<bool>(),
+    ) {
+        initialised();
+        let args = Args::new(&strings);
+        let mut id = u64::MAX;
+        let out = if with_out { &mut id as *mut u64 } else { ptr::null_mut() };
+        // SAFETY: every pointer is NULL or a live NUL-terminated string; `out` is NULL or a live u64.
+        let code = unsafe {
+            otf_add_user_correction(
+                args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), args.ptr(4), priority, args.ptr(5), out,
+            )
+        };
+        check(code, INPUT)?;
+        if args.null_at(&[0, 1, 2, 3, 4]) {
+            prop_assert_ne!(code, OtfResult::Ok);
+        }
+        if with_out {
+            prop_assert_eq!(code == OtfResult::Ok, id != u64::MAX);
+        }
+    }
+
+    #[test]
+    fn queries_never_crash(
+        strings in (text(AGENTS), text(TASKS), text(INPUTS)).prop_map(|(a, b, c)| vec![a, b, c]),
+        version in any::<u64>(),
+        timeout in 0u32..50,
+        with_out in any::<bool>(),
+    ) {
+        initialised();
+        let args = Args::new(&strings);
+        let lookups = [
+            OtfResult::Ok, OtfResult::NullParameter, OtfResult::InvalidUtf8, OtfResult::InvalidArgument,
+            OtfResult::UnknownAgent, OtfResult::NoModel, OtfResult::Checkpoint, OtfResult::Model,
+        ];
+        let mut json: *mut c_char = ptr::null_mut();
+        let out = if with_out { &mut json as *mut *mut c_char } else { ptr::null_mut() };
+        // SAFETY: every pointer is NULL or a live NUL-terminated string; `out` is NULL or live.
+        let code = unsafe { otf_predict(args.ptr(0), args.ptr(1), args.ptr(2), out) };
+        check(code, &lookups)?;
+        prop_assert_eq!(code == OtfResult::Ok, !json.is_null());
+        // SAFETY: NULL or a string this library returned, freed once.
+        unsafe { otf_string_free(json) };
+
+        // SAFETY: as above.
+        check(unsafe { otf_force_update_agent(args.ptr(0)) }, &lookups)?;
+        // SAFETY: as above.
+        check(unsafe { otf_rollback_model(args.ptr(0), args.ptr(1), version) }, &lookups)?;
+
+        let mut status: *mut c_char = ptr::null_mut();
+        let out = if with_out { &mut status as *mut *mut c_char } else { ptr::null_mut() };
+        // SAFETY: `out` is NULL or live.
+        let code = unsafe { otf_get_training_status(out) };
+        check(code, &[OtfResult::Ok, OtfResult::NullParameter])?;
+        if code == OtfResult::Ok {
+            // SAFETY: a string this library returned.
+            let text = unsafe { CStr::from_ptr(status) }.to_str().unwrap().to_owned();
+            prop_assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
+            // SAFETY: returned by the library, freed once.
+            unsafe { otf_string_free(status) };
+        }
+        check(otf_flush(1_000 + timeout), &[OtfResult::Ok, OtfResult::Timeout])?;
+        check(otf_wait_for_idle(timeout), &[OtfResult::Ok, OtfResult::Timeout])?;
+    }
+
+    #[test]
+    fn initialize_with_anything_never_crashes(config in text(CONFIGS)) {
+        initialised();
+        let args = Args::new(&[config]);
+        // SAFETY: NULL or a live NUL-terminated string.
+        let code = unsafe { otf_initialize(args.ptr(0)) };
+        // Already running: the same configuration can only come from this file.
+        check(code, &[OtfResult::InvalidConfig, OtfResult::InvalidUtf8, OtfResult::AlreadyInitialized])?;
+    }
+}

@@ -1,0 +1,81 @@
+/* The whole flow through the C API, from many threads at once: each thread
+ * streams labelled examples; then a correction, a prediction feedback, an
+ * update, a prediction, the status, a flush and the shutdown. Prints
+ * "FEEDBACK <outcome>", "PREDICTION <json>" and "STATUS <json>" for the
+ * Rust test that runs it to check the exact counts.
+ * Usage: flow CONFIG_JSON THREADS EXAMPLES_PER_THREAD */
+#include "onthefly.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CHECK(call)                                                                             \
+    do {                                                                                        \
+        OtfResult r_ = (call);                                                                  \
+        if (r_ != OTF_RESULT_OK) {                                                              \
+            fprintf(stderr, "%s:%d: %s returned %u: %s\n", __FILE__, __LINE__, #call, (unsigned)r_, \
+                    otf_last_error_message());                                                  \
+            exit(1);                                                                            \
+        }                                                                                       \
+    } while (0)
+
+static const char *OUTLETS[] = {"\"bbc\"", "\"cnn\"", "\"reuters\""};
+static const char *WORDS[] = {"parliament", "election", "markets", "storm", "football", "science"};
+static int per_thread = 0;
+
+static void *stream(void *arg) {
+    int thread = (int)(size_t)arg;
+    char text[160];
+    for (int i = 0; i < per_thread; i++) {
+        int outlet = (thread + i) % 3;
+        snprintf(text, sizeof text, "thread %d article %d: %s report on %s and %s", thread, i, OUTLETS[outlet] + 1,
+                 WORDS[i % 6], WORDS[(i + outlet) % 6]);
+        uint64_t id = 0;
+        CHECK(otf_add_training_example("scout", "news", text, OUTLETS[outlet], 0.5, 0.5, 0, NULL, NULL, &id));
+        if (id == 0) {
+            fprintf(stderr, "no id returned\n");
+            exit(1);
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s CONFIG_JSON THREADS EXAMPLES_PER_THREAD\n", argv[0]);
+        return 2;
+    }
+    int threads = atoi(argv[2]);
+    per_thread = atoi(argv[3]);
+    CHECK(otf_initialize(argv[1]));
+
+    pthread_t handles[64];
+    if (threads < 1 || threads > 64) return 2;
+    for (int t = 0; t < threads; t++) {
+        if (pthread_create(&handles[t], NULL, stream, (void *)(size_t)t) != 0) return 1;
+    }
+    for (int t = 0; t < threads; t++) pthread_join(handles[t], NULL);
+
+    uint64_t id = 0;
+    CHECK(otf_add_user_correction("scout", "news", "bbc report on parliament", "\"cnn\"", "\"bbc\"", 2,
+                                  "the outlet was wrong", &id));
+    OtfFeedback outcome;
+    CHECK(otf_add_prediction_feedback("scout", "news", "cnn report on markets", "\"bbc\"", 0.3, "\"cnn\"",
+                                      "https://example.org/markets", &outcome));
+    printf("FEEDBACK %u\n", (unsigned)outcome);
+
+    CHECK(otf_force_update_agent("scout"));
+    CHECK(otf_wait_for_idle(300000));
+    char *json = NULL;
+    CHECK(otf_predict("scout", "news", "reuters report on storm and science", &json));
+    printf("PREDICTION %s\n", json);
+    otf_string_free(json);
+
+    CHECK(otf_flush(60000));
+    CHECK(otf_get_training_status(&json));
+    printf("STATUS %s\n", json);
+    otf_string_free(json);
+    CHECK(otf_shutdown());
+    return 0;
+}

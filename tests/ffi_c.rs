@@ -1,0 +1,210 @@
+//! The C ABI from real C and Python: the header compiles on its own as C99
+//! and C++; the C programs in `tests/c/` (every error path; the whole flow
+//! from 8 threads) and the example agents in C and Python run against the
+//! shared library, the C ones built with `-Wall -Wextra -Werror` and the
+//! address and undefined-behaviour sanitizers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::small_config;
+use onthefly::Config;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The folder of the shared library cargo built for this test run: beside
+/// the test binary (`target/<profile>/deps`), which `cargo test` keeps
+/// current (the copy one folder up only `cargo build` refreshes).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("libonthefly.so").exists(),
+        "{} has no libonthefly.so: the library's cdylib was not built",
+        dir.display()
+    );
+    dir
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Compiles one C file against the header and the shared library, with the sanitizers.
+fn compile(source: &str, name: &str) -> PathBuf {
+    let out_dir = root().join("target/c-tests");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let binary = out_dir.join(name);
+    let lib = lib_dir();
+    run(Command::new("cc")
+        .args([
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-g",
+            "-fsanitize=address,undefined",
+        ])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join(source))
+        .arg("-o")
+        .arg(&binary)
+        .arg(format!("-L{}", lib.display()))
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lonthefly", "-lpthread", "-lm"]));
+    binary
+}
+
+/// Runs a compiled C program; a sanitizer finding fails it.
+fn run_c(binary: &Path, args: &[&str]) -> String {
+    let output = run(Command::new(binary)
+        .args(args)
+        // libtorch keeps allocations in its global caches until exit; leaks
+        // of ours show up in the Rust tests, not here.
+        .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
+        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn config_json(config: &Config) -> String {
+    serde_json::to_string(config).unwrap()
+}
+
+fn line_after<'a>(output: &'a str, prefix: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{output}"))
+}
+
+#[test]
+fn the_header_compiles_on_its_own_as_c99_and_as_cpp() {
+    let header = root().join("include/onthefly.h");
+    run(Command::new("cc")
+        .args([
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fsyntax-only",
+            "-x",
+            "c",
+        ])
+        .arg(&header));
+    run(Command::new("c++")
+        .args([
+            "-std=c++11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsyntax-only",
+            "-x",
+            "c++",
+        ])
+        .arg(&header));
+}
+
+#[test]
+fn every_error_path_returns_its_code_and_a_message() {
+    let binary = compile("tests/c/errors.c", "errors");
+    let config = config_json(&small_config());
+    let other = config_json(&Config {
+        update_threshold: 7,
+        ..small_config()
+    });
+    let out = run_c(&binary, &[&config, &other]);
+    assert!(out.contains(", 0 failures"), "{out}");
+}
+
+#[test]
+fn eight_c_threads_stream_at_once_and_every_example_is_counted() {
+    const THREADS: u64 = 8;
+    const PER_THREAD: u64 = 500;
+    let binary = compile("tests/c/flow.c", "flow");
+    let config = Config {
+        held_out_fraction: 0.2,
+        ..small_config()
+    };
+    let out = run_c(
+        &binary,
+        &[&config_json(&config), &THREADS.to_string(), &PER_THREAD.to_string()],
+    );
+    // A wrong prediction with confidence 0.3 is learned (outcome 0).
+    assert_eq!(line_after(&out, "FEEDBACK "), "0");
+    let prediction: serde_json::Value = serde_json::from_str(line_after(&out, "PREDICTION ")).unwrap();
+    assert!(
+        ["bbc", "cnn", "reuters"].contains(&prediction["output"].as_str().unwrap()),
+        "{prediction}"
+    );
+    assert!(prediction["model_version"].as_u64().unwrap() >= 1);
+
+    let status: serde_json::Value = serde_json::from_str(line_after(&out, "STATUS ")).unwrap();
+    let scout = &status["agents"]["scout"];
+    let count = |field: &str| scout[field].as_u64().unwrap();
+    let received = THREADS * PER_THREAD + 2; // + the correction and the learned feedback
+    assert_eq!(count("examples_received"), received, "{scout}");
+    assert_eq!(
+        count("buffer_size")
+            + count("examples_held_out")
+            + count("examples_trained")
+            + count("examples_evicted")
+            + count("examples_discarded")
+            + count("examples_failed"),
+        received,
+        "every example is in exactly one place: {scout}"
+    );
+    assert!(count("examples_held_out") > 0 && count("updates_accepted") >= 1);
+    let store = &status["store"];
+    assert_eq!(store["backlog"], 0, "flushed before the status: {store}");
+    assert_eq!(store["durable"], store["received"]);
+}
+
+#[test]
+fn the_c_example_agent_runs() {
+    let binary = compile("examples/c/agent.c", "agent");
+    let out = run_c(&binary, &[&config_json(&small_config())]);
+    let status: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(status["agents"]["scout"]["examples_received"], 4, "{status}");
+    assert!(status["agents"]["scout"]["models"]["news"]["version"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn the_python_example_agent_runs_through_ctypes() {
+    let lib = lib_dir().join("libonthefly.so");
+    let output = run(Command::new("python3")
+        .arg(root().join("examples/python/agent.py"))
+        .arg(config_json(&small_config()))
+        .env("ONTHEFLY_LIB", &lib));
+    let out = String::from_utf8(output.stdout).unwrap();
+    let last = out.lines().last().unwrap();
+    let (models, received) = last.rsplit_once(' ').unwrap();
+    assert_eq!(received, "3", "{out}");
+    let models: serde_json::Value = serde_json::from_str(models).unwrap();
+    assert!(models["news"]["version"].as_u64().unwrap() >= 1, "{models}");
+    assert_eq!(models["news"]["labels"].as_array().unwrap().len(), 2, "{models}");
+}
+
+#[test]
+fn the_readme_shows_the_tested_examples_verbatim() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for example in ["examples/c/agent.c", "examples/python/agent.py"] {
+        let code = std::fs::read_to_string(root().join(example)).unwrap();
+        assert!(readme.contains(&code), "README.md does not show {example} as it is");
+    }
+}
