@@ -168,6 +168,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "checkpoints of the last versions: {}",
         data_dir.join("models").join(AGENT).join(TASK).display()
     );
+    coordinator.flush(std::time::Duration::from_secs(60))?;
+    if let Some(store) = coordinator.get_training_status().store {
+        println!(
+            "store {} ({}): {} operations written, backlog {}, spooled {}, rejected {}",
+            store.backend,
+            data_dir.join(onthefly::store::SQLITE_FILE).display(),
+            store.written,
+            store.backlog,
+            store.spooled,
+            store.rejected
+        );
+    }
     coordinator.shutdown();
     Ok(())
 }
