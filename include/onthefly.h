@@ -47,6 +47,8 @@ enum OtfResult
   OTF_RESULT_INTERNAL = 14,
   // The library panicked; the panic was caught and did not reach C.
   OTF_RESULT_PANIC = 15,
+  // A file named by the caller could not be written.
+  OTF_RESULT_IO = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -137,6 +139,18 @@ OtfResult otf_add_user_correction(const char *agent_name,
                                   int32_t priority_level,
                                   const char *user_feedback,
                                   uint64_t *out_id);
+
+// Writes the examples of (agent, task) to `path` as a JSON-lines fine-tuning
+// data set (see the Rust `Coordinator::export_dataset`); on success
+// `*out_count` (optional) receives the number of examples written.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call;
+// `out_count` is NULL or valid for a write.
+OtfResult otf_export_dataset(const char *agent_name,
+                             const char *task_type,
+                             const char *path,
+                             uint64_t *out_count);
 
 // Returns once everything accepted before the call is durable (in the
 // database or the fsynced spool), or `OTF_RESULT_TIMEOUT` after `timeout_ms`.

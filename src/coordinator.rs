@@ -238,6 +238,82 @@ impl Coordinator {
         }
     }
 
+    /// Writes the examples of (agent, task) as a JSON-lines fine-tuning data
+    /// set, oldest first, one object per line: `input`, `target` (plain JSON:
+    /// a label is a string), `target_kind`, `priority`, `source`, `feedback`,
+    /// `time_ms`, `split` (`train` / `held_out`), `state`. With a store the
+    /// set is everything stored (after a flush, so nothing accepted is
+    /// missing); without one, what is in memory (buffered, held out, kept).
+    /// The file is written whole or not at all (a temporary file renamed).
+    /// Returns the number of examples written.
+    pub fn export_dataset(&self, agent_name: &str, task_type: &str, path: &std::path::Path) -> Result<usize> {
+        let rows: Vec<(TrainingExample, Split, ExampleState)> = match self.store() {
+            Some(store) => {
+                self.flush(Duration::from_secs(60))?;
+                store
+                    .examples(Some(agent_name))?
+                    .into_iter()
+                    .filter(|s| s.example.task_type == task_type)
+                    .map(|s| (s.example, s.split, s.state))
+                    .collect()
+            }
+            None => {
+                let agent = self.agent(agent_name)?;
+                let mut rows: Vec<_> = agent
+                    .kept
+                    .lock()
+                    .iter()
+                    .map(|e| (e.clone(), Split::Train, ExampleState::Kept))
+                    .chain(
+                        agent
+                            .buffer
+                            .lock()
+                            .iter()
+                            .map(|e| (e.clone(), Split::Train, ExampleState::Buffered)),
+                    )
+                    .chain(agent.tasks.lock().get(task_type).into_iter().flat_map(|t| {
+                        t.held_out
+                            .snapshot()
+                            .into_iter()
+                            .map(|e| (e, Split::HeldOut, ExampleState::Evaluation))
+                    }))
+                    .filter(|(e, _, _)| e.task_type == task_type)
+                    .collect();
+                rows.sort_by_key(|(e, _, _)| e.id);
+                rows
+            }
+        };
+        let mut text = String::new();
+        for (e, split, state) in &rows {
+            let line = serde_json::json!({
+                "id": e.id.0,
+                "input": e.input_text,
+                "target": e.expected_output.to_json(),
+                "target_kind": e.expected_output.kind(),
+                "priority": u8::from(e.correction_priority),
+                "source": e.source_url,
+                "feedback": e.user_feedback,
+                "time_ms": unix_millis(e.timestamp),
+                "split": split.as_str(),
+                "state": state.as_str(),
+            });
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        let io = |e: std::io::Error| Error::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let temp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&temp, text)
+            .and_then(|()| std::fs::rename(&temp, path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&temp);
+                io(e)
+            })?;
+        Ok(rows.len())
+    }
+
     /// The store, for reading back what was persisted (an export, an audit);
     /// `None` when persistence is off.
     pub fn store(&self) -> Option<&Arc<dyn ExampleStore>> {

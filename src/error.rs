@@ -173,6 +173,14 @@ pub enum Error {
     /// The store (PostgreSQL or SQLite) failed.
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// A file the caller named could not be written.
+    #[error("cannot write {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
     /// A background thread could not be started.
     #[error("could not start thread {name}: {message}")]
     Thread {

@@ -349,3 +349,29 @@ pub unsafe extern "C" fn otf_string_free(s: *mut c_char) {
     // SAFETY: the caller guarantees `s` came from `CString::into_raw` here and was not freed.
     drop(unsafe { std::ffi::CString::from_raw(s) });
 }
+
+/// Writes the examples of (agent, task) to `path` as a JSON-lines fine-tuning
+/// data set (see the Rust `Coordinator::export_dataset`); on success
+/// `*out_count` (optional) receives the number of examples written.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call;
+/// `out_count` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_export_dataset(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    path: *const c_char,
+    out_count: *mut u64,
+) -> OtfResult {
+    guard(|| {
+        // SAFETY (all reads): the caller's guarantee on each string.
+        let agent = unsafe { required_str(agent_name, "agent_name") }?;
+        let task = unsafe { required_str(task_type, "task_type") }?;
+        let path = unsafe { required_str(path, "path") }?;
+        let written = global::global()?.export_dataset(agent, task, std::path::Path::new(path))?;
+        // SAFETY: the caller's guarantee on `out_count`.
+        unsafe { write_optional(out_count, written as u64) };
+        Ok(())
+    })
+}

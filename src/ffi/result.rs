@@ -45,6 +45,8 @@ pub enum OtfResult {
     Internal = 14,
     /// The library panicked; the panic was caught and did not reach C.
     Panic = 15,
+    /// A file named by the caller could not be written.
+    Io = 16,
 }
 
 /// A failure on its way to C: its code and its message.
@@ -81,6 +83,7 @@ impl From<Error> for FfiError {
             Error::Checkpoint(_) => OtfResult::Checkpoint,
             Error::Store(StoreError::FlushTimeout(_)) => OtfResult::Timeout,
             Error::Store(_) => OtfResult::Store,
+            Error::Io { .. } => OtfResult::Io,
             Error::Thread { .. } => OtfResult::Internal,
         };
         FfiError::new(code, e.to_string())

@@ -253,6 +253,21 @@ proptest! {
             // SAFETY: returned by the library, freed once.
             unsafe { otf_string_free(status) };
         }
+        // Paths: NULL, not UTF-8, a missing folder, or a file under target/
+        // (never arbitrary text, which would write files anywhere).
+        let exports = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data/ffi-export.jsonl");
+        let path = match version % 4 {
+            0 => None,
+            1 => Some(vec![0xff, 0xfe]),
+            2 => Some(b"/no/such/folder/x.jsonl".to_vec()),
+            _ => Some(exports.to_str().unwrap().as_bytes().to_vec()),
+        };
+        let path = Args::new(&[path]);
+        let mut count = u64::MAX;
+        // SAFETY: every pointer is NULL or a live NUL-terminated string; `count` is live.
+        let code = unsafe { otf_export_dataset(args.ptr(0), args.ptr(1), path.ptr(0), &mut count) };
+        check(code, &[&lookups[..], &[OtfResult::Io, OtfResult::Store]].concat())?;
+        prop_assert_eq!(code == OtfResult::Ok, count != u64::MAX);
         check(otf_flush(1_000 + timeout), &[OtfResult::Ok, OtfResult::Timeout])?;
         check(otf_wait_for_idle(timeout), &[OtfResult::Ok, OtfResult::Timeout])?;
     }

@@ -7,9 +7,12 @@
 //! [`AgentModel::predict`], and swaps it in. Elastic Weight Consolidation works
 //! on the same `VarStore`, so it fits every model without knowing its layers.
 
+mod bag;
 mod text_classifier;
+mod text_regressor;
 
 pub use text_classifier::TextClassifier;
+pub use text_regressor::TextRegressor;
 
 use std::collections::BTreeMap;
 
@@ -26,6 +29,8 @@ use crate::example::{Target, TargetKind, TrainingExample};
 pub enum ModelKind {
     /// Hashed word n-grams into an embedding bag and a linear layer (fastText style).
     TextClassifier,
+    /// The same features, one sigmoid unit: a score in 0..=1.
+    TextRegressor,
     /// A model the caller built and registered with [`crate::Coordinator::register_model`].
     Custom,
 }
@@ -35,6 +40,7 @@ impl ModelKind {
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::TextClassifier => "text_classifier",
+            ModelKind::TextRegressor => "text_regressor",
             ModelKind::Custom => "custom",
         }
     }
@@ -43,7 +49,8 @@ impl ModelKind {
     pub fn for_target(kind: TargetKind) -> Option<ModelKind> {
         match kind {
             TargetKind::Label => Some(ModelKind::TextClassifier),
-            TargetKind::Score | TargetKind::Tags | TargetKind::Json => None,
+            TargetKind::Score => Some(ModelKind::TextRegressor),
+            TargetKind::Tags | TargetKind::Json => None,
         }
     }
 }
@@ -161,6 +168,7 @@ pub(crate) fn restore_model(
 ) -> Result<Box<dyn AgentModel>, ModelError> {
     match kind {
         ModelKind::TextClassifier => Ok(Box::new(TextClassifier::from_checkpoint(device, params, meta)?)),
+        ModelKind::TextRegressor => Ok(Box::new(TextRegressor::from_checkpoint(device, params, meta)?)),
         ModelKind::Custom => Err(ModelError::NotSupported(
             "a custom model is restored by registering it again".into(),
         )),
@@ -177,6 +185,7 @@ pub(crate) fn create_model(
 ) -> Result<Box<dyn AgentModel>, ModelError> {
     match ModelKind::for_target(target) {
         Some(ModelKind::TextClassifier) => Ok(Box::new(TextClassifier::new(config.clone(), device, seed)?)),
+        Some(ModelKind::TextRegressor) => Ok(Box::new(TextRegressor::new(config.clone(), device, seed)?)),
         Some(ModelKind::Custom) | None => Err(ModelError::Unsupported(target)),
     }
 }

@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
+use super::bag::{initial_embedding, mean_embedding};
 use super::{AgentModel, ModelKind, ModelOutput};
 use crate::config::TextModelConfig;
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
-use crate::features::{ngram_ids, SplitMix64};
+use crate::features::SplitMix64;
 
 const EMBEDDING: &str = "embedding";
 const OUT_WEIGHT: &str = "out_weight";
@@ -33,14 +34,9 @@ impl TextClassifier {
     /// A classifier that knows no label yet, its embedding drawn uniformly from
     /// ±1/dim with a generator seeded by `seed` (fastText's initialisation).
     pub fn new(config: TextModelConfig, device: Device, seed: u64) -> Result<TextClassifier, ModelError> {
-        let dim = config.embedding_dim;
-        let mut rng = SplitMix64::new(seed);
-        let scale = 1.0 / dim as f32;
-        let init: Vec<f32> = (0..config.hash_buckets * dim)
-            .map(|_| (rng.next_f32() * 2.0 - 1.0) * scale)
-            .collect();
-        let init = Tensor::f_from_slice(&init)?.f_reshape([config.hash_buckets as i64, dim as i64])?;
-        let out_weight = Tensor::f_zeros([0, dim as i64], (Kind::Float, Device::Cpu))?;
+        let dim = config.embedding_dim as i64;
+        let init = initial_embedding(&config, seed)?;
+        let out_weight = Tensor::f_zeros([0, dim], (Kind::Float, Device::Cpu))?;
         let out_bias = Tensor::f_zeros([0], (Kind::Float, Device::Cpu))?;
         Self::from_parts(config, device, &init, &out_weight, &out_bias, Vec::new())
     }
@@ -113,21 +109,9 @@ impl TextClassifier {
         self.logits_with(inputs, false)
     }
 
-    /// `sparse` makes the embedding's gradient a sparse tensor of the rows
-    /// used; Adam cannot take those, the Fisher can.
+    /// `sparse`: see [`mean_embedding`].
     fn logits_with(&self, inputs: &[&str], sparse: bool) -> Result<Tensor, ModelError> {
-        let mut ids = Vec::new();
-        let mut offsets = Vec::with_capacity(inputs.len());
-        for text in inputs {
-            offsets.push(ids.len() as i64);
-            ids.extend(ngram_ids(text, self.config.hash_buckets, self.config.max_tokens));
-        }
-        let device = self.vs.device();
-        let ids = Tensor::f_from_slice(&ids)?.f_to_device(device)?;
-        let offsets = Tensor::f_from_slice(&offsets)?.f_to_device(device)?;
-        // Mode 1 is the mean of the bag.
-        let (bag, _, _, _) =
-            Tensor::f_embedding_bag(&self.embedding, &ids, &offsets, false, 1, sparse, None::<Tensor>, false)?;
+        let bag = mean_embedding(&self.embedding, inputs, &self.config, self.vs.device(), sparse)?;
         Ok(bag.f_matmul(&self.out_weight.f_tr()?)?.f_add(&self.out_bias)?)
     }
 

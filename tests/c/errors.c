@@ -171,6 +171,14 @@ int main(int argc, char **argv) {
     otf_string_free(json);
     otf_string_free(NULL);
 
+    /* Exports: each NULL argument, a folder that does not exist. */
+    uint64_t written = 7;
+    EXPECT(otf_export_dataset(NULL, "news", "x.jsonl", &written), OTF_RESULT_NULL_PARAMETER);
+    EXPECT(otf_export_dataset("scout", NULL, "x.jsonl", &written), OTF_RESULT_NULL_PARAMETER);
+    EXPECT(otf_export_dataset("scout", "news", NULL, &written), OTF_RESULT_NULL_PARAMETER);
+    EXPECT(otf_export_dataset("scout", "news", "/no/such/folder/x.jsonl", &written), OTF_RESULT_IO);
+    EXPECT_TRUE(written == 7);
+
     /* After shutdown. */
     EXPECT(otf_shutdown(), OTF_RESULT_OK);
     EXPECT(otf_shutdown(), OTF_RESULT_OK);

@@ -38,6 +38,14 @@ impl Snippet {
 /// The snippets of one domain's file (`id TAB rating TAB text`, CRLF lines),
 /// without the neutral ones.
 pub fn load_domain(file: &str) -> Vec<Snippet> {
+    load_ratings(file)
+        .into_iter()
+        .filter(|s| s.rating.abs() >= NEUTRAL_BAND)
+        .collect()
+}
+
+/// Every rated snippet of one domain's file, neutral ones included.
+pub fn load_ratings(file: &str) -> Vec<Snippet> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/vader").join(file);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}; run `make data`", path.display()));
     String::from_utf8_lossy(&bytes)
@@ -47,7 +55,7 @@ pub fn load_domain(file: &str) -> Vec<Snippet> {
             let _id = fields.next()?;
             let rating: f64 = fields.next()?.trim().parse().ok()?;
             let text = fields.next()?.trim().to_string();
-            (!text.is_empty() && rating.abs() >= NEUTRAL_BAND).then_some(Snippet { text, rating })
+            (!text.is_empty()).then_some(Snippet { text, rating })
         })
         .collect()
 }

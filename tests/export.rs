@@ -1,0 +1,82 @@
+//! `export_dataset`: the examples of a task no model learns (and of any other
+//! task) as a JSON-lines fine-tuning set, with and without a store.
+
+mod common;
+
+use std::time::Duration;
+
+use common::small_config;
+use onthefly::{Config, Coordinator, NewExample, Priority, StoreConfig, Target};
+
+fn summaries(c: &Coordinator) -> Vec<NewExample> {
+    let sent: Vec<NewExample> = (0..25)
+        .map(|i| {
+            NewExample::new(
+                "synthesizer",
+                "summary",
+                format!("article {i}: the council met and approved the budget, «{i}»"),
+                Target::Json(serde_json::json!({ "summary": format!("budget approved {i}"), "topics": ["budget"] })),
+            )
+            .with_source(format!("https://example.org/{i}"))
+            .with_priority(if i % 5 == 0 { Priority::Medium } else { Priority::Low })
+        })
+        .collect();
+    for e in &sent {
+        c.add_training_example(e.clone()).unwrap();
+    }
+    // Another task of the same agent and another agent stay out of the export.
+    c.add_training_example(NewExample::new(
+        "synthesizer",
+        "topics",
+        "x",
+        Target::Json(serde_json::json!(["a"])),
+    ))
+    .unwrap();
+    c.add_training_example(NewExample::new("scout", "news", "y", Target::Label("bbc".into())))
+        .unwrap();
+    sent
+}
+
+fn check_export(config: Config) {
+    let c = Coordinator::new(config.clone()).unwrap();
+    let sent = summaries(&c);
+    let path = config.data_dir.join("summary.jsonl");
+    assert_eq!(c.export_dataset("synthesizer", "summary", &path).unwrap(), sent.len());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), sent.len());
+    for (line, e) in lines.iter().zip(&sent) {
+        assert_eq!(line["input"], e.input_text);
+        assert_eq!(line["target"], e.expected_output.to_json());
+        assert_eq!(line["target_kind"], "json");
+        assert_eq!(line["priority"], u8::from(e.correction_priority));
+        assert_eq!(line["source"], e.source_url);
+        assert_eq!(line["state"], "kept");
+        assert!(line["time_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+    let error = c
+        .export_dataset(
+            "synthesizer",
+            "summary",
+            &config.data_dir.join("no/such/folder/x.jsonl"),
+        )
+        .unwrap_err();
+    assert!(matches!(error, onthefly::Error::Io { .. }), "{error}");
+    c.flush(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn a_task_without_a_model_exports_its_examples_from_the_store() {
+    check_export(small_config());
+}
+
+#[test]
+fn without_a_store_the_export_comes_from_memory() {
+    check_export(Config {
+        store: StoreConfig {
+            enabled: false,
+            ..StoreConfig::default()
+        },
+        ..small_config()
+    });
+}
