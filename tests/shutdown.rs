@@ -28,8 +28,8 @@ fn shutdown_joins_every_thread_and_refuses_new_input() {
     .unwrap();
     // A thread names itself when it starts, so give them a moment.
     assert!(
-        wait_until(Duration::from_secs(10), || library_threads() == 4),
-        "three update workers and the periodic check, found {}",
+        wait_until(Duration::from_secs(10), || library_threads() == 5),
+        "three update workers, the periodic check and the store writer, found {}",
         library_threads()
     );
 
@@ -54,7 +54,7 @@ fn shutdown_joins_every_thread_and_refuses_new_input() {
 
     // Dropping a running coordinator shuts it down too.
     let dropped = Coordinator::new(small_config()).unwrap();
-    assert!(wait_until(Duration::from_secs(10), || library_threads() == 3));
+    assert!(wait_until(Duration::from_secs(10), || library_threads() == 4));
     drop(dropped);
     assert_eq!(library_threads(), 0);
 }

@@ -42,3 +42,16 @@ pub(crate) fn mean_embedding(
     let (bag, _, _, _) = Tensor::f_embedding_bag(embedding, &ids, &offsets, false, 1, sparse, None::<Tensor>, false)?;
     Ok(bag)
 }
+
+/// A checkpoint's variable `name`, moved to `device`; an error naming it when
+/// the checkpoint lacks it.
+pub(crate) fn saved_param(
+    params: &std::collections::BTreeMap<String, Tensor>,
+    name: &str,
+    device: Device,
+) -> Result<Tensor, ModelError> {
+    let saved = params
+        .get(name)
+        .ok_or_else(|| ModelError::NotSupported(format!("the checkpoint has no variable {name}")))?;
+    Ok(saved.f_to_device(device)?)
+}

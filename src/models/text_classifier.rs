@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
-use super::bag::{initial_embedding, mean_embedding};
+use super::bag::{initial_embedding, mean_embedding, saved_param};
 use super::{AgentModel, ModelKind, ModelOutput};
 use crate::config::TextModelConfig;
 use crate::error::ModelError;
@@ -75,18 +75,13 @@ impl TextClassifier {
     ) -> Result<TextClassifier, ModelError> {
         let saved: SavedMeta = serde_json::from_value(meta.clone())
             .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a text classifier: {e}")))?;
-        let get = |name: &str| {
-            params
-                .get(name)
-                .ok_or_else(|| ModelError::NotSupported(format!("the checkpoint has no variable {name}")))
-        };
         let _guard = tch::no_grad_guard();
         Self::from_parts(
             saved.config,
             device,
-            &get(EMBEDDING)?.f_to_device(device)?,
-            &get(OUT_WEIGHT)?.f_to_device(device)?,
-            &get(OUT_BIAS)?.f_to_device(device)?,
+            &saved_param(params, EMBEDDING, device)?,
+            &saved_param(params, OUT_WEIGHT, device)?,
+            &saved_param(params, OUT_BIAS, device)?,
             saved.labels,
         )
     }
