@@ -69,6 +69,9 @@ pub enum MetricName {
     Accuracy,
     /// Mean absolute error of scores; lower is better.
     MeanAbsoluteError,
+    /// Entity-level F1 of BIO tag sequences (an entity counts when its span
+    /// and type are both right); higher is better.
+    EntityF1,
 }
 
 impl MetricName {
@@ -77,13 +80,14 @@ impl MetricName {
         match self {
             MetricName::Accuracy => "accuracy",
             MetricName::MeanAbsoluteError => "mean_absolute_error",
+            MetricName::EntityF1 => "entity_f1",
         }
     }
 
     /// Whether a larger value is better.
     pub fn higher_is_better(self) -> bool {
         match self {
-            MetricName::Accuracy => true,
+            MetricName::Accuracy | MetricName::EntityF1 => true,
             MetricName::MeanAbsoluteError => false,
         }
     }
@@ -111,8 +115,50 @@ impl Metric {
     }
 }
 
+/// The entities of a BIO tag sequence: `(first token, end token, type)`. An
+/// `I-` tag that does not continue an entity of its type starts one (the
+/// usual lenient reading); `O` and anything else end the current entity.
+pub fn entity_spans(tags: &[String]) -> Vec<(usize, usize, String)> {
+    let mut spans = Vec::new();
+    let mut open: Option<(usize, String)> = None;
+    for (i, tag) in tags.iter().enumerate() {
+        let (prefix, kind) = tag.split_once('-').unwrap_or((tag.as_str(), ""));
+        let continues = prefix == "I" && open.as_ref().is_some_and(|(_, k)| k == kind);
+        if continues {
+            continue;
+        }
+        if let Some((start, k)) = open.take() {
+            spans.push((start, i, k));
+        }
+        if (prefix == "B" || prefix == "I") && !kind.is_empty() {
+            open = Some((i, kind.to_string()));
+        }
+    }
+    if let Some((start, k)) = open {
+        spans.push((start, tags.len(), k));
+    }
+    spans
+}
+
+/// Micro-averaged entity F1 over `(truth, prediction)` tag sequences: 1 when
+/// neither has an entity.
+pub fn entity_f1<'a>(pairs: impl IntoIterator<Item = (&'a [String], &'a [String])>) -> f64 {
+    let (mut right, mut predicted, mut true_total) = (0usize, 0usize, 0usize);
+    for (truth, prediction) in pairs {
+        let truth = entity_spans(truth);
+        let prediction = entity_spans(prediction);
+        right += prediction.iter().filter(|s| truth.contains(s)).count();
+        predicted += prediction.len();
+        true_total += truth.len();
+    }
+    if predicted + true_total == 0 {
+        return 1.0;
+    }
+    2.0 * right as f64 / (predicted + true_total) as f64
+}
+
 /// Measures a model on examples with the metric of its target kind: mean
-/// absolute error for scores, accuracy otherwise. A model that cannot predict
+/// absolute error for scores, entity F1 for token tags, accuracy otherwise. A model that cannot predict
 /// yet scores as if every answer were wrong (a score of 0.5, the largest
 /// expected error, for a regressor).
 pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<Option<Metric>, ModelError> {
@@ -146,6 +192,28 @@ pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<
             value: error / n,
             examples: examples.len(),
         }
+    } else if model.target_kind() == TargetKind::Tags {
+        let none: Vec<String> = Vec::new();
+        let pairs: Vec<(&[String], &[String])> = examples
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let truth: &[String] = match &e.expected_output {
+                    Target::Tags(t) => t,
+                    _ => &none,
+                };
+                let predicted: &[String] = match predictions.as_ref().map(|p| &p[i].output) {
+                    Some(Target::Tags(t)) => t,
+                    _ => &none,
+                };
+                (truth, predicted)
+            })
+            .collect();
+        Metric {
+            name: MetricName::EntityF1,
+            value: entity_f1(pairs),
+            examples: examples.len(),
+        }
     } else {
         let correct = match &predictions {
             None => 0,
@@ -167,6 +235,36 @@ pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tags(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn entity_spans_read_bio_leniently() {
+        assert_eq!(
+            entity_spans(&tags("B-person I-person O B-geo-loc I-company I-company O I-person")),
+            vec![
+                (0, 2, "person".to_string()),
+                (3, 4, "geo-loc".to_string()),
+                (4, 6, "company".to_string()),
+                (7, 8, "person".to_string())
+            ]
+        );
+        assert!(entity_spans(&tags("O O")).is_empty());
+    }
+
+    #[test]
+    fn entity_f1_counts_exact_spans_and_types() {
+        let truth = tags("B-person I-person O B-company");
+        let half = tags("B-person O O B-company");
+        // Predicted {person 0..1, company 3..4}; true {person 0..2, company 3..4}: 1 right of 2 and 2.
+        assert!((entity_f1([(truth.as_slice(), half.as_slice())]) - 0.5).abs() < 1e-12);
+        assert_eq!(entity_f1([(truth.as_slice(), truth.as_slice())]), 1.0);
+        let nothing = tags("O O O O");
+        assert_eq!(entity_f1([(truth.as_slice(), nothing.as_slice())]), 0.0);
+        assert_eq!(entity_f1([(nothing.as_slice(), nothing.as_slice())]), 1.0);
+    }
 
     #[test]
     fn held_out_share_is_close_to_the_fraction_and_stable() {

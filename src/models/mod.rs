@@ -10,9 +10,11 @@
 mod bag;
 mod text_classifier;
 mod text_regressor;
+mod token_tagger;
 
 pub use text_classifier::TextClassifier;
 pub use text_regressor::TextRegressor;
+pub use token_tagger::TokenTagger;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +33,8 @@ pub enum ModelKind {
     TextClassifier,
     /// The same features, one sigmoid unit: a score in 0..=1.
     TextRegressor,
+    /// Hashed token features, a convolution over neighbours: one BIO tag per token.
+    TokenTagger,
     /// A model the caller built and registered with [`crate::Coordinator::register_model`].
     Custom,
 }
@@ -41,6 +45,7 @@ impl ModelKind {
         match self {
             ModelKind::TextClassifier => "text_classifier",
             ModelKind::TextRegressor => "text_regressor",
+            ModelKind::TokenTagger => "token_tagger",
             ModelKind::Custom => "custom",
         }
     }
@@ -50,7 +55,8 @@ impl ModelKind {
         match kind {
             TargetKind::Label => Some(ModelKind::TextClassifier),
             TargetKind::Score => Some(ModelKind::TextRegressor),
-            TargetKind::Tags | TargetKind::Json => None,
+            TargetKind::Tags => Some(ModelKind::TokenTagger),
+            TargetKind::Json => None,
         }
     }
 }
@@ -169,6 +175,7 @@ pub(crate) fn restore_model(
     match kind {
         ModelKind::TextClassifier => Ok(Box::new(TextClassifier::from_checkpoint(device, params, meta)?)),
         ModelKind::TextRegressor => Ok(Box::new(TextRegressor::from_checkpoint(device, params, meta)?)),
+        ModelKind::TokenTagger => Ok(Box::new(TokenTagger::from_checkpoint(device, params, meta)?)),
         ModelKind::Custom => Err(ModelError::NotSupported(
             "a custom model is restored by registering it again".into(),
         )),
@@ -186,6 +193,7 @@ pub(crate) fn create_model(
     match ModelKind::for_target(target) {
         Some(ModelKind::TextClassifier) => Ok(Box::new(TextClassifier::new(config.clone(), device, seed)?)),
         Some(ModelKind::TextRegressor) => Ok(Box::new(TextRegressor::new(config.clone(), device, seed)?)),
+        Some(ModelKind::TokenTagger) => Ok(Box::new(TokenTagger::new(config.clone(), device, seed)?)),
         Some(ModelKind::Custom) | None => Err(ModelError::Unsupported(target)),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod continual;
 pub mod db;
+pub mod ner;
 pub mod news;
 pub mod permuted;
 pub mod vader;
