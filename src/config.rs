@@ -215,6 +215,10 @@ pub struct Config {
     pub ewc: EwcConfig,
     /// Per-model EWC settings that replace `ewc`, keyed by `"agent/task"`.
     pub ewc_per_task: BTreeMap<String, EwcConfig>,
+    /// Users' TorchScript models, keyed by `"agent/task"`: such a task trains
+    /// the module instead of a built-in model (see
+    /// [`crate::models::TorchScriptSpec`] for the contract).
+    pub torchscript: BTreeMap<String, crate::models::TorchScriptSpec>,
 }
 
 impl Default for Config {
@@ -244,6 +248,7 @@ impl Default for Config {
             text_model: TextModelConfig::default(),
             ewc: EwcConfig::default(),
             ewc_per_task: BTreeMap::new(),
+            torchscript: BTreeMap::new(),
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
 use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::features::{stable_hash, SplitMix64};
 use crate::grad;
-use crate::models::{create_model, AgentModel, ModelKind};
+use crate::models::{create_model, AgentModel, ModelKind, TorchScriptModel};
 use crate::runtime::Shared;
 use crate::store::{CheckpointRecord, ExampleState, StoreOp};
 
@@ -204,7 +204,16 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
             ModelKind::for_target(target_kind)?;
             // Built outside the lock: initialising the weights takes a while.
             let seed = shared.config.text_model.seed ^ stable_hash(format!("{}/{task}", agent.name).as_bytes());
-            let model = match create_model(target_kind, &shared.config.text_model, shared.device, seed) {
+            let configured = shared.config.torchscript.get(&format!("{}/{task}", agent.name));
+            let created = match configured {
+                Some(spec) if spec.target_kind != target_kind => Err(ModelError::NotSupported(format!(
+                    "the TorchScript model configured for {}/{task} predicts {} but the task's targets are {target_kind}",
+                    agent.name, spec.target_kind
+                ))),
+                Some(spec) => TorchScriptModel::load(spec.clone(), shared.device).map(|m| Box::new(m) as Box<dyn AgentModel>),
+                None => create_model(target_kind, &shared.config.text_model, shared.device, seed),
+            };
+            let model = match created {
                 Ok(m) => m,
                 Err(e) => {
                     agent.record_error(format!("could not create a model for task {task:?}: {e}"));

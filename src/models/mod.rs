@@ -11,10 +11,12 @@ mod bag;
 mod text_classifier;
 mod text_regressor;
 mod token_tagger;
+mod torchscript;
 
 pub use text_classifier::TextClassifier;
 pub use text_regressor::TextRegressor;
 pub use token_tagger::TokenTagger;
+pub use torchscript::{TorchScriptModel, TorchScriptSpec};
 
 use std::collections::BTreeMap;
 
@@ -35,6 +37,8 @@ pub enum ModelKind {
     TextRegressor,
     /// Hashed token features, a convolution over neighbours: one BIO tag per token.
     TokenTagger,
+    /// A user's TorchScript module (see [`TorchScriptSpec`]), configured per (agent, task).
+    TorchScript,
     /// A model the caller built and registered with [`crate::Coordinator::register_model`].
     Custom,
 }
@@ -46,6 +50,7 @@ impl ModelKind {
             ModelKind::TextClassifier => "text_classifier",
             ModelKind::TextRegressor => "text_regressor",
             ModelKind::TokenTagger => "token_tagger",
+            ModelKind::TorchScript => "torchscript",
             ModelKind::Custom => "custom",
         }
     }
@@ -176,6 +181,7 @@ pub(crate) fn restore_model(
         ModelKind::TextClassifier => Ok(Box::new(TextClassifier::from_checkpoint(device, params, meta)?)),
         ModelKind::TextRegressor => Ok(Box::new(TextRegressor::from_checkpoint(device, params, meta)?)),
         ModelKind::TokenTagger => Ok(Box::new(TokenTagger::from_checkpoint(device, params, meta)?)),
+        ModelKind::TorchScript => Ok(Box::new(torchscript::from_checkpoint(device, params, meta)?)),
         ModelKind::Custom => Err(ModelError::NotSupported(
             "a custom model is restored by registering it again".into(),
         )),
@@ -194,6 +200,6 @@ pub(crate) fn create_model(
         Some(ModelKind::TextClassifier) => Ok(Box::new(TextClassifier::new(config.clone(), device, seed)?)),
         Some(ModelKind::TextRegressor) => Ok(Box::new(TextRegressor::new(config.clone(), device, seed)?)),
         Some(ModelKind::TokenTagger) => Ok(Box::new(TokenTagger::new(config.clone(), device, seed)?)),
-        Some(ModelKind::Custom) | None => Err(ModelError::Unsupported(target)),
+        Some(ModelKind::Custom | ModelKind::TorchScript) | None => Err(ModelError::Unsupported(target)),
     }
 }
