@@ -8,11 +8,13 @@
 //! on the same `VarStore`, so it fits every model without knowing its layers.
 
 mod bag;
+mod minilm;
 mod text_classifier;
 mod text_regressor;
 mod token_tagger;
 mod torchscript;
 
+pub use minilm::MiniLm;
 pub use text_classifier::TextClassifier;
 pub use text_regressor::TextRegressor;
 pub use token_tagger::TokenTagger;
