@@ -219,6 +219,14 @@ pub struct Config {
     /// the module instead of a built-in model (see
     /// [`crate::models::TorchScriptSpec`] for the contract).
     pub torchscript: BTreeMap<String, crate::models::TorchScriptSpec>,
+    /// The model kind of an (agent, task), keyed `"agent/task"`, where the
+    /// target kind's default (labels: `text_classifier`, scores:
+    /// `text_regressor`, tags: `token_tagger`) is not wanted, for example
+    /// `minilm_head`. A configured TorchScript model wins over both.
+    pub model_kinds: BTreeMap<String, crate::models::ModelKind>,
+    /// The folder of the pretrained MiniLM encoder (`data/minilm` after
+    /// `make data`); needed by `minilm_head` models.
+    pub minilm_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -249,6 +257,8 @@ impl Default for Config {
             ewc: EwcConfig::default(),
             ewc_per_task: BTreeMap::new(),
             torchscript: BTreeMap::new(),
+            model_kinds: BTreeMap::new(),
+            minilm_dir: None,
         }
     }
 }
@@ -296,7 +306,8 @@ impl Config {
     ///   `TRAINING_PERFORMANCE_WINDOW`, `TRAINING_ROLLBACK_THRESHOLD`,
     ///   `TRAINING_CHECK_INTERVAL_SECS`, `TRAINING_HELD_OUT_FRACTION`,
     ///   `TRAINING_MAX_CONCURRENT_UPDATES`, `TRAINING_DEVICE` (`auto`, `cpu`, `cuda`),
-    ///   `TRAINING_DATA_DIR`, `TRAINING_CHECKPOINTS_KEPT`;
+    ///   `TRAINING_DATA_DIR`, `TRAINING_CHECKPOINTS_KEPT`, `TRAINING_MINILM_DIR`,
+    ///   `TRAINING_MODEL_KINDS` (`agent/task=kind,...`);
     /// - `DATABASE_URL`, or `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_DB`,
     ///   `POSTGRES_USER`, `POSTGRES_PASSWORD` (`DATABASE_URL` wins when both are set);
     /// - `<AGENT>_MODEL_PATH`, for example `SCOUT_MODEL_PATH` or
@@ -347,6 +358,26 @@ impl Config {
         }
         if let Some(v) = get("TRAINING_CHECKPOINTS_KEPT") {
             c.checkpoints_kept = parse_env("TRAINING_CHECKPOINTS_KEPT", v, "a number of checkpoints (0 for none)")?;
+        }
+        if let Some(v) = get("TRAINING_MINILM_DIR") {
+            c.minilm_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("TRAINING_MODEL_KINDS") {
+            for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let parsed = entry.split_once('=').and_then(|(key, kind)| {
+                    serde_json::from_value::<crate::models::ModelKind>(serde_json::Value::String(kind.trim().into()))
+                        .ok()
+                        .map(|kind| (key.trim().to_string(), kind))
+                });
+                let Some((key, kind)) = parsed else {
+                    return Err(invalid_env(
+                        "TRAINING_MODEL_KINDS",
+                        v,
+                        "agent/task=kind pairs separated by commas (kinds: text_classifier, text_regressor, token_tagger, minilm_head, torchscript)",
+                    ));
+                };
+                c.model_kinds.insert(key, kind);
+            }
         }
         if let Some(v) = get("TRAINING_DEVICE") {
             c.device = match v.to_ascii_lowercase().as_str() {
@@ -452,6 +483,30 @@ impl Config {
             }
             if db.pool_size == 0 {
                 return field("database", "pool_size must be at least 1, got 0".into());
+            }
+        }
+        for (key, kind) in &self.model_kinds {
+            use crate::models::ModelKind;
+            match kind {
+                ModelKind::MiniLmHead if self.minilm_dir.is_none() => {
+                    return field("model_kinds", format!("{key} is minilm_head but minilm_dir is not set"))
+                }
+                ModelKind::TorchScript if !self.torchscript.contains_key(key) => {
+                    return field(
+                        "model_kinds",
+                        format!("{key} is torchscript but torchscript has no entry for it"),
+                    )
+                }
+                ModelKind::Custom => {
+                    return field(
+                        "model_kinds",
+                        format!("{key}: a custom model is installed with register_model, not configured"),
+                    )
+                }
+                _ => {}
+            }
+            if key.split('/').count() != 2 {
+                return field("model_kinds", format!("keys are \"agent/task\", got {key:?}"));
             }
         }
         let store = &self.store;

@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     pub history_total: AtomicU64,
     /// The store's writer; `None` when persistence is off.
     pub store: Option<StoreWriter>,
+    /// The pretrained encoder, read on first use and shared (by handle) by
+    /// every MiniLM head.
+    minilm: Mutex<Option<crate::models::MiniLm>>,
 }
 
 impl Shared {
@@ -53,6 +56,7 @@ impl Shared {
             history: Mutex::new(VecDeque::new()),
             history_total: AtomicU64::new(0),
             store,
+            minilm: Mutex::new(None),
         }
     }
 
@@ -107,6 +111,20 @@ impl Shared {
                 tracing::error!(error = %e, "operation not persisted");
             }
         }
+    }
+
+    /// A handle on the pretrained encoder, read from `minilm_dir` the first time.
+    pub fn minilm(&self) -> Result<crate::models::MiniLm, crate::error::ModelError> {
+        let mut slot = self.minilm.lock();
+        if slot.is_none() {
+            let dir = self
+                .config
+                .minilm_dir
+                .as_ref()
+                .ok_or_else(|| crate::error::ModelError::NotSupported("minilm_dir is not configured".into()))?;
+            *slot = Some(crate::models::MiniLm::load(dir, self.device)?);
+        }
+        Ok(slot.as_ref().expect("just loaded").shallow_copy())
     }
 
     /// A new id from the sequence shared by examples and updates.

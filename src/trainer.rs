@@ -27,10 +27,10 @@ use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
 use crate::error::ModelError;
 use crate::eval;
 use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
-use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
+use crate::example::{unix_millis, ExampleId, ModelPerformance, TargetKind, TrainingExample};
 use crate::features::{stable_hash, SplitMix64};
 use crate::grad;
-use crate::models::{create_model, AgentModel, ModelKind, TorchScriptModel};
+use crate::models::{create_model, AgentModel, MiniLmHead, ModelKind, TorchScriptModel};
 use crate::runtime::Shared;
 use crate::store::{CheckpointRecord, ExampleState, StoreOp};
 
@@ -190,6 +190,50 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
     removed
 }
 
+/// The model a new task trains: a configured TorchScript module, else the
+/// configured model kind, else the built-in model of its target kind.
+fn build_model(
+    shared: &Shared,
+    agent: &str,
+    task: &str,
+    target_kind: TargetKind,
+    seed: u64,
+) -> Result<Box<dyn AgentModel>, ModelError> {
+    let key = format!("{agent}/{task}");
+    let config = &shared.config;
+    if let Some(spec) = config.torchscript.get(&key) {
+        if spec.target_kind != target_kind {
+            return Err(ModelError::NotSupported(format!(
+                "the TorchScript model configured for {key} predicts {} but the task's targets are {target_kind}",
+                spec.target_kind
+            )));
+        }
+        return Ok(Box::new(TorchScriptModel::load(spec.clone(), shared.device)?));
+    }
+    match config.model_kinds.get(&key) {
+        Some(ModelKind::MiniLmHead) => {
+            let dir = config
+                .minilm_dir
+                .clone()
+                .ok_or_else(|| ModelError::NotSupported("minilm_dir is not configured".into()))?;
+            let encoder = shared.minilm()?;
+            let t = &config.text_model;
+            Ok(Box::new(MiniLmHead::new(
+                encoder,
+                dir,
+                target_kind,
+                t.learning_rate,
+                t.minibatch_size,
+            )?))
+        }
+        Some(kind) if ModelKind::for_target(target_kind) != Some(*kind) => Err(ModelError::NotSupported(format!(
+            "model kind {} is configured for {key}, but it cannot learn {target_kind} targets",
+            kind.name()
+        ))),
+        _ => create_model(target_kind, &config.text_model, shared.device, seed),
+    }
+}
+
 /// The live model (created on first use) and a snapshot of the held-out
 /// window of a task; `None` when no built-in model learns its targets.
 fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<LiveModel>, Vec<TrainingExample>)> {
@@ -204,15 +248,7 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
             ModelKind::for_target(target_kind)?;
             // Built outside the lock: initialising the weights takes a while.
             let seed = shared.config.text_model.seed ^ stable_hash(format!("{}/{task}", agent.name).as_bytes());
-            let configured = shared.config.torchscript.get(&format!("{}/{task}", agent.name));
-            let created = match configured {
-                Some(spec) if spec.target_kind != target_kind => Err(ModelError::NotSupported(format!(
-                    "the TorchScript model configured for {}/{task} predicts {} but the task's targets are {target_kind}",
-                    agent.name, spec.target_kind
-                ))),
-                Some(spec) => TorchScriptModel::load(spec.clone(), shared.device).map(|m| Box::new(m) as Box<dyn AgentModel>),
-                None => create_model(target_kind, &shared.config.text_model, shared.device, seed),
-            };
+            let created = build_model(shared, &agent.name, task, target_kind, seed);
             let model = match created {
                 Ok(m) => m,
                 Err(e) => {

@@ -76,6 +76,11 @@ impl MiniLm {
         }
     }
 
+    /// Where its weights are.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     /// The size of a sentence vector.
     pub fn dim(&self) -> i64 {
         self.shape.hidden_size
@@ -96,7 +101,13 @@ impl MiniLm {
     fn layer_norm(&self, x: &Tensor, name: &str) -> Result<Tensor, ModelError> {
         let w = self.weight(&format!("{name}.weight"))?;
         let b = self.weight(&format!("{name}.bias"))?;
-        Ok(x.f_layer_norm([self.shape.hidden_size], Some(w), Some(b), self.shape.layer_norm_eps, false)?)
+        Ok(x.f_layer_norm(
+            [self.shape.hidden_size],
+            Some(w),
+            Some(b),
+            self.shape.layer_norm_eps,
+            false,
+        )?)
     }
 
     /// One unit-length vector per sentence, `sentences × 384`, computed
@@ -122,12 +133,20 @@ impl MiniLm {
             ids.extend(e.get_ids().iter().take(length as usize).map(|&i| i64::from(i)));
             mask.extend(e.get_attention_mask().iter().take(length as usize).map(|&m| m as f32));
         }
-        let ids = Tensor::f_from_slice(&ids)?.f_reshape([batch, length])?.f_to_device(self.device)?;
-        let mask = Tensor::f_from_slice(&mask)?.f_reshape([batch, length])?.f_to_device(self.device)?;
+        let ids = Tensor::f_from_slice(&ids)?
+            .f_reshape([batch, length])?
+            .f_to_device(self.device)?;
+        let mask = Tensor::f_from_slice(&mask)?
+            .f_reshape([batch, length])?
+            .f_to_device(self.device)?;
 
         let positions = Tensor::f_arange(length, (Kind::Int64, self.device))?;
-        let word = self.weight("embeddings.word_embeddings.weight")?.f_index_select(0, &ids.f_reshape([-1])?)?;
-        let position = self.weight("embeddings.position_embeddings.weight")?.f_index_select(0, &positions)?;
+        let word = self
+            .weight("embeddings.word_embeddings.weight")?
+            .f_index_select(0, &ids.f_reshape([-1])?)?;
+        let position = self
+            .weight("embeddings.position_embeddings.weight")?
+            .f_index_select(0, &positions)?;
         let token_type = self.weight("embeddings.token_type_embeddings.weight")?.f_get(0)?;
         let hidden = self.shape.hidden_size;
         let x = word
@@ -162,10 +181,14 @@ impl MiniLm {
                 .f_transpose(1, 2)?
                 .f_reshape([batch, length, hidden])?;
             let attended = self.layer_norm(
-                &self.linear(&context, &format!("{p}.attention.output.dense"))?.f_add(&x)?,
+                &self
+                    .linear(&context, &format!("{p}.attention.output.dense"))?
+                    .f_add(&x)?,
                 &format!("{p}.attention.output.LayerNorm"),
             )?;
-            let inner = self.linear(&attended, &format!("{p}.intermediate.dense"))?.f_gelu("none")?;
+            let inner = self
+                .linear(&attended, &format!("{p}.intermediate.dense"))?
+                .f_gelu("none")?;
             x = self.layer_norm(
                 &self.linear(&inner, &format!("{p}.output.dense"))?.f_add(&attended)?,
                 &format!("{p}.output.LayerNorm"),
@@ -173,7 +196,9 @@ impl MiniLm {
         }
         // Mean over the real tokens, then unit length.
         let weights = mask.f_unsqueeze(-1)?;
-        let summed = x.f_mul(&weights)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
+        let summed = x
+            .f_mul(&weights)?
+            .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
         let counts = weights
             .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?
             .f_clamp_min(1e-9)?;

@@ -9,12 +9,14 @@
 
 mod bag;
 mod minilm;
+mod minilm_head;
 mod text_classifier;
 mod text_regressor;
 mod token_tagger;
 mod torchscript;
 
 pub use minilm::MiniLm;
+pub use minilm_head::MiniLmHead;
 pub use text_classifier::TextClassifier;
 pub use text_regressor::TextRegressor;
 pub use token_tagger::TokenTagger;
@@ -40,7 +42,11 @@ pub enum ModelKind {
     /// Hashed token features, a convolution over neighbours: one BIO tag per token.
     TokenTagger,
     /// A user's TorchScript module (see [`TorchScriptSpec`]), configured per (agent, task).
+    #[serde(rename = "torchscript")]
     TorchScript,
+    /// A trainable head (classifier or regressor) on the frozen pretrained MiniLM encoder.
+    #[serde(rename = "minilm_head")]
+    MiniLmHead,
     /// A model the caller built and registered with [`crate::Coordinator::register_model`].
     Custom,
 }
@@ -53,6 +59,7 @@ impl ModelKind {
             ModelKind::TextRegressor => "text_regressor",
             ModelKind::TokenTagger => "token_tagger",
             ModelKind::TorchScript => "torchscript",
+            ModelKind::MiniLmHead => "minilm_head",
             ModelKind::Custom => "custom",
         }
     }
@@ -184,6 +191,7 @@ pub(crate) fn restore_model(
         ModelKind::TextRegressor => Ok(Box::new(TextRegressor::from_checkpoint(device, params, meta)?)),
         ModelKind::TokenTagger => Ok(Box::new(TokenTagger::from_checkpoint(device, params, meta)?)),
         ModelKind::TorchScript => Ok(Box::new(torchscript::from_checkpoint(device, params, meta)?)),
+        ModelKind::MiniLmHead => Ok(Box::new(MiniLmHead::from_checkpoint(device, params, meta)?)),
         ModelKind::Custom => Err(ModelError::NotSupported(
             "a custom model is restored by registering it again".into(),
         )),
@@ -202,6 +210,8 @@ pub(crate) fn create_model(
         Some(ModelKind::TextClassifier) => Ok(Box::new(TextClassifier::new(config.clone(), device, seed)?)),
         Some(ModelKind::TextRegressor) => Ok(Box::new(TextRegressor::new(config.clone(), device, seed)?)),
         Some(ModelKind::TokenTagger) => Ok(Box::new(TokenTagger::new(config.clone(), device, seed)?)),
-        Some(ModelKind::Custom | ModelKind::TorchScript) | None => Err(ModelError::Unsupported(target)),
+        Some(ModelKind::Custom | ModelKind::TorchScript | ModelKind::MiniLmHead) | None => {
+            Err(ModelError::Unsupported(target))
+        }
     }
 }

@@ -1,0 +1,278 @@
+//! A trainable head on the frozen MiniLM encoder: a linear layer over the
+//! unit sentence vector, softmax for labels (learned as they appear, as the
+//! hashed classifier's) or a sigmoid unit for scores. Only the head is in
+//! the `VarStore`, so updates, EWC and checkpoints concern the head; copies
+//! share the encoder's weights.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
+
+use super::bag::saved_param;
+use super::minilm::MiniLm;
+use super::{AgentModel, ModelKind, ModelOutput};
+use crate::error::ModelError;
+use crate::example::{Target, TargetKind, TrainingExample};
+
+const OUT_WEIGHT: &str = "out_weight";
+const OUT_BIAS: &str = "out_bias";
+
+/// What a checkpoint of a head remembers besides its weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HeadMeta {
+    encoder_dir: PathBuf,
+    target_kind: TargetKind,
+    labels: Vec<String>,
+    learning_rate: f64,
+    minibatch_size: usize,
+}
+
+/// A classifier or regressor head on MiniLM sentence vectors.
+#[derive(Debug)]
+pub struct MiniLmHead {
+    vs: VarStore,
+    encoder: MiniLm,
+    out_weight: Tensor,
+    out_bias: Tensor,
+    index: HashMap<String, i64>,
+    meta: HeadMeta,
+}
+
+impl MiniLmHead {
+    /// A new head for `target_kind` (label or score) on `encoder` (read from
+    /// `encoder_dir`, which checkpoints remember).
+    pub fn new(
+        encoder: MiniLm,
+        encoder_dir: PathBuf,
+        target_kind: TargetKind,
+        learning_rate: f64,
+        minibatch_size: usize,
+    ) -> Result<MiniLmHead, ModelError> {
+        let rows = match target_kind {
+            TargetKind::Label => 0,
+            TargetKind::Score => 1,
+            other => return Err(ModelError::Unsupported(other)),
+        };
+        let dim = encoder.dim();
+        let meta = HeadMeta {
+            encoder_dir,
+            target_kind,
+            labels: Vec::new(),
+            learning_rate,
+            minibatch_size,
+        };
+        let w = Tensor::f_zeros([rows, dim], (Kind::Float, Device::Cpu))?;
+        let b = Tensor::f_zeros([rows], (Kind::Float, Device::Cpu))?;
+        Self::from_parts(encoder, meta, &w, &b)
+    }
+
+    fn from_parts(encoder: MiniLm, meta: HeadMeta, w: &Tensor, b: &Tensor) -> Result<MiniLmHead, ModelError> {
+        let vs = VarStore::new(encoder.device());
+        let root = vs.root();
+        let out_weight = root.f_var_copy(OUT_WEIGHT, w)?;
+        let out_bias = root.f_var_copy(OUT_BIAS, b)?;
+        let index = meta
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.clone(), i as i64))
+            .collect();
+        Ok(MiniLmHead {
+            vs,
+            encoder,
+            out_weight,
+            out_bias,
+            index,
+            meta,
+        })
+    }
+
+    /// A head with a checkpoint's weights; the encoder is read again from the
+    /// folder the checkpoint names.
+    pub fn from_checkpoint(
+        device: Device,
+        params: &BTreeMap<String, Tensor>,
+        meta: &serde_json::Value,
+    ) -> Result<MiniLmHead, ModelError> {
+        let meta: HeadMeta = serde_json::from_value(meta.clone())
+            .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a MiniLM head: {e}")))?;
+        let encoder = MiniLm::load(&meta.encoder_dir, device)?;
+        let _guard = tch::no_grad_guard();
+        let w = saved_param(params, OUT_WEIGHT, device)?;
+        let b = saved_param(params, OUT_BIAS, device)?;
+        Self::from_parts(encoder, meta, &w, &b)
+    }
+
+    fn outputs(&self, inputs: &[&str]) -> Result<Tensor, ModelError> {
+        let vectors = self.encoder.embed(inputs)?;
+        let linear = vectors.f_matmul(&self.out_weight.f_tr()?)?.f_add(&self.out_bias)?;
+        Ok(match self.meta.target_kind {
+            TargetKind::Score => linear.f_sigmoid()?,
+            _ => linear,
+        })
+    }
+
+    fn wrong(&self, got: &Target) -> ModelError {
+        ModelError::WrongTarget {
+            expected: self.meta.target_kind,
+            got: got.kind(),
+        }
+    }
+}
+
+impl AgentModel for MiniLmHead {
+    fn kind(&self) -> ModelKind {
+        ModelKind::MiniLmHead
+    }
+
+    fn target_kind(&self) -> TargetKind {
+        self.meta.target_kind
+    }
+
+    fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
+        let mut new_labels = Vec::new();
+        for e in examples {
+            match (&e.expected_output, self.meta.target_kind) {
+                (Target::Label(l), TargetKind::Label) => {
+                    if !self.index.contains_key(l) && !new_labels.contains(l) {
+                        new_labels.push(l.clone());
+                    }
+                }
+                (Target::Score(_), TargetKind::Score) => {}
+                (other, _) => return Err(self.wrong(other)),
+            }
+        }
+        if new_labels.is_empty() {
+            return Ok(());
+        }
+        let (w, b) = crate::grad::no_grad(|| -> Result<(Tensor, Tensor), ModelError> {
+            let extra = new_labels.len() as i64;
+            let device = self.vs.device();
+            let w = Tensor::f_cat(
+                &[
+                    &self.out_weight,
+                    &Tensor::f_zeros([extra, self.encoder.dim()], (Kind::Float, device))?,
+                ],
+                0,
+            )?;
+            let b = Tensor::f_cat(&[&self.out_bias, &Tensor::f_zeros([extra], (Kind::Float, device))?], 0)?;
+            Ok((w, b))
+        })?;
+        let mut meta = self.meta.clone();
+        meta.labels.extend(new_labels);
+        *self = Self::from_parts(self.encoder.shallow_copy(), meta, &w, &b)?;
+        Ok(())
+    }
+
+    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+        let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let device = self.vs.device();
+        if self.meta.target_kind == TargetKind::Score {
+            let targets = examples
+                .iter()
+                .map(|e| match e.expected_output {
+                    Target::Score(x) => Ok(x as f32),
+                    ref other => Err(self.wrong(other)),
+                })
+                .collect::<Result<Vec<f32>, _>>()?;
+            let targets = Tensor::f_from_slice(&targets)?
+                .f_to_device(device)?
+                .f_reshape([-1, 1])?;
+            return Ok(self.outputs(&inputs)?.f_mse_loss(&targets, Reduction::Mean)?);
+        }
+        let targets = examples
+            .iter()
+            .map(|e| match &e.expected_output {
+                Target::Label(l) => self
+                    .index
+                    .get(l)
+                    .copied()
+                    .ok_or_else(|| ModelError::NotTrained(format!("label {l:?} was not prepared"))),
+                other => Err(self.wrong(other)),
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
+        let targets = Tensor::f_from_slice(&targets)?.f_to_device(device)?;
+        Ok(self.outputs(&inputs)?.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
+            &targets,
+            None::<Tensor>,
+            Reduction::Mean,
+            -100,
+        )?)
+    }
+
+    fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
+        if self.meta.target_kind == TargetKind::Label && self.meta.labels.is_empty() {
+            return Err(ModelError::NotTrained("the head knows no label yet".into()));
+        }
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = crate::grad::no_grad(|| self.outputs(inputs))?.f_to_device(Device::Cpu)?;
+        if self.meta.target_kind == TargetKind::Score {
+            let scores = Vec::<f32>::try_from(out.f_reshape([-1])?)?;
+            return Ok(scores
+                .into_iter()
+                .map(|s| ModelOutput {
+                    output: Target::Score(f64::from(s)),
+                    confidence: 0.5,
+                })
+                .collect());
+        }
+        let (top, arg) = out.f_softmax(-1, Kind::Float)?.f_max_dim(-1, false)?;
+        let top = Vec::<f32>::try_from(top)?;
+        let arg = Vec::<i64>::try_from(arg)?;
+        Ok(top
+            .into_iter()
+            .zip(arg)
+            .map(|(p, i)| ModelOutput {
+                output: Target::Label(self.meta.labels[i as usize].clone()),
+                confidence: f64::from(p),
+            })
+            .collect())
+    }
+
+    fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
+        let copy = crate::grad::no_grad(|| {
+            Self::from_parts(
+                self.encoder.shallow_copy(),
+                self.meta.clone(),
+                &self.out_weight,
+                &self.out_bias,
+            )
+        })?;
+        Ok(Box::new(copy))
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.meta.learning_rate
+    }
+
+    fn minibatch_size(&self) -> usize {
+        self.meta.minibatch_size
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.meta.labels.clone()
+    }
+
+    fn metadata(&self) -> serde_json::Value {
+        serde_json::to_value(&self.meta).unwrap_or_default()
+    }
+
+    fn restore(&mut self, params: &BTreeMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), ModelError> {
+        let saved: HeadMeta = serde_json::from_value(meta.clone())
+            .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a MiniLM head: {e}")))?;
+        let device = self.vs.device();
+        let _guard = tch::no_grad_guard();
+        let w = saved_param(params, OUT_WEIGHT, device)?;
+        let b = saved_param(params, OUT_BIAS, device)?;
+        *self = Self::from_parts(self.encoder.shallow_copy(), saved, &w, &b)?;
+        Ok(())
+    }
+}
