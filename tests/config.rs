@@ -58,6 +58,8 @@ fn a_bad_value_names_the_variable_and_the_value() {
         ("TRAINING_HELD_OUT_FRACTION", "1"),
         ("TRAINING_CHECK_INTERVAL_SECS", "0"),
         ("TRAINING_DEVICE", "tpu"),
+        ("TRAINING_MODEL_KINDS", "critic/sentiment=gpt"),
+        ("TRAINING_MODEL_KINDS", "critic/sentiment"),
         ("POSTGRES_PORT", "99999"),
     ];
     for (variable, value) in cases {
@@ -139,4 +141,35 @@ fn json_keeps_defaults_and_refuses_unknown_fields() {
     // A round trip through JSON gives the same configuration.
     let json = serde_json::to_string(&Config::default()).unwrap();
     assert_eq!(Config::from_json(&json).unwrap(), Config::default());
+}
+
+#[test]
+fn model_kinds_and_the_encoder_folder_come_from_config_or_environment() {
+    use onthefly::models::ModelKind;
+    let c = Config::from_vars([
+        ("TRAINING_MINILM_DIR", "/models/minilm"),
+        (
+            "TRAINING_MODEL_KINDS",
+            "critic/sentiment=minilm_head, analyst/entity_extraction=token_tagger",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(c.minilm_dir.as_deref().and_then(|p| p.to_str()), Some("/models/minilm"));
+    assert_eq!(c.model_kinds["critic/sentiment"], ModelKind::MiniLmHead);
+    assert_eq!(c.model_kinds["analyst/entity_extraction"], ModelKind::TokenTagger);
+
+    // A MiniLM head needs the encoder's folder; a TorchScript kind its module.
+    for (kind, needs) in [
+        (ModelKind::MiniLmHead, "minilm_dir"),
+        (ModelKind::TorchScript, "torchscript"),
+    ] {
+        let bad = Config {
+            model_kinds: [("critic/sentiment".to_string(), kind)].into(),
+            ..Config::default()
+        };
+        let message = bad.validate().unwrap_err().to_string();
+        assert!(message.contains("model_kinds") && message.contains(needs), "{message}");
+    }
+    let json = Config::from_json(r#"{"model_kinds": {"scout/quality": "text_regressor"}}"#).unwrap();
+    assert_eq!(json.model_kinds["scout/quality"], ModelKind::TextRegressor);
 }

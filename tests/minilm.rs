@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::vader::load_domain;
 use onthefly::models::{MiniLm, ModelKind};
-use onthefly::{Config, Coordinator, NewExample, Target};
+use onthefly::{Config, Coordinator, NewExample, Priority, Target, UserCorrection};
 
 fn encoder() -> MiniLm {
     MiniLm::load(
@@ -51,7 +51,8 @@ fn similar_sentences_score_0_755_and_unrelated_ones_near_zero() {
 /// Movie-review sentiment streamed to two tasks of the critic: one learned by
 /// the hashed n-gram classifier (the default), one by a head on MiniLM
 /// (configured). The encoder-backed one must be clearly better; both go
-/// through the same updates, evaluation and checkpoints.
+/// through the same updates and evaluation; the head's harmful update is
+/// rolled back and its checkpoint restores it.
 #[test]
 fn a_head_on_minilm_beats_the_hashed_classifier_on_movie_reviews() {
     // The file is ordered by rating: a seeded shuffle, then 400 to test and
@@ -104,6 +105,37 @@ fn a_head_on_minilm_beats_the_hashed_classifier_on_movie_reviews() {
     assert_eq!(models["sentiment_minilm"].model_kind.as_deref(), Some("minilm_head"));
     assert!(minilm > hashed + 0.1, "MiniLM head {minilm:.3} vs hashed {hashed:.3}");
     let version = models["sentiment_minilm"].version;
+
+    // Corrections with the opposite sentiment: held-out accuracy falls, the
+    // head's update is rolled back, its version stays.
+    for s in &train[..150] {
+        let (right, wrong) = match s.label() {
+            "positive" => ("positive", "negative"),
+            _ => ("negative", "positive"),
+        };
+        c.add_user_correction(UserCorrection {
+            priority: Priority::Low,
+            ..UserCorrection::new(
+                "critic",
+                "sentiment_minilm",
+                s.text.clone(),
+                Target::Label(right.into()),
+                Target::Label(wrong.into()),
+            )
+        })
+        .unwrap();
+    }
+    c.force_update_agent("critic").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(600)));
+    let last = c.performance_history().pop().unwrap();
+    assert!(
+        last.rollback_triggered && last.task_type == "sentiment_minilm",
+        "{last:?}"
+    );
+    assert_eq!(
+        c.get_training_status().agents["critic"].models["sentiment_minilm"].version,
+        version
+    );
     let before = c.predict_batch("critic", "sentiment_minilm", &texts[..50]).unwrap();
     c.shutdown();
 

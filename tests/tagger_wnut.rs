@@ -2,8 +2,8 @@
 //! WNUT-16 tweets (every fifth one held out as the test set), streamed to the
 //! analyst's `entity_extraction` task, three passes, one update per 200
 //! tweets. Entity F1 on the test tweets is stated beside a dictionary of the
-//! training entities; the updates are judged by entity F1; a restart serves
-//! the same tags from the checkpoint.
+//! training entities; the updates are judged by entity F1 (a harmful one is
+//! rolled back); a restart serves the same tags from the checkpoint.
 
 mod common;
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::ner::{load_sentences, Dictionary};
 use common::small_config;
 use onthefly::eval::entity_f1;
-use onthefly::{Config, Coordinator, NewExample, Target, TextModelConfig};
+use onthefly::{Config, Coordinator, NewExample, Priority, Target, TextModelConfig, UserCorrection};
 
 const AGENT: &str = "analyst";
 const TASK: &str = "entity_extraction";
@@ -91,6 +91,22 @@ fn the_tagger_learns_wnut_entities_and_its_checkpoint_serves_the_same_tags() {
     assert!(baseline > 0.0);
     let version = c.get_training_status().agents[AGENT].models[TASK].version;
     assert!(version >= 1);
+
+    // Corrections that tag every token as a person: the held-out entity F1
+    // falls, the update is rolled back, the version stays.
+    for s in train.iter().take(150) {
+        let wrong = Target::Tags(vec!["B-person".to_string(); s.tokens.len()]);
+        c.add_user_correction(UserCorrection {
+            priority: Priority::Low,
+            ..UserCorrection::new(AGENT, TASK, s.text(), Target::Tags(s.tags.clone()), wrong)
+        })
+        .unwrap();
+    }
+    c.force_update_agent(AGENT).unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(300)));
+    let last = c.performance_history().pop().unwrap();
+    assert!(last.rollback_triggered, "{last:?}");
+    assert_eq!(c.get_training_status().agents[AGENT].models[TASK].version, version);
     c.shutdown();
 
     let restarted = Coordinator::new(config).unwrap();
