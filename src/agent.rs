@@ -15,8 +15,8 @@ use crate::error::ValidationError;
 use crate::eval::HeldOutWindow;
 use crate::ewc::EwcState;
 use crate::example::{ExampleId, TargetKind, TrainingExample};
-use crate::feedback::PredictionFeedback;
 use crate::models::{AgentModel, ModelKind};
+use crate::review::ReviewQueue;
 
 /// The model currently serving one (agent, task), and its version.
 pub(crate) struct LiveModel {
@@ -146,7 +146,8 @@ pub(crate) struct AgentState {
     pub name: String,
     pub buffer: Mutex<PriorityBuffer>,
     pub tasks: Mutex<BTreeMap<String, TaskState>>,
-    pub pending_review: Mutex<VecDeque<PredictionFeedback>>,
+    /// Predictions waiting for a label, per task.
+    pub reviews: Mutex<BTreeMap<String, ReviewQueue>>,
     /// Examples of tasks no model learns, kept (most recent first out when
     /// full) for export as a fine-tuning data set.
     pub kept: Mutex<VecDeque<TrainingExample>>,
@@ -169,7 +170,7 @@ impl AgentState {
             name,
             buffer: Mutex::new(PriorityBuffer::new(buffer_capacity)),
             tasks: Mutex::new(BTreeMap::new()),
-            pending_review: Mutex::new(VecDeque::new()),
+            reviews: Mutex::new(BTreeMap::new()),
             kept: Mutex::new(VecDeque::new()),
             stats: Mutex::new(AgentStats::default()),
             scheduled: AtomicBool::new(false),

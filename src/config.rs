@@ -194,8 +194,16 @@ pub struct Config {
     pub feedback_uncertainty_threshold: f64,
     /// A prediction whose importance exceeds this becomes an example (original: 0.7).
     pub feedback_importance_threshold: f64,
-    /// Most predictions without a known answer kept per agent while they wait for a label.
+    /// Most predictions without a known answer kept per (agent, task) while they wait for a label.
     pub max_pending_review: usize,
+    /// A prediction served by `predict` with a confidence below this goes to
+    /// the feedback path by itself (original's integration example: 0.7).
+    pub predict_feedback_threshold: f64,
+    /// How the review queue ranks what waits for a label.
+    pub query_strategy: crate::review::QueryStrategy,
+    /// Items handed out together overlap in at most this share of their
+    /// words (Jaccard); `None` turns the diversity rule off.
+    pub review_diversity: Option<f64>,
     /// Where tensors live.
     pub device: DeviceChoice,
     /// PostgreSQL; `None` means the embedded SQLite store in `data_dir`.
@@ -247,6 +255,9 @@ impl Default for Config {
             feedback_uncertainty_threshold: 0.6,
             feedback_importance_threshold: 0.7,
             max_pending_review: 1000,
+            predict_feedback_threshold: 0.7,
+            query_strategy: crate::review::QueryStrategy::LeastConfidence,
+            review_diversity: Some(0.8),
             device: DeviceChoice::Auto,
             database: None,
             store: StoreConfig::default(),
@@ -472,6 +483,8 @@ impl Config {
         for (name, value) in [
             ("feedback_uncertainty_threshold", self.feedback_uncertainty_threshold),
             ("feedback_importance_threshold", self.feedback_importance_threshold),
+            ("predict_feedback_threshold", self.predict_feedback_threshold),
+            ("review_diversity", self.review_diversity.unwrap_or(0.0)),
         ] {
             if !(value.is_finite() && (0.0..=1.0).contains(&value)) {
                 return field(name, format!("must be in 0..=1, got {value}"));

@@ -68,9 +68,12 @@ pub enum FeedbackOutcome {
         /// The importance given to it.
         importance: f64,
     },
-    /// The answer is not known and the prediction was uncertain: it waits for a label.
+    /// The answer is not known and the prediction was uncertain: it waits for
+    /// a label in the task's review queue.
     AwaitingLabel {
-        /// Predictions of this agent waiting for a label.
+        /// Its id in the review queue (see [`Coordinator::label`]).
+        review_id: ExampleId,
+        /// Predictions of this (agent, task) waiting for a label.
         pending: usize,
     },
     /// Confident enough and not wrong: nothing to learn.
@@ -91,12 +94,16 @@ pub struct Prediction {
     pub confidence: f64,
     /// The version of the model that answered.
     pub model_version: u64,
+    /// When [`Coordinator::predict`] sent the prediction to the review queue
+    /// (confidence below `predict_feedback_threshold` and uncertain enough by
+    /// the feedback rules): its review id.
+    pub review_id: Option<ExampleId>,
 }
 
 /// The training coordinator. Owns its background threads; dropping it (or
 /// calling [`Coordinator::shutdown`]) stops and joins them.
 pub struct Coordinator {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop_ticker: Mutex<Option<Sender<()>>>,
 }
@@ -200,6 +207,10 @@ impl Coordinator {
                 });
             }
         }
+        let pending = recovered.pending_review.len();
+        for example in recovered.pending_review {
+            self.restore_review(example);
+        }
         for example in recovered.kept {
             let agent = self.agent_or_create(&example.agent_name);
             let kind = example.expected_output.kind();
@@ -216,6 +227,7 @@ impl Coordinator {
                 buffered,
                 held_out,
                 kept,
+                pending,
                 evicted = recovered.evicted,
                 "examples recovered from the store"
             );
@@ -495,6 +507,12 @@ impl Coordinator {
     /// Hands in an agent's prediction (the original's `add_prediction_feedback`);
     /// see [`crate::feedback`] for the rules deciding what becomes of it.
     pub fn add_prediction_feedback(&self, feedback: PredictionFeedback) -> Result<FeedbackOutcome> {
+        self.route_feedback(feedback, &[])
+    }
+
+    /// The feedback path, with the model's class probabilities when the
+    /// library itself predicted (for the review queue's ordering).
+    pub(crate) fn route_feedback(&self, feedback: PredictionFeedback, distribution: &[f64]) -> Result<FeedbackOutcome> {
         self.ensure_running()?;
         let limits = &self.shared.config;
         check_name("agent_name", &feedback.agent_name, limits.max_name_bytes)?;
@@ -561,14 +579,8 @@ impl Coordinator {
                 })
             }
             None => {
-                let agent = self.agent_or_create(&feedback.agent_name);
-                let mut pending = agent.pending_review.lock();
-                if pending.len() >= limits.max_pending_review {
-                    // The queue keeps the most recent predictions.
-                    pending.pop_front();
-                }
-                pending.push_back(feedback);
-                Ok(FeedbackOutcome::AwaitingLabel { pending: pending.len() })
+                let (review_id, pending) = self.queue_for_review(feedback, distribution)?;
+                Ok(FeedbackOutcome::AwaitingLabel { review_id, pending })
             }
         }
     }
@@ -721,12 +733,57 @@ impl Coordinator {
 
     /// Predicts with the live model of an (agent, task).
     pub fn predict(&self, agent_name: &str, task_type: &str, input_text: &str) -> Result<Prediction> {
-        let mut predictions = self.predict_batch(agent_name, task_type, &[input_text])?;
-        Ok(predictions.remove(0))
+        let (mut outputs, version) = self.model_outputs(agent_name, task_type, &[input_text])?;
+        let output = outputs.remove(0);
+        let mut prediction = Prediction {
+            output: output.output,
+            confidence: output.confidence,
+            model_version: version,
+            review_id: None,
+        };
+        if prediction.confidence < self.shared.config.predict_feedback_threshold {
+            let feedback = PredictionFeedback {
+                agent_name: agent_name.to_string(),
+                task_type: task_type.to_string(),
+                input_text: input_text.to_string(),
+                predicted_output: prediction.output.clone(),
+                actual_output: None,
+                confidence_score: prediction.confidence.clamp(0.0, 1.0),
+                source_url: String::new(),
+            };
+            if let FeedbackOutcome::AwaitingLabel { review_id, .. } =
+                self.route_feedback(feedback, &output.distribution)?
+            {
+                prediction.review_id = Some(review_id);
+            }
+        }
+        Ok(prediction)
     }
 
-    /// Predicts many inputs at once with the live model of an (agent, task).
+    /// Predicts many inputs at once with the live model of an (agent, task),
+    /// under one lock and one forward pass (faster per input than
+    /// [`Coordinator::predict`]). Nothing goes to the feedback path: use it to
+    /// evaluate or to score in bulk.
     pub fn predict_batch(&self, agent_name: &str, task_type: &str, inputs: &[&str]) -> Result<Vec<Prediction>> {
+        let (outputs, version) = self.model_outputs(agent_name, task_type, inputs)?;
+        Ok(outputs
+            .into_iter()
+            .map(|o| Prediction {
+                output: o.output,
+                confidence: o.confidence,
+                model_version: version,
+                review_id: None,
+            })
+            .collect())
+    }
+
+    /// The live model's outputs for `inputs` and the version that produced them.
+    fn model_outputs(
+        &self,
+        agent_name: &str,
+        task_type: &str,
+        inputs: &[&str],
+    ) -> Result<(Vec<crate::models::ModelOutput>, u64)> {
         let limits = &self.shared.config;
         check_name("agent_name", agent_name, limits.max_name_bytes)?;
         check_name("task_type", task_type, limits.max_name_bytes)?;
@@ -746,15 +803,7 @@ impl Coordinator {
             Err(ModelError::NotTrained(_)) => return Err(no_model()),
             other => other?,
         };
-        drop(model);
-        Ok(outputs
-            .into_iter()
-            .map(|o| Prediction {
-                output: o.output,
-                confidence: o.confidence,
-                model_version: version,
-            })
-            .collect())
+        Ok((outputs, version))
     }
 
     /// The training status (the original's `get_training_status`, extended).
@@ -829,7 +878,7 @@ impl Coordinator {
         self.shared.is_shutting_down()
     }
 
-    fn ensure_running(&self) -> Result<()> {
+    pub(crate) fn ensure_running(&self) -> Result<()> {
         if self.shared.is_shutting_down() {
             Err(Error::ShutDown)
         } else {
@@ -837,7 +886,7 @@ impl Coordinator {
         }
     }
 
-    fn agent(&self, name: &str) -> Result<Arc<AgentState>> {
+    pub(crate) fn agent(&self, name: &str) -> Result<Arc<AgentState>> {
         self.shared
             .agents
             .read()
@@ -846,7 +895,7 @@ impl Coordinator {
             .ok_or_else(|| Error::UnknownAgent(name.to_string()))
     }
 
-    fn agent_or_create(&self, name: &str) -> Arc<AgentState> {
+    pub(crate) fn agent_or_create(&self, name: &str) -> Arc<AgentState> {
         if let Some(agent) = self.shared.agents.read().get(name) {
             return Arc::clone(agent);
         }
@@ -1056,11 +1105,18 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
             (task, status)
         })
         .collect();
+    let reviews: BTreeMap<String, crate::review::ReviewStatus> = agent
+        .reviews
+        .lock()
+        .iter()
+        .map(|(task, queue)| (task.clone(), queue.status()))
+        .collect();
     AgentStatus {
         buffer_size,
         buffer_capacity,
         is_training: agent.updating.load(Ordering::Acquire),
-        pending_review: agent.pending_review.lock().len(),
+        pending_review: reviews.values().map(|r| r.queued).sum(),
+        reviews,
         examples_received: stats.examples_received,
         examples_held_out: stats.examples_held_out,
         examples_trained: stats.examples_trained,
@@ -1096,7 +1152,7 @@ fn device_name(device: tch::Device) -> String {
     }
 }
 
-fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
+pub(crate) fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
         return Err(ValidationError::EmptyName { field });
     }
@@ -1121,7 +1177,7 @@ fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), Valida
     Ok(())
 }
 
-fn check_input(value: &str, max: usize) -> Result<(), ValidationError> {
+pub(crate) fn check_input(value: &str, max: usize) -> Result<(), ValidationError> {
     if value.trim().is_empty() {
         return Err(ValidationError::EmptyInput);
     }
@@ -1158,6 +1214,7 @@ fn open_store(config: &Config) -> Result<(Option<StoreWriter>, Option<Recovered>
         held_out_per_task: config.performance_window,
         kept_per_agent: config.max_buffer_size,
         history: HISTORY_IN_MEMORY,
+        pending_per_task: config.max_pending_review,
     })?;
     Ok((Some(writer), Some(recovered)))
 }

@@ -173,6 +173,9 @@ pub enum Error {
     /// The store (PostgreSQL or SQLite) failed.
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// A review call was refused (unknown id, labelled twice, not handed out).
+    #[error("review: {0}")]
+    Review(#[from] crate::review::ReviewError),
     /// A file the caller named could not be written.
     #[error("cannot write {path}: {message}")]
     Io {

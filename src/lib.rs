@@ -25,6 +25,7 @@
 //! The update pipeline lives in [`trainer`](crate::trainer)'s module docs; C
 //! and Python agents use the header `include/onthefly.h`.
 
+mod active;
 mod agent;
 pub mod buffer;
 pub mod checkpoint;
@@ -40,6 +41,7 @@ pub mod ffi;
 mod global;
 mod grad;
 pub mod models;
+pub mod review;
 mod runtime;
 pub mod status;
 pub mod store;

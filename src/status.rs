@@ -44,8 +44,10 @@ pub struct AgentStatus {
     pub buffer_capacity: usize,
     /// Whether an update of this agent is running.
     pub is_training: bool,
-    /// Predictions without a known answer waiting for a label.
+    /// Predictions without a known answer waiting for a label (all tasks).
     pub pending_review: usize,
+    /// The review queue of each task that has one.
+    pub reviews: BTreeMap<String, crate::review::ReviewStatus>,
     /// Examples accepted (buffered or held out).
     pub examples_received: u64,
     /// Examples kept out of training for evaluation.

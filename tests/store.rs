@@ -171,6 +171,7 @@ fn round_trip(backend: Backend) {
             held_out_per_task: 100,
             kept_per_agent: 100,
             history: 100,
+            pending_per_task: 100,
         })
         .unwrap();
     assert_eq!(recovered.history_total, 2);
@@ -236,6 +237,7 @@ fn replays_are_idempotent(backend: Backend) {
         held_out_per_task: 10,
         kept_per_agent: 10,
         history: 10,
+        pending_per_task: 10,
     };
     assert_eq!(store.recover(&limits).unwrap().history_total, 1);
 }

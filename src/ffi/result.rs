@@ -72,7 +72,7 @@ impl FfiError {
 impl From<Error> for FfiError {
     fn from(e: Error) -> FfiError {
         let code = match &e {
-            Error::Invalid(_) | Error::ModelExists { .. } => OtfResult::InvalidArgument,
+            Error::Invalid(_) | Error::ModelExists { .. } | Error::Review(_) => OtfResult::InvalidArgument,
             Error::Config(_) => OtfResult::InvalidConfig,
             Error::UnknownAgent(_) => OtfResult::UnknownAgent,
             Error::NoModel { .. } => OtfResult::NoModel,

@@ -12,7 +12,7 @@ use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::bag::saved_param;
 use super::minilm::MiniLm;
-use super::{AgentModel, ModelKind, ModelOutput};
+use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput};
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
 
@@ -221,20 +221,11 @@ impl AgentModel for MiniLmHead {
                 .map(|s| ModelOutput {
                     output: Target::Score(f64::from(s)),
                     confidence: 0.5,
+                    distribution: Vec::new(),
                 })
                 .collect());
         }
-        let (top, arg) = out.f_softmax(-1, Kind::Float)?.f_max_dim(-1, false)?;
-        let top = Vec::<f32>::try_from(top)?;
-        let arg = Vec::<i64>::try_from(arg)?;
-        Ok(top
-            .into_iter()
-            .zip(arg)
-            .map(|(p, i)| ModelOutput {
-                output: Target::Label(self.meta.labels[i as usize].clone()),
-                confidence: f64::from(p),
-            })
-            .collect())
+        outputs_from_probabilities(&out.f_softmax(-1, Kind::Float)?, &self.meta.labels)
     }
 
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {

@@ -82,6 +82,11 @@ pub struct ModelOutput {
     pub output: Target,
     /// How sure the model is, in `0..=1` (the top class probability for a classifier).
     pub confidence: f64,
+    /// A classifier's probability of every class, in the order of
+    /// [`AgentModel::labels`]; empty for other models. The review queue's
+    /// margin and entropy strategies use it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distribution: Vec<f64>,
 }
 
 /// A trainable model of one agent's task.
@@ -161,6 +166,29 @@ pub trait AgentModel: Send {
     fn labels(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// A classifier's outputs from its class probabilities (`inputs × labels`):
+/// the most probable label, its probability as the confidence, and the whole
+/// distribution.
+pub(crate) fn outputs_from_probabilities(probs: &Tensor, labels: &[String]) -> Result<Vec<ModelOutput>, ModelError> {
+    let n = labels.len();
+    let flat = Vec::<f32>::try_from(probs.f_to_device(Device::Cpu)?.f_reshape([-1])?)?;
+    Ok(flat
+        .chunks(n.max(1))
+        .map(|row| {
+            let (best, p) = row
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or((0, 0.0), |(i, p)| (i, *p));
+            ModelOutput {
+                output: Target::Label(labels[best].clone()),
+                confidence: f64::from(p),
+                distribution: row.iter().map(|&p| f64::from(p)).collect(),
+            }
+        })
+        .collect())
 }
 
 /// Calls [`AgentModel::predict`], turning a panic into an error and checking

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::bag::{initial_embedding, mean_embedding, saved_param};
-use super::{AgentModel, ModelKind, ModelOutput};
+use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput};
 use crate::config::TextModelConfig;
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
@@ -214,17 +214,7 @@ impl AgentModel for TextClassifier {
         let probs = crate::grad::no_grad(|| -> Result<Tensor, ModelError> {
             Ok(self.logits(inputs)?.f_softmax(-1, Kind::Float)?)
         })?;
-        let (top, arg) = probs.f_max_dim(-1, false)?;
-        let top = Vec::<f32>::try_from(top.f_to_device(Device::Cpu)?)?;
-        let arg = Vec::<i64>::try_from(arg.f_to_device(Device::Cpu)?)?;
-        Ok(top
-            .into_iter()
-            .zip(arg)
-            .map(|(p, i)| ModelOutput {
-                output: Target::Label(self.labels[i as usize].clone()),
-                confidence: f64::from(p),
-            })
-            .collect())
+        outputs_from_probabilities(&probs, &self.labels)
     }
 
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {

@@ -147,6 +147,7 @@ impl AgentModel for TextRegressor {
             .map(|s| ModelOutput {
                 output: Target::Score(f64::from(s)),
                 confidence: 0.5,
+                distribution: Vec::new(),
             })
             .collect())
     }

@@ -345,6 +345,7 @@ impl AgentModel for TokenTagger {
                 ModelOutput {
                     output: Target::Tags(tags),
                     confidence,
+                    distribution: Vec::new(),
                 }
             })
             .collect())

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor, TrainableCModule};
 
-use super::{AgentModel, ModelKind, ModelOutput};
+use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput};
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
 use crate::features::ngram_ids;
@@ -227,19 +227,7 @@ impl AgentModel for TorchScriptModel {
         }
         let out = crate::grad::no_grad(|| self.outputs(inputs))?.f_to_device(Device::Cpu)?;
         match self.spec.target_kind {
-            TargetKind::Label => {
-                let (top, arg) = out.f_softmax(-1, Kind::Float)?.f_max_dim(-1, false)?;
-                let top = Vec::<f32>::try_from(top)?;
-                let arg = Vec::<i64>::try_from(arg)?;
-                Ok(top
-                    .into_iter()
-                    .zip(arg)
-                    .map(|(p, i)| ModelOutput {
-                        output: Target::Label(self.spec.labels[i as usize].clone()),
-                        confidence: f64::from(p),
-                    })
-                    .collect())
-            }
+            TargetKind::Label => outputs_from_probabilities(&out.f_softmax(-1, Kind::Float)?, &self.spec.labels),
             _ => {
                 let scores = Vec::<f32>::try_from(out.f_reshape([-1])?)?;
                 Ok(scores
@@ -247,6 +235,7 @@ impl AgentModel for TorchScriptModel {
                     .map(|s| ModelOutput {
                         output: Target::Score(f64::from(s).clamp(0.0, 1.0)),
                         confidence: 0.5,
+                        distribution: Vec::new(),
                     })
                     .collect())
             }

@@ -118,8 +118,10 @@ pub enum ExampleState {
     Kept,
     /// Held out: judges updates.
     Evaluation,
-    /// A prediction waiting for a person's label.
+    /// A prediction waiting for a person's label (`update_id` unused).
     PendingReview,
+    /// A prediction a person labelled (the label is a new correction row).
+    Reviewed,
 }
 
 macro_rules! string_forms {
@@ -153,6 +155,7 @@ string_forms!(ExampleState {
     Kept => "kept",
     Evaluation => "evaluation",
     PendingReview => "pending_review",
+    Reviewed => "reviewed",
 });
 
 /// A saved checkpoint, as recorded in `model_checkpoints`.
@@ -227,6 +230,8 @@ pub struct RecoveryLimits {
     pub kept_per_agent: usize,
     /// Most recent performance records.
     pub history: usize,
+    /// Most recent predictions waiting for review, per (agent, task).
+    pub pending_per_task: usize,
 }
 
 /// What a restarted coordinator takes back from the store.
@@ -240,6 +245,9 @@ pub struct Recovered {
     pub held_out: Vec<TrainingExample>,
     /// Examples of tasks no model learns, oldest first.
     pub kept: Vec<TrainingExample>,
+    /// Predictions waiting for review (the row's target is the prediction,
+    /// its uncertainty 1 − confidence, its importance the usefulness), oldest first.
+    pub pending_review: Vec<TrainingExample>,
     /// The most recent performance records, oldest first.
     pub history: Vec<ModelPerformance>,
     /// Performance records stored in all.

@@ -156,8 +156,10 @@ impl ExampleStore for PostgresStore {
         let buffered = ranked(Ranked::Buffered, limits.buffered_per_agent)?;
         let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
         let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
+        let mut pending_review = ranked(Ranked::PendingReview, limits.pending_per_task)?;
         held_out.sort_by_key(|e| e.id);
         kept.sort_by_key(|e| e.id);
+        pending_review.sort_by_key(|e| e.id);
         let mut history = tx
             .query(
                 &format!("SELECT {PERFORMANCE_COLUMNS} FROM model_performance ORDER BY update_id DESC LIMIT $1"),
@@ -183,6 +185,7 @@ impl ExampleStore for PostgresStore {
             buffered,
             held_out,
             kept,
+            pending_review,
             history,
             history_total: id_from_stored(total)?,
             evicted,

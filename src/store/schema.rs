@@ -153,6 +153,8 @@ pub(crate) enum Ranked {
     HeldOut,
     /// Kept examples per agent, newest first.
     Kept,
+    /// Predictions waiting for review per (agent, task), newest first.
+    PendingReview,
 }
 
 impl Ranked {
@@ -165,6 +167,7 @@ impl Ranked {
             ),
             Ranked::HeldOut => ("evaluation", "agent_name, task_type", "id DESC"),
             Ranked::Kept => ("kept", "agent_name", "id DESC"),
+            Ranked::PendingReview => ("pending_review", "agent_name, task_type", "id DESC"),
         }
     }
 

@@ -121,8 +121,10 @@ impl ExampleStore for SqliteStore {
         let buffered = ranked(Ranked::Buffered, limits.buffered_per_agent)?;
         let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
         let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
+        let mut pending_review = ranked(Ranked::PendingReview, limits.pending_per_task)?;
         held_out.sort_by_key(|e| e.id);
         kept.sort_by_key(|e| e.id);
+        pending_review.sort_by_key(|e| e.id);
         let mut history = {
             let mut stmt = tx
                 .prepare(&format!(
@@ -151,6 +153,7 @@ impl ExampleStore for SqliteStore {
             buffered,
             held_out,
             kept,
+            pending_review,
             history,
             history_total: id_from_stored(total)?,
             evicted,

@@ -1,0 +1,181 @@
+//! The coordinator's active-learning calls: predictions that wait for a
+//! label go into their task's review queue ([`crate::review`]), persisted
+//! with state `pending_review`; a person takes the most useful ones, labels
+//! them (each label becomes a correction) or skips them.
+
+use crate::agent::task_of_kind;
+use crate::coordinator::{Coordinator, Receipt};
+use crate::error::{Result, ValidationError};
+use crate::example::{now_millis, ExampleId, Priority, Target, TrainingExample};
+use crate::feedback::{PredictionFeedback, UserCorrection};
+use crate::review::{ReviewError, ReviewItem};
+use crate::store::{ExampleState, Split, StoreOp};
+
+impl Coordinator {
+    /// Puts a validated prediction without a known answer into its task's
+    /// review queue; returns its review id and the queue's length.
+    pub(crate) fn queue_for_review(
+        &self,
+        feedback: PredictionFeedback,
+        distribution: &[f64],
+    ) -> Result<(ExampleId, usize)> {
+        let config = &self.shared.config;
+        let usefulness = config
+            .query_strategy
+            .usefulness(distribution, feedback.confidence_score);
+        let agent = self.agent_or_create(&feedback.agent_name);
+        task_of_kind(
+            &mut agent.tasks.lock(),
+            &agent.name,
+            &feedback.task_type,
+            feedback.predicted_output.kind(),
+            config.performance_window,
+        )?;
+        let review_id = ExampleId(self.shared.next_id());
+        let row = TrainingExample {
+            id: review_id,
+            agent_name: feedback.agent_name.clone(),
+            task_type: feedback.task_type.clone(),
+            input_text: feedback.input_text.clone(),
+            expected_output: feedback.predicted_output.clone(),
+            uncertainty_score: 1.0 - feedback.confidence_score,
+            importance_score: usefulness,
+            source_url: feedback.source_url.clone(),
+            timestamp: now_millis(),
+            user_feedback: None,
+            correction_priority: Priority::Low,
+        };
+        if let Some(store) = &self.shared.store {
+            store
+                .send(StoreOp::Insert {
+                    example: row,
+                    split: Split::Train,
+                    state: ExampleState::PendingReview,
+                })
+                .map_err(|_| crate::Error::ShutDown)?;
+        }
+        let item = ReviewItem {
+            review_id,
+            agent_name: feedback.agent_name,
+            task_type: feedback.task_type.clone(),
+            input_text: feedback.input_text,
+            predicted_output: feedback.predicted_output,
+            confidence: feedback.confidence_score,
+            usefulness,
+            source_url: feedback.source_url,
+        };
+        let mut reviews = agent.reviews.lock();
+        let queue = reviews.entry(feedback.task_type).or_default();
+        if let Some(dropped) = queue.push(item, config.max_pending_review) {
+            self.shared.persist(StoreOp::SetState {
+                ids: vec![dropped],
+                state: ExampleState::Evicted,
+                update_id: None,
+            });
+        }
+        Ok((review_id, queue.len()))
+    }
+
+    /// Puts a stored pending-review row back into its queue (at start-up).
+    pub(crate) fn restore_review(&self, row: TrainingExample) {
+        let agent = self.agent_or_create(&row.agent_name);
+        let window = self.shared.config.performance_window;
+        let kind = row.expected_output.kind();
+        if task_of_kind(&mut agent.tasks.lock(), &agent.name, &row.task_type, kind, window).is_err() {
+            return;
+        }
+        let item = ReviewItem {
+            review_id: row.id,
+            agent_name: row.agent_name,
+            task_type: row.task_type.clone(),
+            input_text: row.input_text,
+            predicted_output: row.expected_output,
+            confidence: 1.0 - row.uncertainty_score,
+            usefulness: row.importance_score,
+            source_url: row.source_url,
+        };
+        let capacity = self.shared.config.max_pending_review;
+        agent
+            .reviews
+            .lock()
+            .entry(row.task_type)
+            .or_default()
+            .push(item, capacity);
+    }
+
+    /// Hands out up to `n` predictions of (agent, task) that wait for a label,
+    /// the most useful first by the configured query strategy (with the
+    /// diversity rule). An item handed out is not handed out again until it is
+    /// skipped.
+    pub fn next_for_review(&self, agent_name: &str, task_type: &str, n: usize) -> Result<Vec<ReviewItem>> {
+        self.ensure_running()?;
+        let agent = self.agent(agent_name)?;
+        let diversity = self.shared.config.review_diversity;
+        let items = agent
+            .reviews
+            .lock()
+            .get_mut(task_type)
+            .map(|queue| queue.take(n, diversity))
+            .unwrap_or_default();
+        Ok(items)
+    }
+
+    /// Labels a review item: it leaves the queue and becomes a user
+    /// correction (the model's answer as the incorrect output) with
+    /// `priority` (2 when `None`, which triggers an update). Errors: an
+    /// unknown id, an id labelled already, an output of another kind.
+    pub fn label(&self, review_id: ExampleId, output: Target, priority: Option<Priority>) -> Result<Receipt> {
+        self.ensure_running()?;
+        let item = self.with_queue_of(review_id, |queue| {
+            let item = queue.peek(review_id)?;
+            output.validate(&item.input_text)?;
+            if output.kind() != item.predicted_output.kind() {
+                return Err(ValidationError::TargetKindMismatch {
+                    agent: item.agent_name.clone(),
+                    task: item.task_type.clone(),
+                    expected: item.predicted_output.kind(),
+                    got: output.kind(),
+                }
+                .into());
+            }
+            Ok(queue.label(review_id)?)
+        })?;
+        self.shared.persist(StoreOp::SetState {
+            ids: vec![review_id],
+            state: ExampleState::Reviewed,
+            update_id: None,
+        });
+        self.add_user_correction(UserCorrection {
+            priority: priority.unwrap_or(Priority::High),
+            user_feedback: Some(format!("label of review item {review_id}")),
+            ..UserCorrection::new(
+                item.agent_name,
+                item.task_type,
+                item.input_text,
+                item.predicted_output,
+                output,
+            )
+        })
+    }
+
+    /// Returns a handed-out item to its queue, unlabelled.
+    pub fn skip(&self, review_id: ExampleId) -> Result<()> {
+        self.ensure_running()?;
+        self.with_queue_of(review_id, |queue| Ok(queue.skip(review_id)?))
+    }
+
+    /// Runs `f` on the queue that knows `review_id`, under its agent's lock.
+    fn with_queue_of<T>(
+        &self,
+        review_id: ExampleId,
+        f: impl FnOnce(&mut crate::review::ReviewQueue) -> Result<T>,
+    ) -> Result<T> {
+        for agent in self.shared.agents_snapshot() {
+            let mut reviews = agent.reviews.lock();
+            if let Some(queue) = reviews.values_mut().find(|q| q.knows(review_id)) {
+                return f(queue);
+            }
+        }
+        Err(ReviewError::Unknown(review_id.0).into())
+    }
+}

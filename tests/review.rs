@@ -1,0 +1,210 @@
+//! Predictions in the loop: the confidence rule of `predict`, the query
+//! strategies' orderings, the review ids' rules, the diversity rule, and the
+//! queue surviving a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{example, small_config};
+use onthefly::review::{QueryStrategy, ReviewError};
+use onthefly::{Config, Coordinator, Error, ExampleId, Priority, Target};
+
+const OUTLETS: [&str; 9] = ["bbc", "cnn", "fox", "npr", "ap", "wsj", "nyt", "abc", "cbs"];
+
+/// A coordinator whose scout has a classifier of nine outlets trained once
+/// on a few articles: unsure of almost everything.
+fn trained(config: Config) -> Coordinator {
+    let c = Coordinator::new(Config {
+        update_threshold: 1000,
+        ..config
+    })
+    .unwrap();
+    for i in 0..45 {
+        c.add_training_example(example("scout", i, OUTLETS[i % 9])).unwrap();
+    }
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    c
+}
+
+#[test]
+fn each_strategy_orders_hand_made_distributions_as_defined() {
+    let items = [
+        ("a", vec![0.5, 0.3, 0.2]),
+        ("b", vec![0.4, 0.35, 0.25]),
+        ("c", vec![0.9, 0.05, 0.05]),
+        ("d", vec![0.45, 0.45, 0.1]),
+    ];
+    let order = |strategy: QueryStrategy| {
+        let mut scored: Vec<(&str, f64)> = items
+            .iter()
+            .map(|(name, p)| (*name, strategy.usefulness(p, 0.0)))
+            .collect();
+        scored.sort_by(|x, y| y.1.total_cmp(&x.1));
+        scored.into_iter().map(|(n, _)| n).collect::<String>()
+    };
+    // 1 − p₁: 0.5, 0.6, 0.1, 0.55.
+    assert_eq!(order(QueryStrategy::LeastConfidence), "bdac");
+    // 1 − (p₁ − p₂): 0.8, 0.95, 0.15, 1.0.
+    assert_eq!(order(QueryStrategy::Margin), "dbac");
+    // −Σ p ln p: 1.030, 1.081, 0.394, 0.949.
+    assert_eq!(order(QueryStrategy::Entropy), "badc");
+    let entropy = QueryStrategy::Entropy.usefulness(&[0.5, 0.3, 0.2], 0.0);
+    assert!((entropy - 1.029_653).abs() < 1e-6, "{entropy}");
+    // Without probabilities every strategy reads the confidence.
+    for s in [
+        QueryStrategy::LeastConfidence,
+        QueryStrategy::Margin,
+        QueryStrategy::Entropy,
+    ] {
+        assert!((s.usefulness(&[], 0.3) - 0.7).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn an_unsure_prediction_goes_to_the_review_queue_by_itself() {
+    let c = trained(small_config());
+    let p = c.predict("scout", "news", "an article about something new").unwrap();
+    assert!(p.confidence < 0.4, "{p:?}");
+    let id = p.review_id.expect("queued for review");
+    let status = &c.get_training_status().agents["scout"];
+    assert_eq!(status.reviews["news"].queued, 1);
+    assert_eq!(status.pending_review, 1);
+    // predict_batch never queues (evaluation, bulk scoring).
+    let batch = c.predict_batch("scout", "news", &["another one", "and more"]).unwrap();
+    assert!(batch.iter().all(|p| p.review_id.is_none()));
+    assert_eq!(c.get_training_status().agents["scout"].reviews["news"].queued, 1);
+
+    // With the threshold at 0 nothing is sent.
+    let quiet = trained(Config {
+        predict_feedback_threshold: 0.0,
+        ..small_config()
+    });
+    assert!(quiet
+        .predict("scout", "news", "an article")
+        .unwrap()
+        .review_id
+        .is_none());
+    assert!(quiet.get_training_status().agents["scout"].reviews.is_empty());
+    let _ = id;
+}
+
+#[test]
+fn review_ids_are_handed_out_once_labelled_once_and_skipped_only_when_out() {
+    let c = trained(Config {
+        review_diversity: None,
+        ..small_config()
+    });
+    let ids: Vec<ExampleId> = (0..5)
+        .map(|i| {
+            c.predict("scout", "news", &format!("unseen story number {i} about the weather"))
+                .unwrap()
+                .review_id
+                .unwrap()
+        })
+        .collect();
+    let first = c.next_for_review("scout", "news", 3).unwrap();
+    assert_eq!(first.len(), 3);
+    let rest = c.next_for_review("scout", "news", 10).unwrap();
+    assert_eq!(rest.len(), 2, "handed-out items are not handed out again");
+    assert!(c.next_for_review("scout", "news", 10).unwrap().is_empty());
+    let mut all: Vec<ExampleId> = first.iter().chain(&rest).map(|i| i.review_id).collect();
+    all.sort();
+    assert_eq!(all, ids);
+    // Ordered by usefulness.
+    assert!(first.windows(2).all(|w| w[0].usefulness >= w[1].usefulness));
+
+    // Skip returns an item; skipping it again is an error.
+    c.skip(first[0].review_id).unwrap();
+    assert!(matches!(
+        c.skip(first[0].review_id),
+        Err(Error::Review(ReviewError::NotHandedOut(_)))
+    ));
+    let again = c.next_for_review("scout", "news", 10).unwrap();
+    assert_eq!(
+        again.iter().map(|i| i.review_id).collect::<Vec<_>>(),
+        [first[0].review_id]
+    );
+
+    // A label becomes a correction (priority 2: an update at once).
+    let receipt = c.label(first[1].review_id, Target::Label("bbc".into()), None).unwrap();
+    assert!(receipt.id.0 > first[1].review_id.0);
+    assert!(matches!(
+        c.label(first[1].review_id, Target::Label("bbc".into()), None),
+        Err(Error::Review(ReviewError::AlreadyLabelled(_)))
+    ));
+    assert!(matches!(
+        c.skip(first[1].review_id),
+        Err(Error::Review(ReviewError::AlreadyLabelled(_)))
+    ));
+    assert!(matches!(
+        c.label(ExampleId(999_999), Target::Label("bbc".into()), None),
+        Err(Error::Review(ReviewError::Unknown(999_999)))
+    ));
+    // A label of the wrong kind is refused and the item stays.
+    assert!(matches!(
+        c.label(first[2].review_id, Target::Score(0.5), None),
+        Err(Error::Invalid(_))
+    ));
+    c.label(first[2].review_id, Target::Label("cnn".into()), Some(Priority::Low))
+        .unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let status = &c.get_training_status().agents["scout"];
+    let queue = status.reviews["news"];
+    assert_eq!((queue.queued, queue.labelled, queue.skipped), (3, 2, 1));
+    assert!(
+        status.updates_accepted + status.updates_rolled_back >= 2,
+        "the label triggered an update"
+    );
+}
+
+#[test]
+fn near_duplicates_do_not_fill_the_top() {
+    let c = trained(small_config());
+    for text in [
+        "storm hits the coast tonight",
+        "storm hits the coast tonight again",
+        "markets fall on rate fears",
+    ] {
+        assert!(c.predict("scout", "news", text).unwrap().review_id.is_some());
+    }
+    let two = c.next_for_review("scout", "news", 2).unwrap();
+    let texts: Vec<&str> = two.iter().map(|i| i.input_text.as_str()).collect();
+    assert!(texts.contains(&"markets fall on rate fears"), "{texts:?}");
+    // The other near-duplicate comes with the next call.
+    assert_eq!(c.next_for_review("scout", "news", 2).unwrap().len(), 1);
+}
+
+#[test]
+fn the_queue_survives_a_restart() {
+    let config = small_config();
+    let (waiting, labelled) = {
+        let c = trained(config.clone());
+        let ids: Vec<ExampleId> = (0..4)
+            .map(|i| {
+                c.predict("scout", "news", &format!("story {i} nobody has seen"))
+                    .unwrap()
+                    .review_id
+                    .unwrap()
+            })
+            .collect();
+        let out = c.next_for_review("scout", "news", 1).unwrap();
+        c.label(out[0].review_id, Target::Label("npr".into()), None).unwrap();
+        c.flush(Duration::from_secs(30)).unwrap();
+        let mut waiting: Vec<ExampleId> = ids.into_iter().filter(|id| *id != out[0].review_id).collect();
+        waiting.sort();
+        (waiting, out[0].review_id)
+    };
+    let c = Coordinator::new(config).unwrap();
+    assert_eq!(c.get_training_status().agents["scout"].reviews["news"].queued, 3);
+    let mut back: Vec<ExampleId> = c
+        .next_for_review("scout", "news", 10)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.review_id)
+        .collect();
+    back.sort();
+    assert_eq!(back, waiting);
+    assert!(!back.contains(&labelled));
+}
