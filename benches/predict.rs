@@ -6,6 +6,7 @@
 //!
 //! `cargo bench --bench predict`
 
+#[allow(dead_code)] // Only part of the news fixture is used here.
 #[path = "../tests/common/news.rs"]
 mod news;
 

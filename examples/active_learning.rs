@@ -16,6 +16,7 @@
 
 #[path = "common/args.rs"]
 mod args;
+#[allow(dead_code)] // Only part of the news fixture is used here.
 #[path = "../tests/common/news.rs"]
 mod news;
 
