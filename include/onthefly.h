@@ -182,6 +182,19 @@ OtfResult otf_get_training_status(char **out_json);
 // `config_json` is NULL or a NUL-terminated string valid during the call.
 OtfResult otf_initialize(const char *config_json);
 
+// Labels a review item with `output_json` (JSON, of the prediction's kind):
+// it becomes a user correction with `priority` 0..=3, or 2 when `priority`
+// is -1. On success `*out_id` (optional) receives the correction's id.
+// Labelling an item twice, or an unknown id, is `OTF_RESULT_INVALID_ARGUMENT`.
+//
+// # Safety
+// `output_json` is NULL or NUL-terminated and valid during the call;
+// `out_id` is NULL or valid for a write.
+OtfResult otf_label(uint64_t review_id,
+                    const char *output_json,
+                    int32_t priority_level,
+                    uint64_t *out_id);
+
 // The message of the last call on the calling thread: what was wrong when
 // it failed, the empty string when it succeeded (or before any call).
 //
@@ -195,6 +208,20 @@ const char *otf_last_error_message(void);
 // The string belongs to the library and stays valid until the next `otf_`
 // call on the same thread; copy it to keep it. Do not free it.
 const char *otf_last_error_message(void);
+
+// Hands out up to `n` predictions of (agent, task) waiting for a label, the
+// most useful first. On success `*out_json` receives a JSON array of
+// `{"review_id", "input_text", "predicted_output", "confidence",
+// "usefulness", ...}` objects (possibly empty), freed with
+// `otf_string_free`.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call;
+// `out_json` is NULL or valid for a write.
+OtfResult otf_next_for_review(const char *agent_name,
+                              const char *task_type,
+                              uint32_t n,
+                              char **out_json);
 
 // Predicts with the live model of (agent, task). On success `*out_json`
 // receives `{"output": <JSON>, "confidence": <0..1>, "model_version": <n>}`,
@@ -221,6 +248,10 @@ OtfResult otf_rollback_model(const char *agent_name, const char *task_type, uint
 // anything get `OTF_RESULT_SHUT_DOWN`; it cannot be started again in this
 // process.
 OtfResult otf_shutdown(void);
+
+// Returns a handed-out review item to its queue, unlabelled. An item not
+// handed out, labelled already, or unknown is `OTF_RESULT_INVALID_ARGUMENT`.
+OtfResult otf_skip(uint64_t review_id);
 
 // Frees a string the library returned (`otf_predict`,
 // `otf_get_training_status`). NULL is fine; freeing a string twice, or one

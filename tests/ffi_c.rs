@@ -145,8 +145,12 @@ fn eight_c_threads_stream_at_once_and_every_example_is_counted() {
         &binary,
         &[&config_json(&config), &THREADS.to_string(), &PER_THREAD.to_string()],
     );
-    // A wrong prediction with confidence 0.3 is learned (outcome 0).
+    // A wrong prediction with confidence 0.3 is learned (outcome 0); an
+    // unsure one without an answer waits for a label (1), which is given.
     assert_eq!(line_after(&out, "FEEDBACK "), "0");
+    assert_eq!(line_after(&out, "AWAITING "), "1");
+    let review: serde_json::Value = serde_json::from_str(line_after(&out, "REVIEW ")).unwrap();
+    assert_eq!(review[0]["input_text"], "a story no one has tagged", "{review}");
     let prediction: serde_json::Value = serde_json::from_str(line_after(&out, "PREDICTION ")).unwrap();
     assert!(
         ["bbc", "cnn", "reuters"].contains(&prediction["output"].as_str().unwrap()),
@@ -157,7 +161,7 @@ fn eight_c_threads_stream_at_once_and_every_example_is_counted() {
     let status: serde_json::Value = serde_json::from_str(line_after(&out, "STATUS ")).unwrap();
     let scout = &status["agents"]["scout"];
     let count = |field: &str| scout[field].as_u64().unwrap();
-    let received = THREADS * PER_THREAD + 2; // + the correction and the learned feedback
+    let received = THREADS * PER_THREAD + 3; // + the correction, the learned feedback and the label
     assert_eq!(count("examples_received"), received, "{scout}");
     assert_eq!(
         count("buffer_size")
@@ -170,6 +174,7 @@ fn eight_c_threads_stream_at_once_and_every_example_is_counted() {
         "every example is in exactly one place: {scout}"
     );
     assert!(count("examples_held_out") > 0 && count("updates_accepted") >= 1);
+    assert_eq!(scout["reviews"]["news"]["labelled"], 1, "{scout}");
     let store = &status["store"];
     assert_eq!(store["backlog"], 0, "flushed before the status: {store}");
     assert_eq!(store["durable"], store["received"]);

@@ -375,3 +375,72 @@ pub unsafe extern "C" fn otf_export_dataset(
         Ok(())
     })
 }
+
+/// Hands out up to `n` predictions of (agent, task) waiting for a label, the
+/// most useful first. On success `*out_json` receives a JSON array of
+/// `{"review_id", "input_text", "predicted_output", "confidence",
+/// "usefulness", ...}` objects (possibly empty), freed with
+/// `otf_string_free`.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call;
+/// `out_json` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_next_for_review(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    n: u32,
+    out_json: *mut *mut c_char,
+) -> OtfResult {
+    guard(|| {
+        required_out(out_json, "out_json")?;
+        // SAFETY (both reads): the caller's guarantee on each string.
+        let agent = unsafe { required_str(agent_name, "agent_name") }?;
+        let task = unsafe { required_str(task_type, "task_type") }?;
+        let items = global::global()?.next_for_review(agent, task, n as usize)?;
+        let json = serde_json::to_string(&items)
+            .map_err(|e| FfiError::new(OtfResult::Internal, format!("review items not serialisable: {e}")))?;
+        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
+        unsafe { out_json.write(into_c_string(json)) };
+        Ok(())
+    })
+}
+
+/// Labels a review item with `output_json` (JSON, of the prediction's kind):
+/// it becomes a user correction with `priority` 0..=3, or 2 when `priority`
+/// is -1. On success `*out_id` (optional) receives the correction's id.
+/// Labelling an item twice, or an unknown id, is `OTF_RESULT_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `output_json` is NULL or NUL-terminated and valid during the call;
+/// `out_id` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_label(
+    review_id: u64,
+    output_json: *const c_char,
+    priority_level: i32,
+    out_id: *mut u64,
+) -> OtfResult {
+    guard(|| {
+        // SAFETY: the caller's guarantee on `output_json`.
+        let output = unsafe { required_target(output_json, "output_json") }?;
+        let priority = match priority_level {
+            -1 => None,
+            p => Some(priority(p)?),
+        };
+        let receipt = global::global()?.label(crate::example::ExampleId(review_id), output, priority)?;
+        // SAFETY: the caller's guarantee on `out_id`.
+        unsafe { write_optional(out_id, receipt.id.0) };
+        Ok(())
+    })
+}
+
+/// Returns a handed-out review item to its queue, unlabelled. An item not
+/// handed out, labelled already, or unknown is `OTF_RESULT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn otf_skip(review_id: u64) -> OtfResult {
+    guard(|| {
+        global::global()?.skip(crate::example::ExampleId(review_id))?;
+        Ok(())
+    })
+}

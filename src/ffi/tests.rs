@@ -268,6 +268,20 @@ proptest! {
         let code = unsafe { otf_export_dataset(args.ptr(0), args.ptr(1), path.ptr(0), &mut count) };
         check(code, &[&lookups[..], &[OtfResult::Io, OtfResult::Store]].concat())?;
         prop_assert_eq!(code == OtfResult::Ok, count != u64::MAX);
+        let mut items: *mut c_char = ptr::null_mut();
+        let out = if with_out { &mut items as *mut *mut c_char } else { ptr::null_mut() };
+        // SAFETY: every pointer is NULL or a live NUL-terminated string; `out` is NULL or live.
+        let code = unsafe { otf_next_for_review(args.ptr(0), args.ptr(1), timeout, out) };
+        check(code, &lookups)?;
+        prop_assert_eq!(code == OtfResult::Ok, !items.is_null());
+        // SAFETY: NULL or a string this library returned, freed once.
+        unsafe { otf_string_free(items) };
+        let mut id = u64::MAX;
+        // SAFETY: every pointer is NULL or a live NUL-terminated string; `id` is live.
+        let code = unsafe { otf_label(version, args.ptr(2), timeout as i32 - 1, &mut id) };
+        check(code, &lookups)?;
+        prop_assert_eq!(code == OtfResult::Ok, id != u64::MAX);
+        check(otf_skip(version), &lookups)?;
         check(otf_flush(1_000 + timeout), &[OtfResult::Ok, OtfResult::Timeout])?;
         check(otf_wait_for_idle(timeout), &[OtfResult::Ok, OtfResult::Timeout])?;
     }

@@ -171,6 +171,19 @@ int main(int argc, char **argv) {
     otf_string_free(json);
     otf_string_free(NULL);
 
+    /* Review calls: NULLs, unknown ids, an empty queue. */
+    EXPECT(otf_next_for_review(NULL, "news", 5, &json), OTF_RESULT_NULL_PARAMETER);
+    EXPECT(otf_next_for_review("scout", "news", 5, NULL), OTF_RESULT_NULL_PARAMETER);
+    EXPECT(otf_next_for_review("scout", "news", 5, &json), OTF_RESULT_OK);
+    EXPECT_TRUE(strcmp(json, "[]") == 0);
+    otf_string_free(json);
+    json = (char *)"untouched";
+    EXPECT(otf_label(987654321, "\"bbc\"", -1, &id), OTF_RESULT_INVALID_ARGUMENT);
+    EXPECT_TRUE(strstr(otf_last_error_message(), "987654321") != NULL);
+    EXPECT(otf_label(987654321, NULL, -1, &id), OTF_RESULT_NULL_PARAMETER);
+    EXPECT(otf_label(987654321, "\"bbc\"", 9, &id), OTF_RESULT_INVALID_ARGUMENT);
+    EXPECT(otf_skip(987654321), OTF_RESULT_INVALID_ARGUMENT);
+
     /* Exports: each NULL argument, a folder that does not exist. */
     uint64_t written = 7;
     EXPECT(otf_export_dataset(NULL, "news", "x.jsonl", &written), OTF_RESULT_NULL_PARAMETER);

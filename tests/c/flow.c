@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define CHECK(call)                                                                             \
     do {                                                                                        \
@@ -71,6 +72,27 @@ int main(int argc, char **argv) {
     CHECK(otf_predict("scout", "news", "reuters report on storm and science", &json));
     printf("PREDICTION %s\n", json);
     otf_string_free(json);
+
+    /* An unsure prediction without an answer waits for review; a person labels it. */
+    CHECK(otf_add_prediction_feedback("scout", "news", "a story no one has tagged", "\"cnn\"", 0.2, NULL, NULL,
+                                      &outcome));
+    printf("AWAITING %u\n", (unsigned)outcome);
+    char *items = NULL;
+    CHECK(otf_next_for_review("scout", "news", 5, &items));
+    printf("REVIEW %s\n", items);
+    const char *at = strstr(items, "\"review_id\":");
+    if (at == NULL) {
+        fprintf(stderr, "no review item handed out\n");
+        return 1;
+    }
+    uint64_t review_id = strtoull(at + strlen("\"review_id\":"), NULL, 10);
+    otf_string_free(items);
+    CHECK(otf_label(review_id, "\"reuters\"", -1, &id));
+    if (otf_label(review_id, "\"reuters\"", -1, &id) != OTF_RESULT_INVALID_ARGUMENT) {
+        fprintf(stderr, "a second label was not refused\n");
+        return 1;
+    }
+    CHECK(otf_wait_for_idle(300000));
 
     CHECK(otf_flush(60000));
     CHECK(otf_get_training_status(&json));
