@@ -19,8 +19,9 @@ mod args;
 #[allow(dead_code)] // Only part of the news fixture is used here.
 #[path = "../tests/common/news.rs"]
 mod news;
+#[path = "common/plot.rs"]
+mod plot;
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use onthefly::features::SplitMix64;
@@ -159,78 +160,25 @@ fn run(method: Method, articles: &[&news::Article], seed: u64, lambda: f64) -> V
     curve
 }
 
-fn svg(curves: &[(Method, Vec<f64>)]) -> String {
-    let (w, h, left, bottom, top, right) = (640.0, 400.0, 60.0, 50.0, 20.0, 150.0);
-    let max_labels = (SEED_LABELS + ROUNDS * PER_ROUND) as f64;
-    let all = curves.iter().flat_map(|(_, c)| c.iter().copied());
-    let (lo, hi) = all.fold((1.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = ((lo * 20.0).floor() / 20.0, (hi * 20.0).ceil() / 20.0);
-    let x = |labels: f64| left + (labels / max_labels) * (w - left - right);
-    let y = |acc: f64| h - bottom - (acc - lo) / (hi - lo).max(1e-9) * (h - bottom - top);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"black\"/>",
-        h - bottom,
-        w - right,
-        h - bottom,
-        h - bottom
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">labels spent</text><text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">test accuracy</text>",
-        (left + w - right) / 2.0,
-        h - 10.0,
-        h / 2.0,
-        h / 2.0
-    );
-    for tick in 0..=5 {
-        let acc = lo + (hi - lo) * tick as f64 / 5.0;
-        let _ = writeln!(
-            s,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{acc:.2}</text>",
-            left - 5.0,
-            y(acc) + 4.0
-        );
-    }
-    for labels in (0..=max_labels as usize).step_by(60) {
-        let _ = writeln!(
-            s,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{labels}</text>",
-            x(labels as f64),
-            h - bottom + 16.0
-        );
-    }
-    let colours = ["#777777", "#d62728", "#1f77b4", "#2ca02c"];
-    for (i, (method, curve)) in curves.iter().enumerate() {
-        let points: Vec<String> = curve
+fn chart(curves: &[(Method, Vec<f64>)]) -> plot::Chart {
+    plot::Chart {
+        x_label: "labels spent".into(),
+        y_label: "test accuracy".into(),
+        series: curves
             .iter()
-            .enumerate()
-            .map(|(r, acc)| format!("{:.1},{:.1}", x((SEED_LABELS + r * PER_ROUND) as f64), y(*acc)))
-            .collect();
-        let colour = colours[i % colours.len()];
-        let dash = if *method == Method::Random {
-            " stroke-dasharray=\"6 4\""
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
-            points.join(" ")
-        );
-        let _ = writeln!(
-            s,
-            "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{}</text>",
-            w - right + 10.0,
-            top + 20.0 + 18.0 * i as f64,
-            method.name()
-        );
+            .map(|(method, curve)| plot::Series {
+                name: method.name().into(),
+                points: curve
+                    .iter()
+                    .enumerate()
+                    .map(|(r, acc)| ((SEED_LABELS + r * PER_ROUND) as f64, *acc))
+                    .collect(),
+                dashed: *method == Method::Random,
+            })
+            .collect(),
+        marks: Vec::new(),
+        marks_name: String::new(),
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 fn main() {
@@ -271,7 +219,7 @@ fn main() {
         );
     }
     if let Some(path) = plot {
-        std::fs::write(&path, svg(&curves)).expect("write the plot");
+        std::fs::write(&path, chart(&curves).svg()).expect("write the plot");
         println!("plot written to {path}");
     }
     let summary: serde_json::Map<String, serde_json::Value> = curves

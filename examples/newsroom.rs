@@ -8,10 +8,16 @@
 //! correction for some confident mistakes, and as a plain example otherwise.
 //! Updates run in the background while the stream goes on.
 //!
+//! A progress bar runs while it streams; at the end a summary table is
+//! printed and `target/demo-data/updates.svg` shows the held-out accuracy
+//! before and after every update, rollbacks marked.
+//!
 //! Options: `--rate N` articles per second (default 150), `--limit N` articles.
 
 #[path = "../tests/common/news.rs"]
 mod news;
+#[path = "common/plot.rs"]
+mod plot;
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +49,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         check_interval_ms: 1_000,
         data_dir: data_dir.clone(),
         checkpoints_kept: 3,
+        // The demo knows every answer and hands it in itself (below).
+        predict_feedback_threshold: 0.0,
         ..Config::default()
     };
     println!(
@@ -64,7 +72,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut predicted, mut correct, mut recent_correct) = (0usize, 0usize, Vec::new());
     let (mut feedback, mut corrections, mut plain) = (0usize, 0usize, 0usize);
     let mut printed = 0usize;
+    let bar = indicatif::ProgressBar::new(articles.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} articles  {msg}").expect("a valid template"),
+    );
     for (i, article) in articles.iter().enumerate() {
+        bar.inc(1);
         let truth = Target::Label(article.outlet.clone());
         let prediction = coordinator.predict(AGENT, TASK, &article.text).ok();
         let right = prediction.as_ref().is_some_and(|p| p.output == truth);
@@ -112,7 +124,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for record in coordinator.performance_history().iter().skip(printed) {
             let window = &recent_correct[recent_correct.len().saturating_sub(200)..];
             let streaming = window.iter().filter(|&&c| c).count() as f64 / window.len().max(1) as f64;
-            println!(
+            bar.set_message(format!(
+                "model v{}  stream accuracy (last 200) {streaming:.3}",
+                record.model_version
+            ));
+            let line = format!(
                 "[{:>6.1}s] article {:>4}  update → v{:<3} {:<9} held-out {} {} → {}  ({} examples, loss {:.3}, {} ms)  stream acc (last 200) {:.3}",
                 started.elapsed().as_secs_f64(),
                 i + 1,
@@ -126,11 +142,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 record.duration_ms,
                 streaming,
             );
+            // Without a terminal the bar is hidden, and so would be its lines.
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
             printed += 1;
         }
         std::thread::sleep(Duration::from_secs_f64(1.0 / rate));
     }
 
+    bar.finish_and_clear();
     coordinator.force_update_agent(AGENT)?;
     coordinator.wait_for_idle(Duration::from_secs(120));
     let status = coordinator.get_training_status();
@@ -168,6 +191,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "checkpoints of the last versions: {}",
         data_dir.join("models").join(AGENT).join(TASK).display()
     );
+    let history = coordinator.performance_history();
+    let chart_path = data_dir.join("updates.svg");
+    std::fs::write(&chart_path, updates_chart(&history).svg())?;
+    println!();
+    println!("{:<28} {:>10}", "updates", history.len());
+    println!("{:<28} {:>10}", "  accepted", scout.updates_accepted);
+    println!("{:<28} {:>10}", "  rolled back", scout.updates_rolled_back);
+    let gains: Vec<f64> = history
+        .iter()
+        .filter(|r| !r.rollback_triggered)
+        .filter_map(|r| Some(r.accuracy_after? - r.accuracy_before?))
+        .collect();
+    println!(
+        "{:<28} {:>+10.3}",
+        "  mean held-out gain, kept",
+        gains.iter().sum::<f64>() / gains.len().max(1) as f64
+    );
+    println!(
+        "{:<28} {:>10.0}",
+        "  mean update time (ms)",
+        history.iter().map(|r| r.duration_ms as f64).sum::<f64>() / history.len().max(1) as f64
+    );
+    println!("chart of every update: {}", chart_path.display());
     coordinator.flush(std::time::Duration::from_secs(60))?;
     if let Some(store) = coordinator.get_training_status().store {
         println!(
@@ -182,6 +228,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     coordinator.shutdown();
     Ok(())
+}
+
+/// Held-out accuracy before and after each update; rollbacks marked.
+fn updates_chart(history: &[onthefly::ModelPerformance]) -> plot::Chart {
+    let series = |name: &str, value: fn(&onthefly::ModelPerformance) -> Option<f64>, dashed| plot::Series {
+        name: name.into(),
+        points: history
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| value(r).map(|v| ((i + 1) as f64, v)))
+            .collect(),
+        dashed,
+    };
+    plot::Chart {
+        x_label: "update".into(),
+        y_label: "held-out accuracy".into(),
+        series: vec![
+            series("before", |r| r.accuracy_before, true),
+            series("after", |r| r.accuracy_after, false),
+        ],
+        marks: history
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.rollback_triggered)
+            .filter_map(|(i, r)| r.accuracy_after.map(|a| ((i + 1) as f64, a)))
+            .collect(),
+        marks_name: "rolled back".into(),
+    }
 }
 
 fn fmt_metric(value: Option<f64>) -> String {
