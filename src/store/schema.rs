@@ -171,7 +171,7 @@ impl Ranked {
         }
     }
 
-    /// The rows ranked within the limit (bound to `limit`, a placeholder such
+    /// The rows ranked within the limit (bound to `limit`, a parameter marker such
     /// as `$1` or `?1`), in rank order per group; the same SQL in both
     /// backends (window functions).
     pub fn select(self, cols: &str, limit: &str) -> String {
