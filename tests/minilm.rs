@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::vader::load_domain;
 use onthefly::models::{MiniLm, ModelKind};
-use onthefly::{Config, Coordinator, NewExample, Priority, Target, UserCorrection};
+use onthefly::{Config, Coordinator, NewExample, Target};
 
 fn encoder() -> MiniLm {
     MiniLm::load(
@@ -108,33 +108,22 @@ fn a_head_on_minilm_beats_the_hashed_classifier_on_movie_reviews() {
 
     // Corrections with the opposite sentiment: held-out accuracy falls, the
     // head's update is rolled back, its version stays.
-    for s in &train[..150] {
-        let (right, wrong) = match s.label() {
-            "positive" => ("positive", "negative"),
-            _ => ("negative", "positive"),
-        };
-        c.add_user_correction(UserCorrection {
-            priority: Priority::Low,
-            ..UserCorrection::new(
-                "critic",
-                "sentiment_minilm",
+    common::assert_wrong_answers_roll_back(
+        &c,
+        "critic",
+        "sentiment_minilm",
+        train[..150].iter().map(|s| {
+            let wrong = if s.label() == "positive" {
+                "negative"
+            } else {
+                "positive"
+            };
+            (
                 s.text.clone(),
-                Target::Label(right.into()),
+                Target::Label(s.label().into()),
                 Target::Label(wrong.into()),
             )
-        })
-        .unwrap();
-    }
-    c.force_update_agent("critic").unwrap();
-    assert!(c.wait_for_idle(Duration::from_secs(600)));
-    let last = c.performance_history().pop().unwrap();
-    assert!(
-        last.rollback_triggered && last.task_type == "sentiment_minilm",
-        "{last:?}"
-    );
-    assert_eq!(
-        c.get_training_status().agents["critic"].models["sentiment_minilm"].version,
-        version
+        }),
     );
     let before = c.predict_batch("critic", "sentiment_minilm", &texts[..50]).unwrap();
     c.shutdown();

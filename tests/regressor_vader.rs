@@ -92,23 +92,19 @@ fn the_regressor_beats_the_mean_and_its_checkpoint_serves_the_same_scores() {
     // Inverted scores as (never held out) corrections, learned in one update:
     // the held-out error rises, so it is rolled back and the live model keeps
     // its version.
-    for (_, s) in train.iter().take(120) {
-        let wrong = Target::Score(1.0 - score(s.rating));
-        c.add_user_correction(onthefly::UserCorrection {
-            priority: onthefly::Priority::Low,
-            ..onthefly::UserCorrection::new(AGENT, TASK, s.text.clone(), Target::Score(score(s.rating)), wrong)
-        })
-        .unwrap();
-    }
-    c.force_update_agent(AGENT).unwrap();
-    assert!(c.wait_for_idle(Duration::from_secs(120)));
-    let last = c.performance_history().pop().unwrap();
-    assert!(last.rollback_triggered, "{last:?}");
+    let last = common::assert_wrong_answers_roll_back(
+        &c,
+        AGENT,
+        TASK,
+        train.iter().take(120).map(|(_, s)| {
+            let right = score(s.rating);
+            (s.text.clone(), Target::Score(right), Target::Score(1.0 - right))
+        }),
+    );
     assert!(
         last.rollback_reason.as_deref().unwrap().contains("mean_absolute_error"),
         "{last:?}"
     );
-    assert_eq!(c.get_training_status().agents[AGENT].models[TASK].version, version);
     c.shutdown();
 
     // A restart loads the checkpoint: the same version, the same scores.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::ner::{load_sentences, Dictionary};
 use common::small_config;
 use onthefly::eval::entity_f1;
-use onthefly::{Config, Coordinator, NewExample, Priority, Target, TextModelConfig, UserCorrection};
+use onthefly::{Config, Coordinator, NewExample, Target, TextModelConfig};
 
 const AGENT: &str = "analyst";
 const TASK: &str = "entity_extraction";
@@ -94,19 +94,15 @@ fn the_tagger_learns_wnut_entities_and_its_checkpoint_serves_the_same_tags() {
 
     // Corrections that tag every token as a person: the held-out entity F1
     // falls, the update is rolled back, the version stays.
-    for s in train.iter().take(150) {
-        let wrong = Target::Tags(vec!["B-person".to_string(); s.tokens.len()]);
-        c.add_user_correction(UserCorrection {
-            priority: Priority::Low,
-            ..UserCorrection::new(AGENT, TASK, s.text(), Target::Tags(s.tags.clone()), wrong)
-        })
-        .unwrap();
-    }
-    c.force_update_agent(AGENT).unwrap();
-    assert!(c.wait_for_idle(Duration::from_secs(300)));
-    let last = c.performance_history().pop().unwrap();
-    assert!(last.rollback_triggered, "{last:?}");
-    assert_eq!(c.get_training_status().agents[AGENT].models[TASK].version, version);
+    common::assert_wrong_answers_roll_back(
+        &c,
+        AGENT,
+        TASK,
+        train.iter().take(150).map(|s| {
+            let wrong = Target::Tags(vec!["B-person".to_string(); s.tokens.len()]);
+            (s.text(), Target::Tags(s.tags.clone()), wrong)
+        }),
+    );
     c.shutdown();
 
     let restarted = Coordinator::new(config).unwrap();

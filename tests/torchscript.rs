@@ -16,7 +16,7 @@ use common::news::{load_articles, OUTLETS};
 use common::small_config;
 use onthefly::ewc::EwcConfig;
 use onthefly::models::TorchScriptSpec;
-use onthefly::{Config, Coordinator, NewExample, Priority, Target, TargetKind, UserCorrection};
+use onthefly::{Config, Coordinator, NewExample, Target, TargetKind};
 
 const AGENT: &str = "newsreader";
 const TASK: &str = "outlet";
@@ -133,20 +133,16 @@ fn a_scripted_module_learns_news_outlets_rolls_back_and_restarts_from_its_checkp
 
     // Corrections with every label rotated: rolled back, the version stays.
     let version = model.version;
-    for a in train.iter().take(100) {
-        let at = OUTLETS.iter().position(|o| *o == a.outlet).unwrap();
-        let wrong = Target::Label(OUTLETS[(at + 1) % OUTLETS.len()].to_string());
-        c.add_user_correction(UserCorrection {
-            priority: Priority::Low,
-            ..UserCorrection::new(AGENT, TASK, a.text.clone(), Target::Label(a.outlet.clone()), wrong)
-        })
-        .unwrap();
-    }
-    c.force_update_agent(AGENT).unwrap();
-    assert!(c.wait_for_idle(Duration::from_secs(300)));
-    let last = c.performance_history().pop().unwrap();
-    assert!(last.rollback_triggered, "{last:?}");
-    assert_eq!(c.get_training_status().agents[AGENT].models[TASK].version, version);
+    common::assert_wrong_answers_roll_back(
+        &c,
+        AGENT,
+        TASK,
+        train.iter().take(100).map(|a| {
+            let at = OUTLETS.iter().position(|o| *o == a.outlet).unwrap();
+            let wrong = Target::Label(OUTLETS[(at + 1) % OUTLETS.len()].to_string());
+            (a.text.clone(), Target::Label(a.outlet.clone()), wrong)
+        }),
+    );
     c.shutdown();
 
     // A restart loads the module and the checkpoint's weights: the same answers.

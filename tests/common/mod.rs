@@ -94,3 +94,34 @@ pub fn database_url() -> String {
         panic!("ONTHEFLY_TEST_DATABASE_URL is not set: run the tests with `make test`, which starts PostgreSQL")
     })
 }
+
+/// Forces an update of `agent` and waits for it (and anything it queued).
+pub fn update_now(c: &onthefly::Coordinator, agent: &str) {
+    c.force_update_agent(agent).unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(600)), "the update did not finish");
+}
+
+/// Teaches (agent, task) the wrong answers of `corrections` — `(input,
+/// right, wrong)`, handed in as low-priority corrections, which are never
+/// held out — in one update, and asserts that the update was rolled back and
+/// the live version did not move. Returns the update's record.
+pub fn assert_wrong_answers_roll_back(
+    c: &onthefly::Coordinator,
+    agent: &str,
+    task: &str,
+    corrections: impl IntoIterator<Item = (String, Target, Target)>,
+) -> onthefly::ModelPerformance {
+    let version = c.get_training_status().agents[agent].models[task].version;
+    for (input, right, wrong) in corrections {
+        c.add_user_correction(onthefly::UserCorrection {
+            priority: Priority::Low,
+            ..onthefly::UserCorrection::new(agent, task, input, right, wrong)
+        })
+        .unwrap();
+    }
+    update_now(c, agent);
+    let last = c.performance_history().pop().unwrap();
+    assert!(last.rollback_triggered && last.task_type == task, "{last:?}");
+    assert_eq!(c.get_training_status().agents[agent].models[task].version, version);
+    last
+}
