@@ -31,7 +31,7 @@ impl Coordinator {
             feedback.predicted_output.kind(),
             config.performance_window,
         )?;
-        let review_id = ExampleId(self.shared.next_id());
+        let review_id = ExampleId(self.shared.next_id()?);
         let row = TrainingExample {
             id: review_id,
             agent_name: feedback.agent_name.clone(),

@@ -126,6 +126,40 @@ impl Default for StoreConfig {
     }
 }
 
+/// Several instances sharing one PostgreSQL database (see [`crate::cluster`]).
+/// Every instance that shares the database must run with a `ClusterConfig`:
+/// ids then come from blocks the database hands out, training of an
+/// (agent, task) is serialised by an advisory lock, and accepted versions are
+/// published in `model_checkpoints` and announced with `NOTIFY`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This instance's name, unique among the instances running at once
+    /// (1 to 40 characters: letters, digits, `_`, `-`, `.`). It is shown in
+    /// the status and in PostgreSQL's `application_name`.
+    pub instance_id: String,
+    /// Where published checkpoints live: `None` puts their bytes in the
+    /// database (works everywhere, costs the checkpoint's size per accepted
+    /// update in the database); a folder every instance mounts (shared
+    /// storage) keeps only the path in the database.
+    pub shared_checkpoint_dir: Option<PathBuf>,
+    /// How often, in milliseconds, an instance checks for a newer published
+    /// version even without a notification, refreshes its heartbeat and the
+    /// cluster part of the status. A lost notification delays a new version
+    /// by at most this long.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            instance_id: String::new(),
+            shared_checkpoint_dir: None,
+            poll_interval_ms: 2_000,
+        }
+    }
+}
+
 /// Hyper-parameters of the built-in hashed n-gram text classifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -235,6 +269,9 @@ pub struct Config {
     /// The folder of the pretrained MiniLM encoder (`data/minilm` after
     /// `make data`); needed by `minilm_head` models.
     pub minilm_dir: Option<PathBuf>,
+    /// Several instances sharing the PostgreSQL database; `None` for one
+    /// instance (the default). Needs `database` and checkpoints.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -270,6 +307,7 @@ impl Default for Config {
             torchscript: BTreeMap::new(),
             model_kinds: BTreeMap::new(),
             minilm_dir: None,
+            cluster: None,
         }
     }
 }
@@ -319,6 +357,9 @@ impl Config {
     ///   `TRAINING_MAX_CONCURRENT_UPDATES`, `TRAINING_DEVICE` (`auto`, `cpu`, `cuda`),
     ///   `TRAINING_DATA_DIR`, `TRAINING_CHECKPOINTS_KEPT`, `TRAINING_MINILM_DIR`,
     ///   `TRAINING_MODEL_KINDS` (`agent/task=kind,...`);
+    /// - `TRAINING_CLUSTER_INSTANCE` (this instance's name: turns on sharing
+    ///   the database with other instances), `TRAINING_CLUSTER_CHECKPOINT_DIR`,
+    ///   `TRAINING_CLUSTER_POLL_MS`;
     /// - `DATABASE_URL`, or `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_DB`,
     ///   `POSTGRES_USER`, `POSTGRES_PASSWORD` (`DATABASE_URL` wins when both are set);
     /// - `<AGENT>_MODEL_PATH`, for example `SCOUT_MODEL_PATH` or
@@ -400,6 +441,21 @@ impl Config {
         }
 
         c.database = database_from_vars(&vars)?;
+
+        if let Some(v) = get("TRAINING_CLUSTER_INSTANCE") {
+            let mut cluster = ClusterConfig {
+                instance_id: v.to_string(),
+                ..ClusterConfig::default()
+            };
+            if let Some(dir) = get("TRAINING_CLUSTER_CHECKPOINT_DIR") {
+                cluster.shared_checkpoint_dir = Some(PathBuf::from(dir));
+            }
+            if let Some(ms) = get("TRAINING_CLUSTER_POLL_MS") {
+                cluster.poll_interval_ms =
+                    parse_env("TRAINING_CLUSTER_POLL_MS", ms, "a positive number of milliseconds")?;
+            }
+            c.cluster = Some(cluster);
+        }
 
         for (name, value) in &vars {
             if let Some(agent) = name.strip_suffix("_MODEL_PATH") {
@@ -520,6 +576,31 @@ impl Config {
             }
             if key.split('/').count() != 2 {
                 return field("model_kinds", format!("keys are \"agent/task\", got {key:?}"));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            let id = &cluster.instance_id;
+            let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+            if id.is_empty() || id.len() > 40 || !id.chars().all(valid_char) {
+                return field(
+                    "cluster",
+                    format!("instance_id must be 1 to 40 letters, digits, '_', '-' or '.', got {id:?}"),
+                );
+            }
+            if self.database.is_none() || !self.store.enabled {
+                return field(
+                    "cluster",
+                    "several instances share a PostgreSQL database: set database and keep the store enabled".into(),
+                );
+            }
+            if self.checkpoints_kept == 0 {
+                return field(
+                    "cluster",
+                    "instances share models through checkpoints: checkpoints_kept must be at least 1".into(),
+                );
+            }
+            if cluster.poll_interval_ms == 0 {
+                return field("cluster", "poll_interval_ms must be at least 1, got 0".into());
             }
         }
         let store = &self.store;

@@ -129,10 +129,14 @@ impl Coordinator {
         config.validate()?;
         let device = config.device.resolve();
         let (store, recovered) = open_store(&config)?;
+        let cluster = match config.cluster {
+            Some(_) => Some(Arc::new(crate::cluster::Cluster::open(&config)?)),
+            None => None,
+        };
         let (job_tx, job_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let workers = config.max_concurrent_updates;
-        let shared = Arc::new(Shared::new(config, device, job_tx, store));
+        let shared = Arc::new(Shared::new(config, device, job_tx, store, cluster.clone()));
         let coordinator = Coordinator {
             shared: Arc::clone(&shared),
             threads: Mutex::new(Vec::new()),
@@ -145,12 +149,21 @@ impl Coordinator {
             })?;
         }
         let ticker_shared = Arc::clone(&shared);
+        let listener_stop = stop_rx.clone();
         coordinator.spawn("onthefly-ticker".into(), move || {
             trainer::ticker_loop(ticker_shared, stop_rx)
         })?;
         coordinator.load_checkpoints();
         if let Some(recovered) = recovered {
             coordinator.restore(recovered);
+        }
+        if let Some(cluster) = cluster {
+            // After the local checkpoints: the listener's first look replaces
+            // them with newer published versions.
+            let listener_shared = Arc::clone(&shared);
+            coordinator.spawn("onthefly-cluster".into(), move || {
+                crate::cluster::listener_loop(listener_shared, cluster, listener_stop)
+            })?;
         }
         tracing::info!(device = ?device, workers, "onthefly coordinator started");
         Ok(coordinator)
@@ -456,7 +469,7 @@ impl Coordinator {
         drop((shadow, ewc));
         tracing::warn!(agent = %agent_name, task = task_type, version, was, "model restored on request");
         self.shared.record_performance(ModelPerformance {
-            update_id: self.shared.next_id(),
+            update_id: self.shared.next_id()?,
             agent_name: agent_name.to_string(),
             task_type: task_type.to_string(),
             model_name: live.kind.name().to_string(),
@@ -710,20 +723,22 @@ impl Coordinator {
         self.check_task_kind(agent_name, task_type, kind)?;
         let set = examples
             .into_iter()
-            .map(|(input, target)| TrainingExample {
-                id: ExampleId(self.shared.next_id.fetch_add(1, Ordering::AcqRel)),
-                agent_name: agent_name.to_string(),
-                task_type: task_type.to_string(),
-                input_text: input,
-                expected_output: target,
-                uncertainty_score: 0.0,
-                importance_score: 0.0,
-                source_url: String::new(),
-                timestamp: now_millis(),
-                user_feedback: Some("registered evaluation set".into()),
-                correction_priority: Priority::Low,
+            .map(|(input, target)| -> Result<TrainingExample> {
+                Ok(TrainingExample {
+                    id: ExampleId(self.shared.next_id()?),
+                    agent_name: agent_name.to_string(),
+                    task_type: task_type.to_string(),
+                    input_text: input,
+                    expected_output: target,
+                    uncertainty_score: 0.0,
+                    importance_score: 0.0,
+                    source_url: String::new(),
+                    timestamp: now_millis(),
+                    user_feedback: Some("registered evaluation set".into()),
+                    correction_priority: Priority::Low,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         let agent = self.agent_or_create(agent_name);
         let mut tasks = agent.tasks.lock();
         let state = task_of_kind(&mut tasks, agent_name, task_type, kind, limits.performance_window)?;
@@ -829,6 +844,7 @@ impl Coordinator {
             updates_in_flight: *self.shared.in_flight.lock(),
             agents,
             store: self.shared.store.as_ref().map(StoreWriter::status),
+            cluster: self.shared.cluster.as_ref().map(|c| c.status()),
         }
     }
 
@@ -896,15 +912,7 @@ impl Coordinator {
     }
 
     pub(crate) fn agent_or_create(&self, name: &str) -> Arc<AgentState> {
-        if let Some(agent) = self.shared.agents.read().get(name) {
-            return Arc::clone(agent);
-        }
-        let mut agents = self.shared.agents.write();
-        Arc::clone(
-            agents
-                .entry(name.to_string())
-                .or_insert_with(|| Arc::new(AgentState::new(name.to_string(), self.shared.config.max_buffer_size))),
-        )
+        self.shared.agent_or_create(name)
     }
 
     fn check_task_kind(&self, agent_name: &str, task: &str, got: TargetKind) -> Result<()> {
@@ -959,7 +967,7 @@ impl Coordinator {
             )?;
         }
 
-        let id = ExampleId(self.shared.next_id.fetch_add(1, Ordering::AcqRel));
+        let id = ExampleId(self.shared.next_id()?);
         let priority = example.correction_priority;
         let urgent = u8::from(priority) >= config.immediate_update_priority;
         let example = TrainingExample {
@@ -1210,7 +1218,7 @@ fn open_store(config: &Config) -> Result<(Option<StoreWriter>, Option<Recovered>
     let store = store::open(config)?;
     let writer = StoreWriter::start(Arc::clone(&store), config.data_dir.join("spool"), config.store.clone())?;
     let recovered = store.recover(&RecoveryLimits {
-        buffered_per_agent: config.max_buffer_size,
+        buffered_per_agent: config.cluster.is_none().then_some(config.max_buffer_size),
         held_out_per_task: config.performance_window,
         kept_per_agent: config.max_buffer_size,
         history: HISTORY_IN_MEMORY,

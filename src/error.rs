@@ -125,6 +125,10 @@ pub enum ModelError {
     /// A loss or a weight became NaN or infinite.
     #[error("non-finite value: {0}")]
     NonFinite(String),
+    /// An update could not be published to the other instances sharing the
+    /// database (see [`crate::cluster`]); it was not installed.
+    #[error("the update could not be published to the other instances: {0}")]
+    Publish(String),
 }
 
 /// Any error of the library's Rust API.

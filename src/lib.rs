@@ -29,6 +29,7 @@ mod active;
 mod agent;
 pub mod buffer;
 pub mod checkpoint;
+pub mod cluster;
 pub mod config;
 mod coordinator;
 pub mod error;
@@ -48,7 +49,7 @@ pub mod store;
 mod trainer;
 pub use trainer::train_one_epoch;
 
-pub use config::{Config, ConfigError, DatabaseConfig, DeviceChoice, StoreConfig, TextModelConfig};
+pub use config::{ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice, StoreConfig, TextModelConfig};
 pub use coordinator::{Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};
 pub use error::{Error, ModelError, Result, ValidationError};
 pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample};
@@ -57,4 +58,4 @@ pub use global::{
     add_prediction_feedback, add_training_example, add_user_correction, force_update_agent, get_training_status,
     global, initialize_online_training, predict, shutdown,
 };
-pub use status::{AgentStatus, ModelStatus, TrainingStatus};
+pub use status::{AgentStatus, ClusterStatus, ClusterTaskStatus, InstanceStatus, ModelStatus, TrainingStatus};

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     /// The pretrained encoder, read on first use and shared (by handle) by
     /// every MiniLM head.
     minilm: Mutex<Option<crate::models::MiniLm>>,
+    /// The group of instances sharing the database; `None` for one instance.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -43,6 +45,7 @@ impl Shared {
         device: tch::Device,
         jobs: Sender<Arc<AgentState>>,
         store: Option<StoreWriter>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Shared {
         Shared {
             config,
@@ -57,6 +60,7 @@ impl Shared {
             history_total: AtomicU64::new(0),
             store,
             minilm: Mutex::new(None),
+            cluster,
         }
     }
 
@@ -127,14 +131,38 @@ impl Shared {
         Ok(slot.as_ref().expect("just loaded").shallow_copy())
     }
 
-    /// A new id from the sequence shared by examples and updates.
-    pub fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::AcqRel)
+    /// A new id for an example or an update: from this process's sequence,
+    /// or from the block the database gave this instance when several share
+    /// it (which can fail when a new block is needed and the database is
+    /// unreachable).
+    pub fn next_id(&self) -> Result<u64, crate::store::StoreError> {
+        match &self.cluster {
+            Some(cluster) => cluster.next_id(),
+            None => Ok(self.next_id.fetch_add(1, Ordering::AcqRel)),
+        }
+    }
+
+    /// The agent's state, created on first use.
+    pub fn agent_or_create(&self, name: &str) -> Arc<AgentState> {
+        if let Some(agent) = self.agents.read().get(name) {
+            return Arc::clone(agent);
+        }
+        let mut agents = self.agents.write();
+        Arc::clone(
+            agents
+                .entry(name.to_string())
+                .or_insert_with(|| Arc::new(AgentState::new(name.to_string(), self.config.max_buffer_size))),
+        )
     }
 
     /// Keeps the record in memory and persists it.
     pub fn record_performance(&self, record: ModelPerformance) {
         self.persist(StoreOp::Performance(record.clone()));
+        self.remember_performance(record);
+    }
+
+    /// Keeps the record in memory only (it is stored already).
+    pub fn remember_performance(&self, record: ModelPerformance) {
         let mut history = self.history.lock();
         if history.len() == HISTORY_IN_MEMORY {
             history.pop_front();

@@ -33,6 +33,9 @@ pub struct TrainingStatus {
     /// The store: backend, backlog, spool, pool, last error; `None` when
     /// persistence is off.
     pub store: Option<StoreStatus>,
+    /// The instances sharing the database; `None` for a single instance.
+    #[serde(default)]
+    pub cluster: Option<ClusterStatus>,
 }
 
 /// The state of one agent.
@@ -91,4 +94,43 @@ pub struct ModelStatus {
     pub labels: Vec<String>,
     /// Held-out examples in the evaluation window.
     pub held_out_window: usize,
+}
+
+/// Instances sharing the database, as this instance last saw them (refreshed
+/// every `poll_interval_ms`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// This instance.
+    pub instance_id: String,
+    /// Whether this instance's listening connection is up.
+    pub connected: bool,
+    /// When the picture below was taken, in milliseconds since the Unix
+    /// epoch; `None` before the first refresh.
+    pub refreshed_ms: Option<u64>,
+    /// Instances with a recent heartbeat, by name.
+    pub instances: BTreeMap<String, InstanceStatus>,
+    /// Per agent, per task: the lock holder and the version each instance serves.
+    pub agents: BTreeMap<String, BTreeMap<String, ClusterTaskStatus>>,
+}
+
+/// One instance of the group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// Its last heartbeat, in milliseconds since the Unix epoch.
+    pub heartbeat_ms: u64,
+    /// The version it serves, by `agent/task`.
+    pub serving: BTreeMap<String, u64>,
+}
+
+/// One (agent, task) across the group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterTaskStatus {
+    /// The newest published version.
+    pub published_version: u64,
+    /// The instance holding the training lock, if one does.
+    pub lock_holder: Option<String>,
+    /// The version each instance serves, by instance.
+    pub serving: BTreeMap<String, u64>,
+    /// Examples waiting in the shared table.
+    pub buffered: u64,
 }

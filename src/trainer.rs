@@ -24,6 +24,7 @@ use tch::nn::{self, OptimizerConfig};
 
 use crate::agent::{AgentState, LiveModel, TaskState};
 use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
+use crate::cluster::{install_published, prune_buffer, write_atomically, Cluster, Publication, TaskSession};
 use crate::error::ModelError;
 use crate::eval;
 use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
@@ -94,18 +95,12 @@ pub(crate) const MAX_UPDATE_ATTEMPTS: u32 = 3;
 /// down (one bad example in 256 needs 17).
 const MAX_SUB_UPDATES: usize = 32;
 
-/// Updates every task in the agent's best batch. Returns how many examples left
-/// the buffer.
-///
-/// A task update that fails (an error, or a panic inside a user's model) is
-/// retried on each half of its batch, down to single examples, so the
-/// examples that do not cause the failure are still learned. An example that
-/// fails on its own while others in its batch succeed is singled out: it counts
-/// an attempt now and at each later failure, and leaves after
-/// [`MAX_UPDATE_ATTEMPTS`]. When nothing succeeds and no example was singled
-/// out before, the failure is not the examples' fault (a libtorch error,
-/// memory): they all stay buffered.
+/// Updates every task in the agent's best batch (see [`train_batches`]).
+/// Returns how many examples left the buffer.
 fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
+    if let Some(cluster) = &shared.cluster {
+        return update_agent_shared(shared, cluster, agent);
+    }
     let batch = agent.buffer.lock().best(shared.config.max_examples_per_update);
     let mut by_task: BTreeMap<String, Vec<TrainingExample>> = BTreeMap::new();
     for example in batch {
@@ -117,36 +112,155 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
         let Some((live, held_out)) = prepare_task(shared, agent, &task) else {
             continue;
         };
-        let mut pending = vec![examples];
-        let mut suspects: Vec<ExampleId> = Vec::new();
-        let (mut attempts, mut any_success) = (0, false);
-        while let Some(examples) = pending.pop() {
-            if attempts == MAX_SUB_UPDATES {
-                break; // The rest stays buffered for a later update.
+        removed += train_batches(shared, agent, &task, &live, &held_out, examples, None);
+    }
+    removed
+}
+
+/// [`update_agent`] for an instance sharing the database: each task whose
+/// training lock it gets is brought to the newest published version, then
+/// trained on examples claimed from the shared table and judged on the
+/// shared held-out window; tasks another instance is training are skipped.
+fn update_agent_shared(shared: &Shared, cluster: &Cluster, agent: &AgentState) -> usize {
+    let tasks: Vec<String> = agent
+        .tasks
+        .lock()
+        .iter()
+        .filter(|(_, t)| t.trainable())
+        .map(|(name, _)| name.clone())
+        .collect();
+    let mut removed = 0;
+    for task in tasks {
+        match update_task_shared(shared, cluster, agent, &task) {
+            Ok(n) => removed += n,
+            Err(e) => {
+                tracing::warn!(agent = %agent.name, task = %task, error = %e, "shared update failed");
+                agent.record_error(format!("update of task {task:?} failed: {e}"));
             }
-            attempts += 1;
-            let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
+        }
+    }
+    removed
+}
+
+fn update_task_shared(
+    shared: &Shared,
+    cluster: &Cluster,
+    agent: &AgentState,
+    task: &str,
+) -> Result<usize, crate::error::Error> {
+    let Some(mut session) = TaskSession::try_lock(cluster, &agent.name, task)? else {
+        return Ok(0); // Another instance is training it; the next check tries again.
+    };
+    let latest = session.latest_version(&agent.name, task)?;
+    let serving = agent.live_model(task).map(|live| live.version());
+    if latest > 0 && serving.is_none_or(|v| v < latest) {
+        install_published(shared, session.client(), &agent.name, task, latest)?;
+    }
+    let Some((live, registered)) = prepare_task(shared, agent, task) else {
+        return Ok(0);
+    };
+    let has_registered = agent.tasks.lock().get(task).is_some_and(|t| t.fixed_eval.is_some());
+    let held_out = match has_registered {
+        true => registered,
+        false => session.held_out(&agent.name, task, shared.config.performance_window)?,
+    };
+    let first = session.claim(&agent.name, task, None, shared.config.max_examples_per_update)?;
+    let mut removed = 0;
+    if !first.is_empty() {
+        removed += train_batches(
+            shared,
+            agent,
+            task,
+            &live,
+            &held_out,
+            first,
+            Some((cluster, &mut session)),
+        );
+    }
+    session.release();
+    removed += prune_buffer(shared, session.client(), &agent.name)?;
+    Ok(removed)
+}
+
+/// Trains one task's batch. A task update that fails (an error, or a panic
+/// inside a user's model) is retried on each half of its batch, down to
+/// single examples, so the examples that do not cause the failure are still
+/// learned. An example that fails on its own while others in its batch
+/// succeed is singled out: it counts an attempt now and at each later
+/// failure, and leaves after [`MAX_UPDATE_ATTEMPTS`]. When nothing succeeds
+/// and no example was singled out before, the failure is not the examples'
+/// fault (a libtorch error, memory): they all stay buffered.
+///
+/// With a `session` (several instances), `batch` is already claimed; each
+/// retry claims its half again, and every outcome is published through the
+/// session instead of the store writer. Returns how many examples left the
+/// local buffer.
+fn train_batches(
+    shared: &Shared,
+    agent: &AgentState,
+    task: &str,
+    live: &LiveModel,
+    held_out: &[TrainingExample],
+    batch: Vec<TrainingExample>,
+    mut session: Option<(&Cluster, &mut TaskSession)>,
+) -> usize {
+    let mut removed = 0;
+    let mut pending = vec![batch];
+    let mut suspects: Vec<ExampleId> = Vec::new();
+    let (mut attempts, mut any_success, mut claimed) = (0, false, true);
+    while let Some(mut examples) = pending.pop() {
+        if attempts == MAX_SUB_UPDATES {
+            break; // The rest stays buffered for a later update.
+        }
+        attempts += 1;
+        if let Some((_, session)) = session.as_mut() {
+            if !claimed {
+                let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
+                examples = match session.claim(&agent.name, task, Some(&ids), ids.len()) {
+                    Ok(examples) if !examples.is_empty() => examples,
+                    Ok(_) => continue, // Trained meanwhile elsewhere.
+                    Err(e) => {
+                        agent.record_error(format!("claim of examples of task {task:?} failed: {e}"));
+                        break;
+                    }
+                };
+            }
+            claimed = false;
+        }
+        let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
+        let outcome = {
+            let mut publisher = session.as_mut().map(|(cluster, session)| Publisher {
+                cluster,
+                session,
+                agent: &agent.name,
+                task,
+                ids: &ids,
+            });
             // A panic inside one update fails that update only.
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                grad::with_grad(|| update_task(shared, agent, &task, &live, &examples, &held_out))
+            catch_unwind(AssertUnwindSafe(|| {
+                grad::with_grad(|| update_task(shared, agent, task, live, &examples, held_out, publisher.as_mut()))
             }))
             .unwrap_or_else(|panic| Err(ModelError::Panicked(grad::panic_message(&*panic))))
-            .map_err(|e| format!("update of task {task:?} failed: {e}"));
-            match outcome {
-                Ok(record) => {
-                    any_success = true;
-                    agent.forget_failures(&ids);
-                    let rolled_back = record.rollback_triggered;
-                    let n = agent.remove_examples(&ids, |stats, n| {
-                        if rolled_back {
-                            stats.updates_rolled_back += 1;
-                            stats.examples_discarded += n as u64;
-                        } else {
-                            stats.updates_accepted += 1;
-                            stats.examples_trained += n as u64;
-                        }
-                        stats.last_update = Some(SystemTime::now());
-                    });
+            .map_err(|e| format!("update of task {task:?} failed: {e}"))
+        };
+        match outcome {
+            Ok(record) => {
+                any_success = true;
+                agent.forget_failures(&ids);
+                let rolled_back = record.rollback_triggered;
+                removed += agent.remove_examples(&ids, |stats, n| {
+                    if rolled_back {
+                        stats.updates_rolled_back += 1;
+                        stats.examples_discarded += n as u64;
+                    } else {
+                        stats.updates_accepted += 1;
+                        stats.examples_trained += n as u64;
+                    }
+                    stats.last_update = Some(SystemTime::now());
+                });
+                if session.is_some() {
+                    shared.remember_performance(record); // Published with the claim.
+                } else {
                     shared.persist(StoreOp::SetState {
                         ids,
                         state: if rolled_back {
@@ -157,37 +271,108 @@ fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
                         update_id: Some(record.update_id),
                     });
                     shared.record_performance(record);
-                    removed += n;
-                }
-                Err(message) => {
-                    tracing::warn!(agent = %agent.name, task = %task, examples = ids.len(), error = %message, "update failed");
-                    agent.record_error(message);
-                    if examples.len() > 1 {
-                        let mut first = examples;
-                        let second = first.split_off(first.len() / 2);
-                        pending.push(second);
-                        pending.push(first);
-                    } else {
-                        suspects.extend(ids);
-                    }
                 }
             }
-        }
-        if !suspects.is_empty() {
-            // Blame an example only when others succeeded beside it, or when it
-            // was already singled out by such a round.
-            let given_up = agent.count_failure(&suspects, MAX_UPDATE_ATTEMPTS, !any_success);
-            removed += agent.remove_examples(&given_up, |stats, n| stats.examples_failed += n as u64);
-            if !given_up.is_empty() {
-                shared.persist(StoreOp::SetState {
-                    ids: given_up,
-                    state: ExampleState::Failed,
-                    update_id: None,
-                });
+            Err(message) => {
+                if let Some((_, session)) = session.as_mut() {
+                    session.release(); // The examples are buffered again for everyone.
+                }
+                tracing::warn!(agent = %agent.name, task = %task, examples = ids.len(), error = %message, "update failed");
+                agent.record_error(message);
+                if examples.len() > 1 {
+                    let mut first = examples;
+                    let second = first.split_off(first.len() / 2);
+                    pending.push(second);
+                    pending.push(first);
+                } else {
+                    suspects.extend(ids);
+                }
             }
         }
     }
+    if let Some((_, session)) = session.as_mut() {
+        session.release(); // Whatever was claimed and not trained (the sub-update limit).
+    }
+    if !suspects.is_empty() {
+        // Blame an example only when others succeeded beside it, or when it
+        // was already singled out by such a round.
+        let given_up = agent.count_failure(&suspects, MAX_UPDATE_ATTEMPTS, !any_success);
+        if !given_up.is_empty() {
+            match session.as_mut() {
+                Some((_, session)) => {
+                    if let Err(e) = session.mark_failed(&given_up) {
+                        agent.note_error(format!("examples given up but not marked failed: {e}"));
+                    }
+                }
+                None => shared.persist(StoreOp::SetState {
+                    ids: given_up.clone(),
+                    state: ExampleState::Failed,
+                    update_id: None,
+                }),
+            }
+            removed += agent.remove_examples(&given_up, |stats, n| stats.examples_failed += n as u64);
+        }
+    }
     removed
+}
+
+/// Publishes an update's outcome to the other instances, through the
+/// training session that claimed its examples.
+pub(crate) struct Publisher<'a> {
+    cluster: &'a Cluster,
+    session: &'a mut TaskSession,
+    agent: &'a str,
+    task: &'a str,
+    ids: &'a [ExampleId],
+}
+
+impl Publisher<'_> {
+    /// Commits the outcome: the examples' state, the record, and for an
+    /// accepted version its checkpoint (bytes in the database, or copied to
+    /// the shared folder), announced on commit.
+    fn publish(
+        &mut self,
+        record: &ModelPerformance,
+        checkpoint: Option<(&std::path::Path, serde_json::Value)>,
+    ) -> Result<(), ModelError> {
+        let failed = |e: &dyn std::fmt::Display| ModelError::Publish(e.to_string());
+        let checkpoint = match checkpoint {
+            None => None,
+            Some((path, metrics)) => {
+                let bytes = std::fs::read(path).map_err(|e| failed(&e))?;
+                let (stored_path, data) = match &self.cluster.config.shared_checkpoint_dir {
+                    None => (path.display().to_string(), Some(bytes)),
+                    Some(dir) => {
+                        let folder = dir.join(self.agent).join(self.task);
+                        let target = checkpoint::path_of(&folder, record.model_version);
+                        write_atomically(&folder, &target, &bytes).map_err(|e| failed(&e))?;
+                        (target.display().to_string(), None)
+                    }
+                };
+                let record = CheckpointRecord {
+                    agent_name: self.agent.to_string(),
+                    task_type: self.task.to_string(),
+                    version: record.model_version,
+                    path: stored_path,
+                    accepted: true,
+                    metrics,
+                    created_ms: unix_millis(SystemTime::now()),
+                };
+                Some((record, data))
+            }
+        };
+        let publication = Publication {
+            ids: self.ids,
+            state: if record.rollback_triggered {
+                ExampleState::Discarded
+            } else {
+                ExampleState::Trained
+            },
+            record,
+            checkpoint,
+        };
+        self.session.publish(self.cluster, &publication).map_err(|e| failed(&e))
+    }
 }
 
 /// The model a new task trains: a configured TorchScript module, else the
@@ -276,6 +461,10 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
     Some((live, held_out))
 }
 
+/// One update of one task: train a copy, judge it, and install it or roll it
+/// back. With a `publisher` (several instances) the outcome is committed to
+/// the shared database before anything is installed; a publication that fails
+/// fails the update and leaves the live model and its EWC state as they were.
 fn update_task(
     shared: &Shared,
     agent: &AgentState,
@@ -283,6 +472,7 @@ fn update_task(
     live: &LiveModel,
     examples: &[TrainingExample],
     held_out: &[TrainingExample],
+    mut publisher: Option<&mut Publisher<'_>>,
 ) -> Result<ModelPerformance, ModelError> {
     let started = Instant::now();
     let version = live.version();
@@ -334,86 +524,16 @@ fn update_task(
         _ => None,
     };
 
-    let model_version = match &rollback_reason {
-        Some(reason) => {
-            tracing::warn!(agent = %agent.name, task, %reason, "update rolled back");
-            version
-        }
-        None => {
-            // Everything that can fail happens before anything is installed:
-            // the next update's starting copy, then the consolidation (which
-            // changes the state only when it succeeds).
-            let next_shadow = candidate.try_clone()?;
-            if ewc_config.enabled {
-                // The update was accepted on its held-out result; a Fisher
-                // that cannot be computed skips this consolidation only.
-                let consolidated = diagonal_fisher(
-                    candidate.as_ref(),
-                    examples,
-                    ewc_config.fisher,
-                    ewc_config.fisher_samples,
-                    seed,
-                )
-                .and_then(|fresh| ewc.consolidate(candidate.var_store(), fresh, ewc_config.gamma));
-                if let Err(e) = consolidated {
-                    tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
-                    agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));
-                }
-            }
-            *shadow = Some(next_shadow);
-            let mut serving = live.model.lock();
-            let old = std::mem::replace(&mut *serving, candidate);
-            // Under the model's lock, so a prediction never sees new weights
-            // with the old version.
-            let new_version = live.latest_version.fetch_add(1, Ordering::AcqRel) + 1;
-            live.version.store(new_version, Ordering::Release);
-            drop(serving);
-            drop(old); // Freed outside the lock.
-            if shared.config.checkpoints_kept > 0 {
-                // From the trainer's copy, which equals the new live weights.
-                let saved = shadow
-                    .as_deref()
-                    .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc));
-                match saved {
-                    Some(Ok(path)) => shared.persist(StoreOp::Checkpoint(CheckpointRecord {
-                        agent_name: agent.name.clone(),
-                        task_type: task.to_string(),
-                        version: new_version,
-                        path: path.display().to_string(),
-                        accepted: true,
-                        metrics: serde_json::json!({
-                            "metric": before.or(after).map(|m| m.name.as_str()),
-                            "before": before.map(|m| m.value),
-                            "after": after.map(|m| m.value),
-                            "held_out_examples": held_out.len(),
-                            "examples_trained": examples.len(),
-                        }),
-                        created_ms: unix_millis(SystemTime::now()),
-                    })),
-                    Some(Err(e)) => {
-                        tracing::error!(agent = %agent.name, task, version = new_version, error = %e, "checkpoint not written");
-                        agent.note_error(format!(
-                            "checkpoint of version {new_version} of task {task:?} not written: {e}"
-                        ));
-                    }
-                    None => {}
-                }
-            }
-            tracing::info!(
-                agent = %agent.name,
-                task,
-                version = new_version,
-                before = ?before.map(|m| m.value),
-                after = ?after.map(|m| m.value),
-                examples = examples.len(),
-                "update accepted"
-            );
-            new_version
-        }
+    let update_id = shared
+        .next_id()
+        .map_err(|e| ModelError::Publish(format!("no id for the update record: {e}")))?;
+    let accepted = rollback_reason.is_none();
+    let new_version = match accepted {
+        true => live.latest_version.load(Ordering::Acquire) + 1,
+        false => version,
     };
-
-    Ok(ModelPerformance {
-        update_id: shared.next_id(),
+    let record = ModelPerformance {
+        update_id,
         agent_name: agent.name.clone(),
         task_type: task.to_string(),
         model_name: live.kind.name().to_string(),
@@ -424,11 +544,111 @@ fn update_task(
         examples_trained: examples.len(),
         train_loss,
         update_timestamp_ms: unix_millis(SystemTime::now()),
-        rollback_triggered: rollback_reason.is_some(),
+        rollback_triggered: !accepted,
         rollback_reason,
-        model_version,
+        model_version: new_version,
         duration_ms: started.elapsed().as_millis() as u64,
-    })
+    };
+    if let Some(reason) = &record.rollback_reason {
+        tracing::warn!(agent = %agent.name, task, %reason, "update rolled back");
+        if let Some(publisher) = publisher {
+            publisher.publish(&record, None)?;
+        }
+        return Ok(record);
+    }
+
+    // Everything that can fail happens before anything is installed: the
+    // next update's starting copy, the consolidation (which changes the state
+    // only when it succeeds), and with several instances the publication.
+    let next_shadow = candidate.try_clone()?;
+    let ewc_before = match publisher {
+        Some(_) if ewc_config.enabled => Some(ewc.try_clone()?),
+        _ => None,
+    };
+    if ewc_config.enabled {
+        // The update was accepted on its held-out result; a Fisher that
+        // cannot be computed skips this consolidation only.
+        let consolidated = diagonal_fisher(
+            candidate.as_ref(),
+            examples,
+            ewc_config.fisher,
+            ewc_config.fisher_samples,
+            seed,
+        )
+        .and_then(|fresh| ewc.consolidate(candidate.var_store(), fresh, ewc_config.gamma));
+        if let Err(e) = consolidated {
+            tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
+            agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));
+        }
+    }
+    let metrics = serde_json::json!({
+        "metric": before.or(after).map(|m| m.name.as_str()),
+        "before": before.map(|m| m.value),
+        "after": after.map(|m| m.value),
+        "held_out_examples": held_out.len(),
+        "examples_trained": examples.len(),
+    });
+    if let Some(publisher) = publisher.as_mut() {
+        // Other instances take the model from its checkpoint: written and
+        // committed before this instance serves it.
+        let published = save_checkpoint(shared, agent, task, new_version, candidate.as_ref(), &ewc)
+            .map_err(|e| ModelError::Publish(format!("checkpoint not written: {e}")))
+            .and_then(|path| publisher.publish(&record, Some((&path, metrics.clone()))));
+        if let Err(e) = published {
+            if let Some(saved) = ewc_before {
+                *ewc = saved;
+            }
+            let dir = shared.config.model_dir(&agent.name).join(task);
+            let _ = std::fs::remove_file(checkpoint::path_of(&dir, new_version));
+            if version > 0 {
+                let _ = checkpoint::set_current(&dir, version);
+            }
+            return Err(e);
+        }
+    }
+    *shadow = Some(next_shadow);
+    let mut serving = live.model.lock();
+    let old = std::mem::replace(&mut *serving, candidate);
+    // Under the model's lock, so a prediction never sees new weights with
+    // the old version.
+    live.latest_version.fetch_max(new_version, Ordering::AcqRel);
+    live.version.store(new_version, Ordering::Release);
+    drop(serving);
+    drop(old); // Freed outside the lock.
+    if publisher.is_none() && shared.config.checkpoints_kept > 0 {
+        // From the trainer's copy, which equals the new live weights.
+        let saved = shadow
+            .as_deref()
+            .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc));
+        match saved {
+            Some(Ok(path)) => shared.persist(StoreOp::Checkpoint(CheckpointRecord {
+                agent_name: agent.name.clone(),
+                task_type: task.to_string(),
+                version: new_version,
+                path: path.display().to_string(),
+                accepted: true,
+                metrics,
+                created_ms: unix_millis(SystemTime::now()),
+            })),
+            Some(Err(e)) => {
+                tracing::error!(agent = %agent.name, task, version = new_version, error = %e, "checkpoint not written");
+                agent.note_error(format!(
+                    "checkpoint of version {new_version} of task {task:?} not written: {e}"
+                ));
+            }
+            None => {}
+        }
+    }
+    tracing::info!(
+        agent = %agent.name,
+        task,
+        version = new_version,
+        before = ?before.map(|m| m.value),
+        after = ?after.map(|m| m.value),
+        examples = examples.len(),
+        "update accepted"
+    );
+    Ok(record)
 }
 
 /// Writes the checkpoint of an accepted version.

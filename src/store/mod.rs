@@ -26,7 +26,7 @@
 //! One schema, created and upgraded by the library's own migrations
 //! ([`schema`]), the same in both backends apart from column types.
 
-mod postgres;
+pub(crate) mod postgres;
 pub mod schema;
 mod spool;
 mod sqlite;
@@ -222,8 +222,10 @@ pub struct StoredExample {
 /// How much of the stored state comes back at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecoveryLimits {
-    /// Buffered examples per agent (the most valuable); the rest become evicted.
-    pub buffered_per_agent: usize,
+    /// Buffered examples per agent (the most valuable); the rest become
+    /// evicted. `None` leaves buffered rows where they are and takes none back:
+    /// instances sharing a database claim them from the table instead.
+    pub buffered_per_agent: Option<usize>,
     /// Most recent held-out examples per (agent, task).
     pub held_out_per_task: usize,
     /// Most recent kept examples per agent.

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
-use postgres::{NoTls, Row, Transaction};
+use postgres::{GenericClient, NoTls, Row, Transaction};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
@@ -140,12 +140,12 @@ impl ExampleStore for PostgresStore {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(classify)?;
         let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let evicted = tx
-            .execute(
-                &Ranked::Buffered.evict_beyond("$1"),
-                &[&limit(limits.buffered_per_agent)],
-            )
-            .map_err(classify)?;
+        let evicted = match limits.buffered_per_agent {
+            Some(n) => tx
+                .execute(&Ranked::Buffered.evict_beyond("$1"), &[&limit(n)])
+                .map_err(classify)?,
+            None => 0,
+        };
         let mut ranked = |which: Ranked, n: usize| -> Result<Vec<TrainingExample>, StoreError> {
             tx.query(&which.select(EXAMPLE_COLUMNS, "$1"), &[&limit(n)])
                 .map_err(classify)?
@@ -153,7 +153,10 @@ impl ExampleStore for PostgresStore {
                 .map(|row| example_from_row(row).map(|s| s.example))
                 .collect()
         };
-        let buffered = ranked(Ranked::Buffered, limits.buffered_per_agent)?;
+        let buffered = match limits.buffered_per_agent {
+            Some(n) => ranked(Ranked::Buffered, n)?,
+            None => Vec::new(),
+        };
         let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
         let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
         let mut pending_review = ranked(Ranked::PendingReview, limits.pending_per_task)?;
@@ -326,7 +329,7 @@ fn copy_examples(tx: &mut Transaction<'_>, ops: &[StoreOp]) -> Result<(), StoreE
     Ok(())
 }
 
-fn insert_performance(tx: &mut Transaction<'_>, p: &ModelPerformance) -> Result<(), StoreError> {
+pub(crate) fn insert_performance(tx: &mut impl GenericClient, p: &ModelPerformance) -> Result<(), StoreError> {
     let update_id = id_to_stored(p.update_id)?;
     let held_out = i64::try_from(p.held_out_examples).unwrap_or(i64::MAX);
     let trained = i64::try_from(p.examples_trained).unwrap_or(i64::MAX);
@@ -375,7 +378,7 @@ fn upsert_checkpoint(tx: &mut Transaction<'_>, c: &CheckpointRecord) -> Result<(
     Ok(())
 }
 
-fn example_from_row(row: &Row) -> Result<StoredExample, StoreError> {
+pub(crate) fn example_from_row(row: &Row) -> Result<StoredExample, StoreError> {
     let priority: i16 = row.get(11);
     let update_id: Option<i64> = row.get(14);
     Ok(StoredExample {
@@ -422,7 +425,7 @@ fn performance_from_row(row: &Row) -> Result<ModelPerformance, StoreError> {
 
 /// A lost connection, a connection exception, or the server shutting down or
 /// out of resources is worth retrying; anything else was refused.
-fn classify(e: postgres::Error) -> StoreError {
+pub(crate) fn classify(e: postgres::Error) -> StoreError {
     // The server's own words (constraint, column) are in the DbError, not in
     // the Display of the error.
     let message = match e.as_db_error() {

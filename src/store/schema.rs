@@ -21,11 +21,16 @@ pub struct Migration {
 /// The table recording applied migrations.
 pub const VERSION_TABLE: &str = "onthefly_schema_version";
 
+/// The ids of one block (see [`crate::cluster`]): `block × ID_BLOCK_SIZE` up
+/// to the next block. Version 2's sequence starts above every id stored before.
+pub const ID_BLOCK_SIZE: u64 = 1 << 20;
+
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "training examples, update records, checkpoints",
-    postgres: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "training examples, update records, checkpoints",
+        postgres: r#"
 CREATE TABLE training_examples (
     id BIGINT PRIMARY KEY,
     agent_name TEXT NOT NULL,
@@ -74,7 +79,7 @@ CREATE TABLE model_checkpoints (
     PRIMARY KEY (agent_name, task_type, version)
 );
 "#,
-    sqlite: r#"
+        sqlite: r#"
 CREATE TABLE training_examples (
     id INTEGER PRIMARY KEY,
     agent_name TEXT NOT NULL,
@@ -123,7 +128,38 @@ CREATE TABLE model_checkpoints (
     PRIMARY KEY (agent_name, task_type, version)
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "several instances: id blocks, published checkpoints, instance heartbeats",
+        postgres: r#"
+CREATE SEQUENCE onthefly_id_blocks;
+SELECT setval('onthefly_id_blocks', GREATEST(
+    (SELECT COALESCE(max(id), 0) FROM training_examples),
+    (SELECT COALESCE(max(update_id), 0) FROM model_performance)) / 1048576 + 1);
+ALTER TABLE model_checkpoints ADD COLUMN data BYTEA;
+ALTER TABLE model_checkpoints ADD COLUMN instance_id TEXT;
+CREATE INDEX training_examples_claim ON training_examples (agent_name, task_type, state);
+CREATE TABLE onthefly_instances (
+    instance_id TEXT PRIMARY KEY,
+    started_at TIMESTAMPTZ NOT NULL,
+    heartbeat_at TIMESTAMPTZ NOT NULL,
+    serving JSONB NOT NULL
+);
+"#,
+        sqlite: r#"
+ALTER TABLE model_checkpoints ADD COLUMN data BLOB;
+ALTER TABLE model_checkpoints ADD COLUMN instance_id TEXT;
+CREATE INDEX training_examples_claim ON training_examples (agent_name, task_type, state);
+CREATE TABLE onthefly_instances (
+    instance_id TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    serving TEXT NOT NULL
+);
+"#,
+    },
+];
 
 /// The newest schema version this library knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -107,9 +107,12 @@ impl ExampleStore for SqliteStore {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(classify)?;
         let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let evicted = tx
-            .execute(&Ranked::Buffered.evict_beyond("?1"), [limit(limits.buffered_per_agent)])
-            .map_err(classify)? as u64;
+        let evicted = match limits.buffered_per_agent {
+            Some(n) => tx
+                .execute(&Ranked::Buffered.evict_beyond("?1"), [limit(n)])
+                .map_err(classify)? as u64,
+            None => 0,
+        };
         let ranked = |which: Ranked, n: usize| -> Result<Vec<TrainingExample>, StoreError> {
             let mut stmt = tx.prepare(&which.select(EXAMPLE_COLUMNS, "?1")).map_err(classify)?;
             let rows = stmt
@@ -118,7 +121,10 @@ impl ExampleStore for SqliteStore {
             rows.map(|r| r.map_err(classify).and_then(|e| e.map(|s| s.example)))
                 .collect()
         };
-        let buffered = ranked(Ranked::Buffered, limits.buffered_per_agent)?;
+        let buffered = match limits.buffered_per_agent {
+            Some(n) => ranked(Ranked::Buffered, n)?,
+            None => Vec::new(),
+        };
         let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
         let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
         let mut pending_review = ranked(Ranked::PendingReview, limits.pending_per_task)?;

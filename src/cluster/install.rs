@@ -1,0 +1,171 @@
+//! Taking in what other instances did: a published version becomes this
+//! instance's live model, and buffered copies of examples another instance
+//! already trained leave the local buffer.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use postgres::Client;
+
+use crate::agent::{task_of_kind, AgentStats, LiveModel};
+use crate::checkpoint;
+use crate::error::Error;
+use crate::example::ExampleId;
+use crate::models::restore_model;
+use crate::runtime::Shared;
+use crate::store::postgres::classify;
+use crate::store::{id_from_stored, id_to_stored, ExampleState, StoreError};
+
+/// Loads published `version` of (agent, task) and serves it, unless this
+/// instance already serves it or a newer one. Waits for a running update of
+/// the task (the same locks as an update). Returns whether it installed.
+pub(crate) fn install_published(
+    shared: &Shared,
+    client: &mut Client,
+    agent_name: &str,
+    task: &str,
+    version: u64,
+) -> Result<bool, Error> {
+    let agent = shared.agent_or_create(agent_name);
+    if let Some(live) = agent.live_model(task) {
+        if live.version() >= version {
+            return Ok(false);
+        }
+    }
+    let stored_version = id_to_stored(version)?;
+    let row = client
+        .query_opt(
+            "SELECT path, data FROM model_checkpoints WHERE agent_name = $1 AND task_type = $2 AND version = $3",
+            &[&agent_name, &task, &stored_version],
+        )
+        .map_err(classify)?
+        .ok_or_else(|| StoreError::Corrupt(format!("version {version} of {agent_name}/{task} is not published")))?;
+    let (path, data): (String, Option<Vec<u8>>) = (row.get(0), row.get(1));
+    let dir = shared.config.model_dir(agent_name).join(task);
+    let bytes = match data {
+        Some(bytes) => bytes,
+        None => fs::read(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?,
+    };
+    write_atomically(&dir, &checkpoint::path_of(&dir, version), &bytes)?;
+    let saved = checkpoint::load(&dir, version)?;
+    let device = shared.device;
+    let model = restore_model(saved.meta.model_kind, device, &saved.params, &saved.meta.model)?;
+    let ewc = saved.ewc.to_device(device)?;
+
+    let live = {
+        let mut tasks = agent.tasks.lock();
+        let state = task_of_kind(
+            &mut tasks,
+            agent_name,
+            task,
+            saved.meta.target_kind,
+            shared.config.performance_window,
+        )?;
+        match &state.model {
+            Some(live) => Arc::clone(live),
+            None => {
+                let live = Arc::new(LiveModel::new(model.try_clone()?));
+                live.version.store(version, Ordering::Release);
+                live.latest_version.store(version, Ordering::Release);
+                *live.ewc.lock() = ewc;
+                state.model = Some(live);
+                drop(tasks);
+                checkpoint::set_current(&dir, version)?;
+                return Ok(true);
+            }
+        }
+    };
+    // The same lock order as an update: EWC state, then the trainer's copy.
+    let mut live_ewc = live.ewc.lock();
+    let mut shadow = live.shadow.lock();
+    if live.version() >= version {
+        return Ok(false); // Installed meanwhile (by the listener or the trainer).
+    }
+    *shadow = Some(model.try_clone()?);
+    *live_ewc = ewc;
+    let mut serving = live.model.lock();
+    let old = std::mem::replace(&mut *serving, model);
+    live.version.store(version, Ordering::Release);
+    live.latest_version.fetch_max(version, Ordering::AcqRel);
+    drop(serving);
+    drop(old);
+    drop((shadow, live_ewc));
+    checkpoint::set_current(&dir, version)?;
+    if let Err(e) = checkpoint::prune(&dir, shared.config.checkpoints_kept) {
+        tracing::warn!(dir = %dir.display(), error = %e, "old checkpoints not pruned");
+    }
+    tracing::info!(agent = %agent_name, task, version, "published version installed");
+    Ok(true)
+}
+
+/// Removes from the agent's local buffer the examples whose row is no longer
+/// buffered (another instance trained, discarded or gave them up), counting
+/// each under its new state so the counters still add up. Returns how many left.
+pub(crate) fn prune_buffer(shared: &Shared, client: &mut Client, agent_name: &str) -> Result<usize, StoreError> {
+    let Some(agent) = shared.agents.read().get(agent_name).cloned() else {
+        return Ok(0);
+    };
+    let ids: Vec<i64> = agent
+        .buffer
+        .lock()
+        .iter()
+        .map(|e| id_to_stored(e.id.0))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let rows = client
+        .query(
+            "SELECT id, state FROM training_examples WHERE id = ANY($1) AND state <> 'buffered'",
+            &[&ids],
+        )
+        .map_err(classify)?;
+    let mut gone: Vec<(ExampleId, ExampleState)> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        gone.push((ExampleId(id_from_stored(row.get(0))?), ExampleState::parse(row.get(1))?));
+    }
+    let mut left = 0;
+    for state in [
+        ExampleState::Trained,
+        ExampleState::Discarded,
+        ExampleState::Failed,
+        ExampleState::Evicted,
+    ] {
+        let ids: Vec<ExampleId> = gone.iter().filter(|(_, s)| *s == state).map(|(id, _)| *id).collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let counter: fn(&mut AgentStats) -> &mut u64 = match state {
+            ExampleState::Trained => |s| &mut s.examples_trained,
+            ExampleState::Discarded => |s| &mut s.examples_discarded,
+            ExampleState::Failed => |s| &mut s.examples_failed,
+            _ => |s| &mut s.examples_evicted,
+        };
+        left += agent.remove_examples(&ids, |stats, n| *counter(stats) += n as u64);
+    }
+    Ok(left)
+}
+
+/// Writes a published checkpoint into the local folder: temporary file,
+/// fsync, rename, so a half-written file is never taken for a version.
+pub(crate) fn write_atomically(dir: &std::path::Path, target: &std::path::Path, bytes: &[u8]) -> Result<(), Error> {
+    let io = |e: std::io::Error| Error::Io {
+        path: target.display().to_string(),
+        message: e.to_string(),
+    };
+    fs::create_dir_all(dir).map_err(io)?;
+    let temp = target.with_extension(format!("part{}", std::process::id()));
+    let written = File::create(&temp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&temp, target));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(io(e));
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The instance's ear on the group: a thread with its own connection that
+//! `LISTEN`s for published versions and loads them, and every poll interval
+//! (and right after each reconnect, since notifications sent while it was
+//! away are lost) compares with the newest published versions, schedules
+//! updates of tasks whose shared buffer is full, writes its heartbeat and
+//! refreshes the cluster part of the status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::Client;
+
+use super::{install_published, instance_of, lock_key, prune_buffer, Cluster, CHANNEL};
+use crate::agent::task_of_kind;
+use crate::example::{unix_millis, TargetKind};
+use crate::runtime::Shared;
+use crate::status::{ClusterStatus, ClusterTaskStatus, InstanceStatus};
+use crate::store::postgres::classify;
+use crate::store::StoreError;
+
+/// How long one wait for notifications lasts: also how quickly the thread
+/// notices a shutdown.
+const LISTEN_SLICE: Duration = Duration::from_millis(100);
+
+/// Runs until `stop` is closed.
+pub(crate) fn listener_loop(shared: Arc<Shared>, cluster: Arc<Cluster>, stop: Receiver<()>) {
+    let mut backoff = Duration::from_millis(50);
+    let max_backoff = Duration::from_millis(shared.config.store.retry_max_ms);
+    loop {
+        let session = cluster.connect().and_then(|mut client| {
+            client.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(classify)?;
+            cluster.set_connected(true);
+            backoff = Duration::from_millis(50);
+            listen(&shared, &cluster, &mut client, &stop)
+        });
+        cluster.set_connected(false);
+        match session {
+            Ok(()) => return, // Stopped.
+            Err(e) => tracing::warn!(error = %e, "cluster listener disconnected; reconnecting"),
+        }
+        match stop.recv_timeout(backoff) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+/// One connected session: returns `Ok` when stopped, the error when the
+/// connection fails.
+fn listen(shared: &Shared, cluster: &Cluster, client: &mut Client, stop: &Receiver<()>) -> Result<(), StoreError> {
+    // Right after (re)connecting: a version published while away is caught here.
+    let mut next_refresh = Instant::now();
+    loop {
+        if Instant::now() >= next_refresh {
+            refresh(shared, cluster, client)?;
+            next_refresh = Instant::now() + cluster.poll_interval();
+        }
+        let mut announced = Vec::new();
+        {
+            let mut notifications = client.notifications();
+            let mut waiting = notifications.timeout_iter(LISTEN_SLICE);
+            while let Some(n) = waiting.next().map_err(classify)? {
+                announced.push(n.payload().to_string());
+            }
+        }
+        for payload in announced {
+            let Ok(note) = serde_json::from_str::<serde_json::Value>(&payload) else {
+                continue;
+            };
+            let (Some(agent), Some(task), Some(version)) =
+                (note["agent"].as_str(), note["task"].as_str(), note["version"].as_u64())
+            else {
+                continue;
+            };
+            if note["instance"].as_str() == Some(cluster.instance_id()) {
+                continue;
+            }
+            load(shared, client, agent, task, version)?;
+        }
+        match stop.try_recv() {
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Installs a published version and drops the local copies of examples it
+/// trained. A version that cannot be loaded is logged and left for the next
+/// poll; a lost connection ends the session.
+fn load(shared: &Shared, client: &mut Client, agent: &str, task: &str, version: u64) -> Result<(), StoreError> {
+    match install_published(shared, client, agent, task, version) {
+        Ok(_) => {}
+        Err(crate::Error::Store(e)) if e.is_transient() => return Err(e),
+        Err(e) => {
+            tracing::error!(agent, task, version, error = %e, "published version not installed");
+            if let Some(a) = shared.agents.read().get(agent) {
+                a.note_error(format!(
+                    "published version {version} of task {task:?} not installed: {e}"
+                ));
+            }
+        }
+    }
+    prune_buffer(shared, client, agent)?;
+    Ok(())
+}
+
+fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -> Result<(), StoreError> {
+    // Newest published versions.
+    let mut published: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for row in client
+        .query(
+            "SELECT DISTINCT ON (agent_name, task_type) agent_name, task_type, version FROM model_checkpoints \
+             WHERE accepted AND instance_id IS NOT NULL ORDER BY agent_name, task_type, version DESC",
+            &[],
+        )
+        .map_err(classify)?
+    {
+        let version: i64 = row.get(2);
+        published.insert((row.get(0), row.get(1)), version.max(0) as u64);
+    }
+    for ((agent, task), version) in &published {
+        let serving = shared
+            .agents
+            .read()
+            .get(agent)
+            .and_then(|a| a.live_model(task))
+            .map(|live| live.version());
+        if serving.is_none_or(|v| v < *version) {
+            load(shared, client, agent, task, *version)?;
+        }
+    }
+
+    // Shared buffers: whoever has a free worker may train them.
+    let mut buffered: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for row in client
+        .query(
+            "SELECT agent_name, task_type, min(target_kind), count(*), max(correction_priority) \
+             FROM training_examples WHERE state = 'buffered' GROUP BY agent_name, task_type",
+            &[],
+        )
+        .map_err(classify)?
+    {
+        let (agent, task, kind, count, priority): (String, String, String, i64, i16) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        buffered.insert((agent.clone(), task.clone()), count.max(0) as u64);
+        let urgent = priority >= i16::from(shared.config.immediate_update_priority);
+        if !(urgent || count as usize >= shared.config.update_threshold) {
+            continue;
+        }
+        let Ok(kind) = serde_json::from_value::<TargetKind>(serde_json::Value::String(kind)) else {
+            continue;
+        };
+        let state = shared.agent_or_create(&agent);
+        let known = task_of_kind(
+            &mut state.tasks.lock(),
+            &agent,
+            &task,
+            kind,
+            shared.config.performance_window,
+        )
+        .is_ok();
+        if known && !shared.is_shutting_down() {
+            shared.schedule(&state);
+        }
+    }
+
+    // This instance's heartbeat and the versions it serves.
+    let mut serving: BTreeMap<String, u64> = BTreeMap::new();
+    for agent in shared.agents_snapshot() {
+        for (task, state) in agent.tasks.lock().iter() {
+            if let Some(live) = &state.model {
+                serving.insert(format!("{}/{task}", agent.name), live.version());
+            }
+        }
+    }
+    let started = std::time::UNIX_EPOCH + Duration::from_millis(cluster.started_ms());
+    client
+        .execute(
+            "INSERT INTO onthefly_instances (instance_id, started_at, heartbeat_at, serving) VALUES ($1, $2, now(), $3) \
+             ON CONFLICT (instance_id) DO UPDATE SET started_at = EXCLUDED.started_at, heartbeat_at = now(), \
+             serving = EXCLUDED.serving",
+            &[&cluster.instance_id(), &started, &serde_json::json!(serving)],
+        )
+        .map_err(classify)?;
+
+    // The group as the status shows it.
+    let recent = (cluster.poll_interval().as_secs_f64() * 5.0).max(30.0);
+    let mut status = ClusterStatus {
+        instance_id: cluster.instance_id().to_string(),
+        connected: true,
+        refreshed_ms: Some(unix_millis(std::time::SystemTime::now())),
+        ..ClusterStatus::default()
+    };
+    for row in client
+        .query(
+            "SELECT instance_id, heartbeat_at, serving FROM onthefly_instances \
+             WHERE heartbeat_at > now() - make_interval(secs => $1)",
+            &[&recent],
+        )
+        .map_err(classify)?
+    {
+        let serving: BTreeMap<String, u64> = serde_json::from_value(row.get(2)).unwrap_or_default();
+        status.instances.insert(
+            row.get(0),
+            InstanceStatus {
+                heartbeat_ms: unix_millis(row.get(1)),
+                serving,
+            },
+        );
+    }
+    let mut tasks: BTreeMap<(String, String), ClusterTaskStatus> = BTreeMap::new();
+    for key in published.keys().chain(buffered.keys()) {
+        tasks.entry(key.clone()).or_insert_with(|| ClusterTaskStatus {
+            published_version: published.get(key).copied().unwrap_or(0),
+            buffered: buffered.get(key).copied().unwrap_or(0),
+            ..ClusterTaskStatus::default()
+        });
+    }
+    for (instance, info) in &status.instances {
+        for (name, version) in &info.serving {
+            if let Some((agent, task)) = name.split_once('/') {
+                if let Some(t) = tasks.get_mut(&(agent.to_string(), task.to_string())) {
+                    t.serving.insert(instance.clone(), *version);
+                }
+            }
+        }
+    }
+    let by_key: BTreeMap<i64, (String, String)> = tasks
+        .keys()
+        .map(|(agent, task)| (lock_key(agent, task), (agent.clone(), task.clone())))
+        .collect();
+    for row in client
+        .query(
+            "SELECT (l.classid::bigint << 32) | l.objid::bigint, a.application_name FROM pg_locks l \
+             JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1",
+            &[],
+        )
+        .map_err(classify)?
+    {
+        let (key, name): (i64, Option<String>) = (row.get(0), row.get(1));
+        if let (Some(task), Some(holder)) = (by_key.get(&key), name.as_deref().and_then(instance_of)) {
+            if let Some(t) = tasks.get_mut(task) {
+                t.lock_holder = Some(holder.to_string());
+            }
+        }
+    }
+    for ((agent, task), t) in tasks {
+        status.agents.entry(agent).or_default().insert(task, t);
+    }
+    cluster.set_snapshot(status);
+    Ok(())
+}

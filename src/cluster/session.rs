@@ -1,0 +1,226 @@
+//! One instance's turn at training one (agent, task): the advisory lock, the
+//! claimed examples, the shared held-out window, and the publication of the
+//! outcome, all on one connection of its own.
+
+use postgres::Client;
+
+use super::{lock_key, Cluster, CHANNEL};
+use crate::example::{ExampleId, ModelPerformance, TrainingExample};
+use crate::store::postgres::{classify, example_from_row, insert_performance};
+use crate::store::{id_to_stored, CheckpointRecord, ExampleState, StoreError, EXAMPLE_COLUMNS};
+
+/// What one finished update writes, in one transaction with its claim.
+pub(crate) struct Publication<'a> {
+    /// The examples it trained.
+    pub ids: &'a [ExampleId],
+    /// `trained` (accepted) or `discarded` (rolled back).
+    pub state: ExampleState,
+    /// The update record.
+    pub record: &'a ModelPerformance,
+    /// The accepted version's checkpoint: its record, and its bytes when
+    /// checkpoints live in the database.
+    pub checkpoint: Option<(CheckpointRecord, Option<Vec<u8>>)>,
+}
+
+/// The training lock of one (agent, task), held while this value lives.
+pub(crate) struct TaskSession {
+    client: Client,
+    in_transaction: bool,
+}
+
+impl TaskSession {
+    /// Takes the (agent, task)'s lock on a new connection; `None` when another
+    /// instance holds it.
+    pub fn try_lock(cluster: &Cluster, agent: &str, task: &str) -> Result<Option<TaskSession>, StoreError> {
+        let mut client = cluster.connect()?;
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(agent, task)])
+            .map_err(classify)?
+            .get(0);
+        Ok(locked.then_some(TaskSession {
+            client,
+            in_transaction: false,
+        }))
+    }
+
+    /// The connection, for reading published checkpoints.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// The newest published version of the task (0 when none).
+    pub fn latest_version(&mut self, agent: &str, task: &str) -> Result<u64, StoreError> {
+        latest_version(&mut self.client, agent, task)
+    }
+
+    /// Claims buffered examples for one update: the most valuable `limit`
+    /// ones (the local buffer's order: priority, importance, uncertainty,
+    /// then the newest, by arrival time across instances), or (`only`) those of a smaller retry that are still buffered.
+    /// Rows another session holds are skipped. The claim lasts until
+    /// [`publish`](Self::publish) or [`release`](Self::release).
+    pub fn claim(
+        &mut self,
+        agent: &str,
+        task: &str,
+        only: Option<&[ExampleId]>,
+        limit: usize,
+    ) -> Result<Vec<TrainingExample>, StoreError> {
+        self.release();
+        self.client.batch_execute("BEGIN").map_err(classify)?;
+        self.in_transaction = true;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match only {
+            None => self.client.query(
+                &format!(
+                    "SELECT {EXAMPLE_COLUMNS} FROM training_examples \
+                     WHERE agent_name = $1 AND task_type = $2 AND state = 'buffered' \
+                     ORDER BY correction_priority DESC, importance_score DESC, uncertainty_score DESC, \
+                     \"timestamp\" DESC, id DESC LIMIT $3 \
+                     FOR UPDATE SKIP LOCKED"
+                ),
+                &[&agent, &task, &limit],
+            ),
+            Some(ids) => {
+                let ids = stored_ids(ids)?;
+                self.client.query(
+                    &format!(
+                        "SELECT {EXAMPLE_COLUMNS} FROM training_examples \
+                         WHERE id = ANY($1) AND state = 'buffered' ORDER BY id FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&ids],
+                )
+            }
+        }
+        .map_err(classify)?;
+        rows.iter()
+            .map(|row| example_from_row(row).map(|s| s.example))
+            .collect()
+    }
+
+    /// The task's newest `window` held-out examples, whichever instance
+    /// received them, oldest first.
+    pub fn held_out(&mut self, agent: &str, task: &str, window: usize) -> Result<Vec<TrainingExample>, StoreError> {
+        let window = i64::try_from(window).unwrap_or(i64::MAX);
+        let mut examples = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {EXAMPLE_COLUMNS} FROM training_examples \
+                     WHERE agent_name = $1 AND task_type = $2 AND state = 'evaluation' \
+                     ORDER BY \"timestamp\" DESC, id DESC LIMIT $3"
+                ),
+                &[&agent, &task, &window],
+            )
+            .map_err(classify)?
+            .iter()
+            .map(|row| example_from_row(row).map(|s| s.example))
+            .collect::<Result<Vec<_>, _>>()?;
+        examples.reverse();
+        Ok(examples)
+    }
+
+    /// Writes the update's outcome with its claim and announces an accepted
+    /// version, all in one commit: the other instances see the new version,
+    /// its record and its examples' new state together, or none of them.
+    pub fn publish(&mut self, cluster: &Cluster, p: &Publication<'_>) -> Result<(), StoreError> {
+        if !self.in_transaction {
+            return Err(StoreError::Refused("publish without a claim".into()));
+        }
+        let ids = stored_ids(p.ids)?;
+        let update_id = id_to_stored(p.record.update_id)?;
+        self.client
+            .execute(
+                "UPDATE training_examples SET state = $1, update_id = $2 WHERE id = ANY($3)",
+                &[&p.state.as_str(), &update_id, &ids],
+            )
+            .map_err(classify)?;
+        insert_performance(&mut self.client, p.record)?;
+        if let Some((c, bytes)) = &p.checkpoint {
+            let version = id_to_stored(c.version)?;
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(c.created_ms);
+            // A plain INSERT: two instances publishing the same version would
+            // be a broken lock, and must fail loudly rather than overwrite.
+            self.client
+                .execute(
+                    "INSERT INTO model_checkpoints \
+                     (agent_name, task_type, version, path, accepted, metrics, created_at, data, instance_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &c.agent_name,
+                        &c.task_type,
+                        &version,
+                        &c.path,
+                        &c.accepted,
+                        &c.metrics,
+                        &at,
+                        bytes,
+                        &cluster.instance_id(),
+                    ],
+                )
+                .map_err(classify)?;
+            let payload = serde_json::json!({
+                "agent": c.agent_name,
+                "task": c.task_type,
+                "version": c.version,
+                "instance": cluster.instance_id(),
+            })
+            .to_string();
+            self.client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .map_err(classify)?;
+        }
+        self.client.batch_execute("COMMIT").map_err(classify)?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Marks examples that failed too often as `failed`, in a transaction of
+    /// their own.
+    pub fn mark_failed(&mut self, ids: &[ExampleId]) -> Result<(), StoreError> {
+        self.release();
+        let ids = stored_ids(ids)?;
+        self.client
+            .execute(
+                "UPDATE training_examples SET state = 'failed' WHERE id = ANY($1) AND state = 'buffered'",
+                &[&ids],
+            )
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Gives the claimed examples back (they are buffered again).
+    pub fn release(&mut self) {
+        if self.in_transaction {
+            self.in_transaction = false;
+            if let Err(e) = self.client.batch_execute("ROLLBACK") {
+                // The connection is broken: its transaction is gone with it.
+                tracing::debug!(error = %e, "rollback of a claim failed");
+            }
+        }
+    }
+}
+
+impl Drop for TaskSession {
+    fn drop(&mut self) {
+        // Dropping the connection ends the session: the claim rolls back and
+        // the advisory lock goes. The explicit rollback only makes it prompt.
+        self.release();
+    }
+}
+
+/// The newest published version of an (agent, task), 0 when none.
+pub(crate) fn latest_version(client: &mut Client, agent: &str, task: &str) -> Result<u64, StoreError> {
+    let version: Option<i64> = client
+        .query_one(
+            "SELECT max(version) FROM model_checkpoints \
+             WHERE agent_name = $1 AND task_type = $2 AND accepted AND instance_id IS NOT NULL",
+            &[&agent, &task],
+        )
+        .map_err(classify)?
+        .get(0);
+    Ok(version.map_or(0, |v| v.max(0) as u64))
+}
+
+fn stored_ids(ids: &[ExampleId]) -> Result<Vec<i64>, StoreError> {
+    ids.iter().map(|id| id_to_stored(id.0)).collect()
+}
