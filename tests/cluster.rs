@@ -361,7 +361,9 @@ fn killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes
         &mut client,
         "SELECT count(*) FROM training_examples WHERE split = 'train'",
     );
-    assert!(train_rows > 1000);
+    // The update may start before the holder has written all it received
+    // (its own buffer reached the threshold first): hundreds, not all.
+    assert!(train_rows > 300, "{train_rows} rows");
     assert_eq!(buffered, train_rows, "a claimed example was stranded or half-trained");
     assert_eq!(count(&mut client, "SELECT count(*) FROM model_checkpoints"), 0);
 
