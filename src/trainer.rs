@@ -56,7 +56,11 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
         agent.scheduled.store(false, Ordering::Release);
         let new_arrivals = agent.stats.lock().examples_received != received_before;
         let forced = agent.force_requested.load(Ordering::Acquire);
-        if !shared.is_shutting_down() && (forced || ((progress || new_arrivals) && shared.needs_update(&agent))) {
+        // With several instances, arrivals alone do not retry at once: the
+        // task may be another instance's now, and the listener schedules it
+        // again when its shared buffer is full.
+        let arrivals_count = new_arrivals && shared.cluster.is_none();
+        if !shared.is_shutting_down() && (forced || ((progress || arrivals_count) && shared.needs_update(&agent))) {
             shared.schedule(&agent);
         }
         shared.finish_job();
@@ -148,8 +152,13 @@ fn update_task_shared(
     agent: &AgentState,
     task: &str,
 ) -> Result<usize, crate::error::Error> {
+    if cluster.recently_busy(&agent.name, task) {
+        return Ok(0);
+    }
     let Some(mut session) = TaskSession::try_lock(cluster, &agent.name, task)? else {
-        return Ok(0); // Another instance is training it; the next check tries again.
+        // Another instance is training it: try again after a poll interval.
+        cluster.mark_busy(&agent.name, task);
+        return Ok(0);
     };
     let latest = session.latest_version(&agent.name, task)?;
     let serving = agent.live_model(task).map(|live| live.version());

@@ -316,8 +316,9 @@ fn killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes
     let mut holder_config = instance_config(&url, "holder");
     // One long update of every buffered example with the full-size model.
     holder_config.text_model = onthefly::TextModelConfig::default();
-    holder_config.update_threshold = 1000;
-    holder_config.max_buffer_size = 2000;
+    // Only the forced update after everything is written, none before.
+    holder_config.update_threshold = 100_000;
+    holder_config.max_buffer_size = 100_000;
     holder_config.max_examples_per_update = 2000;
     holder_config.check_interval_ms = 3_600_000;
     let mut holder = Instance::start(&holder_config, 0, 1, "hold");
@@ -338,7 +339,30 @@ fn killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes
         assert!(Instant::now() < deadline, "the holder never took the training lock");
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(300)); // Well inside the update.
+    // A second instance meanwhile sees who trains the task, and skips it.
+    let mut config = instance_config(&url, "successor");
+    config.max_examples_per_update = 256;
+    let successor = Coordinator::new(config).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holder_seen = loop {
+        let status = successor.get_training_status().cluster.unwrap();
+        let holder = status
+            .agents
+            .get(AGENT)
+            .and_then(|tasks| tasks.get(TASK))
+            .and_then(|t| t.lock_holder.clone());
+        if holder.is_some() || Instant::now() > deadline {
+            break holder;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(holder_seen.as_deref(), Some("holder"));
+    assert!(successor
+        .get_training_status()
+        .cluster
+        .unwrap()
+        .instances
+        .contains_key("holder"));
     holder.child.kill().unwrap();
     holder.child.wait().unwrap();
 
@@ -353,24 +377,32 @@ fn killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes
         assert!(Instant::now() < deadline, "the dead holder's lock stayed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let buffered = count(
-        &mut client,
-        "SELECT count(*) FROM training_examples WHERE state = 'buffered'",
-    );
     let train_rows = count(
         &mut client,
         "SELECT count(*) FROM training_examples WHERE split = 'train'",
     );
-    // The update may start before the holder has written all it received
-    // (its own buffer reached the threshold first): hundreds, not all.
-    assert!(train_rows > 300, "{train_rows} rows");
-    assert_eq!(buffered, train_rows, "a claimed example was stranded or half-trained");
-    assert_eq!(count(&mut client, "SELECT count(*) FROM model_checkpoints"), 0);
+    assert!(train_rows > 1000, "{train_rows} rows");
+    // Nothing of the killed update is left: no version, and no row in any
+    // state but buffered or trained by a committed update of the successor.
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT count(*) FROM model_checkpoints WHERE instance_id = 'holder'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT count(*) FROM training_examples WHERE split = 'train' AND state <> 'buffered' \
+             AND update_id NOT IN (SELECT update_id FROM model_performance)"
+        ),
+        0,
+        "a claimed example was stranded or half-trained"
+    );
 
-    // Another instance takes over and trains every one of them.
-    let mut config = instance_config(&url, "successor");
-    config.max_examples_per_update = 256;
-    let successor = Coordinator::new(config).unwrap();
+    // The other instance takes over (by itself: its listener sees the shared
+    // buffer full) and trains every one of them.
     let deadline = Instant::now() + Duration::from_secs(300);
     while count(
         &mut client,

@@ -173,3 +173,42 @@ fn model_kinds_and_the_encoder_folder_come_from_config_or_environment() {
     let json = Config::from_json(r#"{"model_kinds": {"scout/quality": "text_regressor"}}"#).unwrap();
     assert_eq!(json.model_kinds["scout/quality"], ModelKind::TextRegressor);
 }
+
+#[test]
+fn several_instances_are_configured_by_name_and_need_a_database_and_checkpoints() {
+    let c = Config::from_vars([
+        ("DATABASE_URL", "postgresql://u:p@h/d"),
+        ("TRAINING_CLUSTER_INSTANCE", "scout-eu-1"),
+        ("TRAINING_CLUSTER_CHECKPOINT_DIR", "/mnt/models"),
+        ("TRAINING_CLUSTER_POLL_MS", "500"),
+    ])
+    .unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.instance_id, "scout-eu-1");
+    assert_eq!(
+        cluster.shared_checkpoint_dir,
+        Some(std::path::PathBuf::from("/mnt/models"))
+    );
+    assert_eq!(cluster.poll_interval_ms, 500);
+    assert!(Config::from_vars([("DATABASE_URL", "postgresql://u:p@h/d")])
+        .unwrap()
+        .cluster
+        .is_none());
+
+    let refused = |vars: &[(&str, &str)]| match Config::from_vars(vars.iter().copied()) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("{vars:?} was accepted"),
+    };
+    // SQLite cannot be shared.
+    assert!(refused(&[("TRAINING_CLUSTER_INSTANCE", "a")]).contains("PostgreSQL"));
+    for bad in ["has space", "x/y", &"n".repeat(41)] {
+        let message = refused(&[("DATABASE_URL", "postgresql://h/d"), ("TRAINING_CLUSTER_INSTANCE", bad)]);
+        assert!(message.contains("instance_id"), "{message}");
+    }
+    let message = refused(&[
+        ("DATABASE_URL", "postgresql://h/d"),
+        ("TRAINING_CLUSTER_INSTANCE", "a"),
+        ("TRAINING_CHECKPOINTS_KEPT", "0"),
+    ]);
+    assert!(message.contains("checkpoints_kept"), "{message}");
+}

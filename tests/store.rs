@@ -253,6 +253,37 @@ fn replayed_batches_store_nothing_twice_in_postgres() {
 }
 
 #[test]
+fn version_2_hands_out_id_blocks_above_every_id_a_version_1_database_holds() {
+    let url = fresh_database();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // A database an earlier library version created and filled.
+    let v1 = &schema::MIGRATIONS[0];
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE onthefly_schema_version (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); {} \
+             INSERT INTO onthefly_schema_version (version, description) VALUES (1, 'v1');",
+            v1.postgres
+        ))
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO training_examples VALUES (5000000, 'scout', 'news', 'text', 'label', '\"a\"', 0, 0, '', \
+             now(), NULL, 0, 'train', 'trained', 7000000)",
+            &[],
+        )
+        .unwrap();
+    let pg = PostgresStore::connect(&url, 2, Duration::from_secs(5)).unwrap();
+    assert_eq!(pg.schema_version().unwrap(), schema::LATEST);
+    let block: i64 = client
+        .query_one("SELECT nextval('onthefly_id_blocks')", &[])
+        .unwrap()
+        .get(0);
+    assert!(block as u64 * schema::ID_BLOCK_SIZE > 7_000_000, "block {block}");
+    assert_eq!(pg.examples(None).unwrap().len(), 1, "the row survived the migration");
+}
+
+#[test]
 fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     // SQLite.
     let config = small_config();

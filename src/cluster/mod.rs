@@ -48,9 +48,10 @@ mod install;
 mod listener;
 mod session;
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use postgres::{Client, NoTls};
@@ -79,6 +80,10 @@ pub(crate) struct Cluster {
     /// Whether the listener's connection is up.
     connected: AtomicBool,
     started_ms: u64,
+    /// Tasks whose lock another instance held at the last try, and until when
+    /// not to try again: without it, every example added above the threshold
+    /// would open a connection just to find the lock taken.
+    busy: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -119,6 +124,7 @@ impl Cluster {
             pg,
             ids: Mutex::new(0..0),
             connected: AtomicBool::new(false),
+            busy: Mutex::new(HashMap::new()),
             started_ms: crate::example::unix_millis(std::time::SystemTime::now()),
         };
         *cluster.ids.lock() = cluster.new_block()?;
@@ -153,6 +159,24 @@ impl Cluster {
             .ok_or_else(|| StoreError::Corrupt(format!("id block {block} is out of range")))?;
         // Id 0 is never handed out: block 0 starts at 1.
         Ok(start.max(1)..start + ID_BLOCK_SIZE)
+    }
+
+    /// Whether another instance held the task's lock less than a poll
+    /// interval ago.
+    pub fn recently_busy(&self, agent: &str, task: &str) -> bool {
+        let mut busy = self.busy.lock();
+        let now = Instant::now();
+        busy.retain(|_, until| *until > now);
+        busy.contains_key(&(agent.to_string(), task.to_string()))
+    }
+
+    /// Notes that another instance holds the task's lock: no new try before
+    /// a poll interval has passed (or the listener sees the task's buffer full).
+    pub fn mark_busy(&self, agent: &str, task: &str) {
+        self.busy.lock().insert(
+            (agent.to_string(), task.to_string()),
+            Instant::now() + self.poll_interval(),
+        );
     }
 
     pub fn instance_id(&self) -> &str {

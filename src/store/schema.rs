@@ -136,6 +136,7 @@ CREATE TABLE model_checkpoints (
 CREATE SEQUENCE onthefly_id_blocks;
 SELECT setval('onthefly_id_blocks', GREATEST(
     (SELECT COALESCE(max(id), 0) FROM training_examples),
+    (SELECT COALESCE(max(update_id), 0) FROM training_examples),
     (SELECT COALESCE(max(update_id), 0) FROM model_performance)) / 1048576 + 1);
 ALTER TABLE model_checkpoints ADD COLUMN data BYTEA;
 ALTER TABLE model_checkpoints ADD COLUMN instance_id TEXT;
