@@ -106,14 +106,30 @@ pub fn path_of(dir: &Path, version: u64) -> PathBuf {
     dir.join(format!("v{version:08}.ckpt"))
 }
 
-/// Writes a checkpoint atomically and removes all but the newest `keep`
-/// versions. Returns the file written.
+/// Writes a checkpoint atomically, records it as the serving version and
+/// removes all but the newest `keep` versions. Returns the file written.
 pub fn save(
     dir: &Path,
     model: &dyn AgentModel,
     ewc: &EwcState,
     meta: &CheckpointMeta,
     keep: usize,
+) -> Result<PathBuf, CheckpointError> {
+    let target = write(dir, model, ewc, meta)?;
+    set_current(dir, meta.version)?;
+    if let Err(e) = prune(dir, keep) {
+        tracing::warn!(dir = %dir.display(), error = %e, "old checkpoints not pruned");
+    }
+    Ok(target)
+}
+
+/// Writes a checkpoint file atomically, without making it the serving
+/// version or pruning others (for a version that may yet be abandoned).
+pub fn write(
+    dir: &Path,
+    model: &dyn AgentModel,
+    ewc: &EwcState,
+    meta: &CheckpointMeta,
 ) -> Result<PathBuf, CheckpointError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
     let mut named: Vec<(String, Tensor)> = Vec::new();
@@ -143,10 +159,6 @@ pub fn save(
         // Leave nothing half-written behind (a full disk would fill further).
         let _ = fs::remove_file(&temp);
         return Err(e);
-    }
-    set_current(dir, meta.version)?;
-    if let Err(e) = prune(dir, keep) {
-        tracing::warn!(dir = %dir.display(), error = %e, "old checkpoints not pruned");
     }
     Ok(target)
 }

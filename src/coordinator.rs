@@ -153,13 +153,19 @@ impl Coordinator {
         coordinator.spawn("onthefly-ticker".into(), move || {
             trainer::ticker_loop(ticker_shared, stop_rx)
         })?;
-        coordinator.load_checkpoints();
+        if cluster.is_none() {
+            coordinator.load_checkpoints();
+        }
         if let Some(recovered) = recovered {
             coordinator.restore(recovered);
         }
         if let Some(cluster) = cluster {
-            // After the local checkpoints: the listener's first look replaces
-            // them with newer published versions.
+            // With several instances the database is the model's source of
+            // truth: a local file may be a version that was never published
+            // (a crash before its commit). Start on the newest published ones.
+            let mut client = cluster.connect()?;
+            crate::cluster::refresh(&shared, &cluster, &mut client)?;
+            drop(client);
             let listener_shared = Arc::clone(&shared);
             coordinator.spawn("onthefly-cluster".into(), move || {
                 crate::cluster::listener_loop(listener_shared, cluster, listener_stop)
@@ -429,9 +435,19 @@ impl Coordinator {
     /// Restores a kept checkpoint version of an (agent, task) as the live model
     /// (for a user-reported quality problem), with the EWC state saved with it.
     /// Recorded in the performance history. Waits for a running update of
-    /// that task to finish first.
+    /// that task to finish first. Not available with several instances
+    /// ([`crate::config::ClusterConfig`]): an error.
     pub fn rollback_model(&self, agent_name: &str, task_type: &str, version: u64) -> Result<()> {
         self.ensure_running()?;
+        if self.shared.cluster.is_some() {
+            // The group would bring this instance back to the newest published
+            // version at its next check; restoring for everyone is not built yet.
+            return Err(Error::Model(ModelError::NotSupported(
+                "rollback_model with several instances sharing the database: the others would bring this \
+                 instance back to the newest published version"
+                    .into(),
+            )));
+        }
         let agent = self.agent(agent_name)?;
         let live = agent.live_model(task_type).ok_or_else(|| Error::NoModel {
             agent: agent_name.to_string(),

@@ -24,7 +24,9 @@ use tch::nn::{self, OptimizerConfig};
 
 use crate::agent::{AgentState, LiveModel, TaskState};
 use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
-use crate::cluster::{install_published, prune_buffer, write_atomically, Cluster, Publication, TaskSession};
+use crate::cluster::{
+    install_published, latest_version, prune_buffer, write_atomically, Cluster, Publication, TaskSession,
+};
 use crate::error::ModelError;
 use crate::eval;
 use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
@@ -160,7 +162,7 @@ fn update_task_shared(
         cluster.mark_busy(&agent.name, task);
         return Ok(0);
     };
-    let latest = session.latest_version(&agent.name, task)?;
+    let latest = latest_version(session.client(), &agent.name, task)?;
     let serving = agent.live_model(task).map(|live| live.version());
     if latest > 0 && serving.is_none_or(|v| v < latest) {
         install_published(shared, session.client(), &agent.name, task, latest)?;
@@ -173,7 +175,8 @@ fn update_task_shared(
         true => registered,
         false => session.held_out(&agent.name, task, shared.config.performance_window)?,
     };
-    let first = session.claim(&agent.name, task, None, shared.config.max_examples_per_update)?;
+    let kind = live.model.lock().target_kind();
+    let first = session.claim(&agent.name, task, kind, None, shared.config.max_examples_per_update)?;
     let mut removed = 0;
     if !first.is_empty() {
         removed += train_batches(
@@ -225,7 +228,8 @@ fn train_batches(
         if let Some((_, session)) = session.as_mut() {
             if !claimed {
                 let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
-                examples = match session.claim(&agent.name, task, Some(&ids), ids.len()) {
+                let kind = live.model.lock().target_kind();
+                examples = match session.claim(&agent.name, task, kind, Some(&ids), ids.len()) {
                     Ok(examples) if !examples.is_empty() => examples,
                     Ok(_) => continue, // Trained meanwhile elsewhere.
                     Err(e) => {
@@ -250,8 +254,11 @@ fn train_batches(
                 grad::with_grad(|| update_task(shared, agent, task, live, &examples, held_out, publisher.as_mut()))
             }))
             .unwrap_or_else(|panic| Err(ModelError::Panicked(grad::panic_message(&*panic))))
-            .map_err(|e| format!("update of task {task:?} failed: {e}"))
         };
+        // A publication that failed is the database's fault, not the
+        // examples': no retrying halves (each would train again for nothing).
+        let unpublished = matches!(outcome, Err(ModelError::Publish(_)));
+        let outcome = outcome.map_err(|e| format!("update of task {task:?} failed: {e}"));
         match outcome {
             Ok(record) => {
                 any_success = true;
@@ -288,6 +295,9 @@ fn train_batches(
                 }
                 tracing::warn!(agent = %agent.name, task = %task, examples = ids.len(), error = %message, "update failed");
                 agent.record_error(message);
+                if unpublished {
+                    break; // The claim is released: a later update takes them again.
+                }
                 if examples.len() > 1 {
                     let mut first = examples;
                     let second = first.split_off(first.len() / 2);
@@ -537,9 +547,11 @@ fn update_task(
         .next_id()
         .map_err(|e| ModelError::Publish(format!("no id for the update record: {e}")))?;
     let accepted = rollback_reason.is_none();
-    let new_version = match accepted {
-        true => live.latest_version.load(Ordering::Acquire) + 1,
-        false => version,
+    let new_version = match (accepted, &publisher) {
+        (false, _) => version,
+        // With several instances the database numbers the lineage.
+        (true, Some(publisher)) => publisher.session.next_version(),
+        (true, None) => live.latest_version.load(Ordering::Acquire) + 1,
     };
     let record = ModelPerformance {
         update_id,
@@ -600,19 +612,23 @@ fn update_task(
     if let Some(publisher) = publisher.as_mut() {
         // Other instances take the model from its checkpoint: written and
         // committed before this instance serves it.
-        let published = save_checkpoint(shared, agent, task, new_version, candidate.as_ref(), &ewc)
+        // Not yet the serving version on disk: a crash before the commit
+        // must not leave a restart serving a version nobody else has.
+        let published = save_checkpoint(shared, agent, task, new_version, candidate.as_ref(), &ewc, false)
             .map_err(|e| ModelError::Publish(format!("checkpoint not written: {e}")))
             .and_then(|path| publisher.publish(&record, Some((&path, metrics.clone()))));
+        let dir = shared.config.model_dir(&agent.name).join(task);
         if let Err(e) = published {
             if let Some(saved) = ewc_before {
                 *ewc = saved;
             }
-            let dir = shared.config.model_dir(&agent.name).join(task);
             let _ = std::fs::remove_file(checkpoint::path_of(&dir, new_version));
-            if version > 0 {
-                let _ = checkpoint::set_current(&dir, version);
-            }
             return Err(e);
+        }
+        let served = checkpoint::set_current(&dir, new_version)
+            .and_then(|()| checkpoint::prune(&dir, shared.config.checkpoints_kept));
+        if let Err(e) = served {
+            tracing::warn!(agent = %agent.name, task, error = %e, "published checkpoint not marked as serving locally");
         }
     }
     *shadow = Some(next_shadow);
@@ -628,7 +644,7 @@ fn update_task(
         // From the trainer's copy, which equals the new live weights.
         let saved = shadow
             .as_deref()
-            .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc));
+            .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc, true));
         match saved {
             Some(Ok(path)) => shared.persist(StoreOp::Checkpoint(CheckpointRecord {
                 agent_name: agent.name.clone(),
@@ -660,7 +676,8 @@ fn update_task(
     Ok(record)
 }
 
-/// Writes the checkpoint of an accepted version.
+/// Writes the checkpoint of an accepted version (with `serve`, also records
+/// it as the serving version and prunes old ones).
 pub(crate) fn save_checkpoint(
     shared: &Shared,
     agent: &AgentState,
@@ -668,6 +685,7 @@ pub(crate) fn save_checkpoint(
     version: u64,
     model: &dyn AgentModel,
     ewc: &EwcState,
+    serve: bool,
 ) -> Result<std::path::PathBuf, CheckpointError> {
     let meta = CheckpointMeta {
         version,
@@ -680,7 +698,10 @@ pub(crate) fn save_checkpoint(
         created_ms: unix_millis(SystemTime::now()),
     };
     let dir = shared.config.model_dir(&agent.name).join(task);
-    checkpoint::save(&dir, model, ewc, &meta, shared.config.checkpoints_kept)
+    match serve {
+        true => checkpoint::save(&dir, model, ewc, &meta, shared.config.checkpoints_kept),
+        false => checkpoint::write(&dir, model, ewc, &meta),
+    }
 }
 
 /// One epoch of Adam over `examples` in shuffled minibatches, each step's loss

@@ -6,6 +6,7 @@
 //! refreshes the cluster part of the status.
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use postgres::Client;
 use super::{install_published, instance_of, lock_key, prune_buffer, Cluster, CHANNEL};
 use crate::agent::task_of_kind;
 use crate::example::{unix_millis, TargetKind};
+use crate::grad::panic_message;
 use crate::runtime::Shared;
 use crate::status::{ClusterStatus, ClusterTaskStatus, InstanceStatus};
 use crate::store::postgres::classify;
@@ -30,11 +32,17 @@ pub(crate) fn listener_loop(shared: Arc<Shared>, cluster: Arc<Cluster>, stop: Re
     let mut backoff = Duration::from_millis(50);
     let max_backoff = Duration::from_millis(shared.config.store.retry_max_ms);
     loop {
-        let session = cluster.connect().and_then(|mut client| {
-            client.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(classify)?;
-            cluster.set_connected(true);
-            backoff = Duration::from_millis(50);
-            listen(&shared, &cluster, &mut client, &stop)
+        let session = catch_unwind(AssertUnwindSafe(|| {
+            cluster.connect().and_then(|mut client| {
+                client.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(classify)?;
+                listen(&shared, &cluster, &mut client, &stop, &mut backoff)
+            })
+        }))
+        .unwrap_or_else(|panic| {
+            Err(StoreError::Refused(format!(
+                "listener panicked: {}",
+                panic_message(&*panic)
+            )))
         });
         cluster.set_connected(false);
         match session {
@@ -49,37 +57,65 @@ pub(crate) fn listener_loop(shared: Arc<Shared>, cluster: Arc<Cluster>, stop: Re
     }
 }
 
+/// Most notifications taken in one round before the refresh and the stop
+/// check get their turn, however busy the group is.
+const MAX_NOTES_PER_ROUND: usize = 1000;
+
 /// One connected session: returns `Ok` when stopped, the error when the
 /// connection fails.
-fn listen(shared: &Shared, cluster: &Cluster, client: &mut Client, stop: &Receiver<()>) -> Result<(), StoreError> {
+fn listen(
+    shared: &Shared,
+    cluster: &Cluster,
+    client: &mut Client,
+    stop: &Receiver<()>,
+    backoff: &mut Duration,
+) -> Result<(), StoreError> {
     // Right after (re)connecting: a version published while away is caught here.
-    let mut next_refresh = Instant::now();
+    refresh(shared, cluster, client)?;
+    // Connected for real only once a refresh succeeded: a refresh that keeps
+    // failing backs off like a connection that does.
+    cluster.set_connected(true);
+    *backoff = Duration::from_millis(50);
+    let mut next_refresh = Instant::now() + cluster.poll_interval();
     loop {
         if Instant::now() >= next_refresh {
             refresh(shared, cluster, client)?;
             next_refresh = Instant::now() + cluster.poll_interval();
         }
-        let mut announced = Vec::new();
+        // The newest announced version per task: one wait for the first
+        // notification, then whatever is already pending, up to a bound.
+        let mut announced: BTreeMap<(String, String), u64> = BTreeMap::new();
         {
             let mut notifications = client.notifications();
-            let mut waiting = notifications.timeout_iter(LISTEN_SLICE);
-            while let Some(n) = waiting.next().map_err(classify)? {
-                announced.push(n.payload().to_string());
+            let mut payloads = Vec::new();
+            let first = notifications.timeout_iter(LISTEN_SLICE).next().map_err(classify)?;
+            if let Some(n) = first {
+                payloads.push(n.payload().to_string());
+                let mut pending = notifications.iter();
+                while payloads.len() < MAX_NOTES_PER_ROUND {
+                    match pending.next().map_err(classify)? {
+                        Some(n) => payloads.push(n.payload().to_string()),
+                        None => break,
+                    }
+                }
+            }
+            for payload in payloads {
+                let Ok(note) = serde_json::from_str::<serde_json::Value>(&payload) else {
+                    continue;
+                };
+                if note["instance"].as_str() == Some(cluster.instance_id()) {
+                    continue; // This instance published it and serves it already.
+                }
+                if let (Some(agent), Some(task), Some(version)) =
+                    (note["agent"].as_str(), note["task"].as_str(), note["version"].as_u64())
+                {
+                    let newest = announced.entry((agent.to_string(), task.to_string())).or_insert(0);
+                    *newest = (*newest).max(version);
+                }
             }
         }
-        for payload in announced {
-            let Ok(note) = serde_json::from_str::<serde_json::Value>(&payload) else {
-                continue;
-            };
-            let (Some(agent), Some(task), Some(version)) =
-                (note["agent"].as_str(), note["task"].as_str(), note["version"].as_u64())
-            else {
-                continue;
-            };
-            if note["instance"].as_str() == Some(cluster.instance_id()) {
-                continue;
-            }
-            load(shared, client, agent, task, version)?;
+        for ((agent, task), version) in announced {
+            load(shared, client, &agent, &task, version)?;
         }
         match stop.try_recv() {
             Err(crossbeam_channel::TryRecvError::Empty) => {}
@@ -108,7 +144,10 @@ fn load(shared: &Shared, client: &mut Client, agent: &str, task: &str, version: 
     Ok(())
 }
 
-fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -> Result<(), StoreError> {
+/// Compares with the newest published versions (loading newer ones), prunes
+/// local buffers, schedules full shared buffers, writes the heartbeat and
+/// refreshes the status's picture of the group.
+pub(crate) fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -> Result<(), StoreError> {
     // Newest published versions.
     let mut published: BTreeMap<(String, String), u64> = BTreeMap::new();
     for row in client
@@ -134,21 +173,34 @@ fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -> Result<()
         }
     }
 
-    // Shared buffers: whoever has a free worker may train them.
+    cluster.prefetch_ids()?;
+
+    // Local copies of rows other instances trained, discarded or gave up.
+    for agent in shared.agents_snapshot() {
+        prune_buffer(shared, client, &agent.name)?;
+    }
+
+    // Shared buffers: whoever has a free worker may train them, when full,
+    // urgent, or waiting longer than `stale_after` (also rows an instance
+    // received before it stopped, which no local buffer holds).
     let mut buffered: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let stale_before = std::time::SystemTime::now()
+        .checked_sub(shared.config.stale_after())
+        .unwrap_or(std::time::UNIX_EPOCH);
     for row in client
         .query(
-            "SELECT agent_name, task_type, min(target_kind), count(*), max(correction_priority) \
-             FROM training_examples WHERE state = 'buffered' GROUP BY agent_name, task_type",
+            "SELECT agent_name, task_type, min(target_kind), count(*), max(correction_priority), \
+             min(\"timestamp\") FROM training_examples WHERE state = 'buffered' GROUP BY agent_name, task_type",
             &[],
         )
         .map_err(classify)?
     {
         let (agent, task, kind, count, priority): (String, String, String, i64, i16) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let oldest: std::time::SystemTime = row.get(5);
         buffered.insert((agent.clone(), task.clone()), count.max(0) as u64);
         let urgent = priority >= i16::from(shared.config.immediate_update_priority);
-        if !(urgent || count as usize >= shared.config.update_threshold) {
+        if !(urgent || count as usize >= shared.config.update_threshold || oldest <= stale_before) {
             continue;
         }
         let Ok(kind) = serde_json::from_value::<TargetKind>(serde_json::Value::String(kind)) else {
@@ -237,7 +289,8 @@ fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -> Result<()
         .query(
             "SELECT (l.classid::bigint << 32) | l.objid::bigint, a.application_name FROM pg_locks l \
              JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1",
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .map_err(classify)?

@@ -64,8 +64,8 @@ use crate::store::schema::ID_BLOCK_SIZE;
 use crate::store::StoreError;
 
 pub(crate) use install::{install_published, prune_buffer, write_atomically};
-pub(crate) use listener::listener_loop;
-pub(crate) use session::{Publication, TaskSession};
+pub(crate) use listener::{listener_loop, refresh};
+pub(crate) use session::{latest_version, Publication, TaskSession};
 
 /// The channel every published version is announced on.
 pub(crate) const CHANNEL: &str = "onthefly_models";
@@ -73,8 +73,14 @@ pub(crate) const CHANNEL: &str = "onthefly_models";
 /// This instance's part in a group of instances sharing the database.
 pub(crate) struct Cluster {
     pub config: ClusterConfig,
+    /// Published versions whose bytes stay in the database (older ones keep
+    /// their row, not their bytes).
+    pub checkpoints_kept: usize,
     pg: postgres::Config,
-    ids: Mutex<Range<u64>>,
+    /// The block ids come from, and the next one once the listener fetched
+    /// it (so adding rarely waits for the database, and not during an outage
+    /// unless a whole block runs out).
+    ids: Mutex<(Range<u64>, Option<Range<u64>>)>,
     /// The newest picture of the group, refreshed by the listener.
     snapshot: Mutex<ClusterStatus>,
     /// Whether the listener's connection is up.
@@ -114,20 +120,26 @@ impl Cluster {
         pg.application_name(&application_name(&cluster_config.instance_id))
             .connect_timeout(Duration::from_millis(config.store.connect_timeout_ms))
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(10));
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            // A peer that vanished without closing fails a write within a
+            // minute, not after the kernel's ~15 minutes of retransmissions.
+            .tcp_user_timeout(Duration::from_secs(60));
         let cluster = Cluster {
             snapshot: Mutex::new(ClusterStatus {
                 instance_id: cluster_config.instance_id.clone(),
                 ..ClusterStatus::default()
             }),
             config: cluster_config,
+            checkpoints_kept: config.checkpoints_kept,
             pg,
-            ids: Mutex::new(0..0),
+            ids: Mutex::new((0..0, None)),
             connected: AtomicBool::new(false),
             busy: Mutex::new(HashMap::new()),
             started_ms: crate::example::unix_millis(std::time::SystemTime::now()),
         };
-        *cluster.ids.lock() = cluster.new_block()?;
+        cluster.ids.lock().0 = cluster.first_block()?;
         Ok(cluster)
     }
 
@@ -141,10 +153,48 @@ impl Cluster {
     /// when the block is used up (once per [`ID_BLOCK_SIZE`] ids).
     pub fn next_id(&self) -> Result<u64, StoreError> {
         let mut ids = self.ids.lock();
-        if ids.is_empty() {
-            *ids = self.new_block()?;
+        if ids.0.is_empty() {
+            ids.0 = match ids.1.take() {
+                Some(block) => block,
+                None => self.new_block()?,
+            };
         }
-        Ok(ids.next().expect("a fresh block is not empty"))
+        Ok(ids.0.next().expect("a fresh block is not empty"))
+    }
+
+    /// Fetches the next block ahead of time once half of the current one is used.
+    pub fn prefetch_ids(&self) -> Result<(), StoreError> {
+        let wanted = {
+            let ids = self.ids.lock();
+            ids.1.is_none() && ids.0.end - ids.0.start < ID_BLOCK_SIZE / 2
+        };
+        if wanted {
+            let block = self.new_block()?;
+            self.ids.lock().1.get_or_insert(block);
+        }
+        Ok(())
+    }
+
+    /// The first block: above every id stored, since ids a single instance
+    /// wrote (continuing after the highest stored) may have run into blocks
+    /// not handed out yet. Only `nextval`, never `setval`, so a block another
+    /// instance takes meanwhile is never handed out twice.
+    fn first_block(&self) -> Result<Range<u64>, StoreError> {
+        let mut client = self.connect()?;
+        let needed: i64 = client
+            .query_one(
+                "SELECT GREATEST((SELECT COALESCE(max(id), 0) FROM training_examples), \
+                 (SELECT COALESCE(max(update_id), 0) FROM model_performance)) / $1 + 1",
+                &[&(ID_BLOCK_SIZE as i64)],
+            )
+            .map_err(classify)?
+            .get(0);
+        loop {
+            let block = self.new_block()?;
+            if block.start / ID_BLOCK_SIZE >= needed.max(0) as u64 {
+                return Ok(block);
+            }
+        }
     }
 
     fn new_block(&self) -> Result<Range<u64>, StoreError> {

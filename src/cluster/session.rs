@@ -5,9 +5,9 @@
 use postgres::Client;
 
 use super::{lock_key, Cluster, CHANNEL};
-use crate::example::{ExampleId, ModelPerformance, TrainingExample};
+use crate::example::{ExampleId, ModelPerformance, TargetKind, TrainingExample};
 use crate::store::postgres::{classify, example_from_row, insert_performance};
-use crate::store::{id_to_stored, CheckpointRecord, ExampleState, StoreError, EXAMPLE_COLUMNS};
+use crate::store::{id_to_stored, target_kind_str, CheckpointRecord, ExampleState, StoreError, EXAMPLE_COLUMNS};
 
 /// What one finished update writes, in one transaction with its claim.
 pub(crate) struct Publication<'a> {
@@ -26,6 +26,9 @@ pub(crate) struct Publication<'a> {
 pub(crate) struct TaskSession {
     client: Client,
     in_transaction: bool,
+    /// The highest version number the task has in the database (published
+    /// or recorded by an earlier single instance): the next is one more.
+    highest: u64,
 }
 
 impl TaskSession {
@@ -37,9 +40,25 @@ impl TaskSession {
             .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(agent, task)])
             .map_err(classify)?
             .get(0);
-        Ok(locked.then_some(TaskSession {
+        if !locked {
+            return Ok(None);
+        }
+        // The claim stays open while the model trains: a server-wide idle
+        // timeout shorter than an update would cut every update.
+        client
+            .batch_execute("SET idle_in_transaction_session_timeout = 0")
+            .map_err(classify)?;
+        let highest: Option<i64> = client
+            .query_one(
+                "SELECT max(version) FROM model_checkpoints WHERE agent_name = $1 AND task_type = $2",
+                &[&agent, &task],
+            )
+            .map_err(classify)?
+            .get(0);
+        Ok(Some(TaskSession {
             client,
             in_transaction: false,
+            highest: highest.map_or(0, |v| v.max(0) as u64),
         }))
     }
 
@@ -48,9 +67,9 @@ impl TaskSession {
         &mut self.client
     }
 
-    /// The newest published version of the task (0 when none).
-    pub fn latest_version(&mut self, agent: &str, task: &str) -> Result<u64, StoreError> {
-        latest_version(&mut self.client, agent, task)
+    /// The number the next accepted version of the task gets.
+    pub fn next_version(&self) -> u64 {
+        self.highest + 1
     }
 
     /// Claims buffered examples for one update: the most valuable `limit`
@@ -62,9 +81,11 @@ impl TaskSession {
         &mut self,
         agent: &str,
         task: &str,
+        kind: TargetKind,
         only: Option<&[ExampleId]>,
         limit: usize,
     ) -> Result<Vec<TrainingExample>, StoreError> {
+        let kind = target_kind_str(kind);
         self.release();
         self.client.batch_execute("BEGIN").map_err(classify)?;
         self.in_transaction = true;
@@ -73,21 +94,22 @@ impl TaskSession {
             None => self.client.query(
                 &format!(
                     "SELECT {EXAMPLE_COLUMNS} FROM training_examples \
-                     WHERE agent_name = $1 AND task_type = $2 AND state = 'buffered' \
+                     WHERE agent_name = $1 AND task_type = $2 AND state = 'buffered' AND target_kind = $4 \
                      ORDER BY correction_priority DESC, importance_score DESC, uncertainty_score DESC, \
                      \"timestamp\" DESC, id DESC LIMIT $3 \
                      FOR UPDATE SKIP LOCKED"
                 ),
-                &[&agent, &task, &limit],
+                &[&agent, &task, &limit, &kind],
             ),
             Some(ids) => {
                 let ids = stored_ids(ids)?;
                 self.client.query(
                     &format!(
                         "SELECT {EXAMPLE_COLUMNS} FROM training_examples \
-                         WHERE id = ANY($1) AND state = 'buffered' ORDER BY id FOR UPDATE SKIP LOCKED"
+                         WHERE id = ANY($1) AND state = 'buffered' AND target_kind = $2 ORDER BY id \
+                         FOR UPDATE SKIP LOCKED"
                     ),
-                    &[&ids],
+                    &[&ids, &kind],
                 )
             }
         }
@@ -158,6 +180,15 @@ impl TaskSession {
                     ],
                 )
                 .map_err(classify)?;
+            // Older versions keep their row (the lineage) but not their bytes.
+            let keep = i64::try_from(cluster.checkpoints_kept).unwrap_or(i64::MAX);
+            self.client
+                .execute(
+                    "UPDATE model_checkpoints SET data = NULL WHERE agent_name = $1 AND task_type = $2 \
+                     AND version <= $3::bigint - $4::bigint AND data IS NOT NULL",
+                    &[&c.agent_name, &c.task_type, &version, &keep],
+                )
+                .map_err(classify)?;
             let payload = serde_json::json!({
                 "agent": c.agent_name,
                 "task": c.task_type,
@@ -171,6 +202,9 @@ impl TaskSession {
         }
         self.client.batch_execute("COMMIT").map_err(classify)?;
         self.in_transaction = false;
+        if let Some((c, _)) = &p.checkpoint {
+            self.highest = self.highest.max(c.version);
+        }
         Ok(())
     }
 

@@ -117,6 +117,15 @@ impl ExampleStore for PostgresStore {
         let set_state = tx
             .prepare("UPDATE training_examples SET state = $1, update_id = COALESCE($2, update_id) WHERE id = ANY($3)")
             .map_err(classify)?;
+        // A row leaving a buffer unused only leaves if it is still buffered and
+        // nobody holds it: with several instances another one may have trained
+        // it, or be training it (claimed rows are skipped, not waited for).
+        let leave_buffer = tx
+            .prepare(
+                "UPDATE training_examples SET state = $1 WHERE id IN (SELECT id FROM training_examples \
+                 WHERE id = ANY($2) AND state = 'buffered' FOR UPDATE SKIP LOCKED)",
+            )
+            .map_err(classify)?;
         for op in ops {
             match op {
                 StoreOp::Insert { .. } => {}
@@ -126,8 +135,13 @@ impl ExampleStore for PostgresStore {
                         .map(|id| id_to_stored(id.0))
                         .collect::<Result<Vec<i64>, _>>()?;
                     let update_id = update_id.map(id_to_stored).transpose()?;
-                    tx.execute(&set_state, &[&state.as_str(), &update_id, &ids])
-                        .map_err(classify)?;
+                    match state {
+                        ExampleState::Evicted | ExampleState::Failed => {
+                            tx.execute(&leave_buffer, &[&state.as_str(), &ids])
+                        }
+                        _ => tx.execute(&set_state, &[&state.as_str(), &update_id, &ids]),
+                    }
+                    .map_err(classify)?;
                 }
                 StoreOp::Performance(p) => insert_performance(&mut tx, p)?,
                 StoreOp::Checkpoint(c) => upsert_checkpoint(&mut tx, c)?,

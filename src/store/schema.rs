@@ -140,7 +140,9 @@ SELECT setval('onthefly_id_blocks', GREATEST(
     (SELECT COALESCE(max(update_id), 0) FROM model_performance)) / 1048576 + 1);
 ALTER TABLE model_checkpoints ADD COLUMN data BYTEA;
 ALTER TABLE model_checkpoints ADD COLUMN instance_id TEXT;
-CREATE INDEX training_examples_claim ON training_examples (agent_name, task_type, state);
+CREATE INDEX training_examples_buffered ON training_examples (agent_name, task_type) WHERE state = 'buffered';
+CREATE INDEX training_examples_evaluation ON training_examples (agent_name, task_type, "timestamp")
+    WHERE state = 'evaluation';
 CREATE TABLE onthefly_instances (
     instance_id TEXT PRIMARY KEY,
     started_at TIMESTAMPTZ NOT NULL,
@@ -151,7 +153,9 @@ CREATE TABLE onthefly_instances (
         sqlite: r#"
 ALTER TABLE model_checkpoints ADD COLUMN data BLOB;
 ALTER TABLE model_checkpoints ADD COLUMN instance_id TEXT;
-CREATE INDEX training_examples_claim ON training_examples (agent_name, task_type, state);
+CREATE INDEX training_examples_buffered ON training_examples (agent_name, task_type) WHERE state = 'buffered';
+CREATE INDEX training_examples_evaluation ON training_examples (agent_name, task_type, "timestamp")
+    WHERE state = 'evaluation';
 CREATE TABLE onthefly_instances (
     instance_id TEXT PRIMARY KEY,
     started_at INTEGER NOT NULL,
