@@ -94,7 +94,9 @@ fn child(url: &str, part: usize, parts: usize, per_agent: usize) {
 
 fn fresh_database(admin: &str, name: &str) -> String {
     let mut client = Client::connect(admin, NoTls).expect("connect to PostgreSQL");
-    client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .unwrap();
     client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
     let (base, _) = admin.rsplit_once('/').expect("a URL with a database name");
     format!("{base}/{name}")
