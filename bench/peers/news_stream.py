@@ -1,0 +1,120 @@
+"""Streaming text classifiers from PyPI on the news stream, for
+`bench/peers/run.sh`: River (multinomial naive Bayes over word uni- and
+bigram counts, and one-vs-rest logistic regression over their TF-IDF) and
+Vowpal Wabbit (`--oaa 9` over hashed words and bigrams).
+
+What it measures: prequential accuracy (each article is predicted by the
+model as it stands, then learned: predict, then learn, one article at a time)
+over the articles in date order, and articles per second over the whole
+stream (prediction plus learning, one thread). A prediction before anything
+was learned counts as wrong, as on onthefly's side.
+
+The stream is the JSON-lines file that `cargo run --release --example
+peer_news -- --export FILE` writes: the same 3,823 articles (title, subtitle
+and body), the same order and labels (the outlet) that onthefly reads.
+Library defaults throughout; nothing was tuned on this data.
+
+Usage: python news_stream.py STREAM_JSONL --peer river-nb|river-lr|vw [--out FILE]
+"""
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+
+def river_model(kind):
+    from river import compose, feature_extraction, linear_model, multiclass, naive_bayes
+
+    if kind == "river-nb":
+        return compose.Pipeline(
+            feature_extraction.BagOfWords(lowercase=True, ngram_range=(1, 2)),
+            naive_bayes.MultinomialNB(alpha=1.0),
+        )
+    return compose.Pipeline(
+        feature_extraction.TFIDF(lowercase=True, ngram_range=(1, 2)),
+        multiclass.OneVsRestClassifier(linear_model.LogisticRegression()),
+    )
+
+
+class RiverPeer:
+    def __init__(self, kind):
+        import river
+
+        self.version = river.__version__
+        self.model = river_model(kind)
+        self.description = str(self.model).replace("\n", " ")
+
+    def predict_then_learn(self, text, label):
+        predicted = self.model.predict_one(text)  # None before the first example
+        self.model.learn_one(text, label)
+        return predicted
+
+
+class VowpalPeer:
+    ARGS = "--oaa 9 --ngram 2 -b 18 --quiet"  # 2^18 hashed features, as onthefly's buckets
+
+    def __init__(self, labels):
+        import vowpalwabbit
+
+        self.version = vowpalwabbit.__version__
+        self.workspace = vowpalwabbit.Workspace(self.ARGS)
+        self.description = f"vw {self.ARGS}"
+        self.index = {label: i + 1 for i, label in enumerate(labels)}  # vw's classes are 1..k
+        self.labels = {i: label for label, i in self.index.items()}
+        self.learned = 0
+
+    @staticmethod
+    def features(text):
+        # vw's text format reserves '|' and ':'; words are whitespace-separated.
+        return " ".join(re.sub(r"[|:]", " ", text.lower()).split())
+
+    def predict_then_learn(self, text, label):
+        features = self.features(text)
+        predicted = self.labels.get(self.workspace.predict(f"| {features}")) if self.learned else None
+        self.workspace.learn(f"{self.index[label]} | {features}")
+        self.learned += 1
+        return predicted
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stream")
+    parser.add_argument("--peer", choices=["river-nb", "river-lr", "vw"], required=True)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+
+    articles = [json.loads(line) for line in Path(args.stream).read_text().splitlines() if line.strip()]
+    labels = sorted({a["outlet"] for a in articles})
+    peer = VowpalPeer(labels) if args.peer == "vw" else RiverPeer(args.peer)
+
+    correct = 0
+    started = time.perf_counter()
+    for a in articles:
+        correct += peer.predict_then_learn(a["text"], a["outlet"]) == a["outlet"]
+    seconds = time.perf_counter() - started
+
+    result = {
+        "peer": args.peer,
+        "version": peer.version,
+        "model": peer.description,
+        "articles": len(articles),
+        "prequential_accuracy": correct / len(articles),
+        "stream_s": seconds,
+        "examples_per_s": len(articles) / seconds,
+    }
+    text = json.dumps(result)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    print(
+        f"{args.peer}: prequential accuracy {result['prequential_accuracy']:.3f}, "
+        f"{result['examples_per_s']:.0f} articles/s",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

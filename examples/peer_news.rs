@@ -1,0 +1,135 @@
+//! onthefly's side of the news-stream comparison in `bench/peers/run.sh`:
+//! prequential accuracy (predict each article with the live model, then hand
+//! in its outlet) over the news articles in date order, and articles per
+//! second, with the coordinator's default text classifier (the one `make
+//! demo` trains).
+//!
+//! onthefly learns in updates of `update_threshold` (50) examples on a
+//! background thread, so what it has learned when an article arrives depends
+//! on how fast the stream comes:
+//!
+//! - default: as fast as possible, the stream never waits for training
+//!   (articles per second is the caller's rate; the updates lag behind);
+//! - `--wait`: after each article, wait until no update is queued or running
+//!   (`wait_for_idle`), so every update finishes before the next article is
+//!   predicted (articles per second includes all the training).
+//!
+//! Everything else is the library's default configuration, except that the
+//! store is off and no checkpoints are written (`--durable` keeps both, as
+//! `make demo` does), and that predictions are not fed back automatically
+//! (the stream hands in every answer itself). 20 % of the
+//! articles (by a hash of their text) are held out to judge updates and never
+//! trained on, unless `--held-out 0`.
+//!
+//! `--export FILE` writes the stream (id, date order, text, outlet, link) as
+//! JSON lines for the Python peers and stops. `--limit N` takes the first N
+//! articles. The last line printed is JSON.
+//!
+//! `cargo run --release --example peer_news -- [--wait] [--durable]`
+
+#[path = "common/args.rs"]
+mod args;
+#[path = "../tests/common/news.rs"]
+mod news;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use onthefly::{Config, Coordinator, NewExample, StoreConfig, Target};
+
+const AGENT: &str = "scout";
+const TASK: &str = "news_classification";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut articles = news::load_articles();
+    if let Some(limit) = args::value::<usize>("--limit") {
+        articles.truncate(limit);
+    }
+    if let Some(path) = args::value::<String>("--export") {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for a in &articles {
+            let line = serde_json::json!({ "id": a.id, "text": a.text, "outlet": a.outlet, "url": a.url });
+            writeln!(out, "{line}")?;
+        }
+        out.flush()?;
+        println!("{} articles written to {path}", articles.len());
+        return Ok(());
+    }
+    let wait = args::flag("--wait");
+    let durable = args::flag("--durable");
+
+    let data_dir = std::env::temp_dir().join(format!("onthefly-peer-news-{}", std::process::id()));
+    let defaults = Config::default();
+    let config = Config {
+        data_dir: data_dir.clone(),
+        predict_feedback_threshold: 0.0,
+        held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
+        checkpoints_kept: if durable { defaults.checkpoints_kept } else { 0 },
+        store: StoreConfig {
+            enabled: durable,
+            ..StoreConfig::default()
+        },
+        ..defaults
+    };
+    let coordinator = Coordinator::new(config)?;
+
+    let started = Instant::now();
+    let mut correct = 0usize;
+    let mut waited = Duration::ZERO;
+    for a in &articles {
+        let truth = Target::Label(a.outlet.clone());
+        // Before the first update there is no model: that counts as wrong.
+        let confidence = match coordinator.predict(AGENT, TASK, &a.text) {
+            Ok(p) => {
+                correct += usize::from(p.output == truth);
+                p.confidence
+            }
+            Err(_) => 0.0,
+        };
+        coordinator.add_training_example(
+            NewExample::new(AGENT, TASK, a.text.clone(), truth)
+                .with_uncertainty(1.0 - confidence)
+                .with_source(a.url.clone()),
+        )?;
+        if wait {
+            let t = Instant::now();
+            assert!(
+                coordinator.wait_for_idle(Duration::from_secs(600)),
+                "an update took over 10 minutes"
+            );
+            waited += t.elapsed();
+        }
+    }
+    let stream_s = started.elapsed().as_secs_f64();
+    // What the stream left unlearned (fewer than 50 examples, or the lagging
+    // updates of the fast mode) is not part of the prequential figure.
+    let caught_up = Instant::now();
+    coordinator.wait_for_idle(Duration::from_secs(600));
+    let catch_up_s = caught_up.elapsed().as_secs_f64();
+
+    let status = coordinator.get_training_status();
+    let scout = &status.agents[AGENT];
+    let n = articles.len();
+    let report = serde_json::json!({
+        "peer": "onthefly",
+        "model": "default text classifier (hashed uni+bi-grams, 2^18 x 32 embedding bag + linear, Adam)",
+        "mode": if wait { "wait_for_each_update" } else { "as_fast_as_possible" },
+        "durable": durable,
+        "articles": n,
+        "prequential_accuracy": correct as f64 / n as f64,
+        "stream_s": stream_s,
+        "examples_per_s": n as f64 / stream_s,
+        "waiting_for_updates_s": waited.as_secs_f64(),
+        "catch_up_after_stream_s": catch_up_s,
+        "updates_accepted": scout.updates_accepted,
+        "updates_rolled_back": scout.updates_rolled_back,
+        "examples_trained_during_stream_or_after": scout.examples_trained,
+        "examples_held_out": scout.examples_held_out,
+        "update_threshold": coordinator.config().update_threshold,
+        "device": status.device,
+    });
+    coordinator.shutdown();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    println!("{report}");
+    Ok(())
+}
