@@ -1,8 +1,18 @@
-//! How much faster per input is batch prediction than one call per input?
-//! The default classifier, trained once on 500 news articles, predicting
-//! 100 articles: `predict_batch` of the 100 (one lock, one forward pass)
-//! against 100 calls of `predict_batch` with one input each (the cost of
-//! `predict` without its feedback step), in the same run.
+//! How much faster per input is batch prediction than one call per input,
+//! and how much slower is prediction while an update trains?
+//!
+//! - `predict_100_articles`: the default classifier, trained once on 500 news
+//!   articles, predicting 100 articles: `predict_batch` of the 100 (one lock,
+//!   one forward pass) against 100 calls of `predict_batch` with one input
+//!   each (the cost of `predict` without its feedback step), in the same run;
+//! - `predict_during_update`: one input and a batch of 100, first with no
+//!   update running, then while a background thread keeps the same agent's
+//!   updates going back to back (200 articles each, `force_update_agent`,
+//!   then `wait_for_idle`): the live model serves while the trainer trains
+//!   its own copy, and both share the CPU;
+//! - latency percentiles (p50, p99, max) of the same four, 2,000 single calls
+//!   and 200 batches each, printed at the end and written to
+//!   `target/predict.json` (with how many updates ran meanwhile).
 //!
 //! `cargo bench --bench predict`
 
@@ -11,13 +21,16 @@
 mod news;
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use onthefly::{Config, Coordinator, NewExample, StoreConfig, Target};
 
-fn predict(c: &mut Criterion) {
-    let articles = news::load_articles();
+/// Articles in each update of the background trainer.
+const UPDATE_SIZE: usize = 200;
+
+fn predict(c: &mut Criterion, articles: &[news::Article]) -> serde_json::Value {
     let coordinator = Coordinator::new(Config {
         device: onthefly::DeviceChoice::Cpu,
         held_out_fraction: 0.0,
@@ -31,16 +44,7 @@ fn predict(c: &mut Criterion) {
         ..Config::default()
     })
     .unwrap();
-    for a in &articles[..500] {
-        coordinator
-            .add_training_example(NewExample::new(
-                "scout",
-                "news",
-                a.text.clone(),
-                Target::Label(a.outlet.clone()),
-            ))
-            .unwrap();
-    }
+    add(&coordinator, &articles[..500]);
     coordinator.force_update_agent("scout").unwrap();
     assert!(coordinator.wait_for_idle(Duration::from_secs(600)));
     let inputs: Vec<&str> = articles[500..600].iter().map(|a| a.text.as_str()).collect();
@@ -58,8 +62,103 @@ fn predict(c: &mut Criterion) {
         b.iter(|| black_box(coordinator.predict_batch("scout", "news", &inputs).unwrap()))
     });
     group.finish();
+
+    let one = &inputs[..1];
+    let mut group = c.benchmark_group("predict_during_update");
+    group.bench_function("one_input_idle", |b| {
+        b.iter(|| black_box(coordinator.predict_batch("scout", "news", one).unwrap()))
+    });
+    group.bench_function("batch_of_100_idle", |b| {
+        b.iter(|| black_box(coordinator.predict_batch("scout", "news", &inputs).unwrap()))
+    });
+    let idle = percentiles(&coordinator, &inputs);
+    let training = &articles[600..];
+    let stop = AtomicBool::new(false);
+    let (updating, (updates, busy)) = std::thread::scope(|s| {
+        let trainer = std::thread::Builder::new()
+            .name("bench-trainer".into())
+            .spawn_scoped(s, || keep_updating(&coordinator, training, &stop))
+            .unwrap();
+        group.bench_function("one_input_updating", |b| {
+            b.iter(|| black_box(coordinator.predict_batch("scout", "news", one).unwrap()))
+        });
+        group.bench_function("batch_of_100_updating", |b| {
+            b.iter(|| black_box(coordinator.predict_batch("scout", "news", &inputs).unwrap()))
+        });
+        let updating = percentiles(&coordinator, &inputs);
+        stop.store(true, Ordering::Release);
+        (updating, trainer.join().unwrap())
+    });
+    group.finish();
+    let status = coordinator.get_training_status();
     coordinator.shutdown();
+    serde_json::json!({
+        "idle": idle,
+        "updating": updating,
+        "updates_while_measuring": updates,
+        "fraction_of_time_updating": busy,
+        "update_size": UPDATE_SIZE,
+        "updates_failed": status.agents["scout"].updates_failed,
+    })
 }
 
-criterion_group!(benches, predict);
-criterion_main!(benches);
+fn add(coordinator: &Coordinator, articles: &[news::Article]) {
+    for a in articles {
+        coordinator
+            .add_training_example(NewExample::new(
+                "scout",
+                "news",
+                a.text.clone(),
+                Target::Label(a.outlet.clone()),
+            ))
+            .unwrap();
+    }
+}
+
+/// Runs the scout's updates back to back until `stop`: how many ran, and
+/// the fraction of the time one was queued or running.
+fn keep_updating(coordinator: &Coordinator, articles: &[news::Article], stop: &AtomicBool) -> (usize, f64) {
+    let (mut updates, mut busy) = (0, Duration::ZERO);
+    let started = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let start = updates * UPDATE_SIZE % (articles.len() - UPDATE_SIZE);
+        add(coordinator, &articles[start..start + UPDATE_SIZE]);
+        let t = Instant::now();
+        coordinator.force_update_agent("scout").unwrap();
+        assert!(coordinator.wait_for_idle(Duration::from_secs(600)));
+        busy += t.elapsed();
+        updates += 1;
+    }
+    (updates, busy.as_secs_f64() / started.elapsed().as_secs_f64())
+}
+
+/// p50, p99 and max (µs) of 2,000 one-input calls and 200 batches of 100.
+fn percentiles(coordinator: &Coordinator, inputs: &[&str]) -> serde_json::Value {
+    let measure = |batch: &[&str], calls: usize| {
+        let mut times: Vec<f64> = (0..calls)
+            .map(|_| {
+                let t = Instant::now();
+                black_box(coordinator.predict_batch("scout", "news", batch).unwrap());
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+        serde_json::json!({ "calls": calls, "p50_us": at(0.5), "p99_us": at(0.99), "max_us": at(1.0) })
+    };
+    serde_json::json!({ "one_input": measure(&inputs[..1], 2_000), "batch_of_100": measure(inputs, 200) })
+}
+
+fn main() {
+    let articles = news::load_articles();
+    let mut c = Criterion::default().configure_from_args();
+    let report = predict(&mut c, &articles);
+    c.final_summary();
+    // Under `cargo test --benches` the criterion part runs once; the report is for `cargo bench`.
+    if std::env::args().any(|a| a == "--bench") {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/predict.json");
+        std::fs::write(&path, report.to_string()).unwrap();
+        println!("written to {}", path.display());
+    }
+}
