@@ -30,7 +30,9 @@ use onthefly::{Config, Coordinator, NewExample, StoreConfig, Target};
 /// Articles in each update of the background trainer.
 const UPDATE_SIZE: usize = 200;
 
-fn predict(c: &mut Criterion, articles: &[news::Article]) -> serde_json::Value {
+/// The criterion groups; with `percentiles` (under `cargo bench`, not `cargo
+/// test --benches`) also the latency percentiles, returned as JSON.
+fn predict(c: &mut Criterion, articles: &[news::Article], percentiles: bool) -> serde_json::Value {
     let coordinator = Coordinator::new(Config {
         device: onthefly::DeviceChoice::Cpu,
         held_out_fraction: 0.0,
@@ -71,7 +73,8 @@ fn predict(c: &mut Criterion, articles: &[news::Article]) -> serde_json::Value {
     group.bench_function("batch_of_100_idle", |b| {
         b.iter(|| black_box(coordinator.predict_batch("scout", "news", &inputs).unwrap()))
     });
-    let idle = percentiles(&coordinator, &inputs);
+    let measure = || percentiles.then(|| latencies(&coordinator, &inputs));
+    let idle = measure();
     let training = &articles[600..];
     let stop = AtomicBool::new(false);
     let (updating, (updates, busy)) = std::thread::scope(|s| {
@@ -85,7 +88,7 @@ fn predict(c: &mut Criterion, articles: &[news::Article]) -> serde_json::Value {
         group.bench_function("batch_of_100_updating", |b| {
             b.iter(|| black_box(coordinator.predict_batch("scout", "news", &inputs).unwrap()))
         });
-        let updating = percentiles(&coordinator, &inputs);
+        let updating = measure();
         stop.store(true, Ordering::Release);
         (updating, trainer.join().unwrap())
     });
@@ -133,7 +136,7 @@ fn keep_updating(coordinator: &Coordinator, articles: &[news::Article], stop: &A
 }
 
 /// p50, p99 and max (µs) of 2,000 one-input calls and 200 batches of 100.
-fn percentiles(coordinator: &Coordinator, inputs: &[&str]) -> serde_json::Value {
+fn latencies(coordinator: &Coordinator, inputs: &[&str]) -> serde_json::Value {
     let measure = |batch: &[&str], calls: usize| {
         let mut times: Vec<f64> = (0..calls)
             .map(|_| {
@@ -152,10 +155,11 @@ fn percentiles(coordinator: &Coordinator, inputs: &[&str]) -> serde_json::Value 
 fn main() {
     let articles = news::load_articles();
     let mut c = Criterion::default().configure_from_args();
-    let report = predict(&mut c, &articles);
-    c.final_summary();
     // Under `cargo test --benches` the criterion part runs once; the report is for `cargo bench`.
-    if std::env::args().any(|a| a == "--bench") {
+    let full = std::env::args().any(|a| a == "--bench");
+    let report = predict(&mut c, &articles, full);
+    c.final_summary();
+    if full {
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/predict.json");
         std::fs::write(&path, report.to_string()).unwrap();
