@@ -10,22 +10,67 @@
 //! Examples are free-JSON summaries (no built-in model learns them), so no
 //! training shares the CPU and only persistence is measured.
 //!
-//! `scripts/with_test_postgres.sh cargo bench --bench persist`
-//! (the throwaway cluster runs with `fsync=off`, which favours the baseline's
-//! commit per row).
+//! `cargo bench --bench persist` (starts a throwaway PostgreSQL cluster under
+//! `target/` unless `scripts/with_test_postgres.sh` gave one; either runs
+//! with `fsync=off`, which favours the baseline's commit per row).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use onthefly::{Config, Coordinator, DatabaseConfig, NewExample, StoreConfig, Target};
 
 /// Examples per measured iteration of the throughput benchmarks.
 const ROWS: usize = 2_000;
 
+/// The server `scripts/with_test_postgres.sh` started, or the throwaway one
+/// this benchmark started itself (plain `cargo bench`).
 fn admin_url() -> String {
-    std::env::var("ONTHEFLY_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| panic!("run it with PostgreSQL: scripts/with_test_postgres.sh cargo bench --bench persist"))
+    std::env::var("ONTHEFLY_TEST_DATABASE_URL").expect("main sets it when no server was given")
+}
+
+/// A throwaway PostgreSQL cluster under `target/`, removed when dropped.
+struct OwnCluster(String);
+
+impl OwnCluster {
+    fn script(args: &[&str]) -> String {
+        let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg_cluster.sh"))
+            .args(args)
+            .output()
+            .expect("run scripts/pg_cluster.sh");
+        assert!(
+            out.status.success(),
+            "pg_cluster.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Starts one unless a server was given; exports its URL.
+    fn start_unless_given() -> Option<OwnCluster> {
+        if std::env::var("ONTHEFLY_TEST_DATABASE_URL").is_ok() {
+            return None;
+        }
+        let dir = format!("{}/target/pg-bench-{}", env!("CARGO_MANIFEST_DIR"), std::process::id());
+        Self::script(&["init", &dir]);
+        let cluster = OwnCluster(dir.clone());
+        let port = Self::script(&["free-port"]);
+        Self::script(&["start", &dir, &port]);
+        Self::script(&["createdb", &dir, &port, "onthefly_bench"]);
+        std::env::set_var(
+            "ONTHEFLY_TEST_DATABASE_URL",
+            format!("postgresql://postgres@127.0.0.1:{port}/onthefly_bench"),
+        );
+        Some(cluster)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg_cluster.sh"))
+            .args(["destroy", &self.0])
+            .output();
+    }
 }
 
 /// A new database on the server; its URL.
@@ -174,4 +219,11 @@ fn persist(c: &mut Criterion) {
 }
 
 criterion_group!(benches, persist);
-criterion_main!(benches);
+
+fn main() {
+    // Started before the benchmarks and removed after them (criterion_main!
+    // would leave no place for the cleanup).
+    let _server = OwnCluster::start_unless_given();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
