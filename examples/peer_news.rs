@@ -21,6 +21,13 @@
 //! articles (by a hash of their text) are held out to judge updates and never
 //! trained on, unless `--held-out 0`.
 //!
+//! `--update-threshold N` updates after every N examples instead of the
+//! default 50 (1: after every article, as Vowpal Wabbit learns).
+//!
+//! `--linear-rate R` and `--linear-minibatch M` set the classifier's
+//! adaptive rate and examples per step (the defaults were chosen on the
+//! first 1,000 articles: `--limit 1000`).
+//!
 //! `--export FILE` writes the stream (id, date order, text, outlet, link) as
 //! JSON lines for the Python peers and stops. `--limit N` takes the first N
 //! articles. The last line printed is JSON.
@@ -64,6 +71,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_dir: data_dir.clone(),
         predict_feedback_threshold: 0.0,
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
+        update_threshold: args::value("--update-threshold").unwrap_or(defaults.update_threshold),
+        text_model: onthefly::TextModelConfig {
+            linear_learning_rate: args::value("--linear-rate").unwrap_or(defaults.text_model.linear_learning_rate),
+            linear_minibatch_size: args::value("--linear-minibatch")
+                .unwrap_or(defaults.text_model.linear_minibatch_size),
+            ..defaults.text_model.clone()
+        },
         checkpoints_kept: if durable { defaults.checkpoints_kept } else { 0 },
         store: StoreConfig {
             enabled: durable,
@@ -112,7 +126,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n = articles.len();
     let report = serde_json::json!({
         "peer": "onthefly",
-        "model": "default text classifier (hashed uni+bi-grams, 2^18 x 32 embedding bag + linear, Adam)",
+        "model": "default text classifier (hashed uni+bi-gram linear softmax, 2^18 buckets, adaptive sparse steps)",
         "mode": if wait { "wait_for_each_update" } else { "as_fast_as_possible" },
         "durable": durable,
         "articles": n,

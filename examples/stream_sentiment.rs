@@ -5,8 +5,10 @@
 //! is measured on every domain's test split. This is how the default λ of the
 //! coordinator's per-update EWC is chosen.
 //!
-//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--lr 0.1] [--limit N]`
-//! (λ 0 means EWC off). The last line is JSON.
+//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--lr 16] [--limit N]`
+//! (`--lr`: the classifier's adaptive base rate, `linear_learning_rate`)
+//! (λ 0 means EWC off; `--replay-capacity 0` turns replay off). The last
+//! line is JSON.
 
 #[path = "common/args.rs"]
 mod args;
@@ -24,7 +26,9 @@ use onthefly::{Config, Coordinator, NewExample, TextModelConfig};
 fn main() {
     let limit = args::value("--limit");
     let lambdas = args::numbers("--lambdas").unwrap_or_else(|| vec![0.0, 1.0, 10.0, 100.0]);
-    let learning_rate = args::value("--lr").unwrap_or(TextModelConfig::default().learning_rate);
+    let learning_rate = args::value("--lr").unwrap_or(TextModelConfig::default().linear_learning_rate);
+    let replay_capacity =
+        args::value("--replay-capacity").unwrap_or(onthefly::replay::ReplayConfig::default().capacity);
     let domains = continual::vader_domains(limit);
     let mut summary = serde_json::Map::new();
     for &lambda in &lambdas {
@@ -36,13 +40,17 @@ fn main() {
             data_dir: data_dir.clone(),
             text_model: TextModelConfig {
                 hash_buckets: 1 << 16,
-                learning_rate,
+                linear_learning_rate: learning_rate,
                 ..TextModelConfig::default()
             },
             ewc: EwcConfig {
                 enabled: lambda > 0.0,
                 lambda,
                 ..EwcConfig::default()
+            },
+            replay: onthefly::replay::ReplayConfig {
+                capacity: replay_capacity,
+                ..Default::default()
             },
             ..Config::default()
         })

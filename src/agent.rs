@@ -16,6 +16,7 @@ use crate::eval::HeldOutWindow;
 use crate::ewc::EwcState;
 use crate::example::{ExampleId, TargetKind, TrainingExample};
 use crate::models::{AgentModel, ModelKind};
+use crate::replay::ReplayMemory;
 use crate::review::ReviewQueue;
 
 /// The model currently serving one (agent, task), and its version.
@@ -34,6 +35,9 @@ pub(crate) struct LiveModel {
     /// they never copy the live model under its lock: predictions wait only
     /// for the swap. Only the update of this task touches it.
     pub shadow: Mutex<Option<Box<dyn AgentModel>>>,
+    /// Examples this model learned, sampled into its updates. Only the
+    /// update of this task touches it.
+    pub replay: Mutex<ReplayMemory>,
 }
 
 impl LiveModel {
@@ -45,6 +49,7 @@ impl LiveModel {
             latest_version: AtomicU64::new(0),
             ewc: Mutex::new(EwcState::new()),
             shadow: Mutex::new(None),
+            replay: Mutex::new(ReplayMemory::new(0, 0x5eed)),
         }
     }
 
@@ -133,6 +138,7 @@ pub(crate) struct AgentStats {
     pub examples_trained: u64,
     pub examples_evicted: u64,
     pub examples_discarded: u64,
+    pub examples_quarantined: u64,
     pub examples_failed: u64,
     pub examples_kept: u64,
     pub updates_accepted: u64,
@@ -236,10 +242,9 @@ impl AgentState {
         stats.last_error = Some(message);
     }
 
-    /// Adds a copy of the example to its task's held-out window.
-    pub fn hold_out(&self, example: TrainingExample) {
-        if let Some(task) = self.tasks.lock().get_mut(&example.task_type) {
-            task.held_out.push(example);
-        }
+    /// Adds the example to its task's held-out window; returns the example
+    /// that left the full window, to be trained on.
+    pub fn hold_out(&self, example: TrainingExample) -> Option<TrainingExample> {
+        self.tasks.lock().get_mut(&example.task_type)?.held_out.push(example)
     }
 }

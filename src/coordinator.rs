@@ -204,7 +204,9 @@ impl Coordinator {
                 stats.examples_received += 1;
                 stats.examples_held_out += 1;
                 drop(stats);
-                agent.hold_out(example);
+                if let Some(leaving) = agent.hold_out(example) {
+                    self.train_after_judging(&agent, leaving);
+                }
             }
         }
         for example in recovered.buffered {
@@ -1040,10 +1042,15 @@ impl Coordinator {
             });
         }
         if held_out {
-            agent.hold_out(example);
-            let mut stats = agent.stats.lock();
-            stats.examples_received += 1;
-            stats.examples_held_out += 1;
+            let leaving = agent.hold_out(example);
+            {
+                let mut stats = agent.stats.lock();
+                stats.examples_received += 1;
+                stats.examples_held_out += 1;
+            }
+            if let Some(leaving) = leaving {
+                self.train_after_judging(&agent, leaving);
+            }
             return Ok(Receipt {
                 id,
                 placement: Placement::HeldOut,
@@ -1053,31 +1060,54 @@ impl Coordinator {
         if priority == Priority::Critical {
             tracing::warn!(agent = %agent.name, task = %example.task_type, id = id.0, "critical correction received");
         }
-        let (placement, buffered) = {
-            // Counters change in the same critical section as the buffer, so a
-            // status read never sees them disagree.
-            let mut buffer = agent.buffer.lock();
-            let outcome = buffer.insert(example);
-            let mut stats = agent.stats.lock();
-            stats.examples_received += 1;
-            let placement = match outcome {
-                Insert::Rejected(_) => Placement::NotBuffered,
-                _ => Placement::Buffered,
-            };
-            if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = outcome {
-                stats.examples_evicted += 1;
-                self.shared.persist(StoreOp::SetState {
-                    ids: vec![gone.id],
-                    state: ExampleState::Evicted,
-                    update_id: None,
-                });
-            }
-            (placement, buffer.len())
-        };
+        let (placement, buffered) = self.insert_into_buffer(&agent, example, true);
         if placement == Placement::Buffered && (urgent || buffered >= config.update_threshold) {
             self.shared.schedule(&agent);
         }
         Ok(Receipt { id, placement })
+    }
+
+    /// A held-out example that left its full window: it judged the updates
+    /// of its time and is now trained on like any other, so no labelled
+    /// example is lost to training.
+    fn train_after_judging(&self, agent: &Arc<AgentState>, example: TrainingExample) {
+        self.shared.persist(StoreOp::SetState {
+            ids: vec![example.id],
+            state: ExampleState::Buffered,
+            update_id: None,
+        });
+        let (placement, buffered) = self.insert_into_buffer(agent, example, false);
+        if placement == Placement::Buffered && buffered >= self.shared.config.update_threshold {
+            self.shared.schedule(agent);
+        }
+    }
+
+    /// Puts an example into its agent's buffer, marking what that evicts;
+    /// counts it as received when `new`, else moves it from the held-out
+    /// count. Returns where it went and the buffer's length.
+    fn insert_into_buffer(&self, agent: &AgentState, example: TrainingExample, new: bool) -> (Placement, usize) {
+        // Counters change in the same critical section as the buffer, so a
+        // status read never sees them disagree.
+        let mut buffer = agent.buffer.lock();
+        let outcome = buffer.insert(example);
+        let mut stats = agent.stats.lock();
+        match new {
+            true => stats.examples_received += 1,
+            false => stats.examples_held_out -= 1,
+        }
+        let placement = match outcome {
+            Insert::Rejected(_) => Placement::NotBuffered,
+            _ => Placement::Buffered,
+        };
+        if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = outcome {
+            stats.examples_evicted += 1;
+            self.shared.persist(StoreOp::SetState {
+                ids: vec![gone.id],
+                state: ExampleState::Evicted,
+                update_id: None,
+            });
+        }
+        (placement, buffer.len())
     }
 }
 
@@ -1146,6 +1176,7 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
         examples_trained: stats.examples_trained,
         examples_evicted: stats.examples_evicted,
         examples_discarded: stats.examples_discarded,
+        examples_quarantined: stats.examples_quarantined,
         examples_failed: stats.examples_failed,
         examples_kept: stats.examples_kept,
         updates_accepted: stats.updates_accepted,

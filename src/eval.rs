@@ -37,12 +37,17 @@ impl HeldOutWindow {
         }
     }
 
-    /// Adds an example; the oldest leaves when the window is full.
-    pub fn push(&mut self, example: TrainingExample) {
-        if self.examples.len() == self.capacity {
-            self.examples.pop_front();
-        }
+    /// Adds an example; when the window is full the oldest leaves and is
+    /// returned, so the caller can train on it: every held-out example
+    /// judges updates while it is recent, and is learned afterwards.
+    #[must_use = "an example leaving the window is to be trained on"]
+    pub fn push(&mut self, example: TrainingExample) -> Option<TrainingExample> {
+        let leaving = match self.examples.len() == self.capacity {
+            true => self.examples.pop_front(),
+            false => None,
+        };
         self.examples.push_back(example);
+        leaving
     }
 
     /// Examples in the window.
@@ -157,11 +162,28 @@ pub fn entity_f1<'a>(pairs: impl IntoIterator<Item = (&'a [String], &'a [String]
     2.0 * right as f64 / (predicted + true_total) as f64
 }
 
+/// A model measured on a set of examples: the metric of its target kind and
+/// each example's own loss, for the paired acceptance test
+/// ([`crate::judge`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// The metric over the whole set.
+    pub metric: Metric,
+    /// Per example, in order: 0 right / 1 wrong for labels (and JSON), the
+    /// absolute error for scores, missed plus spurious entities for tags.
+    pub losses: Vec<f64>,
+}
+
 /// Measures a model on examples with the metric of its target kind: mean
 /// absolute error for scores, entity F1 for token tags, accuracy otherwise. A model that cannot predict
 /// yet scores as if every answer were wrong (a score of 0.5, the largest
 /// expected error, for a regressor).
 pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<Option<Metric>, ModelError> {
+    Ok(measure(model, examples)?.map(|m| m.metric))
+}
+
+/// [`evaluate`], with every example's own loss; `None` for no examples.
+pub fn measure(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<Option<Measured>, ModelError> {
     if examples.is_empty() {
         return Ok(None);
     }
@@ -172,8 +194,9 @@ pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<
         Err(e) => return Err(e),
     };
     let n = examples.len() as f64;
-    let metric = if model.target_kind() == TargetKind::Score {
-        let error: f64 = examples
+    let predicted = |i: usize| predictions.as_ref().map(|p| &p[i].output);
+    let measured = if model.target_kind() == TargetKind::Score {
+        let losses: Vec<f64> = examples
             .iter()
             .enumerate()
             .map(|(i, e)| {
@@ -181,16 +204,19 @@ pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<
                     Target::Score(x) => x,
                     _ => return 1.0,
                 };
-                match predictions.as_ref().map(|p| &p[i].output) {
+                match predicted(i) {
                     Some(Target::Score(y)) => (truth - y).abs(),
                     _ => 0.5,
                 }
             })
-            .sum();
-        Metric {
-            name: MetricName::MeanAbsoluteError,
-            value: error / n,
-            examples: examples.len(),
+            .collect();
+        Measured {
+            metric: Metric {
+                name: MetricName::MeanAbsoluteError,
+                value: losses.iter().sum::<f64>() / n,
+                examples: examples.len(),
+            },
+            losses,
         }
     } else if model.target_kind() == TargetKind::Tags {
         let none: Vec<String> = Vec::new();
@@ -202,34 +228,50 @@ pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<
                     Target::Tags(t) => t,
                     _ => &none,
                 };
-                let predicted: &[String] = match predictions.as_ref().map(|p| &p[i].output) {
+                let predicted: &[String] = match predicted(i) {
                     Some(Target::Tags(t)) => t,
                     _ => &none,
                 };
                 (truth, predicted)
             })
             .collect();
-        Metric {
-            name: MetricName::EntityF1,
-            value: entity_f1(pairs),
-            examples: examples.len(),
+        let losses = pairs
+            .iter()
+            .map(|(truth, predicted)| {
+                let truth = entity_spans(truth);
+                let predicted = entity_spans(predicted);
+                let missed = truth.iter().filter(|s| !predicted.contains(s)).count();
+                let spurious = predicted.iter().filter(|s| !truth.contains(s)).count();
+                (missed + spurious) as f64
+            })
+            .collect();
+        Measured {
+            metric: Metric {
+                name: MetricName::EntityF1,
+                value: entity_f1(pairs),
+                examples: examples.len(),
+            },
+            losses,
         }
     } else {
-        let correct = match &predictions {
-            None => 0,
-            Some(p) => examples
-                .iter()
-                .zip(p)
-                .filter(|(e, p)| e.expected_output == p.output)
-                .count(),
-        };
-        Metric {
-            name: MetricName::Accuracy,
-            value: correct as f64 / n,
-            examples: examples.len(),
+        let losses: Vec<f64> = examples
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match predicted(i) {
+                Some(output) if *output == e.expected_output => 0.0,
+                _ => 1.0,
+            })
+            .collect();
+        Measured {
+            metric: Metric {
+                name: MetricName::Accuracy,
+                value: 1.0 - losses.iter().sum::<f64>() / n,
+                examples: examples.len(),
+            },
+            losses,
         }
     };
-    Ok(Some(metric))
+    Ok(Some(measured))
 }
 
 #[cfg(test)]

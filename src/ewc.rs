@@ -69,6 +69,8 @@ pub struct EwcState {
     fisher: BTreeMap<String, Tensor>,
     anchors: BTreeMap<String, Tensor>,
     consolidations: u64,
+    /// The mean of the Fisher's positive entries (see [`EwcState::scale`]).
+    scale: f64,
 }
 
 impl EwcState {
@@ -103,11 +105,66 @@ impl EwcState {
         anchors: BTreeMap<String, Tensor>,
         consolidations: u64,
     ) -> EwcState {
+        let scale = fisher_scale(&fisher);
         EwcState {
             fisher,
             anchors,
             consolidations,
+            scale,
         }
+    }
+
+    /// The mean of the Fisher's positive entries over every variable: the
+    /// adaptive optimiser divides the Fisher by it, so its λ does not depend
+    /// on the scale of the loss, the number of weights or how often the
+    /// model was consolidated (λ = 1: a typically important weight is held
+    /// to its anchor as strongly as its own gradient steps move it).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The normalised Fisher `F / scale` and the anchors of variable `name`,
+    /// on `rows` (all of it when `None`), zero-padded to `shape` where the
+    /// variable grew since it was consolidated (new weights are free);
+    /// `None` when nothing of it was consolidated.
+    pub fn normalised_rows(
+        &self,
+        name: &str,
+        rows: Option<&Tensor>,
+        shape: &[i64],
+    ) -> Result<Option<(Tensor, Tensor)>, ModelError> {
+        let (Some(fisher), Some(anchor)) = (self.fisher.get(name), self.anchors.get(name)) else {
+            return Ok(None);
+        };
+        if self.scale <= 0.0 || !self.scale.is_finite() {
+            return Ok(None);
+        }
+        let (fisher, anchor) = match rows {
+            None => (fisher.shallow_clone(), anchor.shallow_clone()),
+            Some(rows) => {
+                // Rows beyond the consolidated ones were never important.
+                let known = fisher.size().first().copied().unwrap_or(0);
+                let inside = rows.f_lt(known)?;
+                let clamped = rows.f_clamp_max(known.max(1) - 1)?;
+                let mask = inside.f_to_kind(fisher.kind())?;
+                let mut shape_mask = vec![-1i64];
+                shape_mask.extend(std::iter::repeat_n(1, fisher.dim().saturating_sub(1)));
+                let mask = mask.f_reshape(shape_mask.as_slice())?;
+                (
+                    fisher.f_index_select(0, &clamped)?.f_mul(&mask)?,
+                    anchor.f_index_select(0, &clamped)?,
+                )
+            }
+        };
+        let mut target = shape.to_vec();
+        if let (Some(first), Some(_)) = (target.first_mut(), rows) {
+            // Selected rows: as many as were asked for, whatever the table's length.
+            *first = fisher.size().first().copied().unwrap_or(*first);
+        }
+        let (Some(fisher), Some(anchor)) = (pad_to(&fisher, &target)?, pad_to(&anchor, &target)?) else {
+            return Ok(None);
+        };
+        Ok(Some((fisher.f_div_scalar(self.scale)?, anchor)))
     }
 
     /// The same state with every tensor on `device`.
@@ -119,6 +176,7 @@ impl EwcState {
             fisher: mv(self.fisher)?,
             anchors: mv(self.anchors)?,
             consolidations: self.consolidations,
+            scale: self.scale,
         })
     }
 
@@ -131,6 +189,7 @@ impl EwcState {
             fisher: copy(&self.fisher)?,
             anchors: copy(&self.anchors)?,
             consolidations: self.consolidations,
+            scale: self.scale,
         })
     }
 
@@ -229,11 +288,33 @@ impl EwcState {
                 .filter_map(|name| variables.get(name).map(|t| (name.clone(), t)))
                 .map(|(name, t)| Ok((name, deep_copy(t)?)))
                 .collect::<Result<BTreeMap<_, _>, ModelError>>()?;
+            self.scale = fisher_scale(&fisher);
             self.fisher = fisher;
             self.anchors = anchors;
             self.consolidations += 1;
             Ok(())
         })
+    }
+}
+
+/// The mean of the positive entries of every tensor of `fisher` (0 when none is).
+fn fisher_scale(fisher: &BTreeMap<String, Tensor>) -> f64 {
+    let (mut sum, mut count) = (0.0, 0.0);
+    for t in fisher.values() {
+        let positive = t
+            .f_gt(0.0)
+            .and_then(|p| p.f_sum(Kind::Float))
+            .and_then(|c| c.f_double_value(&[]));
+        let total = t.f_sum(Kind::Float).and_then(|s| s.f_double_value(&[]));
+        if let (Ok(c), Ok(s)) = (positive, total) {
+            count += c;
+            sum += s;
+        }
+    }
+    if count > 0.0 {
+        sum / count
+    } else {
+        0.0
     }
 }
 

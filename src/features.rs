@@ -23,18 +23,14 @@ pub fn tokenize(text: &str) -> Vec<String> {
 /// Hashed uni- and bi-gram ids of a text, each in `0..buckets`.
 ///
 /// Uses at most `max_tokens` tokens. A text without tokens maps to one reserved
-/// id (bucket 0) so every input has at least one feature.
+/// id (bucket 0) so every input has at least one feature. The tokens are those
+/// of [`tokenize`], hashed as they are read (no string per token): every
+/// update hashes its batch and its held-out window, so this is on the hot path.
 pub fn ngram_ids(text: &str, buckets: usize, max_tokens: usize) -> Vec<i64> {
-    let tokens = tokenize(text);
-    let tokens = &tokens[..tokens.len().min(max_tokens)];
-    if tokens.is_empty() {
-        return vec![0];
-    }
     let buckets = buckets as u64;
-    let mut ids = Vec::with_capacity(tokens.len() * 2);
+    let mut ids = Vec::new();
     let mut previous: Option<u64> = None;
-    for token in tokens {
-        let h = stable_hash(token.as_bytes());
+    for h in token_hashes(text).take(max_tokens) {
         ids.push((h % buckets) as i64);
         if let Some(p) = previous {
             // Order matters in a bigram, so mix the two hashes asymmetrically.
@@ -43,7 +39,38 @@ pub fn ngram_ids(text: &str, buckets: usize, max_tokens: usize) -> Vec<i64> {
         }
         previous = Some(h);
     }
+    if ids.is_empty() {
+        ids.push(0);
+    }
     ids
+}
+
+/// The [`stable_hash`] of each token of [`tokenize`], computed over the
+/// lower-cased UTF-8 bytes without building the token.
+fn token_hashes(text: &str) -> impl Iterator<Item = u64> + '_ {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut chars = text.chars().peekable();
+    std::iter::from_fn(move || {
+        while chars.peek().is_some_and(|c| !c.is_alphanumeric()) {
+            chars.next();
+        }
+        chars.peek()?;
+        let mut h = OFFSET;
+        let mut buf = [0u8; 4];
+        while let Some(c) = chars.next_if(|c| c.is_alphanumeric()) {
+            if c.is_ascii() {
+                h = (h ^ u64::from(c.to_ascii_lowercase() as u8)).wrapping_mul(PRIME);
+            } else {
+                for lower in c.to_lowercase() {
+                    for &b in lower.encode_utf8(&mut buf).as_bytes() {
+                        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+                    }
+                }
+            }
+        }
+        Some(h)
+    })
 }
 
 /// A small deterministic generator (SplitMix64) for weight initialisation and
@@ -108,6 +135,10 @@ mod tests {
         assert!(ids.iter().all(|&i| (0..64).contains(&i)));
         assert_eq!(ngram_ids("!!!", 64, 100), vec![0]);
         assert_eq!(ngram_ids("a b c d", 1 << 20, 2).len(), 3);
+        // The streaming hashes are those of the tokens.
+        let text = "Ünïcode WORDS, 51-50 ok!";
+        let want: Vec<u64> = tokenize(text).iter().map(|t| stable_hash(t.as_bytes())).collect();
+        assert_eq!(token_hashes(text).collect::<Vec<_>>(), want);
         // Bigrams are ordered: "a b" and "b a" differ.
         assert_ne!(ngram_ids("a b", 1 << 20, 9)[2], ngram_ids("b a", 1 << 20, 9)[2]);
     }

@@ -57,12 +57,17 @@ pub struct AgentStatus {
     pub examples_held_out: u64,
     /// Examples trained into an accepted update. Every accepted example is in
     /// exactly one of: the buffer, held out, trained, evicted, discarded,
-    /// failed, kept (the buffer and these counters are read together).
+    /// quarantined, failed, kept (the buffer and these counters are read
+    /// together).
     pub examples_trained: u64,
     /// Examples that left a full buffer (or were not buffered) as the least valuable.
     pub examples_evicted: u64,
     /// Examples of updates that were rolled back (not trained into the live model).
     pub examples_discarded: u64,
+    /// Examples isolated as harmful: a rolled-back batch is retrained in
+    /// halves, and the examples of a share whose update was rolled back again
+    /// (alone, or with both halves of it rolled back) end here, never trained.
+    pub examples_quarantined: u64,
     /// Examples given up after failing `MAX_UPDATE_ATTEMPTS` (3) updates in a row.
     pub examples_failed: u64,
     /// Examples of tasks no model learns, kept for export rather than trained.

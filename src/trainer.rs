@@ -3,11 +3,12 @@
 //!
 //! One update of an agent, for each task in its batch:
 //! 1. take the most valuable buffered examples (they stay buffered meanwhile);
-//! 2. copy the live model (the only moment the live model is locked before the swap);
-//! 3. measure the copy on the task's held-out window (the copy equals the live model);
-//! 4. train the copy for one epoch, at the model's low learning rate;
+//! 2. the trainer's copy of the live model (equal to it between updates);
+//! 3. measure the copy on the task's held-out window (the live model's result);
+//! 4. train the copy in place: adaptive sparse steps, or an Adam epoch;
 //! 5. measure it again on the same held-out examples;
-//! 6. a drop larger than `rollback_threshold` keeps the live model (a rollback),
+//! 6. the paired acceptance test ([`crate::judge`]) keeps the live model on
+//!    evidence of harm (a rollback: the copy's changed rows are copied back),
 //!    otherwise the copy is swapped in and the version goes up;
 //! 7. record a [`ModelPerformance`] and remove exactly the trained examples.
 //!
@@ -33,7 +34,9 @@ use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
 use crate::example::{unix_millis, ExampleId, ModelPerformance, TargetKind, TrainingExample};
 use crate::features::{stable_hash, SplitMix64};
 use crate::grad;
-use crate::models::{create_model, AgentModel, MiniLmHead, ModelKind, TorchScriptModel};
+use crate::judge::{self, AcceptanceTest};
+use crate::models::{create_model, AgentModel, MiniLmHead, ModelKind, TorchScriptModel, Training};
+use crate::optim::{adaptive_step, Touched};
 use crate::runtime::Shared;
 use crate::store::{CheckpointRecord, ExampleState, StoreOp};
 
@@ -219,6 +222,7 @@ fn train_batches(
     let mut removed = 0;
     let mut pending = vec![batch];
     let mut suspects: Vec<ExampleId> = Vec::new();
+    let mut rejected: Vec<(Vec<TrainingExample>, u64)> = Vec::new();
     let (mut attempts, mut any_success, mut claimed) = (0, false, true);
     while let Some(mut examples) = pending.pop() {
         if attempts == MAX_SUB_UPDATES {
@@ -251,7 +255,13 @@ fn train_batches(
             });
             // A panic inside one update fails that update only.
             catch_unwind(AssertUnwindSafe(|| {
-                grad::with_grad(|| update_task(shared, agent, task, live, &examples, held_out, publisher.as_mut()))
+                grad::with_grad(|| {
+                    let judging = Judging {
+                        held_out,
+                        max_drop: None,
+                    };
+                    update_task(shared, agent, task, live, &examples, judging, publisher.as_mut())
+                })
             }))
             .unwrap_or_else(|panic| Err(ModelError::Panicked(grad::panic_message(&*panic))))
         };
@@ -260,6 +270,15 @@ fn train_batches(
         let unpublished = matches!(outcome, Err(ModelError::Publish(_)));
         let outcome = outcome.map_err(|e| format!("update of task {task:?} failed: {e}"));
         match outcome {
+            Ok(record) if record.rollback_triggered && session.is_none() => {
+                // The batch is not thrown away: its harmful part is isolated below.
+                any_success = true;
+                agent.forget_failures(&ids);
+                agent.stats.lock().updates_rolled_back += 1;
+                let update_id = record.update_id;
+                shared.record_performance(record);
+                rejected.push((examples, update_id));
+            }
             Ok(record) => {
                 any_success = true;
                 agent.forget_failures(&ids);
@@ -312,6 +331,8 @@ fn train_batches(
     if let Some((_, session)) = session.as_mut() {
         session.release(); // Whatever was claimed and not trained (the sub-update limit).
     }
+    let budget = MAX_SUB_UPDATES.saturating_sub(attempts);
+    removed += isolate_harm(shared, agent, task, live, held_out, rejected, budget);
     if !suspects.is_empty() {
         // Blame an example only when others succeeded beside it, or when it
         // was already singled out by such a round.
@@ -330,6 +351,93 @@ fn train_batches(
                 }),
             }
             removed += agent.remove_examples(&given_up, |stats, n| stats.examples_failed += n as u64);
+        }
+    }
+    removed
+}
+
+/// Retrains rolled-back batches in halves so that a few harmful examples do
+/// not cost the batch. A half is judged as strictly as its batch's verdict
+/// allows: it is kept only when the judging examples' metric does not drop
+/// at all (otherwise harmless-looking halves of a harmful batch would pass
+/// one after the other: 60 wrong corrections, rolled back as a whole, cost 6
+/// points in two halves judged with the usual tolerance). A half rolled back
+/// while its sibling was kept is split again; when both halves are rolled
+/// back the harm is spread through the batch and it is quarantined whole, as
+/// is a single example rolled back on its own. At most `budget` updates are spent; what
+/// is left then is quarantined too. One instance only: with several, a
+/// rolled-back batch is published as discarded. Returns how many examples
+/// left the buffer.
+fn isolate_harm(
+    shared: &Shared,
+    agent: &AgentState,
+    task: &str,
+    live: &LiveModel,
+    held_out: &[TrainingExample],
+    rejected: Vec<(Vec<TrainingExample>, u64)>,
+    mut budget: usize,
+) -> usize {
+    let mut removed = 0;
+    let quarantine = |examples: &[TrainingExample], update_id: u64| {
+        let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
+        tracing::warn!(agent = %agent.name, task, examples = ids.len(), update_id, "examples quarantined");
+        shared.persist(StoreOp::SetState {
+            ids: ids.clone(),
+            state: ExampleState::Quarantined,
+            update_id: Some(update_id),
+        });
+        agent.remove_examples(&ids, |stats, n| stats.examples_quarantined += n as u64)
+    };
+    let mut stack = rejected;
+    while let Some((mut first, update_id)) = stack.pop() {
+        if first.len() < 2 || budget < 2 {
+            removed += quarantine(&first, update_id);
+            continue;
+        }
+        let second = first.split_off(first.len() / 2);
+        let mut rolled_back = Vec::new();
+        for half in [first, second] {
+            budget -= 1;
+            let ids: Vec<ExampleId> = half.iter().map(|e| e.id).collect();
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                // Part of a batch already found harmful: kept only if it does no
+                // harm at all on the judging examples.
+                let judging = Judging {
+                    held_out,
+                    max_drop: Some(0.0),
+                };
+                grad::with_grad(|| update_task(shared, agent, task, live, &half, judging, None))
+            }))
+            .unwrap_or_else(|panic| Err(ModelError::Panicked(grad::panic_message(&*panic))));
+            match outcome {
+                Ok(record) if record.rollback_triggered => {
+                    agent.stats.lock().updates_rolled_back += 1;
+                    rolled_back.push((half, record.update_id));
+                    shared.record_performance(record);
+                }
+                Ok(record) => {
+                    removed += agent.remove_examples(&ids, |stats, n| {
+                        stats.updates_accepted += 1;
+                        stats.examples_trained += n as u64;
+                        stats.last_update = Some(SystemTime::now());
+                    });
+                    shared.persist(StoreOp::SetState {
+                        ids,
+                        state: ExampleState::Trained,
+                        update_id: Some(record.update_id),
+                    });
+                    shared.record_performance(record);
+                }
+                // Not the examples' verdict: they stay buffered for a later update.
+                Err(e) => agent.record_error(format!("update of task {task:?} failed: {e}")),
+            }
+        }
+        if rolled_back.len() == 2 {
+            for (half, update_id) in rolled_back {
+                removed += quarantine(&half, update_id);
+            }
+        } else {
+            stack.extend(rolled_back);
         }
     }
     removed
@@ -480,30 +588,49 @@ fn prepare_task(shared: &Shared, agent: &AgentState, task: &str) -> Option<(Arc<
     Some((live, held_out))
 }
 
-/// One update of one task: train a copy, judge it, and install it or roll it
+/// One update of one task: train the trainer's copy, judge it against the
+/// live model on the same held-out examples, and install it or roll it
 /// back. With a `publisher` (several instances) the outcome is committed to
 /// the shared database before anything is installed; a publication that fails
 /// fails the update and leaves the live model and its EWC state as they were.
+///
+/// The trainer's copy equals the live model between updates. It is trained
+/// in place; afterwards only what the update changed ([`Touched`]: the rows
+/// of the n-grams it saw, for the hashed models) is copied between the two,
+/// from the new live model into the copy after an accepted update, from the
+/// unchanged live model back into it after a rollback. A copy that may be
+/// out of step (an error or a panic half-way) is dropped, and the next
+/// update starts from a fresh copy of the live model.
 fn update_task(
     shared: &Shared,
     agent: &AgentState,
     task: &str,
     live: &LiveModel,
     examples: &[TrainingExample],
-    held_out: &[TrainingExample],
+    judging: Judging<'_>,
     mut publisher: Option<&mut Publisher<'_>>,
 ) -> Result<ModelPerformance, ModelError> {
+    let Judging { held_out, max_drop } = judging;
     let started = Instant::now();
     let version = live.version();
     let ewc_config = shared.config.ewc_for(&agent.name, task);
     let mut ewc = live.ewc.lock();
-    let mut shadow = live.shadow.lock();
-    if shadow.is_none() {
-        // Once per task: the only copy taken under the live model's lock.
-        *shadow = Some(live.model.lock().try_clone()?);
-    }
-    let mut candidate = shadow.as_ref().expect("the shadow was just set").try_clone()?;
-    let before = eval::evaluate(candidate.as_ref(), held_out)?;
+    let mut shadow_slot = live.shadow.lock();
+    // Taken out: put back only once it equals the live model again.
+    let mut shadow = match shadow_slot.take() {
+        Some(shadow) => shadow,
+        // Once per task (and after a failure): the only full copy taken
+        // under the live model's lock.
+        None => live.model.lock().try_clone()?,
+    };
+    let shapes_before = shapes(shadow.var_store());
+    let before = eval::measure(shadow.as_ref(), held_out)?;
+    let mut replay = live.replay.lock();
+    let replay_config = &shared.config.replay;
+    replay.set_capacity(replay_config.capacity);
+    let wanted = (replay_config.ratio * examples.len() as f64).ceil() as usize;
+    let mut training: Vec<TrainingExample> = examples.to_vec();
+    training.extend(replay.sample(wanted));
 
     let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
     let penalty: Vec<(&EwcState, f64)> = ewc_config
@@ -511,37 +638,32 @@ fn update_task(
         .then_some((&*ewc, ewc_config.lambda))
         .into_iter()
         .collect();
-    let trained =
-        train_one_epoch(candidate.as_mut(), examples, seed, &penalty).and_then(|loss| {
-            match first_non_finite(candidate.var_store())? {
-                Some(name) => Err(ModelError::NonFinite(format!(
-                    "weight {name} is not finite after training"
-                ))),
-                None => Ok(loss),
-            }
-        });
-    let (train_loss, non_finite) = match trained {
-        Ok(loss) => (loss, None),
-        Err(ModelError::NonFinite(reason)) => (f64::NAN, Some(reason)),
+    let trained = train_update(shadow.as_mut(), &training, seed, &penalty).and_then(|(loss, touched)| {
+        if shadow.training() == Training::Adaptive {
+            return Ok((loss, touched)); // Each step checked the rows it wrote.
+        }
+        match first_non_finite(shadow.var_store())? {
+            Some(name) => Err(ModelError::NonFinite(format!(
+                "weight {name} is not finite after training"
+            ))),
+            None => Ok((loss, touched)),
+        }
+    });
+    let (train_loss, touched, non_finite) = match trained {
+        Ok((loss, touched)) => (loss, Some(touched), None),
+        Err(ModelError::NonFinite(reason)) => (f64::NAN, None, Some(reason)),
         Err(e) => return Err(e),
     };
     let after = match non_finite {
-        None => eval::evaluate(candidate.as_ref(), held_out)?,
+        None => eval::measure(shadow.as_ref(), held_out)?,
         Some(_) => None,
     };
-
-    let rollback_reason = match (&non_finite, before, after) {
+    let rollback_reason = match (&non_finite, &before, &after) {
         (Some(reason), _, _) => Some(format!("training produced a non-finite value: {reason}")),
-        (None, Some(b), Some(a)) if a.drop_from(&b) > shared.config.rollback_threshold => Some(format!(
-            "held-out {} fell from {:.4} to {:.4} on {} examples, more than the rollback threshold {}",
-            a.name.as_str(),
-            b.value,
-            a.value,
-            a.examples,
-            shared.config.rollback_threshold
-        )),
+        (None, Some(b), Some(a)) => verdict(&shared.config, b, a, max_drop),
         _ => None,
     };
+    let (before, after) = (before.map(|m| m.metric), after.map(|m| m.metric));
 
     let update_id = shared
         .next_id()
@@ -572,6 +694,9 @@ fn update_task(
     };
     if let Some(reason) = &record.rollback_reason {
         tracing::warn!(agent = %agent.name, task, %reason, "update rolled back");
+        // The live model did not change: undo the copy's training.
+        *shadow_slot = resync(live, shadow, touched.as_ref(), &shapes_before)?;
+        drop(shadow_slot);
         if let Some(publisher) = publisher {
             publisher.publish(&record, None)?;
         }
@@ -579,9 +704,13 @@ fn update_task(
     }
 
     // Everything that can fail happens before anything is installed: the
-    // next update's starting copy, the consolidation (which changes the state
-    // only when it succeeds), and with several instances the publication.
-    let next_shadow = candidate.try_clone()?;
+    // next update's starting copy where the model grew, the consolidation
+    // (which changes the state only when it succeeds), and with several
+    // instances the publication.
+    let grown_copy = match shapes(shadow.var_store()) != shapes_before || touched.is_none() {
+        true => Some(shadow.try_clone()?),
+        false => None,
+    };
     let ewc_before = match publisher {
         Some(_) if ewc_config.enabled => Some(ewc.try_clone()?),
         _ => None,
@@ -590,13 +719,13 @@ fn update_task(
         // The update was accepted on its held-out result; a Fisher that
         // cannot be computed skips this consolidation only.
         let consolidated = diagonal_fisher(
-            candidate.as_ref(),
+            shadow.as_ref(),
             examples,
             ewc_config.fisher,
             ewc_config.fisher_samples,
             seed,
         )
-        .and_then(|fresh| ewc.consolidate(candidate.var_store(), fresh, ewc_config.gamma));
+        .and_then(|fresh| ewc.consolidate(shadow.var_store(), fresh, ewc_config.gamma));
         if let Err(e) = consolidated {
             tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
             agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));
@@ -614,7 +743,7 @@ fn update_task(
         // committed before this instance serves it.
         // Not yet the serving version on disk: a crash before the commit
         // must not leave a restart serving a version nobody else has.
-        let published = save_checkpoint(shared, agent, task, new_version, candidate.as_ref(), &ewc, false)
+        let published = save_checkpoint(shared, agent, task, new_version, shadow.as_ref(), &ewc, false)
             .map_err(|e| ModelError::Publish(format!("checkpoint not written: {e}")))
             .and_then(|path| publisher.publish(&record, Some((&path, metrics.clone()))));
         let dir = shared.config.model_dir(&agent.name).join(task);
@@ -623,6 +752,7 @@ fn update_task(
                 *ewc = saved;
             }
             let _ = std::fs::remove_file(checkpoint::path_of(&dir, new_version));
+            *shadow_slot = resync(live, shadow, touched.as_ref(), &shapes_before).ok().flatten();
             return Err(e);
         }
         let served = checkpoint::set_current(&dir, new_version)
@@ -631,18 +761,34 @@ fn update_task(
             tracing::warn!(agent = %agent.name, task, error = %e, "published checkpoint not marked as serving locally");
         }
     }
-    *shadow = Some(next_shadow);
-    let mut serving = live.model.lock();
-    let old = std::mem::replace(&mut *serving, candidate);
-    // Under the model's lock, so a prediction never sees new weights with
-    // the old version.
-    live.latest_version.fetch_max(new_version, Ordering::AcqRel);
-    live.version.store(new_version, Ordering::Release);
-    drop(serving);
-    drop(old); // Freed outside the lock.
+    let next_shadow = {
+        let mut serving = live.model.lock();
+        // The trained copy serves; the old live model becomes the copy.
+        let old = std::mem::replace(&mut *serving, shadow);
+        // Under the model's lock, so a prediction never sees new weights with
+        // the old version.
+        live.latest_version.fetch_max(new_version, Ordering::AcqRel);
+        live.version.store(new_version, Ordering::Release);
+        match (grown_copy, &touched) {
+            (Some(copy), _) => {
+                drop(serving);
+                drop(old); // Freed outside the lock.
+                Some(copy)
+            }
+            (None, Some(touched)) => match touched.copy_rows(serving.var_store(), old.var_store()) {
+                // Only the rows the update changed: predictions wait for
+                // that copy, not for a whole model.
+                Ok(true) => Some(old),
+                _ => None,
+            },
+            (None, None) => None,
+        }
+    };
+    *shadow_slot = next_shadow;
+    replay.remember(examples);
     if publisher.is_none() && shared.config.checkpoints_kept > 0 {
         // From the trainer's copy, which equals the new live weights.
-        let saved = shadow
+        let saved = shadow_slot
             .as_deref()
             .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc, true));
         match saved {
@@ -676,6 +822,65 @@ fn update_task(
     Ok(record)
 }
 
+/// What an update is judged on.
+#[derive(Clone, Copy)]
+struct Judging<'a> {
+    /// The examples live model and candidate are compared on.
+    held_out: &'a [TrainingExample],
+    /// Replaces `rollback_threshold`, the largest drop tolerated.
+    max_drop: Option<f64>,
+}
+
+/// Why the candidate is rolled back, by the configured acceptance test, or
+/// `None` when it is kept.
+/// `max_drop` replaces `rollback_threshold` (the largest tolerated drop).
+fn verdict(
+    config: &crate::config::Config,
+    before: &eval::Measured,
+    after: &eval::Measured,
+    max_drop: Option<f64>,
+) -> Option<String> {
+    let max_drop = max_drop.unwrap_or(config.rollback_threshold);
+    match config.acceptance.test {
+        AcceptanceTest::Paired => judge::paired_verdict(before, after, &config.acceptance, max_drop),
+        AcceptanceTest::Threshold => {
+            let (b, a) = (&before.metric, &after.metric);
+            (a.drop_from(b) > max_drop).then(|| {
+                format!(
+                    "held-out {} fell from {:.4} to {:.4} on {} examples, more than the rollback threshold {max_drop}",
+                    a.name.as_str(),
+                    b.value,
+                    a.value,
+                    a.examples,
+                )
+            })
+        }
+    }
+}
+
+/// The shape of every variable, by name.
+fn shapes(vs: &tch::nn::VarStore) -> BTreeMap<String, Vec<i64>> {
+    vs.variables().into_iter().map(|(name, t)| (name, t.size())).collect()
+}
+
+/// The trainer's copy brought back to the (unchanged) live model after a
+/// rolled-back or unpublished update: the touched rows copied back, or a
+/// fresh whole copy where the update changed shapes or touched everything.
+fn resync(
+    live: &LiveModel,
+    shadow: Box<dyn AgentModel>,
+    touched: Option<&Touched>,
+    shapes_before: &BTreeMap<String, Vec<i64>>,
+) -> Result<Option<Box<dyn AgentModel>>, ModelError> {
+    let serving = live.model.lock();
+    if let Some(touched) = touched {
+        if shapes(shadow.var_store()) == *shapes_before && touched.copy_rows(serving.var_store(), shadow.var_store())? {
+            return Ok(Some(shadow));
+        }
+    }
+    Ok(Some(serving.try_clone()?))
+}
+
 /// Writes the checkpoint of an accepted version (with `serve`, also records
 /// it as the serving version and prunes old ones).
 pub(crate) fn save_checkpoint(
@@ -704,41 +909,77 @@ pub(crate) fn save_checkpoint(
     }
 }
 
-/// One epoch of Adam over `examples` in shuffled minibatches, each step's loss
-/// plus the EWC penalty of every `(state, λ)` given (one for online EWC, one
-/// per earlier task for the original EWC). Returns the mean loss without the
-/// penalties; a non-finite loss stops training with [`ModelError::NonFinite`].
+/// One pass over `examples` in shuffled minibatches, each step's loss plus
+/// the EWC penalty of every `(state, λ)` given (one for online EWC, one per
+/// earlier task for the original EWC): adaptive steps with the model's own
+/// optimiser state for [`Training::Adaptive`] models, a fresh Adam
+/// otherwise. Returns the mean loss without the penalties; a non-finite loss
+/// stops training with [`ModelError::NonFinite`].
 pub fn train_one_epoch(
     model: &mut dyn AgentModel,
     examples: &[TrainingExample],
     seed: u64,
     penalties: &[(&EwcState, f64)],
 ) -> Result<f64, ModelError> {
+    train_update(model, examples, seed, penalties).map(|(loss, _)| loss)
+}
+
+/// [`train_one_epoch`], also returning what the pass changed.
+pub(crate) fn train_update(
+    model: &mut dyn AgentModel,
+    examples: &[TrainingExample],
+    seed: u64,
+    penalties: &[(&EwcState, f64)],
+) -> Result<(f64, Touched), ModelError> {
     model.prepare(examples)?;
-    let mut optimizer = nn::Adam::default().build(model.var_store(), model.learning_rate())?;
     let mut order: Vec<&TrainingExample> = examples.iter().collect();
     SplitMix64::new(seed).shuffle(&mut order);
-
+    let adaptive = model.training() == Training::Adaptive;
+    let mut adam = match adaptive {
+        true => None,
+        false => Some(nn::Adam::default().build(model.var_store(), model.learning_rate())?),
+    };
+    let mut touched = Touched::new();
     let mut total = 0.0;
     for chunk in order.chunks(model.minibatch_size()) {
-        let loss = model.loss(chunk)?;
+        if adaptive && penalties.is_empty() {
+            if let Some(value) = model.closed_form_step(chunk, &mut touched)? {
+                total += value * chunk.len() as f64;
+                continue;
+            }
+        }
+        let loss = match adaptive {
+            true => model.adaptive_loss(chunk)?,
+            false => model.loss(chunk)?,
+        };
         let value = loss.f_double_value(&[])?;
         if !value.is_finite() {
             return Err(ModelError::NonFinite(format!("training loss is {value}")));
         }
-        optimizer.zero_grad();
-        loss.f_backward()?;
-        // The penalty's gradient goes straight into the gradients: the same
-        // step as back-propagating λ/2·Σ F(θ−θ*)², at a fraction of the cost.
-        for (ewc, lambda) in penalties {
-            ewc.add_penalty_gradient(model.var_store(), *lambda)?;
+        match adam.as_mut() {
+            None => {
+                loss.f_backward()?;
+                adaptive_step(model.var_store(), model.learning_rate(), penalties, &mut touched)?;
+            }
+            Some(optimizer) => {
+                optimizer.zero_grad();
+                loss.f_backward()?;
+                // The penalty's gradient goes straight into the gradients: the same
+                // step as back-propagating λ/2·Σ F(θ−θ*)², at a fraction of the cost.
+                for (ewc, lambda) in penalties {
+                    ewc.add_penalty_gradient(model.var_store(), *lambda)?;
+                }
+                optimizer.step();
+            }
         }
-        optimizer.step();
         total += value * chunk.len() as f64;
     }
-    // libtorch's zero_grad sets the gradients to none: the model does not
-    // carry them (memory), and the Fisher's gradients start sparse where the
-    // model makes them so.
-    optimizer.zero_grad();
-    Ok(total / examples.len().max(1) as f64)
+    if let Some(mut optimizer) = adam {
+        // libtorch's zero_grad sets the gradients to none: the model does not
+        // carry them (memory), and the Fisher's gradients start sparse where the
+        // model makes them so.
+        optimizer.zero_grad();
+        touched = Touched::everything(model.var_store());
+    }
+    Ok((total / examples.len().max(1) as f64, touched))
 }

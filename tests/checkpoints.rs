@@ -62,7 +62,7 @@ fn accepted_versions_are_written_and_the_last_ones_kept() {
         4,
         "the Fisher and anchors are saved with the weights"
     );
-    assert!(saved.ewc.fisher().contains_key("out_weight"));
+    assert!(saved.ewc.fisher().contains_key("weight"));
     let (version, live) = c.live_weights("scout", "news").unwrap();
     assert_eq!(version, 4);
     assert!(identical(&live, &saved.params), "the checkpoint holds the live weights");

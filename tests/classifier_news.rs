@@ -1,19 +1,28 @@
 //! The built-in classifier, trained by the coordinator on the real news stream
 //! (data/news, 3,823 articles with text, 9 outlets, in date order), predicts the
-//! outlet of held-out articles well above the majority-class rate.
+//! outlet of articles it never saw well above the majority-class rate.
 //!
-//! Measured on this machine: held-out accuracy 0.617 on 772 articles (44 updates kept, 18 rolled back); the
-//! majority class (aljazeera) is 0.146. The test asks for at least 0.45.
+//! Every fifth article is kept from the library altogether and scores the
+//! final model; the library sees the other 3,058 in date order with its
+//! defaults (updates of 50, a fifth of them judging updates before they are
+//! trained on, replay, the paired acceptance test).
+//!
+//! Measured on this machine (`cargo test --release --test classifier_news --
+//! --nocapture`): accuracy 0.779 on the 764 unseen articles; the majority
+//! class is 0.146. The test fails below 0.779 − 0.05.
 
 mod common;
 
 use std::time::Duration;
 
 use common::news;
-use onthefly::{Config, Coordinator, NewExample, Placement, Target};
+use onthefly::{Config, Coordinator, NewExample, Target};
+
+/// The accuracy this test measured (the README's figure).
+const MEASURED: f64 = 0.779;
 
 #[test]
-fn streaming_training_beats_the_majority_class_by_far() {
+fn streaming_training_beats_the_majority_class_by_far_on_unseen_articles() {
     let articles = news::load_articles();
     assert_eq!(articles.len(), 3823, "run `make data` for the full news set");
     let c = Coordinator::new(Config {
@@ -25,8 +34,8 @@ fn streaming_training_beats_the_majority_class_by_far() {
     })
     .unwrap();
 
-    let mut held_out = Vec::new();
-    for article in &articles {
+    let (unseen, streamed): (Vec<_>, Vec<_>) = articles.iter().enumerate().partition(|(i, _)| i % 5 == 4);
+    for (_, article) in &streamed {
         let example = NewExample::new(
             "scout",
             "news_classification",
@@ -34,9 +43,7 @@ fn streaming_training_beats_the_majority_class_by_far() {
             label(&article.outlet),
         )
         .with_source(article.url.clone());
-        if c.add_training_example(example).unwrap().placement == Placement::HeldOut {
-            held_out.push(article);
-        }
+        c.add_training_example(example).unwrap();
         // Let each triggered update finish before the next article, so the run
         // is the same every time.
         assert!(c.wait_for_idle(Duration::from_secs(120)));
@@ -44,44 +51,44 @@ fn streaming_training_beats_the_majority_class_by_far() {
     c.force_update_agent("scout").unwrap();
     assert!(c.wait_for_idle(Duration::from_secs(120)));
 
-    let texts: Vec<&str> = held_out.iter().map(|a| a.text.as_str()).collect();
+    let texts: Vec<&str> = unseen.iter().map(|(_, a)| a.text.as_str()).collect();
     let predictions = c.predict_batch("scout", "news_classification", &texts).unwrap();
     let correct = predictions
         .iter()
-        .zip(&held_out)
-        .filter(|(p, a)| p.output == label(&a.outlet))
+        .zip(&unseen)
+        .filter(|(p, (_, a))| p.output == label(&a.outlet))
         .count();
-    let accuracy = correct as f64 / held_out.len() as f64;
+    let accuracy = correct as f64 / unseen.len() as f64;
     let majority = news::OUTLETS
         .iter()
-        .map(|o| held_out.iter().filter(|a| a.outlet == *o).count())
+        .map(|o| unseen.iter().filter(|(_, a)| a.outlet == *o).count())
         .max()
         .unwrap() as f64
-        / held_out.len() as f64;
+        / unseen.len() as f64;
     let scout = &c.get_training_status().agents["scout"];
     eprintln!(
-        "held-out accuracy {accuracy:.3} on {} articles (majority class {majority:.3}); updates accepted {}, rolled back {}",
-        held_out.len(),
+        "accuracy {accuracy:.3} on {} unseen articles (majority class {majority:.3}); updates accepted {}, \
+         rolled back {}; examples trained {}, quarantined {}, judging {}",
+        unseen.len(),
         scout.updates_accepted,
-        scout.updates_rolled_back
-    );
-    assert!(
-        (600..950).contains(&held_out.len()),
-        "about 20 % held out, got {}",
-        held_out.len()
+        scout.updates_rolled_back,
+        scout.examples_trained,
+        scout.examples_quarantined,
+        scout.examples_held_out,
     );
     assert_eq!(scout.models["news_classification"].labels.len(), 9);
     assert!(
-        accuracy >= 0.45,
-        "held-out accuracy {accuracy:.3} (majority class {majority:.3})"
+        accuracy >= MEASURED - 0.05,
+        "accuracy {accuracy:.3} on unseen articles, measured {MEASURED} (majority class {majority:.3})"
     );
-    assert!(accuracy >= 3.0 * majority);
-    // Every example is accounted for, and none of the held-out ones was trained.
-    assert_eq!(scout.examples_held_out as usize, held_out.len());
+    // Every example is accounted for; the held-out ones judge updates while
+    // they are in the window and are trained on when they leave it.
+    assert_eq!(scout.examples_held_out, 100);
     assert_eq!(
-        scout.examples_trained + scout.examples_discarded,
-        (articles.len() - held_out.len()) as u64
+        scout.buffer_size as u64 + scout.examples_held_out + scout.examples_trained + scout.examples_quarantined,
+        streamed.len() as u64
     );
+    assert!(scout.examples_trained as usize >= streamed.len() - 100 - 2 * 50);
 }
 
 fn label(s: &str) -> Target {

@@ -61,6 +61,7 @@ fn eight_producers_times_ten_thousand_examples_are_all_accounted_for() {
                 + a.examples_trained
                 + a.examples_evicted
                 + a.examples_discarded
+                + a.examples_quarantined
                 + a.examples_failed
                 + a.examples_kept;
             assert_eq!(a.examples_received, placed, "{name} mid-run: {a:?}");
@@ -109,6 +110,7 @@ fn eight_producers_times_ten_thousand_examples_are_all_accounted_for() {
                 + a.examples_trained
                 + a.examples_evicted
                 + a.examples_discarded
+                + a.examples_quarantined
                 + a.examples_failed
                 + a.examples_kept,
             "{name}: {a:?}"
@@ -127,7 +129,9 @@ fn eight_producers_times_ten_thousand_examples_are_all_accounted_for() {
         }
     }
     assert_eq!(totals[0], (THREADS * PER_THREAD) as u64);
-    assert_eq!(totals[1], held, "held-out receipts match the counters");
+    // Held-out examples count as held out while they judge updates; the ones
+    // pushed out of a full window were buffered for training.
+    assert!(totals[1] <= held, "held-out receipts cover the counters");
     assert!(
         totals[2] >= not_buffered,
         "evictions include every example refused by a full buffer"

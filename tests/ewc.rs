@@ -204,5 +204,5 @@ fn the_classifiers_sparse_fisher_equals_the_dense_one() {
     }
     // The "true" Fisher (labels sampled from the model) has the same shapes.
     let sampled = diagonal_fisher(&model, &examples, FisherKind::True, 10, 3).unwrap();
-    assert_eq!(sampled["out_weight"].size(), sparse["out_weight"].size());
+    assert_eq!(sampled["weight"].size(), sparse["weight"].size());
 }

@@ -169,6 +169,7 @@ fn eight_c_threads_stream_at_once_and_every_example_is_counted() {
             + count("examples_trained")
             + count("examples_evicted")
             + count("examples_discarded")
+            + count("examples_quarantined")
             + count("examples_failed"),
         received,
         "every example is in exactly one place: {scout}"

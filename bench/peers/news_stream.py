@@ -14,7 +14,11 @@ peer_news -- --export FILE` writes: the same 3,823 articles (title, subtitle
 and body), the same order and labels (the outlet) that onthefly reads.
 Library defaults throughout; nothing was tuned on this data.
 
-Usage: python news_stream.py STREAM_JSONL --peer river-nb|river-lr|vw [--out FILE]
+With `--batch N` the model predicts N articles before it learns them (the
+cadence of onthefly's updates of N); the default, 1, learns each article at
+once.
+
+Usage: python news_stream.py STREAM_JSONL --peer river-nb|river-lr|vw [--batch N] [--out FILE]
 """
 
 import argparse
@@ -47,10 +51,11 @@ class RiverPeer:
         self.model = river_model(kind)
         self.description = str(self.model).replace("\n", " ")
 
-    def predict_then_learn(self, text, label):
-        predicted = self.model.predict_one(text)  # None before the first example
+    def predict(self, text):
+        return self.model.predict_one(text)  # None before the first example
+
+    def learn(self, text, label):
         self.model.learn_one(text, label)
-        return predicted
 
 
 class VowpalPeer:
@@ -71,18 +76,25 @@ class VowpalPeer:
         # vw's text format reserves '|' and ':'; words are whitespace-separated.
         return " ".join(re.sub(r"[|:]", " ", text.lower()).split())
 
-    def predict_then_learn(self, text, label):
+    def predict(self, text):
         features = self.features(text)
-        predicted = self.labels.get(self.workspace.predict(f"| {features}")) if self.learned else None
-        self.workspace.learn(f"{self.index[label]} | {features}")
+        return self.labels.get(self.workspace.predict(f"| {features}")) if self.learned else None
+
+    def learn(self, text, label):
+        self.workspace.learn(f"{self.index[label]} | {self.features(text)}")
         self.learned += 1
-        return predicted
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("stream")
     parser.add_argument("--peer", choices=["river-nb", "river-lr", "vw"], required=True)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="learn in batches of N: predict the N articles, then learn them (onthefly's updates of N)",
+    )
     parser.add_argument("--out")
     args = parser.parse_args()
 
@@ -92,12 +104,16 @@ def main():
 
     correct = 0
     started = time.perf_counter()
-    for a in articles:
-        correct += peer.predict_then_learn(a["text"], a["outlet"]) == a["outlet"]
+    for start in range(0, len(articles), args.batch):
+        batch = articles[start : start + args.batch]
+        correct += sum(peer.predict(a["text"]) == a["outlet"] for a in batch)
+        for a in batch:
+            peer.learn(a["text"], a["outlet"])
     seconds = time.perf_counter() - started
 
     result = {
         "peer": args.peer,
+        "batch": args.batch,
         "version": peer.version,
         "model": peer.description,
         "articles": len(articles),

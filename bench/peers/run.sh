@@ -104,13 +104,20 @@ if wants news; then
   last_json run_example peer_news >"$out/news-onthefly-fast.json"
   last_json run_example peer_news -- --wait >"$out/news-onthefly-wait.json"
   last_json run_example peer_news -- --wait --held-out 0 >"$out/news-onthefly-wait-no-held-out.json"
+  last_json run_example peer_news -- --wait --update-threshold 1 >"$out/news-onthefly-wait-1.json"
   peer_venv river river==0.26.1
   for model in river-nb river-lr; do
     last_json "$venvs/river/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer "$model" >"$out/news-$model.json"
   done
-  rm -f "$out/news-vw.json"
+  rm -f "$out"/news-vw*.json
   if peer_venv vowpalwabbit vowpalwabbit==9.11.9; then
     last_json "$venvs/vowpalwabbit/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer vw >"$out/news-vw.json"
+    # The same cadence as onthefly's updates of 50 and of 10: predict the
+    # batch, then learn it.
+    for batch in 10 50; do
+      last_json "$venvs/vowpalwabbit/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer vw \
+        --batch "$batch" >"$out/news-vw-batch-$batch.json"
+    done
   else
     echo "vowpalwabbit did not install (no wheel for this Python, and its build failed): skipped" >&2
   fi

@@ -91,11 +91,14 @@ def news():
     ours = load("news-onthefly-wait")
     names = [
         ("onthefly, as fast as possible", "news-onthefly-fast"),
-        ("onthefly, waiting for each update", "news-onthefly-wait"),
+        ("onthefly, waiting for each update of 50", "news-onthefly-wait"),
         ("onthefly, waiting, nothing held out", "news-onthefly-wait-no-held-out"),
+        ("onthefly, waiting, updates of 1", "news-onthefly-wait-1"),
         ("river MultinomialNB (uni+bigrams)", "news-river-nb"),
         ("river LogisticRegression OvR (TF-IDF)", "news-river-lr"),
-        ("vowpal wabbit --oaa 9 --ngram 2", "news-vw"),
+        ("vowpal wabbit --oaa 9 --ngram 2, learns each article", "news-vw"),
+        ("vowpal wabbit, in batches of 10", "news-vw-batch-10"),
+        ("vowpal wabbit, in batches of 50", "news-vw-batch-50"),
     ]
     rows = []
     for label, name in names:

@@ -8,6 +8,7 @@
 //! on the same `VarStore`, so it fits every model without knowing its layers.
 
 mod bag;
+mod hashed;
 mod minilm;
 mod minilm_head;
 mod text_classifier;
@@ -75,6 +76,17 @@ impl ModelKind {
     }
 }
 
+/// How the update pipeline trains a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Training {
+    /// One epoch of a fresh Adam per update (models of dense layers).
+    Adam,
+    /// Adaptive per-weight steps whose state is kept in the model's
+    /// `VarStore` between updates; sparse where the loss's gradients are
+    /// (see [`crate::optim`]).
+    Adaptive,
+}
+
 /// One prediction of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelOutput {
@@ -112,6 +124,14 @@ pub trait AgentModel: Send {
     /// respect to the trainable variables.
     fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError>;
 
+    /// The loss an adaptive step back-propagates ([`Training::Adaptive`]);
+    /// the default is [`AgentModel::loss`]. The hashed models return sparse
+    /// gradients here, so a step touches only the rows the examples use
+    /// (their `loss` stays dense, for Adam and any other optimiser).
+    fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+        self.loss(examples)
+    }
+
     /// The negative log-likelihood of one example, for the Fisher information.
     /// The default is [`AgentModel::loss`]; a model may return sparse
     /// gradients here (the Fisher squares each example's gradient, so only the
@@ -128,6 +148,26 @@ pub trait AgentModel: Send {
 
     /// The learning rate of an update.
     fn learning_rate(&self) -> f64;
+
+    /// One adaptive step on `examples` without an EWC penalty, for a model
+    /// that computes it faster than back-propagating [`AgentModel::loss`]
+    /// (the hashed linear models take their sparse gradient in closed form);
+    /// returns the mean loss, or `None` to let the caller back-propagate.
+    /// It must record what it changed in `touched`.
+    fn closed_form_step(
+        &mut self,
+        examples: &[&TrainingExample],
+        touched: &mut crate::optim::Touched,
+    ) -> Result<Option<f64>, ModelError> {
+        let _ = (examples, touched);
+        Ok(None)
+    }
+
+    /// How updates train it; [`Training::Adaptive`] needs optimiser state
+    /// beside every trainable variable (see [`crate::optim::state_name`]).
+    fn training(&self) -> Training {
+        Training::Adam
+    }
 
     /// Examples per optimiser step.
     fn minibatch_size(&self) -> usize;

@@ -1,73 +1,57 @@
-//! The built-in text classifier: hashed word uni- and bi-grams, averaged in an
-//! embedding bag, then one linear layer (fastText style). Small, fast on a CPU,
-//! and able to learn new labels as they appear: the output layer grows by one
-//! row per new label, and the rows it had keep their values.
+//! The built-in text classifier: a hashed linear model over word uni- and
+//! bi-grams (one weight per n-gram and class, as Vowpal Wabbit's `--oaa`
+//! with `--ngram 2`), a softmax over the classes, and adaptive per-weight
+//! steps whose state lives in the model (see [`crate::optim`]). It learns
+//! new labels as they appear: the table grows by one column per new label,
+//! and the columns it had keep their values.
+//!
+//! It replaced a fastText-style 2^18 × 32 embedding bag trained by a fresh
+//! Adam per update: on the news stream in date order, waiting for each
+//! update of 50, that scored 0.371 prequential accuracy; this one learns
+//! rare, decisive n-grams from a single article (figures in the README).
 
 use std::collections::{BTreeMap, HashMap};
 
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
-use super::bag::{initial_embedding, mean_embedding, saved_param};
-use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput};
+use super::hashed::HashedLinear;
+use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput, Training};
 use crate::config::TextModelConfig;
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
 use crate::features::SplitMix64;
 
-const EMBEDDING: &str = "embedding";
-const OUT_WEIGHT: &str = "out_weight";
-const OUT_BIAS: &str = "out_bias";
-
-/// fastText-style classifier over hashed n-grams.
+/// Hashed linear classifier over word uni- and bi-grams.
 #[derive(Debug)]
 pub struct TextClassifier {
-    vs: VarStore,
-    embedding: Tensor,
-    out_weight: Tensor,
-    out_bias: Tensor,
+    layer: HashedLinear,
     labels: Vec<String>,
     index: HashMap<String, i64>,
     config: TextModelConfig,
 }
 
 impl TextClassifier {
-    /// A classifier that knows no label yet, its embedding drawn uniformly from
-    /// ±1/dim with a generator seeded by `seed` (fastText's initialisation).
+    /// A classifier that knows no label yet. Its weights start at zero (a
+    /// convex model needs no random start); `seed` is kept for the model
+    /// kinds that do.
     pub fn new(config: TextModelConfig, device: Device, seed: u64) -> Result<TextClassifier, ModelError> {
-        let dim = config.embedding_dim as i64;
-        let init = initial_embedding(&config, seed)?;
-        let out_weight = Tensor::f_zeros([0, dim], (Kind::Float, Device::Cpu))?;
-        let out_bias = Tensor::f_zeros([0], (Kind::Float, Device::Cpu))?;
-        Self::from_parts(config, device, &init, &out_weight, &out_bias, Vec::new())
+        let _ = seed;
+        let layer = HashedLinear::zeros(device, config.hash_buckets, 0)?;
+        Ok(Self::from_layer(config, layer, Vec::new()))
     }
 
-    fn from_parts(
-        config: TextModelConfig,
-        device: Device,
-        embedding: &Tensor,
-        out_weight: &Tensor,
-        out_bias: &Tensor,
-        labels: Vec<String>,
-    ) -> Result<TextClassifier, ModelError> {
-        let vs = VarStore::new(device);
-        let root = vs.root();
-        let embedding = root.f_var_copy(EMBEDDING, embedding)?;
-        let out_weight = root.f_var_copy(OUT_WEIGHT, out_weight)?;
-        let out_bias = root.f_var_copy(OUT_BIAS, out_bias)?;
+    fn from_layer(config: TextModelConfig, layer: HashedLinear, labels: Vec<String>) -> TextClassifier {
         let index = labels.iter().enumerate().map(|(i, l)| (l.clone(), i as i64)).collect();
-        Ok(TextClassifier {
-            vs,
-            embedding,
-            out_weight,
-            out_bias,
+        TextClassifier {
+            layer,
             labels,
             index,
             config,
-        })
+        }
     }
 
-    /// A classifier with a checkpoint's weights and label map (see
-    /// [`AgentModel::metadata`]).
+    /// A classifier with a checkpoint's weights, optimiser state and label
+    /// map (see [`AgentModel::metadata`]).
     pub fn from_checkpoint(
         device: Device,
         params: &BTreeMap<String, Tensor>,
@@ -76,38 +60,28 @@ impl TextClassifier {
         let saved: SavedMeta = serde_json::from_value(meta.clone())
             .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a text classifier: {e}")))?;
         let _guard = tch::no_grad_guard();
-        Self::from_parts(
-            saved.config,
-            device,
-            &saved_param(params, EMBEDDING, device)?,
-            &saved_param(params, OUT_WEIGHT, device)?,
-            &saved_param(params, OUT_BIAS, device)?,
-            saved.labels,
-        )
+        let layer = HashedLinear::from_checkpoint(device, params)?;
+        if layer.weight.size().get(1).copied() != Some(saved.labels.len() as i64) {
+            return Err(ModelError::NotSupported(format!(
+                "the checkpoint's weight table has {:?} columns for {} labels",
+                layer.weight.size(),
+                saved.labels.len()
+            )));
+        }
+        Ok(Self::from_layer(saved.config, layer, saved.labels))
     }
 
     /// A deep copy with its own variables.
     pub fn try_copy(&self) -> Result<TextClassifier, ModelError> {
-        crate::grad::no_grad(|| {
-            Self::from_parts(
-                self.config.clone(),
-                self.vs.device(),
-                &self.embedding,
-                &self.out_weight,
-                &self.out_bias,
-                self.labels.clone(),
-            )
-        })
+        Ok(Self::from_layer(
+            self.config.clone(),
+            self.layer.try_copy()?,
+            self.labels.clone(),
+        ))
     }
 
-    fn logits(&self, inputs: &[&str]) -> Result<Tensor, ModelError> {
-        self.logits_with(inputs, false)
-    }
-
-    /// `sparse`: see [`mean_embedding`].
-    fn logits_with(&self, inputs: &[&str], sparse: bool) -> Result<Tensor, ModelError> {
-        let bag = mean_embedding(&self.embedding, inputs, &self.config, self.vs.device(), sparse)?;
-        Ok(bag.f_matmul(&self.out_weight.f_tr()?)?.f_add(&self.out_bias)?)
+    fn logits(&self, inputs: &[&str], sparse: bool) -> Result<Tensor, ModelError> {
+        self.layer.forward(inputs, &self.config, sparse)
     }
 
     fn nll(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
@@ -116,9 +90,15 @@ impl TextClassifier {
             .map(|e| self.label_index(&e.expected_output))
             .collect::<Result<Vec<_>, _>>()?;
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let targets = Tensor::f_from_slice(&targets)?.f_to_device(self.vs.device())?;
-        let log_probs = self.logits_with(&inputs, sparse)?.f_log_softmax(-1, Kind::Float)?;
+        let targets = Tensor::f_from_slice(&targets)?.f_to_device(self.layer.vs.device())?;
+        let log_probs = self.logits(&inputs, sparse)?.f_log_softmax(-1, Kind::Float)?;
         Ok(log_probs.f_nll_loss(&targets, None::<Tensor>, Reduction::Mean, -100)?)
+    }
+
+    fn probabilities(&self, inputs: &[&str]) -> Result<Tensor, ModelError> {
+        crate::grad::no_grad(|| -> Result<Tensor, ModelError> {
+            Ok(self.logits(inputs, false)?.f_softmax(-1, Kind::Float)?)
+        })
     }
 
     fn label_index(&self, target: &Target) -> Result<i64, ModelError> {
@@ -146,7 +126,7 @@ impl AgentModel for TextClassifier {
     }
 
     fn var_store(&self) -> &VarStore {
-        &self.vs
+        &self.layer.vs
     }
 
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
@@ -169,35 +149,21 @@ impl AgentModel for TextClassifier {
         if new_labels.is_empty() {
             return Ok(());
         }
-        // New rows start at zero: the new class begins with the bias-only logit
-        // 0 and the existing rows keep their values.
-        let grown = crate::grad::no_grad(|| -> Result<(Tensor, Tensor), ModelError> {
-            let dim = self.config.embedding_dim as i64;
-            let extra = new_labels.len() as i64;
-            let device = self.vs.device();
-            let w = Tensor::f_cat(
-                &[&self.out_weight, &Tensor::f_zeros([extra, dim], (Kind::Float, device))?],
-                0,
-            )?;
-            let b = Tensor::f_cat(&[&self.out_bias, &Tensor::f_zeros([extra], (Kind::Float, device))?], 0)?;
-            Ok((w, b))
-        })?;
+        let layer = self.layer.grown(new_labels.len())?;
         let mut labels = self.labels.clone();
         labels.extend(new_labels);
-        let embedding = crate::grad::no_grad(|| self.embedding.f_detach())?;
-        *self = Self::from_parts(
-            self.config.clone(),
-            self.vs.device(),
-            &embedding,
-            &grown.0,
-            &grown.1,
-            labels,
-        )?;
+        *self = Self::from_layer(self.config.clone(), layer, labels);
         Ok(())
     }
 
     fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
         self.nll(examples, false)
+    }
+
+    /// Sparse in the weight table: an adaptive step touches only the rows
+    /// of the n-grams in `examples`.
+    fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+        self.nll(examples, true)
     }
 
     fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
@@ -211,10 +177,7 @@ impl AgentModel for TextClassifier {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let probs = crate::grad::no_grad(|| -> Result<Tensor, ModelError> {
-            Ok(self.logits(inputs)?.f_softmax(-1, Kind::Float)?)
-        })?;
-        outputs_from_probabilities(&probs, &self.labels)
+        outputs_from_probabilities(&self.probabilities(inputs)?, &self.labels)
     }
 
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
@@ -226,12 +189,7 @@ impl AgentModel for TextClassifier {
             return Err(ModelError::NotTrained("the classifier knows no label yet".into()));
         }
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let probs = crate::grad::no_grad(|| -> Result<Tensor, ModelError> {
-            Ok(self
-                .logits(&inputs)?
-                .f_softmax(-1, Kind::Float)?
-                .f_to_device(Device::Cpu)?)
-        })?;
+        let probs = self.probabilities(&inputs)?.f_to_device(Device::Cpu)?;
         let labels = self.labels.len();
         let probs = Vec::<f32>::try_from(probs.f_reshape([-1])?)?;
         let mut rng = SplitMix64::new(seed);
@@ -252,12 +210,50 @@ impl AgentModel for TextClassifier {
             .collect())
     }
 
+    // The linear models' own rate and step size, not the Adam ones.
+    #[allow(clippy::misnamed_getters)]
     fn learning_rate(&self) -> f64 {
-        self.config.learning_rate
+        self.config.linear_learning_rate
     }
 
+    #[allow(clippy::misnamed_getters)]
     fn minibatch_size(&self) -> usize {
-        self.config.minibatch_size
+        self.config.linear_minibatch_size
+    }
+
+    /// One example at a time: softmax cross-entropy, whose gradient with
+    /// respect to the scores is `p − onehot(y)`.
+    fn closed_form_step(
+        &mut self,
+        examples: &[&TrainingExample],
+        touched: &mut crate::optim::Touched,
+    ) -> Result<Option<f64>, ModelError> {
+        let [example] = examples else {
+            return Ok(None);
+        };
+        let target = self.label_index(&example.expected_output)?;
+        let classes = self.labels.len();
+        let loss = self.layer.closed_form_step(
+            &example.input_text,
+            &self.config,
+            self.config.linear_learning_rate,
+            |scores| {
+                let probs = scores.f_softmax(-1, Kind::Float)?;
+                let p = probs.f_double_value(&[0, target])?;
+                let mut onehot = vec![0f32; classes];
+                onehot[target as usize] = 1.0;
+                let onehot = Tensor::f_from_slice(&onehot)?
+                    .f_to_device(probs.device())?
+                    .f_reshape([1, -1])?;
+                Ok((-p.max(f64::MIN_POSITIVE).ln(), probs.f_sub(&onehot)?))
+            },
+            touched,
+        )?;
+        Ok(Some(loss))
+    }
+
+    fn training(&self) -> Training {
+        Training::Adaptive
     }
 
     fn labels(&self) -> Vec<String> {
@@ -269,7 +265,7 @@ impl AgentModel for TextClassifier {
     }
 
     fn restore(&mut self, params: &BTreeMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), ModelError> {
-        *self = Self::from_checkpoint(self.vs.device(), params, meta)?;
+        *self = Self::from_checkpoint(self.layer.vs.device(), params, meta)?;
         Ok(())
     }
 }

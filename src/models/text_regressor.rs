@@ -1,63 +1,41 @@
 //! The built-in score regressor (scout `quality_assessment`, fact checker
-//! `credibility_assessment`): the classifier's hashed n-gram embedding bag, one
-//! linear unit and a sigmoid, so every prediction lies in 0..=1. Trained on the
-//! squared error, the negative log-likelihood of a Gaussian with fixed
-//! variance, which is what its Fisher information is taken of; measured by the
-//! mean absolute error.
+//! `credibility_assessment`): the classifier's hashed linear layer over word
+//! uni- and bi-grams with one output and a sigmoid, so every prediction lies
+//! in 0..=1, trained by the same adaptive sparse steps (see
+//! [`crate::optim`]). Its loss is the cross-entropy of the score taken as a
+//! soft label, `−y·log p − (1−y)·log(1−p)`: convex in the weights, with the
+//! gradient `(p − y)·x` that does not vanish where the sigmoid saturates (the
+//! squared error's does). That log-likelihood is what its Fisher information
+//! is taken of; it is measured by the mean absolute error.
 
 use std::collections::BTreeMap;
 
-use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
+use tch::{nn::VarStore, Device, Reduction, Tensor};
 
-use super::bag::{initial_embedding, mean_embedding, saved_param};
-use super::{AgentModel, ModelKind, ModelOutput};
+use super::hashed::HashedLinear;
+use super::{AgentModel, ModelKind, ModelOutput, Training};
 use crate::config::TextModelConfig;
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
 
-const EMBEDDING: &str = "embedding";
-const OUT_WEIGHT: &str = "out_weight";
-const OUT_BIAS: &str = "out_bias";
-
 /// A regressor of scores in 0..=1 over hashed n-grams.
 #[derive(Debug)]
 pub struct TextRegressor {
-    vs: VarStore,
-    embedding: Tensor,
-    out_weight: Tensor,
-    out_bias: Tensor,
+    layer: HashedLinear,
     config: TextModelConfig,
 }
 
 impl TextRegressor {
-    /// A regressor predicting 0.5 for everything, its embedding seeded by `seed`.
+    /// A regressor predicting 0.5 for everything (zero weights; `seed` is
+    /// kept for the model kinds that start at random).
     pub fn new(config: TextModelConfig, device: Device, seed: u64) -> Result<TextRegressor, ModelError> {
-        let dim = config.embedding_dim as i64;
-        let embedding = initial_embedding(&config, seed)?;
-        let out_weight = Tensor::f_zeros([1, dim], (Kind::Float, Device::Cpu))?;
-        let out_bias = Tensor::f_zeros([1], (Kind::Float, Device::Cpu))?;
-        Self::from_parts(config, device, &embedding, &out_weight, &out_bias)
+        let _ = seed;
+        let layer = HashedLinear::zeros(device, config.hash_buckets, 1)?;
+        Ok(TextRegressor { layer, config })
     }
 
-    fn from_parts(
-        config: TextModelConfig,
-        device: Device,
-        embedding: &Tensor,
-        out_weight: &Tensor,
-        out_bias: &Tensor,
-    ) -> Result<TextRegressor, ModelError> {
-        let vs = VarStore::new(device);
-        let root = vs.root();
-        Ok(TextRegressor {
-            embedding: root.f_var_copy(EMBEDDING, embedding)?,
-            out_weight: root.f_var_copy(OUT_WEIGHT, out_weight)?,
-            out_bias: root.f_var_copy(OUT_BIAS, out_bias)?,
-            vs,
-            config,
-        })
-    }
-
-    /// A regressor with a checkpoint's weights (see [`AgentModel::metadata`]).
+    /// A regressor with a checkpoint's weights and optimiser state (see
+    /// [`AgentModel::metadata`]).
     pub fn from_checkpoint(
         device: Device,
         params: &BTreeMap<String, Tensor>,
@@ -66,25 +44,16 @@ impl TextRegressor {
         let config: TextModelConfig = serde_json::from_value(meta["config"].clone())
             .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a text regressor: {e}")))?;
         let _guard = tch::no_grad_guard();
-        Self::from_parts(
-            config,
-            device,
-            &saved_param(params, EMBEDDING, device)?,
-            &saved_param(params, OUT_WEIGHT, device)?,
-            &saved_param(params, OUT_BIAS, device)?,
-        )
+        let layer = HashedLinear::from_checkpoint(device, params)?;
+        Ok(TextRegressor { layer, config })
     }
 
-    /// Predicted scores, `inputs × 1`.
-    fn scores(&self, inputs: &[&str], sparse: bool) -> Result<Tensor, ModelError> {
-        let bag = mean_embedding(&self.embedding, inputs, &self.config, self.vs.device(), sparse)?;
-        Ok(bag
-            .f_matmul(&self.out_weight.f_tr()?)?
-            .f_add(&self.out_bias)?
-            .f_sigmoid()?)
+    /// Scores before the sigmoid, `inputs × 1`.
+    fn logits(&self, inputs: &[&str], sparse: bool) -> Result<Tensor, ModelError> {
+        self.layer.forward(inputs, &self.config, sparse)
     }
 
-    fn squared_error(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
+    fn cross_entropy(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
         let targets = examples
             .iter()
             .map(|e| match e.expected_output {
@@ -97,9 +66,14 @@ impl TextRegressor {
             .collect::<Result<Vec<f32>, _>>()?;
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
         let targets = Tensor::f_from_slice(&targets)?
-            .f_to_device(self.vs.device())?
+            .f_to_device(self.layer.vs.device())?
             .f_reshape([-1, 1])?;
-        Ok(self.scores(&inputs, sparse)?.f_mse_loss(&targets, Reduction::Mean)?)
+        Ok(self.logits(&inputs, sparse)?.f_binary_cross_entropy_with_logits(
+            &targets,
+            None::<Tensor>,
+            None::<Tensor>,
+            Reduction::Mean,
+        )?)
     }
 }
 
@@ -113,7 +87,7 @@ impl AgentModel for TextRegressor {
     }
 
     fn var_store(&self) -> &VarStore {
-        &self.vs
+        &self.layer.vs
     }
 
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
@@ -127,11 +101,16 @@ impl AgentModel for TextRegressor {
     }
 
     fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.squared_error(examples, false)
+        self.cross_entropy(examples, false)
+    }
+
+    /// Sparse in the weight table, as the classifier's.
+    fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+        self.cross_entropy(examples, true)
     }
 
     fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
-        self.squared_error(&[example], true)
+        self.cross_entropy(&[example], true)
     }
 
     /// The score, with confidence 0.5: the regressor does not estimate its
@@ -140,7 +119,7 @@ impl AgentModel for TextRegressor {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let scores = crate::grad::no_grad(|| self.scores(inputs, false))?;
+        let scores = crate::grad::no_grad(|| self.logits(inputs, false)?.f_sigmoid().map_err(ModelError::from))?;
         let scores = Vec::<f32>::try_from(scores.f_reshape([-1])?.f_to_device(Device::Cpu)?)?;
         Ok(scores
             .into_iter()
@@ -153,27 +132,64 @@ impl AgentModel for TextRegressor {
     }
 
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
-        let copy = crate::grad::no_grad(|| {
-            Self::from_parts(
-                self.config.clone(),
-                self.vs.device(),
-                &self.embedding,
-                &self.out_weight,
-                &self.out_bias,
-            )
-        })?;
-        Ok(Box::new(copy))
+        Ok(Box::new(TextRegressor {
+            layer: self.layer.try_copy()?,
+            config: self.config.clone(),
+        }))
     }
 
+    // The linear models' own rate and step size, not the Adam ones.
+    #[allow(clippy::misnamed_getters)]
     fn learning_rate(&self) -> f64 {
-        self.config.learning_rate
+        self.config.regressor_learning_rate
     }
 
+    #[allow(clippy::misnamed_getters)]
     fn minibatch_size(&self) -> usize {
-        self.config.minibatch_size
+        self.config.linear_minibatch_size
+    }
+
+    /// One example at a time: the cross-entropy against the score, whose
+    /// gradient with respect to the logit is `p − y`.
+    fn closed_form_step(
+        &mut self,
+        examples: &[&TrainingExample],
+        touched: &mut crate::optim::Touched,
+    ) -> Result<Option<f64>, ModelError> {
+        let [example] = examples else {
+            return Ok(None);
+        };
+        let Target::Score(y) = example.expected_output else {
+            return Err(ModelError::WrongTarget {
+                expected: TargetKind::Score,
+                got: example.expected_output.kind(),
+            });
+        };
+        let loss = self.layer.closed_form_step(
+            &example.input_text,
+            &self.config,
+            self.config.regressor_learning_rate,
+            |logit| {
+                let p = logit.f_sigmoid()?;
+                let q = p.f_double_value(&[0, 0])?.clamp(1e-12, 1.0 - 1e-12);
+                let loss = -(y * q.ln() + (1.0 - y) * (1.0 - q).ln());
+                Ok((loss, p.f_sub_scalar(y)?))
+            },
+            touched,
+        )?;
+        Ok(Some(loss))
+    }
+
+    fn training(&self) -> Training {
+        Training::Adaptive
     }
 
     fn metadata(&self) -> serde_json::Value {
         serde_json::json!({ "config": self.config })
+    }
+
+    fn restore(&mut self, params: &BTreeMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), ModelError> {
+        *self = Self::from_checkpoint(self.layer.vs.device(), params, meta)?;
+        Ok(())
     }
 }

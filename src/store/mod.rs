@@ -114,6 +114,11 @@ pub enum ExampleState {
     Evicted,
     /// Failed updates on its own until it was given up.
     Failed,
+    /// Isolated as harmful: the update that trained it (alone or with the
+    /// other examples of its share of a rolled-back batch) was rolled back;
+    /// `update_id` names that update. Never trained; kept for a person to
+    /// look at.
+    Quarantined,
     /// Of a task no model learns: kept for export as a data set.
     Kept,
     /// Held out: judges updates.
@@ -150,6 +155,7 @@ string_forms!(ExampleState {
     Buffered => "buffered",
     Trained => "trained",
     Discarded => "discarded",
+    Quarantined => "quarantined",
     Evicted => "evicted",
     Failed => "failed",
     Kept => "kept",

@@ -1,6 +1,7 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod acceptance;
 pub mod continual;
 pub mod db;
 pub mod ner;

@@ -1,0 +1,272 @@
+//! Per-coordinate adaptive steps whose state lives with the model.
+//!
+//! AdaGrad (Duchi, Hazan & Singer 2011), the per-coordinate rate at the heart
+//! of Vowpal Wabbit's default update: each weight's step is the base rate
+//! divided by the root of the sum of its squared gradients so far. An n-gram
+//! seen once keeps a large step and is learned from one article; a frequent
+//! one settles. The sums are variables of the model's own `VarStore`, not
+//! trainable, named `<variable>__sumsq` (see [`state_name`]), so checkpoints
+//! save them with the weights and rollback, restart and cluster install
+//! restore them with the weights: an update continues where the last one
+//! stopped instead of starting a fresh optimiser.
+//!
+//! A table may keep one sum per row instead of one per weight (its state is
+//! `rows × 1`: row-wise AdaGrad, as large embedding tables are trained): the
+//! sum of the squared gradients of the whole row. The hashed linear models do:
+//! a weight's first gradient, however small, would otherwise be scaled to a
+//! full step of the base rate, so the first article naming a new outlet moved
+//! that outlet's weight of every common word by the whole rate and flipped
+//! half of the held-out predictions; with a sum per n-gram, each class's
+//! step keeps its share of the row's gradient.
+//!
+//! A variable whose gradient is sparse (a hashed table looked up with
+//! `embedding_bag(sparse = true)`) is stepped only on the rows its examples
+//! used, weights and sums alike; [`Touched`] records those rows so the update
+//! pipeline can copy exactly them between the live model and the trainer's
+//! copy.
+//!
+//! EWC enters as a proximal term, solved in closed form per coordinate:
+//! `θ ← (θ − η·g + η·λF̂·θ*) / (1 + η·λF̂)` with `η` the coordinate's adaptive
+//! rate and `F̂` the Fisher divided by its mean over the weights it protects
+//! ([`EwcState::scale`]). The step is a weighted mean of the plain step and
+//! the anchor, so no λ can make it overshoot: a large λ holds a weight at its
+//! anchor, it cannot make the model diverge.
+
+use std::collections::BTreeMap;
+
+use tch::{nn::VarStore, Tensor};
+
+use crate::error::ModelError;
+use crate::ewc::EwcState;
+
+/// Added under the root of the sums so a weight never seen divides by no zero.
+pub(crate) const EPSILON: f64 = 1e-8;
+
+/// The name of the squared-gradient sums of variable `name`.
+pub fn state_name(name: &str) -> String {
+    format!("{name}__sumsq")
+}
+
+/// Whether `name` is optimiser state rather than a weight.
+pub fn is_state(name: &str) -> bool {
+    name.ends_with("__sumsq")
+}
+
+/// Which rows of which variables an update changed.
+#[derive(Debug, Default)]
+pub struct Touched {
+    /// Per variable: `Some(rows)` (a 1-d int64 tensor, possibly with
+    /// duplicates) or `None` for the whole variable.
+    rows: BTreeMap<String, Option<Vec<Tensor>>>,
+}
+
+impl Touched {
+    /// Nothing touched yet.
+    pub fn new() -> Touched {
+        Touched::default()
+    }
+
+    /// Records that `rows` of variable `name` changed.
+    pub(crate) fn add_rows(&mut self, name: &str, rows: &Tensor) {
+        // A variable already touched whole stays whole.
+        if let Some(list) = self.rows.entry(name.to_string()).or_insert_with(|| Some(Vec::new())) {
+            list.push(rows.shallow_clone());
+        }
+    }
+
+    fn add_all(&mut self, name: &str) {
+        self.rows.insert(name.to_string(), None);
+    }
+
+    /// Every trainable variable, whole (what a dense optimiser changes).
+    pub fn everything(vs: &VarStore) -> Touched {
+        let mut touched = Touched::new();
+        for (name, var) in vs.variables() {
+            if var.requires_grad() {
+                touched.add_all(&name);
+            }
+        }
+        touched
+    }
+
+    /// Whether no variable was touched.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Copies the touched rows of every touched variable, and of its
+    /// optimiser state, from `src` into `dst` (two stores with the same
+    /// variables). Returns `false`, copying nothing more, when a variable is
+    /// missing or its shape differs (a classifier grew): the caller then
+    /// copies the whole model.
+    pub fn copy_rows(&self, src: &VarStore, dst: &VarStore) -> Result<bool, ModelError> {
+        let src_vars = src.variables();
+        let dst_vars = dst.variables();
+        if src_vars.len() != dst_vars.len()
+            || src_vars
+                .iter()
+                .any(|(name, t)| dst_vars.get(name).is_none_or(|d| d.size() != t.size()))
+        {
+            return Ok(false);
+        }
+        crate::grad::no_grad(|| -> Result<bool, ModelError> {
+            for (name, rows) in &self.rows {
+                for var in [name.clone(), state_name(name)] {
+                    let (Some(from), Some(to)) = (src_vars.get(&var), dst_vars.get(&var)) else {
+                        continue;
+                    };
+                    let mut to = to.shallow_clone();
+                    match rows {
+                        None => {
+                            to.f_copy_(from)?;
+                        }
+                        Some(list) => {
+                            if list.is_empty() {
+                                continue;
+                            }
+                            // Duplicates copy the same values twice: cheaper
+                            // than making the rows unique.
+                            let rows = Tensor::f_cat(list, 0)?;
+                            let values = from.f_index_select(0, &rows)?;
+                            let _ = to.f_index_copy_(0, &rows, &values)?;
+                        }
+                    }
+                }
+            }
+            Ok(true)
+        })
+    }
+}
+
+/// The EWC terms of an adaptive step: each `(state, λ)` pulls the weights it
+/// consolidated towards their anchors.
+pub type Penalties<'a> = [(&'a EwcState, f64)];
+
+/// One adaptive step of every trainable variable of `vs` that has a
+/// gradient, at base rate `rate`, with the EWC `penalties`; records what it
+/// changed in `touched`.
+///
+/// Every trainable variable needs its sums (a variable named
+/// [`state_name`] of the same shape); a model without them is an error.
+pub fn adaptive_step(
+    vs: &VarStore,
+    rate: f64,
+    penalties: &Penalties<'_>,
+    touched: &mut Touched,
+) -> Result<(), ModelError> {
+    let variables = vs.variables();
+    crate::grad::no_grad(|| -> Result<(), ModelError> {
+        for (name, var) in &variables {
+            if !var.requires_grad() {
+                continue;
+            }
+            let grad = var.f_grad()?;
+            if !grad.defined() {
+                continue;
+            }
+            let sums = variables.get(&state_name(name)).ok_or_else(|| {
+                ModelError::NotSupported(format!("variable {name} has no optimiser state {}", state_name(name)))
+            })?;
+            if grad.is_sparse() {
+                let grad = grad.f_coalesce()?;
+                let rows = grad.f_indices()?.f_select(0, 0)?;
+                let values = grad.f_values()?;
+                if rows.numel() == 0 {
+                    continue;
+                }
+                let theta = var.f_index_select(0, &rows)?;
+                let squared = match row_wise(&sums.size(), &values.size()) {
+                    true => values.f_square()?.f_sum_dim_intlist(1, true, values.kind())?,
+                    false => values.f_square()?,
+                };
+                let sum = sums.f_index_select(0, &rows)?.f_add(&squared)?;
+                let stepped = step(name, &theta, &values, &sum, rate, penalties, Some(&rows))?;
+                check_finite(name, &stepped)?;
+                let _ = sums.shallow_clone().f_index_copy_(0, &rows, &sum)?;
+                let _ = var.shallow_clone().f_index_copy_(0, &rows, &stepped)?;
+                touched.add_rows(name, &rows);
+            } else {
+                let sum = sums.f_add(&grad.f_square()?)?;
+                let stepped = step(name, var, &grad, &sum, rate, penalties, None)?;
+                check_finite(name, &stepped)?;
+                sums.shallow_clone().f_copy_(&sum)?;
+                var.shallow_clone().f_copy_(&stepped)?;
+                touched.add_all(name);
+            }
+            // Gradients are set to none, so the next backward of a sparse
+            // lookup starts sparse again instead of accumulating into a
+            // dense tensor.
+            let _ = var.shallow_clone().f_grad()?.f_zero_()?;
+        }
+        Ok(())
+    })
+}
+
+/// Whether sums of `sums_shape` hold one sum per row (row-wise AdaGrad) for
+/// a gradient of `grad_shape`: a `rows × 1` state beside a wider table.
+fn row_wise(sums_shape: &[i64], grad_shape: &[i64]) -> bool {
+    sums_shape.len() == 2 && sums_shape[1] == 1 && grad_shape.len() == 2 && grad_shape[1] != 1
+}
+
+/// Refuses a step that would write a non-finite weight: checked on the
+/// stepped rows only, which is all an adaptive step changes.
+fn check_finite(name: &str, stepped: &Tensor) -> Result<(), ModelError> {
+    let finite = stepped.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0;
+    match finite {
+        true => Ok(()),
+        false => Err(ModelError::NonFinite(format!(
+            "weight {name} is not finite after training"
+        ))),
+    }
+}
+
+/// The new values of `theta` (the rows `rows` of variable `name`, or all of
+/// it) after a step with gradient `grad` and squared-gradient sums `sum`.
+fn step(
+    name: &str,
+    theta: &Tensor,
+    grad: &Tensor,
+    sum: &Tensor,
+    rate: f64,
+    penalties: &Penalties<'_>,
+    rows: Option<&Tensor>,
+) -> Result<Tensor, ModelError> {
+    let eta = sum
+        .f_sqrt()?
+        .f_add_scalar(EPSILON)?
+        .f_reciprocal()?
+        .f_mul_scalar(rate)?;
+    let mut numerator = theta.f_sub(&eta.f_mul(grad)?)?;
+    let mut denominator: Option<Tensor> = None;
+    for (ewc, lambda) in penalties {
+        if *lambda == 0.0 {
+            continue;
+        }
+        let Some((fisher, anchor)) = ewc.normalised_rows(name, rows, &theta.size())? else {
+            continue;
+        };
+        // η·λF̂, the weight of the anchor against the plain step.
+        let pull = eta.f_mul(&fisher)?.f_mul_scalar(*lambda)?;
+        numerator = numerator.f_add(&pull.f_mul(&anchor)?)?;
+        denominator = Some(match denominator {
+            None => pull.f_add_scalar(1.0)?,
+            Some(d) => d.f_add(&pull)?,
+        });
+    }
+    Ok(match denominator {
+        None => numerator,
+        Some(d) => numerator.f_div(&d)?,
+    })
+}
+
+/// A zero tensor of optimiser state for `var` in `vs`, named [`state_name`].
+pub fn add_state(vs: &VarStore, name: &str, like: &Tensor) -> Result<Tensor, ModelError> {
+    Ok(vs.root().f_zeros_no_train(&state_name(name), &like.size())?)
+}
+
+/// A state variable with the given values (from a checkpoint or a grown model).
+pub fn add_state_with(vs: &VarStore, name: &str, values: &Tensor) -> Result<Tensor, ModelError> {
+    let state = add_state(vs, name, values)?;
+    crate::grad::no_grad(|| state.shallow_clone().f_copy_(values))?;
+    Ok(state)
+}

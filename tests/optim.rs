@@ -1,0 +1,147 @@
+//! The adaptive optimiser of the hashed linear models (`onthefly::optim`):
+//! its closed-form step equals back-propagation, its state is part of the
+//! model (saved and restored with the weights), an update touches only the
+//! rows of the n-grams it saw, and no EWC strength can make it diverge.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::news::load_articles;
+use onthefly::eval::evaluate;
+use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
+use onthefly::models::{AgentModel, TextClassifier};
+use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
+use tch::{Device, Kind, Tensor};
+
+fn news(range: std::ops::Range<usize>) -> Vec<TrainingExample> {
+    let articles = load_articles();
+    articles[range.clone()]
+        .iter()
+        .zip(range)
+        .map(|(a, i)| {
+            TrainingExample::new(
+                i as u64,
+                "scout",
+                "news",
+                a.text.clone(),
+                Target::Label(a.outlet.clone()),
+            )
+        })
+        .collect()
+}
+
+fn small() -> TextModelConfig {
+    TextModelConfig {
+        hash_buckets: 1 << 14,
+        ..TextModelConfig::default()
+    }
+}
+
+fn variable(model: &dyn AgentModel, name: &str) -> Tensor {
+    model.var_store().variables()[name].detach().copy()
+}
+
+#[test]
+fn the_closed_form_step_equals_back_propagation() {
+    let examples = news(0..120);
+    let mut fast = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
+    train_one_epoch(&mut fast, &examples, 3, &[]).unwrap();
+    // An EWC state with nothing consolidated penalises nothing, but its
+    // presence takes the back-propagated path.
+    let nothing = EwcState::new();
+    let mut slow = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
+    train_one_epoch(&mut slow, &examples, 3, &[(&nothing, 1.0)]).unwrap();
+    for name in ["weight", "weight__sumsq"] {
+        let (a, b) = (variable(&fast, name), variable(&slow, name));
+        let gap = (&a - &b).abs().max().double_value(&[]);
+        let scale = a.abs().max().double_value(&[]);
+        // Only the order of float additions differs.
+        assert!(gap <= 1e-5 * scale, "{name} differs by {gap} (largest value {scale})");
+    }
+    assert!(variable(&fast, "weight__sumsq").sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn an_update_touches_only_the_rows_of_its_n_grams() {
+    let mut model = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
+    train_one_epoch(&mut model, &news(0..50), 1, &[]).unwrap();
+    let before = variable(&model, "weight");
+    let one = news(50..51);
+    train_one_epoch(&mut model, &one, 2, &[]).unwrap();
+    let changed = (variable(&model, "weight") - before)
+        .abs()
+        .sum_dim_intlist(1, false, Kind::Float)
+        .gt(0.0);
+    let changed = changed.sum(Kind::Int64).int64_value(&[]) as usize;
+    let mut ids = onthefly::features::ngram_ids(&one[0].input_text, 1 << 14, 1000);
+    ids.sort_unstable();
+    ids.dedup();
+    // Its n-grams and the constant feature (which may share a bucket).
+    assert!(
+        changed >= ids.len() && changed <= ids.len() + 1,
+        "{changed} rows changed for {} n-grams",
+        ids.len()
+    );
+}
+
+#[test]
+fn the_optimiser_state_is_saved_and_restored_with_the_weights() {
+    let mut model = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
+    train_one_epoch(&mut model, &news(0..80), 1, &[]).unwrap();
+    let params: BTreeMap<String, Tensor> = model
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().copy()))
+        .collect();
+    assert!(params.contains_key("weight__sumsq"));
+    let restored = TextClassifier::from_checkpoint(Device::Cpu, &params, &model.metadata()).unwrap();
+    for name in ["weight", "weight__sumsq"] {
+        assert!(variable(&restored, name).equal(&variable(&model, name)), "{name}");
+    }
+    // Both continue identically: the restored model did not start a fresh optimiser.
+    let next = news(80..120);
+    let mut a = model.try_copy().unwrap();
+    let mut b = restored;
+    train_one_epoch(&mut a, &next, 5, &[]).unwrap();
+    train_one_epoch(&mut b, &next, 5, &[]).unwrap();
+    assert!(variable(&a, "weight").equal(&variable(&b, "weight")));
+}
+
+#[test]
+fn no_ewc_strength_makes_the_model_diverge_or_fall_below_the_majority_class() {
+    let first = news(0..600);
+    let second = news(600..1200);
+    let test = news(1200..1700);
+    let majority = {
+        let mut counts = BTreeMap::new();
+        for e in &test {
+            *counts.entry(format!("{:?}", e.expected_output)).or_insert(0usize) += 1;
+        }
+        *counts.values().max().unwrap() as f64 / test.len() as f64
+    };
+    let mut base = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
+    train_one_epoch(&mut base, &first, 1, &[]).unwrap();
+    let mut ewc = EwcState::new();
+    let fisher = diagonal_fisher(&base, &first, FisherKind::Empirical, 64, 1).unwrap();
+    ewc.consolidate(base.var_store(), fisher, 0.9).unwrap();
+    let anchored = variable(&base, "weight");
+    let mut plain = base.try_copy().unwrap();
+    train_one_epoch(&mut plain, &second, 2, &[]).unwrap();
+    let plain_accuracy = evaluate(&plain, &test).unwrap().unwrap().value;
+    for lambda in [1.0, 1e3, 1e9] {
+        let mut model = base.try_copy().unwrap();
+        train_one_epoch(&mut model, &second, 2, &[(&ewc, lambda)]).unwrap();
+        let accuracy = evaluate(&model, &test).unwrap().unwrap().value;
+        // Labels new in the second part are columns the anchor does not have.
+        let overlap = variable(&model, "weight").narrow(1, 0, anchored.size()[1]);
+        let moved = (overlap - &anchored).abs().max().double_value(&[]);
+        println!("λ {lambda}: accuracy {accuracy:.3} (plain {plain_accuracy:.3}, majority {majority:.3}), largest move {moved:.4}");
+        assert!(moved.is_finite());
+        assert!(
+            accuracy > majority + 0.1,
+            "λ {lambda}: accuracy {accuracy} against the majority class {majority}"
+        );
+    }
+}
