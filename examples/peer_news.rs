@@ -121,6 +121,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     coordinator.wait_for_idle(Duration::from_secs(600));
     let catch_up_s = caught_up.elapsed().as_secs_f64();
 
+    let history = coordinator.performance_history();
+    let update_ms: u64 = history.iter().map(|r| r.duration_ms).sum();
     let status = coordinator.get_training_status();
     let scout = &status.agents[AGENT];
     let n = articles.len();
@@ -136,6 +138,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "waiting_for_updates_s": waited.as_secs_f64(),
         "catch_up_after_stream_s": catch_up_s,
         "updates_accepted": scout.updates_accepted,
+        "mean_update_ms": update_ms as f64 / history.len().max(1) as f64,
         "updates_rolled_back": scout.updates_rolled_back,
         "examples_trained_during_stream_or_after": scout.examples_trained,
         "examples_held_out": scout.examples_held_out,

@@ -941,13 +941,12 @@ pub(crate) fn train_update(
     };
     let mut touched = Touched::new();
     let mut total = 0.0;
-    for chunk in order.chunks(model.minibatch_size()) {
-        if adaptive && penalties.is_empty() {
-            if let Some(value) = model.closed_form_step(chunk, &mut touched)? {
-                total += value * chunk.len() as f64;
-                continue;
-            }
+    if adaptive && penalties.is_empty() && model.minibatch_size() == 1 {
+        if let Some(total) = model.closed_form_pass(&order, &mut touched)? {
+            return Ok((total / examples.len().max(1) as f64, touched));
         }
+    }
+    for chunk in order.chunks(model.minibatch_size()) {
         let loss = match adaptive {
             true => model.adaptive_loss(chunk)?,
             false => model.loss(chunk)?,

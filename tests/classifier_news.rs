@@ -8,8 +8,8 @@
 //! trained on, replay, the paired acceptance test).
 //!
 //! Measured on this machine (`cargo test --release --test classifier_news --
-//! --nocapture`): accuracy 0.779 on the 764 unseen articles; the majority
-//! class is 0.146. The test fails below 0.779 − 0.05.
+//! --nocapture`): accuracy 0.785 on the 764 unseen articles; the majority
+//! class is 0.146. The test fails below 0.785 − 0.05.
 
 mod common;
 
@@ -19,7 +19,7 @@ use common::news;
 use onthefly::{Config, Coordinator, NewExample, Target};
 
 /// The accuracy this test measured (the README's figure).
-const MEASURED: f64 = 0.779;
+const MEASURED: f64 = 0.785;
 
 #[test]
 fn streaming_training_beats_the_majority_class_by_far_on_unseen_articles() {
@@ -88,7 +88,11 @@ fn streaming_training_beats_the_majority_class_by_far_on_unseen_articles() {
         scout.buffer_size as u64 + scout.examples_held_out + scout.examples_trained + scout.examples_quarantined,
         streamed.len() as u64
     );
-    assert!(scout.examples_trained as usize >= streamed.len() - 100 - 2 * 50);
+    // Learned: all but the last window and the last buffer, and what updates
+    // rolled back and isolated (at most a tenth).
+    let settled = scout.examples_trained + scout.examples_quarantined;
+    assert!(settled as usize >= streamed.len() - 100 - 2 * 50, "{settled}");
+    assert!(scout.examples_quarantined as usize <= streamed.len() / 10);
 }
 
 fn label(s: &str) -> Target {

@@ -149,12 +149,13 @@ pub trait AgentModel: Send {
     /// The learning rate of an update.
     fn learning_rate(&self) -> f64;
 
-    /// One adaptive step on `examples` without an EWC penalty, for a model
-    /// that computes it faster than back-propagating [`AgentModel::loss`]
-    /// (the hashed linear models take their sparse gradient in closed form);
-    /// returns the mean loss, or `None` to let the caller back-propagate.
+    /// One pass of adaptive steps, one example at a time in the order
+    /// given, without an EWC penalty, for a model that computes them faster
+    /// than back-propagating [`AgentModel::adaptive_loss`] per example (the
+    /// hashed linear models take their sparse gradients in closed form);
+    /// returns the summed loss, or `None` to let the caller back-propagate.
     /// It must record what it changed in `touched`.
-    fn closed_form_step(
+    fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
         touched: &mut crate::optim::Touched,

@@ -221,35 +221,35 @@ impl AgentModel for TextClassifier {
         self.config.linear_minibatch_size
     }
 
-    /// One example at a time: softmax cross-entropy, whose gradient with
-    /// respect to the scores is `p − onehot(y)`.
-    fn closed_form_step(
+    /// Softmax cross-entropy, whose gradient with respect to the scores is
+    /// `p − onehot(y)`.
+    fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
         touched: &mut crate::optim::Touched,
     ) -> Result<Option<f64>, ModelError> {
-        let [example] = examples else {
-            return Ok(None);
-        };
-        let target = self.label_index(&example.expected_output)?;
-        let classes = self.labels.len();
-        let loss = self.layer.closed_form_step(
-            &example.input_text,
+        let targets = examples
+            .iter()
+            .map(|e| self.label_index(&e.expected_output))
+            .collect::<Result<Vec<i64>, _>>()?;
+        let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let total = self.layer.closed_form_pass(
+            &texts,
             &self.config,
             self.config.linear_learning_rate,
-            |scores| {
-                let probs = scores.f_softmax(-1, Kind::Float)?;
-                let p = probs.f_double_value(&[0, target])?;
-                let mut onehot = vec![0f32; classes];
-                onehot[target as usize] = 1.0;
-                let onehot = Tensor::f_from_slice(&onehot)?
-                    .f_to_device(probs.device())?
-                    .f_reshape([1, -1])?;
-                Ok((-p.max(f64::MIN_POSITIVE).ln(), probs.f_sub(&onehot)?))
+            |i, scores| {
+                let target = targets[i] as usize;
+                let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exp: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
+                let sum: f32 = exp.iter().sum();
+                let mut grad: Vec<f32> = exp.iter().map(|e| e / sum).collect();
+                let p = f64::from(grad[target]);
+                grad[target] -= 1.0;
+                Ok((-p.max(f64::MIN_POSITIVE).ln(), grad))
             },
             touched,
         )?;
-        Ok(Some(loss))
+        Ok(Some(total))
     }
 
     fn training(&self) -> Training {

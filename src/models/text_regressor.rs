@@ -149,35 +149,38 @@ impl AgentModel for TextRegressor {
         self.config.linear_minibatch_size
     }
 
-    /// One example at a time: the cross-entropy against the score, whose
-    /// gradient with respect to the logit is `p − y`.
-    fn closed_form_step(
+    /// The cross-entropy against the score, whose gradient with respect to
+    /// the logit is `p − y`.
+    fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
         touched: &mut crate::optim::Touched,
     ) -> Result<Option<f64>, ModelError> {
-        let [example] = examples else {
-            return Ok(None);
-        };
-        let Target::Score(y) = example.expected_output else {
-            return Err(ModelError::WrongTarget {
-                expected: TargetKind::Score,
-                got: example.expected_output.kind(),
-            });
-        };
-        let loss = self.layer.closed_form_step(
-            &example.input_text,
+        let targets = examples
+            .iter()
+            .map(|e| match e.expected_output {
+                Target::Score(y) => Ok(y),
+                ref other => Err(ModelError::WrongTarget {
+                    expected: TargetKind::Score,
+                    got: other.kind(),
+                }),
+            })
+            .collect::<Result<Vec<f64>, _>>()?;
+        let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let total = self.layer.closed_form_pass(
+            &texts,
             &self.config,
             self.config.regressor_learning_rate,
-            |logit| {
-                let p = logit.f_sigmoid()?;
-                let q = p.f_double_value(&[0, 0])?.clamp(1e-12, 1.0 - 1e-12);
+            |i, logit| {
+                let y = targets[i];
+                let p = 1.0 / (1.0 + (-f64::from(logit[0])).exp());
+                let q = p.clamp(1e-12, 1.0 - 1e-12);
                 let loss = -(y * q.ln() + (1.0 - y) * (1.0 - q).ln());
-                Ok((loss, p.f_sub_scalar(y)?))
+                Ok((loss, vec![(p - y) as f32]))
             },
             touched,
         )?;
-        Ok(Some(loss))
+        Ok(Some(total))
     }
 
     fn training(&self) -> Training {
