@@ -39,6 +39,15 @@ fn main() {
         all.extend(found);
     }
     let s = acceptance::summarise(&all);
+    // The original's rule alone on the same trials: a drop above 0.05.
+    let original: Vec<acceptance::Trial> = all
+        .iter()
+        .map(|t| acceptance::Trial {
+            rolled_back: t.window_drop > 0.05 + 1e-9,
+            ..*t
+        })
+        .collect();
+    let o = acceptance::summarise(&original);
     let by_share: Vec<serde_json::Value> = [0.25, 0.5, 1.0]
         .iter()
         .map(|&share| {
@@ -62,6 +71,12 @@ fn main() {
             "harmful_rolled_back": s.harmful_rollbacks,
             "harm_caught_rate": s.harm_caught_rate(),
             "by_wrong_share": by_share,
+            "original_rule": {
+                "aa_false_rollbacks": o.aa_rollbacks,
+                "false_rollback_rate": o.false_rollback_rate(),
+                "harmful_rolled_back": o.harmful_rollbacks,
+                "harm_caught_rate": o.harm_caught_rate(),
+            },
             "acceptance": config,
         })
     );

@@ -28,6 +28,9 @@
 //! adaptive rate and examples per step (the defaults were chosen on the
 //! first 1,000 articles: `--limit 1000`).
 //!
+//! `--replay-capacity N` (0: no replay) and `--ewc-lambda L` (0: off) are
+//! the ablation's switches.
+//!
 //! `--export FILE` writes the stream (id, date order, text, outlet, link) as
 //! JSON lines for the Python peers and stops. `--limit N` takes the first N
 //! articles. The last line printed is JSON.
@@ -72,6 +75,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         predict_feedback_threshold: 0.0,
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
         update_threshold: args::value("--update-threshold").unwrap_or(defaults.update_threshold),
+        replay: onthefly::replay::ReplayConfig {
+            capacity: args::value("--replay-capacity").unwrap_or(defaults.replay.capacity),
+            ..defaults.replay.clone()
+        },
+        ewc: match args::value::<f64>("--ewc-lambda") {
+            Some(lambda) => onthefly::ewc::EwcConfig {
+                enabled: lambda > 0.0,
+                lambda,
+                ..defaults.ewc.clone()
+            },
+            None => defaults.ewc.clone(),
+        },
         text_model: onthefly::TextModelConfig {
             linear_learning_rate: args::value("--linear-rate").unwrap_or(defaults.text_model.linear_learning_rate),
             linear_minibatch_size: args::value("--linear-minibatch")
