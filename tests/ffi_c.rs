@@ -74,6 +74,10 @@ fn compile(source: &str, name: &str) -> PathBuf {
 fn run_c(binary: &Path, args: &[&str]) -> String {
     let output = run(Command::new(binary)
         .args(args)
+        // cargo's own search path for test runs also names target/debug,
+        // whose copy of the library only `cargo build` refreshes: the
+        // binary's runpath (this run's library) must win.
+        .env_remove("LD_LIBRARY_PATH")
         // libtorch keeps allocations in its global caches until exit; leaks
         // of ours show up in the Rust tests, not here.
         .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
