@@ -160,22 +160,25 @@ impl Default for ClusterConfig {
     }
 }
 
-/// Hyper-parameters of the built-in hashed n-gram text classifier.
+/// Hyper-parameters of the built-in hashed n-gram text models (the linear
+/// classifier and regressor, and the token tagger).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TextModelConfig {
-    /// Number of hash buckets for word uni- and bi-grams (rows of the embedding).
+    /// Number of hash buckets for word uni- and bi-grams (rows of the
+    /// linear models' weight table, and of the tagger's embedding).
     pub hash_buckets: usize,
-    /// Width of the embedding.
+    /// Width of the token tagger's embedding.
     pub embedding_dim: usize,
     /// At most this many tokens of an input are used (the rest is ignored).
     pub max_tokens: usize,
-    /// Adam learning rate of an update. Each update is a single epoch over a
-    /// small batch, so the rate must let a fresh model learn in one pass: on the
-    /// news stream 0.1 gave the best held-out accuracy of 0.02, 0.05, 0.1 and
-    /// 0.3. What an update must not unlearn is guarded by the held-out rollback.
+    /// Adam learning rate of an update of the models Adam trains (the token
+    /// tagger). Each update is a single epoch over a small batch, so the rate
+    /// must let a fresh model learn in one pass: on the news stream 0.1 gave
+    /// the best held-out accuracy of 0.02, 0.05, 0.1 and 0.3 (for the
+    /// embedding-bag classifier this library had then).
     pub learning_rate: f64,
-    /// Examples per optimiser step inside an update.
+    /// Examples per Adam step inside an update.
     pub minibatch_size: usize,
     /// Base rate of the adaptive (row-wise AdaGrad) steps of the hashed
     /// linear classifier and regressor: each n-gram's step is this divided

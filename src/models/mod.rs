@@ -36,7 +36,7 @@ use crate::example::{Target, TargetKind, TrainingExample};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
-    /// Hashed word n-grams into an embedding bag and a linear layer (fastText style).
+    /// A linear softmax over hashed word uni- and bi-grams (see [`TextClassifier`]).
     TextClassifier,
     /// The same features, one sigmoid unit: a score in 0..=1.
     TextRegressor,
