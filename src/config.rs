@@ -243,7 +243,8 @@ pub struct Config {
     pub replay: crate::replay::ReplayConfig,
     /// Correction priority from which an example triggers an immediate update (original: 2).
     pub immediate_update_priority: u8,
-    /// Share of labelled, non-correction examples kept out of training for evaluation.
+    /// Share of labelled, non-correction examples that judge updates before
+    /// they are trained on (while they are in their task's window).
     pub held_out_fraction: f64,
     /// Most examples one update trains on, the most valuable first.
     pub max_examples_per_update: usize,

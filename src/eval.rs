@@ -1,6 +1,6 @@
-//! Held-out evaluation: which examples are kept out of training, the window of
-//! recent held-out examples per (agent, task), and the metrics an update is
-//! judged by.
+//! Held-out evaluation: which examples judge updates before they are trained
+//! on, the window of recent held-out examples per (agent, task), and the
+//! metrics an update is judged by.
 
 use std::collections::VecDeque;
 
