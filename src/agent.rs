@@ -35,9 +35,6 @@ pub(crate) struct LiveModel {
     /// they never copy the live model under its lock: predictions wait only
     /// for the swap. Only the update of this task touches it.
     pub shadow: Mutex<Option<Box<dyn AgentModel>>>,
-    /// Examples this model learned, sampled into its updates. Only the
-    /// update of this task touches it.
-    pub replay: Mutex<ReplayMemory>,
 }
 
 impl LiveModel {
@@ -49,7 +46,6 @@ impl LiveModel {
             latest_version: AtomicU64::new(0),
             ewc: Mutex::new(EwcState::new()),
             shadow: Mutex::new(None),
-            replay: Mutex::new(ReplayMemory::new(0, 0x5eed)),
         }
     }
 
@@ -77,6 +73,10 @@ pub(crate) struct TaskState {
     /// An evaluation set the user registered; used instead of the window.
     pub fixed_eval: Option<Vec<TrainingExample>>,
     pub model: Option<Arc<LiveModel>>,
+    /// Examples the task's model learned, sampled into its updates; here
+    /// rather than with the model so the store's copy can come back before
+    /// the model is built. Locked after the model's EWC state and copy.
+    pub replay: Arc<Mutex<ReplayMemory>>,
 }
 
 impl TaskState {
@@ -87,6 +87,7 @@ impl TaskState {
             held_out: HeldOutWindow::new(window),
             fixed_eval: None,
             model: None,
+            replay: Arc::new(Mutex::new(ReplayMemory::new(0, 0x5eed))),
         }
     }
 

@@ -25,6 +25,7 @@ use crate::example::{
 };
 use crate::feedback::{judge, PredictionFeedback, UserCorrection};
 use crate::models::{restore_model, AgentModel, ModelKind};
+use crate::replay::ReplayMemory;
 use crate::runtime::{Shared, HISTORY_IN_MEMORY};
 use crate::status::{AgentStatus, ModelStatus, TrainingStatus};
 use crate::store::{self, ExampleState, ExampleStore, Recovered, RecoveryLimits, Split, StoreOp, StoreWriter};
@@ -175,6 +176,29 @@ impl Coordinator {
         Ok(coordinator)
     }
 
+    /// Puts a task's stored replay memory back; the examples beyond this
+    /// run's capacity are forgotten in the store too.
+    fn restore_replay(&self, members: crate::store::ReplayMembers) {
+        let Some(kind) = members.examples.first().map(|e| e.expected_output.kind()) else {
+            return;
+        };
+        let agent = self.agent_or_create(&members.agent_name);
+        let window = self.shared.config.performance_window;
+        let memory = match task_of_kind(&mut agent.tasks.lock(), &agent.name, &members.task_type, kind, window) {
+            Ok(state) => Arc::clone(&state.replay),
+            Err(_) => return,
+        };
+        let mut memory = memory.lock();
+        memory.set_capacity(self.shared.config.replay.capacity);
+        let forgotten = memory.restore(members.examples, &members.seen);
+        if !forgotten.is_empty() {
+            self.shared.persist(StoreOp::Replay {
+                added: Vec::new(),
+                removed: forgotten,
+            });
+        }
+    }
+
     /// Puts back what the store kept from an earlier run: ids continue after
     /// the highest stored, buffered examples return to their buffers, held-out
     /// examples to their windows, kept ones to the export queue, and the
@@ -228,6 +252,10 @@ impl Coordinator {
                 });
             }
         }
+        let remembered: usize = recovered.replay.iter().map(|m| m.examples.len()).sum();
+        for members in recovered.replay {
+            self.restore_replay(members);
+        }
         let pending = recovered.pending_review.len();
         for example in recovered.pending_review {
             self.restore_review(example);
@@ -249,6 +277,7 @@ impl Coordinator {
                 held_out,
                 kept,
                 pending,
+                remembered,
                 evicted = recovered.evicted,
                 "examples recovered from the store"
             );
@@ -713,6 +742,24 @@ impl Coordinator {
         Ok((version, weights))
     }
 
+    /// The ids of the examples in the replay memory of an (agent, task),
+    /// ascending (for inspection: which learned examples its updates replay).
+    pub fn replay_memory(&self, agent_name: &str, task_type: &str) -> Result<Vec<ExampleId>> {
+        let agent = self.agent(agent_name)?;
+        let memory = agent
+            .tasks
+            .lock()
+            .get(task_type)
+            .map(|state| Arc::clone(&state.replay))
+            .ok_or_else(|| Error::NoModel {
+                agent: agent_name.to_string(),
+                task: task_type.to_string(),
+            })?;
+        let mut ids = memory.lock().ids();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// Registers a fixed evaluation set for an (agent, task): from now on its
     /// updates are judged on these examples instead of the window of recent
     /// held-out ones. The task's target kind is fixed by the first target if
@@ -1125,7 +1172,14 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
     };
     // Copy what is needed under the task lock, then lock each model without
     // holding it, so a long prediction never blocks ingest.
-    let tasks: Vec<(String, TargetKind, usize, Option<Arc<LiveModel>>)> = agent
+    type TaskParts = (
+        String,
+        TargetKind,
+        usize,
+        Option<Arc<LiveModel>>,
+        Arc<Mutex<ReplayMemory>>,
+    );
+    let tasks: Vec<TaskParts> = agent
         .tasks
         .lock()
         .iter()
@@ -1135,12 +1189,13 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
                 state.target_kind,
                 state.held_out.len(),
                 state.model.clone(),
+                Arc::clone(&state.replay),
             )
         })
         .collect();
     let models = tasks
         .into_iter()
-        .map(|(task, target_kind, held_out_window, live)| {
+        .map(|(task, target_kind, held_out_window, live, replay)| {
             let (version, labels, kind) = match &live {
                 Some(live) => {
                     let model = live.model.lock();
@@ -1155,6 +1210,7 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
                 version,
                 labels,
                 held_out_window,
+                replay_examples: replay.lock().len(),
             };
             (task, status)
         })

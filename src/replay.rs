@@ -11,12 +11,18 @@
 //! its own reservoir of an equal share) so the sample shows every class
 //! however skewed the recent stream; other targets share one reservoir
 //! (Vitter's algorithm R: every example seen has the same chance to be kept).
+//!
+//! The memory is part of what a model learned: which examples it holds is
+//! written to the store (each change, as the examples' `replay` flag) and
+//! taken back at start-up, and with several instances the instance that
+//! publishes a version publishes the memory's change with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::example::{Target, TrainingExample};
+use crate::example::{ExampleId, Target, TrainingExample};
 use crate::features::SplitMix64;
 
 /// Replay settings.
@@ -38,13 +44,40 @@ impl Default for ReplayConfig {
     }
 }
 
-/// The remembered examples of one (agent, task).
+/// What one [`ReplayMemory::remember`] changed: the examples that joined the
+/// memory and those that left it (never both), so the store can follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayChange {
+    /// Examples now remembered.
+    pub added: Vec<ExampleId>,
+    /// Examples no longer remembered.
+    pub removed: Vec<ExampleId>,
+}
+
+impl ReplayChange {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The pool an example belongs to: its label, or `None` for other targets.
+pub fn pool_of(target: &Target) -> Option<String> {
+    match target {
+        Target::Label(label) => Some(label.clone()),
+        _ => None,
+    }
+}
+
+/// The remembered examples of one (agent, task). Cloning is cheap (the
+/// examples are shared), so an update can change a copy and keep it only
+/// once its outcome is committed.
 #[derive(Debug, Clone)]
 pub struct ReplayMemory {
     capacity: usize,
     /// Per label (one key, `None`, for other targets): the kept examples and
     /// how many were offered.
-    pools: BTreeMap<Option<String>, (Vec<TrainingExample>, u64)>,
+    pools: BTreeMap<Option<String>, (Vec<Arc<TrainingExample>>, u64)>,
     rng: SplitMix64,
 }
 
@@ -59,15 +92,19 @@ impl ReplayMemory {
     }
 
     /// Changes the capacity (from the configuration), dropping examples at
-    /// random where it shrinks.
-    pub fn set_capacity(&mut self, capacity: usize) {
-        if capacity != self.capacity {
-            self.capacity = capacity;
-            match capacity {
-                0 => self.pools.clear(),
-                _ => self.trim(),
-            }
+    /// random where it shrinks; returns the examples dropped.
+    pub fn set_capacity(&mut self, capacity: usize) -> Vec<ExampleId> {
+        if capacity == self.capacity {
+            return Vec::new();
         }
+        let before = self.ids();
+        self.capacity = capacity;
+        match capacity {
+            0 => self.pools.clear(),
+            _ => self.trim(),
+        }
+        let after: HashSet<ExampleId> = self.ids().into_iter().collect();
+        before.into_iter().filter(|id| !after.contains(id)).collect()
     }
 
     /// Examples remembered.
@@ -80,29 +117,63 @@ impl ReplayMemory {
         self.len() == 0
     }
 
-    /// Offers learned examples to the memory.
-    pub fn remember(&mut self, examples: &[TrainingExample]) {
-        if self.capacity == 0 {
-            return;
-        }
+    /// The ids of the remembered examples.
+    pub fn ids(&self) -> Vec<ExampleId> {
+        self.pools
+            .values()
+            .flat_map(|(kept, _)| kept.iter().map(|e| e.id))
+            .collect()
+    }
+
+    /// Replaces the memory with examples remembered earlier (from the store):
+    /// `seen` gives, per pool, how many examples were offered in all (the
+    /// reservoir's odds continue from there; at least the pool's size).
+    /// Returns the ids that did not fit the capacity (to be forgotten there too).
+    pub fn restore(&mut self, examples: Vec<TrainingExample>, seen: &BTreeMap<Option<String>, u64>) -> Vec<ExampleId> {
+        self.pools.clear();
         for example in examples {
-            let key = match &example.expected_output {
-                Target::Label(label) => Some(label.clone()),
-                _ => None,
-            };
+            let pool = self.pools.entry(pool_of(&example.expected_output)).or_default();
+            pool.0.push(Arc::new(example));
+        }
+        for (key, (kept, offered)) in self.pools.iter_mut() {
+            *offered = seen.get(key).copied().unwrap_or(0).max(kept.len() as u64);
+        }
+        let before = self.ids();
+        match self.capacity {
+            0 => self.pools.clear(),
+            _ => self.trim(),
+        }
+        let after: HashSet<ExampleId> = self.ids().into_iter().collect();
+        before.into_iter().filter(|id| !after.contains(id)).collect()
+    }
+
+    /// Offers learned examples to the memory; returns what changed.
+    pub fn remember(&mut self, examples: &[TrainingExample]) -> ReplayChange {
+        if self.capacity == 0 {
+            return ReplayChange::default();
+        }
+        let before: HashSet<ExampleId> = self.ids().into_iter().collect();
+        for example in examples {
+            let key = pool_of(&example.expected_output);
             let share = self.capacity / (self.pools.len() + usize::from(!self.pools.contains_key(&key))).max(1);
             let (kept, seen) = self.pools.entry(key).or_default();
             *seen += 1;
             if kept.len() < share.max(1) {
-                kept.push(example.clone());
+                kept.push(Arc::new(example.clone()));
             } else {
                 let slot = self.rng.next_u64() % *seen;
                 if (slot as usize) < kept.len() {
-                    kept[slot as usize] = example.clone();
+                    kept[slot as usize] = Arc::new(example.clone());
                 }
             }
         }
         self.trim();
+        let after = self.ids();
+        let added = after.iter().filter(|id| !before.contains(id)).copied().collect();
+        let after: HashSet<ExampleId> = after.into_iter().collect();
+        let mut removed: Vec<ExampleId> = before.into_iter().filter(|id| !after.contains(id)).collect();
+        removed.sort_unstable();
+        ReplayChange { added, removed }
     }
 
     /// Keeps every pool within an equal share of the capacity, so a label
@@ -129,13 +200,13 @@ impl ReplayMemory {
                 idx
             })
             .collect();
-        let pools: Vec<&Vec<TrainingExample>> = self.pools.values().map(|(kept, _)| kept).collect();
+        let pools: Vec<&Vec<Arc<TrainingExample>>> = self.pools.values().map(|(kept, _)| kept).collect();
         let mut start = (self.rng.next_u64() % pools.len().max(1) as u64) as usize;
         let mut out = Vec::with_capacity(n);
         while out.len() < n && order.iter().any(|o| !o.is_empty()) {
             let p = start % pools.len();
             if let Some(i) = order[p].pop() {
-                out.push(pools[p][i].clone());
+                out.push(TrainingExample::clone(&pools[p][i]));
             }
             start += 1;
         }
@@ -181,5 +252,39 @@ mod tests {
             .iter()
             .any(|e| e.expected_output == Target::Label("b".into())));
         assert!(ReplayMemory::new(0, 1).sample(5).is_empty());
+    }
+
+    #[test]
+    fn changes_name_what_joined_and_left_and_restore_brings_it_back() {
+        let mut memory = ReplayMemory::new(4, 3);
+        let first = memory.remember(&(0..4).map(|i| labelled(i, "a")).collect::<Vec<_>>());
+        assert_eq!(first.added.len(), 4);
+        assert!(first.removed.is_empty());
+        let mut members: HashSet<ExampleId> = memory.ids().into_iter().collect();
+        for round in 0..20u64 {
+            let batch: Vec<TrainingExample> = (0..3).map(|i| labelled(100 + round * 3 + i, "a")).collect();
+            let change = memory.remember(&batch);
+            for id in &change.removed {
+                assert!(members.remove(id), "removed {id} was a member");
+            }
+            for id in &change.added {
+                assert!(members.insert(*id), "added {id} was not a member");
+            }
+            assert_eq!(members, memory.ids().into_iter().collect::<HashSet<_>>());
+        }
+        let kept: Vec<TrainingExample> = memory.sample(4);
+        let mut restored = ReplayMemory::new(4, 9);
+        let seen = BTreeMap::from([(Some("a".to_string()), 64)]);
+        assert!(restored.restore(kept, &seen).is_empty());
+        assert_eq!(restored.ids().into_iter().collect::<HashSet<_>>(), members);
+        // 64 offered so far: a new example joins with the odds 4/65, not 1.
+        let joined = (0..200u64)
+            .filter(|i| {
+                let mut trial = ReplayMemory::new(4, *i);
+                trial.restore(restored.sample(4), &seen);
+                !trial.remember(&[labelled(1000 + i, "a")]).added.is_empty()
+            })
+            .count();
+        assert!(joined < 40, "{joined} of 200 joined");
     }
 }

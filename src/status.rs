@@ -99,6 +99,8 @@ pub struct ModelStatus {
     pub labels: Vec<String>,
     /// Held-out examples in the evaluation window.
     pub held_out_window: usize,
+    /// Learned examples in the task's replay memory (see [`crate::replay`]).
+    pub replay_examples: usize,
 }
 
 /// Instances sharing the database, as this instance last saw them (refreshed

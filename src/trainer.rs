@@ -37,6 +37,7 @@ use crate::grad;
 use crate::judge::{self, AcceptanceTest};
 use crate::models::{create_model, AgentModel, MiniLmHead, ModelKind, TorchScriptModel, Training};
 use crate::optim::{adaptive_step, Touched};
+use crate::replay::ReplayChange;
 use crate::runtime::Shared;
 use crate::store::{CheckpointRecord, ExampleState, StoreOp};
 
@@ -461,6 +462,7 @@ impl Publisher<'_> {
         &mut self,
         record: &ModelPerformance,
         checkpoint: Option<(&std::path::Path, serde_json::Value)>,
+        replay: &ReplayChange,
     ) -> Result<(), ModelError> {
         let failed = |e: &dyn std::fmt::Display| ModelError::Publish(e.to_string());
         let checkpoint = match checkpoint {
@@ -497,6 +499,7 @@ impl Publisher<'_> {
             },
             record,
             checkpoint,
+            replay,
         };
         self.session.publish(self.cluster, &publication).map_err(|e| failed(&e))
     }
@@ -625,12 +628,16 @@ fn update_task(
     };
     let shapes_before = shapes(shadow.var_store());
     let before = eval::measure(shadow.as_ref(), held_out)?;
-    let mut replay = live.replay.lock();
+    let replay = agent
+        .tasks
+        .lock()
+        .get(task)
+        .map(|t| Arc::clone(&t.replay))
+        .ok_or_else(|| ModelError::NotSupported(format!("task {task:?} is not registered")))?;
     let replay_config = &shared.config.replay;
-    replay.set_capacity(replay_config.capacity);
     let wanted = (replay_config.ratio * examples.len() as f64).ceil() as usize;
     let mut training: Vec<TrainingExample> = examples.to_vec();
-    training.extend(replay.sample(wanted));
+    training.extend(replay.lock().sample(wanted));
 
     let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
     let penalty: Vec<(&EwcState, f64)> = ewc_config
@@ -698,10 +705,19 @@ fn update_task(
         *shadow_slot = resync(live, shadow, touched.as_ref(), &shapes_before)?;
         drop(shadow_slot);
         if let Some(publisher) = publisher {
-            publisher.publish(&record, None)?;
+            publisher.publish(&record, None, &ReplayChange::default())?;
         }
         return Ok(record);
     }
+    // The memory as it will be once the update is committed: changed on a
+    // copy, so an unpublished update leaves it as it was.
+    let (next_replay, replay_change) = {
+        let mut next = replay.lock().clone();
+        let dropped = next.set_capacity(replay_config.capacity);
+        let mut change = next.remember(examples);
+        change.removed.extend(dropped);
+        (next, change)
+    };
 
     // Everything that can fail happens before anything is installed: the
     // next update's starting copy where the model grew, the consolidation
@@ -745,7 +761,7 @@ fn update_task(
         // must not leave a restart serving a version nobody else has.
         let published = save_checkpoint(shared, agent, task, new_version, shadow.as_ref(), &ewc, false)
             .map_err(|e| ModelError::Publish(format!("checkpoint not written: {e}")))
-            .and_then(|path| publisher.publish(&record, Some((&path, metrics.clone()))));
+            .and_then(|path| publisher.publish(&record, Some((&path, metrics.clone())), &replay_change));
         let dir = shared.config.model_dir(&agent.name).join(task);
         if let Err(e) = published {
             if let Some(saved) = ewc_before {
@@ -785,7 +801,13 @@ fn update_task(
         }
     };
     *shadow_slot = next_shadow;
-    replay.remember(examples);
+    *replay.lock() = next_replay;
+    if publisher.is_none() && !replay_change.is_empty() {
+        shared.persist(StoreOp::Replay {
+            added: replay_change.added,
+            removed: replay_change.removed,
+        });
+    }
     if publisher.is_none() && shared.config.checkpoints_kept > 0 {
         // From the trainer's copy, which equals the new live weights.
         let saved = shadow_slot

@@ -152,6 +152,7 @@ fn cluster_child() {
         "published": published,
         "accuracy": test_accuracy(&c, &articles),
         "evicted": c.get_training_status().agents[AGENT].examples_evicted,
+        "replay": c.replay_memory(AGENT, TASK).unwrap().iter().map(|id| id.0).collect::<Vec<u64>>(),
     });
     println!("DONE {report}");
     assert_eq!(commands.next().unwrap().unwrap(), "EXIT");
@@ -300,6 +301,18 @@ fn three_processes_share_one_stream_and_one_model_lineage() {
     let last = *versions.last().unwrap() as u64;
     for report in &reports {
         assert_eq!(report["serving"].as_u64(), Some(last), "{report}");
+    }
+    // One replay memory, committed with each version: every instance serving
+    // the last version replays the examples the database names.
+    let stored_replay: Vec<serde_json::Value> = client
+        .query("SELECT id FROM training_examples WHERE replay ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::json!(r.get::<_, i64>(0)))
+        .collect();
+    assert!(stored_replay.len() > 100, "{} examples remembered", stored_replay.len());
+    for report in &reports {
+        assert_eq!(report["replay"].as_array(), Some(&stored_replay), "{report}");
     }
     let cluster_accuracy = reports[0]["accuracy"].as_f64().unwrap();
     for report in &reports {

@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::example::ExampleId;
 use crate::models::restore_model;
 use crate::runtime::Shared;
-use crate::store::postgres::classify;
-use crate::store::{id_from_stored, id_to_stored, ExampleState, StoreError};
+use crate::store::postgres::{classify, replay_members};
+use crate::store::{id_from_stored, id_to_stored, ExampleState, ReplayMembers, StoreError};
 
 /// Loads published `version` of (agent, task) and serves it, unless this
 /// instance already serves it or a newer one. Waits for a running update of
@@ -57,6 +57,9 @@ pub(crate) fn install_published(
     let model = restore_model(saved.meta.model_kind, device, &saved.params, &saved.meta.model)?;
     let ewc = saved.ewc.to_device(device)?;
 
+    // The memory the publishing instance trained with, committed with the version.
+    let replay = replay_members(client, Some((agent_name, task)))?.pop();
+
     let live = {
         let mut tasks = agent.tasks.lock();
         let state = task_of_kind(
@@ -66,8 +69,9 @@ pub(crate) fn install_published(
             saved.meta.target_kind,
             shared.config.performance_window,
         )?;
+        let memory = Arc::clone(&state.replay);
         match &state.model {
-            Some(live) => Arc::clone(live),
+            Some(live) => (Arc::clone(live), memory),
             None => {
                 let live = Arc::new(LiveModel::new(model.try_clone()?));
                 live.version.store(version, Ordering::Release);
@@ -75,17 +79,20 @@ pub(crate) fn install_published(
                 *live.ewc.lock() = ewc;
                 state.model = Some(live);
                 drop(tasks);
+                restore_replay(shared, &memory, replay);
                 checkpoint::set_current(&dir, version)?;
                 return Ok(true);
             }
         }
     };
     // The same lock order as an update: EWC state, then the trainer's copy.
+    let (live, memory) = live;
     let mut live_ewc = live.ewc.lock();
     let mut shadow = live.shadow.lock();
     if live.version() >= version {
         return Ok(false); // Installed meanwhile (by the listener or the trainer).
     }
+    restore_replay(shared, &memory, replay);
     *shadow = Some(model.try_clone()?);
     *live_ewc = ewc;
     let mut serving = live.model.lock();
@@ -101,6 +108,20 @@ pub(crate) fn install_published(
     }
     tracing::info!(agent = %agent_name, task, version, "published version installed");
     Ok(true)
+}
+
+/// Replaces a task's replay memory with the stored one (empty when none is stored).
+pub(crate) fn restore_replay(
+    shared: &Shared,
+    memory: &parking_lot::Mutex<crate::replay::ReplayMemory>,
+    stored: Option<ReplayMembers>,
+) {
+    let stored = stored.unwrap_or_default();
+    let mut memory = memory.lock();
+    memory.set_capacity(shared.config.replay.capacity);
+    // Beyond a smaller capacity of this instance: forgotten here only, the
+    // publishing instance's memory stays as committed.
+    let _ = memory.restore(stored.examples, &stored.seen);
 }
 
 /// Removes from the agent's local buffer the examples whose row is no longer

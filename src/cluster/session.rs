@@ -6,7 +6,8 @@ use postgres::Client;
 
 use super::{lock_key, Cluster, CHANNEL};
 use crate::example::{ExampleId, ModelPerformance, TargetKind, TrainingExample};
-use crate::store::postgres::{classify, example_from_row, insert_performance};
+use crate::replay::ReplayChange;
+use crate::store::postgres::{classify, example_from_row, insert_performance, set_replay};
 use crate::store::{id_to_stored, target_kind_str, CheckpointRecord, ExampleState, StoreError, EXAMPLE_COLUMNS};
 
 /// What one finished update writes, in one transaction with its claim.
@@ -20,6 +21,8 @@ pub(crate) struct Publication<'a> {
     /// The accepted version's checkpoint: its record, and its bytes when
     /// checkpoints live in the database.
     pub checkpoint: Option<(CheckpointRecord, Option<Vec<u8>>)>,
+    /// What the accepted update changed in the task's replay memory.
+    pub replay: &'a ReplayChange,
 }
 
 /// The training lock of one (agent, task), held while this value lives.
@@ -143,7 +146,8 @@ impl TaskSession {
 
     /// Writes the update's outcome with its claim and announces an accepted
     /// version, all in one commit: the other instances see the new version,
-    /// its record and its examples' new state together, or none of them.
+    /// its record, its examples' new state and its replay memory together,
+    /// or none of them.
     pub fn publish(&mut self, cluster: &Cluster, p: &Publication<'_>) -> Result<(), StoreError> {
         if !self.in_transaction {
             return Err(StoreError::Refused("publish without a claim".into()));
@@ -157,6 +161,7 @@ impl TaskSession {
             )
             .map_err(classify)?;
         insert_performance(&mut self.client, p.record)?;
+        set_replay(&mut self.client, &p.replay.added, &p.replay.removed)?;
         if let Some((c, bytes)) = &p.checkpoint {
             let version = id_to_stored(c.version)?;
             let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(c.created_ms);

@@ -210,6 +210,13 @@ pub enum StoreOp {
     Performance(ModelPerformance),
     /// A checkpoint written.
     Checkpoint(CheckpointRecord),
+    /// Examples that joined or left their task's replay memory.
+    Replay {
+        /// Now remembered.
+        added: Vec<ExampleId>,
+        /// No longer remembered.
+        removed: Vec<ExampleId>,
+    },
 }
 
 /// An example as stored, with its split, state and update.
@@ -262,6 +269,69 @@ pub struct Recovered {
     pub history_total: u64,
     /// Buffered examples beyond the limits, now marked evicted.
     pub evicted: u64,
+    /// The replay memories: their examples and each pool's count of examples offered.
+    pub replay: Vec<ReplayMembers>,
+}
+
+/// The stored replay memory of one (agent, task).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplayMembers {
+    /// The agent.
+    pub agent_name: String,
+    /// The task.
+    pub task_type: String,
+    /// The remembered examples, by id.
+    pub examples: Vec<TrainingExample>,
+    /// Per pool (a label, or `None` for other targets), how many trained
+    /// examples were offered to the memory: the task's trained examples.
+    pub seen: std::collections::BTreeMap<Option<String>, u64>,
+}
+
+/// Groups remembered examples and trained counts into memories per (agent, task).
+/// `counts` holds (agent, task, label or `None`, trained examples).
+pub(crate) fn group_replay(
+    examples: Vec<TrainingExample>,
+    counts: Vec<(String, String, Option<String>, u64)>,
+) -> Vec<ReplayMembers> {
+    let mut by_task: std::collections::BTreeMap<(String, String), ReplayMembers> = Default::default();
+    for example in examples {
+        let key = (example.agent_name.clone(), example.task_type.clone());
+        let members = by_task.entry(key).or_insert_with(|| ReplayMembers {
+            agent_name: example.agent_name.clone(),
+            task_type: example.task_type.clone(),
+            ..ReplayMembers::default()
+        });
+        members.examples.push(example);
+    }
+    for (agent, task, pool, n) in counts {
+        if let Some(members) = by_task.get_mut(&(agent, task)) {
+            *members.seen.entry(pool).or_default() += n;
+        }
+    }
+    by_task.into_values().collect()
+}
+
+/// The pool a stored target belongs to in the replay memory, from its kind
+/// and stored JSON value (see [`crate::replay::pool_of`]).
+pub(crate) fn replay_pool(kind: &str, value: &serde_json::Value) -> Option<String> {
+    match kind {
+        "label" => value.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Per (agent, task, target kind, label), the trained examples of tasks
+/// with a replay memory, labels only for label targets (the replay memory's
+/// counts of examples offered); `filter` narrows the rows (`t` is the
+/// table). The same SQL in both backends.
+pub(crate) fn replay_counts_sql(filter: &str) -> String {
+    let pool = "CASE WHEN target_kind = 'label' THEN expected_output END";
+    format!(
+        "SELECT agent_name, task_type, target_kind, {pool}, count(*) FROM training_examples t \
+         WHERE state = 'trained' AND {filter} AND EXISTS (SELECT 1 FROM training_examples r WHERE r.replay \
+         AND r.agent_name = t.agent_name AND r.task_type = t.task_type) \
+         GROUP BY agent_name, task_type, target_kind, {pool}"
+    )
 }
 
 /// The connection pool's state (PostgreSQL only).

@@ -145,6 +145,7 @@ impl ExampleStore for PostgresStore {
                 }
                 StoreOp::Performance(p) => insert_performance(&mut tx, p)?,
                 StoreOp::Checkpoint(c) => upsert_checkpoint(&mut tx, c)?,
+                StoreOp::Replay { added, removed } => set_replay(&mut tx, added, removed)?,
             }
         }
         tx.commit().map_err(classify)
@@ -196,8 +197,10 @@ impl ExampleStore for PostgresStore {
             )
             .map_err(classify)?;
         let (total, max_example, max_update): (i64, i64, i64) = (counts.get(0), counts.get(1), counts.get(2));
+        let replay = replay_members(&mut tx, None)?;
         tx.commit().map_err(classify)?;
         Ok(Recovered {
+            replay,
             next_id: id_from_stored(max_example.max(max_update))? + 1,
             buffered,
             held_out,
@@ -390,6 +393,67 @@ fn upsert_checkpoint(tx: &mut Transaction<'_>, c: &CheckpointRecord) -> Result<(
     )
     .map_err(classify)?;
     Ok(())
+}
+
+/// Marks examples as members of their task's replay memory, or no longer.
+pub(crate) fn set_replay(
+    client: &mut impl GenericClient,
+    added: &[ExampleId],
+    removed: &[ExampleId],
+) -> Result<(), StoreError> {
+    for (ids, member) in [(added, true), (removed, false)] {
+        if ids.is_empty() {
+            continue;
+        }
+        let ids = ids
+            .iter()
+            .map(|id| id_to_stored(id.0))
+            .collect::<Result<Vec<i64>, _>>()?;
+        client
+            .execute(
+                "UPDATE training_examples SET replay = $1 WHERE id = ANY($2)",
+                &[&member, &ids],
+            )
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
+/// The replay memories of every task, or (`task`) of one (agent, task).
+pub(crate) fn replay_members(
+    client: &mut impl GenericClient,
+    task: Option<(&str, &str)>,
+) -> Result<Vec<super::ReplayMembers>, StoreError> {
+    let (agent, task_type) = task.unwrap_or(("", ""));
+    let only = task.is_some();
+    let examples = client
+        .query(
+            &format!(
+                "SELECT {EXAMPLE_COLUMNS} FROM training_examples WHERE replay \
+                 AND (NOT $1 OR (agent_name = $2 AND task_type = $3)) ORDER BY id"
+            ),
+            &[&only, &agent, &task_type],
+        )
+        .map_err(classify)?
+        .iter()
+        .map(|row| example_from_row(row).map(|s| s.example))
+        .collect::<Result<Vec<_>, _>>()?;
+    let counts = client
+        .query(
+            &super::replay_counts_sql("(NOT $1 OR (t.agent_name = $2 AND t.task_type = $3))"),
+            &[&only, &agent, &task_type],
+        )
+        .map_err(classify)?
+        .iter()
+        .map(|row| {
+            let kind: String = row.get(2);
+            let label: Option<serde_json::Value> = row.get(3);
+            let n: i64 = row.get(4);
+            let pool = label.and_then(|value| super::replay_pool(&kind, &value));
+            Ok((row.get(0), row.get(1), pool, id_from_stored(n)?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(super::group_replay(examples, counts))
 }
 
 pub(crate) fn example_from_row(row: &Row) -> Result<StoredExample, StoreError> {

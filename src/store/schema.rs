@@ -164,6 +164,18 @@ CREATE TABLE onthefly_instances (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        description: "replay memories: which trained examples each task remembers",
+        postgres: r#"
+ALTER TABLE training_examples ADD COLUMN replay BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX training_examples_replay ON training_examples (agent_name, task_type) WHERE replay;
+"#,
+        sqlite: r#"
+ALTER TABLE training_examples ADD COLUMN replay INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX training_examples_replay ON training_examples (agent_name, task_type) WHERE replay;
+"#,
+    },
 ];
 
 /// The newest schema version this library knows.

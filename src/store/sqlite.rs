@@ -153,8 +153,10 @@ impl ExampleStore for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(classify)?;
+        let replay = replay_members(&tx)?;
         tx.commit().map_err(classify)?;
         Ok(Recovered {
+            replay,
             next_id: id_from_stored(max_example.max(max_update))? + 1,
             buffered,
             held_out,
@@ -316,8 +318,55 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
             ])
             .map_err(classify)?;
         }
+        StoreOp::Replay { added, removed } => {
+            let mut stmt = tx
+                .prepare_cached("UPDATE training_examples SET replay = ?1 WHERE id = ?2")
+                .map_err(classify)?;
+            for (ids, member) in [(added, true), (removed, false)] {
+                for id in ids {
+                    stmt.execute(params![member, id_to_stored(id.0)?]).map_err(classify)?;
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Every task's replay memory, with its pools' counts.
+fn replay_members(tx: &Transaction<'_>) -> Result<Vec<super::ReplayMembers>, StoreError> {
+    let mut stmt = tx
+        .prepare(&format!(
+            "SELECT {EXAMPLE_COLUMNS} FROM training_examples WHERE replay ORDER BY id"
+        ))
+        .map_err(classify)?;
+    let examples = stmt
+        .query_map([], |row| Ok(example_from_row(row)))
+        .map_err(classify)?
+        .map(|r| r.map_err(classify).and_then(|e| e.map(|s| s.example)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = tx.prepare(&super::replay_counts_sql("true")).map_err(classify)?;
+    let counts = stmt
+        .query_map([], |row| {
+            let kind: String = row.get(2)?;
+            let label: Option<String> = row.get(3)?;
+            let n: i64 = row.get(4)?;
+            Ok((row.get(0)?, row.get(1)?, kind, label, n))
+        })
+        .map_err(classify)?
+        .map(|r| {
+            let (agent, task, kind, label, n): (String, String, String, Option<String>, i64) = r.map_err(classify)?;
+            let pool = match label {
+                Some(text) => {
+                    let value: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| StoreError::Corrupt(format!("expected_output: {e}")))?;
+                    super::replay_pool(&kind, &value)
+                }
+                None => None,
+            };
+            Ok((agent, task, pool, id_from_stored(n)?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(super::group_replay(examples, counts))
 }
 
 fn example_from_row(row: &Row<'_>) -> Result<StoredExample, StoreError> {
