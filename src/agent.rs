@@ -167,6 +167,9 @@ pub(crate) struct AgentState {
     /// Set by a forced update; an update clears it when it starts, so a force
     /// that arrives during an update queues another one.
     pub force_requested: AtomicBool,
+    /// Whether the store may hold evicted examples of this agent to take
+    /// back (see [`crate::catch_up`]): set by every eviction and at start.
+    pub may_reclaim: AtomicBool,
     /// Failed update attempts per buffered example.
     failures: Mutex<HashMap<ExampleId, u32>>,
 }
@@ -183,6 +186,7 @@ impl AgentState {
             scheduled: AtomicBool::new(false),
             updating: AtomicBool::new(false),
             force_requested: AtomicBool::new(false),
+            may_reclaim: AtomicBool::new(true),
             failures: Mutex::new(HashMap::new()),
         }
     }

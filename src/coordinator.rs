@@ -1148,6 +1148,7 @@ impl Coordinator {
         };
         if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = outcome {
             stats.examples_evicted += 1;
+            agent.may_reclaim.store(true, Ordering::Release);
             self.shared.persist(StoreOp::SetState {
                 ids: vec![gone.id],
                 state: ExampleState::Evicted,

@@ -28,6 +28,7 @@
 mod active;
 mod agent;
 pub mod buffer;
+mod catch_up;
 pub mod checkpoint;
 pub mod cluster;
 pub mod config;

@@ -59,9 +59,12 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
             }
             agent.updating.store(false, Ordering::Release);
         }
+        // Caught up with the arrivals: what a burst evicted comes back, and
+        // is trained by the next update even below the threshold.
+        let reclaimed = crate::catch_up::reclaim_evicted(&shared, &agent) > 0;
         agent.scheduled.store(false, Ordering::Release);
         let new_arrivals = agent.stats.lock().examples_received != received_before;
-        let forced = agent.force_requested.load(Ordering::Acquire);
+        let forced = agent.force_requested.load(Ordering::Acquire) || reclaimed;
         // With several instances, arrivals alone do not retry at once: the
         // task may be another instance's now, and the listener schedules it
         // again when its shared buffer is full.

@@ -366,6 +366,11 @@ pub trait ExampleStore: Send + Sync {
     /// Every stored example of an agent (all agents with `None`), by id.
     fn examples(&self, agent: Option<&str>) -> Result<Vec<StoredExample>, StoreError>;
 
+    /// Takes back up to `limit` of an agent's evicted examples, the most
+    /// valuable first (the buffer's order), marking them buffered again:
+    /// a trainer that caught up trains what a burst pushed out.
+    fn reclaim_evicted(&self, agent: &str, limit: usize) -> Result<Vec<TrainingExample>, StoreError>;
+
     /// The recorded checkpoints of an (agent, task), by version.
     fn checkpoints(&self, agent: &str, task: &str) -> Result<Vec<CheckpointRecord>, StoreError>;
 
@@ -396,6 +401,11 @@ pub const SQLITE_FILE: &str = "onthefly.sqlite3";
 pub(crate) const EXAMPLE_COLUMNS: &str = "id, agent_name, task_type, input_text, target_kind, expected_output, \
      uncertainty_score, importance_score, source_url, \"timestamp\", user_feedback, correction_priority, \
      split, state, update_id";
+
+/// The buffer's order (see [`crate::buffer`]) as SQL: priority, importance,
+/// uncertainty, then the newest.
+pub(crate) const BUFFER_ORDER: &str =
+    "correction_priority DESC, importance_score DESC, uncertainty_score DESC, \"timestamp\" DESC, id DESC";
 
 /// The columns of `model_performance`, in table order.
 pub(crate) const PERFORMANCE_COLUMNS: &str = "update_id, agent_name, task_type, model_name, metric, \

@@ -228,6 +228,26 @@ impl ExampleStore for PostgresStore {
         rows.iter().map(example_from_row).collect()
     }
 
+    fn reclaim_evicted(&self, agent: &str, limit: usize) -> Result<Vec<TrainingExample>, StoreError> {
+        let mut conn = self.conn()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One statement: the rows change state and come back together, and
+        // a row another session holds is left to it.
+        conn.query(
+            &format!(
+                "UPDATE training_examples SET state = 'buffered' WHERE id IN (SELECT id FROM training_examples \
+                 WHERE agent_name = $1 AND state = 'evicted' ORDER BY {} LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING {EXAMPLE_COLUMNS}",
+                super::BUFFER_ORDER
+            ),
+            &[&agent, &limit],
+        )
+        .map_err(classify)?
+        .iter()
+        .map(|row| example_from_row(row).map(|s| s.example))
+        .collect()
+    }
+
     fn checkpoints(&self, agent: &str, task: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
         let mut conn = self.conn()?;
         conn.query(

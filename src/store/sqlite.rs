@@ -179,6 +179,37 @@ impl ExampleStore for SqliteStore {
         rows.map(|r| r.map_err(classify).and_then(|e| e)).collect()
     }
 
+    fn reclaim_evicted(&self, agent: &str, limit: usize) -> Result<Vec<TrainingExample>, StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(classify)?;
+        let examples = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {EXAMPLE_COLUMNS} FROM training_examples WHERE agent_name = ?1 AND state = 'evicted' \
+                     ORDER BY {} LIMIT ?2",
+                    super::BUFFER_ORDER
+                ))
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map(params![agent, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                    Ok(example_from_row(row))
+                })
+                .map_err(classify)?;
+            rows.map(|r| r.map_err(classify).and_then(|e| e.map(|s| s.example)))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        {
+            let mut stmt = tx
+                .prepare("UPDATE training_examples SET state = 'buffered' WHERE id = ?1")
+                .map_err(classify)?;
+            for example in &examples {
+                stmt.execute(params![id_to_stored(example.id.0)?]).map_err(classify)?;
+            }
+        }
+        tx.commit().map_err(classify)?;
+        Ok(examples)
+    }
+
     fn checkpoints(&self, agent: &str, task: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
         let conn = self.conn.lock();
         let mut stmt = conn

@@ -1,0 +1,85 @@
+//! Bursts are not lost to training: an example a full buffer pushes out is
+//! only marked `evicted` in the store, and once the trainer has caught up
+//! with the arrivals (the buffer is below the update threshold) it takes
+//! evicted examples back from the store, the most valuable first, and
+//! trains them like any other. In the fast regime of the news stream (the
+//! caller never waits), most of a burst used to leave the buffer untrained.
+//!
+//! One instance only: instances sharing a database take buffered rows from
+//! the shared table, and an evicted row stays evicted there.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::agent::AgentState;
+use crate::runtime::Shared;
+
+/// How long taking back waits for the store writer to write the evictions
+/// handed to it (they are then visible to the query).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Takes evicted examples of `agent` back into its buffer when the trainer
+/// has caught up: up to one update's worth, never more than the buffer has
+/// room for. Returns how many came back.
+pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> usize {
+    let Some(store) = &shared.store else { return 0 };
+    if shared.cluster.is_some() || shared.is_shutting_down() || !agent.may_reclaim.load(Ordering::Acquire) {
+        return 0;
+    }
+    let room = {
+        let buffer = agent.buffer.lock();
+        if buffer.len() >= shared.config.update_threshold {
+            return 0; // Still behind the arrivals: they come first.
+        }
+        buffer.capacity() - buffer.len()
+    };
+    let limit = room.min(shared.config.max_examples_per_update);
+    if limit == 0 {
+        return 0;
+    }
+    // Cleared first: an eviction from now on sets it again.
+    agent.may_reclaim.store(false, Ordering::Release);
+    let taken = store
+        .flush(FLUSH_TIMEOUT)
+        .and_then(|()| store.store().reclaim_evicted(&agent.name, limit));
+    let examples = match taken {
+        Ok(examples) => examples,
+        Err(e) => {
+            agent.may_reclaim.store(true, Ordering::Release);
+            tracing::warn!(agent = %agent.name, error = %e, "evicted examples not taken back");
+            agent.note_error(format!("evicted examples not taken back from the store: {e}"));
+            return 0;
+        }
+    };
+    if examples.len() == limit {
+        agent.may_reclaim.store(true, Ordering::Release); // There may be more.
+    }
+    let n = examples.len();
+    let mut buffer = agent.buffer.lock();
+    let mut stats = agent.stats.lock();
+    for example in examples {
+        // Evicted in this run: counted as evicted, now buffered again.
+        // Evicted in an earlier run: not received in this one until now.
+        match stats.examples_evicted {
+            0 => stats.examples_received += 1,
+            _ => stats.examples_evicted -= 1,
+        }
+        // Arrivals since the check may have taken the room: the least
+        // valuable then leaves again, to be taken back later.
+        if let crate::buffer::Insert::BufferedEvicting(gone) | crate::buffer::Insert::Rejected(gone) =
+            buffer.insert(example)
+        {
+            stats.examples_evicted += 1;
+            agent.may_reclaim.store(true, Ordering::Release);
+            shared.persist(crate::store::StoreOp::SetState {
+                ids: vec![gone.id],
+                state: crate::store::ExampleState::Evicted,
+                update_id: None,
+            });
+        }
+    }
+    if n > 0 {
+        tracing::info!(agent = %agent.name, examples = n, "evicted examples taken back from the store");
+    }
+    n
+}

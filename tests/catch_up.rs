@@ -1,0 +1,78 @@
+//! Bursts are not lost to training: examples a full buffer evicted are taken
+//! back from the store once the trainer has caught up, and trained.
+
+mod common;
+
+use std::time::Duration;
+
+use common::db::{fresh_database, postgres_config};
+use common::{example, small_config};
+use onthefly::store::ExampleState;
+use onthefly::{Config, Coordinator};
+
+const IDLE: Duration = Duration::from_secs(120);
+const OUTLETS: [&str; 3] = ["bbc", "cnn", "rte"];
+
+fn buffer_of(config: Config, size: usize) -> Config {
+    Config {
+        max_buffer_size: size,
+        update_threshold: size.min(20),
+        max_examples_per_update: 20,
+        check_interval_ms: 3_600_000,
+        ..config
+    }
+}
+
+/// 200 examples buffered by a run that never trained, then a restart with
+/// room for 20: 180 are evicted at start-up, and all 200 end up trained.
+fn evicted_at_start_up_are_trained(config: Config) {
+    let first = Coordinator::new(buffer_of(config.clone(), 1000)).unwrap();
+    for i in 0..200 {
+        first.add_training_example(example("scout", i, OUTLETS[i % 3])).unwrap();
+    }
+    assert_eq!(first.get_training_status().agents["scout"].updates_accepted, 0);
+    first.shutdown();
+    drop(first);
+
+    let second = Coordinator::new(buffer_of(config, 20)).unwrap();
+    assert!(second.wait_for_idle(IDLE));
+    let status = second.get_training_status();
+    let agent = &status.agents["scout"];
+    assert_eq!(agent.examples_trained, 200, "{agent:?}");
+    assert_eq!(agent.examples_evicted, 0);
+    assert_eq!(agent.examples_received, 200, "20 restored, 180 taken back");
+    assert_eq!(agent.buffer_size, 0);
+    second.flush(IDLE).unwrap();
+    let stored = second.store().unwrap().examples(Some("scout")).unwrap();
+    assert_eq!(stored.len(), 200);
+    assert!(
+        stored.iter().all(|e| e.state == ExampleState::Trained),
+        "every row trained"
+    );
+    second.shutdown();
+}
+
+#[test]
+fn examples_evicted_at_start_up_are_taken_back_and_trained_in_sqlite() {
+    evicted_at_start_up_are_trained(small_config());
+}
+
+#[test]
+fn examples_evicted_at_start_up_are_taken_back_and_trained_in_postgres() {
+    evicted_at_start_up_are_trained(postgres_config(&fresh_database()));
+}
+
+#[test]
+fn a_burst_larger_than_the_buffer_is_trained_whole() {
+    let c = Coordinator::new(buffer_of(small_config(), 20)).unwrap();
+    // As fast as the caller can: the trainer falls behind and the buffer evicts.
+    for i in 0..500 {
+        c.add_training_example(example("scout", i, OUTLETS[i % 3])).unwrap();
+    }
+    assert!(c.wait_for_idle(IDLE));
+    let agent = c.get_training_status().agents["scout"].clone();
+    assert_eq!(agent.examples_received, 500);
+    assert_eq!(agent.examples_evicted, 0, "{agent:?}");
+    assert_eq!(agent.examples_trained, 500, "{agent:?}");
+    c.shutdown();
+}
