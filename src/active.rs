@@ -3,12 +3,13 @@
 //! with state `pending_review`; a person takes the most useful ones, labels
 //! them (each label becomes a correction) or skips them.
 
-use crate::agent::task_of_kind;
+use crate::agent::{task_of_kind, AgentState};
 use crate::coordinator::{Coordinator, Receipt};
 use crate::error::{Result, ValidationError};
 use crate::example::{now_millis, ExampleId, Priority, Target, TrainingExample};
 use crate::feedback::{PredictionFeedback, UserCorrection};
-use crate::review::{ReviewError, ReviewItem};
+use crate::review::{ReviewError, ReviewItem, QUARANTINED_USEFULNESS};
+use crate::runtime::Shared;
 use crate::store::{ExampleState, Split, StoreOp};
 
 impl Coordinator {
@@ -63,17 +64,25 @@ impl Coordinator {
             confidence: feedback.confidence_score,
             usefulness,
             source_url: feedback.source_url,
+            quarantined: None,
         };
         let mut reviews = agent.reviews.lock();
         let queue = reviews.entry(feedback.task_type).or_default();
         if let Some(dropped) = queue.push(item, config.max_pending_review) {
-            self.shared.persist(StoreOp::SetState {
-                ids: vec![dropped],
-                state: ExampleState::Evicted,
-                update_id: None,
-            });
+            drop_from_review(&self.shared, dropped);
         }
         Ok((review_id, queue.len()))
+    }
+
+    /// Offers quarantined examples to a person (see [`ReviewItem::quarantined`]),
+    /// at start-up as when they are quarantined.
+    pub(crate) fn restore_quarantined(&self, row: TrainingExample) {
+        offer_quarantined(
+            &self.shared,
+            &self.agent_or_create(&row.agent_name),
+            row,
+            "an update that trained it was rolled back, and so was every smaller part of its batch",
+        );
     }
 
     /// Puts a stored pending-review row back into its queue (at start-up).
@@ -93,14 +102,18 @@ impl Coordinator {
             confidence: 1.0 - row.uncertainty_score,
             usefulness: row.importance_score,
             source_url: row.source_url,
+            quarantined: None,
         };
         let capacity = self.shared.config.max_pending_review;
-        agent
+        let dropped = agent
             .reviews
             .lock()
             .entry(row.task_type)
             .or_default()
             .push(item, capacity);
+        if let Some(dropped) = dropped {
+            drop_from_review(&self.shared, dropped);
+        }
     }
 
     /// Hands out up to `n` predictions of (agent, task) that wait for a label,
@@ -177,5 +190,42 @@ impl Coordinator {
             }
         }
         Err(ReviewError::Unknown(review_id.0).into())
+    }
+}
+
+/// Puts a quarantined example into its task's review queue, first in line;
+/// `reason` says why it was quarantined.
+pub(crate) fn offer_quarantined(shared: &Shared, agent: &AgentState, row: TrainingExample, reason: &str) {
+    let item = ReviewItem {
+        review_id: row.id,
+        agent_name: row.agent_name,
+        task_type: row.task_type.clone(),
+        input_text: row.input_text,
+        predicted_output: row.expected_output,
+        confidence: 1.0 - row.uncertainty_score,
+        usefulness: QUARANTINED_USEFULNESS,
+        source_url: row.source_url,
+        quarantined: Some(reason.to_string()),
+    };
+    let dropped = agent
+        .reviews
+        .lock()
+        .entry(row.task_type)
+        .or_default()
+        .push(item, shared.config.max_pending_review);
+    if let Some(dropped) = dropped {
+        drop_from_review(shared, dropped);
+    }
+}
+
+/// An item that left a full review queue: a prediction is evicted, a
+/// quarantined example stays quarantined in the store (only no longer offered).
+fn drop_from_review(shared: &Shared, dropped: ReviewItem) {
+    if dropped.quarantined.is_none() {
+        shared.persist(StoreOp::SetState {
+            ids: vec![dropped.review_id],
+            state: ExampleState::Evicted,
+            update_id: None,
+        });
     }
 }

@@ -260,6 +260,9 @@ impl Coordinator {
         for example in recovered.pending_review {
             self.restore_review(example);
         }
+        for example in recovered.quarantined {
+            self.restore_quarantined(example);
+        }
         for example in recovered.kept {
             let agent = self.agent_or_create(&example.agent_name);
             let kind = example.expected_output.kind();

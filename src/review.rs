@@ -83,7 +83,17 @@ pub struct ReviewItem {
     pub usefulness: f64,
     /// Where the input came from.
     pub source_url: String,
+    /// Set for a labelled example the library quarantined (an update that
+    /// trained it was rolled back, and so was every smaller part of its
+    /// batch): why. `predicted_output` is then the label it came with; a
+    /// person's label becomes a correction, as for a prediction. Such items
+    /// come before every prediction.
+    #[serde(default)]
+    pub quarantined: Option<String>,
 }
+
+/// The usefulness of a quarantined example: above every prediction's.
+pub const QUARANTINED_USEFULNESS: f64 = f64::MAX;
 
 /// Counts of a queue, for the status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,8 +125,8 @@ pub(crate) struct ReviewQueue {
 
 impl ReviewQueue {
     /// Adds an item; when the queue holds `capacity`, the least useful item
-    /// not handed out leaves (possibly the new one). Returns the id that left.
-    pub fn push(&mut self, item: ReviewItem, capacity: usize) -> Option<ExampleId> {
+    /// not handed out leaves (possibly the new one). Returns the item that left.
+    pub fn push(&mut self, item: ReviewItem, capacity: usize) -> Option<ReviewItem> {
         let id = item.review_id;
         self.items.insert(id, item);
         if self.items.len() <= capacity {
@@ -132,9 +142,8 @@ impl ReviewQueue {
                     .then(b.review_id.cmp(&a.review_id))
             })
             .map(|i| i.review_id)?;
-        self.items.remove(&least);
         self.counts.dropped += 1;
-        Some(least)
+        self.items.remove(&least)
     }
 
     /// Hands out up to `n` items not out yet, most useful first (newest first

@@ -390,6 +390,14 @@ fn isolate_harm(
             state: ExampleState::Quarantined,
             update_id: Some(update_id),
         });
+        let reason = format!(
+            "update {update_id} trained it and was rolled back; so was every smaller part of its batch, \
+             down to {} example(s)",
+            examples.len()
+        );
+        for example in examples {
+            crate::active::offer_quarantined(shared, agent, example.clone(), &reason);
+        }
         agent.remove_examples(&ids, |stats, n| stats.examples_quarantined += n as u64)
     };
     let mut stack = rejected;

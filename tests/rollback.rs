@@ -88,6 +88,29 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     assert!(identical(&before, &after), "the live weights changed after a rollback");
     let scout = &c.get_training_status().agents[AGENT];
     assert_eq!((scout.examples_quarantined - quarantined, scout.buffer_size), (60, 0));
+    // A person is offered every quarantined example, with why, before any
+    // prediction; a label for one becomes a correction.
+    let wrong_texts: Vec<&str> = articles[1500..1560].iter().map(|a| a.text.as_str()).collect();
+    let offered = c.next_for_review(AGENT, TASK, 1000).unwrap();
+    assert_eq!(offered.len() as u64, scout.examples_quarantined);
+    assert!(offered.iter().all(|item| item.quarantined.is_some()));
+    let reason = offered[0].quarantined.as_deref().unwrap();
+    assert!(reason.contains("rolled back"), "{reason}");
+    let wrong_offered = offered
+        .iter()
+        .filter(|item| wrong_texts.contains(&item.input_text.as_str()))
+        .count();
+    assert_eq!(wrong_offered, 60);
+    let first = offered
+        .iter()
+        .find(|item| wrong_texts.contains(&item.input_text.as_str()))
+        .unwrap();
+    let truth = &articles[1500 + wrong_texts.iter().position(|t| *t == first.input_text).unwrap()].outlet;
+    c.label(first.review_id, Target::Label(truth.clone()), Some(Priority::Low))
+        .unwrap();
+    for item in &offered {
+        c.skip(item.review_id).ok();
+    }
 
     // The same articles with their true outlets are accepted.
     for article in &articles[1500..1560] {
@@ -107,6 +130,17 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     let (new_version, changed) = c.live_weights(AGENT, TASK).unwrap();
     assert_eq!(new_version, version + 1);
     assert!(!identical(&before, &changed));
+
+    // The quarantined examples wait for a person across a restart too.
+    let config = c.config().clone();
+    let still_quarantined = offered.len() - 1;
+    c.shutdown();
+    drop(c);
+    let restarted = Coordinator::new(config).unwrap();
+    let offered_again = restarted.next_for_review(AGENT, TASK, 1000).unwrap();
+    assert_eq!(offered_again.len(), still_quarantined);
+    assert!(offered_again.iter().all(|item| item.quarantined.is_some()));
+    assert!(offered_again.iter().all(|item| item.review_id != first.review_id));
 }
 
 #[test]

@@ -263,6 +263,9 @@ pub struct Recovered {
     /// Predictions waiting for review (the row's target is the prediction,
     /// its uncertainty 1 − confidence, its importance the usefulness), oldest first.
     pub pending_review: Vec<TrainingExample>,
+    /// Quarantined examples (offered for review), oldest first, at most
+    /// `pending_per_task` per (agent, task).
+    pub quarantined: Vec<TrainingExample>,
     /// The most recent performance records, oldest first.
     pub history: Vec<ModelPerformance>,
     /// Performance records stored in all.

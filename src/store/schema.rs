@@ -208,6 +208,8 @@ pub(crate) enum Ranked {
     Kept,
     /// Predictions waiting for review per (agent, task), newest first.
     PendingReview,
+    /// Quarantined examples per (agent, task), newest first (offered for review).
+    Quarantined,
 }
 
 impl Ranked {
@@ -221,6 +223,7 @@ impl Ranked {
             Ranked::HeldOut => ("evaluation", "agent_name, task_type", "id DESC"),
             Ranked::Kept => ("kept", "agent_name", "id DESC"),
             Ranked::PendingReview => ("pending_review", "agent_name, task_type", "id DESC"),
+            Ranked::Quarantined => ("quarantined", "agent_name, task_type", "id DESC"),
         }
     }
 

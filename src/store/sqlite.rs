@@ -128,6 +128,8 @@ impl ExampleStore for SqliteStore {
         let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
         let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
         let mut pending_review = ranked(Ranked::PendingReview, limits.pending_per_task)?;
+        let mut quarantined = ranked(Ranked::Quarantined, limits.pending_per_task)?;
+        quarantined.sort_by_key(|e| e.id);
         held_out.sort_by_key(|e| e.id);
         kept.sort_by_key(|e| e.id);
         pending_review.sort_by_key(|e| e.id);
@@ -157,6 +159,7 @@ impl ExampleStore for SqliteStore {
         tx.commit().map_err(classify)?;
         Ok(Recovered {
             replay,
+            quarantined,
             next_id: id_from_stored(max_example.max(max_update))? + 1,
             buffered,
             held_out,
