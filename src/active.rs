@@ -74,46 +74,34 @@ impl Coordinator {
         Ok((review_id, queue.len()))
     }
 
-    /// Offers quarantined examples to a person (see [`ReviewItem::quarantined`]),
-    /// at start-up as when they are quarantined.
+    /// Offers a stored quarantined row to a person again (at start-up).
     pub(crate) fn restore_quarantined(&self, row: TrainingExample) {
-        offer_quarantined(
-            &self.shared,
-            &self.agent_or_create(&row.agent_name),
-            row,
-            "an update that trained it was rolled back, and so was every smaller part of its batch",
-        );
+        if let Some(agent) = self.agent_of_row(&row) {
+            offer_quarantined(
+                &self.shared,
+                &agent,
+                row,
+                "an update that trained it was rolled back, and so was every smaller part of its batch",
+            );
+        }
     }
 
     /// Puts a stored pending-review row back into its queue (at start-up).
     pub(crate) fn restore_review(&self, row: TrainingExample) {
+        if let Some(agent) = self.agent_of_row(&row) {
+            let usefulness = row.importance_score;
+            enqueue(&self.shared, &agent, row, usefulness, None);
+        }
+    }
+
+    /// The agent of a stored row, its task registered; `None` when the task
+    /// learns another kind of target.
+    fn agent_of_row(&self, row: &TrainingExample) -> Option<std::sync::Arc<AgentState>> {
         let agent = self.agent_or_create(&row.agent_name);
         let window = self.shared.config.performance_window;
         let kind = row.expected_output.kind();
-        if task_of_kind(&mut agent.tasks.lock(), &agent.name, &row.task_type, kind, window).is_err() {
-            return;
-        }
-        let item = ReviewItem {
-            review_id: row.id,
-            agent_name: row.agent_name,
-            task_type: row.task_type.clone(),
-            input_text: row.input_text,
-            predicted_output: row.expected_output,
-            confidence: 1.0 - row.uncertainty_score,
-            usefulness: row.importance_score,
-            source_url: row.source_url,
-            quarantined: None,
-        };
-        let capacity = self.shared.config.max_pending_review;
-        let dropped = agent
-            .reviews
-            .lock()
-            .entry(row.task_type)
-            .or_default()
-            .push(item, capacity);
-        if let Some(dropped) = dropped {
-            drop_from_review(&self.shared, dropped);
-        }
+        task_of_kind(&mut agent.tasks.lock(), &agent.name, &row.task_type, kind, window).ok()?;
+        Some(agent)
     }
 
     /// Hands out up to `n` predictions of (agent, task) that wait for a label,
@@ -196,6 +184,12 @@ impl Coordinator {
 /// Puts a quarantined example into its task's review queue, first in line;
 /// `reason` says why it was quarantined.
 pub(crate) fn offer_quarantined(shared: &Shared, agent: &AgentState, row: TrainingExample, reason: &str) {
+    enqueue(shared, agent, row, QUARANTINED_USEFULNESS, Some(reason.to_string()));
+}
+
+/// Puts a stored row (its target is what is shown as the answer) into its
+/// task's review queue.
+fn enqueue(shared: &Shared, agent: &AgentState, row: TrainingExample, usefulness: f64, quarantined: Option<String>) {
     let item = ReviewItem {
         review_id: row.id,
         agent_name: row.agent_name,
@@ -203,9 +197,9 @@ pub(crate) fn offer_quarantined(shared: &Shared, agent: &AgentState, row: Traini
         input_text: row.input_text,
         predicted_output: row.expected_output,
         confidence: 1.0 - row.uncertainty_score,
-        usefulness: QUARANTINED_USEFULNESS,
+        usefulness,
         source_url: row.source_url,
-        quarantined: Some(reason.to_string()),
+        quarantined,
     };
     let dropped = agent
         .reviews

@@ -35,6 +35,10 @@ pub(crate) struct LiveModel {
     /// they never copy the live model under its lock: predictions wait only
     /// for the swap. Only the update of this task touches it.
     pub shadow: Mutex<Option<Box<dyn AgentModel>>>,
+    /// The serving version's answers for the examples updates were judged
+    /// on, and that version (see [`crate::eval::measure_reusing`]). Only the
+    /// update of this task touches it.
+    pub judged: Mutex<(u64, crate::eval::Judged)>,
 }
 
 impl LiveModel {
@@ -46,6 +50,7 @@ impl LiveModel {
             latest_version: AtomicU64::new(0),
             ewc: Mutex::new(EwcState::new()),
             shadow: Mutex::new(None),
+            judged: Mutex::new((0, crate::eval::Judged::new())),
         }
     }
 
@@ -140,6 +145,7 @@ pub(crate) struct AgentStats {
     pub examples_evicted: u64,
     pub examples_discarded: u64,
     pub examples_quarantined: u64,
+    pub examples_taken_back: u64,
     pub examples_failed: u64,
     pub examples_kept: u64,
     pub updates_accepted: u64,

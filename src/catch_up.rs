@@ -57,6 +57,7 @@ pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> usize {
     let n = examples.len();
     let mut buffer = agent.buffer.lock();
     let mut stats = agent.stats.lock();
+    stats.examples_taken_back += n as u64;
     for example in examples {
         // Evicted in this run: counted as evicted, now buffered again.
         // Evicted in an earlier run: not received in this one until now.

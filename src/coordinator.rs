@@ -1237,6 +1237,7 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
         examples_evicted: stats.examples_evicted,
         examples_discarded: stats.examples_discarded,
         examples_quarantined: stats.examples_quarantined,
+        examples_taken_back: stats.examples_taken_back,
         examples_failed: stats.examples_failed,
         examples_kept: stats.examples_kept,
         updates_accepted: stats.updates_accepted,

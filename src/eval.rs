@@ -2,12 +2,12 @@
 //! on, the window of recent held-out examples per (agent, task), and the
 //! metrics an update is judged by.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::example::{Target, TargetKind, TrainingExample};
+use crate::example::{ExampleId, Target, TargetKind, TrainingExample};
 use crate::features::stable_hash;
 use crate::models::AgentModel;
 
@@ -184,17 +184,46 @@ pub fn evaluate(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<
 
 /// [`evaluate`], with every example's own loss; `None` for no examples.
 pub fn measure(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<Option<Measured>, ModelError> {
+    measure_reusing(model, examples, &mut Judged::default())
+}
+
+/// What one version of a model answered for examples it was judged on, by
+/// example id (`None`: it could not predict yet).
+pub type Judged = HashMap<ExampleId, Option<Target>>;
+
+/// [`measure`], predicting only the examples `judged` does not answer yet
+/// (and remembering those answers there). The live model of a task is
+/// judged on a window that moves by a few examples per update: its answers
+/// for the rest are those it gave, as the accepted candidate, in the update
+/// before, so an update predicts the window once instead of twice. The
+/// caller keeps `judged` for one version of one model only.
+pub fn measure_reusing(
+    model: &dyn AgentModel,
+    examples: &[TrainingExample],
+    judged: &mut Judged,
+) -> Result<Option<Measured>, ModelError> {
     if examples.is_empty() {
         return Ok(None);
     }
-    let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-    let predictions = match crate::models::predict_checked(model, &inputs) {
-        Ok(p) => Some(p),
-        Err(ModelError::NotTrained(_)) => None,
-        Err(e) => return Err(e),
-    };
+    let missing: Vec<&TrainingExample> = examples.iter().filter(|e| !judged.contains_key(&e.id)).collect();
+    if !missing.is_empty() {
+        let inputs: Vec<&str> = missing.iter().map(|e| e.input_text.as_str()).collect();
+        match crate::models::predict_checked(model, &inputs) {
+            Ok(predictions) => {
+                for (example, prediction) in missing.iter().zip(predictions) {
+                    judged.insert(example.id, Some(prediction.output));
+                }
+            }
+            Err(ModelError::NotTrained(_)) => {
+                for example in &missing {
+                    judged.insert(example.id, None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let n = examples.len() as f64;
-    let predicted = |i: usize| predictions.as_ref().map(|p| &p[i].output);
+    let predicted = |i: usize| judged.get(&examples[i].id).and_then(Option::as_ref);
     let measured = if model.target_kind() == TargetKind::Score {
         let losses: Vec<f64> = examples
             .iter()

@@ -68,6 +68,10 @@ pub struct AgentStatus {
     /// halves, and the examples of a share whose update was rolled back again
     /// (alone, or with both halves of it rolled back) end here, never trained.
     pub examples_quarantined: u64,
+    /// Evicted examples taken back from the store once the trainer caught up
+    /// (see [`crate::catch_up`]); each is counted again under its new state,
+    /// so this is not part of the sum the other counters make.
+    pub examples_taken_back: u64,
     /// Examples given up after failing `MAX_UPDATE_ATTEMPTS` (3) updates in a row.
     pub examples_failed: u64,
     /// Examples of tasks no model learns, kept for export rather than trained.

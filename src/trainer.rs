@@ -638,7 +638,16 @@ fn update_task(
         None => live.model.lock().try_clone()?,
     };
     let shapes_before = shapes(shadow.var_store());
-    let before = eval::measure(shadow.as_ref(), held_out)?;
+    let mut judged = live.judged.lock();
+    // Read under the locks an install takes: the version of the weights copied.
+    let serving = live.version();
+    if judged.0 != serving {
+        *judged = (serving, eval::Judged::new());
+    }
+    // Only the window's examples are worth remembering.
+    let window: std::collections::HashSet<ExampleId> = held_out.iter().map(|e| e.id).collect();
+    judged.1.retain(|id, _| window.contains(id));
+    let before = eval::measure_reusing(shadow.as_ref(), held_out, &mut judged.1)?;
     let replay = agent
         .tasks
         .lock()
@@ -672,8 +681,9 @@ fn update_task(
         Err(ModelError::NonFinite(reason)) => (f64::NAN, None, Some(reason)),
         Err(e) => return Err(e),
     };
+    let mut candidate_judged = eval::Judged::new();
     let after = match non_finite {
-        None => eval::measure(shadow.as_ref(), held_out)?,
+        None => eval::measure_reusing(shadow.as_ref(), held_out, &mut candidate_judged)?,
         Some(_) => None,
     };
     let rollback_reason = match (&non_finite, &before, &after) {
@@ -812,6 +822,8 @@ fn update_task(
         }
     };
     *shadow_slot = next_shadow;
+    // The candidate's answers are the new live version's.
+    *judged = (new_version, candidate_judged);
     *replay.lock() = next_replay;
     if publisher.is_none() && !replay_change.is_empty() {
         shared.persist(StoreOp::Replay {

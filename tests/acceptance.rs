@@ -48,3 +48,51 @@ fn the_original_threshold_rule_is_still_available() {
         (AcceptanceTest::Threshold, 0.99)
     );
 }
+
+/// The live model's answers from the update before are reused: a window
+/// measured partly from remembered answers scores exactly as a fresh
+/// measurement, and an untrained model's "cannot predict" is remembered too.
+#[test]
+fn remembered_answers_measure_exactly_as_fresh_ones() {
+    use onthefly::eval::{measure, measure_reusing, Judged};
+    use onthefly::models::TextClassifier;
+    use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
+
+    let articles = common::news::load_articles();
+    let examples: Vec<TrainingExample> = articles[..400]
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            TrainingExample::new(
+                i as u64,
+                "scout",
+                "news",
+                a.text.clone(),
+                Target::Label(a.outlet.clone()),
+            )
+        })
+        .collect();
+    let config = TextModelConfig {
+        hash_buckets: 1 << 14,
+        ..TextModelConfig::default()
+    };
+    let mut model = TextClassifier::new(config, tch::Device::Cpu, 1).unwrap();
+    let mut judged = Judged::new();
+    let untrained = measure_reusing(&model, &examples[300..350], &mut judged)
+        .unwrap()
+        .unwrap();
+    assert_eq!(untrained.metric.value, 0.0, "an untrained model is wrong everywhere");
+    assert_eq!(judged.len(), 50);
+    train_one_epoch(&mut model, &examples[..300], 1, &[]).unwrap();
+    let mut judged = Judged::new();
+    // The window moves by 20: 30 answers remembered, 20 predicted (on
+    // trained articles, so that most answers are right).
+    measure_reusing(&model, &examples[200..250], &mut judged).unwrap();
+    let reused = measure_reusing(&model, &examples[220..270], &mut judged)
+        .unwrap()
+        .unwrap();
+    let fresh = measure(&model, &examples[220..270]).unwrap().unwrap();
+    assert_eq!(reused, fresh);
+    assert_eq!(judged.len(), 70);
+    assert!(fresh.metric.value > 0.5, "{:?}", fresh.metric);
+}

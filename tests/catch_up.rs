@@ -26,7 +26,11 @@ fn buffer_of(config: Config, size: usize) -> Config {
 /// 200 examples buffered by a run that never trained, then a restart with
 /// room for 20: 180 are evicted at start-up, and all 200 end up trained.
 fn evicted_at_start_up_are_trained(config: Config) {
-    let first = Coordinator::new(buffer_of(config.clone(), 1000)).unwrap();
+    let never_trains = Config {
+        update_threshold: 1000,
+        ..buffer_of(config.clone(), 1000)
+    };
+    let first = Coordinator::new(never_trains).unwrap();
     for i in 0..200 {
         first.add_training_example(example("scout", i, OUTLETS[i % 3])).unwrap();
     }
@@ -41,6 +45,7 @@ fn evicted_at_start_up_are_trained(config: Config) {
     assert_eq!(agent.examples_trained, 200, "{agent:?}");
     assert_eq!(agent.examples_evicted, 0);
     assert_eq!(agent.examples_received, 200, "20 restored, 180 taken back");
+    assert_eq!(agent.examples_taken_back, 180);
     assert_eq!(agent.buffer_size, 0);
     second.flush(IDLE).unwrap();
     let stored = second.store().unwrap().examples(Some("scout")).unwrap();

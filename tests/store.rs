@@ -429,24 +429,28 @@ fn a_restart_with_a_smaller_buffer_keeps_the_most_valuable_and_marks_the_rest_ev
     config.max_buffer_size = 10;
     config.update_threshold = 10;
     let c = Coordinator::new(config).unwrap();
-    // The full buffer trains at once; what it held is buffered or trained.
+    // The full buffer trains at once: the 10 most valuable first; the 30
+    // evicted ones are taken back from the store once it has caught up.
     assert!(c.wait_for_idle(Duration::from_secs(120)));
     c.flush(Duration::from_secs(30)).unwrap();
     let rows = c.store().unwrap().examples(Some("scout")).unwrap();
-    let buffered: Vec<_> = rows.iter().filter(|s| s.state != ExampleState::Evicted).collect();
-    assert_eq!(buffered.len(), 10);
-    assert!(buffered
-        .iter()
-        .all(|s| matches!(s.state, ExampleState::Buffered | ExampleState::Trained)));
-    assert_eq!(rows.iter().filter(|s| s.state == ExampleState::Evicted).count(), 30);
+    assert!(
+        rows.iter().all(|s| s.state == ExampleState::Trained),
+        "every row trained"
+    );
+    let first_update = rows.iter().filter_map(|s| s.update_id).min().unwrap();
+    let first: Vec<_> = rows.iter().filter(|s| s.update_id == Some(first_update)).collect();
+    assert_eq!(first.len(), 10);
     assert_eq!(
-        buffered
+        first
             .iter()
             .filter(|s| s.example.correction_priority == Priority::Medium)
             .count(),
         4,
-        "the four priority-1 examples stay"
+        "the four priority-1 examples were kept for the first update"
     );
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!((scout.examples_trained, scout.examples_taken_back), (40, 30));
 }
 
 #[test]
