@@ -56,22 +56,9 @@ fn the_original_threshold_rule_is_still_available() {
 fn remembered_answers_measure_exactly_as_fresh_ones() {
     use onthefly::eval::{measure, measure_reusing, Judged};
     use onthefly::models::TextClassifier;
-    use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
+    use onthefly::{train_one_epoch, TextModelConfig, TrainingExample};
 
-    let articles = common::news::load_articles();
-    let examples: Vec<TrainingExample> = articles[..400]
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            TrainingExample::new(
-                i as u64,
-                "scout",
-                "news",
-                a.text.clone(),
-                Target::Label(a.outlet.clone()),
-            )
-        })
-        .collect();
+    let examples: Vec<TrainingExample> = common::news::labelled_examples(0..400);
     let config = TextModelConfig {
         hash_buckets: 1 << 14,
         ..TextModelConfig::default()

@@ -7,28 +7,14 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::news::load_articles;
 use onthefly::eval::evaluate;
 use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
 use onthefly::models::{AgentModel, TextClassifier};
-use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
+use onthefly::{train_one_epoch, TextModelConfig, TrainingExample};
 use tch::{Device, Kind, Tensor};
 
 fn news(range: std::ops::Range<usize>) -> Vec<TrainingExample> {
-    let articles = load_articles();
-    articles[range.clone()]
-        .iter()
-        .zip(range)
-        .map(|(a, i)| {
-            TrainingExample::new(
-                i as u64,
-                "scout",
-                "news",
-                a.text.clone(),
-                Target::Label(a.outlet.clone()),
-            )
-        })
-        .collect()
+    common::news::labelled_examples(range)
 }
 
 fn small() -> TextModelConfig {

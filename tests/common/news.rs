@@ -81,3 +81,23 @@ pub fn outlet_of(url: &str) -> Option<&'static str> {
     let host = url.split("://").nth(1)?.split('/').next()?;
     OUTLETS.iter().copied().find(|o| host.contains(o))
 }
+
+/// Articles `range` of the stream as labelled examples of scout/news, each
+/// with its position as its id.
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn labelled_examples(range: std::ops::Range<usize>) -> Vec<onthefly::TrainingExample> {
+    let articles = load_articles();
+    articles[range.clone()]
+        .iter()
+        .zip(range)
+        .map(|(a, i)| {
+            onthefly::TrainingExample::new(
+                i as u64,
+                "scout",
+                "news",
+                a.text.clone(),
+                onthefly::Target::Label(a.outlet.clone()),
+            )
+        })
+        .collect()
+}
