@@ -241,6 +241,21 @@ impl AgentState {
         n
     }
 
+    /// [`remove_examples`](Self::remove_examples) for the examples of a local
+    /// update, which came from this buffer: one that a full buffer evicted
+    /// while the update ran was decided by it all the same (the store records
+    /// the update's state after the eviction), so it leaves the evicted count
+    /// and `count` gets every id. Returns how many were still buffered.
+    pub fn settle_examples(&self, ids: &[ExampleId], count: impl FnOnce(&mut AgentStats, usize)) -> usize {
+        let mut buffer = self.buffer.lock();
+        let n = buffer.remove(ids);
+        let mut stats = self.stats.lock();
+        let evicted_meanwhile = (ids.len() - n) as u64;
+        stats.examples_evicted -= evicted_meanwhile.min(stats.examples_evicted);
+        count(&mut stats, ids.len());
+        n
+    }
+
     /// Shows an error in the status without counting a failed update.
     pub fn note_error(&self, message: String) {
         self.stats.lock().last_error = Some(message);

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::agent::AgentState;
+use crate::buffer::Insert;
 use crate::runtime::Shared;
 
 /// How long taking back waits for the store writer to write the evictions
@@ -20,22 +21,24 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Takes evicted examples of `agent` back into its buffer when the trainer
 /// has caught up: up to one update's worth, never more than the buffer has
-/// room for. Returns how many came back.
-pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> usize {
-    let Some(store) = &shared.store else { return 0 };
+/// room for. Returns whether the agent should update again at once: some
+/// came back, or an eviction happened meanwhile (it may have missed the
+/// query). Not after an error: the next eviction or update tries again.
+pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> bool {
+    let Some(store) = &shared.store else { return false };
     if shared.cluster.is_some() || shared.is_shutting_down() || !agent.may_reclaim.load(Ordering::Acquire) {
-        return 0;
+        return false;
     }
     let room = {
         let buffer = agent.buffer.lock();
         if buffer.len() >= shared.config.update_threshold {
-            return 0; // Still behind the arrivals: they come first.
+            return false; // Still behind the arrivals: they come first.
         }
         buffer.capacity() - buffer.len()
     };
     let limit = room.min(shared.config.max_examples_per_update);
     if limit == 0 {
-        return 0;
+        return false;
     }
     // Cleared first: an eviction from now on sets it again.
     agent.may_reclaim.store(false, Ordering::Release);
@@ -48,9 +51,11 @@ pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> usize {
             agent.may_reclaim.store(true, Ordering::Release);
             tracing::warn!(agent = %agent.name, error = %e, "evicted examples not taken back");
             agent.note_error(format!("evicted examples not taken back from the store: {e}"));
-            return 0;
+            return false;
         }
     };
+    // Set again by an eviction since it was cleared: the query may have missed it.
+    let evicted_meanwhile = agent.may_reclaim.load(Ordering::Acquire);
     if examples.len() == limit {
         agent.may_reclaim.store(true, Ordering::Release); // There may be more.
     }
@@ -67,20 +72,12 @@ pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> usize {
         }
         // Arrivals since the check may have taken the room: the least
         // valuable then leaves again, to be taken back later.
-        if let crate::buffer::Insert::BufferedEvicting(gone) | crate::buffer::Insert::Rejected(gone) =
-            buffer.insert(example)
-        {
-            stats.examples_evicted += 1;
-            agent.may_reclaim.store(true, Ordering::Release);
-            shared.persist(crate::store::StoreOp::SetState {
-                ids: vec![gone.id],
-                state: crate::store::ExampleState::Evicted,
-                update_id: None,
-            });
+        if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = buffer.insert(example) {
+            shared.record_eviction(agent, &mut stats, gone.id);
         }
     }
     if n > 0 {
         tracing::info!(agent = %agent.name, examples = n, "evicted examples taken back from the store");
     }
-    n
+    n > 0 || evicted_meanwhile
 }

@@ -188,9 +188,8 @@ impl Coordinator {
             Ok(state) => Arc::clone(&state.replay),
             Err(_) => return,
         };
-        let mut memory = memory.lock();
-        memory.set_capacity(self.shared.config.replay.capacity);
-        let forgotten = memory.restore(members.examples, &members.seen);
+        let capacity = self.shared.config.replay.capacity;
+        let forgotten = memory.lock().restore(capacity, members.examples, &members.seen);
         if !forgotten.is_empty() {
             self.shared.persist(StoreOp::Replay {
                 added: Vec::new(),
@@ -244,12 +243,7 @@ impl Coordinator {
             let mut stats = agent.stats.lock();
             stats.examples_received += 1;
             if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = outcome {
-                stats.examples_evicted += 1;
-                shared.persist(StoreOp::SetState {
-                    ids: vec![gone.id],
-                    state: ExampleState::Evicted,
-                    update_id: None,
-                });
+                shared.record_eviction(&agent, &mut stats, gone.id);
             }
         }
         let remembered: usize = recovered.replay.iter().map(|m| m.examples.len()).sum();
@@ -1150,13 +1144,7 @@ impl Coordinator {
             _ => Placement::Buffered,
         };
         if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = outcome {
-            stats.examples_evicted += 1;
-            agent.may_reclaim.store(true, Ordering::Release);
-            self.shared.persist(StoreOp::SetState {
-                ids: vec![gone.id],
-                state: ExampleState::Evicted,
-                update_id: None,
-            });
+            self.shared.record_eviction(agent, &mut stats, gone.id);
         }
         (placement, buffer.len())
     }

@@ -97,9 +97,15 @@ impl ReplayMemory {
         if capacity == self.capacity {
             return Vec::new();
         }
-        let before = self.ids();
         self.capacity = capacity;
-        match capacity {
+        self.fit_capacity()
+    }
+
+    /// Drops examples at random until the memory fits its capacity; returns
+    /// the ids dropped.
+    fn fit_capacity(&mut self) -> Vec<ExampleId> {
+        let before = self.ids();
+        match self.capacity {
             0 => self.pools.clear(),
             _ => self.trim(),
         }
@@ -125,11 +131,17 @@ impl ReplayMemory {
             .collect()
     }
 
-    /// Replaces the memory with examples remembered earlier (from the store):
-    /// `seen` gives, per pool, how many examples were offered in all (the
-    /// reservoir's odds continue from there; at least the pool's size).
-    /// Returns the ids that did not fit the capacity (to be forgotten there too).
-    pub fn restore(&mut self, examples: Vec<TrainingExample>, seen: &BTreeMap<Option<String>, u64>) -> Vec<ExampleId> {
+    /// Replaces the memory with examples remembered earlier (from the store),
+    /// at most `capacity` of them: `seen` gives, per pool, how many examples
+    /// were offered in all (the reservoir's odds continue from there; at
+    /// least the pool's size). Returns the ids that did not fit the capacity.
+    pub fn restore(
+        &mut self,
+        capacity: usize,
+        examples: Vec<TrainingExample>,
+        seen: &BTreeMap<Option<String>, u64>,
+    ) -> Vec<ExampleId> {
+        self.capacity = capacity;
         self.pools.clear();
         for example in examples {
             let pool = self.pools.entry(pool_of(&example.expected_output)).or_default();
@@ -138,13 +150,7 @@ impl ReplayMemory {
         for (key, (kept, offered)) in self.pools.iter_mut() {
             *offered = seen.get(key).copied().unwrap_or(0).max(kept.len() as u64);
         }
-        let before = self.ids();
-        match self.capacity {
-            0 => self.pools.clear(),
-            _ => self.trim(),
-        }
-        let after: HashSet<ExampleId> = self.ids().into_iter().collect();
-        before.into_iter().filter(|id| !after.contains(id)).collect()
+        self.fit_capacity()
     }
 
     /// Offers learned examples to the memory; returns what changed.
@@ -275,13 +281,13 @@ mod tests {
         let kept: Vec<TrainingExample> = memory.sample(4);
         let mut restored = ReplayMemory::new(4, 9);
         let seen = BTreeMap::from([(Some("a".to_string()), 64)]);
-        assert!(restored.restore(kept, &seen).is_empty());
+        assert!(restored.restore(4, kept, &seen).is_empty());
         assert_eq!(restored.ids().into_iter().collect::<HashSet<_>>(), members);
         // 64 offered so far: a new example joins with the odds 4/65, not 1.
         let joined = (0..200u64)
             .filter(|i| {
                 let mut trial = ReplayMemory::new(4, *i);
-                trial.restore(restored.sample(4), &seen);
+                trial.restore(4, restored.sample(4), &seen);
                 !trial.remember(&[labelled(1000 + i, "a")]).added.is_empty()
             })
             .count();

@@ -107,6 +107,26 @@ impl Shared {
         }
     }
 
+    /// Counts an example that left `agent`'s full buffer and marks it
+    /// evicted in the store, from where the trainer may take it back
+    /// ([`crate::catch_up`]). `stats` is the agent's, locked by the caller.
+    pub fn record_eviction(
+        &self,
+        agent: &AgentState,
+        stats: &mut crate::agent::AgentStats,
+        id: crate::example::ExampleId,
+    ) {
+        stats.examples_evicted += 1;
+        self.persist(StoreOp::SetState {
+            ids: vec![id],
+            state: crate::store::ExampleState::Evicted,
+            update_id: None,
+        });
+        // After the operation is queued: a trainer that sees the flag, clears
+        // it and flushes the writer finds the row evicted.
+        agent.may_reclaim.store(true, Ordering::Release);
+    }
+
     /// Hands an operation to the store. Only possible failure: the writer
     /// was shut down, which happens after every thread that persists stopped.
     pub fn persist(&self, op: StoreOp) {

@@ -61,7 +61,7 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
         }
         // Caught up with the arrivals: what a burst evicted comes back, and
         // is trained by the next update even below the threshold.
-        let reclaimed = crate::catch_up::reclaim_evicted(&shared, &agent) > 0;
+        let reclaimed = crate::catch_up::reclaim_evicted(&shared, &agent);
         agent.scheduled.store(false, Ordering::Release);
         let new_arrivals = agent.stats.lock().examples_received != received_before;
         let forced = agent.force_requested.load(Ordering::Acquire) || reclaimed;
@@ -287,7 +287,7 @@ fn train_batches(
                 any_success = true;
                 agent.forget_failures(&ids);
                 let rolled_back = record.rollback_triggered;
-                removed += agent.remove_examples(&ids, |stats, n| {
+                let count = |stats: &mut crate::agent::AgentStats, n: usize| {
                     if rolled_back {
                         stats.updates_rolled_back += 1;
                         stats.examples_discarded += n as u64;
@@ -296,7 +296,12 @@ fn train_batches(
                         stats.examples_trained += n as u64;
                     }
                     stats.last_update = Some(SystemTime::now());
-                });
+                };
+                removed += match session.is_some() {
+                    // Claimed from the shared table: not all were in this buffer.
+                    true => agent.remove_examples(&ids, count),
+                    false => agent.settle_examples(&ids, count),
+                };
                 if session.is_some() {
                     shared.remember_performance(record); // Published with the claim.
                 } else {
@@ -398,7 +403,7 @@ fn isolate_harm(
         for example in examples {
             crate::active::offer_quarantined(shared, agent, example.clone(), &reason);
         }
-        agent.remove_examples(&ids, |stats, n| stats.examples_quarantined += n as u64)
+        agent.settle_examples(&ids, |stats, n| stats.examples_quarantined += n as u64)
     };
     let mut stack = rejected;
     while let Some((mut first, update_id)) = stack.pop() {
@@ -428,7 +433,7 @@ fn isolate_harm(
                     shared.record_performance(record);
                 }
                 Ok(record) => {
-                    removed += agent.remove_examples(&ids, |stats, n| {
+                    removed += agent.settle_examples(&ids, |stats, n| {
                         stats.updates_accepted += 1;
                         stats.examples_trained += n as u64;
                         stats.last_update = Some(SystemTime::now());

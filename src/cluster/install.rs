@@ -14,6 +14,7 @@ use crate::checkpoint;
 use crate::error::Error;
 use crate::example::ExampleId;
 use crate::models::restore_model;
+use crate::replay::ReplayMemory;
 use crate::runtime::Shared;
 use crate::store::postgres::{classify, replay_members};
 use crate::store::{id_from_stored, id_to_stored, ExampleState, ReplayMembers, StoreError};
@@ -110,18 +111,14 @@ pub(crate) fn install_published(
     Ok(true)
 }
 
-/// Replaces a task's replay memory with the stored one (empty when none is stored).
-pub(crate) fn restore_replay(
-    shared: &Shared,
-    memory: &parking_lot::Mutex<crate::replay::ReplayMemory>,
-    stored: Option<ReplayMembers>,
-) {
+/// Replaces a task's replay memory with the stored one (empty when none is
+/// stored). Beyond a smaller capacity of this instance, examples are
+/// forgotten here only: the publishing instance's memory stays as committed.
+fn restore_replay(shared: &Shared, memory: &parking_lot::Mutex<ReplayMemory>, stored: Option<ReplayMembers>) {
     let stored = stored.unwrap_or_default();
-    let mut memory = memory.lock();
-    memory.set_capacity(shared.config.replay.capacity);
-    // Beyond a smaller capacity of this instance: forgotten here only, the
-    // publishing instance's memory stays as committed.
-    let _ = memory.restore(stored.examples, &stored.seen);
+    let _ = memory
+        .lock()
+        .restore(shared.config.replay.capacity, stored.examples, &stored.seen);
 }
 
 /// Removes from the agent's local buffer the examples whose row is no longer
