@@ -177,7 +177,43 @@ pub(crate) struct AgentState {
     /// back (see [`crate::catch_up`]): set by every eviction and at start.
     pub may_reclaim: AtomicBool,
     /// Failed update attempts per buffered example.
-    failures: Mutex<HashMap<ExampleId, u32>>,
+    failures: Mutex<Strikes>,
+    /// Per buffered example, how often the harmful part of a rolled-back
+    /// update it was in could not be narrowed down without it.
+    rejections: Mutex<Strikes>,
+}
+
+/// A count per example of something that went wrong with it; the examples
+/// whose count reaches a limit are handed back (and forgotten).
+#[derive(Debug, Default)]
+struct Strikes(HashMap<ExampleId, u32>);
+
+impl Strikes {
+    /// Counts one strike for each id (with `known_only`, only for ids
+    /// struck before); returns the ids that reached `limit`.
+    fn count(&mut self, ids: &[ExampleId], limit: u32, known_only: bool) -> Vec<ExampleId> {
+        let mut reached = Vec::new();
+        for id in ids {
+            if known_only && !self.0.contains_key(id) {
+                continue;
+            }
+            let strikes = self.0.entry(*id).or_insert(0);
+            *strikes += 1;
+            if *strikes >= limit {
+                self.0.remove(id);
+                reached.push(*id);
+            }
+        }
+        reached
+    }
+
+    fn forget(&mut self, ids: &[ExampleId]) {
+        if !self.0.is_empty() {
+            for id in ids {
+                self.0.remove(id);
+            }
+        }
+    }
 }
 
 impl AgentState {
@@ -193,7 +229,8 @@ impl AgentState {
             updating: AtomicBool::new(false),
             force_requested: AtomicBool::new(false),
             may_reclaim: AtomicBool::new(true),
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Strikes::default()),
+            rejections: Mutex::new(Strikes::default()),
         }
     }
 
@@ -206,30 +243,25 @@ impl AgentState {
     /// that already failed before); returns the ids that have now failed
     /// `max_attempts` times (and forgets them).
     pub fn count_failure(&self, ids: &[ExampleId], max_attempts: u32, known_only: bool) -> Vec<ExampleId> {
-        let mut failures = self.failures.lock();
-        let mut given_up = Vec::new();
-        for id in ids {
-            if known_only && !failures.contains_key(id) {
-                continue;
-            }
-            let attempts = failures.entry(*id).or_insert(0);
-            *attempts += 1;
-            if *attempts >= max_attempts {
-                failures.remove(id);
-                given_up.push(*id);
-            }
-        }
-        given_up
+        self.failures.lock().count(ids, max_attempts, known_only)
     }
 
-    /// Forgets the failed attempts of examples that left the buffer.
+    /// Forgets the failed attempts of examples that left the buffer or
+    /// were trained without failing.
     pub fn forget_failures(&self, ids: &[ExampleId]) {
-        let mut failures = self.failures.lock();
-        if !failures.is_empty() {
-            for id in ids {
-                failures.remove(id);
-            }
-        }
+        self.failures.lock().forget(ids);
+    }
+
+    /// Forgets the rejections of examples an accepted update trained.
+    pub fn forget_rejections(&self, ids: &[ExampleId]) {
+        self.rejections.lock().forget(ids);
+    }
+
+    /// Counts a rejection for each id (see [`crate::trainer`]'s
+    /// `isolate_harm`); returns the ids rejected `limit` times (and forgets
+    /// them).
+    pub fn count_rejection(&self, ids: &[ExampleId], limit: u32) -> Vec<ExampleId> {
+        self.rejections.lock().count(ids, limit, false)
     }
 
     /// Removes examples from the buffer and, in the same critical section,

@@ -104,6 +104,9 @@ fn is_stale(shared: &Shared, agent: &AgentState) -> bool {
 /// buffer, so one poisonous example cannot block its agent for ever.
 pub(crate) const MAX_UPDATE_ATTEMPTS: u32 = 3;
 
+/// Rejections (see [`isolate_harm`]) after which an example is quarantined.
+pub(crate) const MAX_REJECTIONS: u32 = 2;
+
 /// Most sub-updates one task's batch may take while failures are narrowed
 /// down (one bad example in 256 needs 17).
 const MAX_SUB_UPDATES: usize = 32;
@@ -226,7 +229,7 @@ fn train_batches(
     let mut removed = 0;
     let mut pending = vec![batch];
     let mut suspects: Vec<ExampleId> = Vec::new();
-    let mut rejected: Vec<(Vec<TrainingExample>, u64)> = Vec::new();
+    let mut rejected: Vec<Rejected> = Vec::new();
     let (mut attempts, mut any_success, mut claimed) = (0, false, true);
     while let Some(mut examples) = pending.pop() {
         if attempts == MAX_SUB_UPDATES {
@@ -279,13 +282,13 @@ fn train_batches(
                 any_success = true;
                 agent.forget_failures(&ids);
                 agent.stats.lock().updates_rolled_back += 1;
-                let update_id = record.update_id;
+                rejected.push(Rejected::by(examples, &record));
                 shared.record_performance(record);
-                rejected.push((examples, update_id));
             }
             Ok(record) => {
                 any_success = true;
                 agent.forget_failures(&ids);
+                agent.forget_rejections(&ids);
                 let rolled_back = record.rollback_triggered;
                 let count = |stats: &mut crate::agent::AgentStats, n: usize| {
                     if rolled_back {
@@ -371,46 +374,62 @@ fn train_batches(
 /// at all (otherwise harmless-looking halves of a harmful batch would pass
 /// one after the other: 60 wrong corrections, rolled back as a whole, cost 6
 /// points in two halves judged with the usual tolerance). A half rolled back
-/// while its sibling was kept is split again; when both halves are rolled
-/// back the harm is spread through the batch and it is quarantined whole, as
-/// is a single example rolled back on its own. At most `budget` updates are spent; what
-/// is left then is quarantined too. One instance only: with several, a
-/// rolled-back batch is published as discarded. Returns how many examples
-/// left the buffer.
+/// while its sibling was kept is split again. When both halves are rolled
+/// back (the harm is spread through the batch), when a single example is
+/// rolled back on its own, or when the `budget` of updates is spent, the
+/// examples are rejected: the first time they stay buffered, to be judged
+/// again with a later update (a harmless batch rolled back on noise, whose
+/// halves then also drop by an example or two, is not lost); after
+/// [`MAX_REJECTIONS`] rejections they are quarantined. One instance only: with
+/// several, a rolled-back batch is published as discarded. Returns how many
+/// examples left the buffer.
 fn isolate_harm(
     shared: &Shared,
     agent: &AgentState,
     task: &str,
     live: &LiveModel,
     held_out: &[TrainingExample],
-    rejected: Vec<(Vec<TrainingExample>, u64)>,
+    rejected: Vec<Rejected>,
     mut budget: usize,
 ) -> usize {
     let mut removed = 0;
-    let quarantine = |examples: &[TrainingExample], update_id: u64| {
+    let reject = |Rejected {
+                      examples,
+                      update_id,
+                      certain,
+                  }: Rejected| {
         let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
-        tracing::warn!(agent = %agent.name, task, examples = ids.len(), update_id, "examples quarantined");
+        // A non-finite loss is no noise of the judging examples: no second judgement.
+        let given_up = agent.count_rejection(&ids, if certain { 1 } else { MAX_REJECTIONS });
+        if given_up.len() < ids.len() {
+            tracing::info!(agent = %agent.name, task, examples = ids.len() - given_up.len(), update_id, "rejected examples stay buffered for another judgement");
+        }
+        if given_up.is_empty() {
+            return 0;
+        }
+        tracing::warn!(agent = %agent.name, task, examples = given_up.len(), update_id, "examples quarantined");
         shared.persist(StoreOp::SetState {
-            ids: ids.clone(),
+            ids: given_up.clone(),
             state: ExampleState::Quarantined,
             update_id: Some(update_id),
         });
         let reason = format!(
             "update {update_id} trained it and was rolled back; so was every smaller part of its batch, \
-             down to {} example(s)",
+             down to {} example(s), in each of {MAX_REJECTIONS} judgements",
             examples.len()
         );
-        for example in examples {
+        for example in examples.iter().filter(|e| given_up.contains(&e.id)) {
             crate::active::offer_quarantined(shared, agent, example.clone(), &reason);
         }
-        agent.settle_examples(&ids, |stats, n| stats.examples_quarantined += n as u64)
+        agent.settle_examples(&given_up, |stats, n| stats.examples_quarantined += n as u64)
     };
     let mut stack = rejected;
-    while let Some((mut first, update_id)) = stack.pop() {
-        if first.len() < 2 || budget < 2 {
-            removed += quarantine(&first, update_id);
+    while let Some(batch) = stack.pop() {
+        if batch.examples.len() < 2 || budget < 2 {
+            removed += reject(batch);
             continue;
         }
+        let mut first = batch.examples;
         let second = first.split_off(first.len() / 2);
         let mut rolled_back = Vec::new();
         for half in [first, second] {
@@ -429,10 +448,11 @@ fn isolate_harm(
             match outcome {
                 Ok(record) if record.rollback_triggered => {
                     agent.stats.lock().updates_rolled_back += 1;
-                    rolled_back.push((half, record.update_id));
+                    rolled_back.push(Rejected::by(half, &record));
                     shared.record_performance(record);
                 }
                 Ok(record) => {
+                    agent.forget_rejections(&ids);
                     removed += agent.settle_examples(&ids, |stats, n| {
                         stats.updates_accepted += 1;
                         stats.examples_trained += n as u64;
@@ -450,14 +470,33 @@ fn isolate_harm(
             }
         }
         if rolled_back.len() == 2 {
-            for (half, update_id) in rolled_back {
-                removed += quarantine(&half, update_id);
+            for half in rolled_back {
+                removed += reject(half);
             }
         } else {
             stack.extend(rolled_back);
         }
     }
     removed
+}
+
+/// Examples whose update was rolled back.
+struct Rejected {
+    examples: Vec<TrainingExample>,
+    /// The rolled-back update.
+    update_id: u64,
+    /// Rolled back for a non-finite value, not on the judging examples' evidence.
+    certain: bool,
+}
+
+impl Rejected {
+    fn by(examples: Vec<TrainingExample>, record: &ModelPerformance) -> Rejected {
+        Rejected {
+            examples,
+            update_id: record.update_id,
+            certain: !record.train_loss.is_finite(),
+        }
+    }
 }
 
 /// Publishes an update's outcome to the other instances, through the

@@ -68,13 +68,24 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     c.force_update_agent(AGENT).unwrap();
     assert!(c.wait_for_idle(Duration::from_secs(120)));
     // The batch, then each half of it, rolled back: the harm is spread
-    // through it, so all of it is quarantined and nothing is trained.
+    // through it. Rejected once, it stays buffered for another judgement
+    // (a harmless batch rolled back on noise is not lost).
+    let first_judgement = c.performance_history()[history..].to_vec();
+    let scout = &c.get_training_status().agents[AGENT];
+    assert_eq!((scout.examples_quarantined - quarantined, scout.buffer_size), (0, 60));
+    // Judged again: rolled back again, so all of it is quarantined and
+    // nothing is trained.
+    c.force_update_agent(AGENT).unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(120)));
     let records = c.performance_history()[history..].to_vec();
-    assert_eq!(records.len(), 3, "{records:?}");
+    assert_eq!(first_judgement.len(), 3, "{first_judgement:?}");
+    assert_eq!(records.len(), 6, "{records:?}");
     assert!(records.iter().all(|r| r.rollback_triggered), "{records:?}");
-    assert_eq!(records[1].examples_trained + records[2].examples_trained, 60);
+    for judgement in records.chunks(3) {
+        assert_eq!(judgement[0].examples_trained, 60);
+        assert_eq!(judgement[1].examples_trained + judgement[2].examples_trained, 60);
+    }
     let record = &records[0];
-    assert_eq!(record.examples_trained, 60);
     assert!(record.rollback_triggered, "the shuffled batch was accepted: {record:?}");
     let (b, a) = (record.accuracy_before.unwrap(), record.accuracy_after.unwrap());
     assert!(b - a > 0.05, "held-out accuracy {b} → {a}");
