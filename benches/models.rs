@@ -56,6 +56,7 @@ fn bench_kind(c: &mut Criterion, name: &str, mut model: Box<dyn AgentModel>, dat
         model: model.metadata(),
         ewc_consolidations: ewc.consolidations(),
         created_ms: 0,
+        base: None,
     };
 
     let mut group = c.benchmark_group(format!("update_of_50/{name}"));

@@ -6,6 +6,17 @@
 //! `v<version>.ckpt` and the folder fsynced, so a version file is either
 //! complete or absent: a process killed while writing leaves the previous
 //! version loadable. The last `keep` versions are kept.
+//!
+//! A version that changed only some rows of the one before (an adaptive
+//! update of a hashed model touches the n-grams it saw) may be written as a
+//! delta, `v<version>.delta.ckpt`: the changed rows of each changed variable
+//! (weights and optimiser state), whole variables where an update changed
+//! all of one, the EWC state whole (it is exactly the version's) and the
+//! metadata. An update of 50 news articles (and 50 replayed) writes about a
+//! fifth of the full table this way. Loading a delta loads the version before it first, down
+//! to the nearest full file; the writer starts a full file after
+//! `full_every − 1` deltas, which bounds that chain, and pruning keeps every
+//! file a kept version needs.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -18,11 +29,18 @@ use crate::error::ModelError;
 use crate::ewc::EwcState;
 use crate::example::TargetKind;
 use crate::models::{AgentModel, ModelKind};
+use crate::optim::Touched;
 
 const PARAM: &str = "param/";
 const FISHER: &str = "fisher/";
 const ANCHOR: &str = "anchor/";
 const META: &str = "meta";
+/// The changed rows of variable `<name>` in a delta.
+const ROWS: &str = "rows/";
+/// The values of those rows.
+const PART: &str = "part/";
+/// The file name ending of a delta.
+const DELTA_SUFFIX: &str = ".delta.ckpt";
 
 /// A checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +99,10 @@ pub struct CheckpointMeta {
     pub ewc_consolidations: u64,
     /// When it was written, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// For a delta, the version it changes (always `version − 1`); `None`
+    /// for a full checkpoint.
+    #[serde(default)]
+    pub base: Option<u64>,
 }
 
 /// A loaded checkpoint.
@@ -101,13 +123,44 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     }
 }
 
-/// The file of a version in `dir`.
+/// The file of a full checkpoint of a version in `dir`.
 pub fn path_of(dir: &Path, version: u64) -> PathBuf {
     dir.join(format!("v{version:08}.ckpt"))
 }
 
-/// Writes a checkpoint atomically, records it as the serving version and
-/// removes all but the newest `keep` versions. Returns the file written.
+/// The file of a delta checkpoint of a version in `dir`.
+pub fn delta_path_of(dir: &Path, version: u64) -> PathBuf {
+    dir.join(format!("v{version:08}{DELTA_SUFFIX}"))
+}
+
+/// Whether a checkpoint file (by its name) is a delta.
+pub fn is_delta(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(DELTA_SUFFIX))
+}
+
+/// The file holding `version` in `dir`, full or delta, if there is one.
+pub fn file_of(dir: &Path, version: u64) -> Option<PathBuf> {
+    [path_of(dir, version), delta_path_of(dir, version)]
+        .into_iter()
+        .find(|p| p.exists())
+}
+
+/// How many deltas end at `version` in `dir` (0 for a full file): the
+/// files loading it reads beyond the full one.
+pub fn deltas_before(dir: &Path, version: u64) -> usize {
+    let mut n = 0;
+    let mut v = version;
+    while v > 0 && delta_path_of(dir, v).exists() && !path_of(dir, v).exists() {
+        n += 1;
+        v -= 1;
+    }
+    n
+}
+
+/// Writes a full checkpoint atomically, records it as the serving version
+/// and removes all but the newest `keep` versions. Returns the file written.
 pub fn save(
     dir: &Path,
     model: &dyn AgentModel,
@@ -115,7 +168,20 @@ pub fn save(
     meta: &CheckpointMeta,
     keep: usize,
 ) -> Result<PathBuf, CheckpointError> {
-    let target = write(dir, model, ewc, meta)?;
+    save_changes(dir, model, ewc, meta, keep, None)
+}
+
+/// [`save`], as a delta of the version before when `changed` says what
+/// changed since it ([`write_changes`]).
+pub fn save_changes(
+    dir: &Path,
+    model: &dyn AgentModel,
+    ewc: &EwcState,
+    meta: &CheckpointMeta,
+    keep: usize,
+    changed: Option<&Touched>,
+) -> Result<PathBuf, CheckpointError> {
+    let target = write_changes(dir, model, ewc, meta, changed)?;
     set_current(dir, meta.version)?;
     if let Err(e) = prune(dir, keep) {
         tracing::warn!(dir = %dir.display(), error = %e, "old checkpoints not pruned");
@@ -123,7 +189,7 @@ pub fn save(
     Ok(target)
 }
 
-/// Writes a checkpoint file atomically, without making it the serving
+/// Writes a full checkpoint file atomically, without making it the serving
 /// version or pruning others (for a version that may yet be abandoned).
 pub fn write(
     dir: &Path,
@@ -131,10 +197,48 @@ pub fn write(
     ewc: &EwcState,
     meta: &CheckpointMeta,
 ) -> Result<PathBuf, CheckpointError> {
+    write_changes(dir, model, ewc, meta, None)
+}
+
+/// [`write`], as a delta of version `meta.version − 1` when `changed` gives
+/// what changed since that version (whose file must be in `dir`, with the
+/// same variables and shapes). Any other file of the same version is
+/// removed once this one is in place.
+pub fn write_changes(
+    dir: &Path,
+    model: &dyn AgentModel,
+    ewc: &EwcState,
+    meta: &CheckpointMeta,
+    changed: Option<&Touched>,
+) -> Result<PathBuf, CheckpointError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
+    let variables = model.var_store().variables();
     let mut named: Vec<(String, Tensor)> = Vec::new();
-    for (name, t) in model.var_store().variables() {
-        named.push((format!("{PARAM}{name}"), t.f_detach()?));
+    let mut meta = meta.clone();
+    match changed {
+        None => {
+            meta.base = None;
+            for (name, t) in &variables {
+                named.push((format!("{PARAM}{name}"), t.f_detach()?));
+            }
+        }
+        Some(changed) => {
+            meta.base = Some(meta.version.checked_sub(1).ok_or_else(|| CheckpointError::Meta {
+                path: dir.to_path_buf(),
+                reason: "version 0 has no version before it".into(),
+            })?);
+            for (name, rows) in changed.changed()? {
+                let Some(t) = variables.get(&name) else { continue };
+                match rows {
+                    None => named.push((format!("{PARAM}{name}"), t.f_detach()?)),
+                    Some(rows) => {
+                        let part = crate::grad::no_grad(|| t.f_index_select(0, &rows))?;
+                        named.push((format!("{PART}{name}"), part));
+                        named.push((format!("{ROWS}{name}"), rows));
+                    }
+                }
+            }
+        }
     }
     for (name, t) in ewc.fisher() {
         named.push((format!("{FISHER}{name}"), t.shallow_clone()));
@@ -142,13 +246,16 @@ pub fn write(
     for (name, t) in ewc.anchors() {
         named.push((format!("{ANCHOR}{name}"), t.shallow_clone()));
     }
-    let json = serde_json::to_vec(meta).map_err(|e| CheckpointError::Meta {
+    let json = serde_json::to_vec(&meta).map_err(|e| CheckpointError::Meta {
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
     named.push((META.to_string(), Tensor::f_from_slice(&json)?));
 
-    let target = path_of(dir, meta.version);
+    let (target, other) = match meta.base {
+        None => (path_of(dir, meta.version), delta_path_of(dir, meta.version)),
+        Some(_) => (delta_path_of(dir, meta.version), path_of(dir, meta.version)),
+    };
     let temp = dir.join(format!(".v{:08}.ckpt.{}.tmp", meta.version, std::process::id()));
     let written = Tensor::save_multi(&named, &temp)
         .map_err(CheckpointError::from)
@@ -159,6 +266,12 @@ pub fn write(
         // Leave nothing half-written behind (a full disk would fill further).
         let _ = fs::remove_file(&temp);
         return Err(e);
+    }
+    // A file of the same number from an abandoned lineage (a version written
+    // but never published) must not shadow this one.
+    match fs::remove_file(&other) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&other)(e)),
+        _ => {}
     }
     Ok(target)
 }
@@ -198,23 +311,25 @@ pub fn versions(dir: &Path) -> Result<Vec<u64>, CheckpointError> {
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            name.strip_prefix('v')?.strip_suffix(".ckpt")?.parse().ok()
+            let stem = name.strip_prefix('v')?;
+            let number = stem.strip_suffix(DELTA_SUFFIX).or_else(|| stem.strip_suffix(".ckpt"))?;
+            number.parse().ok()
         })
         .collect();
     versions.sort_unstable();
+    versions.dedup();
     Ok(versions)
 }
 
-/// Loads the checkpoint of `version` from `dir`.
+/// Loads the checkpoint of `version` from `dir`: its file, and for a delta
+/// the versions before it down to the nearest full file.
 pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
-    let path = path_of(dir, version);
-    if !path.exists() {
-        return Err(CheckpointError::NotFound {
-            dir: dir.to_path_buf(),
-            version,
-        });
-    }
+    let path = file_of(dir, version).ok_or_else(|| CheckpointError::NotFound {
+        dir: dir.to_path_buf(),
+        version,
+    })?;
     let mut params = BTreeMap::new();
+    let mut parts: BTreeMap<String, (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
     let mut fisher = BTreeMap::new();
     let mut anchors = BTreeMap::new();
     let mut meta = None;
@@ -222,6 +337,10 @@ pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
     for (name, tensor) in Tensor::load_multi_with_device(&path, tch::Device::Cpu)? {
         if let Some(n) = name.strip_prefix(PARAM) {
             params.insert(n.to_string(), tensor);
+        } else if let Some(n) = name.strip_prefix(PART) {
+            parts.entry(n.to_string()).or_default().1 = Some(tensor);
+        } else if let Some(n) = name.strip_prefix(ROWS) {
+            parts.entry(n.to_string()).or_default().0 = Some(tensor);
         } else if let Some(n) = name.strip_prefix(FISHER) {
             fisher.insert(n.to_string(), tensor);
         } else if let Some(n) = name.strip_prefix(ANCHOR) {
@@ -236,10 +355,34 @@ pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
             );
         }
     }
-    let meta = meta.ok_or_else(|| CheckpointError::Meta {
+    let bad = |reason: String| CheckpointError::Meta {
         path: path.clone(),
-        reason: "no metadata entry".into(),
-    })?;
+        reason,
+    };
+    let meta = meta.ok_or_else(|| bad("no metadata entry".into()))?;
+    if meta.version != version || meta.base.is_some_and(|b| b + 1 != version) || meta.base.is_some() != is_delta(&path)
+    {
+        return Err(bad(format!(
+            "it says version {} on base {:?}, the file name version {version}",
+            meta.version, meta.base
+        )));
+    }
+    if let Some(base) = meta.base {
+        let mut whole = load(dir, base)?.params;
+        for (name, tensor) in params {
+            whole.insert(name, tensor);
+        }
+        for (name, (rows, values)) in parts {
+            let (Some(rows), Some(values), Some(target)) = (rows, values, whole.get_mut(&name)) else {
+                return Err(bad(format!(
+                    "variable {name}: rows without values, or no such variable before"
+                )));
+            };
+            crate::grad::no_grad(|| target.f_index_copy_(0, &rows, &values).map(drop))
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        params = whole;
+    }
     let consolidations = meta.ewc_consolidations;
     Ok(Checkpoint {
         meta,
@@ -249,16 +392,26 @@ pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
 }
 
 /// Removes all but the newest `keep` versions (at least one stays, and the
-/// version recorded as serving always stays).
+/// version recorded as serving always stays), with the files those versions
+/// need (the versions before a delta, down to a full one).
 pub fn prune(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
     let versions = versions(dir)?;
-    let serving = current(dir);
-    for version in &versions[..versions.len().saturating_sub(keep.max(1))] {
-        if Some(*version) == serving {
-            continue;
+    let mut kept: std::collections::BTreeSet<u64> = versions.iter().rev().take(keep.max(1)).copied().collect();
+    kept.extend(current(dir));
+    for version in kept.clone() {
+        let mut v = version;
+        while v > 0 && file_of(dir, v).is_some_and(|p| is_delta(&p)) {
+            v -= 1;
+            kept.insert(v);
         }
-        let path = path_of(dir, *version);
-        fs::remove_file(&path).map_err(io(&path))?;
+    }
+    for version in versions.iter().filter(|v| !kept.contains(v)) {
+        for path in [path_of(dir, *version), delta_path_of(dir, *version)] {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
+                _ => {}
+            }
+        }
     }
     Ok(())
 }

@@ -94,6 +94,22 @@ impl Touched {
         self.rows.is_empty()
     }
 
+    /// Every variable the update changed, its optimiser state included:
+    /// `Some(rows)` (unique, int64) or `None` for the whole variable.
+    pub fn changed(&self) -> Result<Vec<(String, Option<Tensor>)>, ModelError> {
+        let mut changed = Vec::new();
+        for (name, rows) in &self.rows {
+            let rows = match rows {
+                None => None,
+                Some(list) if list.is_empty() => continue,
+                Some(list) => Some(Tensor::f_cat(list, 0)?.f_unique_dim(0, true, false, false)?.0),
+            };
+            changed.push((state_name(name), rows.as_ref().map(Tensor::shallow_clone)));
+            changed.push((name.clone(), rows));
+        }
+        Ok(changed)
+    }
+
     /// Copies the touched rows of every touched variable, and of its
     /// optimiser state, from `src` into `dst` (two stores with the same
     /// variables). Returns `false`, copying nothing more, when a variable is

@@ -528,7 +528,8 @@ impl Publisher<'_> {
                     None => (path.display().to_string(), Some(bytes)),
                     Some(dir) => {
                         let folder = dir.join(self.agent).join(self.task);
-                        let target = checkpoint::path_of(&folder, record.model_version);
+                        // The same file name: whether it is a delta.
+                        let target = folder.join(path.file_name().unwrap_or_default());
                         write_atomically(&folder, &target, &bytes).map_err(|e| failed(&e))?;
                         (target.display().to_string(), None)
                     }
@@ -792,6 +793,12 @@ fn update_task(
         true => Some(shadow.try_clone()?),
         false => None,
     };
+    // What changed since the live version, which the checkpoint may store
+    // alone when the new version directly follows it.
+    let changed = match (&grown_copy, &touched) {
+        (None, Some(touched)) if version + 1 == new_version => Some(touched),
+        _ => None,
+    };
     let ewc_before = match publisher {
         Some(_) if ewc_config.enabled => Some(ewc.try_clone()?),
         _ => None,
@@ -824,7 +831,7 @@ fn update_task(
         // committed before this instance serves it.
         // Not yet the serving version on disk: a crash before the commit
         // must not leave a restart serving a version nobody else has.
-        let published = save_checkpoint(shared, agent, task, new_version, shadow.as_ref(), &ewc, false)
+        let published = save_checkpoint(shared, agent, task, new_version, shadow.as_ref(), &ewc, changed, false)
             .map_err(|e| ModelError::Publish(format!("checkpoint not written: {e}")))
             .and_then(|path| publisher.publish(&record, Some((&path, metrics.clone())), &replay_change));
         let dir = shared.config.model_dir(&agent.name).join(task);
@@ -833,6 +840,7 @@ fn update_task(
                 *ewc = saved;
             }
             let _ = std::fs::remove_file(checkpoint::path_of(&dir, new_version));
+            let _ = std::fs::remove_file(checkpoint::delta_path_of(&dir, new_version));
             *shadow_slot = resync(live, shadow, touched.as_ref(), &shapes_before).ok().flatten();
             return Err(e);
         }
@@ -879,7 +887,7 @@ fn update_task(
         // From the trainer's copy, which equals the new live weights.
         let saved = shadow_slot
             .as_deref()
-            .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc, true));
+            .map(|model| save_checkpoint(shared, agent, task, new_version, model, &ewc, changed, true));
         match saved {
             Some(Ok(path)) => shared.persist(StoreOp::Checkpoint(CheckpointRecord {
                 agent_name: agent.name.clone(),
@@ -971,7 +979,11 @@ fn resync(
 }
 
 /// Writes the checkpoint of an accepted version (with `serve`, also records
-/// it as the serving version and prunes old ones).
+/// it as the serving version and prunes old ones): a delta of the version
+/// before when `changed` says what changed since it, that version's file is
+/// there and the chain of deltas is shorter than `checkpoint_full_every`;
+/// otherwise a full one.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn save_checkpoint(
     shared: &Shared,
     agent: &AgentState,
@@ -979,6 +991,7 @@ pub(crate) fn save_checkpoint(
     version: u64,
     model: &dyn AgentModel,
     ewc: &EwcState,
+    changed: Option<&Touched>,
     serve: bool,
 ) -> Result<std::path::PathBuf, CheckpointError> {
     let meta = CheckpointMeta {
@@ -990,11 +1003,18 @@ pub(crate) fn save_checkpoint(
         model: model.metadata(),
         ewc_consolidations: ewc.consolidations(),
         created_ms: unix_millis(SystemTime::now()),
+        base: None,
     };
     let dir = shared.config.model_dir(&agent.name).join(task);
+    let full_every = shared.config.checkpoint_full_every;
+    let changed = changed.filter(|_| {
+        version > 1
+            && checkpoint::file_of(&dir, version - 1).is_some()
+            && checkpoint::deltas_before(&dir, version - 1) + 1 < full_every
+    });
     match serve {
-        true => checkpoint::save(&dir, model, ewc, &meta, shared.config.checkpoints_kept),
-        false => checkpoint::write(&dir, model, ewc, &meta),
+        true => checkpoint::save_changes(&dir, model, ewc, &meta, shared.config.checkpoints_kept, changed),
+        false => checkpoint::write_changes(&dir, model, ewc, &meta, changed),
     }
 }
 

@@ -69,6 +69,61 @@ fn accepted_versions_are_written_and_the_last_ones_kept() {
 }
 
 #[test]
+fn updates_that_change_some_rows_are_written_as_deltas_and_load_bit_identical() {
+    let config = Config {
+        checkpoints_kept: 2,
+        checkpoint_full_every: 3,
+        ..small_config()
+    };
+    let dir = config.model_dir("scout").join("news");
+    let c = Coordinator::new(config.clone()).unwrap();
+    // Every label at once, so later updates do not grow the model.
+    for (i, outlet) in ["bbc", "cnn", "rte"].iter().enumerate() {
+        c.add_training_example(example("scout", i, outlet)).unwrap();
+    }
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(IDLE));
+    let mut sizes = BTreeMap::new();
+    for i in 3..9 {
+        update(&c, i, ["bbc", "cnn", "rte"][i % 3]);
+        let (version, live) = c.live_weights("scout", "news").unwrap();
+        assert_eq!(version, i as u64 - 1);
+        let file = checkpoint::file_of(&dir, version).unwrap();
+        sizes.insert(version, (checkpoint::is_delta(&file), file.metadata().unwrap().len()));
+        let saved = checkpoint::load(&dir, version).unwrap();
+        assert!(identical(&live, &saved.params), "version {version} loads as it serves");
+    }
+    // A full file, then at most two deltas (full_every 3).
+    let kinds: Vec<(u64, bool)> = sizes.iter().map(|(v, (delta, _))| (*v, *delta)).collect();
+    assert_eq!(
+        kinds,
+        [(2, true), (3, true), (4, false), (5, true), (6, true), (7, false)],
+        "version 1 is full"
+    );
+    let (full, delta) = (sizes[&4].1, sizes[&5].1);
+    assert!(
+        delta * 10 < full,
+        "a delta of {delta} bytes against a full file of {full}"
+    );
+    update(&c, 9, "bbc");
+    // The newest two are kept, with the full version the delta needs.
+    assert_eq!(checkpoint::versions(&dir).unwrap(), [7, 8]);
+    update(&c, 10, "cnn");
+    assert_eq!(checkpoint::versions(&dir).unwrap(), [7, 8, 9]);
+    let (version, weights) = c.live_weights("scout", "news").unwrap();
+    c.shutdown();
+    drop(c);
+    // A restart loads the newest version through its chain.
+    let restarted = Coordinator::new(config).unwrap();
+    let (restored, restored_weights) = restarted.live_weights("scout", "news").unwrap();
+    assert_eq!(restored, version);
+    assert!(identical(&weights, &restored_weights));
+    // A delta whose base is gone does not load; the version before it does.
+    std::fs::remove_file(checkpoint::path_of(&dir, 7)).unwrap();
+    assert!(checkpoint::load(&dir, 9).is_err());
+}
+
+#[test]
 fn a_restart_loads_the_latest_version() {
     let config = small_config();
     let first = Coordinator::new(config.clone()).unwrap();
@@ -159,6 +214,7 @@ fn checkpoint_writer_child() {
             model: model.metadata(),
             ewc_consolidations: 0,
             created_ms: 0,
+            base: None,
         };
         checkpoint::save(std::path::Path::new(&dir), &model, &EwcState::new(), &meta, 3).unwrap();
     }

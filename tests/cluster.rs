@@ -626,8 +626,8 @@ fn a_restarted_instance_serves_the_newest_published_version_not_a_local_file_nob
     // What a crash between writing a checkpoint and committing it leaves: a
     // newer local file, marked as serving, that was never published.
     let dir = data_dir.join("models").join(AGENT).join(TASK);
-    let file = |v: u64| dir.join(format!("v{v:08}.ckpt"));
-    std::fs::copy(file(published), file(published + 1)).unwrap();
+    let published_file = onthefly::checkpoint::file_of(&dir, published).unwrap();
+    std::fs::copy(published_file, dir.join(format!("v{:08}.ckpt", published + 1))).unwrap();
     std::fs::write(dir.join("current"), (published + 1).to_string()).unwrap();
 
     let c = Coordinator::new(config).unwrap();

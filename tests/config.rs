@@ -29,6 +29,7 @@ fn environment_sets_every_documented_knob() {
         ("TRAINING_HELD_OUT_FRACTION", "0.1"),
         ("TRAINING_MAX_CONCURRENT_UPDATES", "3"),
         ("TRAINING_DEVICE", "CPU"),
+        ("TRAINING_CHECKPOINT_FULL_EVERY", "4"),
         ("SCOUT_MODEL_PATH", "/models/scout-v2"),
         ("FACT_CHECKER_MODEL_PATH", "/models/fact-checker-v2"),
         ("UNRELATED", "ignored"),
@@ -42,6 +43,7 @@ fn environment_sets_every_documented_knob() {
     assert_eq!(c.held_out_fraction, 0.1);
     assert_eq!(c.max_concurrent_updates, 3);
     assert_eq!(c.device, DeviceChoice::Cpu);
+    assert_eq!(c.checkpoint_full_every, 4);
     assert_eq!(c.model_paths["scout"].to_str(), Some("/models/scout-v2"));
     assert_eq!(c.model_paths["fact_checker"].to_str(), Some("/models/fact-checker-v2"));
 }
@@ -58,6 +60,7 @@ fn a_bad_value_names_the_variable_and_the_value() {
         ("TRAINING_HELD_OUT_FRACTION", "1"),
         ("TRAINING_CHECK_INTERVAL_SECS", "0"),
         ("TRAINING_DEVICE", "tpu"),
+        ("TRAINING_CHECKPOINT_FULL_EVERY", "0"),
         ("TRAINING_MODEL_KINDS", "critic/sentiment=gpt"),
         ("TRAINING_MODEL_KINDS", "critic/sentiment"),
         ("POSTGRES_PORT", "99999"),

@@ -35,24 +35,9 @@ pub(crate) fn install_published(
             return Ok(false);
         }
     }
-    let stored_version = id_to_stored(version)?;
-    let row = client
-        .query_opt(
-            "SELECT path, data FROM model_checkpoints WHERE agent_name = $1 AND task_type = $2 AND version = $3",
-            &[&agent_name, &task, &stored_version],
-        )
-        .map_err(classify)?
-        .ok_or_else(|| StoreError::Corrupt(format!("version {version} of {agent_name}/{task} is not published")))?;
-    let (path, data): (String, Option<Vec<u8>>) = (row.get(0), row.get(1));
     let dir = shared.config.model_dir(agent_name).join(task);
-    let bytes = match data {
-        Some(bytes) => bytes,
-        None => fs::read(&path).map_err(|e| Error::Io {
-            path: path.clone(),
-            message: e.to_string(),
-        })?,
-    };
-    write_atomically(&dir, &checkpoint::path_of(&dir, version), &bytes)?;
+    let serving = agent.live_model(task).map(|live| live.version());
+    fetch_published(client, &dir, agent_name, task, version, serving)?;
     let saved = checkpoint::load(&dir, version)?;
     let device = shared.device;
     let model = restore_model(saved.meta.model_kind, device, &saved.params, &saved.meta.model)?;
@@ -109,6 +94,59 @@ pub(crate) fn install_published(
     }
     tracing::info!(agent = %agent_name, task, version, "published version installed");
     Ok(true)
+}
+
+/// Writes the published file of `version` into `dir`, and for a delta the
+/// files it needs: the versions before it down to a full one, or down to
+/// the version this instance serves (`serving`), whose local file is the
+/// published one (installed, or published by this instance). A local file
+/// of another version may be one this instance wrote and never published,
+/// so it is replaced by the published bytes.
+fn fetch_published(
+    client: &mut Client,
+    dir: &std::path::Path,
+    agent_name: &str,
+    task: &str,
+    version: u64,
+    serving: Option<u64>,
+) -> Result<(), Error> {
+    let mut version = version;
+    loop {
+        let stored_version = id_to_stored(version)?;
+        let row = client
+            .query_opt(
+                "SELECT path, data FROM model_checkpoints WHERE agent_name = $1 AND task_type = $2 AND version = $3",
+                &[&agent_name, &task, &stored_version],
+            )
+            .map_err(classify)?
+            .ok_or_else(|| StoreError::Corrupt(format!("version {version} of {agent_name}/{task} is not published")))?;
+        let (path, data): (String, Option<Vec<u8>>) = (row.get(0), row.get(1));
+        let bytes = match data {
+            Some(bytes) => bytes,
+            None => fs::read(&path).map_err(|e| Error::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
+        };
+        let delta = checkpoint::is_delta(std::path::Path::new(&path));
+        let (target, other) = match delta {
+            true => (
+                checkpoint::delta_path_of(dir, version),
+                checkpoint::path_of(dir, version),
+            ),
+            false => (
+                checkpoint::path_of(dir, version),
+                checkpoint::delta_path_of(dir, version),
+            ),
+        };
+        write_atomically(dir, &target, &bytes)?;
+        let _ = fs::remove_file(other);
+        let base = version - 1;
+        if !delta || (serving == Some(base) && checkpoint::file_of(dir, base).is_some()) {
+            return Ok(());
+        }
+        version = base;
+    }
 }
 
 /// Replaces a task's replay memory with the stored one (empty when none is

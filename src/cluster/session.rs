@@ -185,12 +185,16 @@ impl TaskSession {
                     ],
                 )
                 .map_err(classify)?;
-            // Older versions keep their row (the lineage) but not their bytes.
+            // Older versions keep their row (the lineage) but not their bytes,
+            // except the full version (and the deltas after it) that the
+            // oldest kept version is loaded from.
             let keep = i64::try_from(cluster.checkpoints_kept).unwrap_or(i64::MAX);
             self.client
                 .execute(
                     "UPDATE model_checkpoints SET data = NULL WHERE agent_name = $1 AND task_type = $2 \
-                     AND version <= $3::bigint - $4::bigint AND data IS NOT NULL",
+                     AND data IS NOT NULL AND version < COALESCE((SELECT max(version) FROM model_checkpoints \
+                       WHERE agent_name = $1 AND task_type = $2 AND path NOT LIKE '%.delta.ckpt' \
+                       AND version <= $3::bigint - $4::bigint + 1), 0)",
                     &[&c.agent_name, &c.task_type, &version, &keep],
                 )
                 .map_err(classify)?;

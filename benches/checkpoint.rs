@@ -1,0 +1,122 @@
+//! What does a checkpoint cost per update, and what does loading the newest
+//! version cost? The default classifier learns the news stream in date order
+//! through the coordinator (updates of 50, each waited for, checkpoints on),
+//! once writing every version in full (`checkpoint_full_every` 1, what the
+//! library did before) and once with the default (a full file every 10
+//! versions, deltas between). Printed (and written to
+//! `target/checkpoint.json`): the mean file size of each kind. Measured by
+//! criterion: loading a full version (today's load = 1.0) against loading
+//! the newest version of a chain of 9 deltas.
+//!
+//! `cargo bench --bench checkpoint`
+
+#[path = "../tests/common/news.rs"]
+#[allow(dead_code)]
+mod news;
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use onthefly::checkpoint;
+use onthefly::{Config, Coordinator, NewExample, StoreConfig, Target};
+
+/// Articles streamed (about 24 updates of 50, after the held-out window).
+const ARTICLES: usize = 1_500;
+
+/// Streams the articles with `full_every` into a fresh data folder; returns
+/// it and the task's checkpoint folder in it.
+fn stream(full_every: usize, articles: &[news::Article]) -> (PathBuf, PathBuf) {
+    let data_dir = std::env::temp_dir().join(format!("onthefly-checkpoint-bench-{}-{full_every}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let config = Config {
+        data_dir: data_dir.clone(),
+        device: onthefly::DeviceChoice::Cpu,
+        check_interval_ms: 3_600_000,
+        // Every version stays, to be measured.
+        checkpoints_kept: 1_000,
+        checkpoint_full_every: full_every,
+        store: StoreConfig {
+            enabled: false,
+            ..StoreConfig::default()
+        },
+        ..Config::default()
+    };
+    let c = Coordinator::new(config.clone()).unwrap();
+    for a in &articles[..ARTICLES] {
+        c.add_training_example(NewExample::new(
+            "scout",
+            "news",
+            a.text.clone(),
+            Target::Label(a.outlet.clone()),
+        ))
+        .unwrap();
+        assert!(c.wait_for_idle(Duration::from_secs(120)));
+    }
+    c.shutdown();
+    (data_dir, config.model_dir("scout").join("news"))
+}
+
+/// Mean size in bytes of the full and of the delta files in `dir`, and how many of each.
+fn sizes(dir: &Path) -> ((f64, usize), (f64, usize)) {
+    let (mut full, mut delta) = (Vec::new(), Vec::new());
+    for version in checkpoint::versions(dir).unwrap() {
+        let file = checkpoint::file_of(dir, version).unwrap();
+        let bytes = file.metadata().unwrap().len() as f64;
+        match checkpoint::is_delta(&file) {
+            true => delta.push(bytes),
+            false => full.push(bytes),
+        }
+    }
+    let mean = |v: &[f64]| (v.iter().sum::<f64>() / v.len().max(1) as f64, v.len());
+    (mean(&full), mean(&delta))
+}
+
+fn checkpoint_cost(c: &mut Criterion) {
+    let articles = news::load_articles();
+    let (full_data, full_dir) = stream(1, &articles);
+    let (delta_data, delta_dir) = stream(10, &articles);
+    let ((full_bytes, fulls), _) = sizes(&full_dir);
+    let ((mixed_full_bytes, mixed_fulls), (delta_bytes, deltas)) = sizes(&delta_dir);
+    // The newest version at the end of a chain of 9 deltas, and its full base.
+    let versions = checkpoint::versions(&delta_dir).unwrap();
+    let longest = *versions
+        .iter()
+        .rev()
+        .find(|v| checkpoint::deltas_before(&delta_dir, **v) == 9)
+        .expect("a chain of 9 deltas");
+    let base = longest - 9;
+    let report = serde_json::json!({
+        "articles": ARTICLES,
+        "full_every_1": {"full_files": fulls, "mean_full_bytes": full_bytes},
+        "full_every_10": {
+            "full_files": mixed_fulls, "mean_full_bytes": mixed_full_bytes,
+            "delta_files": deltas, "mean_delta_bytes": delta_bytes,
+        },
+        "bytes_per_update_ratio": (mixed_full_bytes * mixed_fulls as f64 + delta_bytes * deltas as f64)
+            / (mixed_fulls + deltas) as f64 / full_bytes,
+    });
+    eprintln!("{report:#}");
+    let _ = std::fs::create_dir_all("target");
+    let _ = std::fs::write("target/checkpoint.json", report.to_string());
+
+    let mut group = c.benchmark_group("checkpoint_load");
+    group.bench_function("full_version", |b| {
+        b.iter(|| black_box(checkpoint::load(&delta_dir, base).unwrap()))
+    });
+    group.bench_function("newest_of_9_deltas", |b| {
+        b.iter(|| black_box(checkpoint::load(&delta_dir, longest).unwrap()))
+    });
+    group.finish();
+    for data_dir in [full_data, delta_data] {
+        let _ = std::fs::remove_dir_all(data_dir);
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(5));
+    targets = checkpoint_cost
+}
+criterion_main!(benches);
