@@ -6,7 +6,8 @@
 //! versions, deltas between). Printed (and written to
 //! `target/checkpoint.json`): the mean file size of each kind. Measured by
 //! criterion: loading a full version (today's load = 1.0) against loading
-//! the newest version of a chain of 9 deltas.
+//! the newest version of a chain of 9 deltas, as files and as a restart
+//! that serves it (a coordinator started on the folder).
 //!
 //! `cargo bench --bench checkpoint`
 
@@ -109,7 +110,40 @@ fn checkpoint_cost(c: &mut Criterion) {
         b.iter(|| black_box(checkpoint::load(&delta_dir, longest).unwrap()))
     });
     group.finish();
-    for data_dir in [full_data, delta_data] {
+
+    // What a restart pays to serve the version: a coordinator started on a
+    // folder whose serving version is the full one, or the end of the chain.
+    let restart_dir = |serving: u64| {
+        let data_dir = delta_data.with_extension(format!("restart-{serving}"));
+        let dir = data_dir.join("models").join("scout").join("news");
+        std::fs::create_dir_all(&dir).unwrap();
+        for version in base..=longest {
+            let file = checkpoint::file_of(&delta_dir, version).unwrap();
+            std::fs::copy(&file, dir.join(file.file_name().unwrap())).unwrap();
+        }
+        checkpoint::set_current(&dir, serving).unwrap();
+        data_dir
+    };
+    let restart = |data_dir: &Path, serving: u64| {
+        let c = Coordinator::new(Config {
+            data_dir: data_dir.to_path_buf(),
+            device: onthefly::DeviceChoice::Cpu,
+            store: StoreConfig {
+                enabled: false,
+                ..StoreConfig::default()
+            },
+            ..Config::default()
+        })
+        .unwrap();
+        assert_eq!(c.get_training_status().agents["scout"].models["news"].version, serving);
+        c.shutdown();
+    };
+    let (on_full, on_chain) = (restart_dir(base), restart_dir(longest));
+    let mut group = c.benchmark_group("restart_serving");
+    group.bench_function("full_version", |b| b.iter(|| restart(&on_full, base)));
+    group.bench_function("newest_of_9_deltas", |b| b.iter(|| restart(&on_chain, longest)));
+    group.finish();
+    for data_dir in [full_data, delta_data, on_full, on_chain] {
         let _ = std::fs::remove_dir_all(data_dir);
     }
 }

@@ -284,10 +284,10 @@ pub struct Config {
     /// A full checkpoint at least every this many versions; the versions
     /// between are deltas of the one before where an update changed only
     /// some rows ([`crate::checkpoint`]). 1 writes every version in full.
-    /// 10: on the news stream a version then costs 3.0 MB on average
-    /// instead of 8.9 MB (a delta 1.75 MB), and loading the newest version
-    /// reads a full file and at most 9 deltas (9 ms instead of 0.7 ms;
-    /// `cargo bench --bench checkpoint`).
+    /// 10: on the news stream a version then costs 2.9 MB on average
+    /// instead of 8.9 MB (a delta 1.6 MB), and a restart serving the newest
+    /// version reads a full file and at most 9 deltas (16 ms instead of
+    /// 3 ms; `cargo bench --bench checkpoint`).
     pub checkpoint_full_every: usize,
     /// The built-in text models' hyper-parameters.
     pub text_model: TextModelConfig,

@@ -589,7 +589,31 @@ fn an_instance_cut_off_from_the_database_comes_back_to_the_newest_version() {
         assert!(Instant::now() < deadline, "the instance does not show itself connected");
         std::thread::sleep(Duration::from_millis(10));
     }
-    // Both predict the same with the same version.
+    // Both serve the same weights (the reader installed the versions it
+    // missed through their delta checkpoints), and predict the same.
+    let (trained, trainer_weights) = trainer.live_weights(AGENT, TASK).unwrap();
+    let (read, reader_weights) = reader.live_weights(AGENT, TASK).unwrap();
+    assert_eq!((trained, read), (latest, latest));
+    let missed: Vec<String> = db(&url)
+        .query(
+            "SELECT path FROM model_checkpoints WHERE version > $1 ORDER BY version",
+            &[&(first as i64)],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        missed.iter().any(|p| p.ends_with(".delta.ckpt")),
+        "the versions missed were published as deltas: {missed:?}"
+    );
+    assert!(
+        trainer_weights.len() == reader_weights.len()
+            && trainer_weights
+                .iter()
+                .all(|(n, t)| reader_weights.get(n).is_some_and(|u| t.equal(u))),
+        "the reader's weights differ from the trainer's"
+    );
     let text = &articles[3000].text;
     assert_eq!(
         trainer.predict_batch(AGENT, TASK, &[text]).unwrap()[0].output,
