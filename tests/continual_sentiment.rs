@@ -2,7 +2,7 @@
 //! (`examples/continual_sentiment.rs`): 800 snippets of each VADER domain, two
 //! epochs per domain, the λ values the example's validation search chose at
 //! this size (`--limit 800 --grid 10,1000`). EWC and online EWC must forget
-//! less than plain fine-tuning without ending less accurate.
+//! at least 30 % less than plain fine-tuning without ending less accurate.
 
 mod common;
 
@@ -42,11 +42,9 @@ fn ewc_forgets_less_than_fine_tuning_across_sentiment_domains() {
         finetune.avg_forgetting() > 0.02,
         "fine-tuning should forget on this benchmark"
     );
-    assert!(ewc.avg_forgetting() < finetune.avg_forgetting());
-    assert!(
-        online.avg_forgetting() < finetune.avg_forgetting() - 0.01,
-        "online EWC forgets clearly less"
-    );
+    // At least 30 % less forgetting than plain fine-tuning (measured: about 80 %).
+    assert!(ewc.avg_forgetting() <= 0.7 * finetune.avg_forgetting());
+    assert!(online.avg_forgetting() <= 0.7 * finetune.avg_forgetting());
     assert!(ewc.final_avg_acc() >= finetune.final_avg_acc());
     assert!(online.final_avg_acc() >= finetune.final_avg_acc());
 }

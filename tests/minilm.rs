@@ -10,6 +10,11 @@ use common::vader::load_domain;
 use onthefly::models::{MiniLm, ModelKind};
 use onthefly::{Config, Coordinator, NewExample, Target};
 
+/// Test accuracy of the MiniLM head the README quotes.
+const MEASURED_MINILM: f64 = 0.723;
+/// Test accuracy of the default hashed classifier on the same stream.
+const MEASURED_HASHED: f64 = 0.655;
+
 fn encoder() -> MiniLm {
     MiniLm::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("data/minilm"),
@@ -50,7 +55,7 @@ fn similar_sentences_score_0_755_and_unrelated_ones_near_zero() {
 
 /// Movie-review sentiment streamed to two tasks of the critic: one learned by
 /// the hashed n-gram classifier (the default), one by a head on MiniLM
-/// (configured). The encoder-backed one must be clearly better; both go
+/// (configured). The encoder-backed one must be better; both go
 /// through the same updates and evaluation; the head's harmful update is
 /// rolled back and its checkpoint restores it.
 #[test]
@@ -65,6 +70,8 @@ fn a_head_on_minilm_beats_the_hashed_classifier_on_movie_reviews() {
         update_threshold: 1000,
         minilm_dir: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/minilm")),
         model_kinds: [("critic/sentiment_minilm".to_string(), ModelKind::MiniLmHead)].into(),
+        // The library's default classifier, not a shrunken one.
+        text_model: onthefly::TextModelConfig::default(),
         ..common::small_config()
     };
     let c = Coordinator::new(config.clone()).unwrap();
@@ -103,7 +110,16 @@ fn a_head_on_minilm_beats_the_hashed_classifier_on_movie_reviews() {
         models["sentiment_minilm"].version
     );
     assert_eq!(models["sentiment_minilm"].model_kind.as_deref(), Some("minilm_head"));
-    assert!(minilm > hashed + 0.1, "MiniLM head {minilm:.3} vs hashed {hashed:.3}");
+    // The README's figures, each guarded 0.05 below; the encoder still wins.
+    assert!(
+        minilm >= MEASURED_MINILM - 0.05,
+        "MiniLM head {minilm:.3}, the README says {MEASURED_MINILM}"
+    );
+    assert!(
+        hashed >= MEASURED_HASHED - 0.05,
+        "default classifier {hashed:.3}, the README says {MEASURED_HASHED}"
+    );
+    assert!(minilm > hashed, "MiniLM head {minilm:.3} vs hashed {hashed:.3}");
     let version = models["sentiment_minilm"].version;
 
     // Corrections with the opposite sentiment: held-out accuracy falls, the

@@ -1,8 +1,9 @@
 //! A reduced, fast run of the permuted Fashion-MNIST experiment
 //! (`examples/permuted_fashion.rs`): 3 tasks of 3,000 training images, one
-//! epoch each, λ = 100 (what the example's validation search chose at this
-//! size with `--tasks 3 --train 3000 --grid 100,10000`). Online EWC must forget
-//! less than plain fine-tuning without ending less accurate.
+//! epoch each; online EWC at λ = 100 (what the example's validation search
+//! chose at this size with `--tasks 3 --train 3000 --grid 100,10000`), EWC at
+//! λ = 10³ (the full experiment's validated choice). Both must forget at
+//! least 30 % less than plain fine-tuning without ending less accurate.
 
 mod common;
 
@@ -21,7 +22,9 @@ fn online_ewc_forgets_less_than_fine_tuning_on_permuted_fashion_mnist() {
     };
     let finetune = run("finetune", &tasks, &s, true);
     let online = run("online_ewc", &tasks, &s, true);
-    let ewc = run("ewc", &tasks, &s, true);
+    // One penalty per task: λ 10³, what the full experiment's validation
+    // search chose for it (10² for online EWC).
+    let ewc = run("ewc", &tasks, &Settings { lambda: 1000.0, ..s }, true);
     for (name, m) in [("finetune", &finetune), ("ewc", &ewc), ("online_ewc", &online)] {
         eprintln!(
             "{name:<10} final avg acc {:.4}  avg forgetting {:.4}",
@@ -32,8 +35,9 @@ fn online_ewc_forgets_less_than_fine_tuning_on_permuted_fashion_mnist() {
     // Task 1 is learned well before any other task is seen.
     assert!(finetune[0][0] > 0.7, "task 1 accuracy {}", finetune[0][0]);
     assert!(finetune[0][1] < 0.3, "an unseen permutation is near chance");
-    assert!(avg_forgetting(&online) < avg_forgetting(&finetune) - 0.01);
-    assert!(avg_forgetting(&ewc) < avg_forgetting(&finetune));
+    // At least 30 % less forgetting than plain fine-tuning.
+    assert!(avg_forgetting(&online) <= 0.7 * avg_forgetting(&finetune));
+    assert!(avg_forgetting(&ewc) <= 0.7 * avg_forgetting(&finetune));
     assert!(final_avg_acc(&online) >= final_avg_acc(&finetune));
     assert!(final_avg_acc(&ewc) >= final_avg_acc(&finetune));
 }

@@ -15,6 +15,8 @@ use onthefly::eval::entity_f1;
 use onthefly::{Config, Coordinator, NewExample, Target, TextModelConfig};
 
 const AGENT: &str = "analyst";
+/// The figure the README quotes; the test fails 0.05 below it.
+const MEASURED_F1: f64 = 0.245;
 const TASK: &str = "entity_extraction";
 
 #[test]
@@ -87,7 +89,10 @@ fn the_tagger_learns_wnut_entities_and_its_checkpoint_serves_the_same_tags() {
     // Tagging every token O scores 0. The dictionary is a strong baseline
     // here (WNUT tweets repeat the same names), and it wins: the tagger must
     // still have learned entities, not merely the majority tag.
-    assert!(f1 > 0.15, "the tagger's entity F1 is {f1:.3}");
+    assert!(
+        f1 >= MEASURED_F1 - 0.05,
+        "the tagger's entity F1 is {f1:.3}, the README says {MEASURED_F1}"
+    );
     assert!(baseline > 0.0);
     let version = c.get_training_status().agents[AGENT].models[TASK].version;
     assert!(version >= 1);
