@@ -1,18 +1,25 @@
 //! Does the review queue spend a labelling budget better than chance?
 //!
-//! The scout classifies news articles by outlet. Articles arrive in rounds
-//! of 200; the scout predicts each one with `predict`, which sends the unsure
-//! ones to the review queue by itself. A simulated reviewer then spends 30
-//! labels per round: with a query strategy it labels what
-//! `next_for_review` hands out (least confidence, margin, entropy), with
-//! `random` it labels 30 of the articles seen so far chosen at random. After
-//! each round the model updates once and is measured on 600 test articles
-//! never labelled. Each strategy starts from the same 45 labelled articles;
-//! the figures are the mean over `--seeds` shuffles. Updates use online EWC
-//! (`--lambda`, default 1e4; 0 turns it off) and Adam at `--lr` (0.1).
+//! The scout classifies news articles by outlet with the library's default
+//! classifier. Articles arrive in rounds of 200; the scout predicts each one
+//! with `predict`, which sends the unsure ones to the review queue by
+//! itself. A simulated reviewer then spends 30 labels per round: with a
+//! query strategy it labels what `next_for_review` hands out (least
+//! confidence, margin, entropy), with `random` it labels 30 of the articles
+//! seen so far chosen at random. After each round the model updates once.
+//! Each shuffle of the articles splits off 600 test articles and 600
+//! validation articles, never labelled; every strategy starts from the same
+//! 45 labelled articles.
 //!
-//! `cargo run --release --example active_learning -- [--json] [--seeds 3] [--lambda 1e4] [--plot docs/active_learning.svg]`
-//! The last line is JSON: the final accuracy of each method.
+//! The EWC strength is chosen on the validation articles: each λ of
+//! `--grid` (default `0,1,10`; 0 is EWC off, the library's default) runs
+//! every strategy on every shuffle, and the λ with the best final
+//! validation accuracy averaged over the strategies is kept; only then are
+//! its test figures reported, as mean ± standard deviation over `--seeds`
+//! shuffles (default 5).
+//!
+//! `cargo run --release --example active_learning -- [--seeds 5] [--grid 0,1,10] [--plot docs/active_learning.svg]`
+//! The last line is JSON: the chosen λ and each method's test curve (mean, sd).
 
 #[path = "common/args.rs"]
 mod args;
@@ -35,6 +42,7 @@ const ROUNDS: usize = 10;
 const ARRIVALS: usize = 200;
 const PER_ROUND: usize = 30;
 const TEST: usize = 600;
+const VALIDATION: usize = 600;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Method {
@@ -53,15 +61,18 @@ impl Method {
     }
 }
 
-/// Accuracy on the test articles after each round (index 0: the seed model).
-fn run(method: Method, articles: &[&news::Article], seed: u64, lambda: f64) -> Vec<f64> {
+/// Accuracy on the validation and on the test articles after each round
+/// (index 0: the seed model).
+fn run(method: Method, articles: &[&news::Article], seed: u64, lambda: f64) -> (Vec<f64>, Vec<f64>) {
     let (test, rest) = articles.split_at(TEST);
+    let (validation, rest) = rest.split_at(VALIDATION);
     let (seeded, pool) = rest.split_at(SEED_LABELS);
     let data_dir = std::env::temp_dir().join(format!(
-        "onthefly-active-{}-{}-{seed}",
+        "onthefly-active-{}-{}-{seed}-{lambda}",
         std::process::id(),
         method.name()
     ));
+    let defaults = Config::default();
     let c = Coordinator::new(Config {
         device: onthefly::DeviceChoice::Cpu,
         data_dir: data_dir.clone(),
@@ -81,18 +92,12 @@ fn run(method: Method, articles: &[&news::Article], seed: u64, lambda: f64) -> V
             enabled: false,
             ..onthefly::StoreConfig::default()
         },
-        text_model: onthefly::TextModelConfig {
-            learning_rate: args::value("--lr").unwrap_or(0.1),
-            ..onthefly::TextModelConfig::default()
-        },
-        // Thirty labels per update: without EWC each small update overwrites
-        // much of the last (see the README's figures with --lambda 0).
         ewc: onthefly::ewc::EwcConfig {
             enabled: lambda > 0.0,
             lambda,
-            ..onthefly::ewc::EwcConfig::default()
+            ..defaults.ewc.clone()
         },
-        ..Config::default()
+        ..defaults
     })
     .expect("coordinator");
     let label = |a: &news::Article| Target::Label(a.outlet.clone());
@@ -105,17 +110,17 @@ fn run(method: Method, articles: &[&news::Article], seed: u64, lambda: f64) -> V
         assert!(c.wait_for_idle(Duration::from_secs(600)));
     };
     update();
-    let texts: Vec<&str> = test.iter().map(|a| a.text.as_str()).collect();
-    let accuracy = || {
+    let accuracy = |articles: &[&news::Article]| {
+        let texts: Vec<&str> = articles.iter().map(|a| a.text.as_str()).collect();
         let predictions = c.predict_batch(AGENT, TASK, &texts).unwrap();
         let right = predictions
             .iter()
-            .zip(test)
+            .zip(articles)
             .filter(|(p, a)| p.output == label(a))
             .count();
-        right as f64 / test.len() as f64
+        right as f64 / articles.len() as f64
     };
-    let mut curve = vec![accuracy()];
+    let (mut validation_curve, mut test_curve) = (vec![accuracy(validation)], vec![accuracy(test)]);
     let mut rng = SplitMix64::new(seed ^ 0x5eed);
     let mut unlabelled: Vec<&news::Article> = Vec::new();
     for round in 0..ROUNDS {
@@ -153,14 +158,27 @@ fn run(method: Method, articles: &[&news::Article], seed: u64, lambda: f64) -> V
             }
         }
         update();
-        curve.push(accuracy());
+        validation_curve.push(accuracy(validation));
+        test_curve.push(accuracy(test));
     }
     c.shutdown();
     let _ = std::fs::remove_dir_all(data_dir);
-    curve
+    (validation_curve, test_curve)
 }
 
-fn chart(curves: &[(Method, Vec<f64>)]) -> plot::Chart {
+/// Mean and standard deviation (n − 1) of each round over the shuffles.
+fn mean_sd(curves: &[Vec<f64>]) -> Vec<(f64, f64)> {
+    let n = curves.len() as f64;
+    (0..curves[0].len())
+        .map(|r| {
+            let mean = curves.iter().map(|c| c[r]).sum::<f64>() / n;
+            let var = curves.iter().map(|c| (c[r] - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            (mean, var.sqrt())
+        })
+        .collect()
+}
+
+fn chart(curves: &[(Method, Vec<(f64, f64)>)]) -> plot::Chart {
     plot::Chart {
         x_label: "labels spent".into(),
         y_label: "test accuracy".into(),
@@ -171,7 +189,7 @@ fn chart(curves: &[(Method, Vec<f64>)]) -> plot::Chart {
                 points: curve
                     .iter()
                     .enumerate()
-                    .map(|(r, acc)| ((SEED_LABELS + r * PER_ROUND) as f64, *acc))
+                    .map(|(r, (acc, _))| ((SEED_LABELS + r * PER_ROUND) as f64, *acc))
                     .collect(),
                 dashed: *method == Method::Random,
             })
@@ -182,8 +200,8 @@ fn chart(curves: &[(Method, Vec<f64>)]) -> plot::Chart {
 }
 
 fn main() {
-    let seeds: u64 = args::value("--seeds").unwrap_or(3);
-    let lambda: f64 = args::value("--lambda").unwrap_or(1e4);
+    let seeds: u64 = args::value("--seeds").unwrap_or(5);
+    let grid = args::numbers("--grid").unwrap_or_else(|| vec![0.0, 1.0, 10.0]);
     let plot: Option<String> = args::value("--plot");
     let all = news::load_articles();
     let methods = [
@@ -192,30 +210,53 @@ fn main() {
         Method::Strategy(QueryStrategy::Margin),
         Method::Strategy(QueryStrategy::Entropy),
     ];
-    let mut curves: Vec<(Method, Vec<f64>)> = methods.iter().map(|m| (*m, vec![0.0; ROUNDS + 1])).collect();
-    for seed in 0..seeds {
-        let mut articles: Vec<&news::Article> = all.iter().collect();
-        SplitMix64::new(seed + 1).shuffle(&mut articles);
-        for (method, mean) in &mut curves {
-            let curve = run(*method, &articles, seed, lambda);
-            for (m, v) in mean.iter_mut().zip(curve) {
-                *m += v / seeds as f64;
+    let shuffles: Vec<Vec<&news::Article>> = (0..seeds)
+        .map(|seed| {
+            let mut articles: Vec<&news::Article> = all.iter().collect();
+            SplitMix64::new(seed + 1).shuffle(&mut articles);
+            articles
+        })
+        .collect();
+    // Per λ: per method, the validation and test curves of every shuffle.
+    let mut best: Option<(f64, f64, Vec<(Method, Vec<Vec<f64>>)>)> = None;
+    for &lambda in &grid {
+        let mut validation_final = 0.0;
+        let mut tests = Vec::new();
+        for method in methods {
+            let mut curves = Vec::new();
+            for (seed, articles) in shuffles.iter().enumerate() {
+                let (validation, test) = run(method, articles, seed as u64, lambda);
+                validation_final += validation.last().copied().unwrap_or(0.0) / (seeds as f64 * methods.len() as f64);
+                curves.push(test);
             }
+            tests.push((method, curves));
+        }
+        println!("λ {lambda}: final validation accuracy, mean over strategies and shuffles, {validation_final:.3}");
+        if best.as_ref().is_none_or(|(_, v, _)| validation_final > *v) {
+            best = Some((lambda, validation_final, tests));
         }
     }
-    println!("test accuracy (mean of {seeds} shuffles) after each round of {PER_ROUND} labels, from {SEED_LABELS} seed labels:");
+    let (lambda, _, tests) = best.expect("a λ to try");
+    let curves: Vec<(Method, Vec<(f64, f64)>)> = tests.iter().map(|(m, c)| (*m, mean_sd(c))).collect();
+    println!(
+        "λ {lambda} chosen on validation; test accuracy (mean ± sd of {seeds} shuffles) after each round of \
+         {PER_ROUND} labels, from {SEED_LABELS} seed labels:"
+    );
     println!(
         "{:>18} {}",
         "labels",
         (0..=ROUNDS)
-            .map(|r| format!("{:>6}", SEED_LABELS + r * PER_ROUND))
+            .map(|r| format!("{:>14}", SEED_LABELS + r * PER_ROUND))
             .collect::<String>()
     );
     for (method, curve) in &curves {
         println!(
             "{:>18} {}",
             method.name(),
-            curve.iter().map(|a| format!("{a:>6.3}")).collect::<String>()
+            curve
+                .iter()
+                .map(|(m, sd)| format!("{:>14}", format!("{m:.3} ± {sd:.3}")))
+                .collect::<String>()
         );
     }
     if let Some(path) = plot {
@@ -224,12 +265,7 @@ fn main() {
     }
     let summary: serde_json::Map<String, serde_json::Value> = curves
         .iter()
-        .map(|(m, c)| {
-            (
-                m.name().to_string(),
-                serde_json::json!(c.last().copied().unwrap_or(0.0)),
-            )
-        })
+        .map(|(m, c)| (m.name().to_string(), serde_json::json!(c)))
         .collect();
-    println!("{}", serde_json::Value::Object(summary));
+    println!("{}", serde_json::json!({"lambda": lambda, "test": summary}));
 }

@@ -108,9 +108,15 @@ impl Coordinator {
     /// the most useful first by the configured query strategy (with the
     /// diversity rule). An item handed out is not handed out again until it is
     /// skipped.
+    ///
+    /// The predictions waiting are scored again by the live model first when
+    /// it changed since they were scored: an answer the model gave several
+    /// versions ago says little about what a label would teach it now, and
+    /// items scored by different versions do not compare.
     pub fn next_for_review(&self, agent_name: &str, task_type: &str, n: usize) -> Result<Vec<ReviewItem>> {
         self.ensure_running()?;
         let agent = self.agent(agent_name)?;
+        self.rescore_reviews(&agent, task_type);
         let diversity = self.shared.config.review_diversity;
         let items = agent
             .reviews
@@ -119,6 +125,44 @@ impl Coordinator {
             .map(|queue| queue.take(n, diversity))
             .unwrap_or_default();
         Ok(items)
+    }
+
+    /// Scores the waiting predictions of a task again with its live model,
+    /// those scored by another version. Predicted outside the queue's lock;
+    /// a failure leaves the old scores (logged).
+    fn rescore_reviews(&self, agent: &AgentState, task_type: &str) {
+        let Some(live) = agent.live_model(task_type) else {
+            return;
+        };
+        let version = live.version();
+        let stale = match agent.reviews.lock().get(task_type) {
+            Some(queue) => queue.stale(version),
+            None => return,
+        };
+        if stale.is_empty() {
+            return;
+        }
+        let texts: Vec<&str> = stale.iter().map(|(_, t)| t.as_str()).collect();
+        let answers = {
+            let model = live.model.lock();
+            crate::models::predict_checked(model.as_ref(), &texts)
+        };
+        let answers = match answers {
+            Ok(answers) => answers,
+            Err(e) => {
+                tracing::warn!(agent = %agent.name, task = task_type, error = %e, "review items not scored again");
+                return;
+            }
+        };
+        let strategy = self.shared.config.query_strategy;
+        let mut reviews = agent.reviews.lock();
+        let Some(queue) = reviews.get_mut(task_type) else {
+            return;
+        };
+        for ((id, _), answer) in stale.iter().zip(answers) {
+            let usefulness = strategy.usefulness(&answer.distribution, answer.confidence);
+            queue.rescore(*id, version, answer.output, answer.confidence, usefulness);
+        }
     }
 
     /// Labels a review item: it leaves the queue and becomes a user

@@ -121,6 +121,9 @@ pub(crate) struct ReviewQueue {
     labelled_ids: HashSet<ExampleId>,
     labelled_order: VecDeque<ExampleId>,
     counts: ReviewStatus,
+    /// The model version whose answer an item's usefulness comes from, for
+    /// items re-scored since they were queued.
+    scored_by: HashMap<ExampleId, u64>,
 }
 
 impl ReviewQueue {
@@ -143,7 +146,29 @@ impl ReviewQueue {
             })
             .map(|i| i.review_id)?;
         self.counts.dropped += 1;
+        self.scored_by.remove(&least);
         self.items.remove(&least)
+    }
+
+    /// The predictions waiting and not handed out, scored by a model version
+    /// other than `version`: their ids and texts.
+    pub fn stale(&self, version: u64) -> Vec<(ExampleId, String)> {
+        self.items
+            .values()
+            .filter(|i| i.quarantined.is_none() && !self.out.contains(&i.review_id))
+            .filter(|i| self.scored_by.get(&i.review_id) != Some(&version))
+            .map(|i| (i.review_id, i.input_text.clone()))
+            .collect()
+    }
+
+    /// Records what model `version` answers for an item still waiting.
+    pub fn rescore(&mut self, id: ExampleId, version: u64, answer: Target, confidence: f64, usefulness: f64) {
+        if let Some(item) = self.items.get_mut(&id) {
+            item.predicted_output = answer;
+            item.confidence = confidence;
+            item.usefulness = usefulness;
+            self.scored_by.insert(id, version);
+        }
     }
 
     /// Hands out up to `n` items not out yet, most useful first (newest first
@@ -194,6 +219,7 @@ impl ReviewQueue {
             return Err(ReviewError::AlreadyLabelled(id.0));
         }
         let item = self.items.remove(&id).ok_or(ReviewError::Unknown(id.0))?;
+        self.scored_by.remove(&id);
         self.out.remove(&id);
         self.labelled_ids.insert(id);
         self.labelled_order.push_back(id);

@@ -218,3 +218,34 @@ fn the_queue_survives_a_restart() {
     assert_eq!(back, waiting);
     assert!(!back.contains(&labelled));
 }
+
+#[test]
+fn items_are_scored_again_by_the_model_that_serves_when_handed_out() {
+    let c = trained(Config {
+        review_diversity: None,
+        ..small_config()
+    });
+    let text = "a story about bbc things and more bbc things";
+    let queued = c.predict("scout", "news", text).unwrap();
+    assert!(queued.review_id.is_some());
+    // The model learns this very text for another outlet: the waiting item's
+    // old answer and confidence no longer describe what the model thinks.
+    for i in 0..20 {
+        c.add_training_example(
+            onthefly::NewExample::new("scout", "news", format!("{text} {i}"), Target::Label("cnn".into()))
+                .with_priority(Priority::High),
+        )
+        .unwrap();
+        assert!(c.wait_for_idle(Duration::from_secs(60)));
+    }
+    let now = c.predict_batch("scout", "news", &[text]).unwrap().remove(0);
+    assert!(now.model_version > queued.model_version);
+    assert_ne!(now.output, queued.output, "the test needs a changed answer");
+    let item = c
+        .next_for_review("scout", "news", 10)
+        .unwrap()
+        .into_iter()
+        .find(|item| item.input_text == text)
+        .unwrap();
+    assert_eq!((&item.predicted_output, item.confidence), (&now.output, now.confidence));
+}
