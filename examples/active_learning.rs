@@ -166,6 +166,9 @@ fn run(method: Method, articles: &[&news::Article], seed: u64, lambda: f64) -> (
     (validation_curve, test_curve)
 }
 
+/// A method's test curve on every shuffle.
+type TestCurves = (Method, Vec<Vec<f64>>);
+
 /// Mean and standard deviation (n − 1) of each round over the shuffles.
 fn mean_sd(curves: &[Vec<f64>]) -> Vec<(f64, f64)> {
     let n = curves.len() as f64;
@@ -217,8 +220,9 @@ fn main() {
             articles
         })
         .collect();
-    // Per λ: per method, the validation and test curves of every shuffle.
-    let mut best: Option<(f64, f64, Vec<(Method, Vec<Vec<f64>>)>)> = None;
+    // The best λ so far: its final validation accuracy and, per method, the
+    // test curve of every shuffle.
+    let mut best: Option<(f64, f64, Vec<TestCurves>)> = None;
     for &lambda in &grid {
         let mut validation_final = 0.0;
         let mut tests = Vec::new();
