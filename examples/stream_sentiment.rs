@@ -5,7 +5,9 @@
 //! is measured on every domain's test split. This is how the default λ of the
 //! coordinator's per-update EWC is chosen.
 //!
-//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--lr 16] [--limit N]`
+//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--lr 16] [--limit N] [--joint]`
+//! (`--joint`: first the reference, all four domains' training examples in
+//! one shuffled stream, measured once at the end)
 //! (`--lr`: the classifier's adaptive base rate, `linear_learning_rate`)
 //! (λ 0 means EWC off; `--replay-capacity 0` turns replay off). The last
 //! line is JSON.
@@ -31,13 +33,12 @@ fn main() {
         args::value("--replay-capacity").unwrap_or(onthefly::replay::ReplayConfig::default().capacity);
     let domains = continual::vader_domains(limit);
     let mut summary = serde_json::Map::new();
-    for &lambda in &lambdas {
-        let data_dir = std::env::temp_dir().join(format!("onthefly-stream-sentiment-{}-{lambda}", std::process::id()));
-        let c = Coordinator::new(Config {
+    let coordinator = |lambda: f64, data_dir: &std::path::Path| {
+        Coordinator::new(Config {
             device: onthefly::DeviceChoice::Cpu,
             check_interval_ms: 3_600_000,
             checkpoints_kept: 0,
-            data_dir: data_dir.clone(),
+            data_dir: data_dir.to_path_buf(),
             text_model: TextModelConfig {
                 hash_buckets: 1 << 16,
                 linear_learning_rate: learning_rate,
@@ -54,35 +55,63 @@ fn main() {
             },
             ..Config::default()
         })
-        .unwrap();
+        .unwrap()
+    };
+    let stream = |c: &Coordinator, examples: &[&onthefly::TrainingExample]| {
+        for e in examples {
+            c.add_training_example(NewExample::new(
+                "critic",
+                "sentiment",
+                e.input_text.clone(),
+                e.expected_output.clone(),
+            ))
+            .unwrap();
+            c.wait_for_idle(Duration::from_secs(300));
+        }
+        c.force_update_agent("critic").unwrap();
+        c.wait_for_idle(Duration::from_secs(300));
+    };
+    let accuracies = |c: &Coordinator| -> Vec<f64> {
+        domains
+            .iter()
+            .map(|d| {
+                let texts: Vec<&str> = d.test.iter().map(|e| e.input_text.as_str()).collect();
+                let predictions = c.predict_batch("critic", "sentiment", &texts).unwrap();
+                let right = predictions
+                    .iter()
+                    .zip(&d.test)
+                    .filter(|(p, e)| p.output == e.expected_output)
+                    .count();
+                right as f64 / d.test.len() as f64
+            })
+            .collect()
+    };
+    if args::flag("--joint") {
+        // The reference: every domain's training examples in one shuffled
+        // stream through the same loop (no domain comes after another).
+        let data_dir = std::env::temp_dir().join(format!("onthefly-stream-sentiment-{}-joint", std::process::id()));
+        let c = coordinator(0.0, &data_dir);
+        let mut all: Vec<&onthefly::TrainingExample> = domains.iter().flat_map(|d| d.train.iter()).collect();
+        onthefly::features::SplitMix64::new(7).shuffle(&mut all);
+        stream(&c, &all);
+        let row = accuracies(&c);
+        let mean = row.iter().sum::<f64>() / row.len() as f64;
+        println!(
+            "joint (shuffled): final avg acc {mean:.4}  ({})",
+            row.iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>().join("  ")
+        );
+        summary.insert("joint".into(), serde_json::json!({ "final_avg_acc": mean }));
+        c.shutdown();
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    for &lambda in &lambdas {
+        let data_dir = std::env::temp_dir().join(format!("onthefly-stream-sentiment-{}-{lambda}", std::process::id()));
+        let c = coordinator(lambda, &data_dir);
         let mut matrix: Vec<Vec<f64>> = Vec::new();
         for domain in &domains {
-            for e in &domain.train {
-                c.add_training_example(NewExample::new(
-                    "critic",
-                    "sentiment",
-                    e.input_text.clone(),
-                    e.expected_output.clone(),
-                ))
-                .unwrap();
-                c.wait_for_idle(Duration::from_secs(300));
-            }
-            c.force_update_agent("critic").unwrap();
-            c.wait_for_idle(Duration::from_secs(300));
-            let row: Vec<f64> = domains
-                .iter()
-                .map(|d| {
-                    let texts: Vec<&str> = d.test.iter().map(|e| e.input_text.as_str()).collect();
-                    let predictions = c.predict_batch("critic", "sentiment", &texts).unwrap();
-                    let right = predictions
-                        .iter()
-                        .zip(&d.test)
-                        .filter(|(p, e)| p.output == e.expected_output)
-                        .count();
-                    right as f64 / d.test.len() as f64
-                })
-                .collect();
-            matrix.push(row);
+            let examples: Vec<&onthefly::TrainingExample> = domain.train.iter().collect();
+            stream(&c, &examples);
+            matrix.push(accuracies(&c));
         }
         let run = continual::Run { matrix };
         let status = &c.get_training_status().agents["critic"];
