@@ -257,7 +257,7 @@ impl AgentState {
         self.rejections.lock().forget(ids);
     }
 
-    /// Counts a rejection for each id (see [`crate::trainer`]'s
+    /// Counts a rejection for each id (see [`crate::update`]'s
     /// `isolate_harm`); returns the ids rejected `limit` times (and forgets
     /// them).
     pub fn count_rejection(&self, ids: &[ExampleId], limit: u32) -> Vec<ExampleId> {

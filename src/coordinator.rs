@@ -1,6 +1,6 @@
 //! The coordinator: validates and routes what agents hand in, decides when an
 //! agent trains, serves predictions and reports the status. Training itself
-//! runs on the threads of [`crate::trainer`]; no call here waits for it.
+//! runs on the threads of [`crate::update`]; no call here waits for it.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,7 +29,7 @@ use crate::replay::ReplayMemory;
 use crate::runtime::{Shared, HISTORY_IN_MEMORY};
 use crate::status::{AgentStatus, ModelStatus, TrainingStatus};
 use crate::store::{self, ExampleState, ExampleStore, Recovered, RecoveryLimits, Split, StoreOp, StoreWriter};
-use crate::trainer;
+use crate::update;
 
 /// Where an accepted example went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,13 +146,13 @@ impl Coordinator {
         for i in 0..workers {
             let (shared, jobs) = (Arc::clone(&shared), job_rx.clone());
             coordinator.spawn(format!("onthefly-update-{i}"), move || {
-                trainer::worker_loop(shared, jobs)
+                update::worker_loop(shared, jobs)
             })?;
         }
         let ticker_shared = Arc::clone(&shared);
         let listener_stop = stop_rx.clone();
         coordinator.spawn("onthefly-ticker".into(), move || {
-            trainer::ticker_loop(ticker_shared, stop_rx)
+            update::ticker_loop(ticker_shared, stop_rx)
         })?;
         if cluster.is_none() {
             coordinator.load_checkpoints();

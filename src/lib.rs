@@ -22,7 +22,7 @@
 //! # Ok::<(), onthefly::Error>(())
 //! ```
 //!
-//! The update pipeline lives in [`trainer`](crate::trainer)'s module docs; C
+//! The update pipeline lives in [`update`](crate::update)'s module docs; C
 //! and Python agents use the header `include/onthefly.h`.
 
 mod active;
@@ -50,8 +50,8 @@ pub mod review;
 mod runtime;
 pub mod status;
 pub mod store;
-mod trainer;
-pub use trainer::train_one_epoch;
+mod update;
+pub use update::train_one_epoch;
 
 pub use config::{ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice, StoreConfig, TextModelConfig};
 pub use coordinator::{Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};

@@ -1,0 +1,272 @@
+//! Stage 4, commit: where an update's outcome goes. One trait, [`Commit`],
+//! two implementations: [`LocalCommit`] (the store writer and local
+//! checkpoints) and [`ClusterCommit`] (published with the claimed examples
+//! in one database transaction before the version serves).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::agent::{AgentState, LiveModel};
+use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
+use crate::cluster::{write_atomically, Cluster, Publication, TaskSession};
+use crate::error::ModelError;
+use crate::ewc::EwcState;
+use crate::example::{unix_millis, ExampleId, ModelPerformance};
+use crate::models::AgentModel;
+use crate::optim::Touched;
+use crate::replay::ReplayChange;
+use crate::runtime::Shared;
+use crate::store::{CheckpointRecord, ExampleState, StoreOp};
+
+/// An accepted version, as the commit sees it.
+pub(super) struct Accepted<'a> {
+    pub agent: &'a AgentState,
+    pub task: &'a str,
+    pub version: u64,
+    /// The EWC state consolidated with it.
+    pub ewc: &'a EwcState,
+    /// What changed since the version before, when the new version follows
+    /// the one that served (the checkpoint may store only that).
+    pub changed: Option<&'a Touched>,
+    pub record: &'a ModelPerformance,
+    /// What the checkpoint's row says about it.
+    pub metrics: &'a serde_json::Value,
+    /// How the task's replay memory changes with it.
+    pub replay: &'a ReplayChange,
+}
+
+/// Where the outcome of an update goes. The pipeline ([`super::task`])
+/// calls these in this order and knows nothing else of the mode.
+pub(super) trait Commit {
+    /// The number the version gets if it is accepted.
+    fn next_version(&mut self, live: &LiveModel) -> u64;
+    /// Whether [`Commit::before_serving`] can fail after the EWC state was
+    /// consolidated (the pipeline then keeps the state before, to restore).
+    fn may_refuse(&self) -> bool;
+    /// A rolled-back update: the live model stays.
+    fn rolled_back(&mut self, record: &ModelPerformance) -> Result<(), ModelError>;
+    /// Makes an accepted version durable before it serves; an error leaves
+    /// the live model as it is.
+    fn before_serving(&mut self, accepted: &Accepted<'_>, model: &dyn AgentModel) -> Result<(), ModelError>;
+    /// After the version serves (`model` holds its weights, if a copy was kept).
+    fn after_serving(&mut self, accepted: &Accepted<'_>, model: Option<&dyn AgentModel>);
+    /// The examples' new state and the update's record, once the outcome stands.
+    fn settled(&mut self, record: ModelPerformance, ids: &[ExampleId]);
+}
+
+/// One instance: the store writer records everything after the version
+/// serves, and the checkpoint is written from the trainer's copy.
+pub(super) struct LocalCommit<'a> {
+    pub shared: &'a Shared,
+}
+
+impl Commit for LocalCommit<'_> {
+    fn next_version(&mut self, live: &LiveModel) -> u64 {
+        live.latest_version.load(std::sync::atomic::Ordering::Acquire) + 1
+    }
+
+    fn may_refuse(&self) -> bool {
+        false
+    }
+
+    fn rolled_back(&mut self, _record: &ModelPerformance) -> Result<(), ModelError> {
+        Ok(())
+    }
+
+    fn before_serving(&mut self, _accepted: &Accepted<'_>, _model: &dyn AgentModel) -> Result<(), ModelError> {
+        Ok(())
+    }
+
+    fn after_serving(&mut self, a: &Accepted<'_>, model: Option<&dyn AgentModel>) {
+        let shared = self.shared;
+        if !a.replay.is_empty() {
+            shared.persist(StoreOp::Replay {
+                added: a.replay.added.clone(),
+                removed: a.replay.removed.clone(),
+            });
+        }
+        if shared.config.checkpoints_kept == 0 {
+            return;
+        }
+        let Some(model) = model else { return };
+        match save_checkpoint(shared, a.agent, a.task, a.version, model, a.ewc, a.changed, true) {
+            Ok(path) => shared.persist(StoreOp::Checkpoint(CheckpointRecord {
+                agent_name: a.agent.name.clone(),
+                task_type: a.task.to_string(),
+                version: a.version,
+                path: path.display().to_string(),
+                accepted: true,
+                metrics: a.metrics.clone(),
+                created_ms: unix_millis(SystemTime::now()),
+            })),
+            Err(e) => {
+                let (task, version) = (a.task, a.version);
+                tracing::error!(agent = %a.agent.name, task, version, error = %e, "checkpoint not written");
+                a.agent.note_error(format!(
+                    "checkpoint of version {version} of task {task:?} not written: {e}"
+                ));
+            }
+        }
+    }
+
+    fn settled(&mut self, record: ModelPerformance, ids: &[ExampleId]) {
+        self.shared.persist(StoreOp::SetState {
+            ids: ids.to_vec(),
+            state: match record.rollback_triggered {
+                true => ExampleState::Discarded,
+                false => ExampleState::Trained,
+            },
+            update_id: Some(record.update_id),
+        });
+        self.shared.record_performance(record);
+    }
+}
+
+/// Several instances: the outcome is published to the others through the
+/// training session that claimed the examples, with them, in one
+/// transaction; an accepted version's checkpoint is written and committed
+/// before this instance serves it.
+pub(super) struct ClusterCommit<'a> {
+    pub shared: &'a Shared,
+    pub cluster: &'a Cluster,
+    pub session: &'a mut TaskSession,
+    pub agent: &'a str,
+    pub task: &'a str,
+    pub ids: &'a [ExampleId],
+}
+
+impl Commit for ClusterCommit<'_> {
+    fn next_version(&mut self, _live: &LiveModel) -> u64 {
+        // The database numbers the lineage.
+        self.session.next_version()
+    }
+
+    fn may_refuse(&self) -> bool {
+        true
+    }
+
+    fn rolled_back(&mut self, record: &ModelPerformance) -> Result<(), ModelError> {
+        self.publish(record, None, &ReplayChange::default())
+    }
+
+    fn before_serving(&mut self, a: &Accepted<'_>, model: &dyn AgentModel) -> Result<(), ModelError> {
+        let shared = self.shared;
+        let dir = shared.config.model_dir(&a.agent.name).join(a.task);
+        // Not yet the serving version on disk: a crash before the commit
+        // must not leave a restart serving a version nobody else has.
+        let published = save_checkpoint(shared, a.agent, a.task, a.version, model, a.ewc, a.changed, false)
+            .map_err(|e| ModelError::Publish(format!("checkpoint not written: {e}")))
+            .and_then(|path| self.publish(a.record, Some((&path, a.metrics.clone())), a.replay));
+        if let Err(e) = published {
+            let _ = std::fs::remove_file(checkpoint::path_of(&dir, a.version));
+            let _ = std::fs::remove_file(checkpoint::delta_path_of(&dir, a.version));
+            return Err(e);
+        }
+        let served = checkpoint::set_current(&dir, a.version)
+            .and_then(|()| checkpoint::prune(&dir, shared.config.checkpoints_kept));
+        if let Err(e) = served {
+            let task = a.task;
+            tracing::warn!(agent = %a.agent.name, task, error = %e, "published checkpoint not marked as serving locally");
+        }
+        Ok(())
+    }
+
+    fn after_serving(&mut self, _accepted: &Accepted<'_>, _model: Option<&dyn AgentModel>) {}
+
+    fn settled(&mut self, record: ModelPerformance, _ids: &[ExampleId]) {
+        // Published with the claim already.
+        self.shared.remember_performance(record);
+    }
+}
+
+impl ClusterCommit<'_> {
+    /// Commits the outcome: the examples' state, the record, and for an
+    /// accepted version its checkpoint (bytes in the database, or copied to
+    /// the shared folder), announced on commit.
+    fn publish(
+        &mut self,
+        record: &ModelPerformance,
+        checkpoint: Option<(&Path, serde_json::Value)>,
+        replay: &ReplayChange,
+    ) -> Result<(), ModelError> {
+        let failed = |e: &dyn std::fmt::Display| ModelError::Publish(e.to_string());
+        let checkpoint = match checkpoint {
+            None => None,
+            Some((path, metrics)) => {
+                let bytes = std::fs::read(path).map_err(|e| failed(&e))?;
+                let (stored_path, data) = match &self.cluster.config.shared_checkpoint_dir {
+                    None => (path.display().to_string(), Some(bytes)),
+                    Some(dir) => {
+                        let folder = dir.join(self.agent).join(self.task);
+                        // The same file name: whether it is a delta.
+                        let target = folder.join(path.file_name().unwrap_or_default());
+                        write_atomically(&folder, &target, &bytes).map_err(|e| failed(&e))?;
+                        (target.display().to_string(), None)
+                    }
+                };
+                let record = CheckpointRecord {
+                    agent_name: self.agent.to_string(),
+                    task_type: self.task.to_string(),
+                    version: record.model_version,
+                    path: stored_path,
+                    accepted: true,
+                    metrics,
+                    created_ms: unix_millis(SystemTime::now()),
+                };
+                Some((record, data))
+            }
+        };
+        let publication = Publication {
+            ids: self.ids,
+            state: if record.rollback_triggered {
+                ExampleState::Discarded
+            } else {
+                ExampleState::Trained
+            },
+            record,
+            checkpoint,
+            replay,
+        };
+        self.session.publish(self.cluster, &publication).map_err(|e| failed(&e))
+    }
+}
+
+/// Writes the checkpoint of an accepted version (with `serve`, also records
+/// it as the serving version and prunes old ones): a delta of the version
+/// before when `changed` says what changed since it, that version's file is
+/// there and the chain of deltas is shorter than `checkpoint_full_every`;
+/// otherwise a full one.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn save_checkpoint(
+    shared: &Shared,
+    agent: &AgentState,
+    task: &str,
+    version: u64,
+    model: &dyn AgentModel,
+    ewc: &EwcState,
+    changed: Option<&Touched>,
+    serve: bool,
+) -> Result<std::path::PathBuf, CheckpointError> {
+    let meta = CheckpointMeta {
+        version,
+        agent_name: agent.name.clone(),
+        task_type: task.to_string(),
+        model_kind: model.kind(),
+        target_kind: model.target_kind(),
+        model: model.metadata(),
+        ewc_consolidations: ewc.consolidations(),
+        created_ms: unix_millis(SystemTime::now()),
+        base: None,
+    };
+    let dir = shared.config.model_dir(&agent.name).join(task);
+    let full_every = shared.config.checkpoint_full_every;
+    let changed = changed.filter(|_| {
+        version > 1
+            && checkpoint::file_of(&dir, version - 1).is_some()
+            && checkpoint::deltas_before(&dir, version - 1) + 1 < full_every
+    });
+    match serve {
+        true => checkpoint::save_changes(&dir, model, ewc, &meta, shared.config.checkpoints_kept, changed),
+        false => checkpoint::write_changes(&dir, model, ewc, &meta, changed),
+    }
+}

@@ -1,0 +1,31 @@
+//! The update pipeline and the background threads that run it.
+//!
+//! One update of an agent, for each task in its batch:
+//! 1. take the most valuable buffered examples (they stay buffered meanwhile);
+//! 2. the trainer's copy of the live model (equal to it between updates);
+//! 3. measure the copy on the task's held-out window (the live model's result);
+//! 4. train the copy in place: adaptive sparse steps, or an Adam epoch;
+//! 5. measure it again on the same held-out examples;
+//! 6. the paired acceptance test ([`crate::judge`]) keeps the live model on
+//!    evidence of harm (a rollback: the copy's changed rows are copied back),
+//!    otherwise the copy is swapped in and the version goes up;
+//! 7. record a [`crate::ModelPerformance`] and remove exactly the trained examples.
+//!
+//! Predictions keep being served by the live model during steps 3–5.
+//!
+//! One file per stage: [`snapshot`] (1–3), [`train`] (4), [`verdict`]
+//! (5–6), [`commit`] (6–7, one [`commit::Commit`] trait for the local and
+//! the cluster mode), tied together by [`task`]; [`batches`] retries failed
+//! batches in halves and isolates harmful examples; [`worker`] runs it all
+//! on the worker threads.
+
+mod batches;
+mod commit;
+mod snapshot;
+mod task;
+mod train;
+mod verdict;
+mod worker;
+
+pub use train::train_one_epoch;
+pub(crate) use worker::{ticker_loop, worker_loop};

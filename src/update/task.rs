@@ -1,0 +1,253 @@
+//! One update of one task: snapshot → train → judge → commit.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::commit::{Accepted, Commit};
+use super::snapshot::{resync, shapes};
+use super::train::train_update;
+use super::verdict::{verdict, Judging};
+use crate::agent::{AgentState, LiveModel};
+use crate::error::ModelError;
+use crate::eval;
+use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
+use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
+use crate::features::stable_hash;
+use crate::models::Training;
+use crate::runtime::Shared;
+
+/// One update of one task: snapshot (the trainer's copy and the live
+/// model's answers on the judging examples), train the copy, judge it
+/// against the live model on the same examples, and commit: install it or
+/// roll it back, through `commit` ([`Commit`]: the local or the cluster
+/// mode). A commit that refuses the version before it serves (a failed
+/// publication) fails the update and leaves the live model and its EWC
+/// state as they were.
+///
+/// The trainer's copy equals the live model between updates. It is trained
+/// in place; afterwards only what the update changed ([`Touched`]: the rows
+/// of the n-grams it saw, for the hashed models) is copied between the two,
+/// from the new live model into the copy after an accepted update, from the
+/// unchanged live model back into it after a rollback. A copy that may be
+/// out of step (an error or a panic half-way) is dropped, and the next
+/// update starts from a fresh copy of the live model.
+pub(super) fn update_task(
+    shared: &Shared,
+    agent: &AgentState,
+    task: &str,
+    live: &LiveModel,
+    examples: &[TrainingExample],
+    judging: Judging<'_>,
+    commit: &mut dyn Commit,
+) -> Result<ModelPerformance, ModelError> {
+    let Judging { held_out, max_drop } = judging;
+    let started = Instant::now();
+    let version = live.version();
+    let ewc_config = shared.config.ewc_for(&agent.name, task);
+    let mut ewc = live.ewc.lock();
+    let mut shadow_slot = live.shadow.lock();
+    // Taken out: put back only once it equals the live model again.
+    let mut shadow = match shadow_slot.take() {
+        Some(shadow) => shadow,
+        // Once per task (and after a failure): the only full copy taken
+        // under the live model's lock.
+        None => live.model.lock().try_clone()?,
+    };
+    let shapes_before = shapes(shadow.var_store());
+    let mut judged = live.judged.lock();
+    // Read under the locks an install takes: the version of the weights copied.
+    let serving = live.version();
+    if judged.0 != serving {
+        *judged = (serving, eval::Judged::new());
+    }
+    // Only the window's examples are worth remembering.
+    let window: std::collections::HashSet<ExampleId> = held_out.iter().map(|e| e.id).collect();
+    judged.1.retain(|id, _| window.contains(id));
+    let before = eval::measure_reusing(shadow.as_ref(), held_out, &mut judged.1)?;
+    let replay = agent
+        .tasks
+        .lock()
+        .get(task)
+        .map(|t| Arc::clone(&t.replay))
+        .ok_or_else(|| ModelError::NotSupported(format!("task {task:?} is not registered")))?;
+    let replay_config = &shared.config.replay;
+    let wanted = (replay_config.ratio * examples.len() as f64).ceil() as usize;
+    let mut training: Vec<TrainingExample> = examples.to_vec();
+    training.extend(replay.lock().sample(wanted));
+
+    let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
+    let penalty: Vec<(&EwcState, f64)> = ewc_config
+        .enabled
+        .then_some((&*ewc, ewc_config.lambda))
+        .into_iter()
+        .collect();
+    let trained = train_update(shadow.as_mut(), &training, seed, &penalty).and_then(|(loss, touched)| {
+        if shadow.training() == Training::Adaptive {
+            return Ok((loss, touched)); // Each step checked the rows it wrote.
+        }
+        match first_non_finite(shadow.var_store())? {
+            Some(name) => Err(ModelError::NonFinite(format!(
+                "weight {name} is not finite after training"
+            ))),
+            None => Ok((loss, touched)),
+        }
+    });
+    let (train_loss, touched, non_finite) = match trained {
+        Ok((loss, touched)) => (loss, Some(touched), None),
+        Err(ModelError::NonFinite(reason)) => (f64::NAN, None, Some(reason)),
+        Err(e) => return Err(e),
+    };
+    let mut candidate_judged = eval::Judged::new();
+    let after = match non_finite {
+        None => eval::measure_reusing(shadow.as_ref(), held_out, &mut candidate_judged)?,
+        Some(_) => None,
+    };
+    let rollback_reason = match (&non_finite, &before, &after) {
+        (Some(reason), _, _) => Some(format!("training produced a non-finite value: {reason}")),
+        (None, Some(b), Some(a)) => verdict(&shared.config, b, a, max_drop),
+        _ => None,
+    };
+    let (before, after) = (before.map(|m| m.metric), after.map(|m| m.metric));
+
+    let update_id = shared
+        .next_id()
+        .map_err(|e| ModelError::Publish(format!("no id for the update record: {e}")))?;
+    let accepted = rollback_reason.is_none();
+    let new_version = match accepted {
+        false => version,
+        true => commit.next_version(live),
+    };
+    let record = ModelPerformance {
+        update_id,
+        agent_name: agent.name.clone(),
+        task_type: task.to_string(),
+        model_name: live.kind.name().to_string(),
+        metric: before.or(after).map_or("accuracy", |m| m.name.as_str()).to_string(),
+        accuracy_before: before.map(|m| m.value),
+        accuracy_after: after.map(|m| m.value),
+        held_out_examples: held_out.len(),
+        examples_trained: examples.len(),
+        train_loss,
+        update_timestamp_ms: unix_millis(SystemTime::now()),
+        rollback_triggered: !accepted,
+        rollback_reason,
+        model_version: new_version,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    if let Some(reason) = &record.rollback_reason {
+        tracing::warn!(agent = %agent.name, task, %reason, "update rolled back");
+        // The live model did not change: undo the copy's training.
+        *shadow_slot = resync(live, shadow, touched.as_ref(), &shapes_before)?;
+        drop(shadow_slot);
+        commit.rolled_back(&record)?;
+        return Ok(record);
+    }
+    // The memory as it will be once the update is committed: changed on a
+    // copy, so an unpublished update leaves it as it was.
+    let (next_replay, replay_change) = {
+        let mut next = replay.lock().clone();
+        let dropped = next.set_capacity(replay_config.capacity);
+        let mut change = next.remember(examples);
+        change.removed.extend(dropped);
+        (next, change)
+    };
+
+    // Everything that can fail happens before anything is installed: the
+    // next update's starting copy where the model grew, the consolidation
+    // (which changes the state only when it succeeds), and with several
+    // instances the publication.
+    let grown_copy = match shapes(shadow.var_store()) != shapes_before || touched.is_none() {
+        true => Some(shadow.try_clone()?),
+        false => None,
+    };
+    // What changed since the live version, which the checkpoint may store
+    // alone when the new version directly follows it.
+    let changed = match (&grown_copy, &touched) {
+        (None, Some(touched)) if version + 1 == new_version => Some(touched),
+        _ => None,
+    };
+    let ewc_before = match commit.may_refuse() && ewc_config.enabled {
+        true => Some(ewc.try_clone()?),
+        false => None,
+    };
+    if ewc_config.enabled {
+        // The update was accepted on its held-out result; a Fisher that
+        // cannot be computed skips this consolidation only.
+        let consolidated = diagonal_fisher(
+            shadow.as_ref(),
+            examples,
+            ewc_config.fisher,
+            ewc_config.fisher_samples,
+            seed,
+        )
+        .and_then(|fresh| ewc.consolidate(shadow.var_store(), fresh, ewc_config.gamma));
+        if let Err(e) = consolidated {
+            tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
+            agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));
+        }
+    }
+    let metrics = serde_json::json!({
+        "metric": before.or(after).map(|m| m.name.as_str()),
+        "before": before.map(|m| m.value),
+        "after": after.map(|m| m.value),
+        "held_out_examples": held_out.len(),
+        "examples_trained": examples.len(),
+    });
+    let committed = Accepted {
+        agent,
+        task,
+        version: new_version,
+        ewc: &ewc,
+        changed,
+        record: &record,
+        metrics: &metrics,
+        replay: &replay_change,
+    };
+    if let Err(e) = commit.before_serving(&committed, shadow.as_ref()) {
+        if let Some(saved) = ewc_before {
+            *ewc = saved;
+        }
+        *shadow_slot = resync(live, shadow, touched.as_ref(), &shapes_before).ok().flatten();
+        return Err(e);
+    }
+    let next_shadow = {
+        let mut serving = live.model.lock();
+        // The trained copy serves; the old live model becomes the copy.
+        let old = std::mem::replace(&mut *serving, shadow);
+        // Under the model's lock, so a prediction never sees new weights with
+        // the old version.
+        live.latest_version.fetch_max(new_version, Ordering::AcqRel);
+        live.version.store(new_version, Ordering::Release);
+        match (grown_copy, &touched) {
+            (Some(copy), _) => {
+                drop(serving);
+                drop(old); // Freed outside the lock.
+                Some(copy)
+            }
+            (None, Some(touched)) => match touched.copy_rows(serving.var_store(), old.var_store()) {
+                // Only the rows the update changed: predictions wait for
+                // that copy, not for a whole model.
+                Ok(true) => Some(old),
+                _ => None,
+            },
+            (None, None) => None,
+        }
+    };
+    *shadow_slot = next_shadow;
+    // The candidate's answers are the new live version's.
+    *judged = (new_version, candidate_judged);
+    *replay.lock() = next_replay;
+    // From the trainer's copy, which equals the new live weights.
+    commit.after_serving(&committed, shadow_slot.as_deref());
+    tracing::info!(
+        agent = %agent.name,
+        task,
+        version = new_version,
+        before = ?before.map(|m| m.value),
+        after = ?after.map(|m| m.value),
+        examples = examples.len(),
+        "update accepted"
+    );
+    Ok(record)
+}
