@@ -2,6 +2,7 @@
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
 pub mod acceptance;
+pub mod active;
 pub mod continual;
 pub mod db;
 pub mod ner;
