@@ -62,7 +62,9 @@ pub struct AgentStatus {
     pub examples_trained: u64,
     /// Examples that left a full buffer (or were not buffered) as the least valuable.
     pub examples_evicted: u64,
-    /// Examples of updates that were rolled back (not trained into the live model).
+    /// Examples of updates that were rolled back and never isolated: only
+    /// rows restored from a store written by an earlier version (rolled-back
+    /// examples are now retrained in halves, and quarantined when harmful).
     pub examples_discarded: u64,
     /// Examples isolated as harmful: a rolled-back batch is retrained in
     /// halves, and the examples of a share whose update was rolled back again

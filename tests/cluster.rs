@@ -671,3 +671,77 @@ fn a_restarted_instance_serves_the_newest_published_version_not_a_local_file_nob
         .collect();
     assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
+    let url = fresh_database();
+    let articles = shuffled_articles();
+    let defaults = Config::default();
+    let c = Coordinator::new(Config {
+        // The library's acceptance test, not the keep-everything of the other tests.
+        rollback_threshold: defaults.rollback_threshold,
+        acceptance: defaults.acceptance.clone(),
+        update_threshold: 100,
+        max_examples_per_update: 1000,
+        ..instance_config(&url, "judge")
+    })
+    .unwrap();
+    for a in &articles[..1000] {
+        c.add_training_example(article_example(a)).unwrap();
+    }
+    c.flush(Duration::from_secs(60)).unwrap();
+    common::update_now(&c, AGENT);
+    let (version, before) = c.live_weights(AGENT, TASK).unwrap();
+    assert!(version >= 1);
+
+    // 60 corrections with every outlet rotated: one batch, rolled back.
+    let outlets = common::news::OUTLETS;
+    let wrong: Vec<&Article> = articles[1000..1060].iter().collect();
+    for (i, a) in wrong.iter().enumerate() {
+        let at = outlets.iter().position(|o| *o == a.outlet).unwrap();
+        let rotated = outlets[(at + 1 + i % 8) % 9];
+        c.add_user_correction(onthefly::UserCorrection {
+            priority: onthefly::Priority::Medium,
+            ..onthefly::UserCorrection::new(
+                AGENT,
+                TASK,
+                a.text.clone(),
+                Target::Label(a.outlet.clone()),
+                Target::Label(rotated.to_string()),
+            )
+        })
+        .unwrap();
+    }
+    c.flush(Duration::from_secs(60)).unwrap();
+    let states = |client: &mut Client| -> BTreeMap<String, i64> {
+        let texts: Vec<String> = wrong.iter().map(|a| a.text.clone()).collect();
+        client
+            .query(
+                "SELECT state, count(*) FROM training_examples WHERE input_text = ANY($1) \
+                 AND correction_priority >= 1 GROUP BY state",
+                &[&texts],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let mut client = db(&url);
+    // Judged once: rolled back, and so were both halves; still buffered for
+    // another judgement (before, the whole batch was published as discarded).
+    common::update_now(&c, AGENT);
+    assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 60)]));
+    // Judged again: quarantined, in the database and in the status.
+    common::update_now(&c, AGENT);
+    assert_eq!(states(&mut client), BTreeMap::from([("quarantined".to_string(), 60)]));
+    let (same, after) = c.live_weights(AGENT, TASK).unwrap();
+    assert_eq!(same, version, "no version was published");
+    assert!(
+        before.iter().all(|(n, t)| after.get(n).is_some_and(|u| t.equal(u))),
+        "the live weights changed"
+    );
+    let agent = &c.get_training_status().agents[AGENT];
+    assert_eq!((agent.examples_quarantined, agent.examples_discarded), (60, 0));
+    let offered = c.next_for_review(AGENT, TASK, 100).unwrap();
+    assert_eq!(offered.iter().filter(|i| i.quarantined.is_some()).count(), 60);
+}

@@ -190,6 +190,7 @@ pub(crate) fn prune_buffer(shared: &Shared, client: &mut Client, agent_name: &st
         ExampleState::Trained,
         ExampleState::Discarded,
         ExampleState::Failed,
+        ExampleState::Quarantined,
         ExampleState::Evicted,
     ] {
         let ids: Vec<ExampleId> = gone.iter().filter(|(_, s)| *s == state).map(|(id, _)| *id).collect();
@@ -200,6 +201,7 @@ pub(crate) fn prune_buffer(shared: &Shared, client: &mut Client, agent_name: &st
             ExampleState::Trained => |s| &mut s.examples_trained,
             ExampleState::Discarded => |s| &mut s.examples_discarded,
             ExampleState::Failed => |s| &mut s.examples_failed,
+            ExampleState::Quarantined => |s| &mut s.examples_quarantined,
             _ => |s| &mut s.examples_evicted,
         };
         left += agent.remove_examples(&ids, |stats, n| *counter(stats) += n as u64);

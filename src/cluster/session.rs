@@ -231,6 +231,22 @@ impl TaskSession {
         Ok(())
     }
 
+    /// Marks buffered examples quarantined (found harmful), with the
+    /// rolled-back update that last trained them; ends any claim first.
+    pub fn mark_quarantined(&mut self, ids: &[ExampleId], update_id: u64) -> Result<(), StoreError> {
+        self.release();
+        let ids = stored_ids(ids)?;
+        let update_id = id_to_stored(update_id)?;
+        self.client
+            .execute(
+                "UPDATE training_examples SET state = 'quarantined', update_id = $2 \
+                 WHERE id = ANY($1) AND state = 'buffered'",
+                &[&ids, &update_id],
+            )
+            .map_err(classify)?;
+        Ok(())
+    }
+
     /// Gives the claimed examples back (they are buffered again).
     pub fn release(&mut self) {
         if self.in_transaction {

@@ -108,7 +108,8 @@ pub enum ExampleState {
     Buffered,
     /// Trained by an accepted update (`update_id` names it).
     Trained,
-    /// Trained by an update that was rolled back (`update_id` names it).
+    /// Trained by an update that was rolled back (`update_id` names it);
+    /// written by earlier versions, which did not isolate the harmful part.
     Discarded,
     /// Left the full buffer for a more valuable example.
     Evicted,

@@ -94,27 +94,21 @@ pub(super) fn train_batches(
         let unpublished = matches!(outcome, Err(ModelError::Publish(_)));
         let outcome = outcome.map_err(|e| format!("update of task {task:?} failed: {e}"));
         match outcome {
-            Ok(record) if record.rollback_triggered && session.is_none() => {
+            Ok(record) if record.rollback_triggered => {
                 // The batch is not thrown away: its harmful part is isolated below.
                 any_success = true;
                 agent.forget_failures(&ids);
                 agent.stats.lock().updates_rolled_back += 1;
                 rejected.push(Rejected::by(examples, &record));
-                shared.record_performance(record);
+                commit_of(shared, &mut session, &agent.name, task, &ids).recorded(record);
             }
             Ok(record) => {
                 any_success = true;
                 agent.forget_failures(&ids);
                 agent.forget_rejections(&ids);
-                let rolled_back = record.rollback_triggered;
                 let count = |stats: &mut crate::agent::AgentStats, n: usize| {
-                    if rolled_back {
-                        stats.updates_rolled_back += 1;
-                        stats.examples_discarded += n as u64;
-                    } else {
-                        stats.updates_accepted += 1;
-                        stats.examples_trained += n as u64;
-                    }
+                    stats.updates_accepted += 1;
+                    stats.examples_trained += n as u64;
                     stats.last_update = Some(SystemTime::now());
                 };
                 removed += match session.is_some() {
@@ -148,7 +142,7 @@ pub(super) fn train_batches(
         session.release(); // Whatever was claimed and not trained (the sub-update limit).
     }
     let budget = MAX_SUB_UPDATES.saturating_sub(attempts);
-    removed += isolate_harm(shared, agent, task, live, held_out, rejected, budget);
+    removed += isolate_harm(shared, &mut session, agent, task, live, held_out, rejected, budget);
     if !suspects.is_empty() {
         // Blame an example only when others succeeded beside it, or when it
         // was already singled out by such a round.
@@ -184,11 +178,14 @@ pub(super) fn train_batches(
 /// examples are rejected: the first time they stay buffered, to be judged
 /// again with a later update (a harmless batch rolled back on noise, whose
 /// halves then also drop by an example or two, is not lost); after
-/// [`MAX_REJECTIONS`] rejections they are quarantined. One instance only: with
-/// several, a rolled-back batch is published as discarded. Returns how many
-/// examples left the buffer.
+/// [`MAX_REJECTIONS`] rejections they are quarantined. With several
+/// instances each half is claimed again under the task's training lock and
+/// published like any update; the rejections are counted by the instance
+/// that judged them. Returns how many examples left the buffer.
+#[allow(clippy::too_many_arguments)]
 fn isolate_harm(
     shared: &Shared,
+    session: &mut Option<(&Cluster, &mut TaskSession)>,
     agent: &AgentState,
     task: &str,
     live: &LiveModel,
@@ -197,40 +194,10 @@ fn isolate_harm(
     mut budget: usize,
 ) -> usize {
     let mut removed = 0;
-    let reject = |Rejected {
-                      examples,
-                      update_id,
-                      certain,
-                  }: Rejected| {
-        let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
-        // A non-finite loss is no noise of the judging examples: no second judgement.
-        let given_up = agent.count_rejection(&ids, if certain { 1 } else { MAX_REJECTIONS });
-        if given_up.len() < ids.len() {
-            tracing::info!(agent = %agent.name, task, examples = ids.len() - given_up.len(), update_id, "rejected examples stay buffered for another judgement");
-        }
-        if given_up.is_empty() {
-            return 0;
-        }
-        tracing::warn!(agent = %agent.name, task, examples = given_up.len(), update_id, "examples quarantined");
-        shared.persist(StoreOp::SetState {
-            ids: given_up.clone(),
-            state: ExampleState::Quarantined,
-            update_id: Some(update_id),
-        });
-        let reason = format!(
-            "update {update_id} trained it and was rolled back; so was every smaller part of its batch, \
-             down to {} example(s), in each of {MAX_REJECTIONS} judgements",
-            examples.len()
-        );
-        for example in examples.iter().filter(|e| given_up.contains(&e.id)) {
-            crate::active::offer_quarantined(shared, agent, example.clone(), &reason);
-        }
-        agent.settle_examples(&given_up, |stats, n| stats.examples_quarantined += n as u64)
-    };
     let mut stack = rejected;
     while let Some(batch) = stack.pop() {
         if batch.examples.len() < 2 || budget < 2 {
-            removed += reject(batch);
+            removed += reject(shared, session, agent, task, batch);
             continue;
         }
         let mut first = batch.examples;
@@ -239,44 +206,112 @@ fn isolate_harm(
         for half in [first, second] {
             budget -= 1;
             let ids: Vec<ExampleId> = half.iter().map(|e| e.id).collect();
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                // Part of a batch already found harmful: kept only if it does no
-                // harm at all on the judging examples.
-                let judging = Judging {
-                    held_out,
-                    max_drop: Some(0.0),
-                };
-                grad::with_grad(|| update_task(shared, agent, task, live, &half, judging, &mut LocalCommit { shared }))
-            }))
-            .unwrap_or_else(|panic| Err(ModelError::Panicked(grad::panic_message(&*panic))));
+            let half = match commit_of(shared, session, &agent.name, task, &ids).reclaim(half) {
+                Ok(half) if !half.is_empty() => half,
+                Ok(_) => continue, // Not buffered any more.
+                Err(e) => {
+                    agent.record_error(format!("update of task {task:?} failed: {e}"));
+                    continue;
+                }
+            };
+            let ids: Vec<ExampleId> = half.iter().map(|e| e.id).collect();
+            let outcome = {
+                let mut commit = commit_of(shared, session, &agent.name, task, &ids);
+                catch_unwind(AssertUnwindSafe(|| {
+                    // Part of a batch already found harmful: kept only if it does no
+                    // harm at all on the judging examples.
+                    let judging = Judging {
+                        held_out,
+                        max_drop: Some(0.0),
+                    };
+                    grad::with_grad(|| update_task(shared, agent, task, live, &half, judging, commit.as_mut()))
+                }))
+                .unwrap_or_else(|panic| Err(ModelError::Panicked(grad::panic_message(&*panic))))
+            };
             match outcome {
                 Ok(record) if record.rollback_triggered => {
                     agent.stats.lock().updates_rolled_back += 1;
                     rolled_back.push(Rejected::by(half, &record));
-                    shared.record_performance(record);
+                    commit_of(shared, session, &agent.name, task, &ids).recorded(record);
                 }
                 Ok(record) => {
                     agent.forget_rejections(&ids);
-                    removed += agent.settle_examples(&ids, |stats, n| {
+                    let count = |stats: &mut crate::agent::AgentStats, n: usize| {
                         stats.updates_accepted += 1;
                         stats.examples_trained += n as u64;
                         stats.last_update = Some(SystemTime::now());
-                    });
-                    LocalCommit { shared }.settled(record, &ids);
+                    };
+                    removed += match session.is_some() {
+                        // Claimed from the shared table: not all were in this buffer.
+                        true => agent.remove_examples(&ids, count),
+                        false => agent.settle_examples(&ids, count),
+                    };
+                    commit_of(shared, session, &agent.name, task, &ids).settled(record, &ids);
                 }
                 // Not the examples' verdict: they stay buffered for a later update.
-                Err(e) => agent.record_error(format!("update of task {task:?} failed: {e}")),
+                Err(e) => {
+                    if let Some((_, session)) = session.as_mut() {
+                        session.release();
+                    }
+                    agent.record_error(format!("update of task {task:?} failed: {e}"))
+                }
             }
         }
         if rolled_back.len() == 2 {
             for half in rolled_back {
-                removed += reject(half);
+                removed += reject(shared, session, agent, task, half);
             }
         } else {
             stack.extend(rolled_back);
         }
     }
     removed
+}
+
+/// Counts a rejection of the examples; those rejected
+/// [`MAX_REJECTIONS`] times (once for a non-finite loss) are quarantined
+/// and offered for review, the others stay buffered for another judgement.
+/// Returns how many left the buffer.
+fn reject(
+    shared: &Shared,
+    session: &mut Option<(&Cluster, &mut TaskSession)>,
+    agent: &AgentState,
+    task: &str,
+    rejected: Rejected,
+) -> usize {
+    let Rejected {
+        examples,
+        update_id,
+        certain,
+    } = rejected;
+    let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
+    // A non-finite loss is no noise of the judging examples: no second judgement.
+    let given_up = agent.count_rejection(&ids, if certain { 1 } else { MAX_REJECTIONS });
+    if given_up.len() < ids.len() {
+        tracing::info!(agent = %agent.name, task, examples = ids.len() - given_up.len(), update_id, "rejected examples stay buffered for another judgement");
+    }
+    if given_up.is_empty() {
+        return 0;
+    }
+    if let Err(e) = commit_of(shared, session, &agent.name, task, &given_up).quarantine(&given_up, update_id) {
+        // Still buffered in the database: judged again by whoever trains next.
+        agent.record_error(format!("examples of task {task:?} not quarantined: {e}"));
+        return 0;
+    }
+    tracing::warn!(agent = %agent.name, task, examples = given_up.len(), update_id, "examples quarantined");
+    let reason = format!(
+        "update {update_id} trained it and was rolled back; so was every smaller part of its batch, \
+         down to {} example(s), in each of {MAX_REJECTIONS} judgements",
+        examples.len()
+    );
+    for example in examples.iter().filter(|e| given_up.contains(&e.id)) {
+        crate::active::offer_quarantined(shared, agent, example.clone(), &reason);
+    }
+    let count = |stats: &mut crate::agent::AgentStats, n: usize| stats.examples_quarantined += n as u64;
+    match session.is_some() {
+        true => agent.remove_examples(&given_up, count),
+        false => agent.settle_examples(&given_up, count),
+    }
 }
 
 /// Examples whose update was rolled back.

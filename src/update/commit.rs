@@ -11,7 +11,7 @@ use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
 use crate::cluster::{write_atomically, Cluster, Publication, TaskSession};
 use crate::error::ModelError;
 use crate::ewc::EwcState;
-use crate::example::{unix_millis, ExampleId, ModelPerformance};
+use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::models::AgentModel;
 use crate::optim::Touched;
 use crate::replay::ReplayChange;
@@ -50,8 +50,17 @@ pub(super) trait Commit {
     fn before_serving(&mut self, accepted: &Accepted<'_>, model: &dyn AgentModel) -> Result<(), ModelError>;
     /// After the version serves (`model` holds its weights, if a copy was kept).
     fn after_serving(&mut self, accepted: &Accepted<'_>, model: Option<&dyn AgentModel>);
-    /// The examples' new state and the update's record, once the outcome stands.
+    /// The examples of an accepted update are trained; its record.
     fn settled(&mut self, record: ModelPerformance, ids: &[ExampleId]);
+    /// The record of a rolled-back update whose examples are still to be
+    /// isolated (their state does not change yet).
+    fn recorded(&mut self, record: ModelPerformance);
+    /// Quarantines examples found harmful, with the rolled-back update
+    /// that last trained them.
+    fn quarantine(&mut self, ids: &[ExampleId], update_id: u64) -> Result<(), ModelError>;
+    /// Claims `examples` again for a further update of part of a batch
+    /// (several instances); returns those still to be trained.
+    fn reclaim(&mut self, examples: Vec<TrainingExample>) -> Result<Vec<TrainingExample>, ModelError>;
 }
 
 /// One instance: the store writer records everything after the version
@@ -112,13 +121,27 @@ impl Commit for LocalCommit<'_> {
     fn settled(&mut self, record: ModelPerformance, ids: &[ExampleId]) {
         self.shared.persist(StoreOp::SetState {
             ids: ids.to_vec(),
-            state: match record.rollback_triggered {
-                true => ExampleState::Discarded,
-                false => ExampleState::Trained,
-            },
+            state: ExampleState::Trained,
             update_id: Some(record.update_id),
         });
         self.shared.record_performance(record);
+    }
+
+    fn recorded(&mut self, record: ModelPerformance) {
+        self.shared.record_performance(record);
+    }
+
+    fn quarantine(&mut self, ids: &[ExampleId], update_id: u64) -> Result<(), ModelError> {
+        self.shared.persist(StoreOp::SetState {
+            ids: ids.to_vec(),
+            state: ExampleState::Quarantined,
+            update_id: Some(update_id),
+        });
+        Ok(())
+    }
+
+    fn reclaim(&mut self, examples: Vec<TrainingExample>) -> Result<Vec<TrainingExample>, ModelError> {
+        Ok(examples)
     }
 }
 
@@ -177,6 +200,26 @@ impl Commit for ClusterCommit<'_> {
         // Published with the claim already.
         self.shared.remember_performance(record);
     }
+
+    fn recorded(&mut self, record: ModelPerformance) {
+        self.shared.remember_performance(record);
+    }
+
+    fn quarantine(&mut self, ids: &[ExampleId], update_id: u64) -> Result<(), ModelError> {
+        self.session
+            .mark_quarantined(ids, update_id)
+            .map_err(|e| ModelError::Publish(format!("examples not quarantined: {e}")))
+    }
+
+    fn reclaim(&mut self, examples: Vec<TrainingExample>) -> Result<Vec<TrainingExample>, ModelError> {
+        let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
+        let Some(kind) = examples.first().map(|e| e.expected_output.kind()) else {
+            return Ok(examples);
+        };
+        self.session
+            .claim(self.agent, self.task, kind, Some(&ids), ids.len())
+            .map_err(|e| ModelError::Publish(format!("claim of examples failed: {e}")))
+    }
 }
 
 impl ClusterCommit<'_> {
@@ -218,8 +261,10 @@ impl ClusterCommit<'_> {
         };
         let publication = Publication {
             ids: self.ids,
+            // Rolled back: buffered again, for the pipeline to isolate the
+            // harmful part (it holds the task's training lock meanwhile).
             state: if record.rollback_triggered {
-                ExampleState::Discarded
+                ExampleState::Buffered
             } else {
                 ExampleState::Trained
             },
