@@ -5,8 +5,10 @@
 //! trains them like any other. In the fast regime of the news stream (the
 //! caller never waits), most of a burst used to leave the buffer untrained.
 //!
-//! One instance only: instances sharing a database take buffered rows from
-//! the shared table, and an evicted row stays evicted there.
+//! With several instances the rows go back to `buffered` in the shared
+//! table (a row another session holds is skipped), where any instance's
+//! claim takes them; each instance takes back what its own buffer evicted,
+//! and at start-up whatever is evicted for its agents.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,7 +28,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// query). Not after an error: the next eviction or update tries again.
 pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> bool {
     let Some(store) = &shared.store else { return false };
-    if shared.cluster.is_some() || shared.is_shutting_down() || !agent.may_reclaim.load(Ordering::Acquire) {
+    if shared.is_shutting_down() || !agent.may_reclaim.load(Ordering::Acquire) {
         return false;
     }
     let room = {

@@ -683,6 +683,10 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
         acceptance: defaults.acceptance.clone(),
         update_threshold: 100,
         max_examples_per_update: 1000,
+        // Every held-out row of the first 1,000 stays in the judging window:
+        // none leaves it to be buffered beside the corrections (harm diluted
+        // in a batch of good examples can pass, which is not under test here).
+        performance_window: 300,
         ..instance_config(&url, "judge")
     })
     .unwrap();
@@ -744,4 +748,49 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
     assert_eq!((agent.examples_quarantined, agent.examples_discarded), (60, 0));
     let offered = c.next_for_review(AGENT, TASK, 100).unwrap();
     assert_eq!(offered.iter().filter(|i| i.quarantined.is_some()).count(), 60);
+}
+
+#[test]
+fn a_burst_larger_than_the_buffer_is_trained_whole_with_several_instances() {
+    let url = fresh_database();
+    let articles = shuffled_articles();
+    let c = Coordinator::new(Config {
+        max_buffer_size: 20,
+        update_threshold: 20,
+        max_examples_per_update: 20,
+        ..instance_config(&url, "bursty")
+    })
+    .unwrap();
+    // As fast as the caller can: the buffer of 20 evicts most of the burst.
+    for a in &articles[..300] {
+        c.add_training_example(article_example(a)).unwrap();
+    }
+    c.flush(Duration::from_secs(60)).unwrap();
+    let evicted = c.get_training_status().agents[AGENT].examples_evicted;
+    let mut client = db(&url);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        c.wait_for_idle(Duration::from_secs(60));
+        let left = count(
+            &mut client,
+            "SELECT count(*) FROM training_examples WHERE state IN ('evicted', 'buffered')",
+        );
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} rows still evicted or buffered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let held_out = count(
+        &mut client,
+        "SELECT count(*) FROM training_examples WHERE split = 'held_out'",
+    );
+    let trained = count(
+        &mut client,
+        "SELECT count(*) FROM training_examples WHERE state = 'trained'",
+    );
+    assert!(evicted > 100, "the burst should overflow the buffer: {evicted} evicted");
+    // Every row is trained but those judging updates (the window holds 100).
+    assert!(held_out > 0 && held_out < 100, "{held_out} held out");
+    assert_eq!(trained + held_out, 300);
 }
