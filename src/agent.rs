@@ -267,10 +267,17 @@ impl AgentState {
     /// Removes examples from the buffer and, in the same critical section,
     /// updates the counters with how many left, so the counters always add up.
     pub fn remove_examples(&self, ids: &[ExampleId], count: impl FnOnce(&mut AgentStats, usize)) -> usize {
+        self.forget_strikes(ids);
         let mut buffer = self.buffer.lock();
         let n = buffer.remove(ids);
         count(&mut self.stats.lock(), n);
         n
+    }
+
+    /// Failures and rejections matter only while an example is buffered.
+    fn forget_strikes(&self, ids: &[ExampleId]) {
+        self.failures.lock().forget(ids);
+        self.rejections.lock().forget(ids);
     }
 
     /// [`remove_examples`](Self::remove_examples) for the examples of a local
@@ -279,6 +286,7 @@ impl AgentState {
     /// the update's state after the eviction), so it leaves the evicted count
     /// and `count` gets every id. Returns how many were still buffered.
     pub fn settle_examples(&self, ids: &[ExampleId], count: impl FnOnce(&mut AgentStats, usize)) -> usize {
+        self.forget_strikes(ids);
         let mut buffer = self.buffer.lock();
         let n = buffer.remove(ids);
         let mut stats = self.stats.lock();

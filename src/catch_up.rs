@@ -7,8 +7,9 @@
 //!
 //! With several instances the rows go back to `buffered` in the shared
 //! table (a row another session holds is skipped), where any instance's
-//! claim takes them; each instance takes back what its own buffer evicted,
-//! and at start-up whatever is evicted for its agents.
+//! claim takes them. An instance takes back any evicted rows of the agent
+//! once an eviction of its own (or its start) says there may be some, so
+//! its counters may count as received what another instance evicted.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -263,8 +263,15 @@ pub fn write_changes(
         Some(_) => (delta_path_of(dir, meta.version), path_of(dir, meta.version)),
     };
     let temp = dir.join(format!(".v{:08}.ckpt.{}.tmp", meta.version, std::process::id()));
-    let written = Tensor::save_multi(&named, &temp)
-        .map_err(CheckpointError::from)
+    // A file of the same number from an abandoned lineage (a version written
+    // but never published) must not shadow this one: gone before this one
+    // exists, so a crash in between cannot leave both.
+    let removed = match fs::remove_file(&other) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&other)(e)),
+        _ => Ok(()),
+    };
+    let written = removed
+        .and_then(|()| Tensor::save_multi(&named, &temp).map_err(CheckpointError::from))
         .and_then(|()| File::open(&temp).and_then(|f| f.sync_all()).map_err(io(&temp)))
         .and_then(|()| fs::rename(&temp, &target).map_err(io(&target)))
         .and_then(|()| File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir)));
@@ -272,12 +279,6 @@ pub fn write_changes(
         // Leave nothing half-written behind (a full disk would fill further).
         let _ = fs::remove_file(&temp);
         return Err(e);
-    }
-    // A file of the same number from an abandoned lineage (a version written
-    // but never published) must not shadow this one.
-    match fs::remove_file(&other) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&other)(e)),
-        _ => {}
     }
     Ok(target)
 }

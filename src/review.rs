@@ -163,6 +163,10 @@ impl ReviewQueue {
 
     /// Records what model `version` answers for an item still waiting.
     pub fn rescore(&mut self, id: ExampleId, version: u64, answer: Target, confidence: f64, usefulness: f64) {
+        // Handed out meanwhile: the reviewer saw the answer it had.
+        if self.out.contains(&id) {
+            return;
+        }
         if let Some(item) = self.items.get_mut(&id) {
             item.predicted_output = answer;
             item.confidence = confidence;

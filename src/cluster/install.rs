@@ -139,8 +139,17 @@ fn fetch_published(
                 checkpoint::delta_path_of(dir, version),
             ),
         };
+        // The other kind first: a crash in between must not leave both.
+        match fs::remove_file(&other) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    path: other.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+            _ => {}
+        }
         write_atomically(dir, &target, &bytes)?;
-        let _ = fs::remove_file(other);
         let base = version - 1;
         if !delta || (serving == Some(base) && checkpoint::file_of(dir, base).is_some()) {
             return Ok(());
@@ -217,7 +226,10 @@ pub(crate) fn write_atomically(dir: &std::path::Path, target: &std::path::Path, 
         message: e.to_string(),
     };
     fs::create_dir_all(dir).map_err(io)?;
-    let temp = target.with_extension(format!("part{}", std::process::id()));
+    // Unique per call: the listener and a worker may install the same version at once.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = target.with_extension(format!("part{}-{call}", std::process::id()));
     let written = File::create(&temp)
         .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
         .and_then(|()| fs::rename(&temp, target));

@@ -235,6 +235,7 @@ fn isolate_harm(
                     commit_of(shared, session, &agent.name, task, &ids).recorded(record);
                 }
                 Ok(record) => {
+                    agent.forget_failures(&ids);
                     agent.forget_rejections(&ids);
                     let count = |stats: &mut crate::agent::AgentStats, n: usize| {
                         stats.updates_accepted += 1;
@@ -253,7 +254,12 @@ fn isolate_harm(
                     if let Some((_, session)) = session.as_mut() {
                         session.release();
                     }
-                    agent.record_error(format!("update of task {task:?} failed: {e}"))
+                    // The database's fault: the rest waits for a later update too.
+                    let unpublished = matches!(e, ModelError::Publish(_));
+                    agent.record_error(format!("update of task {task:?} failed: {e}"));
+                    if unpublished {
+                        return removed;
+                    }
                 }
             }
         }

@@ -43,7 +43,6 @@ pub(super) fn update_task(
 ) -> Result<ModelPerformance, ModelError> {
     let Judging { held_out, max_drop } = judging;
     let started = Instant::now();
-    let version = live.version();
     let ewc_config = shared.config.ewc_for(&agent.name, task);
     let mut ewc = live.ewc.lock();
     let mut shadow_slot = live.shadow.lock();
@@ -56,10 +55,11 @@ pub(super) fn update_task(
     };
     let shapes_before = shapes(shadow.var_store());
     let mut judged = live.judged.lock();
-    // Read under the locks an install takes: the version of the weights copied.
-    let serving = live.version();
-    if judged.0 != serving {
-        *judged = (serving, eval::Judged::new());
+    // Read under the locks an install or a restore takes: the version of the
+    // weights copied (a delta checkpoint is written against it).
+    let version = live.version();
+    if judged.0 != version {
+        *judged = (version, eval::Judged::new());
     }
     // Only the window's examples are worth remembering.
     let window: std::collections::HashSet<ExampleId> = held_out.iter().map(|e| e.id).collect();
