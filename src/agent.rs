@@ -252,11 +252,6 @@ impl AgentState {
         self.failures.lock().forget(ids);
     }
 
-    /// Forgets the rejections of examples an accepted update trained.
-    pub fn forget_rejections(&self, ids: &[ExampleId]) {
-        self.rejections.lock().forget(ids);
-    }
-
     /// Counts a rejection for each id (see [`crate::update`]'s
     /// `isolate_harm`); returns the ids rejected `limit` times (and forgets
     /// them).

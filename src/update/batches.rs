@@ -104,19 +104,7 @@ pub(super) fn train_batches(
             }
             Ok(record) => {
                 any_success = true;
-                agent.forget_failures(&ids);
-                agent.forget_rejections(&ids);
-                let count = |stats: &mut crate::agent::AgentStats, n: usize| {
-                    stats.updates_accepted += 1;
-                    stats.examples_trained += n as u64;
-                    stats.last_update = Some(SystemTime::now());
-                };
-                removed += match session.is_some() {
-                    // Claimed from the shared table: not all were in this buffer.
-                    true => agent.remove_examples(&ids, count),
-                    false => agent.settle_examples(&ids, count),
-                };
-                commit_of(shared, &mut session, &agent.name, task, &ids).settled(record, &ids);
+                removed += accepted(shared, &mut session, agent, task, record, &ids);
             }
             Err(message) => {
                 if let Some((_, session)) = session.as_mut() {
@@ -235,19 +223,7 @@ fn isolate_harm(
                     commit_of(shared, session, &agent.name, task, &ids).recorded(record);
                 }
                 Ok(record) => {
-                    agent.forget_failures(&ids);
-                    agent.forget_rejections(&ids);
-                    let count = |stats: &mut crate::agent::AgentStats, n: usize| {
-                        stats.updates_accepted += 1;
-                        stats.examples_trained += n as u64;
-                        stats.last_update = Some(SystemTime::now());
-                    };
-                    removed += match session.is_some() {
-                        // Claimed from the shared table: not all were in this buffer.
-                        true => agent.remove_examples(&ids, count),
-                        false => agent.settle_examples(&ids, count),
-                    };
-                    commit_of(shared, session, &agent.name, task, &ids).settled(record, &ids);
+                    removed += accepted(shared, session, agent, task, record, &ids);
                 }
                 // Not the examples' verdict: they stay buffered for a later update.
                 Err(e) => {
@@ -271,6 +247,30 @@ fn isolate_harm(
             stack.extend(rolled_back);
         }
     }
+    removed
+}
+
+/// Settles the examples of an accepted update: they leave the buffer as
+/// trained and the commit records them. Returns how many left the buffer.
+fn accepted(
+    shared: &Shared,
+    session: &mut Option<(&Cluster, &mut TaskSession)>,
+    agent: &AgentState,
+    task: &str,
+    record: ModelPerformance,
+    ids: &[ExampleId],
+) -> usize {
+    let count = |stats: &mut crate::agent::AgentStats, n: usize| {
+        stats.updates_accepted += 1;
+        stats.examples_trained += n as u64;
+        stats.last_update = Some(SystemTime::now());
+    };
+    let removed = match session.is_some() {
+        // Claimed from the shared table: not all were in this buffer.
+        true => agent.remove_examples(ids, count),
+        false => agent.settle_examples(ids, count),
+    };
+    commit_of(shared, session, &agent.name, task, ids).settled(record, ids);
     removed
 }
 
