@@ -699,22 +699,10 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
     assert!(version >= 1);
 
     // 60 corrections with every outlet rotated: one batch, rolled back.
-    let outlets = common::news::OUTLETS;
     let wrong: Vec<&Article> = articles[1000..1060].iter().collect();
     for (i, a) in wrong.iter().enumerate() {
-        let at = outlets.iter().position(|o| *o == a.outlet).unwrap();
-        let rotated = outlets[(at + 1 + i % 8) % 9];
-        c.add_user_correction(onthefly::UserCorrection {
-            priority: onthefly::Priority::Medium,
-            ..onthefly::UserCorrection::new(
-                AGENT,
-                TASK,
-                a.text.clone(),
-                Target::Label(a.outlet.clone()),
-                Target::Label(rotated.to_string()),
-            )
-        })
-        .unwrap();
+        c.add_user_correction(common::news::rotated_correction(AGENT, TASK, a, i))
+            .unwrap();
     }
     c.flush(Duration::from_secs(60)).unwrap();
     let states = |client: &mut Client| -> BTreeMap<String, i64> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::news;
-use onthefly::{Config, Coordinator, NewExample, Priority, Target, UserCorrection};
+use onthefly::{Config, Coordinator, NewExample, Priority, Target};
 use tch::Tensor;
 
 const AGENT: &str = "scout";
@@ -52,18 +52,8 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     // People "correct" 60 later articles to the wrong outlets (labels rotated),
     // at priority 1 so they form one batch, trained when forced.
     for (i, article) in articles[1500..1560].iter().enumerate() {
-        let wrong = news::OUTLETS[(news::OUTLETS.iter().position(|o| *o == article.outlet).unwrap() + 1 + i % 8) % 9];
-        c.add_user_correction(UserCorrection {
-            priority: Priority::Medium,
-            ..UserCorrection::new(
-                AGENT,
-                TASK,
-                article.text.clone(),
-                Target::Label(article.outlet.clone()),
-                Target::Label(wrong.to_string()),
-            )
-        })
-        .unwrap();
+        c.add_user_correction(news::rotated_correction(AGENT, TASK, article, i))
+            .unwrap();
     }
     c.force_update_agent(AGENT).unwrap();
     assert!(c.wait_for_idle(Duration::from_secs(120)));

@@ -101,3 +101,22 @@ pub fn labelled_examples(range: std::ops::Range<usize>) -> Vec<onthefly::Trainin
         })
         .collect()
 }
+
+/// A person's "correction" of `article` to a wrong outlet, rotated by the
+/// article's position `i` (every wrong outlet in turn), at priority 1 so a
+/// run of them forms one batch.
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn rotated_correction(agent: &str, task: &str, article: &Article, i: usize) -> onthefly::UserCorrection {
+    let at = OUTLETS.iter().position(|o| *o == article.outlet).unwrap();
+    let wrong = OUTLETS[(at + 1 + i % 8) % 9];
+    onthefly::UserCorrection {
+        priority: onthefly::Priority::Medium,
+        ..onthefly::UserCorrection::new(
+            agent,
+            task,
+            article.text.clone(),
+            onthefly::Target::Label(article.outlet.clone()),
+            onthefly::Target::Label(wrong.to_string()),
+        )
+    }
+}
