@@ -9,6 +9,14 @@
 //! The EWC variants: the adaptive pass with the proximal EWC term, and the
 //! Fisher of the 50.
 //!
+//! And the whole update as a user gets it: 50 news articles handed to a
+//! coordinator (default configuration, store and checkpoints off, as in
+//! `peer_news`), one update forced and waited for: replay, the pass, the
+//! judging of live model and candidate, the swap and the copy of the
+//! changed rows into the trainer's copy. The articles are not predicted
+//! first, so the update tokenises them itself (a stream that predicts each
+//! article before handing it in has them cached).
+//!
 //! `cargo bench --bench update`
 
 #[path = "../tests/common/news.rs"]
@@ -16,13 +24,16 @@
 mod news;
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use onthefly::eval::measure;
 use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
 use onthefly::features::ngram_ids;
 use onthefly::models::{AgentModel, TextClassifier};
-use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
+use onthefly::{
+    train_one_epoch, Config, Coordinator, NewExample, StoreConfig, Target, TextModelConfig, TrainingExample,
+};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -156,6 +167,46 @@ fn update_cost(c: &mut Criterion) {
     });
     group.bench_function("fisher_of_50", |b| {
         b.iter(|| black_box(diagonal_fisher(&model, &batch, FisherKind::Empirical, 50, 3).unwrap()))
+    });
+    group.bench_function("whole_update_through_the_coordinator", |b| {
+        let dir = std::env::temp_dir().join(format!("onthefly-bench-update-{}", std::process::id()));
+        let coordinator = Coordinator::new(Config {
+            data_dir: dir.clone(),
+            predict_feedback_threshold: 0.0,
+            checkpoints_kept: 0,
+            store: StoreConfig {
+                enabled: false,
+                ..StoreConfig::default()
+            },
+            ..Config::default()
+        })
+        .unwrap();
+        let mut next = 0usize;
+        let mut hand_in = |n: usize| {
+            for _ in 0..n {
+                // Past the end the stream starts again (new ids, the same texts).
+                let a = &articles[next % articles.len()];
+                next += 1;
+                let example = NewExample::new("scout", "news", a.text.clone(), Target::Label(a.outlet.clone()));
+                coordinator.add_training_example(example).unwrap();
+            }
+        };
+        // Every label known, the judging window full, the replay memory filling.
+        hand_in(500);
+        assert!(coordinator.wait_for_idle(Duration::from_secs(600)));
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                hand_in(50);
+                coordinator.force_update_agent("scout").unwrap();
+                assert!(coordinator.wait_for_idle(Duration::from_secs(600)));
+                spent += started.elapsed();
+            }
+            spent
+        });
+        coordinator.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
     });
     group.finish();
 }

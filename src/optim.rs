@@ -58,6 +58,10 @@ pub struct Touched {
     /// Per variable: `Some(rows)` (a 1-d int64 tensor, possibly with
     /// duplicates) or `None` for the whole variable.
     rows: BTreeMap<String, Option<Vec<Tensor>>>,
+    /// Per variable written once by a pass that kept its results: the rows
+    /// (unique), their new values and their new sums. Installing them in
+    /// the other copy of the model then needs no read of the trained one.
+    written: BTreeMap<String, [Tensor; 3]>,
 }
 
 impl Touched {
@@ -68,13 +72,27 @@ impl Touched {
 
     /// Records that `rows` of variable `name` changed.
     pub(crate) fn add_rows(&mut self, name: &str, rows: &Tensor) {
+        // Values recorded for a first write are stale after a second one.
+        self.written.remove(name);
         // A variable already touched whole stays whole.
         if let Some(list) = self.rows.entry(name.to_string()).or_insert_with(|| Some(Vec::new())) {
             list.push(rows.shallow_clone());
         }
     }
 
+    /// Records that `rows` (unique) of variable `name` now hold `values` and
+    /// their optimiser state `sums`.
+    pub(crate) fn add_written(&mut self, name: &str, rows: &Tensor, values: Tensor, sums: Tensor) {
+        let first = !self.rows.contains_key(name);
+        self.add_rows(name, rows);
+        if first {
+            self.written
+                .insert(name.to_string(), [rows.shallow_clone(), values, sums]);
+        }
+    }
+
     fn add_all(&mut self, name: &str) {
+        self.written.remove(name);
         self.rows.insert(name.to_string(), None);
     }
 
@@ -148,6 +166,34 @@ impl Touched {
                         }
                     }
                 }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Writes the new values recorded by [`Touched::add_written`] into
+    /// `dst`, reading nothing from the trained model: the other copy of a
+    /// model brought up to date after an accepted update. Returns `false`,
+    /// writing nothing, when a touched variable has no record or `dst`
+    /// lacks it in that shape (the caller then uses
+    /// [`Touched::copy_rows`]).
+    pub fn write_recorded(&self, dst: &VarStore) -> Result<bool, ModelError> {
+        let dst_vars = dst.variables();
+        let mut writes = Vec::new();
+        for name in self.rows.keys() {
+            let Some([rows, values, sums]) = self.written.get(name) else {
+                return Ok(false);
+            };
+            for (var, new) in [(name.clone(), values), (state_name(name), sums)] {
+                match dst_vars.get(&var) {
+                    Some(to) if to.size().get(1..) == new.size().get(1..) => writes.push((to, rows, new)),
+                    _ => return Ok(false),
+                }
+            }
+        }
+        crate::grad::no_grad(|| -> Result<bool, ModelError> {
+            for (to, rows, new) in writes {
+                let _ = to.shallow_clone().f_index_copy_(0, rows, new)?;
             }
             Ok(true)
         })

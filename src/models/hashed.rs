@@ -14,6 +14,7 @@
 //! which the adaptive optimiser ([`crate::optim`]) steps alone.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -21,6 +22,8 @@ use crate::config::TextModelConfig;
 use crate::error::ModelError;
 use crate::features::{ngram_ids, stable_hash};
 use crate::optim;
+
+use super::feature_cache::{FeatureCache, MAX_CACHED_IDS};
 
 /// Name of the `buckets × outputs` weight table.
 pub(crate) const WEIGHT: &str = "weight";
@@ -32,15 +35,28 @@ pub(crate) struct HashedLinear {
     pub weight: Tensor,
     /// One squared-gradient sum per row (`rows × 1`).
     sums: Tensor,
+    /// The feature ids of texts seen, shared with the layer's copies.
+    cache: Arc<FeatureCache>,
+}
+
+/// The inputs of a pass over the rows they use.
+struct SparseBatch {
+    /// The buckets the inputs use, ascending: the table is read and written
+    /// in address order.
+    union: Vec<i64>,
+    /// Per input, its (place in `union`, value) pairs, a repeated n-gram's
+    /// values added up.
+    inputs: Vec<Vec<(u32, f32)>>,
 }
 
 impl HashedLinear {
     /// A layer with these weights and the optimiser state of `state` (name →
     /// values; zero when missing), on `device`.
-    pub fn from_tensors(
+    fn from_tensors(
         device: Device,
         weight: &Tensor,
         state: &BTreeMap<String, Tensor>,
+        cache: Arc<FeatureCache>,
     ) -> Result<HashedLinear, ModelError> {
         let vs = VarStore::new(device);
         let weight = vs.root().f_var_copy(WEIGHT, weight)?;
@@ -53,19 +69,30 @@ impl HashedLinear {
             }
             _ => optim::add_state_with(&vs, WEIGHT, &Tensor::f_zeros([rows, 1], (Kind::Float, device))?)?,
         };
-        Ok(HashedLinear { vs, weight, sums })
+        Ok(HashedLinear {
+            vs,
+            weight,
+            sums,
+            cache,
+        })
     }
 
     /// A zero layer of `buckets × outputs`.
     pub fn zeros(device: Device, buckets: usize, outputs: usize) -> Result<HashedLinear, ModelError> {
+        // Cached ids are 32-bit (see `ids`).
+        if buckets > 1 << 32 {
+            return Err(ModelError::NotSupported(format!(
+                "a hashed layer has at most 2^32 buckets, not {buckets}"
+            )));
+        }
         let weight = Tensor::f_zeros([buckets as i64, outputs as i64], (Kind::Float, Device::Cpu))?;
-        Self::from_tensors(device, &weight, &BTreeMap::new())
+        Self::from_tensors(device, &weight, &BTreeMap::new(), new_cache())
     }
 
     /// The weights and optimiser state of a checkpoint, by name.
     pub fn from_checkpoint(device: Device, params: &BTreeMap<String, Tensor>) -> Result<HashedLinear, ModelError> {
         let weight = super::bag::saved_param(params, WEIGHT, Device::Cpu)?;
-        Self::from_tensors(device, &weight, params)
+        Self::from_tensors(device, &weight, params, new_cache())
     }
 
     /// A deep copy with its own variables (and optimiser state).
@@ -77,7 +104,7 @@ impl HashedLinear {
                 .into_iter()
                 .filter(|(name, _)| optim::is_state(name))
                 .collect();
-            Self::from_tensors(self.vs.device(), &self.weight, &state)
+            Self::from_tensors(self.vs.device(), &self.weight, &state, Arc::clone(&self.cache))
         })
     }
 
@@ -102,14 +129,14 @@ impl HashedLinear {
                 .map(|t| (key, t.shallow_clone()))
                 .into_iter()
                 .collect();
-            Self::from_tensors(self.vs.device(), &widen(&self.weight)?, &state)
+            Self::from_tensors(self.vs.device(), &widen(&self.weight)?, &state, Arc::clone(&self.cache))
         })
     }
 
     /// `inputs × outputs` scores before any link function.
     pub fn forward(&self, inputs: &[&str], config: &TextModelConfig, sparse: bool) -> Result<Tensor, ModelError> {
         let device = self.vs.device();
-        let (ids, offsets, values) = features(inputs, config);
+        let (ids, offsets, values) = self.features(inputs, config);
         let ids = Tensor::f_from_slice(&ids)?.f_to_device(device)?;
         let offsets = Tensor::f_from_slice(&offsets)?.f_to_device(device)?;
         let values = Tensor::f_from_slice(&values)?.f_to_device(device)?;
@@ -143,43 +170,7 @@ impl HashedLinear {
     ) -> Result<f64, ModelError> {
         let device = self.vs.device();
         let outputs = self.weight.size().get(1).copied().unwrap_or(0) as usize;
-        // Each input's (local row, value) pairs over the union of their rows
-        // (a repeated n-gram adds up). A table over every bucket (4 bytes
-        // each) is cheaper than a hash map or a sort for the ~100,000
-        // look-ups of an update.
-        let mut union: Vec<i64> = Vec::new();
-        let mut local = vec![u32::MAX; config.hash_buckets];
-        // For each union row: the last input that used it, and where in that
-        // input's list it is.
-        let mut last_use: Vec<(usize, usize)> = Vec::new();
-        let constant = constant_feature(config);
-        let inputs: Vec<Vec<(usize, f32)>> = texts
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let mut ids = ngram_ids(text, config.hash_buckets, config.max_tokens);
-                ids.push(constant);
-                let value = 1.0 / ids.len() as f32;
-                let mut features: Vec<(usize, f32)> = Vec::with_capacity(ids.len());
-                for id in ids {
-                    let slot = &mut local[id as usize];
-                    if *slot == u32::MAX {
-                        *slot = union.len() as u32;
-                        union.push(id);
-                        last_use.push((usize::MAX, 0));
-                    }
-                    let at = *slot as usize;
-                    match last_use[at] {
-                        (input, position) if input == i => features[position].1 += value,
-                        _ => {
-                            last_use[at] = (i, features.len());
-                            features.push((at, value));
-                        }
-                    }
-                }
-                features
-            })
-            .collect();
+        let SparseBatch { union, inputs } = self.sparse_batch(texts, config);
         let n = union.len();
         crate::grad::no_grad(|| {
             let ids = Tensor::f_from_slice(&union)?.f_to_device(device)?;
@@ -197,6 +188,7 @@ impl HashedLinear {
             for (i, features) in inputs.iter().enumerate() {
                 let mut scores = vec![0f32; outputs];
                 for &(at, value) in features {
+                    let at = at as usize;
                     for (score, &w) in scores.iter_mut().zip(&rows[at * outputs..(at + 1) * outputs]) {
                         *score += value * w;
                     }
@@ -208,6 +200,7 @@ impl HashedLinear {
                 // A row's gradient is value·grad, its squared norm value²·|grad|².
                 let grad_norm2: f32 = grad.iter().map(|g| g * g).sum();
                 for &(at, value) in features {
+                    let at = at as usize;
                     sums[at] += value * value * grad_norm2;
                     let step = rate as f32 * value / (sums[at].sqrt() + optim::EPSILON as f32);
                     for (w, g) in rows[at * outputs..(at + 1) * outputs].iter_mut().zip(&grad) {
@@ -224,7 +217,7 @@ impl HashedLinear {
                 .f_to_device(device)?;
             let _ = self.sums.shallow_clone().f_index_copy_(0, &ids, &sums)?;
             let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
-            touched.add_rows(WEIGHT, &ids);
+            touched.add_written(WEIGHT, &ids, rows, sums);
             Ok(total)
         })
     }
@@ -235,26 +228,95 @@ fn constant_feature(config: &TextModelConfig) -> i64 {
     (stable_hash(b"<onthefly constant feature>") % config.hash_buckets as u64) as i64
 }
 
-/// The n-gram ids of `inputs` and the constant feature in one flat list,
-/// each input's offset in it, and each id's value (`1/n` for an input of `n`
-/// ids).
-///
-/// The bias is a constant feature of the table rather than a separate
-/// variable, so it gets the same share of an input's step as any n-gram:
-/// a separate bias with the value 1 took half of every step, and after a run
-/// of articles of one outlet it alone predicted that outlet for everything.
-fn features(inputs: &[&str], config: &TextModelConfig) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
-    let constant = constant_feature(config);
-    let mut ids = Vec::new();
-    let mut offsets = Vec::with_capacity(inputs.len());
-    let mut values = Vec::new();
-    for text in inputs {
-        offsets.push(ids.len() as i64);
-        let mut own = ngram_ids(text, config.hash_buckets, config.max_tokens);
-        own.push(constant);
-        let value = 1.0 / own.len() as f32;
-        values.extend(std::iter::repeat_n(value, own.len()));
-        ids.extend(own);
+/// An empty feature cache for a new layer.
+fn new_cache() -> Arc<FeatureCache> {
+    Arc::new(FeatureCache::new(MAX_CACHED_IDS))
+}
+
+impl HashedLinear {
+    /// The n-gram ids of `text` and the constant feature, from the cache,
+    /// ascending: a pass reads its rows in address order, and a repeated
+    /// n-gram's ids are neighbours.
+    ///
+    /// The bias is a constant feature of the table rather than a separate
+    /// variable, so it gets the same share of an input's step as any n-gram:
+    /// a separate bias with the value 1 took half of every step, and after a
+    /// run of articles of one outlet it alone predicted that outlet for
+    /// everything.
+    fn ids(&self, text: &str, config: &TextModelConfig) -> Arc<[u32]> {
+        self.cache.ids(text, |text| {
+            // Buckets fit 32 bits: the configuration caps the table at 2³⁰ weights.
+            let mut ids: Vec<u32> = ngram_ids(text, config.hash_buckets, config.max_tokens)
+                .into_iter()
+                .map(|id| id as u32)
+                .collect();
+            ids.push(constant_feature(config) as u32);
+            ids.sort_unstable();
+            ids
+        })
     }
-    (ids, offsets, values)
+
+    /// The rows `texts` use and each text's features over them.
+    ///
+    /// The rows are the set bits of a bitmap over the buckets, and a row's
+    /// place among them is its rank (the bits set before it: a count per
+    /// 64-bit word plus a popcount). The bitmap and the counts of 2¹⁸
+    /// buckets take 48 KiB and stay in the core's cache, where a table of a
+    /// place per bucket (1 MiB) missed it on every look-up and took as long
+    /// as the training itself.
+    fn sparse_batch(&self, texts: &[&str], config: &TextModelConfig) -> SparseBatch {
+        let all: Vec<Arc<[u32]>> = texts.iter().map(|text| self.ids(text, config)).collect();
+        let mut bits = vec![0u64; config.hash_buckets.div_ceil(64)];
+        for &id in all.iter().flat_map(|ids| ids.iter()) {
+            bits[id as usize / 64] |= 1 << (id % 64);
+        }
+        let mut before = Vec::with_capacity(bits.len());
+        let mut union = Vec::new();
+        for (w, &word) in bits.iter().enumerate() {
+            before.push(union.len() as u32);
+            let mut rest = word;
+            while rest != 0 {
+                union.push((w * 64) as i64 + i64::from(rest.trailing_zeros()));
+                rest &= rest - 1;
+            }
+        }
+        let rank = |id: u32| {
+            let below = bits[id as usize / 64] & ((1u64 << (id % 64)) - 1);
+            before[id as usize / 64] + below.count_ones()
+        };
+        let inputs = all
+            .iter()
+            .map(|ids| {
+                let value = 1.0 / ids.len() as f32;
+                let mut features: Vec<(u32, f32)> = Vec::with_capacity(ids.len());
+                // Sorted (see `ids`): a repeated n-gram follows itself.
+                let mut previous = None;
+                for &id in ids.iter() {
+                    match (previous == Some(id), features.last_mut()) {
+                        (true, Some(last)) => last.1 += value,
+                        _ => features.push((rank(id), value)),
+                    }
+                    previous = Some(id);
+                }
+                features
+            })
+            .collect();
+        SparseBatch { union, inputs }
+    }
+
+    /// The ids of `inputs` in one flat list, each input's offset in it, and
+    /// each id's value (`1/n` for an input of `n` ids).
+    fn features(&self, inputs: &[&str], config: &TextModelConfig) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
+        let mut ids = Vec::new();
+        let mut offsets = Vec::with_capacity(inputs.len());
+        let mut values = Vec::new();
+        for text in inputs {
+            offsets.push(ids.len() as i64);
+            let own = self.ids(text, config);
+            let value = 1.0 / own.len() as f32;
+            values.extend(std::iter::repeat_n(value, own.len()));
+            ids.extend(own.iter().map(|&id| i64::from(id)));
+        }
+        (ids, offsets, values)
+    }
 }

@@ -8,6 +8,7 @@
 //! on the same `VarStore`, so it fits every model without knowing its layers.
 
 mod bag;
+mod feature_cache;
 mod hashed;
 mod minilm;
 mod minilm_head;

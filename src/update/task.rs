@@ -225,12 +225,24 @@ pub(super) fn update_task(
                 drop(old); // Freed outside the lock.
                 Some(copy)
             }
-            (None, Some(touched)) => match touched.copy_rows(serving.var_store(), old.var_store()) {
-                // Only the rows the update changed: predictions wait for
-                // that copy, not for a whole model.
-                Ok(true) => Some(old),
-                _ => None,
-            },
+            (None, Some(touched)) => {
+                // Only the rows the update changed, from the values the pass
+                // recorded, after the lock (predictions do not wait); else
+                // read from the serving model under it.
+                drop(serving);
+                match touched.write_recorded(old.var_store()) {
+                    Ok(true) => Some(old),
+                    Ok(false) => {
+                        let serving = live.model.lock();
+                        touched
+                            .copy_rows(serving.var_store(), old.var_store())
+                            .ok()
+                            .filter(|&copied| copied)
+                            .map(|_| old)
+                    }
+                    Err(_) => None,
+                }
+            }
             (None, None) => None,
         }
     };
