@@ -50,19 +50,38 @@ struct SparseBatch {
 }
 
 impl HashedLinear {
-    /// A layer with these weights and the optimiser state of `state` (name →
-    /// values; zero when missing), on `device`.
+    /// A layer with these weights followed by `extra` zero columns, and the
+    /// optimiser state of `state` (name → values; zero when missing), on
+    /// `device`. The table is allocated once, zero, and the weights copied
+    /// into it: a new label used to cost three copies of the table.
     fn from_tensors(
         device: Device,
         weight: &Tensor,
+        extra: usize,
         state: &BTreeMap<String, Tensor>,
         cache: Arc<FeatureCache>,
     ) -> Result<HashedLinear, ModelError> {
         let vs = VarStore::new(device);
-        let weight = vs.root().f_var_copy(WEIGHT, weight)?;
+        let (rows, columns) = match weight.size().as_slice() {
+            &[rows, columns] => (rows, columns),
+            other => {
+                return Err(ModelError::NotSupported(format!(
+                    "a hashed weight table has two dimensions, not {other:?}"
+                )))
+            }
+        };
+        let weight = match extra {
+            0 => vs.root().f_var_copy(WEIGHT, weight)?,
+            _ => {
+                let table = vs.root().f_zeros(WEIGHT, &[rows, columns + extra as i64])?;
+                if columns > 0 {
+                    crate::grad::no_grad(|| table.f_narrow(1, 0, columns)?.f_copy_(weight))?;
+                }
+                table
+            }
+        };
         // One squared-gradient sum per n-gram (row-wise AdaGrad, see
         // `crate::optim`), whatever the number of outputs.
-        let rows = weight.size()[0];
         let sums = match state.get(&optim::state_name(WEIGHT)) {
             Some(saved) if saved.size() == [rows, 1] => {
                 optim::add_state_with(&vs, WEIGHT, &saved.f_to_device(device)?)?
@@ -85,14 +104,15 @@ impl HashedLinear {
                 "a hashed layer has at most 2^32 buckets, not {buckets}"
             )));
         }
-        let weight = Tensor::f_zeros([buckets as i64, outputs as i64], (Kind::Float, Device::Cpu))?;
-        Self::from_tensors(device, &weight, &BTreeMap::new(), new_cache())
+        // No columns yet: an empty tensor, widened to `outputs` zero columns.
+        let none = Tensor::f_zeros([buckets as i64, 0], (Kind::Float, Device::Cpu))?;
+        Self::from_tensors(device, &none, outputs, &BTreeMap::new(), new_cache())
     }
 
     /// The weights and optimiser state of a checkpoint, by name.
     pub fn from_checkpoint(device: Device, params: &BTreeMap<String, Tensor>) -> Result<HashedLinear, ModelError> {
         let weight = super::bag::saved_param(params, WEIGHT, Device::Cpu)?;
-        Self::from_tensors(device, &weight, params, new_cache())
+        Self::from_tensors(device, &weight, 0, params, new_cache())
     }
 
     /// A deep copy with its own variables (and optimiser state).
@@ -104,7 +124,7 @@ impl HashedLinear {
                 .into_iter()
                 .filter(|(name, _)| optim::is_state(name))
                 .collect();
-            Self::from_tensors(self.vs.device(), &self.weight, &state, Arc::clone(&self.cache))
+            Self::from_tensors(self.vs.device(), &self.weight, 0, &state, Arc::clone(&self.cache))
         })
     }
 
@@ -112,24 +132,16 @@ impl HashedLinear {
     /// a classifier's new labels start at the logit 0.
     pub fn grown(&self, extra: usize) -> Result<HashedLinear, ModelError> {
         crate::grad::no_grad(|| {
-            let variables = self.vs.variables();
-            let widen = |t: &Tensor| -> Result<Tensor, ModelError> {
-                let mut size = t.size();
-                let last = size.len() - 1;
-                size[last] = extra as i64;
-                Ok(Tensor::f_cat(
-                    &[t, &Tensor::f_zeros(size.as_slice(), (t.kind(), t.device()))?],
-                    last as i64,
-                )?)
-            };
             // The sums are per row: they carry over as they are.
             let key = optim::state_name(WEIGHT);
-            let state: BTreeMap<String, Tensor> = variables
+            let state: BTreeMap<String, Tensor> = self
+                .vs
+                .variables()
                 .get(&key)
                 .map(|t| (key, t.shallow_clone()))
                 .into_iter()
                 .collect();
-            Self::from_tensors(self.vs.device(), &widen(&self.weight)?, &state, Arc::clone(&self.cache))
+            Self::from_tensors(self.vs.device(), &self.weight, extra, &state, Arc::clone(&self.cache))
         })
     }
 
@@ -234,9 +246,7 @@ fn new_cache() -> Arc<FeatureCache> {
 }
 
 impl HashedLinear {
-    /// The n-gram ids of `text` and the constant feature, from the cache,
-    /// ascending: a pass reads its rows in address order, and a repeated
-    /// n-gram's ids are neighbours.
+    /// The n-gram ids of `text` and the constant feature, from the cache.
     ///
     /// The bias is a constant feature of the table rather than a separate
     /// variable, so it gets the same share of an input's step as any n-gram:
@@ -251,7 +261,6 @@ impl HashedLinear {
                 .map(|id| id as u32)
                 .collect();
             ids.push(constant_feature(config) as u32);
-            ids.sort_unstable();
             ids
         })
     }
@@ -284,19 +293,25 @@ impl HashedLinear {
             let below = bits[id as usize / 64] & ((1u64 << (id % 64)) - 1);
             before[id as usize / 64] + below.count_ones()
         };
+        // Per row: the last input that used it and where in that input's
+        // list it is, so a repeated n-gram's values add up.
+        let mut last_use: Vec<(u32, u32)> = vec![(u32::MAX, 0); union.len()];
         let inputs = all
             .iter()
-            .map(|ids| {
+            .enumerate()
+            .map(|(i, ids)| {
                 let value = 1.0 / ids.len() as f32;
                 let mut features: Vec<(u32, f32)> = Vec::with_capacity(ids.len());
-                // Sorted (see `ids`): a repeated n-gram follows itself.
-                let mut previous = None;
                 for &id in ids.iter() {
-                    match (previous == Some(id), features.last_mut()) {
-                        (true, Some(last)) => last.1 += value,
-                        _ => features.push((rank(id), value)),
+                    let at = rank(id);
+                    let (input, position) = &mut last_use[at as usize];
+                    match *input == i as u32 {
+                        true => features[*position as usize].1 += value,
+                        false => {
+                            (*input, *position) = (i as u32, features.len() as u32);
+                            features.push((at, value));
+                        }
                     }
-                    previous = Some(id);
                 }
                 features
             })
