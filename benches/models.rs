@@ -57,6 +57,7 @@ fn bench_kind(c: &mut Criterion, name: &str, mut model: Box<dyn AgentModel>, dat
         ewc_consolidations: ewc.consolidations(),
         created_ms: 0,
         base: None,
+        packed: Default::default(),
     };
 
     let mut group = c.benchmark_group(format!("update_of_50/{name}"));

@@ -945,6 +945,8 @@ impl Coordinator {
                 tracing::error!(thread = %name, "background thread panicked");
             }
         }
+        // No update runs now, so the live models are the serving versions.
+        crate::update::compact_checkpoints(&self.shared);
         // Last: the threads above may still have persisted something.
         if let Some(store) = &self.shared.store {
             store.shutdown();

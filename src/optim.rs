@@ -44,12 +44,15 @@ pub(crate) const EPSILON: f64 = 1e-8;
 
 /// The name of the squared-gradient sums of variable `name`.
 pub fn state_name(name: &str) -> String {
-    format!("{name}__sumsq")
+    format!("{name}{STATE_SUFFIX}")
 }
+
+/// How the name of a variable's optimiser state ends.
+const STATE_SUFFIX: &str = "__sumsq";
 
 /// Whether `name` is optimiser state rather than a weight.
 pub fn is_state(name: &str) -> bool {
-    name.ends_with("__sumsq")
+    name.ends_with(STATE_SUFFIX)
 }
 
 /// Which rows of which variables an update changed.
@@ -62,6 +65,9 @@ pub struct Touched {
     /// (unique), their new values and their new sums. Installing them in
     /// the other copy of the model then needs no read of the trained one.
     written: BTreeMap<String, [Tensor; 3]>,
+    /// For the same variables, the values and sums those rows held before
+    /// the pass: a delta checkpoint stores only the bits that changed.
+    before: BTreeMap<String, [Tensor; 2]>,
 }
 
 impl Touched {
@@ -74,6 +80,7 @@ impl Touched {
     pub(crate) fn add_rows(&mut self, name: &str, rows: &Tensor) {
         // Values recorded for a first write are stale after a second one.
         self.written.remove(name);
+        self.before.remove(name);
         // A variable already touched whole stays whole.
         if let Some(list) = self.rows.entry(name.to_string()).or_insert_with(|| Some(Vec::new())) {
             list.push(rows.shallow_clone());
@@ -81,18 +88,34 @@ impl Touched {
     }
 
     /// Records that `rows` (unique) of variable `name` now hold `values` and
-    /// their optimiser state `sums`.
-    pub(crate) fn add_written(&mut self, name: &str, rows: &Tensor, values: Tensor, sums: Tensor) {
+    /// their optimiser state `sums`, where they held `old_values` and
+    /// `old_sums`.
+    pub(crate) fn add_written(&mut self, name: &str, rows: &Tensor, [values, sums]: [Tensor; 2], old: [Tensor; 2]) {
         let first = !self.rows.contains_key(name);
         self.add_rows(name, rows);
         if first {
             self.written
                 .insert(name.to_string(), [rows.shallow_clone(), values, sums]);
+            self.before.insert(name.to_string(), old);
         }
+    }
+
+    /// What variable `var` (a weight or its optimiser state) held in the
+    /// rows `rows` before the update, when one pass wrote exactly those rows
+    /// and recorded it; `None` otherwise.
+    pub fn before(&self, var: &str, rows: &Tensor) -> Option<Tensor> {
+        let (name, which) = match var.strip_suffix(STATE_SUFFIX) {
+            Some(name) => (name, 1),
+            None => (var, 0),
+        };
+        let [written_rows, _, _] = self.written.get(name)?;
+        let same = written_rows.size() == rows.size() && written_rows.f_equal(rows).unwrap_or(false);
+        same.then(|| self.before.get(name).map(|old| old[which].shallow_clone()))?
     }
 
     fn add_all(&mut self, name: &str) {
         self.written.remove(name);
+        self.before.remove(name);
         self.rows.insert(name.to_string(), None);
     }
 

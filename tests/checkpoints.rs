@@ -92,6 +92,12 @@ fn updates_that_change_some_rows_are_written_as_deltas_and_load_bit_identical() 
         sizes.insert(version, (checkpoint::is_delta(&file), file.metadata().unwrap().len()));
         let saved = checkpoint::load(&dir, version).unwrap();
         assert!(identical(&live, &saved.params), "version {version} loads as it serves");
+        if saved.meta.base.is_some() {
+            // The table's rows and their sums, packed as the bits that
+            // changed since the version before.
+            let packed: Vec<(&str, bool)> = saved.meta.packed.iter().map(|(n, p)| (n.as_str(), p.xor)).collect();
+            assert_eq!(packed, [("weight", true), ("weight__sumsq", true)], "version {version}");
+        }
     }
     // A full file, then at most two deltas (full_every 3).
     let kinds: Vec<(u64, bool)> = sizes.iter().map(|(v, (delta, _))| (*v, *delta)).collect();
@@ -111,16 +117,27 @@ fn updates_that_change_some_rows_are_written_as_deltas_and_load_bit_identical() 
     update(&c, 10, "cnn");
     assert_eq!(checkpoint::versions(&dir).unwrap(), [7, 8, 9]);
     let (version, weights) = c.live_weights("scout", "news").unwrap();
+    assert_eq!(checkpoint::deltas_before(&dir, version), 2);
+    let through_chain = checkpoint::load(&dir, version).unwrap();
+    assert!(
+        identical(&weights, &through_chain.params),
+        "the chain of two deltas loads as it serves"
+    );
     c.shutdown();
     drop(c);
-    // A restart loads the newest version through its chain.
+    // A clean shutdown wrote the serving version in full beside its delta,
+    // so a restart reads one file.
+    assert_eq!(checkpoint::deltas_before(&dir, version), 0);
+    assert!(checkpoint::delta_path_of(&dir, version).exists());
     let restarted = Coordinator::new(config).unwrap();
     let (restored, restored_weights) = restarted.live_weights("scout", "news").unwrap();
     assert_eq!(restored, version);
     assert!(identical(&weights, &restored_weights));
-    // A delta whose base is gone does not load; the version before it does.
+    restarted.shutdown();
+    // A delta whose base is gone does not load; a full file does.
     std::fs::remove_file(checkpoint::path_of(&dir, 7)).unwrap();
-    assert!(checkpoint::load(&dir, 9).is_err());
+    assert!(checkpoint::load(&dir, 8).is_err());
+    assert!(identical(&weights, &checkpoint::load(&dir, 9).unwrap().params));
 }
 
 #[test]
@@ -215,6 +232,7 @@ fn checkpoint_writer_child() {
             ewc_consolidations: 0,
             created_ms: 0,
             base: None,
+            packed: Default::default(),
         };
         checkpoint::save(std::path::Path::new(&dir), &model, &EwcState::new(), &meta, 3).unwrap();
     }

@@ -186,16 +186,14 @@ impl HashedLinear {
         let n = union.len();
         crate::grad::no_grad(|| {
             let ids = Tensor::f_from_slice(&union)?.f_to_device(device)?;
+            // Kept: what the rows held before (a delta checkpoint stores
+            // only the bits that changed); new tensors, not views.
+            let old_rows = self.weight.f_index_select(0, &ids)?;
+            let old_sums = self.sums.f_index_select(0, &ids)?;
             let mut rows = vec![0f32; n * outputs];
-            self.weight
-                .f_index_select(0, &ids)?
-                .f_to_device(Device::Cpu)?
-                .f_copy_data(&mut rows, n * outputs)?;
+            old_rows.f_to_device(Device::Cpu)?.f_copy_data(&mut rows, n * outputs)?;
             let mut sums = vec![0f32; n];
-            self.sums
-                .f_index_select(0, &ids)?
-                .f_to_device(Device::Cpu)?
-                .f_copy_data(&mut sums, n)?;
+            old_sums.f_to_device(Device::Cpu)?.f_copy_data(&mut sums, n)?;
             let mut total = 0.0;
             for (i, features) in inputs.iter().enumerate() {
                 let mut scores = vec![0f32; outputs];
@@ -229,7 +227,7 @@ impl HashedLinear {
                 .f_to_device(device)?;
             let _ = self.sums.shallow_clone().f_index_copy_(0, &ids, &sums)?;
             let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
-            touched.add_written(WEIGHT, &ids, rows, sums);
+            touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);
             Ok(total)
         })
     }

@@ -292,17 +292,7 @@ pub(crate) fn save_checkpoint(
     changed: Option<&Touched>,
     serve: bool,
 ) -> Result<std::path::PathBuf, CheckpointError> {
-    let meta = CheckpointMeta {
-        version,
-        agent_name: agent.name.clone(),
-        task_type: task.to_string(),
-        model_kind: model.kind(),
-        target_kind: model.target_kind(),
-        model: model.metadata(),
-        ewc_consolidations: ewc.consolidations(),
-        created_ms: unix_millis(SystemTime::now()),
-        base: None,
-    };
+    let meta = meta_of(agent, task, version, model, ewc);
     let dir = shared.config.model_dir(&agent.name).join(task);
     let full_every = shared.config.checkpoint_full_every;
     let changed = changed.filter(|_| {
@@ -313,5 +303,56 @@ pub(crate) fn save_checkpoint(
     match serve {
         true => checkpoint::save_changes(&dir, model, ewc, &meta, shared.config.checkpoints_kept, changed),
         false => checkpoint::write_changes(&dir, model, ewc, &meta, changed),
+    }
+}
+
+/// What the checkpoint of `version` says about it, written now.
+fn meta_of(agent: &AgentState, task: &str, version: u64, model: &dyn AgentModel, ewc: &EwcState) -> CheckpointMeta {
+    CheckpointMeta {
+        version,
+        agent_name: agent.name.clone(),
+        task_type: task.to_string(),
+        model_kind: model.kind(),
+        target_kind: model.target_kind(),
+        model: model.metadata(),
+        ewc_consolidations: ewc.consolidations(),
+        created_ms: unix_millis(SystemTime::now()),
+        base: None,
+        packed: Default::default(),
+    }
+}
+
+/// At a clean shutdown of a single instance, writes the serving version of
+/// every task in full where its file is a delta, so the next start loads
+/// one file rather than a chain (a delta costs its bytes on every update; a
+/// full file once per process). With several instances the published
+/// files are shared history and stay as they are.
+pub(crate) fn compact_checkpoints(shared: &Shared) {
+    if shared.cluster.is_some() || shared.config.checkpoints_kept == 0 {
+        return;
+    }
+    let agents: Vec<_> = shared.agents.read().values().cloned().collect();
+    for agent in agents {
+        let lives: Vec<_> = agent
+            .tasks
+            .lock()
+            .iter()
+            .filter_map(|(task, state)| Some((task.clone(), std::sync::Arc::clone(state.model.as_ref()?))))
+            .collect();
+        for (task, live) in lives {
+            let dir = shared.config.model_dir(&agent.name).join(&task);
+            let ewc = live.ewc.lock();
+            let model = live.model.lock();
+            let version = live.version();
+            if checkpoint::current(&dir) != Some(version)
+                || !checkpoint::file_of(&dir, version).is_some_and(|p| checkpoint::is_delta(&p))
+            {
+                continue;
+            }
+            let meta = meta_of(&agent, &task, version, model.as_ref(), &ewc);
+            if let Err(e) = checkpoint::write_full_beside(&dir, model.as_ref(), &ewc, &meta) {
+                tracing::warn!(agent = %agent.name, task, version, error = %e, "serving version not written in full");
+            }
+        }
     }
 }

@@ -27,5 +27,6 @@ mod train;
 mod verdict;
 mod worker;
 
+pub(crate) use commit::compact_checkpoints;
 pub use train::train_one_epoch;
 pub(crate) use worker::{ticker_loop, worker_loop};

@@ -13,11 +13,14 @@
 //! (weights and optimiser state, which share one list of 32-bit row
 //! numbers), whole variables where an update changed
 //! all of one, the EWC state whole (it is exactly the version's) and the
-//! metadata. An update of 50 news articles (and 50 replayed) writes about a
-//! fifth of the full table this way. Loading a delta loads the version before it first, down
+//! metadata. The rows of 32-bit variables are packed ([`packed`]: the bits
+//! that changed, compressed), so an update of 50 news articles (and 50
+//! replayed) writes a tenth of the full table. Loading a delta loads the version before it first, down
 //! to the nearest full file; the writer starts a full file after
 //! `full_every − 1` deltas, which bounds that chain, and pruning keeps every
 //! file a kept version needs.
+
+pub mod packed;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -40,6 +43,10 @@ const META: &str = "meta";
 const ROWS: &str = "rows/";
 /// The values of those rows.
 const PART: &str = "part/";
+/// The changed rows of variable `<name>`, packed.
+const PACKED_ROWS: &str = "packed_rows/";
+/// Their values, packed (how: the metadata's `packed`).
+const PACKED: &str = "packed/";
 /// The file name ending of a delta.
 const DELTA_SUFFIX: &str = ".delta.ckpt";
 
@@ -104,6 +111,9 @@ pub struct CheckpointMeta {
     /// for a full checkpoint.
     #[serde(default)]
     pub base: Option<u64>,
+    /// For a delta, how each packed variable's rows were packed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packed: BTreeMap<String, packed::PackedPart>,
 }
 
 /// A loaded checkpoint.
@@ -216,6 +226,7 @@ pub fn write_changes(
     let variables = model.var_store().variables();
     let mut named: Vec<(String, Tensor)> = Vec::new();
     let mut meta = meta.clone();
+    meta.packed.clear();
     match changed {
         None => {
             meta.base = None;
@@ -234,6 +245,21 @@ pub fn write_changes(
                     None => named.push((format!("{PARAM}{name}"), t.f_detach()?)),
                     Some(rows) => {
                         let part = crate::grad::no_grad(|| t.f_index_select(0, &rows))?;
+                        if packed::packable(&part) {
+                            let cannot = |reason: String| CheckpointError::Meta {
+                                path: dir.to_path_buf(),
+                                reason: format!("variable {name} not packed: {reason}"),
+                            };
+                            let before = changed.before(&name, &rows);
+                            let (bytes, how) = packed::pack_values(&part, before.as_ref()).map_err(cannot)?;
+                            named.push((format!("{PACKED}{name}"), Tensor::f_from_slice(&bytes)?));
+                            meta.packed.insert(name.clone(), how);
+                            if !is_state(&name) {
+                                let rows = packed::pack_rows(&rows).map_err(cannot)?;
+                                named.push((format!("{PACKED_ROWS}{name}"), Tensor::f_from_slice(&rows)?));
+                            }
+                            continue;
+                        }
                         named.push((format!("{PART}{name}"), part));
                         // A variable's optimiser state changed in the same
                         // rows: stored once, as 32-bit numbers (tables have
@@ -246,41 +272,84 @@ pub fn write_changes(
             }
         }
     }
+    append_ewc_and_meta(dir, &mut named, ewc, &meta)?;
+
+    let (target, other) = match meta.base {
+        None => (path_of(dir, meta.version), delta_path_of(dir, meta.version)),
+        Some(_) => (delta_path_of(dir, meta.version), path_of(dir, meta.version)),
+    };
+    // A file of the same number from an abandoned lineage (a version written
+    // but never published) must not shadow this one: gone before this one
+    // exists, so a crash in between cannot leave both.
+    match fs::remove_file(&other) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&other)(e)),
+        _ => {}
+    }
+    write_file(dir, meta.version, &named, &target)?;
+    Ok(target)
+}
+
+/// Writes `version`, which serves from `model` and whose file in `dir` is a
+/// delta, in full beside that delta: loading it then reads one file, not
+/// the chain. The delta stays (records name it); the full file is read
+/// first.
+pub fn write_full_beside(
+    dir: &Path,
+    model: &dyn AgentModel,
+    ewc: &EwcState,
+    meta: &CheckpointMeta,
+) -> Result<PathBuf, CheckpointError> {
+    let meta = CheckpointMeta {
+        base: None,
+        packed: BTreeMap::new(),
+        ..meta.clone()
+    };
+    let mut named = Vec::new();
+    for (name, t) in &model.var_store().variables() {
+        named.push((format!("{PARAM}{name}"), t.f_detach()?));
+    }
+    append_ewc_and_meta(dir, &mut named, ewc, &meta)?;
+    let target = path_of(dir, meta.version);
+    write_file(dir, meta.version, &named, &target)?;
+    Ok(target)
+}
+
+/// The EWC state and the metadata, as entries of a file.
+fn append_ewc_and_meta(
+    dir: &Path,
+    named: &mut Vec<(String, Tensor)>,
+    ewc: &EwcState,
+    meta: &CheckpointMeta,
+) -> Result<(), CheckpointError> {
     for (name, t) in ewc.fisher() {
         named.push((format!("{FISHER}{name}"), t.shallow_clone()));
     }
     for (name, t) in ewc.anchors() {
         named.push((format!("{ANCHOR}{name}"), t.shallow_clone()));
     }
-    let json = serde_json::to_vec(&meta).map_err(|e| CheckpointError::Meta {
+    let json = serde_json::to_vec(meta).map_err(|e| CheckpointError::Meta {
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
     named.push((META.to_string(), Tensor::f_from_slice(&json)?));
+    Ok(())
+}
 
-    let (target, other) = match meta.base {
-        None => (path_of(dir, meta.version), delta_path_of(dir, meta.version)),
-        Some(_) => (delta_path_of(dir, meta.version), path_of(dir, meta.version)),
-    };
-    let temp = dir.join(format!(".v{:08}.ckpt.{}.tmp", meta.version, std::process::id()));
-    // A file of the same number from an abandoned lineage (a version written
-    // but never published) must not shadow this one: gone before this one
-    // exists, so a crash in between cannot leave both.
-    let removed = match fs::remove_file(&other) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&other)(e)),
-        _ => Ok(()),
-    };
-    let written = removed
-        .and_then(|()| Tensor::save_multi(&named, &temp).map_err(CheckpointError::from))
+/// Writes `named` to `target` atomically: a temporary file, fsynced,
+/// renamed, the folder fsynced.
+fn write_file(dir: &Path, version: u64, named: &[(String, Tensor)], target: &Path) -> Result<(), CheckpointError> {
+    let temp = dir.join(format!(".v{version:08}.ckpt.{}.tmp", std::process::id()));
+    let written = Tensor::save_multi(named, &temp)
+        .map_err(CheckpointError::from)
         .and_then(|()| File::open(&temp).and_then(|f| f.sync_all()).map_err(io(&temp)))
-        .and_then(|()| fs::rename(&temp, &target).map_err(io(&target)))
+        .and_then(|()| fs::rename(&temp, target).map_err(io(target)))
         .and_then(|()| File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir)));
     if let Err(e) = written {
         // Leave nothing half-written behind (a full disk would fill further).
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
-    Ok(target)
+    Ok(())
 }
 
 const CURRENT: &str = "current";
@@ -329,43 +398,141 @@ pub fn versions(dir: &Path) -> Result<Vec<u64>, CheckpointError> {
 }
 
 /// Loads the checkpoint of `version` from `dir`: its file, and for a delta
-/// the versions before it down to the nearest full file.
+/// the versions before it down to the nearest full file, each applied in
+/// turn to the full one.
 pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
+    let first = version - deltas_before(dir, version) as u64;
+    let full = read(dir, first)?;
+    if full.meta.base.is_some() {
+        return Err(full.bad(format!("version {first} is a delta with no full version before it")));
+    }
+    let mut tables: BTreeMap<String, Table> = full.params.into_iter().map(|(n, t)| (n, Table::Tensor(t))).collect();
+    let (mut meta, mut fisher, mut anchors) = (full.meta, full.fisher, full.anchors);
+    for v in first + 1..=version {
+        let mut delta = read(dir, v)?;
+        delta.apply(&mut tables)?;
+        (meta, fisher, anchors) = (delta.meta, delta.fisher, delta.anchors);
+    }
+    let params = tables
+        .into_iter()
+        .map(|(name, table)| Ok((name, table.into_tensor()?)))
+        .collect::<Result<_, String>>()
+        .map_err(|reason| CheckpointError::Meta {
+            path: dir.to_path_buf(),
+            reason,
+        })?;
+    let consolidations = meta.ewc_consolidations;
+    Ok(Checkpoint {
+        meta,
+        params,
+        ewc: EwcState::from_parts(fisher, anchors, consolidations),
+    })
+}
+
+/// One checkpoint file as read.
+struct VersionFile {
+    path: PathBuf,
+    meta: CheckpointMeta,
+    /// Whole variables.
+    params: BTreeMap<String, Tensor>,
+    /// A delta's changed rows, by variable.
+    parts: BTreeMap<String, ChangedRows>,
+    fisher: BTreeMap<String, Tensor>,
+    anchors: BTreeMap<String, Tensor>,
+}
+
+/// A variable's changed rows in a delta: their numbers and their values,
+/// each a plain tensor or packed bytes.
+#[derive(Default)]
+struct ChangedRows {
+    rows: Option<Stored>,
+    values: Option<Stored>,
+}
+
+/// Part of a delta as stored.
+enum Stored {
+    Plain(Tensor),
+    Packed(Vec<u8>),
+}
+
+/// A variable while a chain of deltas is applied: a tensor, or its bits
+/// while packed rows are written into it (no tensor call per delta).
+enum Table {
+    Tensor(Tensor),
+    Bits { bits: Vec<u32>, shape: Vec<i64> },
+}
+
+impl Table {
+    /// The variable as a tensor (converted from its bits if need be).
+    fn tensor(&mut self) -> Result<&mut Tensor, String> {
+        if let Table::Bits { bits, shape } = self {
+            *self = Table::Tensor(packed::from_bits(std::mem::take(bits), shape)?);
+        }
+        match self {
+            Table::Tensor(t) => Ok(t),
+            Table::Bits { .. } => unreachable!("converted above"),
+        }
+    }
+
+    /// The variable's bits and shape (converted from its tensor if need be).
+    fn bits(&mut self) -> Result<(&mut Vec<u32>, &[i64]), String> {
+        if let Table::Tensor(t) = self {
+            let shape = t.size();
+            *self = Table::Bits {
+                bits: packed::bits(t)?,
+                shape,
+            };
+        }
+        match self {
+            Table::Bits { bits, shape } => Ok((bits, shape)),
+            Table::Tensor(_) => unreachable!("converted above"),
+        }
+    }
+
+    fn into_tensor(mut self) -> Result<Tensor, String> {
+        self.tensor()?;
+        match self {
+            Table::Tensor(t) => Ok(t),
+            Table::Bits { .. } => unreachable!("converted above"),
+        }
+    }
+}
+
+/// Reads the file of `version` in `dir` and checks that its metadata
+/// names that version (and, for a delta, the one before).
+fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
     let path = file_of(dir, version).ok_or_else(|| CheckpointError::NotFound {
         dir: dir.to_path_buf(),
         version,
     })?;
-    let mut params = BTreeMap::new();
-    let mut parts: BTreeMap<String, (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
-    let mut fisher = BTreeMap::new();
-    let mut anchors = BTreeMap::new();
+    let bad = |reason: String| CheckpointError::Meta {
+        path: path.clone(),
+        reason,
+    };
+    let (mut params, mut fisher, mut anchors) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let mut parts: BTreeMap<String, ChangedRows> = BTreeMap::new();
     let mut meta = None;
     // Loaded on the CPU whatever device wrote it; callers move what they keep.
     for (name, tensor) in Tensor::load_multi_with_device(&path, tch::Device::Cpu)? {
         if let Some(n) = name.strip_prefix(PARAM) {
             params.insert(n.to_string(), tensor);
         } else if let Some(n) = name.strip_prefix(PART) {
-            parts.entry(n.to_string()).or_default().1 = Some(tensor);
+            parts.entry(n.to_string()).or_default().values = Some(Stored::Plain(tensor));
         } else if let Some(n) = name.strip_prefix(ROWS) {
-            parts.entry(n.to_string()).or_default().0 = Some(tensor);
+            parts.entry(n.to_string()).or_default().rows = Some(Stored::Plain(tensor));
+        } else if let Some(n) = name.strip_prefix(PACKED) {
+            parts.entry(n.to_string()).or_default().values = Some(Stored::Packed(Vec::<u8>::try_from(&tensor)?));
+        } else if let Some(n) = name.strip_prefix(PACKED_ROWS) {
+            parts.entry(n.to_string()).or_default().rows = Some(Stored::Packed(Vec::<u8>::try_from(&tensor)?));
         } else if let Some(n) = name.strip_prefix(FISHER) {
             fisher.insert(n.to_string(), tensor);
         } else if let Some(n) = name.strip_prefix(ANCHOR) {
             anchors.insert(n.to_string(), tensor);
         } else if name == META {
             let bytes = Vec::<u8>::try_from(&tensor)?;
-            meta = Some(
-                serde_json::from_slice::<CheckpointMeta>(&bytes).map_err(|e| CheckpointError::Meta {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?,
-            );
+            meta = Some(serde_json::from_slice::<CheckpointMeta>(&bytes).map_err(|e| bad(e.to_string()))?);
         }
     }
-    let bad = |reason: String| CheckpointError::Meta {
-        path: path.clone(),
-        reason,
-    };
     let meta = meta.ok_or_else(|| bad("no metadata entry".into()))?;
     if meta.version != version || meta.base.is_some_and(|b| b + 1 != version) || meta.base.is_some() != is_delta(&path)
     {
@@ -374,34 +541,75 @@ pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
             meta.version, meta.base
         )));
     }
-    if let Some(base) = meta.base {
-        let mut whole = load(dir, base)?.params;
-        for (name, tensor) in params {
-            whole.insert(name, tensor);
+    Ok(VersionFile {
+        path,
+        meta,
+        params,
+        parts,
+        fisher,
+        anchors,
+    })
+}
+
+impl VersionFile {
+    fn bad(&self, reason: String) -> CheckpointError {
+        CheckpointError::Meta {
+            path: self.path.clone(),
+            reason,
         }
-        let shared_rows: BTreeMap<String, Tensor> = parts
-            .iter()
-            .filter_map(|(name, (rows, _))| Some((state_name(name), rows.as_ref()?.shallow_clone())))
-            .collect();
-        for (name, (rows, values)) in parts {
-            let rows = rows.or_else(|| shared_rows.get(&name).map(Tensor::shallow_clone));
-            let rows = rows.map(|r| r.f_to_kind(tch::Kind::Int64)).transpose()?;
-            let (Some(rows), Some(values), Some(target)) = (rows, values, whole.get_mut(&name)) else {
-                return Err(bad(format!(
+    }
+
+    /// Writes this delta's whole variables and changed rows into `tables`,
+    /// the variables of the version before.
+    fn apply(&mut self, tables: &mut BTreeMap<String, Table>) -> Result<(), CheckpointError> {
+        for (name, tensor) in std::mem::take(&mut self.params) {
+            tables.insert(name, Table::Tensor(tensor));
+        }
+        // A weight's rows, which its optimiser state shares.
+        let mut rows_of: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (name, changed) in &self.parts {
+            let rows = match &changed.rows {
+                None => continue,
+                Some(Stored::Plain(rows)) => Vec::<i64>::try_from(rows.f_to_kind(tch::Kind::Int64)?)?,
+                Some(Stored::Packed(bytes)) => {
+                    let count = self
+                        .meta
+                        .packed
+                        .get(name)
+                        .and_then(|p| p.shape.first())
+                        .copied()
+                        .unwrap_or(0);
+                    packed::unpack_rows(bytes, count.max(0) as usize)
+                        .map_err(|e| self.bad(format!("variable {name}: {e}")))?
+                }
+            };
+            rows_of.insert(state_name(name), rows.clone());
+            rows_of.insert(name.clone(), rows);
+        }
+        for (name, changed) in std::mem::take(&mut self.parts) {
+            let (Some(rows), Some(values), Some(table)) = (rows_of.get(&name), changed.values, tables.get_mut(&name))
+            else {
+                return Err(self.bad(format!(
                     "variable {name}: rows without values, or no such variable before"
                 )));
             };
-            crate::grad::no_grad(|| target.f_index_copy_(0, &rows, &values).map(drop))
-                .map_err(|e| bad(e.to_string()))?;
+            let applied = match values {
+                Stored::Plain(values) => table.tensor().and_then(|target| {
+                    let rows = Tensor::from_slice(rows);
+                    crate::grad::no_grad(|| target.f_index_copy_(0, &rows, &values).map(drop))
+                        .map_err(|e| e.to_string())
+                }),
+                Stored::Packed(bytes) => match self.meta.packed.get(&name) {
+                    None => Err("packed without a shape".to_string()),
+                    Some(how) => table
+                        .bits()
+                        .and_then(|(bits, shape)| packed::apply_values(bits, shape, rows, &bytes, how)),
+                },
+            };
+            applied.map_err(|e| self.bad(format!("variable {name}: {e}")))?;
         }
-        params = whole;
+        Ok(())
     }
-    let consolidations = meta.ewc_consolidations;
-    Ok(Checkpoint {
-        meta,
-        params,
-        ewc: EwcState::from_parts(fisher, anchors, consolidations),
-    })
 }
 
 /// Removes all but the newest `keep` versions (at least one stays, and the
