@@ -349,3 +349,49 @@ fn a_restored_version_survives_a_restart_and_numbers_continue() {
     assert_eq!(fresh.live_weights("scout", "custom").unwrap().0, 10);
     assert_eq!(checkpoint::versions(&dir).unwrap(), [9, 10]);
 }
+
+/// The README's figure: a delta of an update of 50 news articles (and 50
+/// replayed) with the default classifier is packed to 0.94 MB on average
+/// over the first 1,500 articles (`cargo bench --bench checkpoint`), the
+/// largest 1.17 MB (the later ones, as the replay memory fills, are 0.9 to
+/// 1.17 MB: the 1 MB is met on average, not by each). The same
+/// stream here; fails when the mean or the largest grows by 5 %.
+#[test]
+fn a_delta_of_an_update_of_50_news_articles_is_packed_to_about_1_mb() {
+    let data_dir = fresh_data_dir();
+    let config = Config {
+        data_dir,
+        device: onthefly::DeviceChoice::Cpu,
+        check_interval_ms: 3_600_000,
+        checkpoints_kept: 1_000,
+        store: onthefly::StoreConfig {
+            enabled: false,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let dir = config.model_dir("scout").join("news");
+    let c = Coordinator::new(config).unwrap();
+    for a in &common::news::load_articles()[..1_500] {
+        c.add_training_example(NewExample::new("scout", "news", a.text.clone(), label(&a.outlet)))
+            .unwrap();
+        assert!(c.wait_for_idle(IDLE));
+    }
+    let deltas: Vec<u64> = checkpoint::versions(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|v| checkpoint::delta_path_of(&dir, v))
+        .filter(|p| p.exists())
+        .map(|p| p.metadata().unwrap().len())
+        .collect();
+    c.shutdown();
+    let mean = deltas.iter().sum::<u64>() as f64 / deltas.len().max(1) as f64;
+    eprintln!(
+        "{} deltas, mean {mean:.0} bytes, largest {:?}",
+        deltas.len(),
+        deltas.iter().max()
+    );
+    assert!(deltas.len() >= 5, "{deltas:?}");
+    assert!(deltas.iter().all(|&d| d as f64 <= 1.17e6 * 1.05), "{deltas:?}");
+    assert!(mean <= 0.94e6 * 1.05, "mean delta {mean:.0} bytes");
+}
