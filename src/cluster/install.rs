@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use postgres::Client;
+use postgres::{Client, GenericClient, IsolationLevel};
 
 use crate::agent::{task_of_kind, AgentStats, LiveModel};
 use crate::checkpoint;
@@ -37,14 +37,24 @@ pub(crate) fn install_published(
     }
     let dir = shared.config.model_dir(agent_name).join(task);
     let serving = agent.live_model(task).map(|live| live.version());
-    fetch_published(client, &dir, agent_name, task, version, serving)?;
+    // One snapshot: the files of a chain and the replay memory are those
+    // committed with the version, whatever another instance publishes or
+    // prunes meanwhile.
+    let mut snapshot = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(classify)?;
+    fetch_published(&mut snapshot, &dir, agent_name, task, version, serving)?;
+    // The memory the publishing instance trained with, committed with the
+    // version (or a newer one's, which the listener installs next).
+    let replay = replay_members(&mut snapshot, Some((agent_name, task)))?.pop();
+    snapshot.commit().map_err(classify)?;
     let saved = checkpoint::load(&dir, version)?;
     let device = shared.device;
     let model = restore_model(saved.meta.model_kind, device, &saved.params, &saved.meta.model)?;
     let ewc = saved.ewc.to_device(device)?;
-
-    // The memory the publishing instance trained with, committed with the version.
-    let replay = replay_members(client, Some((agent_name, task)))?.pop();
 
     let live = {
         let mut tasks = agent.tasks.lock();
@@ -103,7 +113,7 @@ pub(crate) fn install_published(
 /// of another version may be one this instance wrote and never published,
 /// so it is replaced by the published bytes.
 fn fetch_published(
-    client: &mut Client,
+    client: &mut impl GenericClient,
     dir: &std::path::Path,
     agent_name: &str,
     task: &str,

@@ -8,6 +8,7 @@ pub mod db;
 pub mod ner;
 pub mod news;
 pub mod permuted;
+pub mod pixels;
 pub mod vader;
 
 use std::path::{Path, PathBuf};
