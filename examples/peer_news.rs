@@ -35,7 +35,7 @@
 //! JSON lines for the Python peers and stops. `--limit N` takes the first N
 //! articles. The last line printed is JSON.
 //!
-//! `cargo run --release --example peer_news -- [--wait] [--durable]`
+//! `cargo run --release --example peer_news -- [--wait] [--durable] [--hash-buckets N]`
 
 #[path = "common/args.rs"]
 mod args;
@@ -91,6 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             linear_learning_rate: args::value("--linear-rate").unwrap_or(defaults.text_model.linear_learning_rate),
             linear_minibatch_size: args::value("--linear-minibatch")
                 .unwrap_or(defaults.text_model.linear_minibatch_size),
+            hash_buckets: args::value("--hash-buckets").unwrap_or(defaults.text_model.hash_buckets),
             ..defaults.text_model.clone()
         },
         checkpoints_kept: if durable { defaults.checkpoints_kept } else { 0 },
