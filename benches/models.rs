@@ -58,6 +58,7 @@ fn bench_kind(c: &mut Criterion, name: &str, mut model: Box<dyn AgentModel>, dat
         created_ms: 0,
         base: None,
         packed: Default::default(),
+        checksummed: false,
     };
 
     let mut group = c.benchmark_group(format!("update_of_50/{name}"));

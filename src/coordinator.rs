@@ -442,6 +442,14 @@ impl Coordinator {
             match loaded {
                 Ok((model, ckpt)) => {
                     let agent = self.agent_or_create(agent_name);
+                    if let Some((refused, e)) = &last_error {
+                        // A newer version was refused: said in the status
+                        // and the log, not only skipped.
+                        tracing::error!(agent = %agent_name, task, refused, serving = version, error = %e, "checkpoint refused; serving an older version");
+                        agent.note_error(format!(
+                            "checkpoint of version {refused} of task {task:?} refused ({e}); serving version {version}"
+                        ));
+                    }
                     let live = Arc::new(LiveModel::new(model));
                     live.version.store(version, Ordering::Release);
                     live.latest_version.store(newest, Ordering::Release);
@@ -453,11 +461,18 @@ impl Coordinator {
                 }
                 Err(e) => {
                     tracing::warn!(agent = %agent_name, task, version, error = %e, "checkpoint unreadable; trying the one before");
-                    last_error = Some(e);
+                    // The first refused is the one that should have served.
+                    if last_error.is_none() {
+                        last_error = Some((version, e));
+                    }
                 }
             }
         }
-        Err(last_error.expect("at least one version was tried"))
+        let (version, e) = last_error.expect("at least one version was tried");
+        self.agent_or_create(agent_name).note_error(format!(
+            "no checkpoint of task {task:?} could be loaded (version {version}: {e}); it starts untrained"
+        ));
+        Err(e)
     }
 
     /// Restores a kept checkpoint version of an (agent, task) as the live model

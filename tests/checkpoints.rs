@@ -233,6 +233,7 @@ fn checkpoint_writer_child() {
             created_ms: 0,
             base: None,
             packed: Default::default(),
+            checksummed: false,
         };
         checkpoint::save(std::path::Path::new(&dir), &model, &EwcState::new(), &meta, 3).unwrap();
     }
@@ -394,4 +395,145 @@ fn a_delta_of_an_update_of_50_news_articles_is_packed_to_about_1_mb() {
     assert!(deltas.len() >= 5, "{deltas:?}");
     assert!(deltas.iter().all(|&d| d as f64 <= 1.17e6 * 1.05), "{deltas:?}");
     assert!(mean <= 0.94e6 * 1.05, "mean delta {mean:.0} bytes");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        match entry.file_type().unwrap().is_dir() {
+            true => copy_dir(&entry.path(), &target),
+            false => {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+}
+
+/// The newest checkpoint overwritten in place with random bytes of the same
+/// length at several offsets, or cut short at several lengths: a restart
+/// never serves weights that were not written. Either the damage missed
+/// everything the file holds (padding the zip format skips) and the
+/// version serves bit-identical, or it is refused, the version before
+/// serves bit-identical, and the status says which version was refused.
+#[test]
+fn a_corrupted_or_truncated_newest_checkpoint_is_refused_and_the_one_before_serves() {
+    let config = Config {
+        checkpoint_full_every: 2,
+        ..small_config()
+    };
+    let c = Coordinator::new(config.clone()).unwrap();
+    for (i, outlet) in ["bbc", "cnn", "rte", "bbc", "cnn"].iter().enumerate() {
+        update(&c, i, outlet);
+    }
+    let (newest, _) = c.live_weights("scout", "news").unwrap();
+    c.shutdown();
+    drop(c);
+    let pristine = config.model_dir("scout").join("news");
+    let expected: BTreeMap<u64, BTreeMap<String, Tensor>> = checkpoint::versions(&pristine)
+        .unwrap()
+        .into_iter()
+        .map(|v| (v, checkpoint::load(&pristine, v).unwrap().params))
+        .collect();
+    let file = checkpoint::file_of(&pristine, newest).unwrap();
+    let name = file.file_name().unwrap().to_owned();
+    let bytes = std::fs::read(&file).unwrap();
+    let len = bytes.len();
+
+    let mut rng = onthefly::features::SplitMix64::new(11);
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for tenth in 0..10 {
+        let at = len * tenth / 10;
+        let mut damaged = bytes.clone();
+        for b in damaged.iter_mut().skip(at).take(64) {
+            *b ^= (rng.next_u64() as u8) | 1; // every byte changes
+        }
+        cases.push((format!("64 random bytes at {at}"), damaged));
+        cases.push((format!("cut to {at} bytes"), bytes[..at].to_vec()));
+    }
+    cases.push((
+        "all bytes random".into(),
+        (0..len).map(|_| rng.next_u64() as u8).collect(),
+    ));
+
+    let mut refused = 0;
+    for (i, (case, damaged)) in cases.into_iter().enumerate() {
+        let data_dir = config.data_dir.with_extension(format!("case-{i}"));
+        copy_dir(&config.data_dir, &data_dir);
+        let case_config = Config {
+            data_dir: data_dir.clone(),
+            ..config.clone()
+        };
+        std::fs::write(case_config.model_dir("scout").join("news").join(&name), damaged).unwrap();
+        let restarted = Coordinator::new(case_config).unwrap();
+        let (serving, weights) = restarted.live_weights("scout", "news").unwrap();
+        assert!(
+            identical(&weights, &expected[&serving]),
+            "{case}: version {serving} serves other weights"
+        );
+        let confidence = restarted
+            .predict("scout", "news", "article about cnn")
+            .unwrap()
+            .confidence;
+        assert!(
+            confidence.is_finite() && confidence > 0.0,
+            "{case}: confidence {confidence}"
+        );
+        let last_error = restarted.get_training_status().agents["scout"].last_error.clone();
+        if serving != newest {
+            refused += 1;
+            assert_eq!(serving, newest - 1, "{case}");
+            let said = last_error.unwrap_or_default();
+            assert!(
+                said.contains(&format!("version {newest}")) && said.contains("refused"),
+                "{case}: {said}"
+            );
+        } else {
+            assert_eq!(last_error, None, "{case}");
+        }
+        restarted.shutdown();
+        drop(restarted);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    eprintln!("{refused} of 21 damaged files refused, the rest harmless");
+    // Cut short anywhere, or random throughout: always refused.
+    assert!(refused >= 11, "{refused}");
+}
+
+/// A file whose checksum holds but whose weights are not finite (written by
+/// a faulty writer) is refused at load.
+#[test]
+fn a_checkpoint_with_non_finite_weights_is_refused() {
+    let dir = fresh_data_dir().join("models/scout/news");
+    let mut model = TextClassifier::new(small_config().text_model, tch::Device::Cpu, 3).unwrap();
+    let examples = [onthefly::TrainingExample::new(0, "scout", "news", "text", label("bbc"))];
+    model.prepare(&examples).unwrap();
+    let meta = |version| CheckpointMeta {
+        version,
+        agent_name: "scout".into(),
+        task_type: "news".into(),
+        model_kind: model.kind(),
+        target_kind: TargetKind::Label,
+        model: model.metadata(),
+        ewc_consolidations: 0,
+        created_ms: 0,
+        base: None,
+        packed: Default::default(),
+        checksummed: false,
+    };
+    checkpoint::save(&dir, &model, &EwcState::new(), &meta(1), 3).unwrap();
+    tch::no_grad(|| {
+        for (_, mut var) in model.var_store().variables() {
+            let _ = var.fill_(f64::NAN);
+        }
+    });
+    checkpoint::save(&dir, &model, &EwcState::new(), &meta(2), 3).unwrap();
+    assert!(checkpoint::load(&dir, 1).is_ok());
+    let refused = checkpoint::load(&dir, 2).unwrap_err();
+    assert!(
+        matches!(refused, checkpoint::CheckpointError::Corrupt { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("not finite"), "{refused}");
 }

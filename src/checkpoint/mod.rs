@@ -20,6 +20,7 @@
 //! `full_every − 1` deltas, which bounds that chain, and pruning keeps every
 //! file a kept version needs.
 
+pub mod integrity;
 pub mod packed;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ const PART: &str = "part/";
 const PACKED_ROWS: &str = "packed_rows/";
 /// Their values, packed (how: the metadata's `packed`).
 const PACKED: &str = "packed/";
+/// The checksum of every other entry ([`integrity`]).
+const CHECKSUM: &str = "checksum";
 /// The file name ending of a delta.
 const DELTA_SUFFIX: &str = ".delta.ckpt";
 
@@ -67,6 +70,15 @@ pub enum CheckpointError {
     /// The metadata is missing or malformed.
     #[error("checkpoint {path} has invalid metadata: {reason}")]
     Meta {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file's contents are not what was written: its checksum does not
+    /// match, or a weight is not finite.
+    #[error("checkpoint {path} is corrupt: {reason}")]
+    Corrupt {
         /// The file.
         path: PathBuf,
         /// What is wrong.
@@ -111,6 +123,11 @@ pub struct CheckpointMeta {
     /// for a full checkpoint.
     #[serde(default)]
     pub base: Option<u64>,
+    /// Whether the file holds a checksum of its entries: the writer sets it
+    /// on every file it writes (whatever the caller gave); older files load
+    /// without one.
+    #[serde(default)]
+    pub checksummed: bool,
     /// For a delta, how each packed variable's rows were packed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub packed: BTreeMap<String, packed::PackedPart>,
@@ -327,7 +344,11 @@ fn append_ewc_and_meta(
     for (name, t) in ewc.anchors() {
         named.push((format!("{ANCHOR}{name}"), t.shallow_clone()));
     }
-    let json = serde_json::to_vec(meta).map_err(|e| CheckpointError::Meta {
+    let meta = CheckpointMeta {
+        checksummed: true,
+        ..meta.clone()
+    };
+    let json = serde_json::to_vec(&meta).map_err(|e| CheckpointError::Meta {
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
@@ -338,8 +359,15 @@ fn append_ewc_and_meta(
 /// Writes `named` to `target` atomically: a temporary file, fsynced,
 /// renamed, the folder fsynced.
 fn write_file(dir: &Path, version: u64, named: &[(String, Tensor)], target: &Path) -> Result<(), CheckpointError> {
+    let sum =
+        integrity::checksum(named.iter().map(|(n, t)| (n.as_str(), t))).map_err(|reason| CheckpointError::Meta {
+            path: target.to_path_buf(),
+            reason,
+        })?;
+    let mut named: Vec<(&str, Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t.shallow_clone())).collect();
+    named.push((CHECKSUM, integrity::to_entry(sum)));
     let temp = dir.join(format!(".v{version:08}.ckpt.{}.tmp", std::process::id()));
-    let written = Tensor::save_multi(named, &temp)
+    let written = Tensor::save_multi(&named, &temp)
         .map_err(CheckpointError::from)
         .and_then(|()| File::open(&temp).and_then(|f| f.sync_all()).map_err(io(&temp)))
         .and_then(|()| fs::rename(&temp, target).map_err(io(target)))
@@ -413,7 +441,7 @@ pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
         delta.apply(&mut tables)?;
         (meta, fisher, anchors) = (delta.meta, delta.fisher, delta.anchors);
     }
-    let params = tables
+    let params: BTreeMap<String, Tensor> = tables
         .into_iter()
         .map(|(name, table)| Ok((name, table.into_tensor()?)))
         .collect::<Result<_, String>>()
@@ -421,6 +449,13 @@ pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
             path: dir.to_path_buf(),
             reason,
         })?;
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: file_of(dir, version).unwrap_or_else(|| dir.to_path_buf()),
+        reason,
+    };
+    if let Some(name) = integrity::first_non_finite(&params).map_err(&corrupt)? {
+        return Err(corrupt(format!("weight {name} holds a value that is not finite")));
+    }
     let consolidations = meta.ewc_consolidations;
     Ok(Checkpoint {
         meta,
@@ -512,8 +547,18 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
     let (mut params, mut fisher, mut anchors) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     let mut parts: BTreeMap<String, ChangedRows> = BTreeMap::new();
     let mut meta = None;
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
     // Loaded on the CPU whatever device wrote it; callers move what they keep.
-    for (name, tensor) in Tensor::load_multi_with_device(&path, tch::Device::Cpu)? {
+    let mut entries = Tensor::load_multi_with_device(&path, tch::Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
+    let stored_sum = entries
+        .iter()
+        .position(|(name, _)| name == CHECKSUM)
+        .map(|at| integrity::from_entry(&entries.swap_remove(at).1));
+    let sum = integrity::checksum(entries.iter().map(|(n, t)| (n.as_str(), t))).map_err(&corrupt)?;
+    for (name, tensor) in entries {
         if let Some(n) = name.strip_prefix(PARAM) {
             params.insert(n.to_string(), tensor);
         } else if let Some(n) = name.strip_prefix(PART) {
@@ -530,10 +575,20 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
             anchors.insert(n.to_string(), tensor);
         } else if name == META {
             let bytes = Vec::<u8>::try_from(&tensor)?;
-            meta = Some(serde_json::from_slice::<CheckpointMeta>(&bytes).map_err(|e| bad(e.to_string()))?);
+            meta = Some(serde_json::from_slice::<CheckpointMeta>(&bytes).map_err(|e| corrupt(e.to_string()))?);
         }
     }
-    let meta = meta.ok_or_else(|| bad("no metadata entry".into()))?;
+    let meta = meta.ok_or_else(|| corrupt("no metadata entry".into()))?;
+    match stored_sum {
+        Some(Some(stored)) if stored == sum => {}
+        Some(_) => {
+            return Err(corrupt(format!(
+                "its checksum does not match its contents ({sum:016x})"
+            )))
+        }
+        None if meta.checksummed => return Err(corrupt("its checksum entry is missing".into())),
+        None => {}
+    }
     if meta.version != version || meta.base.is_some_and(|b| b + 1 != version) || meta.base.is_some() != is_delta(&path)
     {
         return Err(bad(format!(

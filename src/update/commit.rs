@@ -319,6 +319,7 @@ fn meta_of(agent: &AgentState, task: &str, version: u64, model: &dyn AgentModel,
         created_ms: unix_millis(SystemTime::now()),
         base: None,
         packed: Default::default(),
+        checksummed: false,
     }
 }
 
