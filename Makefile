@@ -9,7 +9,7 @@ TORCH_VERSION := 2.13.0
 TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
 CARGO ?= cargo
 
-.PHONY: all demo test venv data lint check-header test-rust clean-data
+.PHONY: check-private-checkout all demo test venv data lint check-header test-rust clean-data
 
 all: test
 
@@ -32,7 +32,7 @@ demo: venv data
 	$(CARGO) run --release --example newsroom
 
 ## test: formatting, lints, every test (with a throwaway PostgreSQL), the header check.
-test: venv data lint test-rust check-header
+test: venv data lint test-rust check-header check-private-checkout
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -49,6 +49,10 @@ check-header:
 		{ echo "include/onthefly.h is not committed"; exit 1; }
 	@git diff --quiet -- include/onthefly.h || \
 		{ echo "include/onthefly.h is stale: build.rs generated a different header; commit it"; git --no-pager diff -- include/onthefly.h; exit 1; }
+
+## check-private-checkout: the tests' PostgreSQL starts from a checkout in a mode-700 folder.
+check-private-checkout:
+	scripts/check_private_checkout.sh
 
 clean-data:
 	rm -rf data

@@ -51,7 +51,8 @@ impl OwnCluster {
         if std::env::var("ONTHEFLY_TEST_DATABASE_URL").is_ok() {
             return None;
         }
-        let dir = format!("{}/target/pg-bench-{}", env!("CARGO_MANIFEST_DIR"), std::process::id());
+        // Not under the checkout: the server's user may not reach it.
+        let dir = Self::script(&["newdir", "bench"]);
         Self::script(&["init", &dir]);
         let cluster = OwnCluster(dir.clone());
         let port = Self::script(&["free-port"]);

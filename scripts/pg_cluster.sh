@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster in a folder, for tests and benchmarks:
+#   pg_cluster.sh newdir NAME      print a new empty folder for a cluster, where the server's user
+#                                  can reach it (under /tmp, not the checkout: a checkout in a
+#                                  folder nobody else may enter, such as root's home, would not do)
 #   pg_cluster.sh init DIR         initdb into DIR/data (installs the server with apt-get if missing)
 #   pg_cluster.sh start DIR PORT   start it on 127.0.0.1:PORT (socket in DIR), wait until it accepts
 #   pg_cluster.sh stop DIR         stop it (fast: open connections are closed)
@@ -29,12 +32,19 @@ ensure_server() {
 
 cmd="${1:-}"
 case "$cmd" in
+  newdir)
+    mktemp -d "/tmp/onthefly-pg-${2:-cluster}.XXXXXX"
+    ;;
   init)
     dir="$2"
     ensure_server
     mkdir -p "$dir"
     chmod 755 "$dir"
     if [ "$(id -u)" -eq 0 ]; then chown postgres: "$dir"; fi
+    if ! as_pg test -w "$dir"; then
+      echo "[postgres] the server's user cannot write $dir (a folder above it is closed to others); use: $0 newdir NAME" >&2
+      exit 1
+    fi
     as_pg "$pg_bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
     ;;
   start)
@@ -61,7 +71,7 @@ case "$cmd" in
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
     ;;
   *)
-    echo "usage: $0 init DIR | start DIR PORT | stop DIR | destroy DIR | createdb DIR PORT NAME | version | free-port" >&2
+    echo "usage: $0 newdir NAME | init DIR | start DIR PORT | stop DIR | destroy DIR | createdb DIR PORT NAME | version | free-port" >&2
     exit 2
     ;;
 esac

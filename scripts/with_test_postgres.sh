@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs a command with a throwaway PostgreSQL cluster: initdb under target/, a
+# Runs a command with a throwaway PostgreSQL cluster: initdb under /tmp (where
+# the server's user can reach it wherever the checkout lives), a
 # free loopback port, a database `onthefly_test`, its URL exported as
 # ONTHEFLY_TEST_DATABASE_URL. The cluster is stopped and removed when the
 # command ends, also when it fails. Installs the server with apt-get if missing
@@ -9,8 +10,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cluster="$root/scripts/pg_cluster.sh"
 
-mkdir -p "$root/target"
-dir="$(mktemp -d "$root/target/pg-test.XXXXXX")"
+dir="$("$cluster" newdir test)"
 trap '"$cluster" destroy "$dir"' EXIT INT TERM
 
 "$cluster" init "$dir"

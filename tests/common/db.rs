@@ -54,7 +54,8 @@ fn cluster_script(args: &[&str]) -> String {
 impl PrivateCluster {
     /// Creates and starts a cluster with a database `onthefly`.
     pub fn start() -> PrivateCluster {
-        let dir = super::fresh_data_dir().join("pg");
+        // Not under the checkout: the server's user may not reach it.
+        let dir = PathBuf::from(cluster_script(&["newdir", "private"]));
         let port: u16 = cluster_script(&["free-port"]).parse().unwrap();
         let path = dir.to_str().unwrap().to_string();
         cluster_script(&["init", &path]);
