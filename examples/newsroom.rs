@@ -45,13 +45,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // run would otherwise be loaded at start-up.
     let data_dir = std::path::PathBuf::from("target/demo-data");
     let _ = std::fs::remove_dir_all(&data_dir);
+    // The store and the rest from the environment, as the library reads it
+    // (`DATABASE_URL` or `POSTGRES_*`: watch your PostgreSQL fill; SQLite in
+    // the demo's folder otherwise). The folder is always the demo's own: it
+    // is emptied first.
     let config = Config {
         check_interval_ms: 1_000,
         data_dir: data_dir.clone(),
         checkpoints_kept: 3,
         // The demo knows every answer and hands it in itself (below).
         predict_feedback_threshold: 0.0,
-        ..Config::default()
+        ..Config::from_env()?
+    };
+    let store_place = match &config.database {
+        Some(_) => "PostgreSQL from DATABASE_URL / POSTGRES_*".to_string(),
+        None => data_dir.join(onthefly::store::SQLITE_FILE).display().to_string(),
     };
     println!(
         "onthefly {} — scout learns the outlet of {} news articles, {:.0} per second",
@@ -218,12 +226,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(store) = coordinator.get_training_status().store {
         println!(
             "store {} ({}): {} operations written, backlog {}, spooled {}, rejected {}",
-            store.backend,
-            data_dir.join(onthefly::store::SQLITE_FILE).display(),
-            store.written,
-            store.backlog,
-            store.spooled,
-            store.rejected
+            store.backend, store_place, store.written, store.backlog, store.spooled, store.rejected
         );
     }
     coordinator.shutdown();
