@@ -250,7 +250,8 @@ pub struct Config {
     pub max_examples_per_update: usize,
     /// Most agents updating at the same time (worker threads).
     pub max_concurrent_updates: usize,
-    /// Longest accepted input text, in bytes.
+    /// Longest accepted input text, in bytes; also the longest target (a
+    /// label, the tags together, a JSON target as text).
     pub max_input_bytes: usize,
     /// Longest accepted agent or task name, in bytes.
     pub max_name_bytes: usize,

@@ -592,8 +592,10 @@ impl Coordinator {
         check_input(&feedback.input_text, limits.max_input_bytes)?;
         check_text("source_url", &feedback.source_url, limits.max_input_bytes)?;
         check_unit("confidence_score", feedback.confidence_score)?;
+        check_target("predicted_output", &feedback.predicted_output, limits.max_input_bytes)?;
         feedback.predicted_output.validate(&feedback.input_text)?;
         if let Some(actual) = &feedback.actual_output {
+            check_target("actual_output", actual, limits.max_input_bytes)?;
             actual.validate(&feedback.input_text)?;
             if actual.kind() != feedback.predicted_output.kind() {
                 return Err(ValidationError::TargetKindMismatch {
@@ -662,6 +664,9 @@ impl Coordinator {
     /// queues an immediate update, priority 3 is also logged as critical.
     pub fn add_user_correction(&self, correction: UserCorrection) -> Result<Receipt> {
         self.ensure_running()?;
+        let max = self.shared.config.max_input_bytes;
+        check_target("incorrect_output", &correction.incorrect_output, max)?;
+        check_target("correct_output", &correction.correct_output, max)?;
         correction.incorrect_output.validate(&correction.input_text)?;
         if correction.incorrect_output.kind() != correction.correct_output.kind() {
             return Err(ValidationError::TargetKindMismatch {
@@ -786,6 +791,7 @@ impl Coordinator {
         };
         for (input, target) in &examples {
             check_input(input, limits.max_input_bytes)?;
+            check_target("expected_output", target, limits.max_input_bytes)?;
             target.validate(input)?;
             if target.kind() != kind {
                 return Err(ValidationError::TargetKindMismatch {
@@ -1022,6 +1028,7 @@ impl Coordinator {
         }
         check_unit("uncertainty_score", example.uncertainty_score)?;
         check_unit("importance_score", example.importance_score)?;
+        check_target("expected_output", &example.expected_output, limits.max_input_bytes)?;
         example.expected_output.validate(&example.input_text)?;
         self.check_task_kind(&example.agent_name, &example.task_type, example.expected_output.kind())
     }
@@ -1296,6 +1303,21 @@ pub(crate) fn check_name(field: &'static str, value: &str, max: usize) -> Result
         });
     }
     Ok(())
+}
+
+/// A target no longer than `max` bytes (the inputs' limit: a target is
+/// stored and sent as often as its input).
+fn check_target(field: &'static str, target: &Target, max: usize) -> Result<(), ValidationError> {
+    let len = match target {
+        Target::Label(label) => label.len(),
+        Target::Score(_) => 0,
+        Target::Tags(tags) => tags.iter().map(|t| t.len() + 1).sum(),
+        Target::Json(value) => serde_json::to_vec(value).map_or(usize::MAX, |v| v.len()),
+    };
+    match len > max {
+        true => Err(ValidationError::TargetTooLong { field, len, max }),
+        false => Ok(()),
+    }
 }
 
 pub(crate) fn check_input(value: &str, max: usize) -> Result<(), ValidationError> {

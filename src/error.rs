@@ -52,6 +52,16 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
+    /// A target (label, tags or JSON) is longer than `max_input_bytes`.
+    #[error("{field} must be at most {max} bytes, got {len}")]
+    TargetTooLong {
+        /// Which target.
+        field: &'static str,
+        /// Its length in bytes (a label's, the tags' together, the JSON text's).
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A score is NaN, infinite or outside `0..=1`.
     #[error("{field} must be a finite number in 0..=1, got {value}")]
     OutOfUnitRange {

@@ -574,3 +574,22 @@ fn an_operation_the_database_refuses_is_set_aside_not_lost_and_does_not_block_th
     assert_eq!(rejected.lines().count(), 1);
     assert!(rejected.contains("forbidden") && rejected.contains("no_forbidden"));
 }
+
+/// A database that does not exist is named, with the way out, not reported
+/// as "db error"; the password never appears.
+#[test]
+fn a_database_that_does_not_exist_is_named_in_the_error() {
+    let url = common::database_url();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let missing = format!("{base}/otf_no_such_database_{}", std::process::id());
+    let with_password = missing.replacen("postgres@", "postgres:s3cret@", 1);
+    let err = match Coordinator::new(common::db::postgres_config(&with_password)) {
+        Ok(_) => panic!("a coordinator on a database that does not exist"),
+        Err(e) => e.to_string(),
+    };
+    eprintln!("{err}");
+    let name = format!("otf_no_such_database_{}", std::process::id());
+    assert!(err.contains(&format!("database {name:?}")), "{err}");
+    assert!(err.contains("does not exist") && err.contains("createdb"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}

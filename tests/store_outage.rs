@@ -63,7 +63,7 @@ fn a_database_outage_mid_stream_loses_nothing_and_never_stalls_ingest() {
             // Everything since the stop waits in memory or in the spool.
             let store = c.get_training_status().store.unwrap();
             assert!(!store.connected, "the writer noticed the outage");
-            assert!(store.last_error.is_some());
+            assert!(store.last_error.is_some() && store.last_error_ms.is_some());
             spooled_during_outage = store.spooled;
             cluster.resume();
         }
@@ -94,6 +94,8 @@ fn a_database_outage_mid_stream_loses_nothing_and_never_stalls_ingest() {
     );
     assert!(store.connected);
     assert_eq!((store.backlog, store.spooled, store.rejected), (0, 0, 0));
+    // The outage is over, and so is its error.
+    assert_eq!((store.last_error, store.last_error_ms), (None, None));
 
     let rows = c.store().unwrap().examples(Some("synthesizer")).unwrap();
     assert_eq!(rows.len(), TOTAL, "every example stored exactly once");

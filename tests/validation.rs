@@ -72,6 +72,26 @@ fn each_bad_field_has_its_own_error() {
         ..base()
     }));
     assert_eq!(e, ValidationError::InputTooLong { len: 1001, max: 1000 });
+    // Targets are held to the inputs' limit too: a label, tags, JSON.
+    let e = invalid(c.add_training_example(NewExample {
+        expected_output: label(&"y".repeat(1001)),
+        ..base()
+    }));
+    let too_long = |field, len| ValidationError::TargetTooLong { field, len, max: 1000 };
+    assert_eq!(e, too_long("expected_output", 1001));
+    let e = invalid(c.add_training_example(NewExample {
+        expected_output: Target::Json(serde_json::json!({ "summary": "z".repeat(1000) })),
+        ..base()
+    }));
+    assert_eq!(e, too_long("expected_output", 1014)); // {"summary":"…"}
+    let e = invalid(c.add_user_correction(UserCorrection::new(
+        "scout",
+        "news",
+        "text",
+        label("bbc"),
+        label(&"c".repeat(1001)),
+    )));
+    assert_eq!(e, too_long("correct_output", 1001));
     let e = invalid(c.add_training_example(base().with_uncertainty(1.7)));
     assert_eq!(
         e,

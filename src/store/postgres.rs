@@ -46,6 +46,13 @@ impl PostgresStore {
         let config: postgres::Config = url
             .parse()
             .map_err(|_| StoreError::Refused("the database URL cannot be parsed".into()))?;
+        // One connection first, for its own error: through the pool a
+        // database that does not exist reads as "timed out … db error".
+        let mut probe = config.clone();
+        probe.connect_timeout(timeout);
+        if let Err(e) = probe.connect(NoTls) {
+            return Err(cannot_connect(e, &config));
+        }
         let pool = Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
@@ -526,6 +533,44 @@ fn performance_from_row(row: &Row) -> Result<ModelPerformance, StoreError> {
 
 /// A lost connection, a connection exception, or the server shutting down or
 /// out of resources is worth retrying; anything else was refused.
+/// A failed first connection, naming the database and the server (never
+/// the password) and, where the server said why, the way out.
+fn cannot_connect(e: postgres::Error, config: &postgres::Config) -> StoreError {
+    let database = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = config
+                .get_ports()
+                .get(i)
+                .or(config.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            match host {
+                postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                postgres::config::Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+            }
+        })
+        .collect();
+    let place = format!("database {database:?} on {}", hosts.join(", "));
+    let hint = match e.code().map(|c| c.code()) {
+        Some("3D000") => {
+            format!(": it does not exist; create it (`createdb {database}`) or name an existing one in DATABASE_URL")
+        }
+        Some("28P01" | "28000") => ": the server refused the user or password".to_string(),
+        _ => String::new(),
+    };
+    match classify(e) {
+        StoreError::Unavailable(message) => {
+            StoreError::Unavailable(format!("cannot connect to {place}{hint} ({message})"))
+        }
+        StoreError::Refused(message) => StoreError::Refused(format!("cannot connect to {place}{hint} ({message})")),
+        other => other,
+    }
+}
+
 pub(crate) fn classify(e: postgres::Error) -> StoreError {
     // The server's own words (constraint, column) are in the DbError, not in
     // the Display of the error.

@@ -47,8 +47,11 @@ pub struct StoreStatus {
     pub rejected: u64,
     /// Whether the last attempt to reach the database succeeded.
     pub connected: bool,
-    /// The last error, if any since start (cleared by nothing: read it with the time of the event in the log).
+    /// The last error, if any: cleared once the database is reachable again
+    /// after an outage (a refused operation's error stays).
     pub last_error: Option<String>,
+    /// When `last_error` happened, in milliseconds since the Unix epoch.
+    pub last_error_ms: Option<u64>,
     /// The connection pool (PostgreSQL).
     pub pool: Option<PoolStats>,
 }
@@ -69,7 +72,8 @@ struct Counters {
     spool_bytes: AtomicU64,
     rejected: AtomicU64,
     connected: AtomicBool,
-    last_error: Mutex<Option<String>>,
+    /// The last error, when it happened, and whether it was an outage.
+    last_error: Mutex<Option<(String, u64, bool)>>,
 }
 
 /// The handle callers use: hand over operations, flush, read the status,
@@ -174,6 +178,7 @@ impl StoreWriter {
     /// The writer's counters and the pool's state.
     pub fn status(&self) -> StoreStatus {
         let c = &self.counters;
+        let last_error = c.last_error.lock().clone();
         StoreStatus {
             backend: self.store.backend().to_string(),
             received: c.received.load(Ordering::Acquire),
@@ -184,7 +189,8 @@ impl StoreWriter {
             spool_bytes: c.spool_bytes.load(Ordering::Acquire),
             rejected: c.rejected.load(Ordering::Acquire),
             connected: c.connected.load(Ordering::Acquire),
-            last_error: c.last_error.lock().clone(),
+            last_error: last_error.as_ref().map(|(e, _, _)| e.clone()),
+            last_error_ms: last_error.as_ref().map(|(_, at, _)| *at),
             pool: self.store.pool_stats(),
         }
     }
@@ -346,6 +352,11 @@ impl Worker {
         }
         if self.retry_at.take().is_some() {
             tracing::info!("database reachable again; backlog written");
+            // The outage is over: its error no longer describes the store.
+            let mut last = self.counters.last_error.lock();
+            if last.as_ref().is_some_and(|(_, _, outage)| *outage) {
+                *last = None;
+            }
         }
         self.backoff = FIRST_RETRY;
         self.counters.connected.store(true, Ordering::Release);
@@ -405,7 +416,7 @@ impl Worker {
         if self.retry_at.is_none() {
             tracing::warn!(error = %e, "database unreachable; spooling and retrying");
         }
-        self.note_error(e.to_string());
+        *self.counters.last_error.lock() = Some((e.to_string(), now_ms(), true));
         self.counters.connected.store(false, Ordering::Release);
         self.schedule_retry();
     }
@@ -416,7 +427,7 @@ impl Worker {
     }
 
     fn note_error(&self, message: String) {
-        *self.counters.last_error.lock() = Some(message);
+        *self.counters.last_error.lock() = Some((message, now_ms(), false));
     }
 
     /// Everything up to this sequence number is durable.
@@ -482,4 +493,9 @@ fn replay_all(
         spool.consumed(ops.len(), offset)?;
     }
     Ok(())
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    crate::example::unix_millis(std::time::SystemTime::now())
 }
