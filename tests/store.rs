@@ -593,3 +593,51 @@ fn a_database_that_does_not_exist_is_named_in_the_error() {
     assert!(err.contains("does not exist") && err.contains("createdb"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+/// A database that already holds the original system's `training_examples`
+/// (the table its `_persist_training_example` INSERT writes) is refused
+/// with an error naming the table and the way out, and nothing is created
+/// or changed.
+#[test]
+fn the_original_systems_table_is_named_in_a_clear_error() {
+    let url = fresh_database();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE training_examples (id SERIAL PRIMARY KEY, agent_name TEXT, task_type TEXT, input_text TEXT, \
+             expected_output TEXT, uncertainty_score REAL, importance_score REAL, source_url TEXT, timestamp TIMESTAMP, \
+             user_feedback TEXT, correction_priority INTEGER); \
+             INSERT INTO training_examples (agent_name, task_type, input_text, expected_output, uncertainty_score, \
+             importance_score, source_url, timestamp, user_feedback, correction_priority) \
+             VALUES ('scout', 'news', 'an article', '\"bbc\"', 0.7, 0.5, '', now(), NULL, 0);",
+        )
+        .unwrap();
+    let err = match Coordinator::new(postgres_config(&url)) {
+        Ok(_) => panic!("a coordinator over the original's table"),
+        Err(e) => e.to_string(),
+    };
+    eprintln!("{err}");
+    assert!(
+        err.contains("\"training_examples\"") && err.contains("original JustNews"),
+        "{err}"
+    );
+    assert!(err.contains("RENAME TO justnews_training_examples"), "{err}");
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "nothing created beside the original's table");
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM training_examples", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    // The way out the error gives works.
+    client
+        .batch_execute("ALTER TABLE training_examples RENAME TO justnews_training_examples")
+        .unwrap();
+    Coordinator::new(postgres_config(&url)).unwrap().shutdown();
+}

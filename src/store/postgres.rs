@@ -92,6 +92,9 @@ impl PostgresStore {
             .map_err(classify)?
             .get(0);
         schema::check_not_newer(current)?;
+        if current == 0 {
+            refuse_foreign_tables(&mut tx)?;
+        }
         for m in schema::pending(current) {
             tx.batch_execute(m.postgres).map_err(classify)?;
             tx.execute(
@@ -533,6 +536,43 @@ fn performance_from_row(row: &Row) -> Result<ModelPerformance, StoreError> {
 
 /// A lost connection, a connection exception, or the server shutting down or
 /// out of resources is worth retrying; anything else was refused.
+/// Before the first migration: a table of the library's names that it did
+/// not create (the original JustNews system's `training_examples`, most
+/// likely) is an error that names it and the way out, not "relation
+/// already exists" half-way through the schema.
+fn refuse_foreign_tables(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+    for table in ["training_examples", "model_performance", "model_checkpoints"] {
+        let columns: Vec<String> = tx
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                &[&table],
+            )
+            .map_err(classify)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if columns.is_empty() {
+            continue;
+        }
+        let original = ["agent_name", "expected_output", "correction_priority"]
+            .iter()
+            .all(|c| columns.iter().any(|have| have == c));
+        return Err(StoreError::Refused(format!(
+            "the database already holds a table {table:?} that this library did not create{} (columns: {}); \
+             move it aside (ALTER TABLE {table} RENAME TO justnews_{table}) and start again, \
+             or point DATABASE_URL at another database",
+            if original {
+                ", by its columns the original JustNews system's"
+            } else {
+                ""
+            },
+            columns.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// A failed first connection, naming the database and the server (never
 /// the password) and, where the server said why, the way out.
 fn cannot_connect(e: postgres::Error, config: &postgres::Config) -> StoreError {
