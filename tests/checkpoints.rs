@@ -202,13 +202,31 @@ fn rollback_model_restores_the_exact_weights_of_a_version() {
     ));
 }
 
+/// The metadata of version `version` of scout/news, a label classifier.
+fn meta_of(model: &dyn AgentModel, version: u64) -> CheckpointMeta {
+    CheckpointMeta {
+        version,
+        agent_name: "scout".into(),
+        task_type: "news".into(),
+        model_kind: model.kind(),
+        target_kind: TargetKind::Label,
+        model: model.metadata(),
+        ewc_consolidations: 0,
+        created_ms: 0,
+        base: None,
+        packed: Default::default(),
+        checksummed: false,
+    }
+}
+
 /// Set in the child process that writes checkpoints until it is killed.
 const CHILD_DIR: &str = "ONTHEFLY_TEST_CHECKPOINT_CHILD_DIR";
 
-#[test]
-#[ignore = "the child process of the kill test below, which runs it with --ignored"]
-fn checkpoint_writer_child() {
-    let dir = std::env::var(CHILD_DIR).expect("started by the kill test, which sets the folder");
+/// In the kill test's child process (its own test binary, started with
+/// [`CHILD_DIR`] set): writes checkpoints until it is killed. Elsewhere
+/// returns at once.
+fn checkpoint_writer_child_if_asked() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else { return };
     let config = TextModelConfig {
         hash_buckets: 1 << 18,
         embedding_dim: 16,
@@ -222,32 +240,21 @@ fn checkpoint_writer_child() {
         .collect();
     model.prepare(&examples).unwrap();
     for version in 1.. {
-        let meta = CheckpointMeta {
-            version,
-            agent_name: "scout".into(),
-            task_type: "news".into(),
-            model_kind: model.kind(),
-            target_kind: TargetKind::Label,
-            model: model.metadata(),
-            ewc_consolidations: 0,
-            created_ms: 0,
-            base: None,
-            packed: Default::default(),
-            checksummed: false,
-        };
+        let meta = meta_of(&model, version);
         checkpoint::save(std::path::Path::new(&dir), &model, &EwcState::new(), &meta, 3).unwrap();
     }
+    unreachable!("written until killed");
 }
 
 #[test]
 fn a_process_killed_while_writing_leaves_the_previous_version_loadable() {
+    checkpoint_writer_child_if_asked();
     let data_dir = fresh_data_dir();
     let dir = data_dir.join("models/scout/news");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "--ignored",
             "--exact",
-            "checkpoint_writer_child",
+            "a_process_killed_while_writing_leaves_the_previous_version_loadable",
             "--nocapture",
             "--test-threads",
             "1",
@@ -510,26 +517,13 @@ fn a_checkpoint_with_non_finite_weights_is_refused() {
     let mut model = TextClassifier::new(small_config().text_model, tch::Device::Cpu, 3).unwrap();
     let examples = [onthefly::TrainingExample::new(0, "scout", "news", "text", label("bbc"))];
     model.prepare(&examples).unwrap();
-    let meta = |version| CheckpointMeta {
-        version,
-        agent_name: "scout".into(),
-        task_type: "news".into(),
-        model_kind: model.kind(),
-        target_kind: TargetKind::Label,
-        model: model.metadata(),
-        ewc_consolidations: 0,
-        created_ms: 0,
-        base: None,
-        packed: Default::default(),
-        checksummed: false,
-    };
-    checkpoint::save(&dir, &model, &EwcState::new(), &meta(1), 3).unwrap();
+    checkpoint::save(&dir, &model, &EwcState::new(), &meta_of(&model, 1), 3).unwrap();
     tch::no_grad(|| {
         for (_, mut var) in model.var_store().variables() {
             let _ = var.fill_(f64::NAN);
         }
     });
-    checkpoint::save(&dir, &model, &EwcState::new(), &meta(2), 3).unwrap();
+    checkpoint::save(&dir, &model, &EwcState::new(), &meta_of(&model, 2), 3).unwrap();
     assert!(checkpoint::load(&dir, 1).is_ok());
     let refused = checkpoint::load(&dir, 2).unwrap_err();
     assert!(

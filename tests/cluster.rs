@@ -93,10 +93,11 @@ fn test_accuracy(c: &Coordinator, articles: &[Article]) -> f64 {
 /// Set in a child process: its configuration and its share of the stream.
 const CHILD: &str = "ONTHEFLY_TEST_CLUSTER_CHILD";
 
-#[test]
-#[ignore = "a child process of the tests below, which run it with --ignored"]
-fn cluster_child() {
-    let json = std::env::var(CHILD).expect("started by a test below, which sets its task");
+/// In a child instance (its own test binary, started by [`Instance::start`]
+/// with [`CHILD`] set): streams its share, trains, reports, and ends the
+/// process. Elsewhere returns at once.
+fn cluster_child_if_asked() {
+    let Ok(json) = std::env::var(CHILD) else { return };
     let task: serde_json::Value = serde_json::from_str(&json).unwrap();
     let config: Config = serde_json::from_value(task["config"].clone()).unwrap();
     let url = config.database.as_ref().unwrap().url.clone();
@@ -156,6 +157,7 @@ fn cluster_child() {
     });
     println!("DONE {report}");
     assert_eq!(commands.next().unwrap().unwrap(), "EXIT");
+    std::process::exit(0);
 }
 
 /// A child instance and the lines it prints.
@@ -166,17 +168,12 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(config: &Config, part: usize, parts: usize, mode: &str) -> Instance {
+    /// Starts test `test` of this binary (which calls
+    /// [`cluster_child_if_asked`] first) as a child instance.
+    fn start(test: &str, config: &Config, part: usize, parts: usize, mode: &str) -> Instance {
         let task = serde_json::json!({ "config": config, "part": part, "parts": parts, "mode": mode });
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "cluster_child",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
             .env(CHILD, task.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -207,14 +204,18 @@ impl Instance {
     }
 }
 
+/// The test whose children are the three instances.
+const LINEAGE: &str = "three_processes_share_one_stream_and_one_model_lineage";
+
 #[test]
 fn three_processes_share_one_stream_and_one_model_lineage() {
+    cluster_child_if_asked();
     let url = fresh_database();
 
     // The same stream through a single instance (the same code, one
     // process), for the accuracy to match.
     let single = {
-        let mut one = Instance::start(&instance_config(&fresh_database(), "single"), 0, 1, "train");
+        let mut one = Instance::start(LINEAGE, &instance_config(&fresh_database(), "single"), 0, 1, "train");
         one.say("GO");
         one.expect("IDLE");
         one.say("REPORT");
@@ -225,7 +226,7 @@ fn three_processes_share_one_stream_and_one_model_lineage() {
     };
 
     let mut instances: Vec<Instance> = (0..3)
-        .map(|i| Instance::start(&instance_config(&url, &format!("node{i}")), i, 3, "train"))
+        .map(|i| Instance::start(LINEAGE, &instance_config(&url, &format!("node{i}")), i, 3, "train"))
         .collect();
     for instance in &mut instances {
         instance.say("GO");
@@ -344,6 +345,7 @@ fn three_processes_share_one_stream_and_one_model_lineage() {
 
 #[test]
 fn killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes_over() {
+    cluster_child_if_asked();
     let url = fresh_database();
     let mut holder_config = instance_config(&url, "holder");
     // One long update of every buffered example with the full-size model.
@@ -353,7 +355,13 @@ fn killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes
     holder_config.max_buffer_size = 100_000;
     holder_config.max_examples_per_update = 2000;
     holder_config.check_interval_ms = 3_600_000;
-    let mut holder = Instance::start(&holder_config, 0, 1, "hold");
+    let mut holder = Instance::start(
+        "killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes_over",
+        &holder_config,
+        0,
+        1,
+        "hold",
+    );
     holder.say("GO");
 
     // Kill it while it holds the training lock of the task.

@@ -112,10 +112,11 @@ fn a_database_outage_mid_stream_loses_nothing_and_never_stalls_ingest() {
 /// Set in the child process that streams examples until it is killed.
 const CHILD_CONFIG: &str = "ONTHEFLY_TEST_STREAM_CHILD_CONFIG";
 
-#[test]
-#[ignore = "the child process of the crash tests below, which run it with --ignored"]
-fn streaming_child() {
-    let json = std::env::var(CHILD_CONFIG).expect("started by a crash test, which sets its configuration");
+/// In a crash test's child process (its own test binary, started with
+/// [`CHILD_CONFIG`] set): streams until it is killed. Elsewhere returns at
+/// once.
+fn streaming_child_if_asked() {
+    let Ok(json) = std::env::var(CHILD_CONFIG) else { return };
     let config: Config = serde_json::from_str(&json).unwrap();
     let c = Coordinator::new(config).unwrap();
     println!("READY");
@@ -130,21 +131,16 @@ fn streaming_child() {
             println!("FLUSHED {}", id.0);
         }
     }
+    unreachable!("streams until killed");
 }
 
-/// Starts the streaming child; once it is ready, calls `between` and lets it
+/// Starts the streaming child (test `test` of this binary, which calls
+/// [`streaming_child_if_asked`] first); once it is ready, calls `between` and lets it
 /// stream; kills it (SIGKILL) after it reported `flushes` flushes; returns
 /// the last flushed id.
-fn stream_then_kill(config: &Config, flushes: usize, mut between: impl FnMut()) -> u64 {
+fn stream_then_kill(test: &str, config: &Config, flushes: usize, mut between: impl FnMut()) -> u64 {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "streaming_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
         .env(CHILD_CONFIG, serde_json::to_string(config).unwrap())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -156,7 +152,7 @@ fn stream_then_kill(config: &Config, flushes: usize, mut between: impl FnMut()) 
     let mut flushed = 0;
     let mut seen = 0;
     while let Some(Ok(line)) = lines.next() {
-        // libtest prints "test streaming_child ... " before the test's first line.
+        // libtest prints "test <name> ... " before the test's first line.
         if line.trim_end().ends_with("READY") {
             between();
             writeln!(go, "GO").unwrap();
@@ -197,26 +193,44 @@ fn assert_everything_flushed_survives(config: Config, flushed: u64) {
 
 #[test]
 fn a_kill_mid_stream_keeps_everything_flushed_in_sqlite() {
+    streaming_child_if_asked();
     let config = quick_retries(small_config());
-    let flushed = stream_then_kill(&config, 3, || {});
+    let flushed = stream_then_kill(
+        "a_kill_mid_stream_keeps_everything_flushed_in_sqlite",
+        &config,
+        3,
+        || {},
+    );
     assert_everything_flushed_survives(config, flushed);
 }
 
 #[test]
 fn a_kill_mid_stream_keeps_everything_flushed_in_postgres() {
+    streaming_child_if_asked();
     let cluster = PrivateCluster::start();
     let config = quick_retries(postgres_config(&cluster.url()));
-    let flushed = stream_then_kill(&config, 3, || {});
+    let flushed = stream_then_kill(
+        "a_kill_mid_stream_keeps_everything_flushed_in_postgres",
+        &config,
+        3,
+        || {},
+    );
     assert_everything_flushed_survives(config, flushed);
 }
 
 #[test]
 fn a_kill_during_an_outage_keeps_everything_flushed_in_the_spool() {
+    streaming_child_if_asked();
     let cluster = PrivateCluster::start();
     let config = quick_retries(postgres_config(&cluster.url()));
     // The server stops as soon as the child has started: everything it
     // flushes goes to the spool.
-    let flushed = stream_then_kill(&config, 2, || cluster.stop());
+    let flushed = stream_then_kill(
+        "a_kill_during_an_outage_keeps_everything_flushed_in_the_spool",
+        &config,
+        2,
+        || cluster.stop(),
+    );
     let spool = config.data_dir.join("spool/store-spool.jsonl");
     assert!(
         std::fs::metadata(&spool).unwrap().len() > 0,
