@@ -61,13 +61,22 @@ pub struct Touched {
     /// Per variable: `Some(rows)` (a 1-d int64 tensor, possibly with
     /// duplicates) or `None` for the whole variable.
     rows: BTreeMap<String, Option<Vec<Tensor>>>,
-    /// Per variable written once by a pass that kept its results: the rows
-    /// (unique), their new values and their new sums. Installing them in
-    /// the other copy of the model then needs no read of the trained one.
-    written: BTreeMap<String, [Tensor; 3]>,
-    /// For the same variables, the values and sums those rows held before
-    /// the pass: a delta checkpoint stores only the bits that changed.
-    before: BTreeMap<String, [Tensor; 2]>,
+    /// Per variable written once by a pass that kept its results: what
+    /// it wrote and what the rows held before.
+    written: BTreeMap<String, Written>,
+}
+
+/// The rows one pass wrote in a variable.
+#[derive(Debug)]
+struct Written {
+    /// The rows (unique).
+    rows: Tensor,
+    /// Their new values and sums: installing them in the other copy of the
+    /// model needs no read of the trained one.
+    new: [Tensor; 2],
+    /// Their values and sums before the pass: a delta checkpoint stores
+    /// only the bits that changed.
+    old: [Tensor; 2],
 }
 
 impl Touched {
@@ -80,23 +89,20 @@ impl Touched {
     pub(crate) fn add_rows(&mut self, name: &str, rows: &Tensor) {
         // Values recorded for a first write are stale after a second one.
         self.written.remove(name);
-        self.before.remove(name);
         // A variable already touched whole stays whole.
         if let Some(list) = self.rows.entry(name.to_string()).or_insert_with(|| Some(Vec::new())) {
             list.push(rows.shallow_clone());
         }
     }
 
-    /// Records that `rows` (unique) of variable `name` now hold `values` and
-    /// their optimiser state `sums`, where they held `old_values` and
-    /// `old_sums`.
-    pub(crate) fn add_written(&mut self, name: &str, rows: &Tensor, [values, sums]: [Tensor; 2], old: [Tensor; 2]) {
+    /// Records that `rows` (unique) of variable `name` now hold `new`
+    /// (values and optimiser sums), where they held `old`.
+    pub(crate) fn add_written(&mut self, name: &str, rows: &Tensor, new: [Tensor; 2], old: [Tensor; 2]) {
         let first = !self.rows.contains_key(name);
         self.add_rows(name, rows);
         if first {
-            self.written
-                .insert(name.to_string(), [rows.shallow_clone(), values, sums]);
-            self.before.insert(name.to_string(), old);
+            let rows = rows.shallow_clone();
+            self.written.insert(name.to_string(), Written { rows, new, old });
         }
     }
 
@@ -108,14 +114,13 @@ impl Touched {
             Some(name) => (name, 1),
             None => (var, 0),
         };
-        let [written_rows, _, _] = self.written.get(name)?;
-        let same = written_rows.size() == rows.size() && written_rows.f_equal(rows).unwrap_or(false);
-        same.then(|| self.before.get(name).map(|old| old[which].shallow_clone()))?
+        let written = self.written.get(name)?;
+        let same = written.rows.size() == rows.size() && written.rows.f_equal(rows).unwrap_or(false);
+        same.then(|| written.old[which].shallow_clone())
     }
 
     fn add_all(&mut self, name: &str) {
         self.written.remove(name);
-        self.before.remove(name);
         self.rows.insert(name.to_string(), None);
     }
 
@@ -204,7 +209,12 @@ impl Touched {
         let dst_vars = dst.variables();
         let mut writes = Vec::new();
         for name in self.rows.keys() {
-            let Some([rows, values, sums]) = self.written.get(name) else {
+            let Some(Written {
+                rows,
+                new: [values, sums],
+                ..
+            }) = self.written.get(name)
+            else {
                 return Ok(false);
             };
             for (var, new) in [(name.clone(), values), (state_name(name), sums)] {
