@@ -38,7 +38,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# The demo's own test runs the newsroom binary; `cargo test --all-targets`
+# builds examples only as test harnesses, so the binary is built first.
 test-rust:
+	$(CARGO) build --example newsroom
 	scripts/with_test_postgres.sh $(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
 
