@@ -5,6 +5,8 @@
 //! configuration returns the running instance, with another configuration it
 //! is an error. After [`shutdown`] the instance refuses new input; a process
 //! cannot start a second global instance (own a [`Coordinator`] for that).
+//! A process that exits without [`shutdown`] shuts the instance down on its
+//! way out (an `atexit` handler, see `ffi::exit`).
 
 use std::sync::OnceLock;
 
@@ -35,7 +37,11 @@ pub fn initialize_online_training(config: Config) -> Result<&'static Coordinator
         };
     }
     let coordinator = Coordinator::new(config)?;
-    Ok(GLOBAL.get_or_init(|| coordinator))
+    let running = GLOBAL.get_or_init(|| coordinator);
+    // Started after the coordinator, so after libtorch's statics: the exit
+    // handler runs before they are destroyed.
+    crate::ffi::exit::shut_down_at_exit();
+    Ok(running)
 }
 
 /// The global instance, if initialised.

@@ -19,6 +19,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod args;
+pub(crate) mod exit;
 mod result;
 #[cfg(test)]
 mod tests;
