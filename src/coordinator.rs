@@ -137,7 +137,11 @@ impl Coordinator {
         let (job_tx, job_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let workers = config.max_concurrent_updates;
-        let shared = Arc::new(Shared::new(config, device, job_tx, store, cluster.clone()));
+        let ids = match (&store, &cluster) {
+            (Some(_), None) => crate::ids::LocalIds::durable(&config.data_dir)?,
+            _ => crate::ids::LocalIds::in_memory(),
+        };
+        let shared = Arc::new(Shared::new(config, device, job_tx, store, cluster.clone(), ids));
         let coordinator = Coordinator {
             shared: Arc::clone(&shared),
             threads: Mutex::new(Vec::new()),
@@ -204,7 +208,7 @@ impl Coordinator {
     /// history. Counted as received, so the status counters add up.
     fn restore(&self, recovered: Recovered) {
         let shared = &self.shared;
-        shared.next_id.fetch_max(recovered.next_id, Ordering::AcqRel);
+        shared.ids.continue_from(recovered.next_id);
         {
             let mut history = shared.history.lock();
             history.extend(recovered.history);
@@ -245,6 +249,22 @@ impl Coordinator {
             if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = outcome {
                 shared.record_eviction(&agent, &mut stats, gone.id);
             }
+        }
+        // Examples whose way has ended are not restored one by one; their
+        // counts are, so the counters go on from the store's.
+        for (agent_name, state, n) in recovered.settled {
+            let agent = self.agent_or_create(&agent_name);
+            let mut stats = agent.stats.lock();
+            let counter = match state {
+                ExampleState::Trained => &mut stats.examples_trained,
+                ExampleState::Evicted => &mut stats.examples_evicted,
+                ExampleState::Discarded => &mut stats.examples_discarded,
+                ExampleState::Quarantined => &mut stats.examples_quarantined,
+                ExampleState::Failed => &mut stats.examples_failed,
+                _ => continue,
+            };
+            *counter += n;
+            stats.examples_received += n;
         }
         let remembered: usize = recovered.replay.iter().map(|m| m.examples.len()).sum();
         for members in recovered.replay {

@@ -42,6 +42,7 @@ pub mod feedback;
 pub mod ffi;
 mod global;
 mod grad;
+mod ids;
 pub mod judge;
 pub mod models;
 pub mod optim;

@@ -23,7 +23,8 @@ pub(crate) struct Shared {
     pub config: Config,
     pub device: tch::Device,
     pub agents: RwLock<BTreeMap<String, Arc<AgentState>>>,
-    pub next_id: AtomicU64,
+    /// Ids of this instance when it is the only one (see [`crate::ids`]).
+    pub ids: crate::ids::LocalIds,
     pub jobs: Mutex<Option<Sender<Arc<AgentState>>>>,
     pub in_flight: Mutex<usize>,
     pub idle: Condvar,
@@ -46,12 +47,13 @@ impl Shared {
         jobs: Sender<Arc<AgentState>>,
         store: Option<StoreWriter>,
         cluster: Option<Arc<crate::cluster::Cluster>>,
+        ids: crate::ids::LocalIds,
     ) -> Shared {
         Shared {
             config,
             device,
             agents: RwLock::new(BTreeMap::new()),
-            next_id: AtomicU64::new(1),
+            ids,
             jobs: Mutex::new(Some(jobs)),
             in_flight: Mutex::new(0),
             idle: Condvar::new(),
@@ -158,7 +160,7 @@ impl Shared {
     pub fn next_id(&self) -> Result<u64, crate::store::StoreError> {
         match &self.cluster {
             Some(cluster) => cluster.next_id(),
-            None => Ok(self.next_id.fetch_add(1, Ordering::AcqRel)),
+            None => self.ids.next(),
         }
     }
 

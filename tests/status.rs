@@ -91,3 +91,107 @@ fn status_reports_buffers_models_history_and_errors() {
     }
     assert_eq!(json["agents"]["scout"]["models"]["news"]["version"], 1);
 }
+
+/// Each state the store counts, beside the status counter that counts it.
+fn counts_by_state(status: &onthefly::AgentStatus) -> std::collections::BTreeMap<&'static str, u64> {
+    [
+        ("buffered", status.buffer_size as u64),
+        ("evaluation", status.examples_held_out),
+        ("trained", status.examples_trained),
+        ("evicted", status.examples_evicted),
+        ("discarded", status.examples_discarded),
+        ("quarantined", status.examples_quarantined),
+        ("failed", status.examples_failed),
+        ("kept", status.examples_kept),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .collect()
+}
+
+/// Streams from 4 threads into a small buffer (evictions), with updates
+/// running, shuts down while they run, and compares the status with the
+/// store's `SELECT state, count(*)`; then restarts and compares again.
+fn counters_match_the_store(config: Config, stored: impl Fn() -> std::collections::BTreeMap<String, u64>) {
+    let config = Config {
+        max_buffer_size: 300,
+        held_out_fraction: 0.1,
+        update_threshold: 50,
+        ..config
+    };
+    let c = std::sync::Arc::new(Coordinator::new(config.clone()).unwrap());
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let c = std::sync::Arc::clone(&c);
+            std::thread::spawn(move || {
+                for i in 0..600 {
+                    c.add_training_example(example("scout", t * 1_000 + i, ["bbc", "cnn", "rte"][i % 3]))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    c.shutdown();
+    let status = c.get_training_status();
+    let scout = &status.agents["scout"];
+    assert_eq!(scout.examples_received, 2_400, "{scout:?}");
+    let in_status: std::collections::BTreeMap<String, u64> = counts_by_state(scout)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(in_status, stored(), "status after shutdown vs the store");
+    assert!(in_status.get("trained").copied().unwrap_or(0) > 0, "{in_status:?}");
+    drop(c);
+
+    let c = Coordinator::new(config).unwrap();
+    let status = c.get_training_status();
+    let scout = &status.agents["scout"];
+    let restarted: std::collections::BTreeMap<String, u64> = counts_by_state(scout)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(restarted, in_status, "the counters after a restart");
+    assert_eq!(scout.examples_received, 2_400, "{scout:?}");
+    assert_eq!(
+        status.total_examples,
+        status.buffer_sizes.values().sum::<usize>(),
+        "total_examples is the original's: the examples buffered over all agents"
+    );
+    c.shutdown();
+}
+
+#[test]
+fn the_counters_equal_the_sqlite_store_after_shutdown_under_load_and_survive_a_restart() {
+    let config = small_config();
+    let file = config.data_dir.join(onthefly::store::SQLITE_FILE);
+    counters_match_the_store(config, || {
+        let conn = rusqlite::Connection::open(&file).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT state, count(*) FROM training_examples WHERE agent_name = 'scout' GROUP BY state")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    });
+}
+
+#[test]
+fn the_counters_equal_the_postgres_store_after_shutdown_under_load_and_survive_a_restart() {
+    let url = common::db::fresh_database();
+    counters_match_the_store(common::db::postgres_config(&url), || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .query(
+                "SELECT state, count(*) FROM training_examples WHERE agent_name = 'scout' GROUP BY state",
+                &[],
+            )
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect()
+    });
+}

@@ -75,6 +75,15 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+    /// A block of ids could not be reserved (see `ids`): no id is handed
+    /// out that a restart might hand out again.
+    #[error("id reservation file {path}: {message}")]
+    IdReservation {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// `flush` did not finish in time.
     #[error("the store did not flush within {0:?}")]
     FlushTimeout(std::time::Duration),
@@ -275,6 +284,20 @@ pub struct Recovered {
     pub evicted: u64,
     /// The replay memories: their examples and each pool's count of examples offered.
     pub replay: Vec<ReplayMembers>,
+    /// Per agent, how many rows are in each state that ends an example's
+    /// way (trained, evicted, discarded, quarantined, failed): the status
+    /// counters start from them, so they survive a restart.
+    pub settled: Vec<(String, ExampleState, u64)>,
+}
+
+/// The query behind [`Recovered::settled`] (the same in both stores).
+pub(crate) const SETTLED_COUNTS_SQL: &str = "SELECT agent_name, state, count(*) FROM training_examples \
+     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed') GROUP BY agent_name, state";
+
+/// One row of [`SETTLED_COUNTS_SQL`], read.
+pub(crate) fn settled_count(agent: String, state: &str, n: i64) -> Result<(String, ExampleState, u64), StoreError> {
+    let n = u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("a count of {n} rows")))?;
+    Ok((agent, ExampleState::parse(state)?, n))
 }
 
 /// The stored replay memory of one (agent, task).

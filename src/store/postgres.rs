@@ -210,9 +210,16 @@ impl ExampleStore for PostgresStore {
             .map_err(classify)?;
         let (total, max_example, max_update): (i64, i64, i64) = (counts.get(0), counts.get(1), counts.get(2));
         let replay = replay_members(&mut tx, None)?;
+        let settled = tx
+            .query(super::SETTLED_COUNTS_SQL, &[])
+            .map_err(classify)?
+            .iter()
+            .map(|r| super::settled_count(r.get(0), r.get::<_, &str>(1), r.get(2)))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().map_err(classify)?;
         Ok(Recovered {
             replay,
+            settled,
             quarantined,
             next_id: id_from_stored(max_example.max(max_update))? + 1,
             buffered,

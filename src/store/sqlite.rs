@@ -156,9 +156,20 @@ impl ExampleStore for SqliteStore {
             )
             .map_err(classify)?;
         let replay = replay_members(&tx)?;
+        let settled = {
+            let mut stmt = tx.prepare(super::SETTLED_COUNTS_SQL).map_err(classify)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(classify)?;
+            rows.map(|r| r.map_err(classify).and_then(|(a, s, n)| super::settled_count(a, &s, n)))
+                .collect::<Result<Vec<_>, _>>()?
+        };
         tx.commit().map_err(classify)?;
         Ok(Recovered {
             replay,
+            settled,
             quarantined,
             next_id: id_from_stored(max_example.max(max_update))? + 1,
             buffered,
