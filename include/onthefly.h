@@ -140,6 +140,20 @@ OtfResult otf_add_user_correction(const char *agent_name,
                                   const char *user_feedback,
                                   uint64_t *out_id);
 
+// Adopts the original JustNews system's database (see the Rust
+// `onthefly::store::adopt_original_database`): moves its tables aside
+// (`justnews_<name>`), creates this library's schema and imports the
+// original's examples as buffered examples, with their timestamps. Call it
+// once before `otf_initialize` on that database; calling it again imports
+// nothing twice. `database_url` is a PostgreSQL URL, or NULL for the one
+// the environment names (`DATABASE_URL` or `POSTGRES_*`). On success
+// `*out_imported` (optional) receives the number of rows this call imported.
+//
+// # Safety
+// `database_url` is NULL or NUL-terminated and valid during the call;
+// `out_imported` is NULL or valid for a write.
+OtfResult otf_adopt_original_database(const char *database_url, uint64_t *out_imported);
+
 // Writes the examples of (agent, task) to `path` as a JSON-lines fine-tuning
 // data set (see the Rust `Coordinator::export_dataset`); on success
 // `*out_count` (optional) receives the number of examples written.

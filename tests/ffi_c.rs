@@ -78,6 +78,11 @@ fn run_c(binary: &Path, args: &[&str]) -> String {
         // whose copy of the library only `cargo build` refreshes: the
         // binary's runpath (this run's library) must win.
         .env_remove("LD_LIBRARY_PATH")
+        // A NULL configuration reads the environment: the caller's database
+        // settings must not leak into these programs.
+        .env_remove("DATABASE_URL")
+        .env_remove("POSTGRES_HOST")
+        .env_remove("POSTGRES_DB")
         // libtorch keeps allocations in its global caches until exit; leaks
         // of ours show up in the Rust tests, not here.
         .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
@@ -292,4 +297,32 @@ fn a_python_program_that_exits_without_shutdown_stores_every_row_and_exits_clean
             .env("ONTHEFLY_LIB", &lib);
         exits_cleanly_with_every_row_stored("tests/python/exit_without_shutdown.py", command, &config.data_dir);
     }
+}
+
+/// The adoption of the original JustNews database from C: its rows are
+/// imported once, a second call imports none.
+#[test]
+fn a_c_program_adopts_the_original_database_once() {
+    let url = common::db::fresh_database();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE training_examples (id SERIAL PRIMARY KEY, agent_name TEXT, task_type TEXT, input_text TEXT, \
+             expected_output TEXT, uncertainty_score REAL, importance_score REAL, source_url TEXT, timestamp TIMESTAMP, \
+             user_feedback TEXT, correction_priority INTEGER); \
+             INSERT INTO training_examples (agent_name, task_type, input_text, expected_output, uncertainty_score, \
+             importance_score, source_url, timestamp, user_feedback, correction_priority) \
+             SELECT 'scout', 'news', 'article ' || i, '\"bbc\"', 0.5, 0.5, NULL, now(), NULL, 0 \
+             FROM generate_series(1, 40) AS i;",
+        )
+        .unwrap();
+    let binary = compile("tests/c/adopt.c", "adopt");
+    let out = run_c(&binary, &[&url]);
+    assert_eq!(line_after(&out, "IMPORTED "), "40", "{out}");
+    assert_eq!(line_after(&out, "AGAIN "), "0", "{out}");
+    let buffered: i64 = client
+        .query_one("SELECT count(*) FROM training_examples WHERE state = 'buffered'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(buffered, 40);
 }

@@ -621,7 +621,7 @@ fn the_original_systems_table_is_named_in_a_clear_error() {
         err.contains("\"training_examples\"") && err.contains("original JustNews"),
         "{err}"
     );
-    assert!(err.contains("RENAME TO justnews_training_examples"), "{err}");
+    assert!(err.contains("adopt_original_database"), "{err}");
     let tables: i64 = client
         .query_one(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
@@ -636,8 +636,136 @@ fn the_original_systems_table_is_named_in_a_clear_error() {
         .get(0);
     assert_eq!(rows, 1);
     // The way out the error gives works.
-    client
-        .batch_execute("ALTER TABLE training_examples RENAME TO justnews_training_examples")
-        .unwrap();
+    let adoption = onthefly::store::adopt_original_database(&url, Duration::from_secs(10)).unwrap();
+    assert_eq!(adoption.imported, 1, "{adoption:?}");
     Coordinator::new(postgres_config(&url)).unwrap().shutdown();
+}
+
+/// The original's rows, as its `_persist_training_example` wrote them:
+/// (agent, task, input, expected output as JSON text, uncertainty,
+/// importance, source, seconds before now, feedback, priority).
+type OriginalRow = (
+    String,
+    String,
+    String,
+    String,
+    f64,
+    f64,
+    String,
+    i32,
+    Option<String>,
+    i32,
+);
+
+fn original_rows(n: usize) -> Vec<OriginalRow> {
+    (0..n)
+        .map(|i| {
+            let (agent, task, output) = match i % 3 {
+                0 => (
+                    "scout",
+                    "news",
+                    serde_json::json!(["bbc", "cnn", "rte"][i % 3 + (i / 3) % 2]),
+                ),
+                1 => ("analyst", "sentiment", serde_json::json!((i % 10) as f64 / 10.0)),
+                _ => (
+                    "fact_checker",
+                    "claims",
+                    serde_json::json!({"verdict": "false", "n": i}),
+                ),
+            };
+            (
+                agent.to_string(),
+                task.to_string(),
+                format!("original article {i} about the economy"),
+                output.to_string(),
+                (i % 7) as f64 / 7.0,
+                (i % 5) as f64 / 5.0,
+                format!("https://example.org/{i}"),
+                // Oldest first in the import: row i is i seconds older than row i + 1.
+                (n - i) as i32,
+                (i % 4 == 0).then(|| format!("note {i}")),
+                (i % 4) as i32,
+            )
+        })
+        .collect()
+}
+
+/// The adoption path for a JustNews database: the original's table (its
+/// schema, filled by its own INSERT) is moved aside, its 300 rows become
+/// buffered examples with their fields and timestamps, a second adoption
+/// imports nothing, and a coordinator started on the database takes them
+/// into its buffers.
+#[test]
+fn the_original_systems_rows_are_adopted_once_with_their_fields() {
+    const ROWS: usize = 300;
+    let url = fresh_database();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE training_examples (id SERIAL PRIMARY KEY, agent_name VARCHAR(100) NOT NULL, \
+             task_type VARCHAR(100) NOT NULL, input_text TEXT NOT NULL, expected_output JSONB NOT NULL, \
+             uncertainty_score FLOAT, importance_score FLOAT, source_url TEXT, \
+             timestamp TIMESTAMP DEFAULT CURRENT_TIMESTAMP, user_feedback TEXT, correction_priority INTEGER DEFAULT 0); \
+             CREATE INDEX idx_training_examples_agent ON training_examples (agent_name);",
+        )
+        .unwrap();
+    let rows = original_rows(ROWS);
+    for r in &rows {
+        client
+            .execute(
+                "INSERT INTO training_examples (agent_name, task_type, input_text, expected_output, uncertainty_score, \
+                 importance_score, source_url, timestamp, user_feedback, correction_priority) \
+                 VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7, now() - make_interval(secs => $8), $9, $10)",
+                &[&r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &f64::from(r.7), &r.8, &r.9],
+            )
+            .unwrap();
+    }
+    let adoption = onthefly::store::adopt_original_database(&url, Duration::from_secs(10)).unwrap();
+    assert_eq!(adoption.imported, ROWS as u64, "{adoption:?}");
+    assert_eq!(adoption.moved, vec!["justnews_training_examples".to_string()]);
+    let again = onthefly::store::adopt_original_database(&url, Duration::from_secs(10)).unwrap();
+    assert_eq!((again.imported, again.imported_before), (0, ROWS as u64), "{again:?}");
+    assert!(again.moved.is_empty());
+
+    // Field by field, oldest first.
+    let stored = PostgresStore::connect(&url, 1, Duration::from_secs(10))
+        .unwrap()
+        .examples(None)
+        .unwrap();
+    assert_eq!(stored.len(), ROWS);
+    let mut stored: Vec<_> = stored.into_iter().map(|s| (s.example, s.state)).collect();
+    stored.sort_by_key(|(e, _)| e.timestamp);
+    let original_stamps: Vec<std::time::SystemTime> = client
+        .query(
+            "SELECT timestamp::timestamptz FROM justnews_training_examples ORDER BY timestamp",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for (((e, state), r), stamp) in stored.iter().zip(&rows).zip(&original_stamps) {
+        assert_eq!(*state, onthefly::store::ExampleState::Buffered);
+        assert_eq!((&e.agent_name, &e.task_type, &e.input_text), (&r.0, &r.1, &r.2));
+        let output: serde_json::Value = serde_json::from_str(&r.3).unwrap();
+        assert_eq!(e.expected_output, onthefly::Target::from_json(output));
+        assert!((e.uncertainty_score - r.4).abs() < 1e-12 && (e.importance_score - r.5).abs() < 1e-12);
+        assert_eq!((&e.source_url, &e.user_feedback), (&r.6, &r.8));
+        assert_eq!(u8::from(e.correction_priority) as i32, r.9);
+        assert_eq!(e.timestamp, *stamp, "the original's timestamp");
+    }
+    let ids: std::collections::BTreeSet<u64> = stored.iter().map(|(e, _)| e.id.0).collect();
+    assert_eq!(ids.len(), ROWS, "distinct ids");
+
+    let c = Coordinator::new(Config {
+        max_buffer_size: 1_000,
+        ..postgres_config(&url)
+    })
+    .unwrap();
+    let status = c.get_training_status();
+    let received: u64 = status.agents.values().map(|a| a.examples_received).sum();
+    assert_eq!(received, ROWS as u64, "{:?}", status.buffer_sizes);
+    let id = c.add_training_example(example("scout", 1, "bbc")).unwrap().id.0;
+    assert!(!ids.contains(&id), "a new example's id {id} is one of the imported");
+    c.shutdown();
 }

@@ -336,6 +336,43 @@ pub extern "C" fn otf_shutdown() -> OtfResult {
     })
 }
 
+/// Adopts the original JustNews system's database (see the Rust
+/// `onthefly::store::adopt_original_database`): moves its tables aside
+/// (`justnews_<name>`), creates this library's schema and imports the
+/// original's examples as buffered examples, with their timestamps. Call it
+/// once before `otf_initialize` on that database; calling it again imports
+/// nothing twice. `database_url` is a PostgreSQL URL, or NULL for the one
+/// the environment names (`DATABASE_URL` or `POSTGRES_*`). On success
+/// `*out_imported` (optional) receives the number of rows this call imported.
+///
+/// # Safety
+/// `database_url` is NULL or NUL-terminated and valid during the call;
+/// `out_imported` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_adopt_original_database(database_url: *const c_char, out_imported: *mut u64) -> OtfResult {
+    guard(|| {
+        // SAFETY: the caller's guarantee on `database_url`.
+        let url = match unsafe { optional_str(database_url, "database_url") }? {
+            Some(url) => url.to_string(),
+            None => Config::from_env()
+                .map_err(|e| FfiError::from(crate::Error::from(e)))?
+                .database
+                .map(|d| d.url)
+                .ok_or_else(|| {
+                    FfiError::new(
+                        OtfResult::InvalidConfig,
+                        "no database configured: pass a URL or set DATABASE_URL (or POSTGRES_*)",
+                    )
+                })?,
+        };
+        let adoption = crate::store::adopt_original_database(&url, Duration::from_secs(10))
+            .map_err(|e| FfiError::from(crate::Error::from(e)))?;
+        // SAFETY: the caller's guarantee on `out_imported`.
+        unsafe { write_optional(out_imported, adoption.imported) };
+        Ok(())
+    })
+}
+
 /// Frees a string the library returned (`otf_predict`,
 /// `otf_get_training_status`). NULL is fine; freeing a string twice, or one
 /// the library did not return, is undefined behaviour.

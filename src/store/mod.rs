@@ -26,6 +26,7 @@
 //! One schema, created and upgraded by the library's own migrations
 //! ([`schema`]), the same in both backends apart from column types.
 
+mod adopt;
 pub(crate) mod postgres;
 pub mod schema;
 mod spool;
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, DatabaseConfig};
 use crate::example::{ExampleId, ModelPerformance, Target, TargetKind, TrainingExample};
 
+pub use self::adopt::{adopt_original_database, Adoption, MOVED_PREFIX};
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 pub use self::writer::{StoreStatus, StoreWriter};

@@ -23,7 +23,7 @@ use crate::example::{ExampleId, ModelPerformance, Priority, TrainingExample};
 type Manager = PostgresConnectionManager<NoTls>;
 
 /// Key of the advisory lock that serialises migrations across instances.
-const MIGRATION_LOCK: i64 = 0x6f74_665f_6d69_6772; // "otf_migr"
+pub(crate) const MIGRATION_LOCK: i64 = 0x6f74_665f_6d69_6772; // "otf_migr"
 
 /// Examples, updates and checkpoints in PostgreSQL.
 pub struct PostgresStore {
@@ -43,16 +43,9 @@ impl PostgresStore {
     /// pool of at most `pool_size` connections and migrates the schema. The
     /// error never contains the URL or its password.
     pub fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<PostgresStore, StoreError> {
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|_| StoreError::Refused("the database URL cannot be parsed".into()))?;
         // One connection first, for its own error: through the pool a
         // database that does not exist reads as "timed out … db error".
-        let mut probe = config.clone();
-        probe.connect_timeout(timeout);
-        if let Err(e) = probe.connect(NoTls) {
-            return Err(cannot_connect(e, &config));
-        }
+        let (config, _probe) = connect_one(url, timeout)?;
         let pool = Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
@@ -330,7 +323,7 @@ const EXAMPLE_TYPES: [Type; 15] = [
     Type::INT8,
 ];
 
-fn copy_examples(tx: &mut Transaction<'_>, ops: &[StoreOp]) -> Result<(), StoreError> {
+pub(crate) fn copy_examples(tx: &mut Transaction<'_>, ops: &[StoreOp]) -> Result<(), StoreError> {
     let mut inserts = ops
         .iter()
         .filter_map(|op| match op {
@@ -567,7 +560,8 @@ fn refuse_foreign_tables(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
             .all(|c| columns.iter().any(|have| have == c));
         return Err(StoreError::Refused(format!(
             "the database already holds a table {table:?} that this library did not create{} (columns: {}); \
-             move it aside (ALTER TABLE {table} RENAME TO justnews_{table}) and start again, \
+             adopt it (onthefly::store::adopt_original_database, otf_adopt_original_database: \
+             moves it aside as justnews_{table} and imports its rows as buffered examples), \
              or point DATABASE_URL at another database",
             if original {
                 ", by its columns the original JustNews system's"
@@ -578,6 +572,20 @@ fn refuse_foreign_tables(tx: &mut Transaction<'_>) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// One connection to `url` (and its parsed configuration), with an error
+/// that names the database and why it failed, never the URL or its password.
+pub(crate) fn connect_one(url: &str, timeout: Duration) -> Result<(postgres::Config, postgres::Client), StoreError> {
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|_| StoreError::Refused("the database URL cannot be parsed".into()))?;
+    let mut probe = config.clone();
+    probe.connect_timeout(timeout);
+    match probe.connect(NoTls) {
+        Ok(client) => Ok((config, client)),
+        Err(e) => Err(cannot_connect(e, &config)),
+    }
 }
 
 /// A failed first connection, naming the database and the server (never

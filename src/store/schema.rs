@@ -176,6 +176,24 @@ ALTER TABLE training_examples ADD COLUMN replay INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX training_examples_replay ON training_examples (agent_name, task_type) WHERE replay;
 "#,
     },
+    Migration {
+        version: 4,
+        description: "imports of the original JustNews system's examples (see store::adopt)",
+        postgres: r#"
+CREATE TABLE onthefly_imports (
+    source TEXT PRIMARY KEY,
+    rows_imported BIGINT NOT NULL,
+    imported_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+"#,
+        sqlite: r#"
+CREATE TABLE onthefly_imports (
+    source TEXT PRIMARY KEY,
+    rows_imported INTEGER NOT NULL,
+    imported_at INTEGER NOT NULL
+);
+"#,
+    },
 ];
 
 /// The newest schema version this library knows.
