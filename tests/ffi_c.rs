@@ -326,3 +326,22 @@ fn a_c_program_adopts_the_original_database_once() {
         .get(0);
     assert_eq!(buffered, 40);
 }
+
+/// `otf_shutdown` while 4 threads add: each add is accepted or refused as
+/// shut down, and every accepted one is in the store (5 runs: the shutdown
+/// lands at a different point of the adds each time).
+#[test]
+fn otf_shutdown_while_threads_add_loses_no_accepted_example() {
+    let binary = compile("tests/c/shutdown_race.c", "shutdown_race");
+    for _ in 0..5 {
+        let config = small_config();
+        let out = run_c(&binary, &[&config_json(&config)]);
+        let accepted: i64 = line_after(&out, "ACCEPTED ").parse().unwrap();
+        assert!(accepted >= 3_000, "{out}");
+        let conn = rusqlite::Connection::open(config.data_dir.join(onthefly::store::SQLITE_FILE)).unwrap();
+        let stored: i64 = conn
+            .query_row("SELECT count(*) FROM training_examples", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, accepted, "accepted examples missing from the store");
+    }
+}

@@ -133,3 +133,24 @@ pub extern "C" fn otf_last_error_message() -> *const c_char {
         .try_with(|slot| slot.borrow().as_ptr())
         .unwrap_or(c"".as_ptr())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No exported function is known to panic, so the mechanism every one
+    /// of them runs in is tested directly: a panic is `OTF_RESULT_PANIC`
+    /// with its message, and the thread's next call starts clean.
+    #[test]
+    fn a_panic_inside_a_call_is_otf_result_panic_with_its_message() {
+        let code = guard(|| panic!("a model's forward pass failed"));
+        assert_eq!(code, OtfResult::Panic);
+        let message = LAST_ERROR.with(|m| m.borrow().to_string_lossy().into_owned());
+        assert!(
+            message.contains("internal panic (caught)") && message.contains("a model's forward pass failed"),
+            "{message}"
+        );
+        assert_eq!(guard(|| Ok(())), OtfResult::Ok);
+        assert!(LAST_ERROR.with(|m| m.borrow().is_empty()));
+    }
+}
