@@ -75,6 +75,26 @@ fn count(client: &mut Client, sql: &str) -> i64 {
 }
 
 /// Accuracy of the live model on the test articles.
+/// Buffered rows another session holds locked (skipped by a lock that
+/// conflicts with theirs; taken and released at once).
+fn locked_rows(client: &mut Client) -> i64 {
+    let mut tx = client.transaction().unwrap();
+    let free: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM (SELECT id FROM training_examples WHERE state = 'buffered' \
+             FOR KEY SHARE SKIP LOCKED) free",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let all: i64 = tx
+        .query_one("SELECT count(*) FROM training_examples WHERE state = 'buffered'", &[])
+        .unwrap()
+        .get(0);
+    tx.rollback().unwrap();
+    all - free
+}
+
 fn test_accuracy(c: &Coordinator, articles: &[Article]) -> f64 {
     let test: Vec<&Article> = (0..STREAM)
         .filter(|i| is_test_article(*i))
@@ -403,6 +423,21 @@ fn killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes
         .unwrap()
         .instances
         .contains_key("holder"));
+    // The kill lands after the holder has claimed its rows: its claim query
+    // ran in a transaction still open, and rows it locked are skipped by
+    // anyone else.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(
+        &mut client,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'onthefly:holder' \
+         AND state = 'idle in transaction' AND backend_xid IS NOT NULL AND query LIKE '%FOR UPDATE SKIP LOCKED%'",
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "the holder never claimed its rows");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let locked = locked_rows(&mut client);
+    assert!(locked > 0, "no row is locked by the holder");
     holder.child.kill().unwrap();
     holder.child.wait().unwrap();
 
@@ -417,6 +452,16 @@ fn killing_the_lock_holder_mid_update_strands_nothing_and_another_instance_takes
         assert!(Instant::now() < deadline, "the dead holder's lock stayed");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(
+        locked_rows(&mut client),
+        0,
+        "the killed holder's {locked} row locks went with its session"
+    );
+    assert_eq!(
+        locked_rows(&mut client),
+        0,
+        "the killed holder's {locked} row locks went with its session"
+    );
     let train_rows = count(
         &mut client,
         "SELECT count(*) FROM training_examples WHERE split = 'train'",

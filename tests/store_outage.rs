@@ -284,3 +284,85 @@ fn a_kill_during_an_outage_keeps_everything_flushed_in_the_spool() {
         "the spool is empty once replayed"
     );
 }
+
+/// Set in the child process that only starts (replaying the spool) and
+/// waits to be killed.
+const REPLAY_CHILD_CONFIG: &str = "ONTHEFLY_TEST_REPLAY_CHILD_CONFIG";
+
+/// In the replay test's second child: starts a coordinator, which replays
+/// the spool first, then waits to be killed. Elsewhere returns at once.
+fn replaying_child_if_asked() {
+    let Ok(json) = std::env::var(REPLAY_CHILD_CONFIG) else {
+        return;
+    };
+    let config: Config = serde_json::from_str(&json).unwrap();
+    let _c = Coordinator::new(config).unwrap();
+    println!("REPLAYED");
+    std::thread::sleep(Duration::from_secs(600));
+    unreachable!("killed before");
+}
+
+/// A process killed while it replays the spool (its operations half in the
+/// database): the next start replays it again from the start, and every
+/// flushed example is stored exactly once.
+#[test]
+fn a_kill_during_spool_replay_keeps_everything_flushed_exactly_once() {
+    const TEST: &str = "a_kill_during_spool_replay_keeps_everything_flushed_exactly_once";
+    streaming_child_if_asked();
+    replaying_child_if_asked();
+    let cluster = PrivateCluster::start();
+    let config = quick_retries(postgres_config(&cluster.url()));
+    let flushed = stream_then_kill(TEST, &config, 4, || cluster.stop());
+    let spool = config.data_dir.join("spool/store-spool.jsonl");
+    let spooled = std::fs::metadata(&spool).unwrap().len();
+    assert!(spooled > 0, "the child spooled its backlog");
+    cluster.resume();
+
+    // Small batches, so the replay takes many transactions.
+    let replaying = Config {
+        store: StoreConfig {
+            batch_size: 20,
+            ..config.store.clone()
+        },
+        ..config.clone()
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
+        .env(REPLAY_CHILD_CONFIG, serde_json::to_string(&replaying).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut client = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    let stored = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT CASE WHEN to_regclass('training_examples') IS NULL THEN 0 \
+                 ELSE (SELECT count(*) FROM training_examples) END",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    // Killed once part of the spool is in the database and the spool file
+    // still holds it all (it is emptied only after the whole replay).
+    assert!(
+        common::wait_until(Duration::from_secs(120), || stored(&mut client) > 0),
+        "the replay wrote nothing"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = stored(&mut client);
+    assert_eq!(
+        std::fs::metadata(&spool).unwrap().len(),
+        spooled,
+        "the kill landed after the replay ({at_kill} rows stored)"
+    );
+    println!("killed with {at_kill} rows of the spool in the database");
+    assert_everything_flushed_survives(config, flushed);
+    assert_eq!(
+        std::fs::metadata(&spool).unwrap().len(),
+        0,
+        "the spool is empty once replayed"
+    );
+}
