@@ -105,7 +105,8 @@ fn work(data_dir: &str, ack_file: &str) {
         match c.flush(Duration::from_secs(60)) {
             Ok(()) => {
                 let lines: String = before.iter().map(|id| format!("{id}\n")).collect();
-                ack.write_all(lines.as_bytes()).expect("the acknowledgement file is written");
+                ack.write_all(lines.as_bytes())
+                    .expect("the acknowledgement file is written");
             }
             Err(e) => {
                 eprintln!("flush: {e}");
@@ -127,7 +128,9 @@ fn check(ack_file: &str) -> i32 {
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("the database answers");
     let found: i64 = client
         .query_one(
-            "SELECT count(*) FROM training_examples WHERE id = ANY($1)",
+            // A join, not `id = ANY($1)`: a million ids against a million
+            // rows must not be compared pairwise.
+            "SELECT count(*) FROM unnest($1::bigint[]) AS acknowledged(id) JOIN training_examples USING (id)",
             &[&acknowledged],
         )
         .unwrap()
@@ -138,8 +141,9 @@ fn check(ack_file: &str) -> i32 {
     let (rows, texts): (i64, i64) = {
         let r = client
             .query_one(
-                "SELECT count(*), count(DISTINCT input_text) FROM training_examples \
-                 WHERE input_text ~ ' \\[[0-9]+/[a-z0-9]+/[0-9]+\\]$'",
+                "SELECT count(*), count(DISTINCT mark) FROM (SELECT substring(right(input_text, 48) \
+                 FROM ' \\[([0-9]+/[a-z0-9]+/[0-9]+)\\]$') AS mark FROM training_examples) marks \
+                 WHERE mark IS NOT NULL",
                 &[],
             )
             .unwrap();
@@ -147,16 +151,24 @@ fn check(ack_file: &str) -> i32 {
     };
     for row in client
         .query(
-            "SELECT left(input_text, 60), array_agg(state) FROM training_examples \
-             WHERE input_text ~ ' \\[[0-9]+/[a-z0-9]+/[0-9]+\\]$' GROUP BY input_text HAVING count(*) > 1 LIMIT 5",
+            "SELECT mark, array_agg(state) FROM (SELECT substring(right(input_text, 48) \
+             FROM ' \\[([0-9]+/[a-z0-9]+/[0-9]+)\\]$') AS mark, state FROM training_examples) marks \
+             WHERE mark IS NOT NULL GROUP BY mark HAVING count(*) > 1 LIMIT 5",
             &[],
         )
         .unwrap()
     {
-        println!("twice: {:?} {:?}", row.get::<_, String>(0), row.get::<_, Vec<String>>(1));
+        println!(
+            "twice: {:?} {:?}",
+            row.get::<_, String>(0),
+            row.get::<_, Vec<String>>(1)
+        );
     }
     let states = client
-        .query("SELECT state, count(*) FROM training_examples GROUP BY state ORDER BY 1", &[])
+        .query(
+            "SELECT state, count(*) FROM training_examples GROUP BY state ORDER BY 1",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, i64>(1)))
