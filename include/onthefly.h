@@ -223,6 +223,14 @@ const char *otf_last_error_message(void);
 // call on the same thread; copy it to keep it. Do not free it.
 const char *otf_last_error_message(void);
 
+// The training system in Prometheus' text exposition format (see the Rust
+// `Coordinator::metrics_text`). On success `*out_text` receives it; the
+// caller frees it with `otf_string_free`.
+//
+// # Safety
+// `out_text` is NULL or valid for a write.
+OtfResult otf_metrics_text(char **out_text);
+
 // Hands out up to `n` predictions of (agent, task) waiting for a label, the
 // most useful first. On success `*out_json` receives a JSON array of
 // `{"review_id", "input_text", "predicted_output", "confidence",

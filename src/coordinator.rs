@@ -902,6 +902,7 @@ impl Coordinator {
         task_type: &str,
         inputs: &[&str],
     ) -> Result<(Vec<crate::models::ModelOutput>, u64)> {
+        let started = std::time::Instant::now();
         let limits = &self.shared.config;
         check_name("agent_name", agent_name, limits.max_name_bytes)?;
         check_name("task_type", task_type, limits.max_name_bytes)?;
@@ -921,7 +922,21 @@ impl Coordinator {
             Err(ModelError::NotTrained(_)) => return Err(no_model()),
             other => other?,
         };
+        drop(model);
+        self.shared
+            .latencies
+            .predictions(agent_name, task_type, inputs.len(), started.elapsed().as_secs_f64());
         Ok((outputs, version))
+    }
+
+    /// The training system in Prometheus' text exposition format: examples
+    /// per agent and state, buffers, updates by outcome, model versions,
+    /// review queues, update and prediction latency histograms per agent and
+    /// task, and the store's backlog, spool and pool (see the README's
+    /// "Metrics" for the names). Serve it at `/metrics`
+    /// (`examples/metrics_server.rs`).
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::render(&self.get_training_status(), &self.shared.latencies)
     }
 
     /// The training status (the original's `get_training_status`, extended).

@@ -79,6 +79,11 @@ pub fn predict(agent_name: &str, task_type: &str, input_text: &str) -> Result<Pr
     global()?.predict(agent_name, task_type, input_text)
 }
 
+/// See [`Coordinator::metrics_text`].
+pub fn metrics_text() -> Result<String> {
+    Ok(global()?.metrics_text())
+}
+
 /// Stops the global instance's threads (see [`Coordinator::shutdown`]).
 pub fn shutdown() -> Result<()> {
     global()?.shutdown();

@@ -44,6 +44,7 @@ mod global;
 mod grad;
 mod ids;
 pub mod judge;
+mod metrics;
 pub mod models;
 pub mod optim;
 pub mod replay;
@@ -61,6 +62,6 @@ pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, Tar
 pub use feedback::{PredictionFeedback, UserCorrection};
 pub use global::{
     add_prediction_feedback, add_training_example, add_user_correction, force_update_agent, get_training_status,
-    global, initialize_online_training, predict, shutdown,
+    global, initialize_online_training, metrics_text, predict, shutdown,
 };
 pub use status::{AgentStatus, ClusterStatus, ClusterTaskStatus, InstanceStatus, ModelStatus, TrainingStatus};

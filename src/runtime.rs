@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     /// The pretrained encoder, read on first use and shared (by handle) by
     /// every MiniLM head.
     minilm: Mutex<Option<crate::models::MiniLm>>,
+    /// Update and prediction latencies, for the metrics text.
+    pub latencies: crate::metrics::Latencies,
     /// The group of instances sharing the database; `None` for one instance.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
@@ -62,6 +64,7 @@ impl Shared {
             history_total: AtomicU64::new(0),
             store,
             minilm: Mutex::new(None),
+            latencies: crate::metrics::Latencies::default(),
             cluster,
         }
     }
@@ -179,6 +182,11 @@ impl Shared {
 
     /// Keeps the record in memory and persists it.
     pub fn record_performance(&self, record: ModelPerformance) {
+        self.latencies.update(
+            &record.agent_name,
+            &record.task_type,
+            record.duration_ms as f64 / 1000.0,
+        );
         self.persist(StoreOp::Performance(record.clone()));
         self.remember_performance(record);
     }

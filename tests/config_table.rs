@@ -23,15 +23,16 @@ fn readme_rows() -> Vec<Row> {
         .filter(|l| l.starts_with("| `"))
         .map(|line| {
             let cells: Vec<&str> = line.split(" | ").collect();
-            let code = |cell: &str| -> Vec<String> {
-                cell.split('`').skip(1).step_by(2).map(str::to_string).collect()
-            };
+            let code = |cell: &str| -> Vec<String> { cell.split('`').skip(1).step_by(2).map(str::to_string).collect() };
             Row {
                 field: code(cells[0])[0].clone(),
                 default: code(cells[1])[0].clone(),
                 env: code(cells[2])
                     .into_iter()
-                    .filter(|w| w.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c == '<' || c == '>'))
+                    .filter(|w| {
+                        w.chars()
+                            .all(|c| c.is_ascii_uppercase() || c == '_' || c == '<' || c == '>')
+                    })
                     .collect(),
             }
         })
@@ -44,7 +45,11 @@ fn leaves(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (key, v) in map {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
                 leaves(&path, v, out);
             }
         }
@@ -92,7 +97,10 @@ fn the_readme_table_names_the_environment_variables_from_env_reads() {
 
     // Each numeric field with its own variable: the variable sets it.
     let defaults = config_leaves(&Config::default());
-    for row in rows.iter().filter(|r| r.env.len() == 1 && r.env[0].starts_with("TRAINING_")) {
+    for row in rows
+        .iter()
+        .filter(|r| r.env.len() == 1 && r.env[0].starts_with("TRAINING_"))
+    {
         let Some((_, Value::Number(n))) = defaults.iter().find(|(f, _)| *f == row.field) else {
             continue;
         };
@@ -106,7 +114,11 @@ fn the_readme_table_names_the_environment_variables_from_env_reads() {
         };
         let config = Config::from_vars([(row.env[0].clone(), text.clone())])
             .unwrap_or_else(|e| panic!("{}={text}: {e}", row.env[0]));
-        let set = config_leaves(&config).into_iter().find(|(f, _)| *f == row.field).unwrap().1;
+        let set = config_leaves(&config)
+            .into_iter()
+            .find(|(f, _)| *f == row.field)
+            .unwrap()
+            .1;
         assert_eq!(set, expected, "{}={text} sets {}", row.env[0], row.field);
     }
     let config = Config::from_vars([("SCOUT_MODEL_PATH", "/models/scout")]).unwrap();

@@ -172,6 +172,7 @@ fn eight_c_threads_stream_at_once_and_every_example_is_counted() {
     let count = |field: &str| scout[field].as_u64().unwrap();
     let received = THREADS * PER_THREAD + 3; // + the correction, the learned feedback and the label
     assert_eq!(count("examples_received"), received, "{scout}");
+    assert_eq!(line_after(&out, "METRICS_RECEIVED "), received.to_string());
     assert_eq!(
         count("buffer_size")
             + count("examples_held_out")

@@ -278,6 +278,23 @@ pub unsafe extern "C" fn otf_get_training_status(out_json: *mut *mut c_char) -> 
     })
 }
 
+/// The training system in Prometheus' text exposition format (see the Rust
+/// `Coordinator::metrics_text`). On success `*out_text` receives it; the
+/// caller frees it with `otf_string_free`.
+///
+/// # Safety
+/// `out_text` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_metrics_text(out_text: *mut *mut c_char) -> OtfResult {
+    guard(|| {
+        required_out(out_text, "out_text")?;
+        let text = global::metrics_text()?;
+        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
+        unsafe { out_text.write(into_c_string(text)) };
+        Ok(())
+    })
+}
+
 /// Restores a kept checkpoint version of (agent, task) as the live model (for
 /// a quality problem a person reported); recorded in the history.
 ///

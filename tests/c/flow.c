@@ -1,7 +1,8 @@
 /* The whole flow through the C API, from many threads at once: each thread
  * streams labelled examples; then a correction, a prediction feedback, an
  * update, a prediction, the status, a flush and the shutdown. Prints
- * "FEEDBACK <outcome>", "PREDICTION <json>" and "STATUS <json>" for the
+ * "FEEDBACK <outcome>", "PREDICTION <json>", "STATUS <json>" and
+ * "METRICS_RECEIVED <count>" (from the metrics text) for the
  * Rust test that runs it to check the exact counts.
  * Usage: flow CONFIG_JSON THREADS EXAMPLES_PER_THREAD */
 #include "onthefly.h"
@@ -98,6 +99,15 @@ int main(int argc, char **argv) {
     CHECK(otf_get_training_status(&json));
     printf("STATUS %s\n", json);
     otf_string_free(json);
+    /* The metrics text: its count of the scout's examples. */
+    char *metrics = NULL;
+    CHECK(otf_metrics_text(&metrics));
+    const char *prefix = "onthefly_examples_received_total{agent=\"scout\"} ";
+    const char *count = strstr(metrics, prefix);
+    printf("METRICS_RECEIVED %.*s\n", count ? (int)strcspn(count + strlen(prefix), "\n") : 0,
+           count ? count + strlen(prefix) : "");
+    otf_string_free(metrics);
+
     CHECK(otf_shutdown());
     return 0;
 }

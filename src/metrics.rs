@@ -1,0 +1,368 @@
+//! The training system in Prometheus' text exposition format (version
+//! 0.0.4): what the status says, as gauges and counters, plus two latency
+//! histograms the status has no room for (updates and predictions, per
+//! agent and task).
+//!
+//! Counters count since this process started, except the example counters,
+//! which start from the store's counts (see `Coordinator::restore`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use parking_lot::Mutex;
+
+use crate::status::TrainingStatus;
+
+/// Upper bounds of the latency histograms' buckets, in seconds: from half
+/// a millisecond (a prediction) to ten seconds (an update of a large model).
+const BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram (cumulative only when rendered).
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    buckets: [u64; BOUNDS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(at) = BOUNDS.iter().position(|&b| seconds <= b) {
+            self.buckets[at] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// Latencies of one (agent, task).
+#[derive(Debug, Clone, Default)]
+struct TaskLatencies {
+    updates: Histogram,
+    predictions: Histogram,
+    /// Inputs predicted (a batch call counts each input).
+    inputs: u64,
+}
+
+/// The latencies of every (agent, task), kept by the coordinator.
+#[derive(Debug, Default)]
+pub(crate) struct Latencies {
+    tasks: Mutex<BTreeMap<(String, String), TaskLatencies>>,
+}
+
+impl Latencies {
+    /// One update of (agent, task) took `seconds` (kept or rolled back).
+    pub fn update(&self, agent: &str, task: &str, seconds: f64) {
+        self.with(agent, task, |t| t.updates.observe(seconds));
+    }
+
+    /// A prediction call for `inputs` inputs took `seconds`.
+    pub fn predictions(&self, agent: &str, task: &str, inputs: usize, seconds: f64) {
+        self.with(agent, task, |t| {
+            t.predictions.observe(seconds);
+            t.inputs += inputs as u64;
+        });
+    }
+
+    fn with(&self, agent: &str, task: &str, f: impl FnOnce(&mut TaskLatencies)) {
+        let mut tasks = self.tasks.lock();
+        match tasks.get_mut(&(agent.to_string(), task.to_string())) {
+            Some(t) => f(t),
+            None => f(tasks.entry((agent.to_string(), task.to_string())).or_default()),
+        }
+    }
+}
+
+/// The text exposition of `status` and `latencies`.
+pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
+    let mut out = Exposition::default();
+    out.family("onthefly_training", "gauge", "1 while any agent is updating");
+    out.sample("onthefly_training", &[], f64::from(u8::from(status.is_training)));
+    out.family(
+        "onthefly_examples_received_total",
+        "counter",
+        "examples accepted, per agent",
+    );
+    for (agent, a) in &status.agents {
+        out.sample(
+            "onthefly_examples_received_total",
+            &[("agent", agent)],
+            a.examples_received as f64,
+        );
+    }
+    out.family(
+        "onthefly_examples",
+        "gauge",
+        "examples per state, per agent (each accepted example is in one state)",
+    );
+    for (agent, a) in &status.agents {
+        for (state, n) in [
+            ("buffered", a.buffer_size as u64),
+            ("held_out", a.examples_held_out),
+            ("trained", a.examples_trained),
+            ("evicted", a.examples_evicted),
+            ("discarded", a.examples_discarded),
+            ("quarantined", a.examples_quarantined),
+            ("failed", a.examples_failed),
+            ("kept", a.examples_kept),
+        ] {
+            out.sample("onthefly_examples", &[("agent", agent), ("state", state)], n as f64);
+        }
+    }
+    out.family(
+        "onthefly_buffer_capacity",
+        "gauge",
+        "most examples an agent's buffer holds",
+    );
+    for (agent, a) in &status.agents {
+        out.sample(
+            "onthefly_buffer_capacity",
+            &[("agent", agent)],
+            a.buffer_capacity as f64,
+        );
+    }
+    out.family("onthefly_updates_total", "counter", "updates per agent, by outcome");
+    for (agent, a) in &status.agents {
+        for (outcome, n) in [
+            ("accepted", a.updates_accepted),
+            ("rolled_back", a.updates_rolled_back),
+            ("failed", a.updates_failed),
+        ] {
+            out.sample(
+                "onthefly_updates_total",
+                &[("agent", agent), ("outcome", outcome)],
+                n as f64,
+            );
+        }
+    }
+    out.family(
+        "onthefly_model_version",
+        "gauge",
+        "version of the live model, per agent and task",
+    );
+    out.family(
+        "onthefly_review_queue",
+        "gauge",
+        "items waiting for a person's label, per agent and task",
+    );
+    for (agent, a) in &status.agents {
+        for (task, m) in &a.models {
+            out.sample(
+                "onthefly_model_version",
+                &[("agent", agent), ("task", task)],
+                m.version as f64,
+            );
+        }
+        for (task, r) in &a.reviews {
+            out.sample(
+                "onthefly_review_queue",
+                &[("agent", agent), ("task", task)],
+                r.queued as f64,
+            );
+        }
+    }
+    let tasks = latencies.tasks.lock().clone();
+    out.family(
+        "onthefly_update_duration_seconds",
+        "histogram",
+        "time of an update (train, judge, commit), per agent and task",
+    );
+    for ((agent, task), t) in &tasks {
+        out.histogram("onthefly_update_duration_seconds", agent, task, &t.updates);
+    }
+    out.family(
+        "onthefly_prediction_duration_seconds",
+        "histogram",
+        "time of a prediction call, per agent and task",
+    );
+    for ((agent, task), t) in &tasks {
+        out.histogram("onthefly_prediction_duration_seconds", agent, task, &t.predictions);
+    }
+    out.family(
+        "onthefly_predictions_total",
+        "counter",
+        "inputs predicted, per agent and task",
+    );
+    for ((agent, task), t) in &tasks {
+        out.sample(
+            "onthefly_predictions_total",
+            &[("agent", agent), ("task", task)],
+            t.inputs as f64,
+        );
+    }
+    if let Some(store) = &status.store {
+        let backend = [("backend", store.backend.as_str())];
+        for (name, kind, help, value) in [
+            (
+                "onthefly_store_operations_received_total",
+                "counter",
+                "operations handed to the store's writer",
+                store.received,
+            ),
+            (
+                "onthefly_store_operations_durable_total",
+                "counter",
+                "of those, in the database or the fsynced spool",
+                store.durable,
+            ),
+            (
+                "onthefly_store_operations_written_total",
+                "counter",
+                "of those, in the database",
+                store.written,
+            ),
+            (
+                "onthefly_store_operations_rejected_total",
+                "counter",
+                "operations the database refused, set aside",
+                store.rejected,
+            ),
+            (
+                "onthefly_store_backlog",
+                "gauge",
+                "operations waiting in memory",
+                store.backlog,
+            ),
+            (
+                "onthefly_store_spooled",
+                "gauge",
+                "operations waiting in the spool file",
+                store.spooled,
+            ),
+            (
+                "onthefly_store_spool_bytes",
+                "gauge",
+                "size of the spool file",
+                store.spool_bytes,
+            ),
+            (
+                "onthefly_store_connected",
+                "gauge",
+                "1 while the database answers",
+                u64::from(store.connected),
+            ),
+        ] {
+            out.family(name, kind, help);
+            out.sample(name, &backend, value as f64);
+        }
+        if let Some(pool) = &store.pool {
+            for (name, kind, help, value) in [
+                (
+                    "onthefly_store_pool_connections",
+                    "gauge",
+                    "connections open",
+                    u64::from(pool.connections),
+                ),
+                (
+                    "onthefly_store_pool_in_use",
+                    "gauge",
+                    "connections in use",
+                    u64::from(pool.in_use),
+                ),
+                (
+                    "onthefly_store_pool_idle",
+                    "gauge",
+                    "connections idle",
+                    u64::from(pool.idle),
+                ),
+                (
+                    "onthefly_store_pool_max",
+                    "gauge",
+                    "most connections",
+                    u64::from(pool.max_size),
+                ),
+                (
+                    "onthefly_store_pool_waits_total",
+                    "counter",
+                    "times a connection was waited for",
+                    pool.waits,
+                ),
+            ] {
+                out.family(name, kind, help);
+                out.sample(name, &backend, value as f64);
+            }
+        }
+    }
+    out.text
+}
+
+/// The text being written.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let _ = write!(self.text, "{{{}}}", labels.join(","));
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn histogram(&mut self, name: &str, agent: &str, task: &str, h: &Histogram) {
+        let mut cumulative = 0;
+        for (bound, n) in BOUNDS.iter().zip(h.buckets) {
+            cumulative += n;
+            let le = bound.to_string();
+            self.sample(
+                &format!("{name}_bucket"),
+                &[("agent", agent), ("task", task), ("le", &le)],
+                cumulative as f64,
+            );
+        }
+        let labels = [("agent", agent), ("task", task)];
+        self.sample(
+            &format!("{name}_bucket"),
+            &[labels[0], labels[1], ("le", "+Inf")],
+            h.count as f64,
+        );
+        self.sample(&format!("{name}_sum"), &labels, h.sum);
+        self.sample(&format!("{name}_count"), &labels, h.count as f64);
+    }
+}
+
+/// A label value as the format wants it: backslash, double quote and line
+/// feed escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_labels_escaped() {
+        let mut h = Histogram::default();
+        for s in [0.0001, 0.003, 0.003, 20.0] {
+            h.observe(s);
+        }
+        let mut out = Exposition::default();
+        out.histogram("t", "a\"b", "c\\d\ne", &h);
+        assert!(
+            out.text
+                .contains("t_bucket{agent=\"a\\\"b\",task=\"c\\\\d\\ne\",le=\"0.0005\"} 1\n"),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.contains("le=\"0.005\"} 3\n") && out.text.contains("le=\"10\"} 3\n"),
+            "{}",
+            out.text
+        );
+        assert!(
+            out.text.contains("le=\"+Inf\"} 4\n") && out.text.contains("t_count{"),
+            "{}",
+            out.text
+        );
+    }
+}
