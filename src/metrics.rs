@@ -75,6 +75,9 @@ impl Latencies {
     }
 }
 
+/// Which histogram of a task's latencies a family shows.
+type PickHistogram = fn(&TaskLatencies) -> &Histogram;
+
 /// The text exposition of `status` and `latencies`.
 pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
     let mut out = Exposition::default();
@@ -164,21 +167,23 @@ pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
         }
     }
     let tasks = latencies.tasks.lock().clone();
-    out.family(
-        "onthefly_update_duration_seconds",
-        "histogram",
-        "time of an update (train, judge, commit), per agent and task",
-    );
-    for ((agent, task), t) in &tasks {
-        out.histogram("onthefly_update_duration_seconds", agent, task, &t.updates);
-    }
-    out.family(
-        "onthefly_prediction_duration_seconds",
-        "histogram",
-        "time of a prediction call, per agent and task",
-    );
-    for ((agent, task), t) in &tasks {
-        out.histogram("onthefly_prediction_duration_seconds", agent, task, &t.predictions);
+    let histograms: [(&str, &str, PickHistogram); 2] = [
+        (
+            "onthefly_update_duration_seconds",
+            "time of an update (train, judge, commit), per agent and task",
+            |t| &t.updates,
+        ),
+        (
+            "onthefly_prediction_duration_seconds",
+            "time of a prediction call, per agent and task",
+            |t| &t.predictions,
+        ),
+    ];
+    for (name, help, of) in histograms {
+        out.family(name, "histogram", help);
+        for ((agent, task), t) in &tasks {
+            out.histogram(name, agent, task, of(t));
+        }
     }
     out.family(
         "onthefly_predictions_total",
@@ -194,95 +199,95 @@ pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
     }
     if let Some(store) = &status.store {
         let backend = [("backend", store.backend.as_str())];
-        for (name, kind, help, value) in [
-            (
-                "onthefly_store_operations_received_total",
-                "counter",
-                "operations handed to the store's writer",
-                store.received,
-            ),
-            (
-                "onthefly_store_operations_durable_total",
-                "counter",
-                "of those, in the database or the fsynced spool",
-                store.durable,
-            ),
-            (
-                "onthefly_store_operations_written_total",
-                "counter",
-                "of those, in the database",
-                store.written,
-            ),
-            (
-                "onthefly_store_operations_rejected_total",
-                "counter",
-                "operations the database refused, set aside",
-                store.rejected,
-            ),
-            (
-                "onthefly_store_backlog",
-                "gauge",
-                "operations waiting in memory",
-                store.backlog,
-            ),
-            (
-                "onthefly_store_spooled",
-                "gauge",
-                "operations waiting in the spool file",
-                store.spooled,
-            ),
-            (
-                "onthefly_store_spool_bytes",
-                "gauge",
-                "size of the spool file",
-                store.spool_bytes,
-            ),
-            (
-                "onthefly_store_connected",
-                "gauge",
-                "1 while the database answers",
-                u64::from(store.connected),
-            ),
-        ] {
-            out.family(name, kind, help);
-            out.sample(name, &backend, value as f64);
-        }
-        if let Some(pool) = &store.pool {
-            for (name, kind, help, value) in [
+        out.scalars(
+            &backend,
+            &[
                 (
-                    "onthefly_store_pool_connections",
-                    "gauge",
-                    "connections open",
-                    u64::from(pool.connections),
-                ),
-                (
-                    "onthefly_store_pool_in_use",
-                    "gauge",
-                    "connections in use",
-                    u64::from(pool.in_use),
-                ),
-                (
-                    "onthefly_store_pool_idle",
-                    "gauge",
-                    "connections idle",
-                    u64::from(pool.idle),
-                ),
-                (
-                    "onthefly_store_pool_max",
-                    "gauge",
-                    "most connections",
-                    u64::from(pool.max_size),
-                ),
-                (
-                    "onthefly_store_pool_waits_total",
+                    "onthefly_store_operations_received_total",
                     "counter",
-                    "times a connection was waited for",
-                    pool.waits,
+                    "operations handed to the store's writer",
+                    store.received,
                 ),
-            ] {
-                out.family(name, kind, help);
-                out.sample(name, &backend, value as f64);
-            }
+                (
+                    "onthefly_store_operations_durable_total",
+                    "counter",
+                    "of those, in the database or the fsynced spool",
+                    store.durable,
+                ),
+                (
+                    "onthefly_store_operations_written_total",
+                    "counter",
+                    "of those, in the database",
+                    store.written,
+                ),
+                (
+                    "onthefly_store_operations_rejected_total",
+                    "counter",
+                    "operations the database refused, set aside",
+                    store.rejected,
+                ),
+                (
+                    "onthefly_store_backlog",
+                    "gauge",
+                    "operations waiting in memory",
+                    store.backlog,
+                ),
+                (
+                    "onthefly_store_spooled",
+                    "gauge",
+                    "operations waiting in the spool file",
+                    store.spooled,
+                ),
+                (
+                    "onthefly_store_spool_bytes",
+                    "gauge",
+                    "size of the spool file",
+                    store.spool_bytes,
+                ),
+                (
+                    "onthefly_store_connected",
+                    "gauge",
+                    "1 while the database answers",
+                    u64::from(store.connected),
+                ),
+            ],
+        );
+        if let Some(pool) = &store.pool {
+            out.scalars(
+                &backend,
+                &[
+                    (
+                        "onthefly_store_pool_connections",
+                        "gauge",
+                        "connections open",
+                        u64::from(pool.connections),
+                    ),
+                    (
+                        "onthefly_store_pool_in_use",
+                        "gauge",
+                        "connections in use",
+                        u64::from(pool.in_use),
+                    ),
+                    (
+                        "onthefly_store_pool_idle",
+                        "gauge",
+                        "connections idle",
+                        u64::from(pool.idle),
+                    ),
+                    (
+                        "onthefly_store_pool_max",
+                        "gauge",
+                        "most connections",
+                        u64::from(pool.max_size),
+                    ),
+                    (
+                        "onthefly_store_pool_waits_total",
+                        "counter",
+                        "times a connection was waited for",
+                        pool.waits,
+                    ),
+                ],
+            );
         }
     }
     out.text
@@ -306,6 +311,14 @@ impl Exposition {
             let _ = write!(self.text, "{{{}}}", labels.join(","));
         }
         let _ = writeln!(self.text, " {value}");
+    }
+
+    /// Families of one sample each: (name, type, help, value).
+    fn scalars(&mut self, labels: &[(&str, &str)], families: &[(&str, &str, &str, u64)]) {
+        for (name, kind, help, value) in families {
+            self.family(name, kind, help);
+            self.sample(name, labels, *value as f64);
+        }
     }
 
     fn histogram(&mut self, name: &str, agent: &str, task: &str, h: &Histogram) {

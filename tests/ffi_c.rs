@@ -304,19 +304,8 @@ fn a_python_program_that_exits_without_shutdown_stores_every_row_and_exits_clean
 /// imported once, a second call imports none.
 #[test]
 fn a_c_program_adopts_the_original_database_once() {
-    let url = common::db::fresh_database();
+    let url = common::db::database_with_original_table(40);
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE training_examples (id SERIAL PRIMARY KEY, agent_name TEXT, task_type TEXT, input_text TEXT, \
-             expected_output TEXT, uncertainty_score REAL, importance_score REAL, source_url TEXT, timestamp TIMESTAMP, \
-             user_feedback TEXT, correction_priority INTEGER); \
-             INSERT INTO training_examples (agent_name, task_type, input_text, expected_output, uncertainty_score, \
-             importance_score, source_url, timestamp, user_feedback, correction_priority) \
-             SELECT 'scout', 'news', 'article ' || i, '\"bbc\"', 0.5, 0.5, NULL, now(), NULL, 0 \
-             FROM generate_series(1, 40) AS i;",
-        )
-        .unwrap();
     let binary = compile("tests/c/adopt.c", "adopt");
     let out = run_c(&binary, &[&url]);
     assert_eq!(line_after(&out, "IMPORTED "), "40", "{out}");

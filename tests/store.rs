@@ -600,18 +600,8 @@ fn a_database_that_does_not_exist_is_named_in_the_error() {
 /// or changed.
 #[test]
 fn the_original_systems_table_is_named_in_a_clear_error() {
-    let url = fresh_database();
+    let url = common::db::database_with_original_table(1);
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client
-        .batch_execute(
-            "CREATE TABLE training_examples (id SERIAL PRIMARY KEY, agent_name TEXT, task_type TEXT, input_text TEXT, \
-             expected_output TEXT, uncertainty_score REAL, importance_score REAL, source_url TEXT, timestamp TIMESTAMP, \
-             user_feedback TEXT, correction_priority INTEGER); \
-             INSERT INTO training_examples (agent_name, task_type, input_text, expected_output, uncertainty_score, \
-             importance_score, source_url, timestamp, user_feedback, correction_priority) \
-             VALUES ('scout', 'news', 'an article', '\"bbc\"', 0.7, 0.5, '', now(), NULL, 0);",
-        )
-        .unwrap();
     let err = match Coordinator::new(postgres_config(&url)) {
         Ok(_) => panic!("a coordinator over the original's table"),
         Err(e) => e.to_string(),

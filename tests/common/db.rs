@@ -88,3 +88,24 @@ impl Drop for PrivateCluster {
             .output();
     }
 }
+
+/// A fresh database holding the original JustNews system's
+/// `training_examples` (the columns its `_persist_training_example` INSERT
+/// names) with `rows` rows of the scout's news; its URL.
+#[allow(dead_code)]
+pub fn database_with_original_table(rows: usize) -> String {
+    let url = fresh_database();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE training_examples (id SERIAL PRIMARY KEY, agent_name TEXT, task_type TEXT, input_text TEXT, \
+             expected_output TEXT, uncertainty_score REAL, importance_score REAL, source_url TEXT, timestamp TIMESTAMP, \
+             user_feedback TEXT, correction_priority INTEGER); \
+             INSERT INTO training_examples (agent_name, task_type, input_text, expected_output, uncertainty_score, \
+             importance_score, source_url, timestamp, user_feedback, correction_priority) \
+             SELECT 'scout', 'news', 'article ' || i, '\"bbc\"', 0.5, 0.5, NULL, now(), NULL, 0 \
+             FROM generate_series(1, {rows}) AS i;"
+        ))
+        .unwrap();
+    url
+}
