@@ -16,7 +16,7 @@ use onthefly::{Config, Coordinator, NewExample, Target, TextModelConfig};
 
 const AGENT: &str = "analyst";
 /// The figure the README quotes; the test fails 0.05 below it.
-const MEASURED_F1: f64 = 0.245;
+const MEASURED_F1: f64 = 0.217;
 const TASK: &str = "entity_extraction";
 
 #[test]
