@@ -253,6 +253,18 @@ proptest! {
             // SAFETY: returned by the library, freed once.
             unsafe { otf_string_free(status) };
         }
+        let mut metrics: *mut c_char = ptr::null_mut();
+        let out = if with_out { &mut metrics as *mut *mut c_char } else { ptr::null_mut() };
+        // SAFETY: `out` is NULL or live.
+        let code = unsafe { otf_metrics_text(out) };
+        check(code, &[OtfResult::Ok, OtfResult::NullParameter])?;
+        if code == OtfResult::Ok {
+            // SAFETY: a string this library returned.
+            let text = unsafe { CStr::from_ptr(metrics) }.to_str().unwrap().to_owned();
+            prop_assert!(text.contains("# TYPE onthefly_examples_received_total counter"), "{}", text);
+            // SAFETY: returned by the library, freed once.
+            unsafe { otf_string_free(metrics) };
+        }
         // Paths: NULL, not UTF-8, a missing folder, or a file under target/
         // (never arbitrary text, which would write files anywhere).
         let exports = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data/ffi-export.jsonl");
