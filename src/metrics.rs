@@ -49,7 +49,9 @@ struct TaskLatencies {
 /// The latencies of every (agent, task), kept by the coordinator.
 #[derive(Debug, Default)]
 pub(crate) struct Latencies {
-    tasks: Mutex<BTreeMap<(String, String), TaskLatencies>>,
+    /// By agent, then task: looked up by `&str` on every prediction, so a
+    /// known (agent, task) costs no allocation.
+    agents: Mutex<BTreeMap<String, BTreeMap<String, TaskLatencies>>>,
 }
 
 impl Latencies {
@@ -67,11 +69,24 @@ impl Latencies {
     }
 
     fn with(&self, agent: &str, task: &str, f: impl FnOnce(&mut TaskLatencies)) {
-        let mut tasks = self.tasks.lock();
-        match tasks.get_mut(&(agent.to_string(), task.to_string())) {
-            Some(t) => f(t),
-            None => f(tasks.entry((agent.to_string(), task.to_string())).or_default()),
+        let mut agents = self.agents.lock();
+        if !agents.contains_key(agent) {
+            agents.insert(agent.to_string(), BTreeMap::new());
         }
+        let tasks = agents.get_mut(agent).expect("inserted above");
+        if !tasks.contains_key(task) {
+            tasks.insert(task.to_string(), TaskLatencies::default());
+        }
+        f(tasks.get_mut(task).expect("inserted above"));
+    }
+
+    /// (agent, task, latencies) of every task, copied.
+    fn snapshot(&self) -> Vec<(String, String, TaskLatencies)> {
+        let agents = self.agents.lock();
+        agents
+            .iter()
+            .flat_map(|(agent, tasks)| tasks.iter().map(|(task, t)| (agent.clone(), task.clone(), t.clone())))
+            .collect()
     }
 }
 
@@ -166,7 +181,7 @@ pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
             );
         }
     }
-    let tasks = latencies.tasks.lock().clone();
+    let tasks = latencies.snapshot();
     let histograms: [(&str, &str, PickHistogram); 2] = [
         (
             "onthefly_update_duration_seconds",
@@ -181,7 +196,7 @@ pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
     ];
     for (name, help, of) in histograms {
         out.family(name, "histogram", help);
-        for ((agent, task), t) in &tasks {
+        for (agent, task, t) in &tasks {
             out.histogram(name, agent, task, of(t));
         }
     }
@@ -190,7 +205,7 @@ pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
         "counter",
         "inputs predicted, per agent and task",
     );
-    for ((agent, task), t) in &tasks {
+    for (agent, task, t) in &tasks {
         out.sample(
             "onthefly_predictions_total",
             &[("agent", agent), ("task", task)],
