@@ -63,26 +63,16 @@ fn move_aside(client: &mut postgres::Client) -> Result<Vec<String>, StoreError> 
     let mut tx = client.transaction().map_err(classify)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(classify)?;
-    let ours: bool = tx
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&VERSION_TABLE])
-        .map_err(classify)?
-        .get(0);
-    if ours {
+    if table_exists(&mut tx, VERSION_TABLE)? {
         return Ok(Vec::new());
     }
     let mut moved = Vec::new();
     for table in ORIGINAL_TABLES {
         let target = format!("{MOVED_PREFIX}{table}");
-        let exists = |tx: &mut postgres::Transaction<'_>, name: &str| -> Result<bool, StoreError> {
-            Ok(tx
-                .query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&name])
-                .map_err(classify)?
-                .get(0))
-        };
-        if !exists(&mut tx, table)? {
+        if !table_exists(&mut tx, table)? {
             continue;
         }
-        if exists(&mut tx, &target)? {
+        if table_exists(&mut tx, &target)? {
             return Err(StoreError::Refused(format!(
                 "both {table:?} and {target:?} exist: the original's table was moved aside before and \
                  another one created since; rename or drop one of them"
@@ -116,6 +106,14 @@ fn move_aside(client: &mut postgres::Client) -> Result<Vec<String>, StoreError> 
     Ok(moved)
 }
 
+/// Whether a table of that name is in the current schema.
+fn table_exists(tx: &mut postgres::Transaction<'_>, name: &str) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_one("SELECT to_regclass(quote_ident($1)) IS NOT NULL", &[&name])
+        .map_err(classify)?
+        .get(0))
+}
+
 /// Imports the moved examples once: (imported now, imported before).
 fn import(client: &mut postgres::Client) -> Result<(u64, u64), StoreError> {
     let source = format!("{MOVED_PREFIX}training_examples");
@@ -131,11 +129,7 @@ fn import(client: &mut postgres::Client) -> Result<(u64, u64), StoreError> {
     {
         return Ok((0, row.get::<_, i64>(0).max(0) as u64));
     }
-    let present: bool = tx
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&source])
-        .map_err(classify)?
-        .get(0);
-    if !present {
+    if !table_exists(&mut tx, &source)? {
         return Err(StoreError::Refused(
             "the database holds no table of the original system (training_examples with its columns, \
              or justnews_training_examples)"
