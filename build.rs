@@ -21,17 +21,12 @@ fn generate_header() {
     let config = cbindgen::Config::from_file(Path::new(&crate_dir).join("cbindgen.toml"))
         .expect("cbindgen.toml is readable and valid");
     // Only the FFI module is parsed: everything C sees is declared there.
-    let mut builder = cbindgen::Builder::new().with_config(config);
+    // cbindgen follows its `mod` declarations into the other files, so only
+    // mod.rs is named (naming each file too declared every function twice).
     let ffi_dir = Path::new(&crate_dir).join("src").join("ffi");
-    let mut sources: Vec<_> = std::fs::read_dir(&ffi_dir)
-        .expect("src/ffi exists")
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
-        .collect();
-    sources.sort();
-    for source in sources {
-        builder = builder.with_src(source);
-    }
+    let builder = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(ffi_dir.join("mod.rs"));
     let bindings = match builder.generate() {
         Ok(b) => b,
         Err(e) => panic!("cbindgen could not generate include/onthefly.h: {e}"),

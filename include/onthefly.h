@@ -23,7 +23,8 @@ enum OtfResult
   // An argument was refused: out of range, NaN or infinite, too long, empty,
   // not JSON, of the wrong kind for the task.
   OTF_RESULT_INVALID_ARGUMENT = 3,
-  // The configuration JSON (or an environment variable) was refused.
+  // The configuration JSON (or an environment variable) was refused, or
+  // its `data_dir` is in use by another running coordinator.
   OTF_RESULT_INVALID_CONFIG = 4,
   // `otf_initialize` has not been called (successfully) yet.
   OTF_RESULT_NOT_INITIALIZED = 5,
@@ -78,6 +79,9 @@ typedef enum OtfFeedback OtfFeedback;
 typedef uint32_t OtfFeedback;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+// A training system opened with `otf_coordinator_new` (opaque to C).
+typedef struct OtfCoordinator OtfCoordinator;
 
 #ifdef __cplusplus
 extern "C" {
@@ -154,6 +158,188 @@ OtfResult otf_add_user_correction(const char *agent_name,
 // `out_imported` is NULL or valid for a write.
 OtfResult otf_adopt_original_database(const char *database_url, uint64_t *out_imported);
 
+// `otf_add_prediction_feedback` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call; `out_outcome` is NULL or valid
+// for a write.
+OtfResult otf_coordinator_add_prediction_feedback(const struct OtfCoordinator *coordinator,
+                                                  const char *agent_name,
+                                                  const char *task_type,
+                                                  const char *input_text,
+                                                  const char *predicted_output_json,
+                                                  double confidence_score,
+                                                  const char *actual_output_json,
+                                                  const char *source_url,
+                                                  OtfFeedback *out_outcome);
+
+// `otf_add_training_example` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call; `out_id` is NULL or valid for a
+// write.
+OtfResult otf_coordinator_add_training_example(const struct OtfCoordinator *coordinator,
+                                               const char *agent_name,
+                                               const char *task_type,
+                                               const char *input_text,
+                                               const char *expected_output_json,
+                                               double uncertainty_score,
+                                               double importance_score,
+                                               int32_t correction_priority,
+                                               const char *source_url,
+                                               const char *user_feedback,
+                                               uint64_t *out_id);
+
+// `otf_add_user_correction` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call; `out_id` is NULL or valid for a
+// write.
+OtfResult otf_coordinator_add_user_correction(const struct OtfCoordinator *coordinator,
+                                              const char *agent_name,
+                                              const char *task_type,
+                                              const char *input_text,
+                                              const char *incorrect_output_json,
+                                              const char *correct_output_json,
+                                              int32_t priority_level,
+                                              const char *user_feedback,
+                                              uint64_t *out_id);
+
+// `otf_export_dataset` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call; `out_count` is NULL or valid
+// for a write.
+OtfResult otf_coordinator_export_dataset(const struct OtfCoordinator *coordinator,
+                                         const char *agent_name,
+                                         const char *task_type,
+                                         const char *path,
+                                         uint64_t *out_count);
+
+// `otf_flush` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle.
+OtfResult otf_coordinator_flush(const struct OtfCoordinator *coordinator, uint32_t timeout_ms);
+
+// `otf_force_update_agent` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; `agent_name` is NULL or
+// NUL-terminated and valid during the call.
+OtfResult otf_coordinator_force_update_agent(const struct OtfCoordinator *coordinator,
+                                             const char *agent_name);
+
+// Stops the training system and releases the handle: lets a running update
+// finish, writes everything to the store and joins every thread, as
+// `otf_shutdown` does. NULL is fine. No call on the handle may be running
+// or follow.
+//
+// # Safety
+// `coordinator` is NULL or a handle from `otf_coordinator_new` not freed
+// yet, with no call on it in progress.
+void otf_coordinator_free(struct OtfCoordinator *coordinator);
+
+// `otf_get_training_status` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; `out_json` is NULL or valid for a
+// write.
+OtfResult otf_coordinator_get_training_status(const struct OtfCoordinator *coordinator,
+                                              char **out_json);
+
+// `otf_label` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; `output_json` is NULL or
+// NUL-terminated and valid during the call; `out_id` is NULL or valid for a
+// write.
+OtfResult otf_coordinator_label(const struct OtfCoordinator *coordinator,
+                                uint64_t review_id,
+                                const char *output_json,
+                                int32_t priority_level,
+                                uint64_t *out_id);
+
+// `otf_metrics_text` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; `out_text` is NULL or valid for a
+// write.
+OtfResult otf_coordinator_metrics_text(const struct OtfCoordinator *coordinator, char **out_text);
+
+// Opens a training system of its own (not the global one).
+//
+// `config_json`: a JSON object with any fields of the configuration
+// (missing ones keep their defaults, unknown ones are an error), or NULL to
+// read it from the environment, as `otf_initialize` does. Two open handles
+// must not share a `data_dir` (the second is refused while the first is
+// open). On success `*out_coordinator` receives the handle, which the
+// caller releases with `otf_coordinator_free`.
+//
+// # Safety
+// `config_json` is NULL or a NUL-terminated string valid during the call;
+// `out_coordinator` is NULL or valid for a write.
+OtfResult otf_coordinator_new(const char *config_json, struct OtfCoordinator **out_coordinator);
+
+// `otf_next_for_review` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call; `out_json` is NULL or valid for
+// a write.
+OtfResult otf_coordinator_next_for_review(const struct OtfCoordinator *coordinator,
+                                          const char *agent_name,
+                                          const char *task_type,
+                                          uint32_t n,
+                                          char **out_json);
+
+// `otf_predict` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call; `out_json` is NULL or valid for
+// a write.
+OtfResult otf_coordinator_predict(const struct OtfCoordinator *coordinator,
+                                  const char *agent_name,
+                                  const char *task_type,
+                                  const char *input_text,
+                                  char **out_json);
+
+// `otf_rollback_model` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call.
+OtfResult otf_coordinator_rollback_model(const struct OtfCoordinator *coordinator,
+                                         const char *agent_name,
+                                         const char *task_type,
+                                         uint64_t version);
+
+// Stops the training system behind the handle (see `otf_shutdown`); the
+// handle stays valid until `otf_coordinator_free`, and calls that add
+// anything get `OTF_RESULT_SHUT_DOWN`. Safe while other threads call it.
+//
+// # Safety
+// `coordinator` is NULL or a handle from `otf_coordinator_new` not freed yet.
+OtfResult otf_coordinator_shutdown(const struct OtfCoordinator *coordinator);
+
+// `otf_skip` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle.
+OtfResult otf_coordinator_skip(const struct OtfCoordinator *coordinator, uint64_t review_id);
+
+// `otf_wait_for_idle` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle.
+OtfResult otf_coordinator_wait_for_idle(const struct OtfCoordinator *coordinator,
+                                        uint32_t timeout_ms);
+
 // Writes the examples of (agent, task) to `path` as a JSON-lines fine-tuning
 // data set (see the Rust `Coordinator::export_dataset`); on success
 // `*out_count` (optional) receives the number of examples written.
@@ -208,13 +394,6 @@ OtfResult otf_label(uint64_t review_id,
                     const char *output_json,
                     int32_t priority_level,
                     uint64_t *out_id);
-
-// The message of the last call on the calling thread: what was wrong when
-// it failed, the empty string when it succeeded (or before any call).
-//
-// The string belongs to the library and stays valid until the next `otf_`
-// call on the same thread; copy it to keep it. Do not free it.
-const char *otf_last_error_message(void);
 
 // The message of the last call on the calling thread: what was wrong when
 // it failed, the empty string when it succeeded (or before any call).

@@ -17,6 +17,7 @@ use crate::agent::{task_of_kind, AgentState, LiveModel, TaskState};
 use crate::buffer::Insert;
 use crate::checkpoint;
 use crate::config::Config;
+use crate::data_dir_lock::DataDirLock;
 use crate::error::{Error, ModelError, Result, ValidationError};
 use crate::eval::is_held_out;
 use crate::example::{
@@ -107,6 +108,8 @@ pub struct Coordinator {
     pub(crate) shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     stop_ticker: Mutex<Option<Sender<()>>>,
+    /// Held from the start to the end of the shutdown (see [`DataDirLock`]).
+    data_dir_lock: Mutex<Option<DataDirLock>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -125,9 +128,11 @@ impl Coordinator {
     /// back the examples not yet trained, the held-out windows and the
     /// performance history, and starts the background threads: the store
     /// writer, one update worker per `max_concurrent_updates` and the periodic
-    /// check. Fails when the store cannot be opened.
+    /// check. Fails when the store cannot be opened, or when another running
+    /// coordinator holds `data_dir` ([`Error::DataDirInUse`]).
     pub fn new(config: Config) -> Result<Coordinator> {
         config.validate()?;
+        let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
         let device = config.device.resolve();
         let (store, recovered) = open_store(&config)?;
         let cluster = match config.cluster {
@@ -146,6 +151,7 @@ impl Coordinator {
             shared: Arc::clone(&shared),
             threads: Mutex::new(Vec::new()),
             stop_ticker: Mutex::new(Some(stop_tx)),
+            data_dir_lock: Mutex::new(Some(data_dir_lock)),
         };
         for i in 0..workers {
             let (shared, jobs) = (Arc::clone(&shared), job_rx.clone());
@@ -1007,6 +1013,8 @@ impl Coordinator {
         if let Some(store) = &self.shared.store {
             store.shutdown();
         }
+        // Everything of this instance is on disk: another may start here.
+        self.data_dir_lock.lock().take();
     }
 
     /// Whether [`Coordinator::shutdown`] was called.

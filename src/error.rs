@@ -198,6 +198,13 @@ pub enum Error {
         /// The operating system's message.
         message: String,
     },
+    /// Another coordinator (in this process or another) runs on this
+    /// `data_dir`.
+    #[error("data_dir {path} is in use by another running coordinator: give each instance its own data_dir")]
+    DataDirInUse {
+        /// The folder.
+        path: String,
+    },
     /// A background thread could not be started.
     #[error("could not start thread {name}: {message}")]
     Thread {

@@ -40,7 +40,7 @@ pub fn initialize_online_training(config: Config) -> Result<&'static Coordinator
     let running = GLOBAL.get_or_init(|| coordinator);
     // Started after the coordinator, so after libtorch's statics: the exit
     // handler runs before they are destroyed.
-    crate::ffi::exit::shut_down_at_exit();
+    crate::ffi::exit::shut_down_global_at_exit();
     Ok(running)
 }
 

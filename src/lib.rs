@@ -33,6 +33,7 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod config;
 mod coordinator;
+mod data_dir_lock;
 pub mod error;
 pub mod eval;
 pub mod ewc;

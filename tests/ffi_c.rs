@@ -335,3 +335,36 @@ fn otf_shutdown_while_threads_add_loses_no_accepted_example() {
         assert_eq!(stored, accepted, "accepted examples missing from the store");
     }
 }
+
+#[test]
+fn two_handles_in_one_process_learn_apart_and_a_reopened_one_finds_its_examples() {
+    const PER_THREAD: u64 = 300;
+    let binary = compile("tests/c/handles.c", "handles");
+    let (a, b) = (small_config(), small_config());
+    let export = b.data_dir.join("critic.jsonl");
+    let args = [
+        config_json(&a),
+        config_json(&b),
+        PER_THREAD.to_string(),
+        export.display().to_string(),
+    ];
+    let out = run_c(&binary, &args.each_ref().map(String::as_str));
+    assert_eq!(
+        std::fs::read_to_string(&export).unwrap().lines().count() as u64,
+        2 * PER_THREAD
+    );
+    // Two threads per system; the scout also got a correction, an unsure
+    // prediction (awaiting its label, so not received yet) and its label.
+    let scout = 2 * PER_THREAD + 2;
+    assert_eq!(
+        line_after(&out, "RECEIVED "),
+        format!("{scout} {}", 2 * PER_THREAD),
+        "{out}"
+    );
+    assert_eq!(line_after(&out, "REOPENED "), scout.to_string(), "{out}");
+    let prediction: serde_json::Value = serde_json::from_str(line_after(&out, "PREDICTION ")).unwrap();
+    assert!(prediction["model_version"].as_u64().unwrap() >= 1, "{prediction}");
+    // Each system wrote only its own folder.
+    assert!(a.model_dir("scout").exists() && !a.model_dir("critic").exists());
+    assert!(!b.model_dir("scout").exists());
+}

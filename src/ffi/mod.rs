@@ -1,6 +1,15 @@
-//! The C ABI over the global training system (see [`crate::global`]). The
-//! only module with `unsafe` code. The header `include/onthefly.h` is
-//! generated from this module by `build.rs` (cbindgen).
+//! The C ABI. The only module with `unsafe` code. The header
+//! `include/onthefly.h` is generated from this module by `build.rs`
+//! (cbindgen).
+//!
+//! Two ways to reach a training system, with the same operations:
+//!
+//! - the global one, as the original exposed it (`otf_initialize`,
+//!   `otf_add_training_example`, …; see [`crate::global`]): one per process;
+//! - handles (`otf_coordinator_new`, `otf_coordinator_add_training_example`,
+//!   …, `otf_coordinator_free`; see [`handle`]): as many as the caller opens,
+//!   each with its own `data_dir`, opened and closed at will (tests,
+//!   notebooks, a process serving two configurations).
 //!
 //! Conventions, the same for every function:
 //!
@@ -20,6 +29,8 @@
 
 mod args;
 pub(crate) mod exit;
+mod handle;
+mod ops;
 mod result;
 #[cfg(test)]
 mod tests;
@@ -27,16 +38,12 @@ mod tests;
 use std::ffi::c_char;
 use std::time::Duration;
 
-use args::{
-    into_c_string, optional_str, optional_target, priority, required_out, required_str, required_target, write_optional,
-};
+use args::{optional_str, write_optional};
+pub use handle::*;
 use result::{guard, FfiError};
 pub use result::{otf_last_error_message, OtfResult};
 
 use crate::config::Config;
-use crate::coordinator::FeedbackOutcome;
-use crate::example::NewExample;
-use crate::feedback::{PredictionFeedback, UserCorrection};
 use crate::global;
 
 /// What became of a prediction handed in with `otf_add_prediction_feedback`.
@@ -110,24 +117,22 @@ pub unsafe extern "C" fn otf_add_training_example(
     out_id: *mut u64,
 ) -> OtfResult {
     guard(|| {
-        // SAFETY (all reads below): the caller's guarantee on each string.
-        let example = NewExample {
-            agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
-            task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
-            input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
-            expected_output: unsafe { required_target(expected_output_json, "expected_output_json") }?,
-            uncertainty_score,
-            importance_score,
-            source_url: unsafe { optional_str(source_url, "source_url") }?
-                .unwrap_or_default()
-                .to_string(),
-            user_feedback: unsafe { optional_str(user_feedback, "user_feedback") }?.map(str::to_string),
-            correction_priority: priority(correction_priority)?,
-        };
-        let receipt = global::add_training_example(example)?;
-        // SAFETY: the caller's guarantee on `out_id`.
-        unsafe { write_optional(out_id, receipt.id.0) };
-        Ok(())
+        // SAFETY: the caller's guarantees, passed on unchanged.
+        unsafe {
+            ops::add_training_example(
+                global::global()?,
+                agent_name,
+                task_type,
+                input_text,
+                expected_output_json,
+                uncertainty_score,
+                importance_score,
+                correction_priority,
+                source_url,
+                user_feedback,
+                out_id,
+            )
+        }
     })
 }
 
@@ -152,26 +157,20 @@ pub unsafe extern "C" fn otf_add_prediction_feedback(
     out_outcome: *mut OtfFeedback,
 ) -> OtfResult {
     guard(|| {
-        // SAFETY (all reads below): the caller's guarantee on each string.
-        let feedback = PredictionFeedback {
-            agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
-            task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
-            input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
-            predicted_output: unsafe { required_target(predicted_output_json, "predicted_output_json") }?,
-            actual_output: unsafe { optional_target(actual_output_json, "actual_output_json") }?,
-            confidence_score,
-            source_url: unsafe { optional_str(source_url, "source_url") }?
-                .unwrap_or_default()
-                .to_string(),
-        };
-        let outcome = match global::add_prediction_feedback(feedback)? {
-            FeedbackOutcome::Learned { .. } => OtfFeedback::Learned,
-            FeedbackOutcome::AwaitingLabel { .. } => OtfFeedback::AwaitingLabel,
-            FeedbackOutcome::NotNeeded { .. } => OtfFeedback::NotNeeded,
-        };
-        // SAFETY: the caller's guarantee on `out_outcome`.
-        unsafe { write_optional(out_outcome, outcome) };
-        Ok(())
+        // SAFETY: the caller's guarantees, passed on unchanged.
+        unsafe {
+            ops::add_prediction_feedback(
+                global::global()?,
+                agent_name,
+                task_type,
+                input_text,
+                predicted_output_json,
+                confidence_score,
+                actual_output_json,
+                source_url,
+                out_outcome,
+            )
+        }
     })
 }
 
@@ -195,20 +194,20 @@ pub unsafe extern "C" fn otf_add_user_correction(
     out_id: *mut u64,
 ) -> OtfResult {
     guard(|| {
-        // SAFETY (all reads below): the caller's guarantee on each string.
-        let correction = UserCorrection {
-            agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
-            task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
-            input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
-            incorrect_output: unsafe { required_target(incorrect_output_json, "incorrect_output_json") }?,
-            correct_output: unsafe { required_target(correct_output_json, "correct_output_json") }?,
-            priority: priority(priority_level)?,
-            user_feedback: unsafe { optional_str(user_feedback, "user_feedback") }?.map(str::to_string),
-        };
-        let receipt = global::add_user_correction(correction)?;
-        // SAFETY: the caller's guarantee on `out_id`.
-        unsafe { write_optional(out_id, receipt.id.0) };
-        Ok(())
+        // SAFETY: the caller's guarantees, passed on unchanged.
+        unsafe {
+            ops::add_user_correction(
+                global::global()?,
+                agent_name,
+                task_type,
+                input_text,
+                incorrect_output_json,
+                correct_output_json,
+                priority_level,
+                user_feedback,
+                out_id,
+            )
+        }
     })
 }
 
@@ -227,22 +226,8 @@ pub unsafe extern "C" fn otf_predict(
     input_text: *const c_char,
     out_json: *mut *mut c_char,
 ) -> OtfResult {
-    guard(|| {
-        required_out(out_json, "out_json")?;
-        // SAFETY (all reads below): the caller's guarantee on each string.
-        let agent = unsafe { required_str(agent_name, "agent_name") }?;
-        let task = unsafe { required_str(task_type, "task_type") }?;
-        let input = unsafe { required_str(input_text, "input_text") }?;
-        let prediction = global::predict(agent, task, input)?;
-        let json = serde_json::json!({
-            "output": prediction.output.to_json(),
-            "confidence": prediction.confidence,
-            "model_version": prediction.model_version,
-        });
-        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
-        unsafe { out_json.write(into_c_string(json.to_string())) };
-        Ok(())
-    })
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    guard(|| unsafe { ops::predict(global::global()?, agent_name, task_type, input_text, out_json) })
 }
 
 /// Queues an update of the agent now, whatever its buffer holds.
@@ -251,12 +236,8 @@ pub unsafe extern "C" fn otf_predict(
 /// `agent_name` is NULL or NUL-terminated and valid during the call.
 #[no_mangle]
 pub unsafe extern "C" fn otf_force_update_agent(agent_name: *const c_char) -> OtfResult {
-    guard(|| {
-        // SAFETY: the caller's guarantee on `agent_name`.
-        let agent = unsafe { required_str(agent_name, "agent_name") }?;
-        global::force_update_agent(agent)?;
-        Ok(())
-    })
+    // SAFETY: the caller's guarantee on `agent_name`, passed on unchanged.
+    guard(|| unsafe { ops::force_update_agent(global::global()?, agent_name) })
 }
 
 /// The training status as JSON (the original's fields plus per-agent detail
@@ -267,15 +248,8 @@ pub unsafe extern "C" fn otf_force_update_agent(agent_name: *const c_char) -> Ot
 /// `out_json` is NULL or valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn otf_get_training_status(out_json: *mut *mut c_char) -> OtfResult {
-    guard(|| {
-        required_out(out_json, "out_json")?;
-        let status = global::get_training_status()?;
-        let json = serde_json::to_string(&status)
-            .map_err(|e| FfiError::new(OtfResult::Internal, format!("status not serialisable: {e}")))?;
-        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
-        unsafe { out_json.write(into_c_string(json)) };
-        Ok(())
-    })
+    // SAFETY: the caller's guarantee on `out_json`, passed on unchanged.
+    guard(|| unsafe { ops::get_training_status(global::global()?, out_json) })
 }
 
 /// The training system in Prometheus' text exposition format (see the Rust
@@ -286,13 +260,8 @@ pub unsafe extern "C" fn otf_get_training_status(out_json: *mut *mut c_char) -> 
 /// `out_text` is NULL or valid for a write.
 #[no_mangle]
 pub unsafe extern "C" fn otf_metrics_text(out_text: *mut *mut c_char) -> OtfResult {
-    guard(|| {
-        required_out(out_text, "out_text")?;
-        let text = global::metrics_text()?;
-        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
-        unsafe { out_text.write(into_c_string(text)) };
-        Ok(())
-    })
+    // SAFETY: the caller's guarantee on `out_text`, passed on unchanged.
+    guard(|| unsafe { ops::metrics_text(global::global()?, out_text) })
 }
 
 /// Restores a kept checkpoint version of (agent, task) as the live model (for
@@ -306,39 +275,22 @@ pub unsafe extern "C" fn otf_rollback_model(
     task_type: *const c_char,
     version: u64,
 ) -> OtfResult {
-    guard(|| {
-        // SAFETY (both reads): the caller's guarantee on each string.
-        let agent = unsafe { required_str(agent_name, "agent_name") }?;
-        let task = unsafe { required_str(task_type, "task_type") }?;
-        global::global()?.rollback_model(agent, task, version)?;
-        Ok(())
-    })
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    guard(|| unsafe { ops::rollback_model(global::global()?, agent_name, task_type, version) })
 }
 
 /// Returns once everything accepted before the call is durable (in the
 /// database or the fsynced spool), or `OTF_RESULT_TIMEOUT` after `timeout_ms`.
 #[no_mangle]
 pub extern "C" fn otf_flush(timeout_ms: u32) -> OtfResult {
-    guard(|| {
-        global::global()?.flush(Duration::from_millis(u64::from(timeout_ms)))?;
-        Ok(())
-    })
+    guard(|| ops::flush(global::global()?, timeout_ms))
 }
 
 /// Waits until no update is queued or running; `OTF_RESULT_TIMEOUT` if that
 /// takes longer than `timeout_ms`.
 #[no_mangle]
 pub extern "C" fn otf_wait_for_idle(timeout_ms: u32) -> OtfResult {
-    guard(|| {
-        if global::global()?.wait_for_idle(Duration::from_millis(u64::from(timeout_ms))) {
-            Ok(())
-        } else {
-            Err(FfiError::new(
-                OtfResult::Timeout,
-                format!("updates still running after {timeout_ms} ms"),
-            ))
-        }
-    })
+    guard(|| ops::wait_for_idle(global::global()?, timeout_ms))
 }
 
 /// Stops the global training system: lets a running update finish, writes
@@ -419,16 +371,8 @@ pub unsafe extern "C" fn otf_export_dataset(
     path: *const c_char,
     out_count: *mut u64,
 ) -> OtfResult {
-    guard(|| {
-        // SAFETY (all reads): the caller's guarantee on each string.
-        let agent = unsafe { required_str(agent_name, "agent_name") }?;
-        let task = unsafe { required_str(task_type, "task_type") }?;
-        let path = unsafe { required_str(path, "path") }?;
-        let written = global::global()?.export_dataset(agent, task, std::path::Path::new(path))?;
-        // SAFETY: the caller's guarantee on `out_count`.
-        unsafe { write_optional(out_count, written as u64) };
-        Ok(())
-    })
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    guard(|| unsafe { ops::export_dataset(global::global()?, agent_name, task_type, path, out_count) })
 }
 
 /// Hands out up to `n` predictions of (agent, task) waiting for a label, the
@@ -447,18 +391,8 @@ pub unsafe extern "C" fn otf_next_for_review(
     n: u32,
     out_json: *mut *mut c_char,
 ) -> OtfResult {
-    guard(|| {
-        required_out(out_json, "out_json")?;
-        // SAFETY (both reads): the caller's guarantee on each string.
-        let agent = unsafe { required_str(agent_name, "agent_name") }?;
-        let task = unsafe { required_str(task_type, "task_type") }?;
-        let items = global::global()?.next_for_review(agent, task, n as usize)?;
-        let json = serde_json::to_string(&items)
-            .map_err(|e| FfiError::new(OtfResult::Internal, format!("review items not serialisable: {e}")))?;
-        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
-        unsafe { out_json.write(into_c_string(json)) };
-        Ok(())
-    })
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    guard(|| unsafe { ops::next_for_review(global::global()?, agent_name, task_type, n, out_json) })
 }
 
 /// Labels a review item with `output_json` (JSON, of the prediction's kind):
@@ -476,26 +410,13 @@ pub unsafe extern "C" fn otf_label(
     priority_level: i32,
     out_id: *mut u64,
 ) -> OtfResult {
-    guard(|| {
-        // SAFETY: the caller's guarantee on `output_json`.
-        let output = unsafe { required_target(output_json, "output_json") }?;
-        let priority = match priority_level {
-            -1 => None,
-            p => Some(priority(p)?),
-        };
-        let receipt = global::global()?.label(crate::example::ExampleId(review_id), output, priority)?;
-        // SAFETY: the caller's guarantee on `out_id`.
-        unsafe { write_optional(out_id, receipt.id.0) };
-        Ok(())
-    })
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    guard(|| unsafe { ops::label(global::global()?, review_id, output_json, priority_level, out_id) })
 }
 
 /// Returns a handed-out review item to its queue, unlabelled. An item not
 /// handed out, labelled already, or unknown is `OTF_RESULT_INVALID_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn otf_skip(review_id: u64) -> OtfResult {
-    guard(|| {
-        global::global()?.skip(crate::example::ExampleId(review_id))?;
-        Ok(())
-    })
+    guard(|| ops::skip(global::global()?, review_id))
 }

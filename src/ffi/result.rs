@@ -21,7 +21,8 @@ pub enum OtfResult {
     /// An argument was refused: out of range, NaN or infinite, too long, empty,
     /// not JSON, of the wrong kind for the task.
     InvalidArgument = 3,
-    /// The configuration JSON (or an environment variable) was refused.
+    /// The configuration JSON (or an environment variable) was refused, or
+    /// its `data_dir` is in use by another running coordinator.
     InvalidConfig = 4,
     /// `otf_initialize` has not been called (successfully) yet.
     NotInitialized = 5,
@@ -73,7 +74,7 @@ impl From<Error> for FfiError {
     fn from(e: Error) -> FfiError {
         let code = match &e {
             Error::Invalid(_) | Error::ModelExists { .. } | Error::Review(_) => OtfResult::InvalidArgument,
-            Error::Config(_) => OtfResult::InvalidConfig,
+            Error::Config(_) | Error::DataDirInUse { .. } => OtfResult::InvalidConfig,
             Error::UnknownAgent(_) => OtfResult::UnknownAgent,
             Error::NoModel { .. } => OtfResult::NoModel,
             Error::AlreadyInitialized => OtfResult::AlreadyInitialized,

@@ -32,6 +32,43 @@ fn initialised() {
     });
 }
 
+/// The configuration of [`opened`]'s handle: its own folder under target/
+/// for this test process.
+fn handle_config() -> &'static [u8] {
+    static CONFIG: OnceLock<String> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/test-data")
+                .join(format!("ffi-props-handle-{}", std::process::id()));
+            serde_json::json!({
+                "data_dir": dir,
+                "device": "cpu",
+                "check_interval_ms": 3_600_000,
+                "text_model": { "hash_buckets": 1024, "embedding_dim": 8 },
+            })
+            .to_string()
+        })
+        .as_bytes()
+}
+
+/// A handle opened once for this test process (its address: handles are
+/// used from any thread).
+fn opened() -> *const OtfCoordinator {
+    static OPENED: OnceLock<usize> = OnceLock::new();
+    let address = *OPENED.get_or_init(|| {
+        let config = CString::new(handle_config()).unwrap();
+        let mut handle: *mut OtfCoordinator = ptr::null_mut();
+        // SAFETY: a valid NUL-terminated string and a live out-parameter.
+        assert_eq!(
+            unsafe { otf_coordinator_new(config.as_ptr(), &mut handle) },
+            OtfResult::Ok
+        );
+        handle as usize
+    });
+    address as *const OtfCoordinator
+}
+
 /// A string argument: NULL, arbitrary bytes, or (mostly) one of `valid`,
 /// so that calls also get past validation.
 fn text(valid: &'static [&'static str]) -> impl Strategy<Value = Option<Vec<u8>>> {
@@ -306,5 +343,133 @@ proptest! {
         let code = unsafe { otf_initialize(args.ptr(0)) };
         // Already running: the same configuration can only come from this file.
         check(code, &[OtfResult::InvalidConfig, OtfResult::InvalidUtf8, OtfResult::AlreadyInitialized])?;
+    }
+
+    #[test]
+    fn handle_functions_never_crash(
+        strings in example_strings(),
+        score in number(),
+        priority in prop_oneof![0i32..=3, any::<i32>()],
+        version in any::<u64>(),
+        timeout in 0u32..50,
+        null_handle in prop::bool::weighted(0.2),
+        with_out in any::<bool>(),
+    ) {
+        let handle = if null_handle { ptr::null() } else { opened() };
+        let args = Args::new(&strings);
+        // With a NULL handle every call is OTF_RESULT_NULL_PARAMETER, before any other check.
+        let allowed = |codes: &[OtfResult]| -> Vec<OtfResult> {
+            if null_handle { vec![OtfResult::NullParameter] } else { codes.to_vec() }
+        };
+        let lookups = [
+            OtfResult::Ok, OtfResult::NullParameter, OtfResult::InvalidUtf8, OtfResult::InvalidArgument,
+            OtfResult::UnknownAgent, OtfResult::NoModel, OtfResult::Checkpoint, OtfResult::Model,
+        ];
+        let mut id = u64::MAX;
+        let out = if with_out { &mut id as *mut u64 } else { ptr::null_mut() };
+        // SAFETY: the handle is NULL or live; every pointer is NULL or a live
+        // NUL-terminated string; `out` is NULL or a live u64 (the same below).
+        let code = unsafe {
+            otf_coordinator_add_training_example(
+                handle, args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), score, score, priority,
+                args.ptr(4), args.ptr(5), out,
+            )
+        };
+        check(code, &allowed(INPUT))?;
+        if with_out {
+            prop_assert_eq!(code == OtfResult::Ok, id != u64::MAX, "out_id written exactly on success");
+        }
+        let mut outcome = OtfFeedback::NotNeeded;
+        // SAFETY: as above.
+        let code = unsafe {
+            otf_coordinator_add_prediction_feedback(
+                handle, args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), score, args.ptr(4), args.ptr(5),
+                &mut outcome,
+            )
+        };
+        check(code, &allowed(INPUT))?;
+        // SAFETY: as above.
+        let code = unsafe {
+            otf_coordinator_add_user_correction(
+                handle, args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), args.ptr(4), priority, args.ptr(5),
+                ptr::null_mut(),
+            )
+        };
+        check(code, &allowed(INPUT))?;
+
+        let mut json: *mut c_char = ptr::null_mut();
+        let out = if with_out { &mut json as *mut *mut c_char } else { ptr::null_mut() };
+        // SAFETY: as above.
+        let code = unsafe { otf_coordinator_predict(handle, args.ptr(0), args.ptr(1), args.ptr(2), out) };
+        check(code, &allowed(&lookups))?;
+        prop_assert_eq!(code == OtfResult::Ok, !json.is_null());
+        // SAFETY: NULL or a string this library returned, freed once.
+        unsafe { otf_string_free(json) };
+        // SAFETY: as above.
+        check(unsafe { otf_coordinator_force_update_agent(handle, args.ptr(0)) }, &allowed(&lookups))?;
+        // SAFETY: as above.
+        check(unsafe { otf_coordinator_rollback_model(handle, args.ptr(0), args.ptr(1), version) }, &allowed(&lookups))?;
+        for text_out in [otf_coordinator_get_training_status, otf_coordinator_metrics_text] {
+            let mut text: *mut c_char = ptr::null_mut();
+            let out = if with_out { &mut text as *mut *mut c_char } else { ptr::null_mut() };
+            // SAFETY: as above.
+            let code = unsafe { text_out(handle, out) };
+            check(code, &allowed(&[OtfResult::Ok, OtfResult::NullParameter]))?;
+            prop_assert_eq!(code == OtfResult::Ok, !text.is_null());
+            // SAFETY: NULL or a string this library returned, freed once.
+            unsafe { otf_string_free(text) };
+        }
+        let mut items: *mut c_char = ptr::null_mut();
+        let out = if with_out { &mut items as *mut *mut c_char } else { ptr::null_mut() };
+        // SAFETY: as above.
+        let code = unsafe { otf_coordinator_next_for_review(handle, args.ptr(0), args.ptr(1), timeout, out) };
+        check(code, &allowed(&lookups))?;
+        prop_assert_eq!(code == OtfResult::Ok, !items.is_null());
+        // SAFETY: NULL or a string this library returned, freed once.
+        unsafe { otf_string_free(items) };
+        let mut label_id = u64::MAX;
+        // SAFETY: as above.
+        let code = unsafe { otf_coordinator_label(handle, version, args.ptr(2), timeout as i32 - 1, &mut label_id) };
+        check(code, &allowed(&lookups))?;
+        prop_assert_eq!(code == OtfResult::Ok, label_id != u64::MAX);
+        // SAFETY: as above.
+        check(unsafe { otf_coordinator_skip(handle, version) }, &allowed(&lookups))?;
+        // Never a file outside target/ (an export replaces its file).
+        let exports = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data/ffi-export-handle.jsonl");
+        let path = Args::new(&[(version % 2 == 0).then(|| exports.to_str().unwrap().as_bytes().to_vec())]);
+        let mut count = u64::MAX;
+        // SAFETY: as above.
+        let code = unsafe { otf_coordinator_export_dataset(handle, args.ptr(0), args.ptr(1), path.ptr(0), &mut count) };
+        check(code, &allowed(&[&lookups[..], &[OtfResult::Io, OtfResult::Store]].concat()))?;
+        prop_assert_eq!(code == OtfResult::Ok, count != u64::MAX);
+        // SAFETY: as above.
+        check(unsafe { otf_coordinator_flush(handle, 1_000 + timeout) }, &allowed(&[OtfResult::Ok, OtfResult::Timeout]))?;
+        // SAFETY: as above.
+        check(unsafe { otf_coordinator_wait_for_idle(handle, timeout) }, &allowed(&[OtfResult::Ok, OtfResult::Timeout]))?;
+    }
+
+    #[test]
+    fn opening_a_handle_with_anything_never_crashes(
+        config in prop_oneof![
+            2 => text(CONFIGS).prop_filter("no default data_dir", |c| c.is_some() && c.as_deref() != Some(b"{}")),
+            1 => Just(Some(
+                format!(r#"{{"device": "cpu", "data_dir": "target/test-data/ffi-props-new-{}"}}"#, std::process::id())
+                    .into_bytes()
+            )),
+            1 => Just(Some(handle_config().to_vec())),
+        ],
+        with_out in any::<bool>(),
+    ) {
+        opened();
+        let args = Args::new(&[config]);
+        let mut handle: *mut OtfCoordinator = ptr::null_mut();
+        let out = if with_out { &mut handle as *mut *mut OtfCoordinator } else { ptr::null_mut() };
+        // SAFETY: a live NUL-terminated string; `out` is NULL or live.
+        let code = unsafe { otf_coordinator_new(args.ptr(0), out) };
+        // Only the folder of the handle already open is refused as in use.
+        check(code, &[OtfResult::Ok, OtfResult::NullParameter, OtfResult::InvalidConfig, OtfResult::InvalidUtf8])?;
+        prop_assert_eq!(code == OtfResult::Ok, !handle.is_null());
+        // SAFETY: NULL or a handle just opened, with no call on it.
+        unsafe { otf_coordinator_free(handle) };
     }
 }
