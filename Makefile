@@ -9,7 +9,12 @@ TORCH_VERSION := 2.13.0
 TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
 CARGO ?= cargo
 
-.PHONY: check-private-checkout all demo test venv data lint check-header test-rust clean-data
+# The Python package's tests run against a fresh install of it in a virtual
+# environment of their own (torch comes in as its declared dependency).
+PY_VENV := target/python-venv
+PY_STAMP := $(PY_VENV)/.deps-$(TORCH_VERSION)
+
+.PHONY: check-private-checkout all demo test venv data lint check-header test-rust test-python test-downstream wheel clean-data
 
 all: test
 
@@ -32,7 +37,7 @@ demo: venv data
 	$(CARGO) run --release --example newsroom
 
 ## test: formatting, lints, every test (with a throwaway PostgreSQL), the header check.
-test: venv data lint test-rust check-header check-private-checkout
+test: venv data lint test-rust test-python test-downstream check-header check-private-checkout
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -44,6 +49,36 @@ test-rust:
 	$(CARGO) build --example newsroom
 	scripts/with_test_postgres.sh $(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
+
+## test-python: installs the Python package (python/) afresh and runs its pytest suite.
+# The build reuses this checkout's compiled crates (the dev profile) instead
+# of a release build from nothing; what a user's `pip install ./python` does
+# differs only in the optimisation profile.
+test-python: $(PY_STAMP)
+	rm -rf python/build
+	SETUPTOOLS_RUST_CARGO_PROFILE=dev $(PY_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		--no-build-isolation --no-deps --force-reinstall ./python
+	cd python && env -u LD_LIBRARY_PATH ../$(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+$(PY_STAMP):
+	rm -rf $(PY_VENV)
+	$(PYTHON) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION) \
+		"setuptools>=77" "setuptools-rust>=1.9" wheel pytest prometheus-client
+	touch $@
+
+## test-downstream: a crate of its own that depends on onthefly (examples/downstream)
+# builds, and its binary runs without LD_LIBRARY_PATH and predicts.
+test-downstream:
+	cd examples/downstream && CARGO_TARGET_DIR=../../target $(CARGO) build --locked
+	rm -rf target/test-data/downstream
+	env -u LD_LIBRARY_PATH target/debug/downstream-agent target/test-data/downstream \
+		| grep -E '^PREDICTION "(bbc|cnn|reuters)" [1-9][0-9]*$$'
+
+## wheel: the Python package as a wheel in target/wheels (release build).
+wheel: $(PY_STAMP)
+	rm -rf python/build
+	$(PY_VENV)/bin/pip wheel --no-build-isolation --no-deps --wheel-dir target/wheels ./python
 
 ## check-header: include/onthefly.h must be committed and match what build.rs generates.
 check-header:

@@ -5,11 +5,26 @@ use std::path::Path;
 
 fn main() {
     // torch-sys reports where it found libtorch (the `.venv` that `make venv`
-    // creates). An rpath to it lets tests, examples and the cdylib run without
-    // LD_LIBRARY_PATH.
+    // creates). A runpath to it lets tests, examples and the cdylib run
+    // without LD_LIBRARY_PATH. ONTHEFLY_RPATH replaces it where the library
+    // is shipped (the Python package: `$ORIGIN/../torch/lib`, the torch
+    // wheel installed beside it), so no build machine's folder is written in.
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    println!("cargo:rerun-if-env-changed=ONTHEFLY_RPATH");
+    let libtorch = std::env::var("DEP_TCH_LIBTORCH_LIB").ok();
+    match std::env::var("ONTHEFLY_RPATH") {
+        Ok(rpath) => println!("cargo:rustc-link-arg=-Wl,-rpath,{rpath}"),
+        Err(_) => {
+            if let Some(lib) = &libtorch {
+                println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+            }
+        }
+    }
+    // Crates that depend on this one read it as DEP_ONTHEFLY_LIBTORCH_LIB
+    // (`links` in Cargo.toml), for a runpath of their own binaries
+    // (examples/downstream/build.rs).
+    if let Some(lib) = libtorch {
+        println!("cargo:libtorch_lib={lib}");
     }
     generate_header();
 }

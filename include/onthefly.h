@@ -158,6 +158,17 @@ OtfResult otf_add_user_correction(const char *agent_name,
 // `out_imported` is NULL or valid for a write.
 OtfResult otf_adopt_original_database(const char *database_url, uint64_t *out_imported);
 
+// The configuration the environment gives (`TRAINING_*`, `DATABASE_URL` or
+// `POSTGRES_*`, `<AGENT>_MODEL_PATH`: what `otf_initialize(NULL)` uses) as
+// a JSON object of every field, which a caller may change and hand to
+// `otf_initialize` or `otf_coordinator_new` (the Python package puts its
+// keyword arguments on top of it). On success `*out_json` receives it,
+// freed with `otf_string_free`.
+//
+// # Safety
+// `out_json` is NULL or valid for a write.
+OtfResult otf_config_from_environment(char **out_json);
+
 // `otf_add_prediction_feedback` on a handle.
 //
 // # Safety
@@ -413,7 +424,8 @@ OtfResult otf_metrics_text(char **out_text);
 // Hands out up to `n` predictions of (agent, task) waiting for a label, the
 // most useful first. On success `*out_json` receives a JSON array of
 // `{"review_id", "input_text", "predicted_output", "confidence",
-// "usefulness", ...}` objects (possibly empty), freed with
+// "usefulness", ...}` objects (possibly empty; `predicted_output` is the
+// JSON of the output, as `otf_predict` gives it), freed with
 // `otf_string_free`.
 //
 // # Safety

@@ -219,7 +219,12 @@ fn the_python_example_agent_runs_through_ctypes() {
 #[test]
 fn the_readme_shows_the_tested_examples_verbatim() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    for example in ["examples/c/agent.c", "examples/python/agent.py"] {
+    for example in [
+        "examples/c/agent.c",
+        "examples/python/agent.py",
+        "python/examples/quickstart.py",
+        "examples/downstream/build.rs",
+    ] {
         let code = std::fs::read_to_string(root().join(example)).unwrap();
         assert!(readme.contains(&code), "README.md does not show {example} as it is");
     }

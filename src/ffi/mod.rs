@@ -92,6 +92,28 @@ pub unsafe extern "C" fn otf_initialize(config_json: *const c_char) -> OtfResult
     })
 }
 
+/// The configuration the environment gives (`TRAINING_*`, `DATABASE_URL` or
+/// `POSTGRES_*`, `<AGENT>_MODEL_PATH`: what `otf_initialize(NULL)` uses) as
+/// a JSON object of every field, which a caller may change and hand to
+/// `otf_initialize` or `otf_coordinator_new` (the Python package puts its
+/// keyword arguments on top of it). On success `*out_json` receives it,
+/// freed with `otf_string_free`.
+///
+/// # Safety
+/// `out_json` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_config_from_environment(out_json: *mut *mut c_char) -> OtfResult {
+    guard(|| {
+        args::required_out(out_json, "out_json")?;
+        let config = Config::from_env().map_err(|e| FfiError::from(crate::Error::from(e)))?;
+        let json = serde_json::to_string(&config)
+            .map_err(|e| FfiError::new(OtfResult::Internal, format!("configuration not serialisable: {e}")))?;
+        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
+        unsafe { out_json.write(args::into_c_string(json)) };
+        Ok(())
+    })
+}
+
 /// Adds a labelled example (the original's `add_training_example`).
 ///
 /// `expected_output_json` is the correct output as JSON; `uncertainty_score`
@@ -378,7 +400,8 @@ pub unsafe extern "C" fn otf_export_dataset(
 /// Hands out up to `n` predictions of (agent, task) waiting for a label, the
 /// most useful first. On success `*out_json` receives a JSON array of
 /// `{"review_id", "input_text", "predicted_output", "confidence",
-/// "usefulness", ...}` objects (possibly empty), freed with
+/// "usefulness", ...}` objects (possibly empty; `predicted_output` is the
+/// JSON of the output, as `otf_predict` gives it), freed with
 /// `otf_string_free`.
 ///
 /// # Safety

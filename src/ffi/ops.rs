@@ -263,8 +263,17 @@ pub(super) unsafe fn next_for_review(
     let agent = unsafe { required_str(agent_name, "agent_name") }?;
     let task = unsafe { required_str(task_type, "task_type") }?;
     let items = c.next_for_review(agent, task, n as usize)?;
-    let json = serde_json::to_string(&items)
-        .map_err(|e| FfiError::new(OtfResult::Internal, format!("review items not serialisable: {e}")))?;
+    let not_serialisable = |e: serde_json::Error| FfiError::new(OtfResult::Internal, format!("review item: {e}"));
+    let items = items
+        .iter()
+        .map(|item| {
+            let mut json = serde_json::to_value(item).map_err(not_serialisable)?;
+            // The prediction as the JSON of its value, as `otf_predict` gives it.
+            json["predicted_output"] = item.predicted_output.to_json();
+            Ok(json)
+        })
+        .collect::<Result<Vec<_>, FfiError>>()?;
+    let json = serde_json::to_string(&items).map_err(not_serialisable)?;
     // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
     unsafe { out_json.write(into_c_string(json)) };
     Ok(())

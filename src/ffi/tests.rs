@@ -473,3 +473,31 @@ proptest! {
         unsafe { otf_coordinator_free(handle) };
     }
 }
+
+#[test]
+fn the_environments_configuration_opens_a_handle_once_given_a_folder() {
+    let mut json: *mut c_char = ptr::null_mut();
+    // SAFETY: a live out-parameter.
+    assert_eq!(unsafe { otf_config_from_environment(&mut json) }, OtfResult::Ok);
+    // SAFETY: a string this library returned.
+    let text = unsafe { CStr::from_ptr(json) }.to_str().unwrap().to_owned();
+    // SAFETY: returned by the library, freed once.
+    unsafe { otf_string_free(json) };
+    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["update_threshold"], 50, "{config}");
+    config["data_dir"] = format!("target/test-data/ffi-env-{}", std::process::id()).into();
+    let config = CString::new(config.to_string()).unwrap();
+    let mut handle: *mut OtfCoordinator = ptr::null_mut();
+    // SAFETY: a live string and out-parameter.
+    assert_eq!(
+        unsafe { otf_coordinator_new(config.as_ptr(), &mut handle) },
+        OtfResult::Ok
+    );
+    // SAFETY: the handle just opened, no call on it.
+    unsafe { otf_coordinator_free(handle) };
+    // SAFETY: NULL out-parameter.
+    assert_eq!(
+        unsafe { otf_config_from_environment(ptr::null_mut()) },
+        OtfResult::NullParameter
+    );
+}

@@ -1,0 +1,599 @@
+"""Keeps the models of a multi-agent news-analysis system learning while they run.
+
+The original JustNews online-training API, over this library's Rust core::
+
+    import onthefly
+
+    onthefly.initialize_online_training(update_threshold=50)
+    onthefly.add_training_example("scout", "news", "Markets rally as rates hold", "reuters", 0.4)
+    onthefly.add_user_correction("scout", "news", "Storm batters the coast", "cnn", "bbc")
+    print(onthefly.get_training_status()["buffer_sizes"])
+
+and beyond it, instances of one's own (``with onthefly.Coordinator(data_dir=...)
+as c: ...``), predictions, the review queue, exports and Prometheus metrics.
+
+Values go in and come out as Python values: a label is a ``str``, a score a
+``float``, token tags a ``list[str]``, anything else a ``dict`` or ``list``.
+Every failure raises a subclass of :class:`OnTheFlyError` (see
+:mod:`onthefly.errors`) carrying the library's message.
+
+The configuration of an instance is the environment's (``TRAINING_*``,
+``DATABASE_URL`` or ``POSTGRES_*``, ``<AGENT>_MODEL_PATH``, as the original
+read it) with the keyword arguments on top; the names are the library's
+configuration fields (its README has the table), for example
+``max_buffer_size``, ``data_dir``, ``database={"url": ...}``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import enum
+import json
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Union
+
+from . import _native
+from ._native import lib
+from .errors import (
+    AlreadyInitializedError,
+    CheckpointError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidConfigError,
+    InvalidUtf8Error,
+    IoError,
+    ModelError,
+    NoModelError,
+    NotInitializedError,
+    NullParameterError,
+    OnTheFlyError,
+    PanicError,
+    ShutDownError,
+    StoreError,
+    TimeoutError,
+    UnknownAgentError,
+    error_for,
+)
+
+__all__ = [
+    "Coordinator",
+    "Prediction",
+    "FeedbackOutcome",
+    "initialize_online_training",
+    "add_training_example",
+    "add_prediction_feedback",
+    "add_user_correction",
+    "get_training_status",
+    "get_online_training_status",
+    "force_update_agent",
+    "predict",
+    "metrics",
+    "flush",
+    "wait_for_idle",
+    "shutdown",
+    "export_dataset",
+    "rollback_model",
+    "next_for_review",
+    "label",
+    "skip",
+    "adopt_original_database",
+    "library_version",
+    "OnTheFlyError",
+    "NullParameterError",
+    "InvalidUtf8Error",
+    "InvalidArgumentError",
+    "InvalidConfigError",
+    "NotInitializedError",
+    "AlreadyInitializedError",
+    "ShutDownError",
+    "UnknownAgentError",
+    "NoModelError",
+    "StoreError",
+    "ModelError",
+    "CheckpointError",
+    "TimeoutError",
+    "InternalError",
+    "PanicError",
+    "IoError",
+]
+
+__version__ = "0.1.0"
+
+#: A target or an output: a label (``str``), a score (``float``), token tags
+#: (``list[str]``) or free JSON (``dict``, ``list``, ...).
+Value = Union[str, float, int, List[str], Dict[str, Any], List[Any], bool, None]
+
+_INT32 = range(-(2**31), 2**31)
+_U32_MS = 2**32 - 1
+
+
+class FeedbackOutcome(str, enum.Enum):
+    """What became of a prediction handed in with ``add_prediction_feedback``."""
+
+    #: The answer was known and the prediction worth learning: it is a training example now.
+    LEARNED = "learned"
+    #: The answer is not known and the prediction was uncertain: it waits for a label.
+    AWAITING_LABEL = "awaiting_label"
+    #: Confident enough and not wrong: nothing to learn.
+    NOT_NEEDED = "not_needed"
+
+
+_OUTCOMES = [FeedbackOutcome.LEARNED, FeedbackOutcome.AWAITING_LABEL, FeedbackOutcome.NOT_NEEDED]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A live model's answer."""
+
+    #: The output: a label, a score, tags or free JSON.
+    output: Any
+    #: The model's confidence, 0..1.
+    confidence: float
+    #: The version of the model that answered.
+    model_version: int
+
+
+def library_version() -> str:
+    """The version of the Rust library inside the package."""
+    return lib.otf_version().decode()
+
+
+def _check(code: int) -> None:
+    if code != 0:
+        raise error_for(code, _native.last_error())
+
+
+def _text(value: Optional[str], name: str) -> Optional[bytes]:
+    """A string argument as UTF-8 (None stays None: the library refuses it where it is required)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    # A lone surrogate goes through, so the library names what is wrong with it.
+    return value.encode("utf-8", "surrogatepass")
+
+
+def _json(value: Value, name: str) -> bytes:
+    """A target or an output as the JSON text the C ABI takes."""
+    try:
+        return json.dumps(value).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError(f"{name} must be JSON-serialisable: {e}") from None
+
+
+def _int32(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value not in _INT32:
+        raise InvalidArgumentError(f"{name} must be in 0..=3, got {value}")
+    return value
+
+
+def _milliseconds(seconds: float, name: str) -> int:
+    ms = float(seconds) * 1000.0
+    if not 0.0 <= ms <= _U32_MS:
+        raise InvalidArgumentError(f"{name} must be between 0 and {_U32_MS / 1000:.0f} seconds, got {seconds}")
+    return int(ms)
+
+
+def _merge(base: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """``overrides`` on top of ``base``, nested objects merged field by field."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _config_json(config: Dict[str, Any]) -> bytes:
+    """The environment's configuration with ``config`` on top, as JSON."""
+    raw = ctypes.c_void_p()
+    _check(lib.otf_config_from_environment(ctypes.byref(raw)))
+    base = json.loads(_native.take_text(raw))
+    try:
+        return json.dumps(_merge(base, config), default=os.fspath).encode("utf-8")
+    except TypeError as e:
+        raise InvalidConfigError(f"the configuration must be JSON-serialisable: {e}") from None
+
+
+class Coordinator:
+    """A training system: the per-agent buffers, the background updates, the store.
+
+    ``Coordinator(**config)`` opens one of its own (its own ``data_dir``, which
+    no other running instance may use); ``close()`` (or leaving a ``with``
+    block) stops it: a running update finishes, every accepted example is
+    written to the store. The global instance of the original's functions is
+    a ``Coordinator`` too (``initialize_online_training`` returns it).
+    Methods may be called from many threads at once.
+    """
+
+    def __init__(self, **config: Any) -> None:
+        handle = ctypes.c_void_p()
+        _check(lib.otf_coordinator_new(_config_json(config), ctypes.byref(handle)))
+        self._handle: Optional[ctypes.c_void_p] = handle
+        self._is_global = False
+        _OPEN.add(self)
+
+    @classmethod
+    def _global_instance(cls) -> "Coordinator":
+        instance = cls.__new__(cls)
+        instance._handle = None
+        instance._is_global = True
+        return instance
+
+    def _call(self, operation: str, *args: Any) -> None:
+        if self._is_global:
+            _check(getattr(lib, f"otf_{operation}")(*args))
+        elif self._handle is None:
+            raise ShutDownError("the coordinator has been closed")
+        else:
+            _check(getattr(lib, f"otf_coordinator_{operation}")(self._handle, *args))
+
+    def _text_call(self, operation: str, *args: Any) -> str:
+        raw = ctypes.c_void_p()
+        self._call(operation, *args, ctypes.byref(raw))
+        return _native.take_text(raw)
+
+    # -- The original's API ------------------------------------------------
+
+    def add_training_example(
+        self,
+        agent_name: str,
+        task_type: str,
+        input_text: str,
+        expected_output: Value,
+        uncertainty_score: float,
+        importance_score: float = 0.5,
+        source_url: str = "",
+        user_feedback: Optional[str] = None,
+        correction_priority: int = 0,
+    ) -> int:
+        """Adds a labelled example to the agent's buffer; returns its id.
+
+        ``correction_priority`` 2 and 3 trigger an immediate update.
+        """
+        out = ctypes.c_uint64()
+        self._call(
+            "add_training_example",
+            _text(agent_name, "agent_name"),
+            _text(task_type, "task_type"),
+            _text(input_text, "input_text"),
+            _json(expected_output, "expected_output"),
+            float(uncertainty_score),
+            float(importance_score),
+            _int32(correction_priority, "correction_priority"),
+            _text(source_url, "source_url"),
+            _text(user_feedback, "user_feedback"),
+            ctypes.byref(out),
+        )
+        return out.value
+
+    def add_prediction_feedback(
+        self,
+        agent_name: str,
+        task_type: str,
+        input_text: str,
+        predicted_output: Value,
+        actual_output: Value,
+        confidence_score: float,
+        source_url: str = "",
+    ) -> FeedbackOutcome:
+        """Hands in a prediction an agent made; ``actual_output`` None when not known.
+
+        A wrong or unsure prediction with its answer becomes a training
+        example; an unsure one without waits for a person's label
+        (:meth:`next_for_review`).
+        """
+        out = ctypes.c_uint32()
+        self._call(
+            "add_prediction_feedback",
+            _text(agent_name, "agent_name"),
+            _text(task_type, "task_type"),
+            _text(input_text, "input_text"),
+            _json(predicted_output, "predicted_output"),
+            float(confidence_score),
+            None if actual_output is None else _json(actual_output, "actual_output"),
+            _text(source_url, "source_url"),
+            ctypes.byref(out),
+        )
+        return _OUTCOMES[out.value]
+
+    def add_user_correction(
+        self,
+        agent_name: str,
+        task_type: str,
+        input_text: str,
+        incorrect_output: Value,
+        correct_output: Value,
+        priority: int = 2,
+        user_feedback: Optional[str] = None,
+    ) -> int:
+        """Adds a person's correction (priority 2, the default, updates at once); returns its id."""
+        out = ctypes.c_uint64()
+        self._call(
+            "add_user_correction",
+            _text(agent_name, "agent_name"),
+            _text(task_type, "task_type"),
+            _text(input_text, "input_text"),
+            _json(incorrect_output, "incorrect_output"),
+            _json(correct_output, "correct_output"),
+            _int32(priority, "priority"),
+            _text(user_feedback, "user_feedback"),
+            ctypes.byref(out),
+        )
+        return out.value
+
+    def get_training_status(self) -> Dict[str, Any]:
+        """The original's status keys (``is_training``, ``buffer_sizes``,
+        ``total_examples``, ``performance_history_size``, ``recent_performance``,
+        ``update_threshold``, ``rollback_threshold``) and this library's
+        (``agents`` in detail, ``store``, ``cluster``)."""
+        return json.loads(self._text_call("get_training_status"))
+
+    def force_update_agent(self, agent_name: str) -> None:
+        """Queues an update of the agent now, whatever its buffer holds."""
+        self._call("force_update_agent", _text(agent_name, "agent_name"))
+
+    # -- Beyond the original -------------------------------------------------
+
+    def predict(self, agent_name: str, task_type: str, input_text: str) -> Prediction:
+        """The live model's answer; :class:`NoModelError` before the task's first update."""
+        raw = json.loads(
+            self._text_call(
+                "predict", _text(agent_name, "agent_name"), _text(task_type, "task_type"), _text(input_text, "input_text")
+            )
+        )
+        return Prediction(raw["output"], raw["confidence"], raw["model_version"])
+
+    def metrics(self) -> str:
+        """The training system in Prometheus' text exposition format."""
+        return self._text_call("metrics_text")
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Returns once everything accepted before the call is durable; :class:`TimeoutError` after ``timeout`` s."""
+        self._call("flush", _milliseconds(timeout, "timeout"))
+
+    def wait_for_idle(self, timeout: float = 60.0) -> None:
+        """Returns once no update is queued or running; :class:`TimeoutError` after ``timeout`` s."""
+        self._call("wait_for_idle", _milliseconds(timeout, "timeout"))
+
+    def rollback_model(self, agent_name: str, task_type: str, version: int) -> None:
+        """Restores a kept checkpoint version of (agent, task) as the live model."""
+        self._call("rollback_model", _text(agent_name, "agent_name"), _text(task_type, "task_type"), int(version))
+
+    def export_dataset(self, agent_name: str, task_type: str, path: Union[str, os.PathLike]) -> int:
+        """Writes the task's examples to ``path`` as JSON lines; returns how many."""
+        out = ctypes.c_uint64()
+        self._call(
+            "export_dataset",
+            _text(agent_name, "agent_name"),
+            _text(task_type, "task_type"),
+            _text(os.fspath(path), "path"),
+            ctypes.byref(out),
+        )
+        return out.value
+
+    def next_for_review(self, agent_name: str, task_type: str, n: int = 10) -> List[Dict[str, Any]]:
+        """Hands out up to ``n`` predictions waiting for a label, the most useful first."""
+        if not 0 <= int(n) <= _U32_MS:
+            raise InvalidArgumentError(f"n must be between 0 and {_U32_MS}, got {n}")
+        return json.loads(
+            self._text_call("next_for_review", _text(agent_name, "agent_name"), _text(task_type, "task_type"), int(n))
+        )
+
+    def label(self, review_id: int, output: Value, priority: Optional[int] = None) -> int:
+        """Labels a review item: it becomes a correction (priority 2 unless given); returns its id."""
+        out = ctypes.c_uint64()
+        level = -1 if priority is None else _int32(priority, "priority")
+        self._call("label", int(review_id), _json(output, "output"), level, ctypes.byref(out))
+        return out.value
+
+    def skip(self, review_id: int) -> None:
+        """Returns a handed-out review item to its queue, unlabelled."""
+        self._call("skip", int(review_id))
+
+    # -- Life cycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops the training system: a running update finishes, every accepted
+        example is written; later calls raise :class:`ShutDownError`. Closing
+        twice is fine."""
+        if self._is_global:
+            _check(lib.otf_shutdown())
+        elif self._handle is not None:
+            _check(lib.otf_coordinator_shutdown(self._handle))
+
+    shutdown = close
+
+    def __enter__(self) -> "Coordinator":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None and _native is not None and lib is not None:
+            self._handle = None
+            # Stops it if still running, then releases it: nothing else can
+            # be calling it, as nothing refers to this object any more.
+            lib.otf_coordinator_free(handle)
+
+    def __repr__(self) -> str:
+        which = "global" if self._is_global else ("closed" if self._handle is None else "open")
+        return f"<onthefly.Coordinator {which}>"
+
+
+#: Every Coordinator not collected yet, for the exit handler.
+_OPEN: "weakref.WeakSet[Coordinator]" = weakref.WeakSet()
+
+
+@atexit.register
+def _shut_down_at_exit() -> None:
+    """Stops every instance while the interpreter finalises, before the
+    process's C-level exit: libtorch creates some of its static objects
+    lazily (its JIT-compiled kernels), after the library's own C exit handler
+    was registered, so they are destroyed before that handler runs; an
+    update still running then would call freed code. Here nothing has been
+    destroyed yet."""
+    for coordinator in list(_OPEN):
+        try:
+            coordinator.close()
+        except OnTheFlyError:
+            pass
+    # NOT_INITIALIZED when the global instance never started: nothing to stop.
+    lib.otf_shutdown()
+
+
+# -- The original's module-level functions, over the global instance ---------
+
+_GLOBAL = Coordinator._global_instance()
+_INIT_LOCK = threading.Lock()
+
+
+def initialize_online_training(update_threshold: int = 50, **config: Any) -> Coordinator:
+    """Starts the global training system and returns it.
+
+    Calling it again with the same configuration returns the running
+    instance; with another it raises :class:`AlreadyInitializedError`. After
+    :func:`shutdown` the global instance cannot be started again in this
+    process (open a :class:`Coordinator` instead).
+    """
+    with _INIT_LOCK:
+        _check(lib.otf_initialize(_config_json({**config, "update_threshold": update_threshold})))
+    return _GLOBAL
+
+
+def add_training_example(
+    agent_name: str,
+    task_type: str,
+    input_text: str,
+    expected_output: Value,
+    uncertainty_score: float,
+    importance_score: float = 0.5,
+    source_url: str = "",
+    user_feedback: Optional[str] = None,
+    correction_priority: int = 0,
+) -> int:
+    """See :meth:`Coordinator.add_training_example` (on the global instance)."""
+    return _GLOBAL.add_training_example(
+        agent_name,
+        task_type,
+        input_text,
+        expected_output,
+        uncertainty_score,
+        importance_score,
+        source_url,
+        user_feedback,
+        correction_priority,
+    )
+
+
+def add_prediction_feedback(
+    agent_name: str,
+    task_type: str,
+    input_text: str,
+    predicted_output: Value,
+    actual_output: Value,
+    confidence_score: float,
+    source_url: str = "",
+) -> FeedbackOutcome:
+    """See :meth:`Coordinator.add_prediction_feedback` (on the global instance)."""
+    return _GLOBAL.add_prediction_feedback(
+        agent_name, task_type, input_text, predicted_output, actual_output, confidence_score, source_url
+    )
+
+
+def add_user_correction(
+    agent_name: str,
+    task_type: str,
+    input_text: str,
+    incorrect_output: Value,
+    correct_output: Value,
+    priority: int = 2,
+    user_feedback: Optional[str] = None,
+) -> int:
+    """See :meth:`Coordinator.add_user_correction` (on the global instance)."""
+    return _GLOBAL.add_user_correction(
+        agent_name, task_type, input_text, incorrect_output, correct_output, priority, user_feedback
+    )
+
+
+def get_training_status() -> Dict[str, Any]:
+    """See :meth:`Coordinator.get_training_status` (on the global instance)."""
+    return _GLOBAL.get_training_status()
+
+
+#: The name the original's monitoring example used.
+get_online_training_status = get_training_status
+
+
+def force_update_agent(agent_name: str) -> None:
+    """See :meth:`Coordinator.force_update_agent` (on the global instance)."""
+    _GLOBAL.force_update_agent(agent_name)
+
+
+def predict(agent_name: str, task_type: str, input_text: str) -> Prediction:
+    """See :meth:`Coordinator.predict` (on the global instance)."""
+    return _GLOBAL.predict(agent_name, task_type, input_text)
+
+
+def metrics() -> str:
+    """See :meth:`Coordinator.metrics` (on the global instance)."""
+    return _GLOBAL.metrics()
+
+
+def flush(timeout: float = 60.0) -> None:
+    """See :meth:`Coordinator.flush` (on the global instance)."""
+    _GLOBAL.flush(timeout)
+
+
+def wait_for_idle(timeout: float = 60.0) -> None:
+    """See :meth:`Coordinator.wait_for_idle` (on the global instance)."""
+    _GLOBAL.wait_for_idle(timeout)
+
+
+def shutdown() -> None:
+    """Stops the global instance (see :meth:`Coordinator.close`)."""
+    _GLOBAL.close()
+
+
+def export_dataset(agent_name: str, task_type: str, path: Union[str, os.PathLike]) -> int:
+    """See :meth:`Coordinator.export_dataset` (on the global instance)."""
+    return _GLOBAL.export_dataset(agent_name, task_type, path)
+
+
+def rollback_model(agent_name: str, task_type: str, version: int) -> None:
+    """See :meth:`Coordinator.rollback_model` (on the global instance)."""
+    _GLOBAL.rollback_model(agent_name, task_type, version)
+
+
+def next_for_review(agent_name: str, task_type: str, n: int = 10) -> List[Dict[str, Any]]:
+    """See :meth:`Coordinator.next_for_review` (on the global instance)."""
+    return _GLOBAL.next_for_review(agent_name, task_type, n)
+
+
+def label(review_id: int, output: Value, priority: Optional[int] = None) -> int:
+    """See :meth:`Coordinator.label` (on the global instance)."""
+    return _GLOBAL.label(review_id, output, priority)
+
+
+def skip(review_id: int) -> None:
+    """See :meth:`Coordinator.skip` (on the global instance)."""
+    _GLOBAL.skip(review_id)
+
+
+def adopt_original_database(database_url: Optional[str] = None) -> int:
+    """Adopts the original JustNews system's PostgreSQL database (its tables
+    moved aside, its examples imported); ``None`` for the one the environment
+    names. Call it once before starting on that database; returns the rows
+    this call imported (0 the second time)."""
+    out = ctypes.c_uint64()
+    _check(lib.otf_adopt_original_database(_text(database_url, "database_url"), ctypes.byref(out)))
+    return out.value
