@@ -52,11 +52,13 @@ test-rust:
 
 ## test-python: installs the Python package (python/) afresh and runs its pytest suite.
 # The build reuses this checkout's compiled crates (the dev profile) instead
-# of a release build from nothing; what a user's `pip install ./python` does
-# differs only in the optimisation profile.
+# of a release build from nothing (the dev profile, and the checkout's own
+# libtorch of the same version); what a user's `pip install ./python` does
+# differs only in those two.
 test-python: $(PY_STAMP)
 	rm -rf python/build
-	SETUPTOOLS_RUST_CARGO_PROFILE=dev $(PY_VENV)/bin/pip install --quiet --disable-pip-version-check \
+	SETUPTOOLS_RUST_CARGO_PROFILE=dev ONTHEFLY_BUILD_LIBTORCH=$(CURDIR)/$(VENV)/libtorch \
+		$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check \
 		--no-build-isolation --no-deps --force-reinstall ./python
 	cd python && env -u LD_LIBRARY_PATH ../$(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider
 
@@ -78,7 +80,8 @@ test-downstream:
 ## wheel: the Python package as a wheel in target/wheels (release build).
 wheel: $(PY_STAMP)
 	rm -rf python/build
-	$(PY_VENV)/bin/pip wheel --no-build-isolation --no-deps --wheel-dir target/wheels ./python
+	ONTHEFLY_BUILD_LIBTORCH=$(CURDIR)/$(VENV)/libtorch \
+		$(PY_VENV)/bin/pip wheel --no-build-isolation --no-deps --wheel-dir target/wheels ./python
 
 ## check-header: include/onthefly.h must be committed and match what build.rs generates.
 check-header:

@@ -34,7 +34,9 @@ setup(
                 **os.environ,
                 # tch builds against this torch (it wins over the repository's
                 # .cargo/config.toml, which names the developers' .venv).
-                "LIBTORCH": torch_dir(),
+                # `make test` names the checkout's own libtorch (the same
+                # version), so cargo reuses the crates its tests compiled.
+                "LIBTORCH": os.environ.get("ONTHEFLY_BUILD_LIBTORCH") or torch_dir(),
                 # build.rs writes this runpath instead of the build machine's
                 # absolute libtorch folder.
                 "ONTHEFLY_RPATH": "$ORIGIN/../torch/lib",

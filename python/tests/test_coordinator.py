@@ -51,6 +51,8 @@ def test_every_method_with_python_values(config, tmp_path: Path) -> None:
         assert labelled > correction
         with pytest.raises(onthefly.InvalidArgumentError, match="review"):
             c.label(items[0]["review_id"], "reuters")
+        # The label is a correction of priority 2: an update now.
+        c.wait_for_idle(300)
 
         c.flush(60)
         status = c.get_training_status()
