@@ -5,22 +5,12 @@
  * "METRICS_RECEIVED <count>" (from the metrics text) for the
  * Rust test that runs it to check the exact counts.
  * Usage: flow CONFIG_JSON THREADS EXAMPLES_PER_THREAD */
-#include "onthefly.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(call)                                                                             \
-    do {                                                                                        \
-        OtfResult r_ = (call);                                                                  \
-        if (r_ != OTF_RESULT_OK) {                                                              \
-            fprintf(stderr, "%s:%d: %s returned %u: %s\n", __FILE__, __LINE__, #call, (unsigned)r_, \
-                    otf_last_error_message());                                                  \
-            exit(1);                                                                            \
-        }                                                                                       \
-    } while (0)
 
 static const char *OUTLETS[] = {"\"bbc\"", "\"cnn\"", "\"reuters\""};
 static const char *WORDS[] = {"parliament", "election", "markets", "storm", "football", "science"};

@@ -6,36 +6,12 @@
  * never started. Prints "RECEIVED <a> <b>", "REOPENED <received>" and
  * "PREDICTION <json>" for the Rust test that runs it.
  * Usage: handles CONFIG_A CONFIG_B EXAMPLES_PER_THREAD EXPORT_PATH */
-#include "onthefly.h"
+#include "check.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(call)                                                                                 \
-    do {                                                                                            \
-        OtfResult r_ = (call);                                                                      \
-        if (r_ != OTF_RESULT_OK) {                                                                  \
-            fprintf(stderr, "%s:%d: %s returned %u: %s\n", __FILE__, __LINE__, #call, (unsigned)r_, \
-                    otf_last_error_message());                                                      \
-            exit(1);                                                                                \
-        }                                                                                           \
-    } while (0)
-
-#define EXPECT(call, code)                                                                           \
-    do {                                                                                             \
-        OtfResult r_ = (call);                                                                       \
-        if (r_ != (code)) {                                                                          \
-            fprintf(stderr, "%s:%d: %s returned %u, expected %s\n", __FILE__, __LINE__, #call,       \
-                    (unsigned)r_, #code);                                                            \
-            exit(1);                                                                                 \
-        }                                                                                            \
-        if (strlen(otf_last_error_message()) == 0) {                                                 \
-            fprintf(stderr, "%s:%d: %s failed without a message\n", __FILE__, __LINE__, #call);      \
-            exit(1);                                                                                 \
-        }                                                                                            \
-    } while (0)
 
 static const char *OUTLETS[] = {"\"bbc\"", "\"cnn\"", "\"reuters\""};
 static const char *WORDS[] = {"parliament", "election", "markets", "storm", "football", "science"};
@@ -86,13 +62,13 @@ int main(int argc, char **argv) {
 
     /* A third on the first one's folder while it is open. */
     OtfCoordinator *third = NULL;
-    EXPECT(otf_coordinator_new(argv[1], &third), OTF_RESULT_INVALID_CONFIG);
+    EXPECT_FAILURE(otf_coordinator_new(argv[1], &third), OTF_RESULT_INVALID_CONFIG);
     if (third != NULL || strstr(otf_last_error_message(), "in use") == NULL) {
         fprintf(stderr, "a shared data_dir was not refused in words: %s\n", otf_last_error_message());
         return 1;
     }
-    EXPECT(otf_coordinator_new("{\"update_threshold\": 0}", &third), OTF_RESULT_INVALID_CONFIG);
-    EXPECT(otf_coordinator_new("{}", NULL), OTF_RESULT_NULL_PARAMETER);
+    EXPECT_FAILURE(otf_coordinator_new("{\"update_threshold\": 0}", &third), OTF_RESULT_INVALID_CONFIG);
+    EXPECT_FAILURE(otf_coordinator_new("{}", NULL), OTF_RESULT_NULL_PARAMETER);
 
     /* Two threads on each system at once. */
     pthread_t threads[4];
@@ -117,7 +93,7 @@ int main(int argc, char **argv) {
     printf("PREDICTION %s\n", json);
     otf_string_free(json);
     /* The other system has no model for the scout: it never saw one. */
-    EXPECT(otf_coordinator_predict(b, "scout", "news", "anything", &json), OTF_RESULT_UNKNOWN_AGENT);
+    EXPECT_FAILURE(otf_coordinator_predict(b, "scout", "news", "anything", &json), OTF_RESULT_UNKNOWN_AGENT);
     CHECK(otf_coordinator_next_for_review(a, "scout", "news", 5, &json));
     const char *at = strstr(json, "\"review_id\":");
     if (at == NULL) return 1;
@@ -138,15 +114,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "exported %llu\n", (unsigned long long)exported);
         return 1;
     }
-    EXPECT(otf_coordinator_rollback_model(a, "scout", "news", 999), OTF_RESULT_CHECKPOINT);
+    EXPECT_FAILURE(otf_coordinator_rollback_model(a, "scout", "news", 999), OTF_RESULT_CHECKPOINT);
     printf("RECEIVED %llu %llu\n", received(a, "scout"), received(b, "critic"));
 
     /* A NULL handle; a shut-down one; free(NULL). */
-    EXPECT(otf_coordinator_force_update_agent(NULL, "scout"), OTF_RESULT_NULL_PARAMETER);
-    EXPECT(otf_coordinator_flush(NULL, 10), OTF_RESULT_NULL_PARAMETER);
+    EXPECT_FAILURE(otf_coordinator_force_update_agent(NULL, "scout"), OTF_RESULT_NULL_PARAMETER);
+    EXPECT_FAILURE(otf_coordinator_flush(NULL, 10), OTF_RESULT_NULL_PARAMETER);
     CHECK(otf_coordinator_shutdown(b));
     CHECK(otf_coordinator_shutdown(b));
-    EXPECT(otf_coordinator_add_training_example(b, "critic", "news", "late", "\"bbc\"", 0.5, 0.5, 0, NULL, NULL, &id),
+    EXPECT_FAILURE(otf_coordinator_add_training_example(b, "critic", "news", "late", "\"bbc\"", 0.5, 0.5, 0, NULL, NULL, &id),
            OTF_RESULT_SHUT_DOWN);
     otf_coordinator_free(b);
     otf_coordinator_free(NULL);
