@@ -13,11 +13,21 @@
 //! what `otf_shutdown` does: it lets a running update finish, stops the
 //! threads, writes the serving versions and flushes every accepted row.
 //!
+//! Some of libtorch's static objects are made lazily, at their first use
+//! (the JIT-compiled CPU kernels of `embedding_bag`, during the first
+//! updates), so their destructors are registered after the handler and run
+//! before it: an update still running then called freed code (a crash in
+//! about 1 exit in 10 of a Python script over ctypes). The handler is
+//! therefore registered again after each of the first updates
+//! ([`register_again_after_update`]): the latest registration runs first, and
+//! later ones find nothing left to do.
+//!
 //! Nothing runs on `kill -9`, on a crash or on a signal the process does
 //! not handle: there the store's own durability applies (README,
 //! "What is kept when the process ends").
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once, Weak};
 
 use parking_lot::Mutex;
@@ -31,18 +41,48 @@ extern "C" {
 
 static REGISTERED: Once = Once::new();
 
+/// How many times the handler is registered so far.
+static REGISTRATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Registrations at most: the first updates of every model kind of a
+/// process make libtorch's lazy objects; later ones make none.
+const MAX_REGISTRATIONS: usize = 64;
+
+/// The handler's work is done once, by whichever registration runs first.
+static SHUT_DOWN: Once = Once::new();
+
+/// Registers the handler with the C library; false when it refused.
+fn register() -> bool {
+    // SAFETY: `atexit` only stores the pointer; `shut_down_all` is a plain
+    // function that lives as long as the program and never unwinds.
+    let registered = unsafe { atexit(shut_down_all) } == 0;
+    if registered {
+        REGISTRATIONS.fetch_add(1, Ordering::AcqRel);
+    }
+    registered
+}
+
 /// The handles' coordinators, weakly: a freed handle's is gone by itself.
 static HANDLES: Mutex<Vec<Weak<Coordinator>>> = Mutex::new(Vec::new());
 
 /// Registers [`shut_down_all`] to run at process exit (once per process).
 pub(crate) fn shut_down_global_at_exit() {
     REGISTERED.call_once(|| {
-        // SAFETY: `atexit` only stores the pointer; `shut_down_all` is a
-        // plain function that lives as long as the program and never unwinds.
-        if unsafe { atexit(shut_down_all) } != 0 {
+        if !register() {
             tracing::warn!("atexit refused the exit handler: shut instances down before the process exits");
         }
     });
+}
+
+/// After an update: registers the handler again (up to
+/// [`MAX_REGISTRATIONS`] times), so that it runs before the destructors of
+/// what libtorch made during that update. Only where the handler is in use
+/// (the global instance or a C handle was started).
+pub(crate) fn register_again_after_update() {
+    let done = REGISTRATIONS.load(Ordering::Acquire);
+    if REGISTERED.is_completed() && (1..MAX_REGISTRATIONS).contains(&done) {
+        register();
+    }
 }
 
 /// Also shuts `coordinator` (a handle's) down at process exit, unless it is
@@ -55,17 +95,19 @@ pub(crate) fn shut_down_at_exit(coordinator: &Arc<Coordinator>) {
     shut_down_global_at_exit();
 }
 
-/// Shuts the global instance and every open handle down; a panic is caught
-/// (it must not unwind into the C library's exit).
+/// Shuts the global instance and every open handle down, the first time it
+/// runs; a panic is caught (it must not unwind into the C library's exit).
 extern "C" fn shut_down_all() {
-    let _ = std::panic::catch_unwind(|| {
-        if let Ok(coordinator) = crate::global::global() {
-            coordinator.shutdown();
-        }
-        // Upgraded outside the registry's lock: a shutdown takes its time.
-        let open: Vec<Arc<Coordinator>> = HANDLES.lock().iter().filter_map(Weak::upgrade).collect();
-        for coordinator in open {
-            coordinator.shutdown();
-        }
-    });
+    let _ = std::panic::catch_unwind(|| SHUT_DOWN.call_once(shut_down_every_instance));
+}
+
+fn shut_down_every_instance() {
+    if let Ok(coordinator) = crate::global::global() {
+        coordinator.shutdown();
+    }
+    // Upgraded outside the registry's lock: a shutdown takes its time.
+    let open: Vec<Arc<Coordinator>> = HANDLES.lock().iter().filter_map(Weak::upgrade).collect();
+    for coordinator in open {
+        coordinator.shutdown();
+    }
 }
