@@ -381,7 +381,16 @@ impl Config {
 
     /// Parses a JSON object; missing fields keep their defaults, unknown fields are an error.
     pub fn from_json(json: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_json::from_str(json).map_err(|e| ConfigError::Json(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|e| ConfigError::Json(e.to_string()))?;
+        // serde reads a struct from an array too (its fields in order), so
+        // `[]` was a valid configuration of defaults; no field is a list.
+        if !value.is_object() {
+            return Err(ConfigError::Json(format!(
+                "the configuration must be a JSON object, got {value}"
+            )));
+        }
+        reject_lists(&value, "configuration")?;
+        let config: Config = serde_json::from_value(value).map_err(|e| ConfigError::Json(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -816,4 +825,17 @@ fn database_from_vars(vars: &BTreeMap<String, String>) -> Result<Option<Database
 /// Quotes a value for a libpq key=value connection string.
 fn libpq_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// No field of the configuration is a list: a JSON array anywhere is a
+/// struct given as a list of its fields (which serde would accept), named
+/// by its path.
+fn reject_lists(value: &serde_json::Value, path: &str) -> Result<(), ConfigError> {
+    match value {
+        serde_json::Value::Array(_) => Err(ConfigError::Json(format!("{path} must be a JSON object, not an array"))),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .try_for_each(|(name, field)| reject_lists(field, &format!("{path}.{name}"))),
+        _ => Ok(()),
+    }
 }

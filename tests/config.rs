@@ -120,6 +120,20 @@ fn database_comes_from_database_url_or_postgres_variables() {
 }
 
 #[test]
+fn a_list_where_an_object_belongs_is_refused_not_read_as_defaults() {
+    // serde reads a struct from a sequence: `[]` was a configuration of defaults.
+    for (json, named) in [
+        ("[]", "configuration must be a JSON object"),
+        (r#"{"text_model": []}"#, "configuration.text_model must be a JSON object"),
+        (r#"{"ewc": {"enabled": true}, "store": [true]}"#, "configuration.store must be"),
+        ("7", "configuration must be a JSON object"),
+    ] {
+        let err = Config::from_json(json).unwrap_err().to_string();
+        assert!(err.contains(named), "{json}: {err}");
+    }
+}
+
+#[test]
 fn json_keeps_defaults_and_refuses_unknown_fields() {
     let c = Config::from_json(r#"{"update_threshold": 10, "device": "cpu"}"#).unwrap();
     assert_eq!(c.update_threshold, 10);
