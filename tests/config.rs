@@ -124,8 +124,14 @@ fn a_list_where_an_object_belongs_is_refused_not_read_as_defaults() {
     // serde reads a struct from a sequence: `[]` was a configuration of defaults.
     for (json, named) in [
         ("[]", "configuration must be a JSON object"),
-        (r#"{"text_model": []}"#, "configuration.text_model must be a JSON object"),
-        (r#"{"ewc": {"enabled": true}, "store": [true]}"#, "configuration.store must be"),
+        (
+            r#"{"text_model": []}"#,
+            "configuration.text_model must be a JSON object",
+        ),
+        (
+            r#"{"ewc": {"enabled": true}, "store": [true]}"#,
+            "configuration.store must be",
+        ),
         ("7", "configuration must be a JSON object"),
     ] {
         let err = Config::from_json(json).unwrap_err().to_string();
