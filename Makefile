@@ -55,7 +55,7 @@ test-rust:
 # of a release build from nothing (the dev profile, and the checkout's own
 # libtorch of the same version); what a user's `pip install ./python` does
 # differs only in those two.
-test-python: $(PY_STAMP)
+test-python: venv $(PY_STAMP)
 	rm -rf python/build
 	SETUPTOOLS_RUST_CARGO_PROFILE=dev ONTHEFLY_BUILD_LIBTORCH=$(CURDIR)/$(VENV)/libtorch \
 		$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check \
@@ -71,14 +71,14 @@ $(PY_STAMP):
 
 ## test-downstream: a crate of its own that depends on onthefly (examples/downstream)
 # builds, and its binary runs without LD_LIBRARY_PATH and predicts.
-test-downstream:
+test-downstream: venv
 	cd examples/downstream && CARGO_TARGET_DIR=../../target $(CARGO) build --locked
 	rm -rf target/test-data/downstream
 	env -u LD_LIBRARY_PATH target/debug/downstream-agent target/test-data/downstream \
 		| grep -E '^PREDICTION "(bbc|cnn|reuters)" [1-9][0-9]*$$'
 
 ## wheel: the Python package as a wheel in target/wheels (release build).
-wheel: $(PY_STAMP)
+wheel: venv $(PY_STAMP)
 	rm -rf python/build
 	ONTHEFLY_BUILD_LIBTORCH=$(CURDIR)/$(VENV)/libtorch \
 		$(PY_VENV)/bin/pip wheel --no-build-isolation --no-deps --wheel-dir target/wheels ./python
