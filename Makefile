@@ -58,14 +58,20 @@ test-rust:
 test-python: venv $(PY_STAMP)
 	rm -rf python/build
 	SETUPTOOLS_RUST_CARGO_PROFILE=dev ONTHEFLY_BUILD_LIBTORCH=$(CURDIR)/$(VENV)/libtorch \
-		$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check \
+		$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		--no-build-isolation --no-deps --force-reinstall ./python
+	$(PY_VENV)/bin/python -m pip check
 	cd python && env -u LD_LIBRARY_PATH ../$(PY_VENV)/bin/python -m pytest -q -p no:cacheprovider
 
-$(PY_STAMP):
+# torch==2.13.0 and its dependencies (and pip) come from .venv as hard links:
+# the same installed wheels with their metadata, so pip sees the package's
+# torch requirement met, and no second 4.7 GB copy on disk. `pip check` then
+# verifies every requirement of the installed package.
+$(PY_STAMP): $(TORCH_STAMP)
 	rm -rf $(PY_VENV)
-	$(PYTHON) -m venv $(PY_VENV)
-	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION) \
+	$(PYTHON) -m venv --without-pip $(PY_VENV)
+	cp -a -l $(VENV)/lib/python3*/site-packages/. "$$(echo $(PY_VENV)/lib/python3*/site-packages)/"
+	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 		"setuptools>=77" "setuptools-rust>=1.9" wheel pytest prometheus-client
 	touch $@
 
@@ -81,7 +87,7 @@ test-downstream: venv
 wheel: venv $(PY_STAMP)
 	rm -rf python/build
 	ONTHEFLY_BUILD_LIBTORCH=$(CURDIR)/$(VENV)/libtorch \
-		$(PY_VENV)/bin/pip wheel --no-build-isolation --no-deps --wheel-dir target/wheels ./python
+		$(PY_VENV)/bin/python -m pip wheel --no-build-isolation --no-deps --wheel-dir target/wheels ./python
 
 ## check-header: include/onthefly.h must be committed and match what build.rs generates.
 check-header:
