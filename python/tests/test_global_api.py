@@ -76,30 +76,37 @@ def test_the_originals_functions_work_as_documented(tmp_path: Path) -> None:
     assert lines["METRICS"] == "True"
 
 
+#: Streams into the global instance and an open Coordinator from 4 threads,
+#: forces an update and ends with neither shut down. argv: config, the two
+#: data_dirs, and "c-handler-only" to unregister the package's Python hook.
+EXIT_DURING_UPDATE = """
+    import atexit, json, sys, threading
+    import onthefly
+    if sys.argv[4:] == ["c-handler-only"]:
+        atexit.unregister(onthefly._shut_down_at_exit)
+    config = json.loads(sys.argv[1])
+    onthefly.initialize_online_training(**{**config, "data_dir": sys.argv[2]})
+    own = onthefly.Coordinator(**{**config, "data_dir": sys.argv[3]})
+
+    def stream(t):
+        for i in range(1500):
+            onthefly.add_training_example("scout", "news", f"story {t} {i}", ["bbc", "cnn"][i % 2], 0.5)
+            own.add_training_example("critic", "news", f"story {t} {i}", ["bbc", "cnn"][i % 2], 0.5)
+
+    threads = [threading.Thread(target=stream, args=(t,)) for t in range(4)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    onthefly.force_update_agent("scout")
+    # No shutdown, no close: the script just ends.
+"""
+
+
 def test_a_script_that_never_shuts_down_keeps_every_example(tmp_path: Path) -> None:
     """The interpreter exits with the global instance and an open Coordinator
     still running: both are shut down on the way out, nothing is lost."""
     data, other = tmp_path / "global", tmp_path / "own"
-    code = """
-        import json, sys, threading
-        import onthefly
-        config = json.loads(sys.argv[1])
-        onthefly.initialize_online_training(**{**config, "data_dir": sys.argv[2]})
-        own = onthefly.Coordinator(**{**config, "data_dir": sys.argv[3]})
-
-        def stream(t):
-            for i in range(1500):
-                onthefly.add_training_example("scout", "news", f"story {t} {i}", ["bbc", "cnn"][i % 2], 0.5)
-                own.add_training_example("critic", "news", f"story {t} {i}", ["bbc", "cnn"][i % 2], 0.5)
-
-        threads = [threading.Thread(target=stream, args=(t,)) for t in range(4)]
-        for t in threads: t.start()
-        for t in threads: t.join()
-        onthefly.force_update_agent("scout")
-        # No shutdown, no close: the script just ends.
-    """
     for _ in range(3):
-        run_python(code, json.dumps(SMALL), str(data), str(other))
+        run_python(EXIT_DURING_UPDATE, json.dumps(SMALL), str(data), str(other))
     count = """
         import json, sys
         import onthefly
@@ -117,23 +124,11 @@ def test_the_librarys_own_exit_handler_alone_exits_cleanly(tmp_path: Path) -> No
     libtorch destroys the kernels a running update uses (it is registered
     again after the first updates). Before that, 6 of 30 such runs ended in
     a segmentation fault."""
-    code = """
-        import atexit, json, sys, threading
-        import onthefly
-        atexit.unregister(onthefly._shut_down_at_exit)
-        config = json.loads(sys.argv[1])
-        onthefly.initialize_online_training(**{**config, "data_dir": sys.argv[2]})
-        own = onthefly.Coordinator(**{**config, "data_dir": sys.argv[3]})
-
-        def stream(t):
-            for i in range(1500):
-                onthefly.add_training_example("scout", "news", f"story {t} {i}", ["bbc", "cnn"][i % 2], 0.5)
-                own.add_training_example("critic", "news", f"story {t} {i}", ["bbc", "cnn"][i % 2], 0.5)
-
-        threads = [threading.Thread(target=stream, args=(t,)) for t in range(4)]
-        for t in threads: t.start()
-        for t in threads: t.join()
-        onthefly.force_update_agent("scout")
-    """
     for run in range(15):
-        run_python(code, json.dumps(SMALL), str(tmp_path / f"global-{run}"), str(tmp_path / f"own-{run}"))
+        run_python(
+            EXIT_DURING_UPDATE,
+            json.dumps(SMALL),
+            str(tmp_path / f"global-{run}"),
+            str(tmp_path / f"own-{run}"),
+            "c-handler-only",
+        )
