@@ -2,8 +2,8 @@
 //! (`examples/active_learning.rs`): margin sampling against random labelling
 //! only, with EWC off (the λ the full run chose on validation articles),
 //! over the same 5 shuffles. The README's table: margin is ahead of random
-//! in each of the last four rounds; the test requires it on their mean, and
-//! margin's final accuracy within 0.05 of the README's.
+//! in three of the last four rounds and on their mean; the test requires it
+//! on their mean, and margin's final accuracy within 0.05 of the README's.
 
 mod common;
 
@@ -13,7 +13,7 @@ use onthefly::features::SplitMix64;
 use onthefly::review::QueryStrategy;
 
 /// Margin's final test accuracy in the README (mean of 5 shuffles).
-const MEASURED_MARGIN: f64 = 0.701;
+const MEASURED_MARGIN: f64 = 0.699;
 
 #[test]
 fn margin_sampling_beats_random_labelling_in_the_last_rounds() {

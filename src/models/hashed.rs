@@ -219,6 +219,8 @@ impl HashedLinear {
                 }
                 total += loss;
             }
+            round_to_kept_precision(&mut rows);
+            round_to_kept_precision(&mut sums);
             let rows = Tensor::f_from_slice(&rows)?
                 .f_reshape([n as i64, outputs as i64])?
                 .f_to_device(device)?;
@@ -230,6 +232,36 @@ impl HashedLinear {
             touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);
             Ok(total)
         })
+    }
+}
+
+/// Mantissa bits (of a 32-bit float's 23) that a row's weights and
+/// AdaGrad sum keep after a pass: a relative precision of 2⁻¹⁷ (7.6e-6).
+///
+/// The low mantissa bits of a changed weight are noise to the model but
+/// incompressible in a delta checkpoint: with all 23 kept, an update of 50
+/// news articles (and 50 replayed) packed to 0.94 MB on average and up to
+/// 1.17 MB; with 16 kept, 0.70 MB and at most 0.86 MB, and the news
+/// stream's prequential accuracy stayed within 0.002 (README, "Measured").
+/// Rounding here, where the model is written, keeps checkpoints exact
+/// copies of what serves.
+const KEPT_MANTISSA_BITS: u32 = 16;
+
+/// Rounds every value to [`KEPT_MANTISSA_BITS`], to nearest, ties to even
+/// (a value that would round past the largest float keeps its bits).
+fn round_to_kept_precision(values: &mut [f32]) {
+    const DROPPED: u32 = 23 - KEPT_MANTISSA_BITS;
+    const HALF_MINUS_ONE: u32 = (1 << (DROPPED - 1)) - 1;
+    const KEPT: u32 = !((1 << DROPPED) - 1);
+    for value in values {
+        let bits = value.to_bits();
+        // Sign and magnitude: rounding the magnitude's bits rounds the
+        // value, a carry out of the mantissa moves it to the next binade.
+        let odd = (bits >> DROPPED) & 1;
+        let rounded = f32::from_bits(bits.wrapping_add(HALF_MINUS_ONE + odd) & KEPT);
+        if rounded.is_finite() {
+            *value = rounded;
+        }
     }
 }
 
@@ -331,5 +363,52 @@ impl HashedLinear {
             ids.extend(own.iter().map(|&id| i64::from(id)));
         }
         (ids, offsets, values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_rounded_to_nearest_kept_bits_ties_to_even() {
+        let ulp = 2f32.powi(-16); // the kept precision at 1.0
+        let mut values = [
+            1.0 + ulp * 0.49,    // below half an ulp: down
+            1.0 + ulp * 0.51,    // above: up
+            1.0 + ulp * 0.5,     // a tie, 1.0 even: down
+            1.0 + ulp * 1.5,     // a tie, 1 + ulp odd: up to 1 + 2 ulp
+            -(1.0 + ulp * 0.51), // the sign kept, the magnitude rounded
+            2.0 - ulp * 0.25,    // carries into the next binade
+            0.0,
+            f32::MAX, // would round past the largest float: kept
+        ];
+        round_to_kept_precision(&mut values);
+        assert_eq!(
+            values,
+            [1.0, 1.0 + ulp, 1.0, 1.0 + 2.0 * ulp, -(1.0 + ulp), 2.0, 0.0, f32::MAX]
+        );
+        let mut again = values;
+        round_to_kept_precision(&mut again);
+        assert_eq!(again, values, "rounding twice changes nothing");
+    }
+
+    #[test]
+    fn rounding_error_is_at_most_half_a_kept_unit() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let value = f32::from_bits((state as u32) & 0x7f7f_ffff) * if state >> 63 == 1 { -1.0 } else { 1.0 };
+            if !value.is_normal() {
+                continue;
+            }
+            let mut rounded = [value];
+            round_to_kept_precision(&mut rounded);
+            let error = ((rounded[0] as f64 - value as f64) / value as f64).abs();
+            assert!(error <= 2f64.powi(-17), "{value:e} → {:e}", rounded[0]);
+            assert_eq!(rounded[0].to_bits() & 0x7f, 0, "{value:e}: low bits left");
+        }
     }
 }
