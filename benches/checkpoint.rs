@@ -9,6 +9,11 @@
 //! the newest version of a chain of 9 deltas, as files and as a restart
 //! that serves it (a coordinator started on the folder).
 //!
+//! The baseline of the issue that asked for deltas ("loading the newest
+//! version no slower than today") is measured too: a full file of the
+//! classifier the library had then (a 2¹⁸ × 32 embedding bag and a 32 × 9
+//! linear layer, 33.5 MB), written and loaded by today's code.
+//!
 //! `cargo bench --bench checkpoint`
 
 #[path = "../tests/common/news.rs"]
@@ -20,8 +25,83 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use onthefly::checkpoint;
-use onthefly::{Config, Coordinator, NewExample, StoreConfig, Target};
+use onthefly::checkpoint::{self, CheckpointMeta};
+use onthefly::ewc::EwcState;
+use onthefly::models::{AgentModel, ModelKind, ModelOutput};
+use onthefly::{Config, Coordinator, ModelError, NewExample, StoreConfig, Target, TargetKind, TrainingExample};
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+/// The variables of the classifier the library had when deltas were asked
+/// for: what its full checkpoint held. Only written and loaded here.
+struct EmbeddingBagOfThen {
+    vs: VarStore,
+}
+
+impl EmbeddingBagOfThen {
+    fn new() -> EmbeddingBagOfThen {
+        let vs = VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let _ = (&root / "embedding").randn("weight", &[1 << 18, 32], 0.0, 0.1);
+        let _ = (&root / "linear").randn("weight", &[9, 32], 0.0, 0.1);
+        let _ = (&root / "linear").zeros("bias", &[9]);
+        EmbeddingBagOfThen { vs }
+    }
+}
+
+impl AgentModel for EmbeddingBagOfThen {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Custom
+    }
+    fn target_kind(&self) -> TargetKind {
+        TargetKind::Label
+    }
+    fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+    fn prepare(&mut self, _examples: &[TrainingExample]) -> Result<(), ModelError> {
+        Ok(())
+    }
+    fn loss(&self, _examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+        Err(ModelError::NotSupported("only written and loaded".into()))
+    }
+    fn predict(&self, _inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
+        Err(ModelError::NotSupported("only written and loaded".into()))
+    }
+    fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
+        Err(ModelError::NotSupported("only written and loaded".into()))
+    }
+    fn learning_rate(&self) -> f64 {
+        0.0
+    }
+    fn minibatch_size(&self) -> usize {
+        1
+    }
+}
+
+/// Writes a full checkpoint of [`EmbeddingBagOfThen`] into a fresh folder;
+/// returns the folder and the version written.
+fn write_checkpoint_of_then() -> (PathBuf, u64) {
+    let dir = std::env::temp_dir().join(format!("onthefly-checkpoint-bench-{}-then", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = EmbeddingBagOfThen::new();
+    let meta = CheckpointMeta {
+        version: 1,
+        agent_name: "scout".into(),
+        task_type: "news".into(),
+        model_kind: ModelKind::Custom,
+        target_kind: TargetKind::Label,
+        model: serde_json::Value::Null,
+        ewc_consolidations: 0,
+        created_ms: 0,
+        base: None,
+        checksummed: true,
+        packed: Default::default(),
+    };
+    checkpoint::write(&dir, &model, &EwcState::new(), &meta).unwrap();
+    (dir, 1)
+}
 
 /// Articles streamed (about 24 updates of 50, after the held-out window).
 const ARTICLES: usize = 1_500;
@@ -106,7 +186,13 @@ fn checkpoint_cost(c: &mut Criterion) {
     let _ = std::fs::create_dir_all("target");
     let _ = std::fs::write("target/checkpoint.json", report.to_string());
 
+    let (then_dir, then_version) = write_checkpoint_of_then();
+    let then_bytes = checkpoint::path_of(&then_dir, then_version).metadata().unwrap().len();
+    eprintln!("a full checkpoint of the classifier of then: {then_bytes} bytes");
     let mut group = c.benchmark_group("checkpoint_load");
+    group.bench_function("full_version_of_the_classifier_when_deltas_were_asked_for", |b| {
+        b.iter(|| black_box(checkpoint::load(&then_dir, then_version).unwrap()))
+    });
     group.bench_function("full_version", |b| {
         b.iter(|| black_box(checkpoint::load(&delta_dir, base).unwrap()))
     });
@@ -162,7 +248,7 @@ fn checkpoint_cost(c: &mut Criterion) {
         b.iter_custom(|iters| restart(longest, iters))
     });
     group.finish();
-    for data_dir in [full_data, delta_data] {
+    for data_dir in [full_data, delta_data, then_dir] {
         let _ = std::fs::remove_dir_all(data_dir);
     }
 }
