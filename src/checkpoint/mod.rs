@@ -15,10 +15,12 @@
 //! all of one, the EWC state whole (it is exactly the version's) and the
 //! metadata. The rows of 32-bit variables are packed ([`packed`]: the bits
 //! that changed, compressed), so an update of 50 news articles (and 50
-//! replayed) writes a tenth of the full table. Loading a delta loads the version before it first, down
-//! to the nearest full file; the writer starts a full file after
-//! `full_every − 1` deltas, which bounds that chain, and pruning keeps every
-//! file a kept version needs.
+//! replayed) writes a tenth of the full table. Loading a delta loads the
+//! version before it first, down to the nearest full file: the files of that
+//! chain are read and unpacked side by side (one thread per core), and their
+//! packed rows written into the full table in one sweep. The writer starts a
+//! full file after `full_every − 1` deltas, which bounds that chain, and
+//! pruning keeps every file a kept version needs.
 
 pub mod integrity;
 pub mod packed;
@@ -28,7 +30,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::error::ModelError;
 use crate::ewc::EwcState;
@@ -430,14 +432,15 @@ pub fn versions(dir: &Path) -> Result<Vec<u64>, CheckpointError> {
 /// turn to the full one.
 pub fn load(dir: &Path, version: u64) -> Result<Checkpoint, CheckpointError> {
     let first = version - deltas_before(dir, version) as u64;
-    let full = read(dir, first)?;
+    let mut files = read_all(dir, first..=version).into_iter();
+    let full = files.next().expect("the full version, first of those read")?;
     if full.meta.base.is_some() {
         return Err(full.bad(format!("version {first} is a delta with no full version before it")));
     }
     let mut tables: BTreeMap<String, Table> = full.params.into_iter().map(|(n, t)| (n, Table::Tensor(t))).collect();
     let (mut meta, mut fisher, mut anchors) = (full.meta, full.fisher, full.anchors);
-    for v in first + 1..=version {
-        let mut delta = read(dir, v)?;
+    for delta in files {
+        let mut delta = delta?;
         delta.apply(&mut tables)?;
         (meta, fisher, anchors) = (delta.meta, delta.fisher, delta.anchors);
     }
@@ -477,30 +480,40 @@ struct VersionFile {
 }
 
 /// A variable's changed rows in a delta: their numbers and their values,
-/// each a plain tensor or packed bytes.
+/// as stored (packed values unpacked to their words when read).
 #[derive(Default)]
 struct ChangedRows {
-    rows: Option<Stored>,
-    values: Option<Stored>,
+    rows: Option<Vec<i64>>,
+    values: Option<Values>,
 }
 
-/// Part of a delta as stored.
-enum Stored {
+/// The values of a delta's changed rows.
+enum Values {
+    /// A plain tensor, rows first.
     Plain(Tensor),
-    Packed(Vec<u8>),
+    /// Packed ones, unpacked: their bits, or their exclusive or with the
+    /// version before ([`packed::PackedPart`] in the metadata says which).
+    Words(Vec<u32>),
 }
 
 /// A variable while a chain of deltas is applied: a tensor, or its bits
-/// while packed rows are written into it (no tensor call per delta).
+/// with the packed rows of the deltas read so far, written in one sweep
+/// when the tensor is needed again (no tensor call per delta).
 enum Table {
     Tensor(Tensor),
-    Bits { bits: Vec<u32>, shape: Vec<i64> },
+    Bits {
+        bits: Vec<u32>,
+        shape: Vec<i64>,
+        pending: Vec<packed::Unpacked>,
+    },
 }
 
 impl Table {
-    /// The variable as a tensor (converted from its bits if need be).
+    /// The variable as a tensor (its pending rows written and converted
+    /// from its bits if need be).
     fn tensor(&mut self) -> Result<&mut Tensor, String> {
-        if let Table::Bits { bits, shape } = self {
+        if let Table::Bits { bits, shape, pending } = self {
+            packed::write_in_order(bits, pending);
             *self = Table::Tensor(packed::from_bits(std::mem::take(bits), shape)?);
         }
         match self {
@@ -509,17 +522,22 @@ impl Table {
         }
     }
 
-    /// The variable's bits and shape (converted from its tensor if need be).
-    fn bits(&mut self) -> Result<(&mut Vec<u32>, &[i64]), String> {
+    /// Queues a delta's packed rows for this variable, checked against its
+    /// shape (the variable converted to bits if need be).
+    fn queue(&mut self, rows: Vec<i64>, words: Vec<u32>, how: &packed::PackedPart) -> Result<(), String> {
         if let Table::Tensor(t) = self {
             let shape = t.size();
             *self = Table::Bits {
                 bits: packed::bits(t)?,
                 shape,
+                pending: Vec::new(),
             };
         }
         match self {
-            Table::Bits { bits, shape } => Ok((bits, shape)),
+            Table::Bits { shape, pending, .. } => {
+                pending.push(packed::Unpacked::checked(shape, rows, words, how)?);
+                Ok(())
+            }
             Table::Tensor(_) => unreachable!("converted above"),
         }
     }
@@ -531,6 +549,41 @@ impl Table {
             Table::Bits { .. } => unreachable!("converted above"),
         }
     }
+}
+
+/// Reads the files of `versions` in `dir` (in that order), side by side on
+/// as many threads as the machine has cores: reading and unpacking the
+/// deltas of a chain is most of what loading its newest version costs, and
+/// each file is read on its own.
+fn read_all(dir: &Path, versions: std::ops::RangeInclusive<u64>) -> Vec<Result<VersionFile, CheckpointError>> {
+    let versions: Vec<u64> = versions.collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(versions.len());
+    if threads <= 1 {
+        return versions.iter().map(|&v| read(dir, v)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut read_files: Vec<(usize, Result<VersionFile, CheckpointError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&version) = versions.get(at) else { break mine };
+                        mine.push((at, read(dir, version)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    read_files.sort_by_key(|(at, _)| *at);
+    read_files.into_iter().map(|(_, file)| file).collect()
 }
 
 /// Reads the file of `version` in `dir` and checks that its metadata
@@ -546,6 +599,7 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
     };
     let (mut params, mut fisher, mut anchors) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     let mut parts: BTreeMap<String, ChangedRows> = BTreeMap::new();
+    let (mut packed_rows, mut packed_values) = (Vec::new(), Vec::new());
     let mut meta = None;
     let corrupt = |reason: String| CheckpointError::Corrupt {
         path: path.clone(),
@@ -562,13 +616,13 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
         if let Some(n) = name.strip_prefix(PARAM) {
             params.insert(n.to_string(), tensor);
         } else if let Some(n) = name.strip_prefix(PART) {
-            parts.entry(n.to_string()).or_default().values = Some(Stored::Plain(tensor));
+            parts.entry(n.to_string()).or_default().values = Some(Values::Plain(tensor));
         } else if let Some(n) = name.strip_prefix(ROWS) {
-            parts.entry(n.to_string()).or_default().rows = Some(Stored::Plain(tensor));
+            parts.entry(n.to_string()).or_default().rows = Some(Vec::<i64>::try_from(tensor.f_to_kind(Kind::Int64)?)?);
         } else if let Some(n) = name.strip_prefix(PACKED) {
-            parts.entry(n.to_string()).or_default().values = Some(Stored::Packed(Vec::<u8>::try_from(&tensor)?));
+            packed_values.push((n.to_string(), Vec::<u8>::try_from(&tensor)?));
         } else if let Some(n) = name.strip_prefix(PACKED_ROWS) {
-            parts.entry(n.to_string()).or_default().rows = Some(Stored::Packed(Vec::<u8>::try_from(&tensor)?));
+            packed_rows.push((n.to_string(), Vec::<u8>::try_from(&tensor)?));
         } else if let Some(n) = name.strip_prefix(FISHER) {
             fisher.insert(n.to_string(), tensor);
         } else if let Some(n) = name.strip_prefix(ANCHOR) {
@@ -596,6 +650,23 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
             meta.version, meta.base
         )));
     }
+    // Unpacked here rather than when applied: the deltas of a chain are
+    // read side by side (see `read_chain`), and unpacking is most of a
+    // delta's cost.
+    let how = |name: &str| {
+        meta.packed
+            .get(name)
+            .ok_or_else(|| bad(format!("variable {name} packed without a shape")))
+    };
+    for (name, bytes) in packed_rows {
+        let count = how(&name)?.shape.first().copied().unwrap_or(0).max(0) as usize;
+        let rows = packed::unpack_rows(&bytes, count).map_err(|e| bad(format!("variable {name}: {e}")))?;
+        parts.entry(name).or_default().rows = Some(rows);
+    }
+    for (name, bytes) in packed_values {
+        let words = packed::unpack_words(&bytes, how(&name)?).map_err(|e| bad(format!("variable {name}: {e}")))?;
+        parts.entry(name).or_default().values = Some(Values::Words(words));
+    }
     Ok(VersionFile {
         path,
         meta,
@@ -622,43 +693,29 @@ impl VersionFile {
         }
         // A weight's rows, which its optimiser state shares.
         let mut rows_of: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for (name, changed) in &self.parts {
-            let rows = match &changed.rows {
-                None => continue,
-                Some(Stored::Plain(rows)) => Vec::<i64>::try_from(rows.f_to_kind(tch::Kind::Int64)?)?,
-                Some(Stored::Packed(bytes)) => {
-                    let count = self
-                        .meta
-                        .packed
-                        .get(name)
-                        .and_then(|p| p.shape.first())
-                        .copied()
-                        .unwrap_or(0);
-                    packed::unpack_rows(bytes, count.max(0) as usize)
-                        .map_err(|e| self.bad(format!("variable {name}: {e}")))?
-                }
-            };
-            rows_of.insert(state_name(name), rows.clone());
-            rows_of.insert(name.clone(), rows);
+        for (name, changed) in &mut self.parts {
+            if let Some(rows) = changed.rows.take() {
+                rows_of.insert(state_name(name), rows.clone());
+                rows_of.insert(name.clone(), rows);
+            }
         }
         for (name, changed) in std::mem::take(&mut self.parts) {
-            let (Some(rows), Some(values), Some(table)) = (rows_of.get(&name), changed.values, tables.get_mut(&name))
+            let (Some(rows), Some(values), Some(table)) =
+                (rows_of.remove(&name), changed.values, tables.get_mut(&name))
             else {
                 return Err(self.bad(format!(
                     "variable {name}: rows without values, or no such variable before"
                 )));
             };
             let applied = match values {
-                Stored::Plain(values) => table.tensor().and_then(|target| {
-                    let rows = Tensor::from_slice(rows);
+                Values::Plain(values) => table.tensor().and_then(|target| {
+                    let rows = Tensor::from_slice(&rows);
                     crate::grad::no_grad(|| target.f_index_copy_(0, &rows, &values).map(drop))
                         .map_err(|e| e.to_string())
                 }),
-                Stored::Packed(bytes) => match self.meta.packed.get(&name) {
+                Values::Words(words) => match self.meta.packed.get(&name) {
                     None => Err("packed without a shape".to_string()),
-                    Some(how) => table
-                        .bits()
-                        .and_then(|(bits, shape)| packed::apply_values(bits, shape, rows, &bytes, how)),
+                    Some(how) => table.queue(rows, words, how),
                 },
             };
             applied.map_err(|e| self.bad(format!("variable {name}: {e}")))?;
