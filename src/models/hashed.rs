@@ -149,9 +149,15 @@ impl HashedLinear {
     pub fn forward(&self, inputs: &[&str], config: &TextModelConfig, sparse: bool) -> Result<Tensor, ModelError> {
         let device = self.vs.device();
         let (ids, offsets, values) = self.features(inputs, config);
-        let ids = Tensor::f_from_slice(&ids)?.f_to_device(device)?;
-        let offsets = Tensor::f_from_slice(&offsets)?.f_to_device(device)?;
-        let values = Tensor::f_from_slice(&values)?.f_to_device(device)?;
+        // On the CPU, where the tensors are made, without a call to move
+        // them (a prediction of one text is a handful of calls).
+        let on_device = |t: Tensor| match device {
+            Device::Cpu => Ok(t),
+            _ => t.f_to_device(device),
+        };
+        let ids = on_device(Tensor::f_from_slice(&ids)?)?;
+        let offsets = on_device(Tensor::f_from_slice(&offsets)?)?;
+        let values = on_device(Tensor::f_from_slice(&values)?)?;
         // Mode 0 is the sum, the only mode that takes a value per feature.
         let (sum, _, _, _) =
             Tensor::f_embedding_bag(&self.weight, &ids, &offsets, false, 0, sparse, Some(&values), false)?;
