@@ -48,8 +48,14 @@ const ROWS: &str = "rows/";
 const PART: &str = "part/";
 /// The changed rows of variable `<name>`, packed.
 const PACKED_ROWS: &str = "packed_rows/";
-/// Their values, packed (how: the metadata's `packed`).
+/// Their values, packed (how: the metadata's `packed`), as deltas were
+/// written before zero low bits were shifted out ([`packed::PackedPart`]'s
+/// `shift`): read, never written.
 const PACKED: &str = "packed/";
+/// Their values, packed with the low bits zero in every word shifted out.
+/// A name of its own, so that a reader from before shifts existed finds no
+/// values for the rows and refuses the delta instead of misreading it.
+const PACKED_SHIFTED: &str = "packed_shifted/";
 /// The checksum of every other entry ([`integrity`]).
 const CHECKSUM: &str = "checksum";
 /// The file name ending of a delta.
@@ -271,7 +277,7 @@ pub fn write_changes(
                             };
                             let before = changed.before(&name, &rows);
                             let (bytes, how) = packed::pack_values(&part, before.as_ref()).map_err(cannot)?;
-                            named.push((format!("{PACKED}{name}"), Tensor::f_from_slice(&bytes)?));
+                            named.push((format!("{PACKED_SHIFTED}{name}"), Tensor::f_from_slice(&bytes)?));
                             meta.packed.insert(name.clone(), how);
                             if !is_state(&name) {
                                 let rows = packed::pack_rows(&rows).map_err(cannot)?;
@@ -619,8 +625,10 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
             parts.entry(n.to_string()).or_default().values = Some(Values::Plain(tensor));
         } else if let Some(n) = name.strip_prefix(ROWS) {
             parts.entry(n.to_string()).or_default().rows = Some(Vec::<i64>::try_from(tensor.f_to_kind(Kind::Int64)?)?);
+        } else if let Some(n) = name.strip_prefix(PACKED_SHIFTED) {
+            packed_values.push((n.to_string(), Vec::<u8>::try_from(&tensor)?, true));
         } else if let Some(n) = name.strip_prefix(PACKED) {
-            packed_values.push((n.to_string(), Vec::<u8>::try_from(&tensor)?));
+            packed_values.push((n.to_string(), Vec::<u8>::try_from(&tensor)?, false));
         } else if let Some(n) = name.strip_prefix(PACKED_ROWS) {
             packed_rows.push((n.to_string(), Vec::<u8>::try_from(&tensor)?));
         } else if let Some(n) = name.strip_prefix(FISHER) {
@@ -651,7 +659,7 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
         )));
     }
     // Unpacked here rather than when applied: the deltas of a chain are
-    // read side by side (see `read_chain`), and unpacking is most of a
+    // read side by side (see `read_all`), and unpacking is most of a
     // delta's cost.
     let how = |name: &str| {
         meta.packed
@@ -663,8 +671,15 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
         let rows = packed::unpack_rows(&bytes, count).map_err(|e| bad(format!("variable {name}: {e}")))?;
         parts.entry(name).or_default().rows = Some(rows);
     }
-    for (name, bytes) in packed_values {
-        let words = packed::unpack_words(&bytes, how(&name)?).map_err(|e| bad(format!("variable {name}: {e}")))?;
+    for (name, bytes, shifted) in packed_values {
+        let part = how(&name)?;
+        if part.shift > 0 && !shifted {
+            return Err(bad(format!(
+                "variable {name}: a shift of {} for values stored unshifted",
+                part.shift
+            )));
+        }
+        let words = packed::unpack_words(&bytes, part).map_err(|e| bad(format!("variable {name}: {e}")))?;
         parts.entry(name).or_default().values = Some(Values::Words(words));
     }
     Ok(VersionFile {

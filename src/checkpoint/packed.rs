@@ -129,10 +129,12 @@ pub struct Unpacked {
 /// The words [`pack_values`] packed as `part`: the values' bits, or their
 /// exclusive or with the version before.
 pub fn unpack_words(bytes: &[u8], part: &PackedPart) -> Result<Vec<u32>, String> {
+    if part.shift > 31 {
+        return Err(format!("a shift of {} bits in 32-bit words", part.shift));
+    }
     let mut words = decompress_words(bytes, part.elements()?)?;
-    let shift = part.shift.min(31);
-    if shift > 0 {
-        words.iter_mut().for_each(|w| *w <<= shift);
+    if part.shift > 0 {
+        words.iter_mut().for_each(|w| *w <<= part.shift);
     }
     Ok(words)
 }
@@ -367,5 +369,7 @@ mod tests {
             Unpacked::checked(&[3, 2], vec![0, 2], vec![0; 3], &part).is_err(),
             "too few words"
         );
+        let beyond = PackedPart { shift: 32, ..part };
+        assert!(unpack_words(&bytes, &beyond).is_err(), "a shift past the word");
     }
 }
