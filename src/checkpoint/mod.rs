@@ -557,15 +557,18 @@ impl Table {
     }
 }
 
+/// The machine's cores: how many threads a load spreads its work over.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Reads the files of `versions` in `dir` (in that order), side by side on
 /// as many threads as the machine has cores: reading and unpacking the
 /// deltas of a chain is most of what loading its newest version costs, and
 /// each file is read on its own.
 fn read_all(dir: &Path, versions: std::ops::RangeInclusive<u64>) -> Vec<Result<VersionFile, CheckpointError>> {
     let versions: Vec<u64> = versions.collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(versions.len());
+    let threads = cores().min(versions.len());
     if threads <= 1 {
         return versions.iter().map(|&v| read(dir, v)).collect();
     }

@@ -194,8 +194,10 @@ pub fn write_in_order(table: &mut [u32], changes: &[Unpacked]) {
         return;
     };
     let height = table.len() / width;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let band = height.div_ceil(threads).next_multiple_of(SWEEP_ROWS).max(SWEEP_ROWS);
+    let band = height
+        .div_ceil(super::cores())
+        .next_multiple_of(SWEEP_ROWS)
+        .max(SWEEP_ROWS);
     if band >= height {
         return write_band(table, 0, width, changes);
     }

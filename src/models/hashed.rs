@@ -24,6 +24,7 @@ use crate::features::{ngram_ids, stable_hash};
 use crate::optim;
 
 use super::feature_cache::{FeatureCache, MAX_CACHED_IDS};
+use super::tensor_on;
 
 /// Name of the `buckets × outputs` weight table.
 pub(crate) const WEIGHT: &str = "weight";
@@ -149,15 +150,9 @@ impl HashedLinear {
     pub fn forward(&self, inputs: &[&str], config: &TextModelConfig, sparse: bool) -> Result<Tensor, ModelError> {
         let device = self.vs.device();
         let (ids, offsets, values) = self.features(inputs, config);
-        // On the CPU, where the tensors are made, without a call to move
-        // them (a prediction of one text is a handful of calls).
-        let on_device = |t: Tensor| match device {
-            Device::Cpu => Ok(t),
-            _ => t.f_to_device(device),
-        };
-        let ids = on_device(Tensor::f_from_slice(&ids)?)?;
-        let offsets = on_device(Tensor::f_from_slice(&offsets)?)?;
-        let values = on_device(Tensor::f_from_slice(&values)?)?;
+        let ids = tensor_on(&ids, device)?;
+        let offsets = tensor_on(&offsets, device)?;
+        let values = tensor_on(&values, device)?;
         // Mode 0 is the sum, the only mode that takes a value per feature.
         let (sum, _, _, _) =
             Tensor::f_embedding_bag(&self.weight, &ids, &offsets, false, 0, sparse, Some(&values), false)?;
@@ -191,15 +186,16 @@ impl HashedLinear {
         let SparseBatch { union, inputs } = self.sparse_batch(texts, config);
         let n = union.len();
         crate::grad::no_grad(|| {
-            let ids = Tensor::f_from_slice(&union)?.f_to_device(device)?;
+            let ids = tensor_on(&union, device)?;
             // Kept: what the rows held before (a delta checkpoint stores
             // only the bits that changed); new tensors, not views.
             let old_rows = self.weight.f_index_select(0, &ids)?;
             let old_sums = self.sums.f_index_select(0, &ids)?;
             let mut rows = vec![0f32; n * outputs];
-            old_rows.f_to_device(Device::Cpu)?.f_copy_data(&mut rows, n * outputs)?;
+            // copy_data brings the rows to the CPU itself.
+            old_rows.f_copy_data(&mut rows, n * outputs)?;
             let mut sums = vec![0f32; n];
-            old_sums.f_to_device(Device::Cpu)?.f_copy_data(&mut sums, n)?;
+            old_sums.f_copy_data(&mut sums, n)?;
             let mut total = 0.0;
             for (i, features) in inputs.iter().enumerate() {
                 let mut scores = vec![0f32; outputs];
@@ -227,12 +223,8 @@ impl HashedLinear {
             }
             round_to_kept_precision(&mut rows);
             round_to_kept_precision(&mut sums);
-            let rows = Tensor::f_from_slice(&rows)?
-                .f_reshape([n as i64, outputs as i64])?
-                .f_to_device(device)?;
-            let sums = Tensor::f_from_slice(&sums)?
-                .f_reshape([n as i64, 1])?
-                .f_to_device(device)?;
+            let rows = tensor_on(&rows, device)?.f_reshape([n as i64, outputs as i64])?;
+            let sums = tensor_on(&sums, device)?.f_reshape([n as i64, 1])?;
             let _ = self.sums.shallow_clone().f_index_copy_(0, &ids, &sums)?;
             let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
             touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);

@@ -12,7 +12,7 @@ use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::bag::saved_param;
 use super::minilm::MiniLm;
-use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput};
+use super::{outputs_from_probabilities, tensor_on, AgentModel, ModelKind, ModelOutput};
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
 
@@ -181,9 +181,7 @@ impl AgentModel for MiniLmHead {
                     ref other => Err(self.wrong(other)),
                 })
                 .collect::<Result<Vec<f32>, _>>()?;
-            let targets = Tensor::f_from_slice(&targets)?
-                .f_to_device(device)?
-                .f_reshape([-1, 1])?;
+            let targets = tensor_on(&targets, device)?.f_reshape([-1, 1])?;
             return Ok(self.outputs(&inputs)?.f_mse_loss(&targets, Reduction::Mean)?);
         }
         let targets = examples
@@ -197,7 +195,7 @@ impl AgentModel for MiniLmHead {
                 other => Err(self.wrong(other)),
             })
             .collect::<Result<Vec<i64>, _>>()?;
-        let targets = Tensor::f_from_slice(&targets)?.f_to_device(device)?;
+        let targets = tensor_on(&targets, device)?;
         Ok(self.outputs(&inputs)?.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
             &targets,
             None::<Tensor>,

@@ -242,6 +242,17 @@ pub(crate) fn outputs_from_probabilities(probs: &Tensor, labels: &[String]) -> R
         .collect())
 }
 
+/// A tensor of `values` on `device`: made on the CPU, and moved only when
+/// the model lives elsewhere (a move is a call of its own, and a prediction
+/// of one text is a handful of calls, each a few microseconds of dispatch).
+pub(crate) fn tensor_on<T: tch::kind::Element>(values: &[T], device: Device) -> Result<Tensor, tch::TchError> {
+    let tensor = Tensor::f_from_slice(values)?;
+    match device {
+        Device::Cpu => Ok(tensor),
+        _ => tensor.f_to_device(device),
+    }
+}
+
 /// Calls [`AgentModel::predict`], turning a panic into an error and checking
 /// that there is one output per input, so a faulty model cannot crash a caller.
 pub(crate) fn predict_checked(model: &dyn AgentModel, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {

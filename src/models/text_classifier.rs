@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::hashed::HashedLinear;
-use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput, Training};
+use super::{outputs_from_probabilities, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::config::TextModelConfig;
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
@@ -90,7 +90,7 @@ impl TextClassifier {
             .map(|e| self.label_index(&e.expected_output))
             .collect::<Result<Vec<_>, _>>()?;
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let targets = Tensor::f_from_slice(&targets)?.f_to_device(self.layer.vs.device())?;
+        let targets = tensor_on(&targets, self.layer.vs.device())?;
         let log_probs = self.logits(&inputs, sparse)?.f_log_softmax(-1, Kind::Float)?;
         Ok(log_probs.f_nll_loss(&targets, None::<Tensor>, Reduction::Mean, -100)?)
     }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use tch::{nn::VarStore, Device, Reduction, Tensor};
 
 use super::hashed::HashedLinear;
-use super::{AgentModel, ModelKind, ModelOutput, Training};
+use super::{tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::config::TextModelConfig;
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
@@ -65,9 +65,7 @@ impl TextRegressor {
             })
             .collect::<Result<Vec<f32>, _>>()?;
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let targets = Tensor::f_from_slice(&targets)?
-            .f_to_device(self.layer.vs.device())?
-            .f_reshape([-1, 1])?;
+        let targets = tensor_on(&targets, self.layer.vs.device())?.f_reshape([-1, 1])?;
         Ok(self.logits(&inputs, sparse)?.f_binary_cross_entropy_with_logits(
             &targets,
             None::<Tensor>,

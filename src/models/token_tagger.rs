@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::bag::{initial_embedding, saved_param};
-use super::{AgentModel, ModelKind, ModelOutput};
+use super::{tensor_on, AgentModel, ModelKind, ModelOutput};
 use crate::config::TextModelConfig;
 use crate::error::ModelError;
 use crate::example::{Target, TargetKind, TrainingExample};
@@ -173,9 +173,9 @@ impl TokenTagger {
         if positions.is_empty() {
             return Ok(Tensor::f_zeros([0, self.tags.len() as i64], (Kind::Float, device))?);
         }
-        let ids = Tensor::f_from_slice(&ids)?.f_to_device(device)?;
-        let offsets = Tensor::f_from_slice(&offsets)?.f_to_device(device)?;
-        let positions = Tensor::f_from_slice(&positions)?.f_to_device(device)?;
+        let ids = tensor_on(&ids, device)?;
+        let offsets = tensor_on(&offsets, device)?;
+        let positions = tensor_on(&positions, device)?;
         let (tokens, _, _, _) = Tensor::f_embedding_bag(
             self.param(EMBEDDING),
             &ids,
@@ -309,7 +309,7 @@ impl AgentModel for TokenTagger {
     fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
         let targets = self.tag_targets(examples)?;
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let targets = Tensor::f_from_slice(&targets)?.f_to_device(self.vs.device())?;
+        let targets = tensor_on(&targets, self.vs.device())?;
         let log_probs = self.scores(&inputs)?.f_log_softmax(-1, Kind::Float)?;
         Ok(log_probs.f_nll_loss(&targets, None::<Tensor>, Reduction::Mean, -100)?)
     }
