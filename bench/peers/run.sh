@@ -17,6 +17,8 @@
 # (bench/peers/table.py). Sizes, to shrink a run (applied to both sides):
 #   PEERS_SEEDS (1,2,3,4,5)  PEERS_TASKS (5)  PEERS_TRAIN (10000 images per task)
 #   PEERS_ROWS (11469: the 3,823 articles three times)
+#   PEERS_PAIRS (5: interleaved pairs of onthefly waiting for updates of 50
+#   and Vowpal Wabbit in batches of 50, whose rates the table compares)
 # PEERS_ONLY=ewc|news|ingest runs one part. Needs only the package registries:
 # libtorch and the data come from `make venv data`, the peers from PyPI.
 set -euo pipefail
@@ -29,6 +31,7 @@ seeds="${PEERS_SEEDS:-1,2,3,4,5}"
 tasks="${PEERS_TASKS:-5}"
 train="${PEERS_TRAIN:-10000}"
 rows="${PEERS_ROWS:-11469}"
+pairs="${PEERS_PAIRS:-5}"
 only="${PEERS_ONLY:-all}"
 out="target/peers"
 venvs="target/peers-venv"
@@ -117,6 +120,23 @@ if wants news; then
     for batch in 10 50; do
       last_json "$venvs/vowpalwabbit/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer vw \
         --batch "$batch" >"$out/news-vw-batch-$batch.json"
+    done
+    # This machine's speed drifts by up to 2x within minutes, so one run of
+    # each, a minute apart, compares moments rather than learners: the
+    # rates of updates of 50 are compared over pairs run back to back,
+    # alternating which goes first.
+    rm -f "$out/news-pairs.jsonl"
+    vw_batch_50() {
+      last_json "$venvs/vowpalwabbit/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer vw --batch 50
+    }
+    ours_wait() { last_json run_example peer_news -- --wait; }
+    for ((pair = 1; pair <= pairs; pair++)); do
+      if ((pair % 2)); then
+        a="$(ours_wait)" b="$(vw_batch_50)"
+      else
+        b="$(vw_batch_50)" a="$(ours_wait)"
+      fi
+      printf '{"onthefly": %s, "vw_batch_50": %s}\n' "$a" "$b" >>"$out/news-pairs.jsonl"
     done
   else
     echo "vowpalwabbit did not install (no wheel for this Python, and its build failed): skipped" >&2

@@ -20,6 +20,13 @@ def load(name):
     return json.loads(text) if text else None
 
 
+def load_lines(name):
+    """The JSON lines of a file of repeated runs (empty when it is missing)."""
+    path = folder / f"{name}.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def cell(value, fmt):
     return "-" if value is None else format(value, fmt)
 
@@ -119,6 +126,15 @@ def news():
         ["model", "prequential acc", "articles/s", "acc vs ours", "speed vs ours"],
         rows,
     )
+    pairs = load_lines("news-pairs")
+    if pairs:
+        ratios = sorted(p["onthefly"]["examples_per_s"] / p["vw_batch_50"]["examples_per_s"] for p in pairs)
+        median = ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1 : len(ratios) // 2 + 1]) / 2
+        print(
+            f"  updates of 50, articles/s of onthefly (waiting) over Vowpal Wabbit (batches of 50), "
+            f"{len(ratios)} pairs run back to back: median {median:.2f}x, "
+            f"range {ratios[0]:.2f}x to {ratios[-1]:.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
+        )
 
 
 def ingest():
