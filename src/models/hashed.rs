@@ -23,7 +23,7 @@ use crate::error::ModelError;
 use crate::features::{ngram_ids, stable_hash};
 use crate::optim;
 
-use super::feature_cache::{FeatureCache, MAX_CACHED_IDS};
+use super::feature_cache::{FeatureCache, Features, MAX_CACHED_IDS};
 use super::tensor_on;
 
 /// Name of the `buckets × outputs` weight table.
@@ -149,7 +149,7 @@ impl HashedLinear {
     /// `inputs × outputs` scores before any link function.
     pub fn forward(&self, inputs: &[&str], config: &TextModelConfig, sparse: bool) -> Result<Tensor, ModelError> {
         let device = self.vs.device();
-        let (ids, offsets, values) = self.features(inputs, config);
+        let (ids, offsets, values) = self.features_of(inputs, config);
         let ids = tensor_on(&ids, device)?;
         let offsets = tensor_on(&offsets, device)?;
         let values = tensor_on(&values, device)?;
@@ -274,22 +274,22 @@ fn new_cache() -> Arc<FeatureCache> {
 }
 
 impl HashedLinear {
-    /// The n-gram ids of `text` and the constant feature, from the cache.
+    /// The features of `text` and the constant feature, from the cache.
     ///
     /// The bias is a constant feature of the table rather than a separate
     /// variable, so it gets the same share of an input's step as any n-gram:
     /// a separate bias with the value 1 took half of every step, and after a
     /// run of articles of one outlet it alone predicted that outlet for
     /// everything.
-    fn ids(&self, text: &str, config: &TextModelConfig) -> Arc<[u32]> {
-        self.cache.ids(text, |text| {
+    fn features(&self, text: &str, config: &TextModelConfig) -> Arc<Features> {
+        self.cache.features(text, |text| {
             // Buckets fit 32 bits: the configuration caps the table at 2³⁰ weights.
             let mut ids: Vec<u32> = ngram_ids(text, config.hash_buckets, config.max_tokens)
                 .into_iter()
                 .map(|id| id as u32)
                 .collect();
             ids.push(constant_feature(config) as u32);
-            ids
+            distinct_features(&ids)
         })
     }
 
@@ -300,11 +300,12 @@ impl HashedLinear {
     /// 64-bit word plus a popcount). The bitmap and the counts of 2¹⁸
     /// buckets take 48 KiB and stay in the core's cache, where a table of a
     /// place per bucket (1 MiB) missed it on every look-up and took as long
-    /// as the training itself.
+    /// as the training itself. A text's repeated n-grams were merged once,
+    /// when it was first seen ([`distinct_features`]).
     fn sparse_batch(&self, texts: &[&str], config: &TextModelConfig) -> SparseBatch {
-        let all: Vec<Arc<[u32]>> = texts.iter().map(|text| self.ids(text, config)).collect();
+        let all: Vec<Arc<Features>> = texts.iter().map(|text| self.features(text, config)).collect();
         let mut bits = vec![0u64; config.hash_buckets.div_ceil(64)];
-        for &id in all.iter().flat_map(|ids| ids.iter()) {
+        for &id in all.iter().flat_map(|features| features.ids.iter()) {
             bits[id as usize / 64] |= 1 << (id % 64);
         }
         let mut before = Vec::with_capacity(bits.len());
@@ -321,52 +322,98 @@ impl HashedLinear {
             let below = bits[id as usize / 64] & ((1u64 << (id % 64)) - 1);
             before[id as usize / 64] + below.count_ones()
         };
-        // Per row: the last input that used it and where in that input's
-        // list it is, so a repeated n-gram's values add up.
-        let mut last_use: Vec<(u32, u32)> = vec![(u32::MAX, 0); union.len()];
         let inputs = all
             .iter()
-            .enumerate()
-            .map(|(i, ids)| {
-                let value = 1.0 / ids.len() as f32;
-                let mut features: Vec<(u32, f32)> = Vec::with_capacity(ids.len());
-                for &id in ids.iter() {
-                    let at = rank(id);
-                    let (input, position) = &mut last_use[at as usize];
-                    match *input == i as u32 {
-                        true => features[*position as usize].1 += value,
-                        false => {
-                            (*input, *position) = (i as u32, features.len() as u32);
-                            features.push((at, value));
-                        }
-                    }
-                }
+            .map(|features| {
                 features
+                    .ids
+                    .iter()
+                    .zip(&features.values)
+                    .map(|(&id, &value)| (rank(id), value))
+                    .collect()
             })
             .collect();
         SparseBatch { union, inputs }
     }
 
-    /// The ids of `inputs` in one flat list, each input's offset in it, and
-    /// each id's value (`1/n` for an input of `n` ids).
-    fn features(&self, inputs: &[&str], config: &TextModelConfig) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
+    /// The features of `inputs` in one flat list, each input's offset in
+    /// it, and each feature's value.
+    fn features_of(&self, inputs: &[&str], config: &TextModelConfig) -> (Vec<i64>, Vec<i64>, Vec<f32>) {
         let mut ids = Vec::new();
         let mut offsets = Vec::with_capacity(inputs.len());
         let mut values = Vec::new();
         for text in inputs {
             offsets.push(ids.len() as i64);
-            let own = self.ids(text, config);
-            let value = 1.0 / own.len() as f32;
-            values.extend(std::iter::repeat_n(value, own.len()));
-            ids.extend(own.iter().map(|&id| i64::from(id)));
+            let features = self.features(text, config);
+            ids.extend(features.ids.iter().map(|&id| i64::from(id)));
+            values.extend_from_slice(&features.values);
         }
         (ids, offsets, values)
     }
 }
 
+/// The features of a text of n-gram (and constant) ids `ids`: each
+/// distinct id once, in the order it first occurs, with the value `1/n`
+/// added once for each time it occurs (the same sums, in the same order,
+/// as when the repeats were merged at every update). A news article's
+/// 1,047 ids are 711 distinct ones on average: merged once, when the text
+/// is first seen, every later prediction, judgement and update reads and
+/// maps a third fewer rows. An open-addressing set of twice the ids' count
+/// finds the repeats.
+fn distinct_features(ids: &[u32]) -> Features {
+    let value = 1.0 / ids.len() as f32;
+    let bits = (ids.len() * 2).next_power_of_two().max(16).trailing_zeros();
+    let mask = (1usize << bits) - 1;
+    let mut slots = vec![u32::MAX; 1 << bits];
+    let mut features = Features {
+        ids: Vec::with_capacity(ids.len()),
+        values: Vec::with_capacity(ids.len()),
+    };
+    for &id in ids {
+        // Fibonacci hashing: the product's high bits pick the slot.
+        let mut slot = (u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize;
+        loop {
+            match slots[slot] {
+                u32::MAX => {
+                    slots[slot] = features.ids.len() as u32;
+                    features.ids.push(id);
+                    features.values.push(value);
+                    break;
+                }
+                at if features.ids[at as usize] == id => {
+                    features.values[at as usize] += value;
+                    break;
+                }
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+    features
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_ids_are_merged_in_order_of_first_occurrence() {
+        // 7 occurs three times, 3 twice; ids that collide in a small set too.
+        let ids = [7, 3, 7, 1 << 20, 9, 3, 7, (1 << 20) + 16];
+        let features = distinct_features(&ids);
+        assert_eq!(features.ids, [7, 3, 1 << 20, 9, (1 << 20) + 16]);
+        let v = 1.0 / ids.len() as f32;
+        // Added one occurrence after the other, as the steps were trained.
+        assert_eq!(features.values, [v + v + v, v + v, v, v, v]);
+        // Many ids: every distinct one once, the values summing to one.
+        let many: Vec<u32> = (0..5_000u32).map(|i| (i * 7_919) % 1_031).collect();
+        let merged = distinct_features(&many);
+        assert_eq!(merged.ids.len(), 1_031);
+        let mut seen = std::collections::HashSet::new();
+        let first: Vec<u32> = many.iter().copied().filter(|id| seen.insert(*id)).collect();
+        assert_eq!(merged.ids, first);
+        let total: f64 = merged.values.iter().map(|&v| f64::from(v)).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{total}");
+    }
 
     #[test]
     fn values_are_rounded_to_nearest_kept_bits_ties_to_even() {
