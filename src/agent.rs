@@ -3,6 +3,7 @@
 //! label, and its counters. Every field has its own lock, held briefly; no lock
 //! is held while a model trains.
 
+use crate::update::TrainerCopy;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,10 +32,12 @@ pub(crate) struct LiveModel {
     /// Importance and anchors of the live weights. Only the update of this
     /// task touches it, so holding it through an update blocks nobody.
     pub ewc: Mutex<EwcState>,
-    /// The trainer's own copy of the live weights. Updates start from it, so
-    /// they never copy the live model under its lock: predictions wait only
-    /// for the swap. Only the update of this task touches it.
-    pub shadow: Mutex<Option<Box<dyn AgentModel>>>,
+    /// The trainer's own copy of the live weights (possibly an update
+    /// behind, see [`TrainerCopy`]). Updates start from it, so they never
+    /// copy the live model under its lock: predictions wait only for the
+    /// swap. Only the update of this task, and the worker that brings the
+    /// copy up to date after it, touch it.
+    pub shadow: Mutex<Option<TrainerCopy>>,
     /// The serving version's answers for the examples updates were judged
     /// on, and that version (see [`crate::eval::measure_reusing`]). Only the
     /// update of this task touches it.

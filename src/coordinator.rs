@@ -544,7 +544,7 @@ impl Coordinator {
         .map_err(|panic| Error::Model(ModelError::Panicked(crate::grad::panic_message(&*panic))))??;
         // Restart serves this version too, until a newer one is accepted.
         checkpoint::set_current(&dir, version)?;
-        *shadow = Some(next_shadow);
+        *shadow = Some(crate::update::TrainerCopy::ready(next_shadow));
         *ewc = saved_ewc;
         let mut serving = live.model.lock();
         let old = std::mem::replace(&mut *serving, restored);
@@ -978,7 +978,10 @@ impl Coordinator {
     }
 
     /// Waits until no update is queued or running, at most `timeout`. Returns
-    /// whether it became idle.
+    /// whether it became idle. Every update done by then serves (its version
+    /// and checkpoint are in place); a worker may still be bringing its own
+    /// copy of a model level with the new version, which the next update of
+    /// that task waits for.
     pub fn wait_for_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut in_flight = self.shared.in_flight.lock();

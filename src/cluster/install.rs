@@ -89,7 +89,7 @@ pub(crate) fn install_published(
         return Ok(false); // Installed meanwhile (by the listener or the trainer).
     }
     restore_replay(shared, &memory, replay);
-    *shadow = Some(model.try_clone()?);
+    *shadow = Some(crate::update::TrainerCopy::ready(model.try_clone()?));
     *live_ewc = ewc;
     let mut serving = live.model.lock();
     let old = std::mem::replace(&mut *serving, model);

@@ -48,7 +48,11 @@ pub(super) trait Commit {
     /// Makes an accepted version durable before it serves; an error leaves
     /// the live model as it is.
     fn before_serving(&mut self, accepted: &Accepted<'_>, model: &dyn AgentModel) -> Result<(), ModelError>;
-    /// After the version serves (`model` holds its weights, if a copy was kept).
+    /// Whether [`Commit::after_serving`] reads the new version's weights
+    /// (the trainer's copy is then brought level with them first).
+    fn reads_copy_after_serving(&self) -> bool;
+    /// After the version serves (`model` holds its weights, if a copy was
+    /// brought level with them).
     fn after_serving(&mut self, accepted: &Accepted<'_>, model: Option<&dyn AgentModel>);
     /// The examples of an accepted update are trained; its record.
     fn settled(&mut self, record: ModelPerformance, ids: &[ExampleId]);
@@ -84,6 +88,11 @@ impl Commit for LocalCommit<'_> {
 
     fn before_serving(&mut self, _accepted: &Accepted<'_>, _model: &dyn AgentModel) -> Result<(), ModelError> {
         Ok(())
+    }
+
+    fn reads_copy_after_serving(&self) -> bool {
+        // The checkpoint of the new version is written from it.
+        self.shared.config.checkpoints_kept > 0
     }
 
     fn after_serving(&mut self, a: &Accepted<'_>, model: Option<&dyn AgentModel>) {
@@ -192,6 +201,10 @@ impl Commit for ClusterCommit<'_> {
             tracing::warn!(agent = %a.agent.name, task, error = %e, "published checkpoint not marked as serving locally");
         }
         Ok(())
+    }
+
+    fn reads_copy_after_serving(&self) -> bool {
+        false // Published with its checkpoint before it serves.
     }
 
     fn after_serving(&mut self, _accepted: &Accepted<'_>, _model: Option<&dyn AgentModel>) {}

@@ -2,7 +2,9 @@
 //!
 //! One update of an agent, for each task in its batch:
 //! 1. take the most valuable buffered examples (they stay buffered meanwhile);
-//! 2. the trainer's copy of the live model (equal to it between updates);
+//! 2. the trainer's copy of the live model (level with it between updates:
+//!    the rows the last update changed are written into it by the worker
+//!    once that update is over for the caller, or here if not yet);
 //! 3. measure the copy on the task's held-out window (the live model's result);
 //! 4. train the copy in place: adaptive sparse steps, or an Adam epoch;
 //! 5. measure it again on the same held-out examples;
@@ -28,5 +30,6 @@ mod verdict;
 mod worker;
 
 pub(crate) use commit::compact_checkpoints;
+pub(crate) use snapshot::{catch_up_trainer_copies, TrainerCopy};
 pub use train::train_one_epoch;
 pub(crate) use worker::{ticker_loop, worker_loop};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::commit::{Accepted, Commit};
-use super::snapshot::{resync, shapes};
+use super::snapshot::{install, shapes, TrainerCopy};
 use super::train::train_update;
 use super::verdict::{verdict, Judging};
 use crate::agent::{AgentState, LiveModel};
@@ -29,9 +29,11 @@ use crate::runtime::Shared;
 /// in place; afterwards only what the update changed ([`Touched`]: the rows
 /// of the n-grams it saw, for the hashed models) is copied between the two,
 /// from the new live model into the copy after an accepted update, from the
-/// unchanged live model back into it after a rollback. A copy that may be
-/// out of step (an error or a panic half-way) is dropped, and the next
-/// update starts from a fresh copy of the live model.
+/// unchanged live model back into it after a rollback: left to the worker
+/// once the update is over for the caller ([`TrainerCopy`]), unless the
+/// commit reads the copy (a checkpoint). A copy that may be out of step (an
+/// error or a panic half-way) is dropped, and the next update starts from a
+/// fresh copy of the live model.
 pub(super) fn update_task(
     shared: &Shared,
     agent: &AgentState,
@@ -46,8 +48,10 @@ pub(super) fn update_task(
     let ewc_config = shared.config.ewc_for(&agent.name, task);
     let mut ewc = live.ewc.lock();
     let mut shadow_slot = live.shadow.lock();
-    // Taken out: put back only once it equals the live model again.
-    let mut shadow = match shadow_slot.take() {
+    // Taken out (level with the live model first, if the worker has not
+    // brought it level yet): put back only once it is level again, or with
+    // what it lacks.
+    let mut shadow = match shadow_slot.take().and_then(|copy| copy.caught_up(live)) {
         Some(shadow) => shadow,
         // Once per task (and after a failure): the only full copy taken
         // under the live model's lock.
@@ -137,8 +141,9 @@ pub(super) fn update_task(
     };
     if let Some(reason) = &record.rollback_reason {
         tracing::warn!(agent = %agent.name, task, %reason, "update rolled back");
-        // The live model did not change: undo the copy's training.
-        *shadow_slot = resync(live, shadow, touched.as_ref(), &shapes_before)?;
+        // The live model did not change: the copy's training is undone by
+        // the worker once the update is over (or by the next update).
+        *shadow_slot = Some(TrainerCopy::after_rollback(shadow, touched, shapes_before));
         drop(shadow_slot);
         commit.rolled_back(&record)?;
         return Ok(record);
@@ -208,10 +213,13 @@ pub(super) fn update_task(
         if let Some(saved) = ewc_before {
             *ewc = saved;
         }
-        *shadow_slot = resync(live, shadow, touched.as_ref(), &shapes_before).ok().flatten();
+        *shadow_slot = Some(TrainerCopy::after_rollback(shadow, touched, shapes_before));
         return Err(e);
     }
-    let next_shadow = {
+    // Whether the commit reads the new version from the trainer's copy
+    // once it serves (a checkpoint): then the copy is brought level now.
+    let copy_needed = commit.reads_copy_after_serving();
+    let old = {
         let mut serving = live.model.lock();
         // The trained copy serves; the old live model becomes the copy.
         let old = std::mem::replace(&mut *serving, shadow);
@@ -219,39 +227,30 @@ pub(super) fn update_task(
         // the old version.
         live.latest_version.fetch_max(new_version, Ordering::AcqRel);
         live.version.store(new_version, Ordering::Release);
-        match (grown_copy, &touched) {
-            (Some(copy), _) => {
-                drop(serving);
-                drop(old); // Freed outside the lock.
-                Some(copy)
-            }
-            (None, Some(touched)) => {
-                // Only the rows the update changed, from the values the pass
-                // recorded, after the lock (predictions do not wait); else
-                // read from the serving model under it.
-                drop(serving);
-                match touched.write_recorded(old.var_store()) {
-                    Ok(true) => Some(old),
-                    Ok(false) => {
-                        let serving = live.model.lock();
-                        touched
-                            .copy_rows(serving.var_store(), old.var_store())
-                            .ok()
-                            .filter(|&copied| copied)
-                            .map(|_| old)
-                    }
-                    Err(_) => None,
-                }
-            }
-            (None, None) => None,
-        }
+        old
     };
-    *shadow_slot = next_shadow;
+    // The old live model becomes the copy, given the rows the update
+    // changed (after the lock: predictions do not wait) now, or by the
+    // worker once the update is over.
+    let (level, behind) = match (grown_copy, &touched) {
+        (Some(copy), _) => {
+            drop(old);
+            (Some(copy), None)
+        }
+        (None, Some(touched)) if copy_needed => (install(live, old, touched), None),
+        (None, Some(_)) => (None, Some(old)),
+        (None, None) => (None, None),
+    };
     // The candidate's answers are the new live version's.
     *judged = (new_version, candidate_judged);
     *replay.lock() = next_replay;
     // From the trainer's copy, which equals the new live weights.
-    commit.after_serving(&committed, shadow_slot.as_deref());
+    commit.after_serving(&committed, level.as_deref());
+    *shadow_slot = match (level, behind, touched) {
+        (Some(copy), _, _) => Some(TrainerCopy::ready(copy)),
+        (None, Some(old), Some(touched)) => Some(TrainerCopy::after_accepted(old, touched)),
+        _ => None,
+    };
     tracing::info!(
         agent = %agent.name,
         task,

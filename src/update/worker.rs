@@ -51,6 +51,11 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
             shared.schedule(&agent);
         }
         shared.finish_job();
+        // The update is over for the caller (a new version serves); what it
+        // left for the trainer's copies is done now, while the caller goes
+        // on. A panic in a user's model here drops the copy: the next update
+        // copies the live model.
+        let _ = catch_unwind(AssertUnwindSafe(|| crate::update::catch_up_trainer_copies(&agent)));
     }
 }
 
