@@ -12,8 +12,10 @@
 //! And the whole update as a user gets it: 50 news articles handed to a
 //! coordinator (default configuration, store and checkpoints off, as in
 //! `peer_news`), one update forced and waited for: replay, the pass, the
-//! judging of live model and candidate, the swap and the copy of the
-//! changed rows into the trainer's copy. The articles are not predicted
+//! judging of live model and candidate, the swap (the copy of the changed
+//! rows into the trainer's copy follows on the worker once the update is
+//! over for the caller, while the next 50 are handed in; the next update
+//! waits for it if it is not done). The articles are not predicted
 //! first, so the update tokenises them itself (a stream that predicts each
 //! article before handing it in has them cached).
 //!
