@@ -3,7 +3,6 @@
 //! label, and its counters. Every field has its own lock, held briefly; no lock
 //! is held while a model trains.
 
-use crate::update::TrainerCopy;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use crate::example::{ExampleId, TargetKind, TrainingExample};
 use crate::models::{AgentModel, ModelKind};
 use crate::replay::ReplayMemory;
 use crate::review::ReviewQueue;
+use crate::update::TrainerCopy;
 
 /// The model currently serving one (agent, task), and its version.
 pub(crate) struct LiveModel {

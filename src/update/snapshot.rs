@@ -162,13 +162,19 @@ impl TrainerCopy {
     /// copies the live model whole.
     pub(super) fn caught_up(self, live: &LiveModel) -> Option<Box<dyn AgentModel>> {
         let TrainerCopy { model, behind } = self;
-        match behind {
-            None => Some(model),
+        let level = match behind {
+            None => return Some(model),
             Some(Behind::Accepted(touched)) => install(live, model, &touched),
-            Some(Behind::RolledBack { touched, shapes }) => {
-                resync(live, model, touched.as_ref(), &shapes).ok().flatten()
-            }
+            Some(Behind::RolledBack { touched, shapes }) => resync(live, model, touched.as_ref(), &shapes)
+                .map_err(|e| tracing::warn!(error = %e, "trainer's copy not brought back after a rollback"))
+                .ok()
+                .flatten(),
+        };
+        if level.is_none() {
+            // Not an error of the update: it costs the next one a whole copy.
+            tracing::warn!("trainer's copy dropped; the next update copies the live model");
         }
+        level
     }
 }
 
