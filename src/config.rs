@@ -168,7 +168,9 @@ pub struct TextModelConfig {
     /// Number of hash buckets for word uni- and bi-grams (rows of the
     /// linear models' weight table, and of the tagger's embedding).
     pub hash_buckets: usize,
-    /// Width of the token tagger's embedding.
+    /// Width of the embedding of the convolutional token tagger of earlier
+    /// versions; the CRF tagger has none. Still read, so that
+    /// configurations that set it load.
     pub embedding_dim: usize,
     /// At most this many tokens of an input are used (the rest is ignored).
     pub max_tokens: usize,
@@ -194,9 +196,12 @@ pub struct TextModelConfig {
     /// 0.286 at 16) on the last fifth of the VADER tweets' training part,
     /// trained on the rest in updates of 200.
     pub regressor_learning_rate: f64,
-    /// Examples per adaptive step of the hashed linear models: 1 learns each
-    /// example in turn, as Vowpal Wabbit does.
+    /// Examples per adaptive step of the hashed linear models and the token
+    /// tagger: 1 learns each example in turn, as Vowpal Wabbit does.
     pub linear_minibatch_size: usize,
+    /// Base rate of the token tagger's adaptive steps (its feature rows
+    /// row-wise, its transitions each). TAGGER_RATE_DOC
+    pub tagger_learning_rate: f64,
     /// Seed of the weight initialisation (mixed with the agent and task names).
     pub seed: u64,
 }
@@ -212,6 +217,7 @@ impl Default for TextModelConfig {
             linear_learning_rate: 16.0,
             regressor_learning_rate: 1.0,
             linear_minibatch_size: 1,
+            tagger_learning_rate: 0.2,
             seed: 0x0f_7e_f1_e5,
         }
     }

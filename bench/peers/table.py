@@ -1,7 +1,8 @@
 """Prints the side-by-side table of `bench/peers/run.sh` from the JSON files
 it wrote (target/peers/*.json): for each comparison, each side's figures and
 the peer's figure as a ratio of onthefly's. Standard library only; a file
-that is missing (a part not run, a peer that did not install) is a dash.
+that is missing (a part not run, a peer that did not install) is a dash, and
+the tagger's tables (part 4) are left out when neither of its files is there.
 
 Usage: python table.py [FOLDER]   (default target/peers)
 """
@@ -160,6 +161,72 @@ def ingest():
     )
 
 
+def tagger():
+    """Printed only when part 4 ran: it came later than the others, and
+    folders of earlier runs have no tagger files."""
+    ours, peers = load("tagger-onthefly"), load("tagger-peers")
+    if ours is None and peers is None:
+        return
+    systems = [("onthefly", ours)] + [
+        (name, (peers or {}).get("systems", {}).get(name))
+        for name in ["crf", "dictionary_cased", "dictionary_lower"]
+    ]
+    labels = {
+        "onthefly": "onthefly tagger",
+        "crf": "sklearn-crfsuite CRF (tutorial word features)",
+        "dictionary_cased": "dictionary of training entities, case kept",
+        "dictionary_lower": "dictionary of training entities, lower-cased",
+    }
+    rows = []
+    for name, r in systems:
+        get = lambda k: None if r is None else r[k]  # noqa: E731
+        seconds = None if r is None else r.get("train_seconds", r.get("seconds"))
+        rows.append(
+            [
+                labels[name],
+                cell(get("f1"), ".3f"),
+                cell(get("precision"), ".3f"),
+                cell(get("recall"), ".3f"),
+                ratio(get("f1"), (ours or {}).get("f1")),
+                cell(seconds, ",.2f"),
+            ]
+        )
+    about = peers or ours
+    table(
+        f"4. entity tagger, WNUT-16 tweets, {about['split']} split ({about['eval_sentences']} tweets, "
+        f"{about['train_sentences']} to train on): entity F1, exact span and type, micro-averaged",
+        ["system", "F1", "precision", "recall", "F1 vs ours", "seconds"],
+        rows,
+    )
+    print("  seconds: training for the peers; the whole run for onthefly")
+    if ours:
+        print(
+            f"  onthefly: {ours['updates']} updates, {ours['rolled_back']} rolled back, "
+            f"{ours['quarantined']} quarantined"
+        )
+    if ours and peers and any(ours[k] != peers[k] for k in ["split", "train_sentences", "eval_sentences"]):
+        print(
+            "  the sides differ in their data: onthefly "
+            f"{ours['split']}, {ours['train_sentences']} / {ours['eval_sentences']} tweets; peers "
+            f"{peers['split']}, {peers['train_sentences']} / {peers['eval_sentences']}"
+        )
+    present = [(name, r) for name, r in systems if r is not None]
+    kinds = sorted({kind for _, r in present for kind in r["per_type"]})
+    per_type = []
+    for kind in kinds:
+        support = next((r["per_type"][kind]["support"] for _, r in present if kind in r["per_type"]), None)
+        per_type.append(
+            [kind, cell(support, "d")]
+            + [cell(r["per_type"].get(kind, {}).get("f1") if r else None, ".3f") for _, r in systems]
+        )
+    table(
+        "   F1 per entity type (support: true entities of the type in the evaluation tweets)",
+        ["type", "support"] + [name for name, _ in systems],
+        per_type,
+    )
+
+
 ewc()
 news()
 ingest()
+tagger()

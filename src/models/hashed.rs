@@ -247,7 +247,7 @@ const KEPT_MANTISSA_BITS: u32 = 16;
 
 /// Rounds every value to [`KEPT_MANTISSA_BITS`], to nearest, ties to even
 /// (a value that would round past the largest float keeps its bits).
-fn round_to_kept_precision(values: &mut [f32]) {
+pub(super) fn round_to_kept_precision(values: &mut [f32]) {
     const DROPPED: u32 = 23 - KEPT_MANTISSA_BITS;
     const HALF_MINUS_ONE: u32 = (1 << (DROPPED - 1)) - 1;
     const KEPT: u32 = !((1 << DROPPED) - 1);
@@ -293,35 +293,12 @@ impl HashedLinear {
         })
     }
 
-    /// The rows `texts` use and each text's features over them.
-    ///
-    /// The rows are the set bits of a bitmap over the buckets, and a row's
-    /// place among them is its rank (the bits set before it: a count per
-    /// 64-bit word plus a popcount). The bitmap and the counts of 2¹⁸
-    /// buckets take 48 KiB and stay in the core's cache, where a table of a
-    /// place per bucket (1 MiB) missed it on every look-up and took as long
-    /// as the training itself. A text's repeated n-grams were merged once,
-    /// when it was first seen ([`distinct_features`]).
+    /// The rows `texts` use ([`RowUnion`]) and each text's features over
+    /// them. A text's repeated n-grams were merged once, when it was first
+    /// seen ([`distinct_features`]).
     fn sparse_batch(&self, texts: &[&str], config: &TextModelConfig) -> SparseBatch {
         let all: Vec<Arc<Features>> = texts.iter().map(|text| self.features(text, config)).collect();
-        let mut bits = vec![0u64; config.hash_buckets.div_ceil(64)];
-        for &id in all.iter().flat_map(|features| features.ids.iter()) {
-            bits[id as usize / 64] |= 1 << (id % 64);
-        }
-        let mut before = Vec::with_capacity(bits.len());
-        let mut union = Vec::new();
-        for (w, &word) in bits.iter().enumerate() {
-            before.push(union.len() as u32);
-            let mut rest = word;
-            while rest != 0 {
-                union.push((w * 64) as i64 + i64::from(rest.trailing_zeros()));
-                rest &= rest - 1;
-            }
-        }
-        let rank = |id: u32| {
-            let below = bits[id as usize / 64] & ((1u64 << (id % 64)) - 1);
-            before[id as usize / 64] + below.count_ones()
-        };
+        let rows = RowUnion::new(all.iter().flat_map(|f| f.ids.iter().copied()), config.hash_buckets);
         let inputs = all
             .iter()
             .map(|features| {
@@ -329,11 +306,14 @@ impl HashedLinear {
                     .ids
                     .iter()
                     .zip(&features.values)
-                    .map(|(&id, &value)| (rank(id), value))
+                    .map(|(&id, &value)| (rows.place(id), value))
                     .collect()
             })
             .collect();
-        SparseBatch { union, inputs }
+        SparseBatch {
+            union: rows.rows,
+            inputs,
+        }
     }
 
     /// The features of `inputs` in one flat list, each input's offset in
@@ -349,6 +329,49 @@ impl HashedLinear {
             values.extend_from_slice(&features.values);
         }
         (ids, offsets, values)
+    }
+}
+
+/// The distinct rows a batch uses, ascending (the table is read and
+/// written in address order), and each row's place among them.
+///
+/// The rows are the set bits of a bitmap over the buckets, and a row's
+/// place among them is its rank (the bits set before it: a count per
+/// 64-bit word plus a popcount). The bitmap and the counts of 2¹⁸
+/// buckets take 48 KiB and stay in the core's cache, where a table of a
+/// place per bucket (1 MiB) missed it on every look-up and took as long
+/// as the training itself.
+pub(super) struct RowUnion {
+    /// The rows, ascending.
+    pub rows: Vec<i64>,
+    bits: Vec<u64>,
+    before: Vec<u32>,
+}
+
+impl RowUnion {
+    /// The union of `ids`, each below `buckets`.
+    pub fn new(ids: impl Iterator<Item = u32>, buckets: usize) -> RowUnion {
+        let mut bits = vec![0u64; buckets.div_ceil(64)];
+        for id in ids {
+            bits[id as usize / 64] |= 1 << (id % 64);
+        }
+        let mut before = Vec::with_capacity(bits.len());
+        let mut rows = Vec::new();
+        for (w, &word) in bits.iter().enumerate() {
+            before.push(rows.len() as u32);
+            let mut rest = word;
+            while rest != 0 {
+                rows.push((w * 64) as i64 + i64::from(rest.trailing_zeros()));
+                rest &= rest - 1;
+            }
+        }
+        RowUnion { rows, bits, before }
+    }
+
+    /// The place of row `id` (one of the union's) among the rows.
+    pub fn place(&self, id: u32) -> u32 {
+        let below = self.bits[id as usize / 64] & ((1u64 << (id % 64)) - 1);
+        self.before[id as usize / 64] + below.count_ones()
     }
 }
 

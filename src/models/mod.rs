@@ -12,16 +12,16 @@ mod feature_cache;
 mod hashed;
 mod minilm;
 mod minilm_head;
+mod tagger;
 mod text_classifier;
 mod text_regressor;
-mod token_tagger;
 mod torchscript;
 
 pub use minilm::MiniLm;
 pub use minilm_head::MiniLmHead;
+pub use tagger::TokenTagger;
 pub use text_classifier::TextClassifier;
 pub use text_regressor::TextRegressor;
-pub use token_tagger::TokenTagger;
 pub use torchscript::{TorchScriptModel, TorchScriptSpec};
 
 use std::collections::BTreeMap;
@@ -41,7 +41,7 @@ pub enum ModelKind {
     TextClassifier,
     /// The same features, one sigmoid unit: a score in 0..=1.
     TextRegressor,
-    /// Hashed token features, a convolution over neighbours: one BIO tag per token.
+    /// A linear-chain CRF over hashed token features: one BIO tag per token.
     TokenTagger,
     /// A user's TorchScript module (see [`TorchScriptSpec`]), configured per (agent, task).
     #[serde(rename = "torchscript")]

