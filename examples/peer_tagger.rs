@@ -13,7 +13,8 @@
 //!
 //! `--passes N` streams the training tweets N times (1); `--limit-train N`
 //! keeps the first N; `--update-threshold N` (50), `--rate R` (the tagger's
-//! adaptive base rate), `--hash-buckets N`, `--held-out F` (the judging
+//! adaptive base rate), `--hash-buckets N`, `--seed N` (the order of
+//! each update's examples), `--rotate K` (the stream starts K fifths in), `--held-out F` (the judging
 //! share) and `--replay-capacity N` change one setting each. Everything else
 //! is the library's default configuration, with no store and no checkpoints.
 //! The last line printed is JSON.
@@ -46,6 +47,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(limit) = args::value::<usize>("--limit-train") {
         train.truncate(limit);
     }
+    if let Some(fifths) = args::value::<usize>("--rotate") {
+        // The same tweets from another starting point: the spread of the
+        // figures over orders is their noise.
+        let len = train.len();
+        train.rotate_left(fifths * len / 5 % len.max(1));
+    }
     let passes = args::value::<usize>("--passes").unwrap_or(1);
 
     let data_dir = std::env::temp_dir().join(format!("onthefly-peer-tagger-{}", std::process::id()));
@@ -62,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         text_model: onthefly::TextModelConfig {
             tagger_learning_rate: args::value("--rate").unwrap_or(defaults.text_model.tagger_learning_rate),
             hash_buckets: args::value("--hash-buckets").unwrap_or(defaults.text_model.hash_buckets),
+            seed: args::value("--seed").unwrap_or(defaults.text_model.seed),
             ..defaults.text_model.clone()
         },
         checkpoints_kept: 0,
@@ -118,6 +126,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let status = coordinator.get_training_status();
     let analyst = &status.agents[AGENT];
     let history = coordinator.performance_history();
+    if args::flag("--verbose") {
+        for r in &history {
+            eprintln!(
+                "update {} trained {} held out {} {:?} -> {:?} {:?}",
+                r.update_id,
+                r.examples_trained,
+                r.held_out_examples,
+                r.accuracy_before,
+                r.accuracy_after,
+                r.rollback_reason
+            );
+        }
+    }
     let update_ms: u64 = history.iter().map(|r| r.duration_ms).sum();
     let per_type: serde_json::Map<String, serde_json::Value> = per_type
         .iter()

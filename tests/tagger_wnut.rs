@@ -1,115 +1,171 @@
 //! The built-in token tagger through the whole pipeline, on real data: the
-//! WNUT-16 tweets (every fifth one held out as the test set), streamed to the
-//! analyst's `entity_extraction` task, three passes, one update per 200
-//! tweets. Entity F1 on the test tweets is stated beside a dictionary of the
-//! training entities; the updates are judged by entity F1 (a harmful one is
-//! rolled back); a restart serves the same tags from the checkpoint.
+//! WNUT-16 tweets (every fifth one held out as the test set), streamed once
+//! in file order to the analyst's `entity_extraction` task as an agent hands
+//! them in (waiting for each update of 50), with the default configuration.
+//!
+//! It guards the README's figures: the tagger's entity F1 on the test tweets
+//! against sklearn-crfsuite trained on the same tweets at once
+//! (`bench/peers/wnut_tagger.py --split test`) and against a dictionary of
+//! the training entities; on this clean stream (every label right) the
+//! judge rolls back at most 5 % of the updates and quarantines at most 1 %
+//! of the tweets. Wrong corrections are rolled back; a restart serves the
+//! same tags from the checkpoint; 100 corrections of the worst entity type
+//! through `add_user_correction` raise its F1.
 
 mod common;
 
 use std::time::Duration;
 
-use common::ner::{load_sentences, Dictionary};
+use common::ner::{entity_scores, load_sentences, wnut_split, Dictionary, Sentence};
 use common::small_config;
-use onthefly::eval::entity_f1;
-use onthefly::{Config, Coordinator, NewExample, Target, TextModelConfig};
+use onthefly::{Config, Coordinator, NewExample, Priority, Target, TextModelConfig, UserCorrection};
 
 const AGENT: &str = "analyst";
-/// The figure the README quotes; the test fails 0.05 below it.
-const MEASURED_F1: f64 = 0.217;
 const TASK: &str = "entity_extraction";
+/// The README's figure (`cargo run --release --example peer_tagger -- --split
+/// test`; this run, in file order, is deterministic).
+const MEASURED_F1: f64 = 0.468;
+/// The figure's noise: the same tweets streamed from four other starting
+/// points (`--rotate 1..4`) scored 0.439–0.453, a spread of 0.03.
+const MARGIN: f64 = 0.03;
+/// sklearn-crfsuite 0.5.0 (c1 = c2 = 0.1, 100 L-BFGS iterations, the
+/// tutorial's word features) trained on the same 1,915 tweets at once:
+/// `bench/peers/wnut_tagger.py --split test`.
+const CRF_PEER_F1: f64 = 0.447;
 
-#[test]
-fn the_tagger_learns_wnut_entities_and_its_checkpoint_serves_the_same_tags() {
-    let sentences = load_sentences();
-    assert!(sentences.len() > 2_000, "{} tweets", sentences.len());
-    let (test, train): (Vec<_>, Vec<_>) = sentences.iter().enumerate().partition(|(i, _)| i % 5 == 0);
-    let test: Vec<_> = test.into_iter().map(|(_, s)| s).collect();
-    let train: Vec<_> = train.into_iter().map(|(_, s)| s).collect();
-    let config = Config {
-        held_out_fraction: 0.2,
-        update_threshold: 1000,
-        text_model: TextModelConfig {
-            hash_buckets: 1 << 17,
-            embedding_dim: 32,
-            learning_rate: 0.1,
-            ..TextModelConfig::default()
-        },
+fn config() -> Config {
+    Config {
+        held_out_fraction: Config::default().held_out_fraction,
+        text_model: TextModelConfig::default(),
         ..small_config()
-    };
-    let c = Coordinator::new(config.clone()).unwrap();
-    let mut sent = 0;
-    for _pass in 0..3 {
-        for s in &train {
-            c.add_training_example(NewExample::new(AGENT, TASK, s.text(), Target::Tags(s.tags.clone())))
-                .unwrap();
-            sent += 1;
-            if sent % 200 == 0 {
-                c.force_update_agent(AGENT).unwrap();
-                assert!(c.wait_for_idle(Duration::from_secs(300)));
-            }
-        }
+    }
+}
+
+fn tags_of(output: &Target) -> Vec<String> {
+    match output {
+        Target::Tags(t) => t.clone(),
+        other => panic!("tags, got {other:?}"),
+    }
+}
+
+fn tag_all(c: &Coordinator, sentences: &[&Sentence]) -> Vec<Vec<String>> {
+    let texts: Vec<String> = sentences.iter().map(|s| s.text()).collect();
+    let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let predicted: Vec<Vec<String>> = c
+        .predict_batch(AGENT, TASK, &inputs)
+        .unwrap()
+        .iter()
+        .map(|p| tags_of(&p.output))
+        .collect();
+    for (p, s) in predicted.iter().zip(sentences) {
+        assert_eq!(p.len(), s.tokens.len(), "one tag per token");
+    }
+    predicted
+}
+
+fn stream(c: &Coordinator, sentences: &[&Sentence]) {
+    for s in sentences {
+        c.add_training_example(NewExample::new(AGENT, TASK, s.text(), Target::Tags(s.tags.clone())))
+            .unwrap();
+        assert!(c.wait_for_idle(Duration::from_secs(300)));
     }
     c.force_update_agent(AGENT).unwrap();
     assert!(c.wait_for_idle(Duration::from_secs(300)));
+}
 
-    let texts: Vec<String> = test.iter().map(|s| s.text()).collect();
-    let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let predictions = c.predict_batch(AGENT, TASK, &inputs).unwrap();
-    let predicted: Vec<Vec<String>> = predictions
+fn pairs<'a>(
+    sentences: &'a [&Sentence],
+    predicted: &'a [Vec<String>],
+) -> impl Iterator<Item = (&'a [String], &'a [String])> {
+    sentences
         .iter()
-        .map(|p| match &p.output {
-            Target::Tags(t) => t.clone(),
-            other => panic!("tags, got {other:?}"),
-        })
-        .collect();
-    for (p, s) in predicted.iter().zip(&test) {
-        assert_eq!(p.len(), s.tokens.len(), "one tag per token");
-    }
-    let f1 = entity_f1(
-        test.iter()
-            .zip(&predicted)
-            .map(|(s, p)| (s.tags.as_slice(), p.as_slice())),
-    );
-    let dictionary = Dictionary::from_training(&train);
-    let looked_up: Vec<Vec<String>> = test.iter().map(|s| dictionary.tag(&s.tokens)).collect();
-    let baseline = entity_f1(
-        test.iter()
-            .zip(&looked_up)
-            .map(|(s, p)| (s.tags.as_slice(), p.as_slice())),
-    );
+        .zip(predicted)
+        .map(|(s, p)| (s.tags.as_slice(), p.as_slice()))
+}
+
+#[test]
+fn the_tagger_beats_a_crf_and_the_dictionary_and_keeps_every_clean_tweet() {
+    let sentences = load_sentences();
+    let (train, test) = wnut_split(&sentences, false);
+    assert_eq!((train.len(), test.len()), (1_915, 479));
+    let config = config();
+    let c = Coordinator::new(config.clone()).unwrap();
+    stream(&c, &train);
+
+    let predicted = tag_all(&c, &test);
+    let (tagger, per_type) = entity_scores(pairs(&test, &predicted));
+    let dictionary = |d: Dictionary| {
+        let looked_up: Vec<Vec<String>> = test.iter().map(|s| d.tag(&s.tokens)).collect();
+        entity_scores(pairs(&test, &looked_up)).0.f1
+    };
+    let cased = dictionary(Dictionary::from_training_cased(&train));
+    let lower = dictionary(Dictionary::from_training(&train));
+    let status = c.get_training_status();
+    let analyst = &status.agents[AGENT];
     let history = c.performance_history();
-    let kept = history.iter().filter(|r| !r.rollback_triggered).count();
     println!(
-        "entity F1 on {} test tweets: tagger {f1:.3}, dictionary of the training entities {baseline:.3}; {} updates, {kept} kept",
+        "entity F1 on {} test tweets: tagger {:.3} (precision {:.3}, recall {:.3}), dictionary case kept {cased:.3}, \
+         lower-cased {lower:.3}; {} updates, {} rolled back, {} of {} tweets quarantined",
         test.len(),
+        tagger.f1,
+        tagger.precision,
+        tagger.recall,
+        history.len(),
+        analyst.updates_rolled_back,
+        analyst.examples_quarantined,
+        train.len(),
+    );
+    for (kind, s) in &per_type {
+        println!("  {kind}: F1 {:.3} ({} entities)", s.f1, s.support);
+    }
+    assert!(
+        tagger.f1 >= MEASURED_F1 - MARGIN,
+        "the tagger's entity F1 is {:.3}, the README says {MEASURED_F1}",
+        tagger.f1
+    );
+    assert!(
+        tagger.f1 > CRF_PEER_F1,
+        "the tagger's entity F1 {:.3} is not above sklearn-crfsuite's {CRF_PEER_F1}",
+        tagger.f1
+    );
+    assert!(
+        tagger.f1 >= cased + 0.10,
+        "the tagger's entity F1 {:.3} is not 0.10 above the dictionary's {cased:.3}",
+        tagger.f1
+    );
+    // Every label of this stream is right: the judge has no reason to
+    // refuse its updates, and none to quarantine its tweets.
+    assert!(
+        analyst.updates_rolled_back as f64 <= 0.05 * history.len() as f64,
+        "{} of {} updates of a clean stream rolled back",
+        analyst.updates_rolled_back,
         history.len()
     );
-    assert!(history.iter().any(|r| r.metric == "entity_f1"));
-    // Tagging every token O scores 0. The dictionary is a strong baseline
-    // here (WNUT tweets repeat the same names), and it wins: the tagger must
-    // still have learned entities, not merely the majority tag.
     assert!(
-        f1 >= MEASURED_F1 - 0.05,
-        "the tagger's entity F1 is {f1:.3}, the README says {MEASURED_F1}"
+        analyst.examples_quarantined as f64 <= 0.01 * train.len() as f64,
+        "{} of {} clean tweets quarantined",
+        analyst.examples_quarantined,
+        train.len()
     );
-    assert!(baseline > 0.0);
-    let version = c.get_training_status().agents[AGENT].models[TASK].version;
+    assert!(history.iter().all(|r| r.metric == "entity_f1"));
+    let version = analyst.models[TASK].version;
     assert!(version >= 1);
 
-    // Corrections that tag every token as a person: the held-out entity F1
-    // falls, the update of the whole batch is rolled back.
+    // Corrections that tag every token as a person: the update of the
+    // whole batch is rolled back.
     common::assert_wrong_answers_roll_back(
         &c,
         AGENT,
         TASK,
-        train.iter().take(150).map(|s| {
+        train.iter().take(40).map(|s| {
             let wrong = Target::Tags(vec!["B-person".to_string(); s.tokens.len()]);
             (s.text(), Target::Tags(s.tags.clone()), wrong)
         }),
     );
     // What serves now (the version above, or one after it if a small part
     // of the harmful batch passed) serves again after a restart.
+    let texts: Vec<String> = test.iter().map(|s| s.text()).collect();
+    let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let serving = c.predict_batch(AGENT, TASK, &inputs).unwrap();
     assert!(serving[0].model_version >= version);
     c.shutdown();
@@ -118,4 +174,81 @@ fn the_tagger_learns_wnut_entities_and_its_checkpoint_serves_the_same_tags() {
     let again = restarted.predict_batch(AGENT, TASK, &inputs).unwrap();
     assert_eq!(again[0].model_version, serving[0].model_version);
     assert!(again.iter().zip(&serving).all(|(a, b)| a.output == b.output));
+}
+
+/// The original promised better entities from corrections: after the first
+/// third of the training tweets, the type the tagger does worst on (of
+/// those with 20 test entities or more and 100 tweets or more left to
+/// correct) is corrected in 100 tweets of the rest through
+/// `add_user_correction` (the tagger's own answer as the wrong output), at
+/// priority 1, so that they are learned in updates of 50 with replay: every
+/// correction is learned (none rolled back or quarantined) and the type's
+/// F1 on the test tweets rises by 0.05 or more (measured: `other`, 0.209 →
+/// 0.295). At the default priority 2 each correction is an update of its
+/// own, and 100 such updates took the F1 of all types from 0.308 to 0.125
+/// while each passed the judge: an open defect, see the README.
+#[test]
+fn corrections_of_the_worst_entity_type_raise_its_f1() {
+    let sentences = load_sentences();
+    let (train, test) = wnut_split(&sentences, false);
+    let (first, rest) = train.split_at(train.len() / 3);
+    let c = Coordinator::new(config()).unwrap();
+    stream(&c, first);
+    let (overall_before, before) = entity_scores(pairs(&test, &tag_all(&c, &test)));
+    let holding = |kind: &str| -> Vec<&Sentence> {
+        let suffix = format!("-{kind}");
+        rest.iter()
+            .copied()
+            .filter(|s| s.tags.iter().any(|t| t.ends_with(&suffix)))
+            .take(100)
+            .collect()
+    };
+    let (worst, was) = before
+        .iter()
+        .filter(|(kind, s)| s.support >= 20 && holding(kind).len() == 100)
+        .min_by(|a, b| a.1.f1.total_cmp(&b.1.f1))
+        .map(|(kind, s)| (kind.clone(), *s))
+        .unwrap();
+    let chosen = holding(&worst);
+    for s in &chosen {
+        let answered = c.predict(AGENT, TASK, &s.text()).unwrap();
+        c.add_user_correction(UserCorrection {
+            priority: Priority::Medium,
+            ..UserCorrection::new(AGENT, TASK, s.text(), Target::Tags(s.tags.clone()), answered.output)
+        })
+        .unwrap();
+        assert!(c.wait_for_idle(Duration::from_secs(300)));
+    }
+    c.force_update_agent(AGENT).unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(300)));
+    let (overall_after, after) = entity_scores(pairs(&test, &tag_all(&c, &test)));
+    let now = after[&worst];
+    let analyst = &c.get_training_status().agents[AGENT];
+    println!(
+        "{} corrections: {} updates rolled back, {} examples quarantined; entity F1 of all types {:.3} → {:.3}",
+        chosen.len(),
+        analyst.updates_rolled_back,
+        analyst.examples_quarantined,
+        overall_before.f1,
+        overall_after.f1
+    );
+    println!(
+        "{worst} ({} test entities): F1 {:.3} → {:.3} after {} corrections (precision {:.3} → {:.3}, recall {:.3} → {:.3})",
+        was.support,
+        was.f1,
+        now.f1,
+        chosen.len(),
+        was.precision,
+        now.precision,
+        was.recall,
+        now.recall
+    );
+    assert_eq!((analyst.updates_rolled_back, analyst.examples_quarantined), (0, 0));
+    assert!(
+        now.f1 >= was.f1 + 0.05,
+        "{worst}: F1 {:.3} → {:.3} after the corrections",
+        was.f1,
+        now.f1
+    );
+    c.shutdown();
 }
