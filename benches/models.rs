@@ -1,7 +1,7 @@
 //! One update of 50 examples for every built-in model kind, part by part:
 //! the copy an update starts from, the training epoch without and with the
-//! EWC penalty, the Fisher of the 50, the evaluation on 100 held-out
-//! examples, and a checkpoint written and read back into the model. Each kind
+//! EWC penalty, the Fisher of the 50, one prediction, the evaluation on 100
+//! held-out examples, and a checkpoint written and read back into the model. Each kind
 //! on its real data (news outlets, VADER ratings, WNUT tags, VADER sentiment
 //! for the MiniLM head).
 //!
@@ -81,6 +81,8 @@ fn bench_kind(c: &mut Criterion, name: &str, mut model: Box<dyn AgentModel>, dat
     group.bench_function("fisher_of_50", |b| {
         b.iter(|| black_box(diagonal_fisher(model.as_ref(), batch, FisherKind::Empirical, 50, 3).unwrap()))
     });
+    let one = [held_out[0].input_text.as_str()];
+    group.bench_function("predict_one", |b| b.iter(|| black_box(model.predict(&one).unwrap())));
     group.bench_function("evaluate_100", |b| {
         b.iter(|| black_box(evaluate(model.as_ref(), held_out).unwrap()))
     });

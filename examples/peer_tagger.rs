@@ -24,6 +24,7 @@
 #[path = "common/args.rs"]
 mod args;
 #[path = "../tests/common/ner.rs"]
+#[allow(dead_code)] // The dictionaries are the tests' and the benches'.
 mod ner;
 
 use std::time::{Duration, Instant};

@@ -205,14 +205,42 @@ mod tests {
 
     fn measured(losses: Vec<f64>) -> Measured {
         let n = losses.len();
+        let metric = Metric {
+            name: MetricName::Accuracy,
+            value: 1.0 - losses.iter().sum::<f64>() / n as f64,
+            examples: n,
+        };
+        let binary = losses.iter().all(|&l| l == 0.0 || l == 1.0);
         Measured {
-            metric: Metric {
-                name: MetricName::Accuracy,
-                value: 1.0 - losses.iter().sum::<f64>() / n as f64,
-                examples: n,
-            },
+            metric,
+            guard: metric,
             losses,
+            comparison: if binary {
+                Comparison::Signs
+            } else {
+                Comparison::MeanDifference
+            },
         }
+    }
+
+    #[test]
+    fn counts_of_wrong_entities_are_compared_by_signs() {
+        let config = AcceptanceConfig::default();
+        // Three sentences lose an entity each, none gains: p = 1/8, kept
+        // (a z-test of the mean difference rolled this back).
+        let live = vec![0.0; 100];
+        let mut worse = live.clone();
+        worse[..3].fill(1.0);
+        let signs = |losses: Vec<f64>| Measured {
+            comparison: Comparison::Signs,
+            ..measured(losses)
+        };
+        assert!(paired_verdict(&signs(live.clone()), &signs(worse), &config, 1.0).is_none());
+        // Six sentences worse, by two entities or one, none better: p = 1/64.
+        let mut harmful = live.clone();
+        harmful[..6].copy_from_slice(&[2.0, 1.0, 2.0, 1.0, 1.0, 2.0]);
+        let reason = paired_verdict(&signs(live), &signs(harmful), &config, 1.0).unwrap();
+        assert!(reason.contains("worse than the live model on 6 of 100"), "{reason}");
     }
 
     #[test]

