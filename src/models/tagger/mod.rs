@@ -183,17 +183,8 @@ impl TokenTagger {
 
     /// The tag indices of an example's gold tags, read as valid BIO.
     fn gold(&self, example: &TrainingExample) -> Result<Vec<usize>, ModelError> {
-        let mut tags = match &example.expected_output {
-            Target::Tags(tags) => tags.clone(),
-            other => {
-                return Err(ModelError::WrongTarget {
-                    expected: TargetKind::Tags,
-                    got: other.kind(),
-                })
-            }
-        };
-        repair_bio(&mut tags);
-        tags.iter()
+        gold_tags(example)?
+            .iter()
             .map(|tag| {
                 self.index
                     .get(tag)
@@ -311,6 +302,21 @@ impl TokenTagger {
     }
 }
 
+/// An example's gold tags, read as valid BIO ([`repair_bio`]).
+fn gold_tags(example: &TrainingExample) -> Result<Vec<String>, ModelError> {
+    match &example.expected_output {
+        Target::Tags(tags) => {
+            let mut tags = tags.clone();
+            repair_bio(&mut tags);
+            Ok(tags)
+        }
+        other => Err(ModelError::WrongTarget {
+            expected: TargetKind::Tags,
+            got: other.kind(),
+        }),
+    }
+}
+
 impl AgentModel for TokenTagger {
     fn kind(&self) -> ModelKind {
         ModelKind::TokenTagger
@@ -327,17 +333,7 @@ impl AgentModel for TokenTagger {
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
         let mut new_tags: Vec<String> = Vec::new();
         for example in examples {
-            let mut tags = match &example.expected_output {
-                Target::Tags(tags) => tags.clone(),
-                other => {
-                    return Err(ModelError::WrongTarget {
-                        expected: TargetKind::Tags,
-                        got: other.kind(),
-                    })
-                }
-            };
-            repair_bio(&mut tags);
-            for tag in tags {
+            for tag in gold_tags(example)? {
                 if !self.index.contains_key(&tag) && !new_tags.contains(&tag) {
                     new_tags.push(tag);
                 }
