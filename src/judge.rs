@@ -61,6 +61,14 @@ pub struct AcceptanceConfig {
     /// A drop of at most this much (in the loss of one example: accuracy
     /// points for labels) is tolerated even when significant.
     pub margin: f64,
+    /// Added to `margin` for graded losses (a regressor's absolute errors,
+    /// on its 0..=1 scale): a candidate whose mean error is at most this
+    /// much higher is kept. 100 judging examples make a rise of 0.001–0.002
+    /// significant, which rolled back 7 of the 43 updates of the second half
+    /// of the clean, shuffled VADER tweet stream (`examples/judge_clean.rs`)
+    /// and quarantined 50 correct tweets; a change that small moves no
+    /// prediction anyone acts on.
+    pub score_margin: f64,
 }
 
 impl Default for AcceptanceConfig {
@@ -69,6 +77,7 @@ impl Default for AcceptanceConfig {
             test: AcceptanceTest::Paired,
             confidence: 0.95,
             margin: 0.0,
+            score_margin: 0.005,
         }
     }
 }
@@ -115,12 +124,12 @@ pub fn paired_verdict(
         let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
         let se = (var / n as f64).sqrt();
         let z = normal_quantile(config.confidence);
-        (mean > config.margin + z * se).then(|| {
+        let margin = config.margin + config.score_margin;
+        (mean > margin + z * se).then(|| {
             format!(
                 "the candidate's {} loss per held-out example is {mean:.4} higher than the live model's on {n} \
-                 examples (standard error {se:.4}; more than margin {} + {z:.2} standard errors)",
+                 examples (standard error {se:.4}; more than margin {margin} + {z:.2} standard errors)",
                 after.name.as_str(),
-                config.margin
             )
         })
     }

@@ -5,6 +5,7 @@ pub mod acceptance;
 pub mod active;
 pub mod continual;
 pub mod db;
+pub mod judging;
 pub mod ner;
 pub mod news;
 pub mod permuted;
