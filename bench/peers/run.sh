@@ -13,10 +13,11 @@
 #      (bench/peers/ingest_original.py, examples/peer_ingest.rs), in one
 #      throwaway cluster (scripts/with_test_postgres.sh);
 #   4. the analyst's entity tagger on the WNUT-16 tweets (every fifth the test
-#      set), entity F1 overall and per type: a CRF (sklearn-crfsuite) and
-#      dictionaries of the training entities, case kept and lower-cased,
-#      against onthefly's tagger (bench/peers/wnut_tagger.py,
-#      examples/peer_tagger.rs).
+#      set) and on CoNLL-2003 news (the first 4,000 training sentences in date
+#      order, the test split a later month), entity F1 overall and per type:
+#      a CRF (sklearn-crfsuite) and dictionaries of the training entities,
+#      case kept and lower-cased, against onthefly's tagger
+#      (bench/peers/wnut_tagger.py, examples/peer_tagger.rs).
 #
 # JSON lands in target/peers/, a table is printed at the end
 # (bench/peers/table.py). Sizes, to shrink a run (applied to both sides):
@@ -169,6 +170,10 @@ if wants tagger; then
   peer_venv crfsuite sklearn-crfsuite==0.5.0
   last_json "$venvs/crfsuite/bin/python" bench/peers/wnut_tagger.py --split test >"$out/tagger-peers.json"
   last_json run_example peer_tagger -- --split test >"$out/tagger-onthefly.json"
+  say "4. the entity tagger on CoNLL-2003 news (a stream no default was chosen on)"
+  last_json "$venvs/crfsuite/bin/python" bench/peers/wnut_tagger.py --conll data/conll2003 --limit-train 4000 \
+    >"$out/tagger-conll-peers.json"
+  last_json run_example peer_tagger -- --data conll --limit-train 4000 >"$out/tagger-conll-onthefly.json"
 fi
 
 say "done"

@@ -161,10 +161,11 @@ def ingest():
     )
 
 
-def tagger():
+def tagger(prefix="tagger", data="WNUT-16 tweets"):
     """Printed only when part 4 ran: it came later than the others, and
-    folders of earlier runs have no tagger files."""
-    ours, peers = load("tagger-onthefly"), load("tagger-peers")
+    folders of earlier runs have no tagger files. `prefix` names the files
+    of one data set (`tagger`: WNUT-16, `tagger-conll`: CoNLL-2003)."""
+    ours, peers = load(f"{prefix}-onthefly"), load(f"{prefix}-peers")
     if ours is None and peers is None:
         return
     systems = [("onthefly", ours)] + [
@@ -193,7 +194,7 @@ def tagger():
         )
     about = peers or ours
     table(
-        f"4. entity tagger, WNUT-16 tweets, {about['split']} split ({about['eval_sentences']} tweets, "
+        f"4. entity tagger, {data}, {about['split']} split ({about['eval_sentences']} sentences, "
         f"{about['train_sentences']} to train on): entity F1, exact span and type, micro-averaged",
         ["system", "F1", "precision", "recall", "F1 vs ours", "seconds"],
         rows,
@@ -230,3 +231,4 @@ ewc()
 news()
 ingest()
 tagger()
+tagger("tagger-conll", "CoNLL-2003 news (training split in date order, test split a later month)")
