@@ -48,7 +48,6 @@ pub fn run(stream: &str, items: &[(String, Target)]) -> Outcome {
             enabled: false,
             ..StoreConfig::default()
         },
-        performance_window: std::env::var("JUDGE_WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(100),
         ..Config::default()
     };
     let c = Coordinator::new(config).unwrap();
