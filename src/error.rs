@@ -139,6 +139,10 @@ pub enum ModelError {
     /// database (see [`crate::cluster`]); it was not installed.
     #[error("the update could not be published to the other instances: {0}")]
     Publish(String),
+    /// An example handed to a model directly (not through a coordinator,
+    /// which checks on intake) breaks its target's own rules.
+    #[error("invalid example: {0}")]
+    Invalid(#[from] ValidationError),
 }
 
 /// Any error of the library's Rust API.

@@ -173,15 +173,17 @@ pub struct Measured {
     /// The metric over the whole set, as performance records report it.
     pub metric: Metric,
     /// The metric whose drop past `rollback_threshold` rolls an update back
-    /// whatever the paired test says: `metric`, except for tags, where it
-    /// is the token accuracy. Entity F1 on a window of mostly entity-free
+    /// whatever the paired test says (the paired test's guard; the
+    /// original's rule alone, `AcceptanceTest::Threshold`, keeps `metric`):
+    /// `metric`, except for tags, where it is the token accuracy. Entity F1 on a window of mostly entity-free
     /// sentences rests on a few dozen entities, and one update's noise moved
     /// it by more than 0.05 (150 of 214 harmless updates of a news stream
     /// were rolled back on it); the window's thousands of tokens do not
     /// move so.
     pub guard: Metric,
     /// Per example, in order: 0 right / 1 wrong for labels (and JSON), the
-    /// absolute error for scores, the tokens tagged wrong for tags.
+    /// absolute error for scores, the entities missed plus the spurious ones
+    /// for tags.
     pub losses: Vec<f64>,
     /// How the paired test compares two models' `losses`.
     pub comparison: Comparison,
@@ -192,7 +194,7 @@ pub struct Measured {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Comparison {
     /// Counts the examples each model did better on (an exact sign test):
-    /// for right/wrong losses, and for counts of wrong tokens, whose paired
+    /// for right/wrong losses, and for counts of wrong entities, whose paired
     /// differences are mostly zero with a few large ones, where a test of
     /// the mean's normal approximation fires on three changed tokens.
     Signs,

@@ -9,7 +9,7 @@
 //! example by example (Dietterich 1998) and rolls back only on evidence of
 //! harm:
 //!
-//! - right/wrong losses (labels) and wrong tokens per sentence (tags): the
+//! - right/wrong losses (labels) and wrong entities per sentence (tags): the
 //!   exact one-sided sign test on the examples where the two differ
 //!   (McNemar's exact test for labels). With `b` the examples the candidate
 //!   does worse on and `c` those it does better on, the update is rolled
@@ -17,7 +17,7 @@
 //!   `(b − c)/n` exceeds `margin`;
 //! - graded losses (absolute errors): a one-sided z-test of the mean paired
 //!   difference `d̄` of the per-example losses; rolled back when
-//!   `d̄ > margin + z(confidence)·sd(d)/√n`.
+//!   `d̄ > margin + score_margin + z(confidence)·sd(d)/√n`.
 //!
 //! The original's limit stays as a guard beside the test: a drop of the
 //! metric on the judging examples larger than `rollback_threshold` (0.05)

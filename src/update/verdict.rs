@@ -27,7 +27,7 @@ pub(super) fn verdict(
     match config.acceptance.test {
         AcceptanceTest::Paired => judge::paired_verdict(before, after, &config.acceptance, max_drop),
         AcceptanceTest::Threshold => {
-            let (b, a) = (&before.guard, &after.guard);
+            let (b, a) = (&before.metric, &after.metric);
             (a.drop_from(b) > max_drop).then(|| {
                 format!(
                     "held-out {} fell from {:.4} to {:.4} on {} examples, more than the rollback threshold {max_drop}",

@@ -26,16 +26,16 @@
 
 mod crf;
 mod features;
+mod train;
 
 use std::collections::{BTreeMap, HashMap};
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::bag::saved_param;
-use super::hashed::{round_to_kept_precision, RowUnion};
 use super::{tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::config::TextModelConfig;
-use crate::error::ModelError;
+use crate::error::{ModelError, ValidationError};
 use crate::example::{Target, TargetKind, TrainingExample};
 use crate::optim::{self, Touched};
 use crf::{bio_transitions, repair_bio, Chain};
@@ -144,6 +144,23 @@ impl TokenTagger {
             transitions: saved_param(saved, TRANSITIONS, device)?,
             transition_sums: saved_param(saved, &optim::state_name(TRANSITIONS), device)?,
         };
+        // What predictions index by: a checkpoint that disagrees with its
+        // own metadata is refused, not read past its end.
+        let (buckets, k) = (config.hash_buckets as i64, tags.len() as i64);
+        for (name, table, shape) in [
+            (WEIGHT, &tables.weight, [buckets, k]),
+            ("weight sums", &tables.weight_sums, [buckets, 1]),
+            (TRANSITIONS, &tables.transitions, [k + 1, k]),
+            ("transition sums", &tables.transition_sums, [k + 1, k]),
+        ] {
+            if buckets == 0 || table.size() != shape {
+                return Err(ModelError::NotSupported(format!(
+                    "a token tagger checkpoint's {name} is {:?}, its metadata ({} buckets, {k} tags) says {shape:?}",
+                    table.size(),
+                    config.hash_buckets
+                )));
+            }
+        }
         Self::from_tables(config, device, &tables, tags)
     }
 
@@ -181,10 +198,19 @@ impl TokenTagger {
         })
     }
 
-    /// The tag indices of an example's gold tags, read as valid BIO.
+    /// The tag indices of an example's gold tags, read as valid BIO: one
+    /// per whitespace-separated token of its input, or an error.
     fn gold(&self, example: &TrainingExample) -> Result<Vec<usize>, ModelError> {
-        gold_tags(example)?
-            .iter()
+        let tags = gold_tags(example)?;
+        let tokens = example.input_text.split_whitespace().count();
+        if tags.len() != tokens {
+            return Err(ValidationError::TagCountMismatch {
+                tokens,
+                tags: tags.len(),
+            }
+            .into());
+        }
+        tags.iter()
             .map(|tag| {
                 self.index
                     .get(tag)
@@ -230,75 +256,6 @@ impl TokenTagger {
             false,
         )?;
         Ok(Some(sum))
-    }
-
-    /// The summed negative log-likelihood of the gold sequences, differentiable
-    /// (forward algorithm in log space): for Adam, EWC's penalised steps and
-    /// the Fisher information. The closed-form pass computes the same
-    /// gradients without a graph.
-    fn nll(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
-        let device = self.vs.device();
-        let k = self.tags.len() as i64;
-        let mut total = Tensor::f_zeros([], (Kind::Float, device))?;
-        if k == 0 {
-            return Ok(total);
-        }
-        let sentences: Vec<Vec<Vec<u32>>> = examples.iter().map(|e| self.features(&e.input_text)).collect();
-        let golds = examples.iter().map(|e| self.gold(e)).collect::<Result<Vec<_>, _>>()?;
-        let Some(emissions) = self.emissions(&sentences, sparse)? else {
-            return Ok(total);
-        };
-        let mask: Vec<f32> = self
-            .allowed
-            .iter()
-            .map(|&ok| if ok { 0.0 } else { FORBIDDEN })
-            .collect();
-        let transitions = self
-            .transitions
-            .f_add(&tensor_on(&mask, device)?.f_reshape([k + 1, k])?)?;
-        let start = transitions.f_get(0)?;
-        let step = transitions.f_narrow(0, 1, k)?;
-        let flat = transitions.f_reshape([-1])?;
-        let mut first = 0i64;
-        for gold in &golds {
-            let n = gold.len() as i64;
-            if n == 0 {
-                continue;
-            }
-            let scores = emissions.f_narrow(0, first, n)?;
-            first += n;
-            let mut alpha = start.f_add(&scores.f_get(0)?)?;
-            for t in 1..n {
-                alpha = alpha
-                    .f_unsqueeze(1)?
-                    .f_add(&step)?
-                    .f_logsumexp([0], false)?
-                    .f_add(&scores.f_get(t)?)?;
-            }
-            let log_partition = alpha.f_logsumexp([0], false)?;
-            let tags: Vec<i64> = gold.iter().map(|&g| g as i64).collect();
-            let emitted = scores
-                .f_gather(1, &tensor_on(&tags, device)?.f_unsqueeze(1)?, false)?
-                .f_sum(Kind::Float)?;
-            let mut previous = 0i64;
-            let taken: Vec<i64> = tags
-                .iter()
-                .map(|&tag| {
-                    let at = previous * k + tag;
-                    previous = 1 + tag;
-                    at
-                })
-                .collect();
-            let moved = flat
-                .f_index_select(0, &tensor_on(&taken, device)?)?
-                .f_sum(Kind::Float)?;
-            total = total.f_add(&log_partition.f_sub(&emitted)?.f_sub(&moved)?)?;
-        }
-        Ok(total)
-    }
-
-    fn mean_nll(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
-        Ok(self.nll(examples, sparse)?.f_div_scalar(examples.len().max(1) as f64)?)
     }
 }
 
@@ -401,8 +358,11 @@ impl AgentModel for TokenTagger {
                     }
                     (_, None) => 0.0,
                 };
+                let mut tags: Vec<String> = path.iter().map(|&j| self.tags[j].clone()).collect();
+                // Valid already, unless a score was not finite.
+                repair_bio(&mut tags);
                 ModelOutput {
-                    output: Target::Tags(path.iter().map(|&j| self.tags[j].clone()).collect()),
+                    output: Target::Tags(tags),
                     confidence,
                     distribution: Vec::new(),
                 }
@@ -435,136 +395,14 @@ impl AgentModel for TokenTagger {
         self.config.linear_minibatch_size
     }
 
-    /// One sentence at a time: forward–backward gives each token's tag
-    /// marginals and the expected transitions; a row's gradient is the sum,
-    /// over the tokens using it, of the marginals minus the gold tag, and a
-    /// transition's is its expected minus its gold count. Each row then
-    /// takes a row-wise adaptive step and each transition its own, as
-    /// [`optim::adaptive_step`] would from the back-propagated loss.
+    /// One sentence at a time, with gradients in closed form
+    /// ([`TokenTagger::closed_form`]).
     fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
         touched: &mut Touched,
     ) -> Result<Option<f64>, ModelError> {
-        let k = self.tags.len();
-        if k == 0 || examples.is_empty() {
-            return Ok(Some(0.0));
-        }
-        let rate = self.config.tagger_learning_rate as f32;
-        let sentences: Vec<Vec<Vec<u32>>> = examples.iter().map(|e| self.features(&e.input_text)).collect();
-        let golds = examples.iter().map(|e| self.gold(e)).collect::<Result<Vec<_>, _>>()?;
-        let union = RowUnion::new(sentences.iter().flatten().flatten().copied(), self.config.hash_buckets);
-        let device = self.vs.device();
-        crate::grad::no_grad(|| {
-            let ids = tensor_on(&union.rows, device)?;
-            let (n, width) = (union.rows.len(), (k + 1) * k);
-            let old_rows = self.weight.f_index_select(0, &ids)?;
-            let old_sums = self.weight_sums.f_index_select(0, &ids)?;
-            let old_transitions = self.transitions.f_detach_copy()?;
-            let old_transition_sums = self.transition_sums.f_detach_copy()?;
-            let mut rows = vec![0f32; n * k];
-            old_rows.f_copy_data(&mut rows, n * k)?;
-            let mut sums = vec![0f32; n];
-            old_sums.f_copy_data(&mut sums, n)?;
-            let mut transitions = vec![0f32; width];
-            old_transitions.f_copy_data(&mut transitions, width)?;
-            let mut transition_sums = vec![0f32; width];
-            old_transition_sums.f_copy_data(&mut transition_sums, width)?;
-            // The rows a sentence uses, each once, with its summed gradient.
-            let mut stamp = vec![usize::MAX; n];
-            let mut slot = vec![0usize; n];
-            let (mut used, mut gradients) = (Vec::new(), Vec::new());
-            let mut total = 0.0;
-            for (s, (sentence, gold)) in sentences.iter().zip(&golds).enumerate() {
-                if sentence.is_empty() {
-                    continue;
-                }
-                let places: Vec<Vec<usize>> = sentence
-                    .iter()
-                    .map(|token| token.iter().map(|&id| union.place(id) as usize).collect())
-                    .collect();
-                let mut emissions = vec![0f32; sentence.len() * k];
-                for (t, token) in places.iter().enumerate() {
-                    let scores = &mut emissions[t * k..(t + 1) * k];
-                    for &p in token {
-                        scores
-                            .iter_mut()
-                            .zip(&rows[p * k..(p + 1) * k])
-                            .for_each(|(e, w)| *e += w);
-                    }
-                }
-                let chain = Chain {
-                    emissions: &emissions,
-                    transitions: &transitions,
-                    allowed: &self.allowed,
-                    tags: k,
-                };
-                let posteriors = chain
-                    .posteriors()
-                    .ok_or_else(|| ModelError::NonFinite("a tagger's sequence scores are not finite".into()))?;
-                total += posteriors.log_partition - chain.score(gold);
-                used.clear();
-                gradients.clear();
-                for (t, token) in places.iter().enumerate() {
-                    for &p in token {
-                        if stamp[p] != s {
-                            stamp[p] = s;
-                            slot[p] = used.len();
-                            used.push(p);
-                            gradients.extend(std::iter::repeat_n(0f32, k));
-                        }
-                        let g = &mut gradients[slot[p] * k..(slot[p] + 1) * k];
-                        for (j, g) in g.iter_mut().enumerate() {
-                            *g += posteriors.marginals[t * k + j] as f32 - f32::from(u8::from(gold[t] == j));
-                        }
-                    }
-                }
-                for (&p, g) in used.iter().zip(gradients.chunks(k)) {
-                    sums[p] += g.iter().map(|g| g * g).sum::<f32>();
-                    let step = rate / (sums[p].sqrt() + optim::EPSILON as f32);
-                    rows[p * k..(p + 1) * k]
-                        .iter_mut()
-                        .zip(g)
-                        .for_each(|(w, g)| *w -= step * g);
-                }
-                let mut moved: Vec<f32> = posteriors.transition_counts.iter().map(|&c| c as f32).collect();
-                let mut previous = 0;
-                for &tag in gold {
-                    moved[previous * k + tag] -= 1.0;
-                    previous = 1 + tag;
-                }
-                for ((w, sum), g) in transitions.iter_mut().zip(&mut transition_sums).zip(&moved) {
-                    if *g != 0.0 {
-                        *sum += g * g;
-                        *w -= rate * g / (sum.sqrt() + optim::EPSILON as f32);
-                    }
-                }
-            }
-            if !total.is_finite() || rows.iter().chain(&transitions).any(|w| !w.is_finite()) {
-                return Err(ModelError::NonFinite(format!("training loss is {total}")));
-            }
-            for values in [&mut rows, &mut sums, &mut transitions, &mut transition_sums] {
-                round_to_kept_precision(values);
-            }
-            let rows = tensor_on(&rows, device)?.f_reshape([n as i64, k as i64])?;
-            let sums = tensor_on(&sums, device)?.f_reshape([n as i64, 1])?;
-            let shape = [(k + 1) as i64, k as i64];
-            let transitions = tensor_on(&transitions, device)?.f_reshape(shape)?;
-            let transition_sums = tensor_on(&transition_sums, device)?.f_reshape(shape)?;
-            let _ = self.weight_sums.shallow_clone().f_index_copy_(0, &ids, &sums)?;
-            let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
-            self.transitions.shallow_clone().f_copy_(&transitions)?;
-            self.transition_sums.shallow_clone().f_copy_(&transition_sums)?;
-            touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);
-            let every = Tensor::f_arange((k + 1) as i64, (Kind::Int64, device))?;
-            touched.add_written(
-                TRANSITIONS,
-                &every,
-                [transitions, transition_sums],
-                [old_transitions, old_transition_sums],
-            );
-            Ok(Some(total))
-        })
+        self.closed_form(examples, touched).map(Some)
     }
 
     fn labels(&self) -> Vec<String> {
@@ -607,26 +445,56 @@ mod tests {
         let refs: Vec<&TrainingExample> = batch.iter().collect();
         let mut closed = TokenTagger::new(small(), Device::Cpu, 0).unwrap();
         closed.prepare(&batch).unwrap();
-        // A first pass so that the weights are not all zero.
+        // A first pass so that the weights and sums are not all zero.
         closed.closed_form_pass(&refs, &mut Touched::new()).unwrap();
         let autograd =
             TokenTagger::from_tables(small(), Device::Cpu, &closed.grown(0).unwrap(), closed.tags.clone()).unwrap();
-        let before = closed.nll(&refs[..1], false).unwrap().double_value(&[]);
+        let before: f64 = refs
+            .iter()
+            .map(|e| closed.nll(&[e], false).unwrap().double_value(&[]))
+            .sum();
         let mut touched = Touched::new();
-        let loss = closed.closed_form_pass(&refs[..1], &mut touched).unwrap().unwrap();
-        assert!((loss - before).abs() < 1e-3, "{loss} against {before}");
-        crate::grad::with_grad(|| {
-            autograd.adaptive_loss(&refs[..1]).unwrap().backward();
-            optim::adaptive_step(autograd.var_store(), autograd.learning_rate(), &[], &mut Touched::new()).unwrap();
-        });
+        let loss = closed.closed_form_pass(&refs, &mut touched).unwrap().unwrap();
+        // The pass reports each sentence's loss before its own step: the
+        // first one's equals the loss before the pass.
+        assert!(loss > 0.0 && loss < before * 1.5, "{loss} against {before}");
+        // One sentence per step, in turn, as the pass takes them.
+        for e in &refs {
+            crate::grad::with_grad(|| {
+                autograd.adaptive_loss(&[e]).unwrap().backward();
+                optim::adaptive_step(autograd.var_store(), autograd.learning_rate(), &[], &mut Touched::new()).unwrap();
+            });
+        }
         for name in [WEIGHT, TRANSITIONS] {
-            let a = &closed.vs.variables()[name];
-            let b = &autograd.vs.variables()[name];
-            let diff = a.f_sub(b).unwrap().abs().max().double_value(&[]);
-            let scale = b.abs().max().double_value(&[]);
-            assert!(diff <= 1e-4 * scale.max(1.0), "{name}: {diff} of {scale}");
+            for var in [name.to_string(), optim::state_name(name)] {
+                let a = &closed.vs.variables()[&var];
+                let b = &autograd.vs.variables()[&var];
+                let diff = a.f_sub(b).unwrap().abs().max().double_value(&[]);
+                let scale = b.abs().max().double_value(&[]);
+                assert!(diff <= 1e-4 * scale.max(1.0), "{var}: {diff} of {scale}");
+            }
         }
         assert!(!touched.is_empty());
+    }
+
+    #[test]
+    fn bad_examples_and_checkpoints_are_errors_not_panics() {
+        let mut tagger = TokenTagger::new(small(), Device::Cpu, 0).unwrap();
+        let good = example("Paris is big", "B-loc O O");
+        tagger.prepare(std::slice::from_ref(&good)).unwrap();
+        let short = example("Paris is big", "B-loc O");
+        let refused = tagger.closed_form_pass(&[&short], &mut Touched::new()).unwrap_err();
+        assert!(matches!(refused, ModelError::Invalid(_)), "{refused}");
+        assert!(tagger.nll(&[&short], false).is_err());
+        // A batch without a token back-propagates to nothing.
+        let empty = example("", "");
+        crate::grad::with_grad(|| tagger.adaptive_loss(&[&empty]).unwrap().backward());
+        // Metadata that does not fit the tensors: refused.
+        let saved: BTreeMap<String, Tensor> = tagger.vs.variables().into_iter().collect();
+        let mut meta = tagger.metadata();
+        meta["tags"] = serde_json::json!(["O", "B-loc", "I-loc"]);
+        let refused = TokenTagger::from_checkpoint(Device::Cpu, &saved, &meta).unwrap_err();
+        assert!(refused.to_string().contains("metadata"), "{refused}");
     }
 
     #[test]

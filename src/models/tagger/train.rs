@@ -1,0 +1,218 @@
+//! Training the tagger: the gold sequences' negative log-likelihood, as a
+//! differentiable loss (for EWC, the Fisher information and Adam) and as a
+//! pass of adaptive steps with its gradients in closed form (the default).
+
+use tch::{Kind, Tensor};
+
+use super::crf::Chain;
+use super::{TokenTagger, FORBIDDEN, TRANSITIONS, WEIGHT};
+use crate::error::ModelError;
+use crate::example::TrainingExample;
+use crate::models::hashed::{round_to_kept_precision, RowUnion};
+use crate::models::tensor_on;
+use crate::optim::{self, Touched};
+
+impl TokenTagger {
+    /// The summed negative log-likelihood of the gold sequences, differentiable
+    /// (forward algorithm in log space): for Adam, EWC's penalised steps and
+    /// the Fisher information. The closed-form pass computes the same
+    /// gradients without a graph.
+    pub(super) fn nll(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
+        let device = self.vs.device();
+        let k = self.tags.len() as i64;
+        // Zero, but on the graph: back-propagating a batch without tokens
+        // leaves zero gradients instead of failing.
+        let mut total = self.transitions.f_sum(Kind::Float)?.f_mul_scalar(0.0)?;
+        if k == 0 {
+            return Ok(total);
+        }
+        let sentences: Vec<Vec<Vec<u32>>> = examples.iter().map(|e| self.features(&e.input_text)).collect();
+        let golds = examples.iter().map(|e| self.gold(e)).collect::<Result<Vec<_>, _>>()?;
+        let Some(emissions) = self.emissions(&sentences, sparse)? else {
+            return Ok(total);
+        };
+        let mask: Vec<f32> = self
+            .allowed
+            .iter()
+            .map(|&ok| if ok { 0.0 } else { FORBIDDEN })
+            .collect();
+        let transitions = self
+            .transitions
+            .f_add(&tensor_on(&mask, device)?.f_reshape([k + 1, k])?)?;
+        let start = transitions.f_get(0)?;
+        let step = transitions.f_narrow(0, 1, k)?;
+        let flat = transitions.f_reshape([-1])?;
+        let mut first = 0i64;
+        for gold in &golds {
+            let n = gold.len() as i64;
+            if n == 0 {
+                continue;
+            }
+            let scores = emissions.f_narrow(0, first, n)?;
+            first += n;
+            let mut alpha = start.f_add(&scores.f_get(0)?)?;
+            for t in 1..n {
+                alpha = alpha
+                    .f_unsqueeze(1)?
+                    .f_add(&step)?
+                    .f_logsumexp([0], false)?
+                    .f_add(&scores.f_get(t)?)?;
+            }
+            let log_partition = alpha.f_logsumexp([0], false)?;
+            let tags: Vec<i64> = gold.iter().map(|&g| g as i64).collect();
+            let emitted = scores
+                .f_gather(1, &tensor_on(&tags, device)?.f_unsqueeze(1)?, false)?
+                .f_sum(Kind::Float)?;
+            let mut previous = 0i64;
+            let taken: Vec<i64> = tags
+                .iter()
+                .map(|&tag| {
+                    let at = previous * k + tag;
+                    previous = 1 + tag;
+                    at
+                })
+                .collect();
+            let moved = flat
+                .f_index_select(0, &tensor_on(&taken, device)?)?
+                .f_sum(Kind::Float)?;
+            total = total.f_add(&log_partition.f_sub(&emitted)?.f_sub(&moved)?)?;
+        }
+        Ok(total)
+    }
+
+    pub(super) fn mean_nll(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
+        Ok(self.nll(examples, sparse)?.f_div_scalar(examples.len().max(1) as f64)?)
+    }
+
+    /// One sentence at a time: forward–backward gives each token's tag
+    /// marginals and the expected transitions; a row's gradient is the sum,
+    /// over the tokens using it, of the marginals minus the gold tag, and a
+    /// transition's is its expected minus its gold count. Each row then
+    /// takes a row-wise adaptive step and each transition its own, as
+    /// [`optim::adaptive_step`] would from the back-propagated loss.
+    pub(super) fn closed_form(
+        &mut self,
+        examples: &[&TrainingExample],
+        touched: &mut Touched,
+    ) -> Result<f64, ModelError> {
+        let k = self.tags.len();
+        if k == 0 || examples.is_empty() {
+            return Ok(0.0);
+        }
+        let rate = self.config.tagger_learning_rate as f32;
+        let sentences: Vec<Vec<Vec<u32>>> = examples.iter().map(|e| self.features(&e.input_text)).collect();
+        let golds = examples.iter().map(|e| self.gold(e)).collect::<Result<Vec<_>, _>>()?;
+        let union = RowUnion::new(sentences.iter().flatten().flatten().copied(), self.config.hash_buckets);
+        let device = self.vs.device();
+        crate::grad::no_grad(|| {
+            let ids = tensor_on(&union.rows, device)?;
+            let (n, width) = (union.rows.len(), (k + 1) * k);
+            let old_rows = self.weight.f_index_select(0, &ids)?;
+            let old_sums = self.weight_sums.f_index_select(0, &ids)?;
+            let old_transitions = self.transitions.f_detach_copy()?;
+            let old_transition_sums = self.transition_sums.f_detach_copy()?;
+            let mut rows = vec![0f32; n * k];
+            old_rows.f_copy_data(&mut rows, n * k)?;
+            let mut sums = vec![0f32; n];
+            old_sums.f_copy_data(&mut sums, n)?;
+            let mut transitions = vec![0f32; width];
+            old_transitions.f_copy_data(&mut transitions, width)?;
+            let mut transition_sums = vec![0f32; width];
+            old_transition_sums.f_copy_data(&mut transition_sums, width)?;
+            // The rows a sentence uses, each once, with its summed gradient.
+            let mut stamp = vec![usize::MAX; n];
+            let mut slot = vec![0usize; n];
+            let (mut used, mut gradients) = (Vec::new(), Vec::new());
+            let mut total = 0.0;
+            for (s, (sentence, gold)) in sentences.iter().zip(&golds).enumerate() {
+                if sentence.is_empty() {
+                    continue;
+                }
+                let places: Vec<Vec<usize>> = sentence
+                    .iter()
+                    .map(|token| token.iter().map(|&id| union.place(id) as usize).collect())
+                    .collect();
+                let mut emissions = vec![0f32; sentence.len() * k];
+                for (t, token) in places.iter().enumerate() {
+                    let scores = &mut emissions[t * k..(t + 1) * k];
+                    for &p in token {
+                        scores
+                            .iter_mut()
+                            .zip(&rows[p * k..(p + 1) * k])
+                            .for_each(|(e, w)| *e += w);
+                    }
+                }
+                let chain = Chain {
+                    emissions: &emissions,
+                    transitions: &transitions,
+                    allowed: &self.allowed,
+                    tags: k,
+                };
+                let posteriors = chain
+                    .posteriors()
+                    .ok_or_else(|| ModelError::NonFinite("a tagger's sequence scores are not finite".into()))?;
+                total += posteriors.log_partition - chain.score(gold);
+                used.clear();
+                gradients.clear();
+                for (t, token) in places.iter().enumerate() {
+                    for &p in token {
+                        if stamp[p] != s {
+                            stamp[p] = s;
+                            slot[p] = used.len();
+                            used.push(p);
+                            gradients.extend(std::iter::repeat_n(0f32, k));
+                        }
+                        let g = &mut gradients[slot[p] * k..(slot[p] + 1) * k];
+                        for (j, g) in g.iter_mut().enumerate() {
+                            *g += posteriors.marginals[t * k + j] as f32 - f32::from(u8::from(gold[t] == j));
+                        }
+                    }
+                }
+                for (&p, g) in used.iter().zip(gradients.chunks(k)) {
+                    sums[p] += g.iter().map(|g| g * g).sum::<f32>();
+                    let step = rate / (sums[p].sqrt() + optim::EPSILON as f32);
+                    rows[p * k..(p + 1) * k]
+                        .iter_mut()
+                        .zip(g)
+                        .for_each(|(w, g)| *w -= step * g);
+                }
+                let mut moved: Vec<f32> = posteriors.transition_counts.iter().map(|&c| c as f32).collect();
+                let mut previous = 0;
+                for &tag in gold {
+                    moved[previous * k + tag] -= 1.0;
+                    previous = 1 + tag;
+                }
+                for ((w, sum), g) in transitions.iter_mut().zip(&mut transition_sums).zip(&moved) {
+                    if *g != 0.0 {
+                        *sum += g * g;
+                        *w -= rate * g / (sum.sqrt() + optim::EPSILON as f32);
+                    }
+                }
+            }
+            if !total.is_finite() || rows.iter().chain(&transitions).any(|w| !w.is_finite()) {
+                return Err(ModelError::NonFinite(format!("training loss is {total}")));
+            }
+            for values in [&mut rows, &mut sums, &mut transitions, &mut transition_sums] {
+                round_to_kept_precision(values);
+            }
+            let rows = tensor_on(&rows, device)?.f_reshape([n as i64, k as i64])?;
+            let sums = tensor_on(&sums, device)?.f_reshape([n as i64, 1])?;
+            let shape = [(k + 1) as i64, k as i64];
+            let transitions = tensor_on(&transitions, device)?.f_reshape(shape)?;
+            let transition_sums = tensor_on(&transition_sums, device)?.f_reshape(shape)?;
+            let _ = self.weight_sums.shallow_clone().f_index_copy_(0, &ids, &sums)?;
+            let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
+            self.transitions.shallow_clone().f_copy_(&transitions)?;
+            self.transition_sums.shallow_clone().f_copy_(&transition_sums)?;
+            touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);
+            let every = Tensor::f_arange((k + 1) as i64, (Kind::Int64, device))?;
+            touched.add_written(
+                TRANSITIONS,
+                &every,
+                [transitions, transition_sums],
+                [old_transitions, old_transition_sums],
+            );
+            Ok(total)
+        })
+    }
+}
