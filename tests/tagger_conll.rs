@@ -10,14 +10,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::ner::{entity_scores, load_conll, Dictionary};
+use common::ner::{entity_scores, load_conll, pairs, stream, tag_all, Dictionary, AGENT};
 use common::small_config;
-use onthefly::{Config, Coordinator, NewExample, Target, TextModelConfig};
+use onthefly::{Config, Coordinator, TextModelConfig};
 
-const AGENT: &str = "analyst";
-const TASK: &str = "entity_extraction";
 /// The README's figure (`cargo run --release --example peer_tagger --
 /// --data conll --limit-train 4000`; deterministic in this order).
 const MEASURED_F1: f64 = 0.771;
@@ -33,6 +29,7 @@ fn the_tagger_beats_a_crf_on_news_it_was_not_tuned_on() {
     let train = load_conll("train");
     let test = load_conll("test");
     let train: Vec<_> = train.iter().take(4_000).collect();
+    let test: Vec<_> = test.iter().collect();
     assert_eq!(test.len(), 3_453);
     let c = Coordinator::new(Config {
         held_out_fraction: Config::default().held_out_fraction,
@@ -41,36 +38,12 @@ fn the_tagger_beats_a_crf_on_news_it_was_not_tuned_on() {
         ..small_config()
     })
     .unwrap();
-    for s in &train {
-        c.add_training_example(NewExample::new(AGENT, TASK, s.text(), Target::Tags(s.tags.clone())))
-            .unwrap();
-        assert!(c.wait_for_idle(Duration::from_secs(300)));
-    }
-    c.force_update_agent(AGENT).unwrap();
-    assert!(c.wait_for_idle(Duration::from_secs(300)));
-    let texts: Vec<String> = test.iter().map(|s| s.text()).collect();
-    let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let predicted: Vec<Vec<String>> = c
-        .predict_batch(AGENT, TASK, &inputs)
-        .unwrap()
-        .into_iter()
-        .map(|p| match p.output {
-            Target::Tags(t) => t,
-            other => panic!("tags, got {other:?}"),
-        })
-        .collect();
-    let (tagger, per_type) = entity_scores(
-        test.iter()
-            .zip(&predicted)
-            .map(|(s, p)| (s.tags.as_slice(), p.as_slice())),
-    );
+    stream(&c, &train);
+    let predicted = tag_all(&c, &test);
+    let (tagger, per_type) = entity_scores(pairs(&test, &predicted));
     let dictionary = Dictionary::from_training_cased(&train);
     let looked_up: Vec<Vec<String>> = test.iter().map(|s| dictionary.tag(&s.tokens)).collect();
-    let (cased, _) = entity_scores(
-        test.iter()
-            .zip(&looked_up)
-            .map(|(s, p)| (s.tags.as_slice(), p.as_slice())),
-    );
+    let (cased, _) = entity_scores(pairs(&test, &looked_up));
     let analyst = &c.get_training_status().agents[AGENT];
     println!(
         "entity F1 on {} later sentences: tagger {:.3}, dictionary with case {:.3}; {} rolled back, {} of {} quarantined",

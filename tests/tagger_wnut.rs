@@ -16,12 +16,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::ner::{entity_scores, load_sentences, wnut_split, Dictionary, Sentence};
+use common::ner::{
+    entity_scores, load_sentences, pairs, stream, tag_all, wnut_split, Dictionary, Sentence, AGENT, TASK,
+};
 use common::small_config;
-use onthefly::{Config, Coordinator, NewExample, Target, TextModelConfig, UserCorrection};
+use onthefly::{Config, Coordinator, Target, TextModelConfig, UserCorrection};
 
-const AGENT: &str = "analyst";
-const TASK: &str = "entity_extraction";
 /// The README's figure (`cargo run --release --example peer_tagger -- --split
 /// test`; this run, in file order, is deterministic).
 const MEASURED_F1: f64 = 0.468;
@@ -39,48 +39,6 @@ fn config() -> Config {
         text_model: TextModelConfig::default(),
         ..small_config()
     }
-}
-
-fn tags_of(output: &Target) -> Vec<String> {
-    match output {
-        Target::Tags(t) => t.clone(),
-        other => panic!("tags, got {other:?}"),
-    }
-}
-
-fn tag_all(c: &Coordinator, sentences: &[&Sentence]) -> Vec<Vec<String>> {
-    let texts: Vec<String> = sentences.iter().map(|s| s.text()).collect();
-    let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let predicted: Vec<Vec<String>> = c
-        .predict_batch(AGENT, TASK, &inputs)
-        .unwrap()
-        .iter()
-        .map(|p| tags_of(&p.output))
-        .collect();
-    for (p, s) in predicted.iter().zip(sentences) {
-        assert_eq!(p.len(), s.tokens.len(), "one tag per token");
-    }
-    predicted
-}
-
-fn stream(c: &Coordinator, sentences: &[&Sentence]) {
-    for s in sentences {
-        c.add_training_example(NewExample::new(AGENT, TASK, s.text(), Target::Tags(s.tags.clone())))
-            .unwrap();
-        assert!(c.wait_for_idle(Duration::from_secs(300)));
-    }
-    c.force_update_agent(AGENT).unwrap();
-    assert!(c.wait_for_idle(Duration::from_secs(300)));
-}
-
-fn pairs<'a>(
-    sentences: &'a [&Sentence],
-    predicted: &'a [Vec<String>],
-) -> impl Iterator<Item = (&'a [String], &'a [String])> {
-    sentences
-        .iter()
-        .zip(predicted)
-        .map(|(s, p)| (s.tags.as_slice(), p.as_slice()))
 }
 
 #[test]

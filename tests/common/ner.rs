@@ -23,7 +23,20 @@ impl Sentence {
 
 /// Every tweet whose tokens split back on whitespace exactly.
 pub fn load_sentences() -> Vec<Sentence> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ner/ner.txt");
+    read_sentences("data/ner/ner.txt", |line| {
+        line.trim_end_matches('\r')
+            .split_once('\t')
+            .filter(|(token, _)| !token.trim().is_empty())
+            .map(|(token, tag)| (token.trim(), tag.trim()))
+    })
+}
+
+/// The sentences of a data file (relative to the checkout), a line a
+/// token: `token_of` gives a line's token and tag, or `None` for a line
+/// that ends a sentence. Sentences whose tokens do not split back on
+/// whitespace exactly are left out.
+fn read_sentences(file: &str, token_of: impl Fn(&str) -> Option<(&str, &str)>) -> Vec<Sentence> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}; run `make data`", path.display()));
     let mut sentences = Vec::new();
@@ -32,25 +45,24 @@ pub fn load_sentences() -> Vec<Sentence> {
         tags: Vec::new(),
     };
     for line in text.lines().chain(std::iter::once("")) {
-        match line.trim_end_matches('\r').split_once('\t') {
-            Some((token, tag)) if !token.trim().is_empty() => {
-                current.tokens.push(token.trim().to_string());
-                current.tags.push(tag.trim().to_string());
+        match token_of(line) {
+            Some((token, tag)) => {
+                current.tokens.push(token.to_string());
+                current.tags.push(tag.to_string());
             }
-            _ => {
-                if !current.tokens.is_empty() {
-                    let sentence = std::mem::replace(
-                        &mut current,
-                        Sentence {
-                            tokens: Vec::new(),
-                            tags: Vec::new(),
-                        },
-                    );
-                    if sentence.text().split_whitespace().count() == sentence.tokens.len() {
-                        sentences.push(sentence);
-                    }
+            None if !current.tokens.is_empty() => {
+                let sentence = std::mem::replace(
+                    &mut current,
+                    Sentence {
+                        tokens: Vec::new(),
+                        tags: Vec::new(),
+                    },
+                );
+                if sentence.text().split_whitespace().count() == sentence.tokens.len() {
+                    sentences.push(sentence);
                 }
             }
+            None => {}
         }
     }
     sentences
@@ -216,36 +228,63 @@ pub fn wnut_split(sentences: &[Sentence], validation: bool) -> (Vec<&Sentence>, 
 /// split in date order, the test split from a later month. Sentences whose
 /// tokens do not split back on whitespace exactly are left out.
 pub fn load_conll(split: &str) -> Vec<Sentence> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("data/conll2003/{split}.txt"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run `make data`", path.display()));
-    let mut sentences = Vec::new();
-    let mut current = Sentence {
-        tokens: Vec::new(),
-        tags: Vec::new(),
-    };
-    for line in text.lines().chain(std::iter::once("")) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        match fields.as_slice() {
-            [token, .., tag] if fields.len() == 4 && *token != "-DOCSTART-" => {
-                current.tokens.push(token.to_string());
-                current.tags.push(tag.to_string());
-            }
-            _ => {
-                if !current.tokens.is_empty() {
-                    let sentence = std::mem::replace(
-                        &mut current,
-                        Sentence {
-                            tokens: Vec::new(),
-                            tags: Vec::new(),
-                        },
-                    );
-                    if sentence.text().split_whitespace().count() == sentence.tokens.len() {
-                        sentences.push(sentence);
-                    }
-                }
-            }
+    read_sentences(&format!("data/conll2003/{split}.txt"), |line| {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [token, _, _, tag] if *token != "-DOCSTART-" => Some((token, tag)),
+            _ => None,
         }
+    })
+}
+
+/// The analyst's task the tagger tests stream to.
+pub const AGENT: &str = "analyst";
+/// Its entity task.
+pub const TASK: &str = "entity_extraction";
+
+/// Hands `sentences` in one by one with their gold tags, waiting for each
+/// update, and for a last update of what is left.
+pub fn stream(c: &onthefly::Coordinator, sentences: &[&Sentence]) {
+    use std::time::Duration;
+    for s in sentences {
+        c.add_training_example(onthefly::NewExample::new(
+            AGENT,
+            TASK,
+            s.text(),
+            onthefly::Target::Tags(s.tags.clone()),
+        ))
+        .unwrap();
+        assert!(c.wait_for_idle(Duration::from_secs(300)));
     }
+    c.force_update_agent(AGENT).unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(300)));
+}
+
+/// The live tagger's tags of `sentences`, one per token.
+pub fn tag_all(c: &onthefly::Coordinator, sentences: &[&Sentence]) -> Vec<Vec<String>> {
+    let texts: Vec<String> = sentences.iter().map(|s| s.text()).collect();
+    let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let predicted: Vec<Vec<String>> = c
+        .predict_batch(AGENT, TASK, &inputs)
+        .unwrap()
+        .into_iter()
+        .map(|p| match p.output {
+            onthefly::Target::Tags(t) => t,
+            other => panic!("tags, got {other:?}"),
+        })
+        .collect();
+    for (p, s) in predicted.iter().zip(sentences) {
+        assert_eq!(p.len(), s.tokens.len(), "one tag per token");
+    }
+    predicted
+}
+
+/// `(truth, prediction)` pairs for [`entity_scores`].
+pub fn pairs<'a>(
+    sentences: &'a [&Sentence],
+    predicted: &'a [Vec<String>],
+) -> impl Iterator<Item = (&'a [String], &'a [String])> {
     sentences
+        .iter()
+        .zip(predicted)
+        .map(|(s, p)| (s.tags.as_slice(), p.as_slice()))
 }
