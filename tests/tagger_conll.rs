@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::ner::{entity_scores, load_conll, pairs, stream, tag_all, Dictionary, AGENT};
+use common::ner::{assert_tagger_figures, entity_scores, load_conll, pairs, stream, tag_all, Dictionary, AGENT};
 use common::small_config;
 use onthefly::{Config, Coordinator, TextModelConfig};
 
@@ -54,25 +54,7 @@ fn the_tagger_beats_a_crf_on_news_it_was_not_tuned_on() {
         analyst.examples_quarantined,
         train.len()
     );
-    for (kind, s) in &per_type {
-        println!("  {kind}: F1 {:.3} ({} entities)", s.f1, s.support);
-    }
-    assert!(
-        tagger.f1 >= MEASURED_F1 - MARGIN,
-        "the tagger's entity F1 is {:.3}, the README says {MEASURED_F1}",
-        tagger.f1
-    );
-    assert!(
-        tagger.f1 > CRF_PEER_F1,
-        "{:.3} is not above the CRF's {CRF_PEER_F1}",
-        tagger.f1
-    );
-    assert!(
-        tagger.f1 >= cased.f1 + 0.10,
-        "{:.3} against the dictionary's {:.3}",
-        tagger.f1,
-        cased.f1
-    );
+    assert_tagger_figures(tagger.f1, &per_type, (MEASURED_F1, MARGIN), CRF_PEER_F1, cased.f1);
     assert!(
         analyst.examples_quarantined as f64 <= 0.01 * train.len() as f64,
         "{} correct sentences quarantined",

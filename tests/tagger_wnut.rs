@@ -17,7 +17,8 @@ mod common;
 use std::time::Duration;
 
 use common::ner::{
-    entity_scores, load_sentences, pairs, stream, tag_all, wnut_split, Dictionary, Sentence, AGENT, TASK,
+    assert_tagger_figures, entity_scores, load_sentences, pairs, stream, tag_all, wnut_split, Dictionary, Sentence,
+    AGENT, TASK,
 };
 use common::small_config;
 use onthefly::{Config, Coordinator, Target, TextModelConfig, UserCorrection};
@@ -73,24 +74,7 @@ fn the_tagger_beats_a_crf_and_the_dictionary_and_keeps_every_clean_tweet() {
         analyst.examples_quarantined,
         train.len(),
     );
-    for (kind, s) in &per_type {
-        println!("  {kind}: F1 {:.3} ({} entities)", s.f1, s.support);
-    }
-    assert!(
-        tagger.f1 >= MEASURED_F1 - MARGIN,
-        "the tagger's entity F1 is {:.3}, the README says {MEASURED_F1}",
-        tagger.f1
-    );
-    assert!(
-        tagger.f1 > CRF_PEER_F1,
-        "the tagger's entity F1 {:.3} is not above sklearn-crfsuite's {CRF_PEER_F1}",
-        tagger.f1
-    );
-    assert!(
-        tagger.f1 >= cased + 0.10,
-        "the tagger's entity F1 {:.3} is not 0.10 above the dictionary's {cased:.3}",
-        tagger.f1
-    );
+    assert_tagger_figures(tagger.f1, &per_type, (MEASURED_F1, MARGIN), CRF_PEER_F1, cased);
     // Every label of this stream is right: the judge has no reason to
     // refuse its updates, and none to quarantine its tweets.
     assert!(

@@ -288,3 +288,30 @@ pub fn pairs<'a>(
         .zip(predicted)
         .map(|(s, p)| (s.tags.as_slice(), p.as_slice()))
 }
+
+/// Prints the tagger's F1 per type and asserts the figures a tagger test
+/// guards: `f1` at most `margin` below the README's `measured`, above the
+/// CRF peer's `crf`, and 0.10 or more above the cased dictionary's `cased`.
+pub fn assert_tagger_figures(
+    f1: f64,
+    per_type: &std::collections::BTreeMap<String, Scores>,
+    (measured, margin): (f64, f64),
+    crf: f64,
+    cased: f64,
+) {
+    for (kind, s) in per_type {
+        println!("  {kind}: F1 {:.3} ({} entities)", s.f1, s.support);
+    }
+    assert!(
+        f1 >= measured - margin,
+        "the tagger's entity F1 is {f1:.3}, the README says {measured}"
+    );
+    assert!(
+        f1 > crf,
+        "the tagger's entity F1 {f1:.3} is not above sklearn-crfsuite's {crf}"
+    );
+    assert!(
+        f1 >= cased + 0.10,
+        "the tagger's entity F1 {f1:.3} is not 0.10 above the dictionary's {cased:.3}"
+    );
+}
