@@ -1174,8 +1174,8 @@ impl Coordinator {
         if priority == Priority::Critical {
             tracing::warn!(agent = %agent.name, task = %example.task_type, id = id.0, "critical correction received");
         }
-        let (placement, buffered) = self.insert_into_buffer(&agent, example, true);
-        if placement == Placement::Buffered && (urgent || buffered >= config.update_threshold) {
+        let (placement, _) = self.insert_into_buffer(&agent, example, true);
+        if placement == Placement::Buffered && (urgent || agent.fresh_buffered() >= config.update_threshold) {
             self.shared.schedule(&agent);
         }
         Ok(Receipt { id, placement })
@@ -1190,8 +1190,8 @@ impl Coordinator {
             state: ExampleState::Buffered,
             update_id: None,
         });
-        let (placement, buffered) = self.insert_into_buffer(agent, example, false);
-        if placement == Placement::Buffered && buffered >= self.shared.config.update_threshold {
+        let (placement, _) = self.insert_into_buffer(agent, example, false);
+        if placement == Placement::Buffered && agent.fresh_buffered() >= self.shared.config.update_threshold {
             self.shared.schedule(agent);
         }
     }

@@ -85,7 +85,7 @@ impl Shared {
             .lock()
             .max_priority()
             .is_some_and(|p| u8::from(p) >= self.config.immediate_update_priority);
-        urgent || agent.buffer.lock().len() >= self.config.update_threshold
+        urgent || agent.fresh_buffered() >= self.config.update_threshold
     }
 
     /// Queues an update of the agent unless one is already queued or running.

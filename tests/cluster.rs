@@ -783,7 +783,10 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
     // another judgement (before, the whole batch was published as discarded).
     common::update_now(&c, AGENT);
     assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 60)]));
-    // Judged again: quarantined, in the database and in the status.
+    // Judged again: still buffered; a third time: quarantined, in the
+    // database and in the status.
+    common::update_now(&c, AGENT);
+    assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 60)]));
     common::update_now(&c, AGENT);
     assert_eq!(states(&mut client), BTreeMap::from([("quarantined".to_string(), 60)]));
     let (same, after) = c.live_weights(AGENT, TASK).unwrap();

@@ -43,7 +43,7 @@ pub(super) fn update_task(
     judging: Judging<'_>,
     commit: &mut dyn Commit,
 ) -> Result<ModelPerformance, ModelError> {
-    let Judging { held_out, max_drop } = judging;
+    let Judging { held_out, strict } = judging;
     let started = Instant::now();
     let ewc_config = shared.config.ewc_for(&agent.name, task);
     let mut ewc = live.ewc.lock();
@@ -109,7 +109,7 @@ pub(super) fn update_task(
     };
     let rollback_reason = match (&non_finite, &before, &after) {
         (Some(reason), _, _) => Some(format!("training produced a non-finite value: {reason}")),
-        (None, Some(b), Some(a)) => verdict(&shared.config, b, a, max_drop),
+        (None, Some(b), Some(a)) => verdict(&shared.config, b, a, strict),
         _ => None,
     };
     let (before, after) = (before.map(|m| m.metric), after.map(|m| m.metric));

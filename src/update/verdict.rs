@@ -10,22 +10,30 @@ use crate::judge::{self, AcceptanceTest};
 pub(super) struct Judging<'a> {
     /// The examples live model and candidate are compared on.
     pub held_out: &'a [TrainingExample],
-    /// Replaces `rollback_threshold`, the largest drop tolerated.
-    pub max_drop: Option<f64>,
+    /// Whether the candidate must do no harm at all (part of a batch
+    /// already rolled back, see `isolate_harm`): its loss per judging
+    /// example may not rise, besides the usual test.
+    pub strict: bool,
 }
 
 /// Why the candidate is rolled back, by the configured acceptance test, or
-/// `None` when it is kept.
-/// `max_drop` replaces `rollback_threshold` (the largest tolerated drop).
+/// `None` when it is kept; with `strict` (see [`Judging::strict`]) any harm
+/// rolls it back.
 pub(super) fn verdict(
     config: &crate::config::Config,
     before: &eval::Measured,
     after: &eval::Measured,
-    max_drop: Option<f64>,
+    strict: bool,
 ) -> Option<String> {
-    let max_drop = max_drop.unwrap_or(config.rollback_threshold);
+    let max_drop = match strict {
+        true => 0.0,
+        false => config.rollback_threshold,
+    };
     match config.acceptance.test {
-        AcceptanceTest::Paired => judge::paired_verdict(before, after, &config.acceptance, max_drop),
+        AcceptanceTest::Paired => {
+            let harm = strict.then(|| judge::any_harm(before, after)).flatten();
+            harm.or_else(|| judge::paired_verdict(before, after, &config.acceptance, config.rollback_threshold))
+        }
         AcceptanceTest::Threshold => {
             let (b, a) = (&before.metric, &after.metric);
             (a.drop_from(b) > max_drop).then(|| {
