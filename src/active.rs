@@ -1,229 +1,12 @@
-//! The coordinator's active-learning calls: predictions that wait for a
-//! label go into their task's review queue ([`crate::review`]), persisted
-//! with state `pending_review`; a person takes the most useful ones, labels
-//! them (each label becomes a correction) or skips them.
+//! The review queues' side of the engine: a quarantined example offered to
+//! a person first in line, a prediction queued for a label, an item that
+//! leaves its queue (the coordinator's calls are in `coordinator/review.rs`).
 
-use crate::agent::{task_of_kind, AgentState};
-use crate::coordinator::{Coordinator, Receipt};
-use crate::error::{Result, ValidationError};
-use crate::example::{now_millis, ExampleId, Priority, Target, TrainingExample};
-use crate::feedback::{PredictionFeedback, UserCorrection};
-use crate::review::{ReviewError, ReviewItem, QUARANTINED_USEFULNESS};
+use crate::agent::AgentState;
+use crate::example::TrainingExample;
+use crate::review::{ReviewItem, QUARANTINED_USEFULNESS};
 use crate::runtime::Shared;
-use crate::store::{ExampleState, Split, StoreOp};
-
-impl Coordinator {
-    /// Puts a validated prediction without a known answer into its task's
-    /// review queue; returns its review id and the queue's length.
-    pub(crate) fn queue_for_review(
-        &self,
-        feedback: PredictionFeedback,
-        distribution: &[f64],
-    ) -> Result<(ExampleId, usize)> {
-        let config = &self.shared.config;
-        let usefulness = config
-            .query_strategy
-            .usefulness(distribution, feedback.confidence_score);
-        let agent = self.agent_or_create(&feedback.agent_name);
-        task_of_kind(
-            &mut agent.tasks.lock(),
-            &agent.name,
-            &feedback.task_type,
-            feedback.predicted_output.kind(),
-            config.performance_window,
-        )?;
-        let review_id = ExampleId(self.shared.next_id()?);
-        let row = TrainingExample {
-            id: review_id,
-            agent_name: feedback.agent_name.clone(),
-            task_type: feedback.task_type.clone(),
-            input_text: feedback.input_text.clone(),
-            expected_output: feedback.predicted_output.clone(),
-            uncertainty_score: 1.0 - feedback.confidence_score,
-            importance_score: usefulness,
-            source_url: feedback.source_url.clone(),
-            timestamp: now_millis(),
-            user_feedback: None,
-            correction_priority: Priority::Low,
-        };
-        if let Some(store) = &self.shared.store {
-            store
-                .send(StoreOp::Insert {
-                    example: row,
-                    split: Split::Train,
-                    state: ExampleState::PendingReview,
-                })
-                .map_err(|_| crate::Error::ShutDown)?;
-        }
-        let item = ReviewItem {
-            review_id,
-            agent_name: feedback.agent_name,
-            task_type: feedback.task_type.clone(),
-            input_text: feedback.input_text,
-            predicted_output: feedback.predicted_output,
-            confidence: feedback.confidence_score,
-            usefulness,
-            source_url: feedback.source_url,
-            quarantined: None,
-        };
-        let mut reviews = agent.reviews.lock();
-        let queue = reviews.entry(feedback.task_type).or_default();
-        if let Some(dropped) = queue.push(item, config.max_pending_review) {
-            drop_from_review(&self.shared, dropped);
-        }
-        Ok((review_id, queue.len()))
-    }
-
-    /// Offers a stored quarantined row to a person again (at start-up).
-    pub(crate) fn restore_quarantined(&self, row: TrainingExample) {
-        if let Some(agent) = self.agent_of_row(&row) {
-            offer_quarantined(
-                &self.shared,
-                &agent,
-                row,
-                "an update that trained it was rolled back, and so was every smaller part of its batch",
-            );
-        }
-    }
-
-    /// Puts a stored pending-review row back into its queue (at start-up).
-    pub(crate) fn restore_review(&self, row: TrainingExample) {
-        if let Some(agent) = self.agent_of_row(&row) {
-            let usefulness = row.importance_score;
-            enqueue(&self.shared, &agent, row, usefulness, None);
-        }
-    }
-
-    /// The agent of a stored row, its task registered; `None` when the task
-    /// learns another kind of target.
-    fn agent_of_row(&self, row: &TrainingExample) -> Option<std::sync::Arc<AgentState>> {
-        let agent = self.agent_or_create(&row.agent_name);
-        let window = self.shared.config.performance_window;
-        let kind = row.expected_output.kind();
-        task_of_kind(&mut agent.tasks.lock(), &agent.name, &row.task_type, kind, window).ok()?;
-        Some(agent)
-    }
-
-    /// Hands out up to `n` predictions of (agent, task) that wait for a label,
-    /// the most useful first by the configured query strategy (with the
-    /// diversity rule). An item handed out is not handed out again until it is
-    /// skipped.
-    ///
-    /// The predictions waiting are scored again by the live model first when
-    /// it changed since they were scored: an answer the model gave several
-    /// versions ago says little about what a label would teach it now, and
-    /// items scored by different versions do not compare.
-    pub fn next_for_review(&self, agent_name: &str, task_type: &str, n: usize) -> Result<Vec<ReviewItem>> {
-        self.ensure_running()?;
-        let agent = self.agent(agent_name)?;
-        self.rescore_reviews(&agent, task_type);
-        let diversity = self.shared.config.review_diversity;
-        let items = agent
-            .reviews
-            .lock()
-            .get_mut(task_type)
-            .map(|queue| queue.take(n, diversity))
-            .unwrap_or_default();
-        Ok(items)
-    }
-
-    /// Scores the waiting predictions of a task again with its live model,
-    /// those scored by another version. Predicted outside the queue's lock;
-    /// a failure leaves the old scores (logged).
-    fn rescore_reviews(&self, agent: &AgentState, task_type: &str) {
-        let Some(live) = agent.live_model(task_type) else {
-            return;
-        };
-        let version = live.version();
-        let stale = match agent.reviews.lock().get(task_type) {
-            Some(queue) => queue.stale(version),
-            None => return,
-        };
-        if stale.is_empty() {
-            return;
-        }
-        let texts: Vec<&str> = stale.iter().map(|(_, t)| t.as_str()).collect();
-        let answers = {
-            let model = live.model.lock();
-            crate::models::predict_checked(model.as_ref(), &texts)
-        };
-        let answers = match answers {
-            Ok(answers) => answers,
-            Err(e) => {
-                tracing::warn!(agent = %agent.name, task = task_type, error = %e, "review items not scored again");
-                return;
-            }
-        };
-        let strategy = self.shared.config.query_strategy;
-        let mut reviews = agent.reviews.lock();
-        let Some(queue) = reviews.get_mut(task_type) else {
-            return;
-        };
-        for ((id, _), answer) in stale.iter().zip(answers) {
-            let usefulness = strategy.usefulness(&answer.distribution, answer.confidence);
-            queue.rescore(*id, version, answer.output, answer.confidence, usefulness);
-        }
-    }
-
-    /// Labels a review item: it leaves the queue and becomes a user
-    /// correction (the model's answer as the incorrect output) with
-    /// `priority` (2 when `None`, which triggers an update). Errors: an
-    /// unknown id, an id labelled already, an output of another kind.
-    pub fn label(&self, review_id: ExampleId, output: Target, priority: Option<Priority>) -> Result<Receipt> {
-        self.ensure_running()?;
-        let item = self.with_queue_of(review_id, |queue| {
-            let item = queue.peek(review_id)?;
-            output.validate(&item.input_text)?;
-            if output.kind() != item.predicted_output.kind() {
-                return Err(ValidationError::TargetKindMismatch {
-                    agent: item.agent_name.clone(),
-                    task: item.task_type.clone(),
-                    expected: item.predicted_output.kind(),
-                    got: output.kind(),
-                }
-                .into());
-            }
-            Ok(queue.label(review_id)?)
-        })?;
-        self.shared.persist(StoreOp::SetState {
-            ids: vec![review_id],
-            state: ExampleState::Reviewed,
-            update_id: None,
-        });
-        self.add_user_correction(UserCorrection {
-            priority: priority.unwrap_or(Priority::High),
-            user_feedback: Some(format!("label of review item {review_id}")),
-            ..UserCorrection::new(
-                item.agent_name,
-                item.task_type,
-                item.input_text,
-                item.predicted_output,
-                output,
-            )
-        })
-    }
-
-    /// Returns a handed-out item to its queue, unlabelled.
-    pub fn skip(&self, review_id: ExampleId) -> Result<()> {
-        self.ensure_running()?;
-        self.with_queue_of(review_id, |queue| Ok(queue.skip(review_id)?))
-    }
-
-    /// Runs `f` on the queue that knows `review_id`, under its agent's lock.
-    fn with_queue_of<T>(
-        &self,
-        review_id: ExampleId,
-        f: impl FnOnce(&mut crate::review::ReviewQueue) -> Result<T>,
-    ) -> Result<T> {
-        for agent in self.shared.agents_snapshot() {
-            let mut reviews = agent.reviews.lock();
-            if let Some(queue) = reviews.values_mut().find(|q| q.knows(review_id)) {
-                return f(queue);
-            }
-        }
-        Err(ReviewError::Unknown(review_id.0).into())
-    }
-}
+use crate::store::{ExampleState, StoreOp};
 
 /// Puts a quarantined example into its task's review queue, first in line;
 /// `reason` says why it was quarantined.
@@ -233,7 +16,13 @@ pub(crate) fn offer_quarantined(shared: &Shared, agent: &AgentState, row: Traini
 
 /// Puts a stored row (its target is what is shown as the answer) into its
 /// task's review queue.
-fn enqueue(shared: &Shared, agent: &AgentState, row: TrainingExample, usefulness: f64, quarantined: Option<String>) {
+pub(crate) fn enqueue(
+    shared: &Shared,
+    agent: &AgentState,
+    row: TrainingExample,
+    usefulness: f64,
+    quarantined: Option<String>,
+) {
     let item = ReviewItem {
         review_id: row.id,
         agent_name: row.agent_name,
@@ -258,7 +47,7 @@ fn enqueue(shared: &Shared, agent: &AgentState, row: TrainingExample, usefulness
 
 /// An item that left a full review queue: a prediction is evicted, a
 /// quarantined example stays quarantined in the store (only no longer offered).
-fn drop_from_review(shared: &Shared, dropped: ReviewItem) {
+pub(crate) fn drop_from_review(shared: &Shared, dropped: ReviewItem) {
     if dropped.quarantined.is_none() {
         shared.persist(StoreOp::SetState {
             ids: vec![dropped.review_id],

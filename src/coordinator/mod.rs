@@ -1,0 +1,319 @@
+//! The coordinator: validates and routes what agents hand in, decides when an
+//! agent trains, serves predictions and reports the status. Training itself
+//! runs on the threads of [`crate::update`]; no call here waits for it.
+//!
+//! One `impl Coordinator` block per concern, each in its own file:
+//! start-up, threads and shutdown here; `intake` (examples, feedback and
+//! corrections in, the update they trigger), `serve` (predictions),
+//! `review` (the review queues), `manage` (registering models, rollback,
+//! weights, export), `report` (status, history, metrics), `recovery` (what
+//! the store and the checkpoints bring back at start-up) and `validate`
+//! (the input checks).
+
+mod intake;
+mod manage;
+mod recovery;
+mod report;
+mod review;
+mod serve;
+mod validate;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentState;
+use crate::config::Config;
+use crate::data_dir_lock::DataDirLock;
+use crate::error::{Error, Result};
+use crate::example::{ExampleId, Target};
+use crate::runtime::{Shared, HISTORY_IN_MEMORY};
+use crate::store::{self, ExampleStore, Recovered, RecoveryLimits, StoreWriter};
+use crate::update;
+
+/// Where an accepted example went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Into the agent's training buffer.
+    Buffered,
+    /// Into the task's held-out window: used to judge updates, never trained on.
+    HeldOut,
+    /// The buffer was full and this was its least valuable example, so it was
+    /// not buffered.
+    NotBuffered,
+    /// No model learns this task's kind of target: the example is kept for
+    /// export (a fine-tuning data set), not trained.
+    Kept,
+}
+
+/// The receipt of an accepted example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The example's id.
+    pub id: ExampleId,
+    /// Where it went.
+    pub placement: Placement,
+}
+
+/// What became of a prediction handed in with [`Coordinator::add_prediction_feedback`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum FeedbackOutcome {
+    /// The answer was known and the prediction was worth learning: it is an example now.
+    Learned {
+        /// The example's receipt.
+        receipt: Receipt,
+        /// The uncertainty given to it.
+        uncertainty: f64,
+        /// The importance given to it.
+        importance: f64,
+    },
+    /// The answer is not known and the prediction was uncertain: it waits for
+    /// a label in the task's review queue.
+    AwaitingLabel {
+        /// Its id in the review queue (see [`Coordinator::label`]).
+        review_id: ExampleId,
+        /// Predictions of this (agent, task) waiting for a label.
+        pending: usize,
+    },
+    /// Confident enough and not wrong: nothing to learn.
+    NotNeeded {
+        /// The prediction's uncertainty.
+        uncertainty: f64,
+        /// The prediction's importance.
+        importance: f64,
+    },
+}
+
+/// A prediction served by a live model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The predicted output.
+    pub output: Target,
+    /// The model's confidence, `0..=1`.
+    pub confidence: f64,
+    /// The version of the model that answered.
+    pub model_version: u64,
+    /// When [`Coordinator::predict`] sent the prediction to the review queue
+    /// (confidence below `predict_feedback_threshold` and uncertain enough by
+    /// the feedback rules): its review id.
+    pub review_id: Option<ExampleId>,
+}
+
+/// The training coordinator. Owns its background threads; dropping it (or
+/// calling [`Coordinator::shutdown`]) stops and joins them.
+pub struct Coordinator {
+    pub(crate) shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop_ticker: Mutex<Option<Sender<()>>>,
+    /// Held from the start to the end of the shutdown (see [`DataDirLock`]).
+    data_dir_lock: Mutex<Option<DataDirLock>>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("config", &self.shared.config)
+            .field("device", &self.shared.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// Validates the configuration, opens the store (PostgreSQL when
+    /// configured, otherwise the SQLite file in `data_dir`; migrates it and
+    /// replays an earlier run's spool), loads the newest checkpoints, takes
+    /// back the examples not yet trained, the held-out windows and the
+    /// performance history, and starts the background threads: the store
+    /// writer, one update worker per `max_concurrent_updates` and the periodic
+    /// check. Fails when the store cannot be opened, or when another running
+    /// coordinator holds `data_dir` ([`Error::DataDirInUse`]).
+    pub fn new(config: Config) -> Result<Coordinator> {
+        config.validate()?;
+        let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
+        let device = config.device.resolve();
+        let (store, recovered) = open_store(&config)?;
+        let cluster = match config.cluster {
+            Some(_) => Some(Arc::new(crate::cluster::Cluster::open(&config)?)),
+            None => None,
+        };
+        let (job_tx, job_rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let workers = config.max_concurrent_updates;
+        let ids = match (&store, &cluster) {
+            (Some(_), None) => crate::ids::LocalIds::durable(&config.data_dir)?,
+            _ => crate::ids::LocalIds::in_memory(),
+        };
+        let shared = Arc::new(Shared::new(config, device, job_tx, store, cluster.clone(), ids));
+        let coordinator = Coordinator {
+            shared: Arc::clone(&shared),
+            threads: Mutex::new(Vec::new()),
+            stop_ticker: Mutex::new(Some(stop_tx)),
+            data_dir_lock: Mutex::new(Some(data_dir_lock)),
+        };
+        for i in 0..workers {
+            let (shared, jobs) = (Arc::clone(&shared), job_rx.clone());
+            coordinator.spawn(format!("onthefly-update-{i}"), move || {
+                update::worker_loop(shared, jobs)
+            })?;
+        }
+        let ticker_shared = Arc::clone(&shared);
+        let listener_stop = stop_rx.clone();
+        coordinator.spawn("onthefly-ticker".into(), move || {
+            update::ticker_loop(ticker_shared, stop_rx)
+        })?;
+        if cluster.is_none() {
+            coordinator.load_checkpoints();
+        }
+        if let Some(recovered) = recovered {
+            coordinator.restore(recovered);
+        }
+        if let Some(cluster) = cluster {
+            // With several instances the database is the model's source of
+            // truth: a local file may be a version that was never published
+            // (a crash before its commit). Start on the newest published ones.
+            let mut client = cluster.connect()?;
+            crate::cluster::refresh(&shared, &cluster, &mut client)?;
+            drop(client);
+            let listener_shared = Arc::clone(&shared);
+            coordinator.spawn("onthefly-cluster".into(), move || {
+                crate::cluster::listener_loop(listener_shared, cluster, listener_stop)
+            })?;
+        }
+        tracing::info!(device = ?device, workers, "onthefly coordinator started");
+        Ok(coordinator)
+    }
+
+    fn spawn(&self, name: String, body: impl FnOnce() + Send + 'static) -> Result<()> {
+        let handle = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(body)
+            .map_err(|e| Error::Thread {
+                name,
+                message: e.to_string(),
+            })?;
+        self.threads.lock().push(handle);
+        Ok(())
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Returns once every example, state change and update record accepted
+    /// before the call is durable: in the database, or in the fsynced spool
+    /// that the next start replays (see [`crate::store`] for the promise).
+    /// Without persistence it returns at once.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        match &self.shared.store {
+            Some(store) => Ok(store.flush(timeout)?),
+            None => Ok(()),
+        }
+    }
+
+    /// The store, for reading back what was persisted (an export, an audit);
+    /// `None` when persistence is off.
+    pub fn store(&self) -> Option<&Arc<dyn ExampleStore>> {
+        self.shared.store.as_ref().map(StoreWriter::store)
+    }
+
+    /// Waits until no update is queued or running, at most `timeout`. Returns
+    /// whether it became idle. Every update done by then serves (its version
+    /// and checkpoint are in place); a worker may still be bringing its own
+    /// copy of a model level with the new version, which the next update of
+    /// that task waits for.
+    pub fn wait_for_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut in_flight = self.shared.in_flight.lock();
+        while *in_flight > 0 {
+            if self.shared.idle.wait_until(&mut in_flight, deadline).timed_out() {
+                return *in_flight == 0;
+            }
+        }
+        true
+    }
+
+    /// Stops taking input, lets a running update finish, and joins every
+    /// background thread. Queued updates that have not started are dropped
+    /// (their examples stay buffered). Calling it again does nothing. It waits
+    /// for the running update, however long a user's model takes.
+    pub fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        self.shared.jobs.lock().take();
+        self.stop_ticker.lock().take();
+        // The lock is held while joining, so a concurrent second call returns
+        // only once every thread has stopped.
+        let mut threads = self.threads.lock();
+        for handle in threads.drain(..) {
+            let name = handle.thread().name().unwrap_or("onthefly").to_string();
+            if handle.join().is_err() {
+                tracing::error!(thread = %name, "background thread panicked");
+            }
+        }
+        // No update runs now, so the live models are the serving versions.
+        crate::update::compact_checkpoints(&self.shared);
+        // Last: the threads above may still have persisted something.
+        if let Some(store) = &self.shared.store {
+            store.shutdown();
+        }
+        // Everything of this instance is on disk: another may start here.
+        self.data_dir_lock.lock().take();
+    }
+
+    /// Whether [`Coordinator::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    pub(crate) fn ensure_running(&self) -> Result<()> {
+        if self.shared.is_shutting_down() {
+            Err(Error::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn agent(&self, name: &str) -> Result<Arc<AgentState>> {
+        self.shared
+            .agents
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownAgent(name.to_string()))
+    }
+
+    pub(crate) fn agent_or_create(&self, name: &str) -> Arc<AgentState> {
+        self.shared.agent_or_create(name)
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Opens the configured store, starts its writer (which replays an earlier
+/// run's spool first) and reads back what a restart needs.
+fn open_store(config: &Config) -> Result<(Option<StoreWriter>, Option<Recovered>)> {
+    if !config.store.enabled {
+        return Ok((None, None));
+    }
+    let store = store::open(config)?;
+    let writer = StoreWriter::start(Arc::clone(&store), config.data_dir.join("spool"), config.store.clone())?;
+    let recovered = store.recover(&RecoveryLimits {
+        buffered_per_agent: config.cluster.is_none().then_some(config.max_buffer_size),
+        held_out_per_task: config.performance_window,
+        kept_per_agent: config.max_buffer_size,
+        history: HISTORY_IN_MEMORY,
+        pending_per_task: config.max_pending_review,
+    })?;
+    Ok((Some(writer), Some(recovered)))
+}
