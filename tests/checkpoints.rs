@@ -378,11 +378,12 @@ fn a_restored_version_survives_a_restart_and_numbers_continue() {
 }
 
 /// The README's figure: a delta of an update of 50 news articles (and 50
-/// replayed) with the default classifier is packed to 0.70 MB on average
+/// replayed) with the default classifier is packed to 0.72 MB on average
 /// over the first 1,500 articles (`cargo bench --bench checkpoint`), the
-/// largest 0.86 MB (0.94 and 1.17 MB before the weights kept 16 mantissa
-/// bits). The same stream here; fails when the mean or the largest grows by
-/// 5 %, or any delta passes the 1 MB.
+/// largest 0.99 MB: 50 fresh articles and 50 judged again beside them
+/// (0.86 MB when rejected articles were judged again alone; 0.94 and 1.17
+/// MB before the weights kept 16 mantissa bits). The same stream here;
+/// fails when the mean grows by 5 %, or any delta passes the 1 MB.
 #[test]
 fn a_delta_of_an_update_of_50_news_articles_is_packed_below_1_mb() {
     let data_dir = fresh_data_dir();
@@ -420,10 +421,10 @@ fn a_delta_of_an_update_of_50_news_articles_is_packed_below_1_mb() {
     );
     assert!(deltas.len() >= 5, "{deltas:?}");
     assert!(
-        deltas.iter().all(|&d| d as f64 <= (0.86e6 * 1.05f64).min(1e6)),
+        deltas.iter().all(|&d| d as f64 <= 1e6),
         "{deltas:?}"
     );
-    assert!(mean <= 0.70e6 * 1.05, "mean delta {mean:.0} bytes");
+    assert!(mean <= 0.72e6 * 1.05, "mean delta {mean:.0} bytes");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
