@@ -4,7 +4,7 @@
 //! is held while a model trains.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,66 +13,11 @@ use parking_lot::Mutex;
 use crate::buffer::PriorityBuffer;
 use crate::error::ValidationError;
 use crate::eval::HeldOutWindow;
-use crate::ewc::EwcState;
 use crate::example::{ExampleId, TargetKind, TrainingExample};
-use crate::models::{AgentModel, ModelKind};
+use crate::live::LiveModel;
+use crate::models::ModelKind;
 use crate::replay::ReplayMemory;
 use crate::review::ReviewQueue;
-use crate::update::TrainerCopy;
-
-/// The model currently serving one (agent, task), and its version.
-pub(crate) struct LiveModel {
-    pub kind: ModelKind,
-    pub model: Mutex<Box<dyn AgentModel>>,
-    /// The version serving: 0 for a freshly initialised model, a new number
-    /// per accepted update, or an older one restored on request.
-    pub version: AtomicU64,
-    /// The highest version ever given to this task's model.
-    pub latest_version: AtomicU64,
-    /// Importance and anchors of the live weights. Only the update of this
-    /// task touches it, so holding it through an update blocks nobody.
-    pub ewc: Mutex<EwcState>,
-    /// The trainer's own copy of the live weights (possibly an update
-    /// behind, see [`TrainerCopy`]). Updates start from it, so they never
-    /// copy the live model under its lock: predictions wait only for the
-    /// swap. Only the update of this task, and the worker that brings the
-    /// copy up to date after it, touch it.
-    pub shadow: Mutex<Option<TrainerCopy>>,
-    /// The serving version's answers for the examples updates were judged
-    /// on, and that version (see [`crate::eval::measure_reusing`]). Only the
-    /// update of this task touches it.
-    pub judged: Mutex<(u64, crate::eval::Judged)>,
-}
-
-impl LiveModel {
-    pub fn new(model: Box<dyn AgentModel>) -> LiveModel {
-        LiveModel {
-            kind: model.kind(),
-            model: Mutex::new(model),
-            version: AtomicU64::new(0),
-            latest_version: AtomicU64::new(0),
-            ewc: Mutex::new(EwcState::new()),
-            shadow: Mutex::new(None),
-            judged: Mutex::new((0, crate::eval::Judged::new())),
-        }
-    }
-
-    /// Continues the version numbers of checkpoints already in `dir` (from an
-    /// earlier run whose files were not loaded), so new files never reuse or
-    /// fall below them.
-    pub fn numbered_after(self, dir: &std::path::Path) -> LiveModel {
-        let newest = crate::checkpoint::versions(dir)
-            .ok()
-            .and_then(|v| v.last().copied())
-            .unwrap_or(0);
-        self.latest_version.store(newest, Ordering::Release);
-        self
-    }
-
-    pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
-    }
-}
 
 /// One task of an agent.
 pub(crate) struct TaskState {

@@ -45,6 +45,7 @@ mod global;
 mod grad;
 mod ids;
 pub mod judge;
+mod live;
 mod metrics;
 pub mod models;
 pub mod optim;

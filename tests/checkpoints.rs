@@ -420,10 +420,7 @@ fn a_delta_of_an_update_of_50_news_articles_is_packed_below_1_mb() {
         deltas.iter().max()
     );
     assert!(deltas.len() >= 5, "{deltas:?}");
-    assert!(
-        deltas.iter().all(|&d| d as f64 <= 1e6),
-        "{deltas:?}"
-    );
+    assert!(deltas.iter().all(|&d| d as f64 <= 1e6), "{deltas:?}");
     assert!(mean <= 0.72e6 * 1.05, "mean delta {mean:.0} bytes");
 }
 

@@ -4,15 +4,15 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use postgres::{Client, GenericClient, IsolationLevel};
 
-use crate::agent::{task_of_kind, AgentStats, LiveModel};
+use crate::agent::{task_of_kind, AgentStats};
 use crate::checkpoint;
 use crate::error::Error;
 use crate::example::ExampleId;
+use crate::live::LiveModel;
 use crate::models::restore_model;
 use crate::replay::ReplayMemory;
 use crate::runtime::Shared;
@@ -69,10 +69,7 @@ pub(crate) fn install_published(
         match &state.model {
             Some(live) => (Arc::clone(live), memory),
             None => {
-                let live = Arc::new(LiveModel::new(model.try_clone()?));
-                live.version.store(version, Ordering::Release);
-                live.latest_version.store(version, Ordering::Release);
-                *live.ewc.lock() = ewc;
+                let live = Arc::new(LiveModel::restored(model.try_clone()?, version, version, ewc));
                 state.model = Some(live);
                 drop(tasks);
                 restore_replay(shared, &memory, replay);
@@ -89,13 +86,9 @@ pub(crate) fn install_published(
         return Ok(false); // Installed meanwhile (by the listener or the trainer).
     }
     restore_replay(shared, &memory, replay);
-    *shadow = Some(crate::update::TrainerCopy::ready(model.try_clone()?));
+    *shadow = Some(crate::live::TrainerCopy::ready(model.try_clone()?));
     *live_ewc = ewc;
-    let mut serving = live.model.lock();
-    let old = std::mem::replace(&mut *serving, model);
-    live.version.store(version, Ordering::Release);
-    live.latest_version.fetch_max(version, Ordering::AcqRel);
-    drop(serving);
+    let (old, _) = live.swap_serving(model, version);
     drop(old);
     drop((shadow, live_ewc));
     checkpoint::set_current(&dir, version)?;

@@ -4,16 +4,16 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::validate::{check_input, check_name, check_target};
 use super::Coordinator;
-use crate::agent::{task_of_kind, LiveModel};
+use crate::agent::task_of_kind;
 use crate::checkpoint;
 use crate::error::{Error, ModelError, Result, ValidationError};
 use crate::example::{now_millis, unix_millis, ExampleId, ModelPerformance, Priority, Target, TrainingExample};
+use crate::live::LiveModel;
 use crate::models::AgentModel;
 use crate::store::{ExampleState, Split};
 
@@ -133,7 +133,7 @@ impl Coordinator {
         let saved_ewc = saved.ewc.to_device(device)?;
         // A user's model may panic in these calls: an error, not a panic, for the caller.
         let (restored, next_shadow) = catch_unwind(AssertUnwindSafe(|| -> Result<_> {
-            let mut restored = live.model.lock().try_clone()?;
+            let mut restored = live.serving().try_clone()?;
             restored.restore(&params, &saved.meta.model)?;
             let next_shadow = restored.try_clone()?;
             Ok((restored, next_shadow))
@@ -141,12 +141,9 @@ impl Coordinator {
         .map_err(|panic| Error::Model(ModelError::Panicked(crate::grad::panic_message(&*panic))))??;
         // Restart serves this version too, until a newer one is accepted.
         checkpoint::set_current(&dir, version)?;
-        *shadow = Some(crate::update::TrainerCopy::ready(next_shadow));
+        *shadow = Some(crate::live::TrainerCopy::ready(next_shadow));
         *ewc = saved_ewc;
-        let mut serving = live.model.lock();
-        let old = std::mem::replace(&mut *serving, restored);
-        let was = live.version.swap(version, Ordering::AcqRel);
-        drop(serving);
+        let (old, was) = live.swap_serving(restored, version);
         drop(old);
         drop((shadow, ewc));
         tracing::warn!(agent = %agent_name, task = task_type, version, was, "model restored on request");
@@ -181,7 +178,7 @@ impl Coordinator {
             agent: agent_name.to_string(),
             task: task_type.to_string(),
         })?;
-        let model = live.model.lock();
+        let model = live.serving();
         let version = live.version();
         let weights = model
             .var_store()

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use super::validate::check_name;
 use super::Coordinator;
-use crate::agent::{task_of_kind, LiveModel, TaskState};
+use crate::agent::{task_of_kind, TaskState};
 use crate::buffer::Insert;
 use crate::checkpoint;
 use crate::error::{Error, Result};
+use crate::live::LiveModel;
 use crate::models::restore_model;
 use crate::store::{ExampleState, Recovered, StoreOp};
 
@@ -212,10 +213,8 @@ impl Coordinator {
                             "checkpoint of version {refused} of task {task:?} refused ({e}); serving version {version}"
                         ));
                     }
-                    let live = Arc::new(LiveModel::new(model));
-                    live.version.store(version, Ordering::Release);
-                    live.latest_version.store(newest, Ordering::Release);
-                    *live.ewc.lock() = ckpt.ewc.to_device(self.shared.device)?;
+                    let ewc = ckpt.ewc.to_device(self.shared.device)?;
+                    let live = Arc::new(LiveModel::restored(model, version, newest, ewc));
                     let mut state = TaskState::new(ckpt.meta.target_kind, self.shared.config.performance_window);
                     state.model = Some(live);
                     agent.tasks.lock().insert(task.to_string(), state);

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::Coordinator;
-use crate::agent::{AgentState, LiveModel};
+use crate::agent::AgentState;
 use crate::example::{unix_millis, ModelPerformance, TargetKind};
+use crate::live::LiveModel;
 use crate::models::ModelKind;
 use crate::replay::ReplayMemory;
 use crate::status::{AgentStatus, ModelStatus, TrainingStatus};
@@ -93,7 +94,7 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
         .map(|(task, target_kind, held_out_window, live, replay)| {
             let (version, labels, kind) = match &live {
                 Some(live) => {
-                    let model = live.model.lock();
+                    let model = live.serving();
                     let labels = catch_unwind(AssertUnwindSafe(|| model.labels())).unwrap_or_default();
                     (live.version(), labels, Some(live.kind))
                 }

@@ -144,7 +144,7 @@ impl Coordinator {
         }
         let texts: Vec<&str> = stale.iter().map(|(_, t)| t.as_str()).collect();
         let answers = {
-            let model = live.model.lock();
+            let model = live.serving();
             crate::models::predict_checked(model.as_ref(), &texts)
         };
         let answers = match answers {

@@ -72,7 +72,7 @@ impl Coordinator {
             task: task_type.to_string(),
         };
         let live = agent.live_model(task_type).ok_or_else(no_model)?;
-        let model = live.model.lock();
+        let model = live.serving();
         // Read under the same lock as the model, so the version matches the weights.
         let version = live.version();
         let outputs = match crate::models::predict_checked(model.as_ref(), inputs) {

@@ -8,11 +8,12 @@ use std::time::SystemTime;
 use super::commit::{ClusterCommit, Commit, LocalCommit};
 use super::task::update_task;
 use super::verdict::Judging;
-use crate::agent::{AgentState, LiveModel};
+use crate::agent::AgentState;
 use crate::cluster::{Cluster, TaskSession};
 use crate::error::ModelError;
 use crate::example::{ExampleId, ModelPerformance, TrainingExample};
 use crate::grad;
+use crate::live::LiveModel;
 use crate::runtime::Shared;
 use crate::store::{ExampleState, StoreOp};
 
@@ -69,7 +70,7 @@ pub(super) fn train_batches(
         if let Some((_, session)) = session.as_mut() {
             if !claimed {
                 let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
-                let kind = live.model.lock().target_kind();
+                let kind = live.serving().target_kind();
                 examples = match session.claim(&agent.name, task, kind, Some(&ids), ids.len()) {
                     Ok(examples) if !examples.is_empty() => examples,
                     Ok(_) => continue, // Trained meanwhile elsewhere.

@@ -6,12 +6,13 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::agent::{AgentState, LiveModel};
+use crate::agent::AgentState;
 use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
 use crate::cluster::{write_atomically, Cluster, Publication, TaskSession};
 use crate::error::ModelError;
 use crate::ewc::EwcState;
 use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
+use crate::live::LiveModel;
 use crate::models::AgentModel;
 use crate::optim::Touched;
 use crate::replay::ReplayChange;
@@ -75,7 +76,7 @@ pub(super) struct LocalCommit<'a> {
 
 impl Commit for LocalCommit<'_> {
     fn next_version(&mut self, live: &LiveModel) -> u64 {
-        live.latest_version.load(std::sync::atomic::Ordering::Acquire) + 1
+        live.latest_version() + 1
     }
 
     fn may_refuse(&self) -> bool {
@@ -356,7 +357,7 @@ pub(crate) fn compact_checkpoints(shared: &Shared) {
         for (task, live) in lives {
             let dir = shared.config.model_dir(&agent.name).join(&task);
             let ewc = live.ewc.lock();
-            let model = live.model.lock();
+            let model = live.serving();
             let version = live.version();
             if checkpoint::current(&dir) != Some(version)
                 || !checkpoint::file_of(&dir, version).is_some_and(|p| checkpoint::is_delta(&p))

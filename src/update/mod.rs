@@ -30,6 +30,6 @@ mod verdict;
 mod worker;
 
 pub(crate) use commit::compact_checkpoints;
-pub(crate) use snapshot::{catch_up_trainer_copies, TrainerCopy};
+pub(crate) use snapshot::catch_up_trainer_copies;
 pub use train::train_one_epoch;
 pub(crate) use worker::{ticker_loop, worker_loop};

@@ -1,19 +1,19 @@
 //! One update of one task: snapshot → train → judge → commit.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::commit::{Accepted, Commit};
-use super::snapshot::{install, shapes, TrainerCopy};
 use super::train::train_update;
 use super::verdict::{verdict, Judging};
-use crate::agent::{AgentState, LiveModel};
+use crate::agent::AgentState;
 use crate::error::ModelError;
 use crate::eval;
 use crate::ewc::{diagonal_fisher, first_non_finite, EwcState};
 use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::features::stable_hash;
+use crate::live::LiveModel;
+use crate::live::{install, shapes, TrainerCopy};
 use crate::models::Training;
 use crate::runtime::Shared;
 
@@ -55,7 +55,7 @@ pub(super) fn update_task(
         Some(shadow) => shadow,
         // Once per task (and after a failure): the only full copy taken
         // under the live model's lock.
-        None => live.model.lock().try_clone()?,
+        None => live.serving().try_clone()?,
     };
     let shapes_before = shapes(shadow.var_store());
     let mut judged = live.judged.lock();
@@ -219,16 +219,8 @@ pub(super) fn update_task(
     // Whether the commit reads the new version from the trainer's copy
     // once it serves (a checkpoint): then the copy is brought level now.
     let copy_needed = commit.reads_copy_after_serving();
-    let old = {
-        let mut serving = live.model.lock();
-        // The trained copy serves; the old live model becomes the copy.
-        let old = std::mem::replace(&mut *serving, shadow);
-        // Under the model's lock, so a prediction never sees new weights with
-        // the old version.
-        live.latest_version.fetch_max(new_version, Ordering::AcqRel);
-        live.version.store(new_version, Ordering::Release);
-        old
-    };
+    // The trained copy serves; the old live model becomes the copy.
+    let (old, _) = live.swap_serving(shadow, new_version);
     // The old live model becomes the copy, given the rows the update
     // changed (after the lock: predictions do not wait) now, or by the
     // worker once the update is over.

@@ -157,7 +157,7 @@ fn update_task_shared(
         true => registered,
         false => session.held_out(&agent.name, task, shared.config.performance_window)?,
     };
-    let kind = live.model.lock().target_kind();
+    let kind = live.serving().target_kind();
     let first = session.claim(&agent.name, task, kind, None, shared.config.max_examples_per_update)?;
     let mut removed = 0;
     if !first.is_empty() {
