@@ -15,6 +15,23 @@ use crate::config::Config;
 use crate::example::ModelPerformance;
 use crate::store::{StoreOp, StoreWriter};
 
+/// What runs after every update once the process-exit handler is in use
+/// (set by `ffi/exit.rs`, which registers that handler with the C library:
+/// the update path does not reach up into the C ABI's module).
+static AFTER_UPDATE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Makes `hook` run after every update (the first hook set stays).
+pub(crate) fn run_after_updates(hook: fn()) {
+    let _ = AFTER_UPDATE.set(hook);
+}
+
+/// Runs the hook set by [`run_after_updates`], if any.
+pub(crate) fn update_finished() {
+    if let Some(hook) = AFTER_UPDATE.get() {
+        hook();
+    }
+}
+
 /// Performance records kept in memory (older ones live in the store).
 pub(crate) const HISTORY_IN_MEMORY: usize = 10_000;
 

@@ -68,7 +68,9 @@ static HANDLES: Mutex<Vec<Weak<Coordinator>>> = Mutex::new(Vec::new());
 /// Registers [`shut_down_all`] to run at process exit (once per process).
 pub(crate) fn shut_down_global_at_exit() {
     REGISTERED.call_once(|| {
-        if !register() {
+        if register() {
+            crate::runtime::run_after_updates(register_again_after_update);
+        } else {
             tracing::warn!("atexit refused the exit handler: shut instances down before the process exits");
         }
     });
@@ -78,7 +80,7 @@ pub(crate) fn shut_down_global_at_exit() {
 /// [`MAX_REGISTRATIONS`] times), so that it runs before the destructors of
 /// what libtorch made during that update. Only where the handler is in use
 /// (the global instance or a C handle was started).
-pub(crate) fn register_again_after_update() {
+fn register_again_after_update() {
     let done = REGISTRATIONS.load(Ordering::Acquire);
     if REGISTERED.is_completed() && (1..MAX_REGISTRATIONS).contains(&done) {
         register();

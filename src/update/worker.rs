@@ -35,7 +35,7 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
                 }
             }
             agent.updating.store(false, Ordering::Release);
-            crate::ffi::exit::register_again_after_update();
+            crate::runtime::update_finished();
         }
         // Caught up with the arrivals: what a burst evicted comes back, and
         // is trained by the next update even below the threshold.
