@@ -23,7 +23,8 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use onthefly::checkpoint::{self, CheckpointMeta};
 use onthefly::eval::evaluate;
-use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
+use onthefly::ewc::{EwcState, FisherKind};
+use onthefly::fisher::diagonal_fisher;
 use onthefly::models::{AgentModel, MiniLm, MiniLmHead, TextClassifier, TextRegressor, TokenTagger};
 use onthefly::{train_one_epoch, Target, TargetKind, TextModelConfig, TrainingExample};
 

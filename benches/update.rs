@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use onthefly::eval::measure;
-use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
+use onthefly::ewc::{EwcState, FisherKind};
 use onthefly::features::ngram_ids;
+use onthefly::fisher::diagonal_fisher;
 use onthefly::models::{AgentModel, TextClassifier};
 use onthefly::{
     train_one_epoch, Config, Coordinator, NewExample, StoreConfig, Target, TextModelConfig, TrainingExample,

@@ -3,7 +3,7 @@
 //! leaves its queue (the coordinator's calls are in `coordinator/review.rs`).
 
 use crate::agent::AgentState;
-use crate::example::TrainingExample;
+use crate::base::TrainingExample;
 use crate::review::{ReviewItem, QUARANTINED_USEFULNESS};
 use crate::runtime::Shared;
 use crate::store::{ExampleState, StoreOp};

@@ -10,10 +10,10 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
+use crate::base::ValidationError;
+use crate::base::{ExampleId, TargetKind, TrainingExample};
 use crate::buffer::PriorityBuffer;
-use crate::error::ValidationError;
 use crate::eval::HeldOutWindow;
-use crate::example::{ExampleId, TargetKind, TrainingExample};
 use crate::live::LiveModel;
 use crate::models::ModelKind;
 use crate::replay::ReplayMemory;
@@ -280,7 +280,7 @@ impl AgentState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::example::{Target, TrainingExample};
+    use crate::base::{Target, TrainingExample};
 
     #[test]
     fn rejected_examples_do_not_count_towards_the_threshold_while_buffered() {

@@ -14,7 +14,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
-use crate::example::{ExampleId, Priority, TrainingExample};
+use crate::base::{ExampleId, Priority, TrainingExample};
 
 /// The sort key of an example: larger is more valuable.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -6,9 +6,9 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ModelError;
-use crate::example::{ExampleId, Target, TargetKind, TrainingExample};
-use crate::features::stable_hash;
+use crate::base::stable_hash;
+use crate::base::ModelError;
+use crate::base::{ExampleId, Target, TargetKind, TrainingExample};
 use crate::models::AgentModel;
 
 /// Whether an input belongs to the held-out share. A stable hash of the text

@@ -18,9 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Kind, Tensor};
 
-use crate::error::ModelError;
-use crate::example::TrainingExample;
-use crate::models::AgentModel;
+use crate::base::ModelError;
 
 /// Which labels the Fisher's log-likelihood gradients use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -409,32 +407,6 @@ fn zero_grads(variables: &[(String, Tensor)]) -> Result<(), ModelError> {
         }
     }
     Ok(())
-}
-
-/// Diagonal Fisher of a model over (at most `max_samples` of) `examples`.
-pub fn diagonal_fisher(
-    model: &dyn AgentModel,
-    examples: &[TrainingExample],
-    kind: FisherKind,
-    max_samples: usize,
-    seed: u64,
-) -> Result<BTreeMap<String, Tensor>, ModelError> {
-    let used = &examples[..examples.len().min(max_samples)];
-    let sampled: Vec<TrainingExample> = match kind {
-        FisherKind::Empirical => used.to_vec(),
-        FisherKind::True => {
-            let refs: Vec<&TrainingExample> = used.iter().collect();
-            let targets = model.sample_targets(&refs, seed)?;
-            used.iter()
-                .zip(targets)
-                .map(|(e, target)| TrainingExample {
-                    expected_output: target,
-                    ..e.clone()
-                })
-                .collect()
-        }
-    };
-    diagonal_fisher_with(model.var_store(), sampled.len(), |i| model.fisher_loss(&sampled[i]))
 }
 
 /// Whether every variable of `vs` is finite; the name of the first that is not.

@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::example::{Priority, Target};
+use crate::base::{Priority, Target};
 
 /// Tasks where a wrong prediction is always important (the original's list).
 pub const CRITICAL_TASKS: [&str; 3] = ["sentiment", "bias", "fact_verification"];

@@ -12,10 +12,10 @@ use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 
+use crate::base::NewExample;
 use crate::config::Config;
 use crate::coordinator::{Coordinator, FeedbackOutcome, Prediction, Receipt};
 use crate::error::{Error, Result};
-use crate::example::NewExample;
 use crate::feedback::{PredictionFeedback, UserCorrection};
 use crate::status::TrainingStatus;
 

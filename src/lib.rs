@@ -27,6 +27,7 @@
 
 mod active;
 mod agent;
+mod base;
 pub mod buffer;
 mod catch_up;
 pub mod checkpoint;
@@ -37,10 +38,9 @@ mod data_dir_lock;
 pub mod error;
 pub mod eval;
 pub mod ewc;
-pub mod example;
-pub mod features;
 pub mod feedback;
 pub mod ffi;
+pub mod fisher;
 mod global;
 mod grad;
 mod ids;
@@ -57,6 +57,7 @@ pub mod store;
 mod update;
 pub use update::train_one_epoch;
 
+pub use base::{example, features};
 pub use config::{ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice, StoreConfig, TextModelConfig};
 pub use coordinator::{Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};
 pub use error::{Error, ModelError, Result, ValidationError};

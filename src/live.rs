@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::error::ModelError;
+use crate::base::ModelError;
 use crate::ewc::EwcState;
 use crate::models::{AgentModel, ModelKind};
 use crate::optim::Touched;

@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 
 use tch::{nn::VarStore, Tensor};
 
-use crate::error::ModelError;
+use crate::base::ModelError;
 use crate::ewc::EwcState;
 
 /// Added under the root of the sums so a weight never seen divides by no zero.

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::example::{ExampleId, Target, TrainingExample};
-use crate::features::SplitMix64;
+use crate::base::SplitMix64;
+use crate::base::{ExampleId, Target, TrainingExample};
 
 /// Replay settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::example::{ExampleId, Target};
-use crate::features::tokenize;
+use crate::base::tokenize;
+use crate::base::{ExampleId, Target};
 
 /// How the review queue ranks its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

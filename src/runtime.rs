@@ -11,8 +11,8 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::agent::AgentState;
+use crate::base::ModelPerformance;
 use crate::config::Config;
-use crate::example::ModelPerformance;
 use crate::store::{StoreOp, StoreWriter};
 
 /// What runs after every update once the process-exit handler is in use
@@ -136,7 +136,7 @@ impl Shared {
         &self,
         agent: &AgentState,
         stats: &mut crate::agent::AgentStats,
-        id: crate::example::ExampleId,
+        id: crate::base::ExampleId,
     ) {
         stats.examples_evicted += 1;
         self.persist(StoreOp::SetState {
@@ -160,14 +160,14 @@ impl Shared {
     }
 
     /// A handle on the pretrained encoder, read from `minilm_dir` the first time.
-    pub fn minilm(&self) -> Result<crate::models::MiniLm, crate::error::ModelError> {
+    pub fn minilm(&self) -> Result<crate::models::MiniLm, crate::base::ModelError> {
         let mut slot = self.minilm.lock();
         if slot.is_none() {
             let dir = self
                 .config
                 .minilm_dir
                 .as_ref()
-                .ok_or_else(|| crate::error::ModelError::NotSupported("minilm_dir is not configured".into()))?;
+                .ok_or_else(|| crate::base::ModelError::NotSupported("minilm_dir is not configured".into()))?;
             *slot = Some(crate::models::MiniLm::load(dir, self.device)?);
         }
         Ok(slot.as_ref().expect("just loaded").shallow_copy())

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::example::ModelPerformance;
+use crate::base::ModelPerformance;
 use crate::store::StoreStatus;
 
 /// A snapshot of the whole training system (serialisable to JSON).

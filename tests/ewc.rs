@@ -160,7 +160,8 @@ fn grown_rows_have_zero_importance_and_consolidation_decays() {
 
 #[test]
 fn the_classifiers_sparse_fisher_equals_the_dense_one() {
-    use onthefly::ewc::{diagonal_fisher, FisherKind};
+    use onthefly::ewc::FisherKind;
+    use onthefly::fisher::diagonal_fisher;
     use onthefly::models::{AgentModel, TextClassifier};
     use onthefly::{Target, TextModelConfig, TrainingExample};
 

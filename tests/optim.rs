@@ -8,7 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use onthefly::eval::evaluate;
-use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
+use onthefly::ewc::{EwcState, FisherKind};
+use onthefly::fisher::diagonal_fisher;
 use onthefly::models::{AgentModel, TextClassifier};
 use onthefly::{train_one_epoch, TextModelConfig, TrainingExample};
 use tch::{Device, Kind, Tensor};

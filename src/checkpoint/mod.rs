@@ -32,9 +32,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use crate::error::ModelError;
+use crate::base::ModelError;
+use crate::base::TargetKind;
 use crate::ewc::EwcState;
-use crate::example::TargetKind;
 use crate::models::{AgentModel, ModelKind};
 use crate::optim::{is_state, state_name, Touched};
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use postgres::{Client, GenericClient, IsolationLevel};
 
 use crate::agent::{task_of_kind, AgentStats};
+use crate::base::ExampleId;
 use crate::checkpoint;
 use crate::error::Error;
-use crate::example::ExampleId;
 use crate::live::LiveModel;
 use crate::models::restore_model;
 use crate::replay::ReplayMemory;

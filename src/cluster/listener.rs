@@ -16,7 +16,7 @@ use postgres::Client;
 
 use super::{install_published, instance_of, lock_key, prune_buffer, Cluster, CHANNEL};
 use crate::agent::task_of_kind;
-use crate::example::{unix_millis, TargetKind};
+use crate::base::{unix_millis, TargetKind};
 use crate::grad::panic_message;
 use crate::runtime::Shared;
 use crate::status::{ClusterStatus, ClusterTaskStatus, InstanceStatus};

@@ -56,8 +56,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use postgres::{Client, NoTls};
 
+use crate::base::stable_hash;
 use crate::config::{ClusterConfig, Config};
-use crate::features::stable_hash;
 use crate::status::ClusterStatus;
 use crate::store::postgres::classify;
 use crate::store::schema::ID_BLOCK_SIZE;
@@ -137,7 +137,7 @@ impl Cluster {
             ids: Mutex::new((0..0, None)),
             connected: AtomicBool::new(false),
             busy: Mutex::new(HashMap::new()),
-            started_ms: crate::example::unix_millis(std::time::SystemTime::now()),
+            started_ms: crate::base::unix_millis(std::time::SystemTime::now()),
         };
         cluster.ids.lock().0 = cluster.first_block()?;
         Ok(cluster)

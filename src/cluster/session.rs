@@ -5,7 +5,7 @@
 use postgres::Client;
 
 use super::{lock_key, Cluster, CHANNEL};
-use crate::example::{ExampleId, ModelPerformance, TargetKind, TrainingExample};
+use crate::base::{ExampleId, ModelPerformance, TargetKind, TrainingExample};
 use crate::replay::ReplayChange;
 use crate::store::postgres::{classify, example_from_row, insert_performance, set_replay};
 use crate::store::{id_to_stored, target_kind_str, CheckpointRecord, ExampleState, StoreError, EXAMPLE_COLUMNS};

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use super::validate::{check_input, check_name, check_target, check_text};
 use super::{Coordinator, FeedbackOutcome, Placement, Receipt};
 use crate::agent::{task_of_kind, AgentState};
+use crate::base::ValidationError;
+use crate::base::{check_unit, now_millis, ExampleId, NewExample, Priority, Target, TargetKind, TrainingExample};
 use crate::buffer::Insert;
-use crate::error::{Error, Result, ValidationError};
+use crate::error::{Error, Result};
 use crate::eval::is_held_out;
-use crate::example::{check_unit, now_millis, ExampleId, NewExample, Priority, Target, TargetKind, TrainingExample};
 use crate::feedback::{judge, PredictionFeedback, UserCorrection};
 use crate::store::{ExampleState, Split, StoreOp};
 

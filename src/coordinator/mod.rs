@@ -28,10 +28,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentState;
+use crate::base::{ExampleId, Target};
 use crate::config::Config;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::{Error, Result};
-use crate::example::{ExampleId, Target};
 use crate::runtime::{Shared, HISTORY_IN_MEMORY};
 use crate::store::{self, ExampleStore, Recovered, RecoveryLimits, StoreWriter};
 use crate::update;

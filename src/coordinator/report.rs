@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::Coordinator;
 use crate::agent::AgentState;
-use crate::example::{unix_millis, ModelPerformance, TargetKind};
+use crate::base::{unix_millis, ModelPerformance, TargetKind};
 use crate::live::LiveModel;
 use crate::models::ModelKind;
 use crate::replay::ReplayMemory;

@@ -6,8 +6,9 @@
 use super::{Coordinator, Receipt};
 use crate::active::{drop_from_review, enqueue, offer_quarantined};
 use crate::agent::{task_of_kind, AgentState};
-use crate::error::{Result, ValidationError};
-use crate::example::{now_millis, ExampleId, Priority, Target, TrainingExample};
+use crate::base::ValidationError;
+use crate::base::{now_millis, ExampleId, Priority, Target, TrainingExample};
+use crate::error::Result;
 use crate::feedback::{PredictionFeedback, UserCorrection};
 use crate::review::{ReviewError, ReviewItem};
 use crate::store::{ExampleState, Split, StoreOp};

@@ -2,7 +2,8 @@
 
 use super::validate::{check_input, check_name};
 use super::{Coordinator, FeedbackOutcome, Prediction};
-use crate::error::{Error, ModelError, Result};
+use crate::base::ModelError;
+use crate::error::{Error, Result};
 use crate::feedback::PredictionFeedback;
 
 impl Coordinator {

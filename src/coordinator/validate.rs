@@ -1,8 +1,8 @@
 //! Input validation of what callers hand in: names, texts and targets
 //! within the configured limits.
 
-use crate::error::ValidationError;
-use crate::example::Target;
+use crate::base::Target;
+use crate::base::ValidationError;
 
 pub(super) fn check_name(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
     if value.trim().is_empty() {

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, CStr, CString};
 
 use super::result::{FfiError, OtfResult};
-use crate::example::{Priority, Target};
+use crate::base::{Priority, Target};
 
 /// A required, NUL-terminated UTF-8 string.
 ///

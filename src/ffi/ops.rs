@@ -11,8 +11,8 @@ use super::args::{
 };
 use super::result::{FfiError, OtfResult};
 use super::OtfFeedback;
+use crate::base::{ExampleId, NewExample};
 use crate::coordinator::{Coordinator, FeedbackOutcome};
-use crate::example::{ExampleId, NewExample};
 use crate::feedback::{PredictionFeedback, UserCorrection};
 
 /// See `otf_add_training_example`.

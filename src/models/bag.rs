@@ -2,7 +2,7 @@
 
 use tch::{Device, Tensor};
 
-use crate::error::ModelError;
+use crate::base::ModelError;
 
 /// A checkpoint's variable `name`, moved to `device`; an error naming it when
 /// the checkpoint lacks it.

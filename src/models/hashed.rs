@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use crate::config::TextModelConfig;
-use crate::error::ModelError;
-use crate::features::{ngram_ids, stable_hash};
+use crate::base::ModelError;
+use crate::base::{ngram_ids, stable_hash};
+use crate::models::TextModelConfig;
 use crate::optim;
 
 use super::feature_cache::{FeatureCache, Features, MAX_CACHED_IDS};

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::error::ModelError;
+use crate::base::ModelError;
 
 /// The shape of the BERT network, from `config.json`.
 #[derive(Debug, Clone, Deserialize)]

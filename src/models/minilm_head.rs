@@ -13,8 +13,8 @@ use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 use super::bag::saved_param;
 use super::minilm::MiniLm;
 use super::{outputs_from_probabilities, tensor_on, AgentModel, ModelKind, ModelOutput};
-use crate::error::ModelError;
-use crate::example::{Target, TargetKind, TrainingExample};
+use crate::base::ModelError;
+use crate::base::{Target, TargetKind, TrainingExample};
 
 const OUT_WEIGHT: &str = "out_weight";
 const OUT_BIAS: &str = "out_bias";

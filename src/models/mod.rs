@@ -14,6 +14,7 @@ mod minilm;
 mod minilm_head;
 mod tagger;
 mod text_classifier;
+mod text_config;
 mod text_regressor;
 mod torchscript;
 
@@ -21,6 +22,7 @@ pub use minilm::MiniLm;
 pub use minilm_head::MiniLmHead;
 pub use tagger::TokenTagger;
 pub use text_classifier::TextClassifier;
+pub use text_config::TextModelConfig;
 pub use text_regressor::TextRegressor;
 pub use torchscript::{TorchScriptModel, TorchScriptSpec};
 
@@ -29,9 +31,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use crate::config::TextModelConfig;
-use crate::error::ModelError;
-use crate::example::{Target, TargetKind, TrainingExample};
+use crate::base::ModelError;
+use crate::base::{Target, TargetKind, TrainingExample};
 
 /// The kind of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

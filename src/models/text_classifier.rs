@@ -16,10 +16,10 @@ use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::hashed::HashedLinear;
 use super::{outputs_from_probabilities, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
-use crate::config::TextModelConfig;
-use crate::error::ModelError;
-use crate::example::{Target, TargetKind, TrainingExample};
-use crate::features::SplitMix64;
+use crate::base::ModelError;
+use crate::base::SplitMix64;
+use crate::base::{Target, TargetKind, TrainingExample};
+use crate::models::TextModelConfig;
 
 /// Hashed linear classifier over word uni- and bi-grams.
 #[derive(Debug)]

@@ -14,9 +14,9 @@ use tch::{nn::VarStore, Device, Reduction, Tensor};
 
 use super::hashed::HashedLinear;
 use super::{tensor_on, AgentModel, ModelKind, ModelOutput, Training};
-use crate::config::TextModelConfig;
-use crate::error::ModelError;
-use crate::example::{Target, TargetKind, TrainingExample};
+use crate::base::ModelError;
+use crate::base::{Target, TargetKind, TrainingExample};
+use crate::models::TextModelConfig;
 
 /// A regressor of scores in 0..=1 over hashed n-grams.
 #[derive(Debug)]

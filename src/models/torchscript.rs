@@ -8,7 +8,7 @@
 //! whose `forward(ids, offsets)` takes
 //! - `ids`: int64, 1-D: the hashed word uni- and bi-gram ids of every input,
 //!   concatenated, each in `0..hash_buckets` (the built-in features,
-//!   [`crate::features::ngram_ids`]);
+//!   [`crate::base::ngram_ids`]);
 //! - `offsets`: int64, 1-D: where each input's ids start (the layout of
 //!   `torch.nn.EmbeddingBag`), one per input;
 //!
@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor, TrainableCModule};
 
 use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput};
-use crate::error::ModelError;
-use crate::example::{Target, TargetKind, TrainingExample};
-use crate::features::ngram_ids;
+use crate::base::ngram_ids;
+use crate::base::ModelError;
+use crate::base::{Target, TargetKind, TrainingExample};
 
 /// Where a TorchScript model is and what it predicts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

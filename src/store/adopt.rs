@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::postgres::{classify, connect_one, copy_examples, MIGRATION_LOCK};
 use super::schema::{ID_BLOCK_SIZE, VERSION_TABLE};
 use super::{ExampleState, PostgresStore, Split, StoreError, StoreOp};
-use crate::example::{ExampleId, Priority, Target, TrainingExample};
+use crate::base::{ExampleId, Priority, Target, TrainingExample};
 
 /// The original's tables this library's schema also names: moved aside
 /// with the prefix [`MOVED_PREFIX`].

@@ -37,8 +37,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::base::{ExampleId, ModelPerformance, Target, TargetKind, TrainingExample};
 use crate::config::{Config, DatabaseConfig};
-use crate::example::{ExampleId, ModelPerformance, Target, TargetKind, TrainingExample};
 
 pub use self::adopt::{adopt_original_database, Adoption, MOVED_PREFIX};
 pub use self::postgres::PostgresStore;

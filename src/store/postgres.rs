@@ -18,7 +18,7 @@ use super::{
     PoolStats, Recovered, RecoveryLimits, Split, StoreError, StoreOp, StoredExample, EXAMPLE_COLUMNS,
     PERFORMANCE_COLUMNS,
 };
-use crate::example::{ExampleId, ModelPerformance, Priority, TrainingExample};
+use crate::base::{ExampleId, ModelPerformance, Priority, TrainingExample};
 
 type Manager = PostgresConnectionManager<NoTls>;
 
@@ -278,7 +278,7 @@ impl ExampleStore for PostgresStore {
                 path: row.get(3),
                 accepted: row.get(4),
                 metrics: row.get(5),
-                created_ms: crate::example::unix_millis(row.get(6)),
+                created_ms: crate::base::unix_millis(row.get(6)),
             })
         })
         .collect()
@@ -526,7 +526,7 @@ fn performance_from_row(row: &Row) -> Result<ModelPerformance, StoreError> {
         held_out_examples: count(7),
         examples_trained: count(8),
         train_loss: row.get::<_, Option<f64>>(9).unwrap_or(f64::NAN),
-        update_timestamp_ms: crate::example::unix_millis(row.get(10)),
+        update_timestamp_ms: crate::base::unix_millis(row.get(10)),
         rollback_triggered: row.get(11),
         rollback_reason: row.get(12),
         model_version: id_from_stored(row.get(13))?,

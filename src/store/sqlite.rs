@@ -14,7 +14,7 @@ use super::{
     PoolStats, Recovered, RecoveryLimits, Split, StoreError, StoreOp, StoredExample, EXAMPLE_COLUMNS,
     PERFORMANCE_COLUMNS,
 };
-use crate::example::{unix_millis, ExampleId, ModelPerformance, Priority, TrainingExample};
+use crate::base::{unix_millis, ExampleId, ModelPerformance, Priority, TrainingExample};
 
 /// Examples, updates and checkpoints in a SQLite file.
 #[derive(Debug)]

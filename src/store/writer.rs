@@ -497,5 +497,5 @@ fn replay_all(
 
 /// Now, in milliseconds since the Unix epoch.
 fn now_ms() -> u64 {
-    crate::example::unix_millis(std::time::SystemTime::now())
+    crate::base::unix_millis(std::time::SystemTime::now())
 }

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::agent::AgentState;
+use crate::base::ModelError;
+use crate::base::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::checkpoint::{self, CheckpointError, CheckpointMeta};
 use crate::cluster::{write_atomically, Cluster, Publication, TaskSession};
-use crate::error::ModelError;
 use crate::ewc::EwcState;
-use crate::example::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::live::LiveModel;
 use crate::models::AgentModel;
 use crate::optim::Touched;

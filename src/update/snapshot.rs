@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use crate::agent::{AgentState, TaskState};
-use crate::error::ModelError;
-use crate::example::{TargetKind, TrainingExample};
-use crate::features::stable_hash;
+use crate::base::stable_hash;
+use crate::base::ModelError;
+use crate::base::{TargetKind, TrainingExample};
 use crate::live::{LiveModel, TrainerCopy};
 use crate::models::{create_model, AgentModel, MiniLmHead, ModelKind, TorchScriptModel};
 use crate::runtime::Shared;
@@ -120,8 +120,8 @@ pub(crate) fn catch_up_trainer_copies(agent: &AgentState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::{Target, TrainingExample};
     use crate::config::TextModelConfig;
-    use crate::example::{Target, TrainingExample};
     use crate::live::shapes;
     use crate::models::TextClassifier;
     use crate::optim::Touched;

@@ -4,10 +4,10 @@
 
 use tch::nn::{self, OptimizerConfig};
 
-use crate::error::ModelError;
+use crate::base::ModelError;
+use crate::base::SplitMix64;
+use crate::base::TrainingExample;
 use crate::ewc::EwcState;
-use crate::example::TrainingExample;
-use crate::features::SplitMix64;
 use crate::models::{AgentModel, Training};
 use crate::optim::{adaptive_step, Touched};
 

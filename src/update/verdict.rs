@@ -1,8 +1,8 @@
 //! Stage 3, judge: whether the candidate is kept, by the configured
 //! acceptance test ([`crate::judge`]) on the judging examples.
 
+use crate::base::TrainingExample;
 use crate::eval;
-use crate::example::TrainingExample;
 use crate::judge::{self, AcceptanceTest};
 
 /// What an update is judged on.

@@ -13,8 +13,8 @@ use crossbeam_channel::{select, Receiver};
 use super::batches::train_batches;
 use super::snapshot::prepare_task;
 use crate::agent::AgentState;
+use crate::base::TrainingExample;
 use crate::cluster::{install_published, latest_version, prune_buffer, Cluster, TaskSession};
-use crate::example::TrainingExample;
 use crate::grad;
 use crate::runtime::Shared;
 

@@ -12,8 +12,9 @@
 //! accuracy is the mean over domains after the last stage, and a domain's
 //! forgetting is its best accuracy at an earlier stage minus its final one.
 
-use onthefly::ewc::{diagonal_fisher, EwcState, FisherKind};
+use onthefly::ewc::{EwcState, FisherKind};
 use onthefly::features::{stable_hash, SplitMix64};
+use onthefly::fisher::diagonal_fisher;
 use onthefly::models::{AgentModel, TextClassifier};
 use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
 

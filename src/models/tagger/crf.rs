@@ -228,7 +228,7 @@ pub(crate) fn repair_bio(tags: &mut [String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::SplitMix64;
+    use crate::base::SplitMix64;
 
     fn strings(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_string).collect()

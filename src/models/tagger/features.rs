@@ -12,7 +12,7 @@
 //! seen so far are remembered by the weights of the word features
 //! themselves: a name tagged once has moved its word's row.
 
-use crate::features::stable_hash;
+use crate::base::stable_hash;
 
 /// Characters of the longest prefix and suffix features.
 const AFFIX: usize = 4;

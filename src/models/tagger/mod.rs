@@ -34,9 +34,9 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::bag::saved_param;
 use super::{tensor_on, AgentModel, ModelKind, ModelOutput, Training};
-use crate::config::TextModelConfig;
-use crate::error::{ModelError, ValidationError};
-use crate::example::{Target, TargetKind, TrainingExample};
+use crate::base::{ModelError, ValidationError};
+use crate::base::{Target, TargetKind, TrainingExample};
+use crate::models::TextModelConfig;
 use crate::optim::{self, Touched};
 use crf::{bio_transitions, repair_bio, Chain};
 use features::sentence_features;

@@ -6,8 +6,8 @@ use tch::{Kind, Tensor};
 
 use super::crf::Chain;
 use super::{TokenTagger, FORBIDDEN, TRANSITIONS, WEIGHT};
-use crate::error::ModelError;
-use crate::example::TrainingExample;
+use crate::base::ModelError;
+use crate::base::TrainingExample;
 use crate::models::hashed::{round_to_kept_precision, RowUnion};
 use crate::models::tensor_on;
 use crate::optim::{self, Touched};

@@ -1,0 +1,146 @@
+//! The leaf errors: an input refused ([`ValidationError`]) and a failure
+//! inside a model ([`ModelError`]). Every domain module returns them;
+//! [`crate::error::Error`] gathers them with the errors of the layers above.
+
+use super::example::TargetKind;
+
+/// An input that was refused. Nothing of a refused input is stored.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidationError {
+    /// A text holds a NUL character, which neither PostgreSQL text nor JSON
+    /// columns can store.
+    #[error("{field} must not contain a NUL character (\\0)")]
+    NulCharacter {
+        /// Which field.
+        field: &'static str,
+    },
+    /// A required name is empty or blank.
+    #[error("{field} must not be empty")]
+    EmptyName {
+        /// Which name.
+        field: &'static str,
+    },
+    /// A name is longer than `max_name_bytes`.
+    #[error("{field} must be at most {max} bytes, got {len}")]
+    NameTooLong {
+        /// Which name.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A name holds characters other than ASCII letters, digits, `_`, `-` and
+    /// `.`, or starts with `.`.
+    #[error(
+        "{field} may hold only ASCII letters, digits, '_', '-' and '.', and must not start with '.', got {value:?}"
+    )]
+    InvalidName {
+        /// Which name.
+        field: &'static str,
+        /// The name given.
+        value: String,
+    },
+    /// The input text is empty or blank.
+    #[error("input_text must not be empty")]
+    EmptyInput,
+    /// The input text is longer than `max_input_bytes`.
+    #[error("input_text must be at most {max} bytes, got {len}")]
+    InputTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A target (label, tags or JSON) is longer than `max_input_bytes`.
+    #[error("{field} must be at most {max} bytes, got {len}")]
+    TargetTooLong {
+        /// Which target.
+        field: &'static str,
+        /// Its length in bytes (a label's, the tags' together, the JSON text's).
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A score is NaN, infinite or outside `0..=1`.
+    #[error("{field} must be a finite number in 0..=1, got {value}")]
+    OutOfUnitRange {
+        /// Which score.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// A correction priority outside `0..=3`.
+    #[error("correction_priority must be in 0..=3, got {0}")]
+    PriorityOutOfRange(i64),
+    /// A label (or a tag) is empty.
+    #[error("a label must not be empty")]
+    EmptyLabel,
+    /// Token tags do not match the input's whitespace-separated tokens one to one.
+    #[error("expected one tag per whitespace-separated token: the input has {tokens} tokens, got {tags} tags")]
+    TagCountMismatch {
+        /// Tokens in the input.
+        tokens: usize,
+        /// Tags given.
+        tags: usize,
+    },
+    /// The task already learns another kind of target.
+    #[error("task {task:?} of agent {agent:?} learns {expected} targets, got a {got} target")]
+    TargetKindMismatch {
+        /// The agent.
+        agent: String,
+        /// The task.
+        task: String,
+        /// The kind fixed by the task's first example.
+        expected: TargetKind,
+        /// The kind given.
+        got: TargetKind,
+    },
+}
+
+/// A failure inside a model: a tensor operation, a shape, a value.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// The model cannot answer yet (for example a classifier that knows no label).
+    #[error("the model is not trained yet: {0}")]
+    NotTrained(String),
+    /// The model panicked.
+    #[error("the model panicked: {0}")]
+    Panicked(String),
+    /// The model returned another number of outputs than it was given inputs.
+    #[error("the model returned {outputs} outputs for {inputs} inputs")]
+    OutputCount {
+        /// Inputs given.
+        inputs: usize,
+        /// Outputs returned.
+        outputs: usize,
+    },
+    /// The model does not offer this operation.
+    #[error("not supported: {0}")]
+    NotSupported(String),
+    /// No built-in model learns this kind of target.
+    #[error("no built-in model learns {0} targets")]
+    Unsupported(TargetKind),
+    /// A target of the wrong kind reached the model.
+    #[error("the model learns {expected} targets, got a {got} target")]
+    WrongTarget {
+        /// What the model learns.
+        expected: TargetKind,
+        /// What it was given.
+        got: TargetKind,
+    },
+    /// A loss or a weight became NaN or infinite.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+    /// An update could not be published to the other instances sharing the
+    /// database (see [`crate::cluster`]); it was not installed.
+    #[error("the update could not be published to the other instances: {0}")]
+    Publish(String),
+    /// An example handed to a model directly (not through a coordinator,
+    /// which checks on intake) breaks its target's own rules.
+    #[error("invalid example: {0}")]
+    Invalid(#[from] ValidationError),
+}

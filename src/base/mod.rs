@@ -1,0 +1,12 @@
+//! The vocabulary every layer shares: targets and examples, the leaf errors,
+//! the text features. It imports nothing else of the crate, so any module
+//! may import it.
+
+mod errors;
+pub mod example;
+pub mod features;
+
+pub use errors::{ModelError, ValidationError};
+pub(crate) use example::{check_unit, now_millis, unix_millis};
+pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample};
+pub use features::{ngram_ids, stable_hash, tokenize, SplitMix64};

@@ -1,0 +1,40 @@
+//! The diagonal Fisher information of a model's weights over examples (what
+//! EWC weighs each weight's anchor by, [`crate::ewc`]): the empirical Fisher
+//! (the examples' own targets) or the true Fisher (targets drawn from the
+//! model's predictive distribution). Here, above the models, because it
+//! needs a whole model; the Fisher of any `VarStore` is
+//! [`crate::ewc::diagonal_fisher_with`].
+
+use std::collections::BTreeMap;
+
+use tch::Tensor;
+
+use crate::base::{ModelError, TrainingExample};
+use crate::ewc::{diagonal_fisher_with, FisherKind};
+use crate::models::AgentModel;
+
+/// Diagonal Fisher of a model over (at most `max_samples` of) `examples`.
+pub fn diagonal_fisher(
+    model: &dyn AgentModel,
+    examples: &[TrainingExample],
+    kind: FisherKind,
+    max_samples: usize,
+    seed: u64,
+) -> Result<BTreeMap<String, Tensor>, ModelError> {
+    let used = &examples[..examples.len().min(max_samples)];
+    let sampled: Vec<TrainingExample> = match kind {
+        FisherKind::Empirical => used.to_vec(),
+        FisherKind::True => {
+            let refs: Vec<&TrainingExample> = used.iter().collect();
+            let targets = model.sample_targets(&refs, seed)?;
+            used.iter()
+                .zip(targets)
+                .map(|(e, target)| TrainingExample {
+                    expected_output: target,
+                    ..e.clone()
+                })
+                .collect()
+        }
+    };
+    diagonal_fisher_with(model.var_store(), sampled.len(), |i| model.fisher_loss(&sampled[i]))
+}
