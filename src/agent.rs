@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
+use crate::base::kind_matches;
 use crate::base::ValidationError;
 use crate::base::{ExampleId, TargetKind, TrainingExample};
 use crate::buffer::PriorityBuffer;
@@ -73,14 +74,7 @@ pub(crate) fn task_of_kind<'a>(
     let state = tasks
         .entry(task.to_string())
         .or_insert_with(|| TaskState::new(kind, window));
-    if state.target_kind != kind {
-        return Err(ValidationError::TargetKindMismatch {
-            agent: agent.to_string(),
-            task: task.to_string(),
-            expected: state.target_kind,
-            got: kind,
-        });
-    }
+    kind_matches(agent, task, state.target_kind, kind)?;
     Ok(state)
 }
 

@@ -259,9 +259,12 @@ pub fn adaptive_step(
             if !grad.defined() {
                 continue;
             }
-            let sums = variables.get(&state_name(name)).ok_or_else(|| {
-                ModelError::NotSupported(format!("variable {name} has no optimiser state {}", state_name(name)))
-            })?;
+            let sums = variables
+                .get(&state_name(name))
+                .ok_or_else(|| ModelError::MissingOptimizerState {
+                    variable: name.clone(),
+                    state: state_name(name),
+                })?;
             if grad.is_sparse() {
                 let grad = grad.f_coalesce()?;
                 let rows = grad.f_indices()?.f_select(0, 0)?;

@@ -167,7 +167,7 @@ impl Shared {
                 .config
                 .minilm_dir
                 .as_ref()
-                .ok_or_else(|| crate::base::ModelError::NotSupported("minilm_dir is not configured".into()))?;
+                .ok_or_else(|| crate::base::ModelError::ModelFiles("minilm_dir is not configured".into()))?;
             *slot = Some(crate::models::MiniLm::load(dir, self.device)?);
         }
         Ok(slot.as_ref().expect("just loaded").shallow_copy())

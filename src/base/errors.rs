@@ -118,9 +118,44 @@ pub enum ModelError {
         /// Outputs returned.
         outputs: usize,
     },
-    /// The model does not offer this operation.
+    /// The model does not offer this operation (a custom model restored
+    /// from a file, targets sampled by a model that has no distribution,
+    /// a rollback with several instances).
     #[error("not supported: {0}")]
     NotSupported(String),
+    /// A checkpoint that does not fit the model reading it: its metadata, a
+    /// variable it lacks, a shape its metadata contradicts.
+    #[error("the checkpoint does not fit the model: {0}")]
+    IncompatibleCheckpoint(String),
+    /// A model's files (a MiniLM encoder, a TorchScript module) are not
+    /// configured, missing or unreadable.
+    #[error("model files: {0}")]
+    ModelFiles(String),
+    /// The configuration asks for a model the task cannot have (a model
+    /// kind or module that cannot learn the task's targets, a table too
+    /// large).
+    #[error("model configuration: {0}")]
+    Misconfigured(String),
+    /// An example of a task that has no state (never registered).
+    #[error("task {0:?} is not registered")]
+    UnknownTask(String),
+    /// A label outside a model's fixed set (a TorchScript classifier).
+    #[error("label {label:?} is not one of the model's {known:?}")]
+    UnknownLabel {
+        /// The label given.
+        label: String,
+        /// The labels the model knows.
+        known: Vec<String>,
+    },
+    /// A trainable variable without the state an adaptive step keeps
+    /// beside it.
+    #[error("variable {variable} has no optimiser state {state}")]
+    MissingOptimizerState {
+        /// The variable.
+        variable: String,
+        /// The name its state should have.
+        state: String,
+    },
     /// No built-in model learns this kind of target.
     #[error("no built-in model learns {0} targets")]
     Unsupported(TargetKind),
@@ -143,4 +178,54 @@ pub enum ModelError {
     /// which checks on intake) breaks its target's own rules.
     #[error("invalid example: {0}")]
     Invalid(#[from] ValidationError),
+}
+
+/// Whether a target of kind `got` fits task `task` of `agent`, which learns
+/// `expected` targets; the one place a mismatch is built.
+pub(crate) fn kind_matches(
+    agent: &str,
+    task: &str,
+    expected: TargetKind,
+    got: TargetKind,
+) -> Result<(), ValidationError> {
+    if expected == got {
+        return Ok(());
+    }
+    Err(ValidationError::TargetKindMismatch {
+        agent: agent.to_string(),
+        task: task.to_string(),
+        expected,
+        got,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_mismatch_names_the_task_and_both_kinds() {
+        assert!(kind_matches("scout", "news", TargetKind::Label, TargetKind::Label).is_ok());
+        let error = kind_matches("scout", "news", TargetKind::Label, TargetKind::Score).unwrap_err();
+        assert_eq!(
+            error,
+            ValidationError::TargetKindMismatch {
+                agent: "scout".into(),
+                task: "news".into(),
+                expected: TargetKind::Label,
+                got: TargetKind::Score,
+            }
+        );
+    }
+
+    #[test]
+    fn model_errors_say_what_failed_in_their_own_words() {
+        let unknown = ModelError::UnknownLabel {
+            label: "maybe".into(),
+            known: vec!["yes".into(), "no".into()],
+        };
+        assert_eq!(unknown.to_string(), r#"label "maybe" is not one of the model's ["yes", "no"]"#);
+        let checkpoint = ModelError::IncompatibleCheckpoint("the checkpoint has no variable w".into());
+        assert!(checkpoint.to_string().starts_with("the checkpoint does not fit the model"));
+    }
 }

@@ -6,6 +6,7 @@ mod errors;
 pub mod example;
 pub mod features;
 
+pub(crate) use errors::kind_matches;
 pub use errors::{ModelError, ValidationError};
 pub(crate) use example::{check_unit, now_millis, unix_millis};
 pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample};

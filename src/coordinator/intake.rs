@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::validate::{check_input, check_name, check_target, check_text};
 use super::{Coordinator, FeedbackOutcome, Placement, Receipt};
 use crate::agent::{task_of_kind, AgentState};
-use crate::base::ValidationError;
+use crate::base::kind_matches;
 use crate::base::{check_unit, now_millis, ExampleId, NewExample, Priority, Target, TargetKind, TrainingExample};
 use crate::buffer::Insert;
 use crate::error::{Error, Result};
@@ -48,15 +48,8 @@ impl Coordinator {
         if let Some(actual) = &feedback.actual_output {
             check_target("actual_output", actual, limits.max_input_bytes)?;
             actual.validate(&feedback.input_text)?;
-            if actual.kind() != feedback.predicted_output.kind() {
-                return Err(ValidationError::TargetKindMismatch {
-                    agent: feedback.agent_name.clone(),
-                    task: feedback.task_type.clone(),
-                    expected: feedback.predicted_output.kind(),
-                    got: actual.kind(),
-                }
-                .into());
-            }
+            let (agent, task) = (&feedback.agent_name, &feedback.task_type);
+            kind_matches(agent, task, feedback.predicted_output.kind(), actual.kind())?;
         }
         self.check_task_kind(
             &feedback.agent_name,
@@ -119,15 +112,12 @@ impl Coordinator {
         check_target("incorrect_output", &correction.incorrect_output, max)?;
         check_target("correct_output", &correction.correct_output, max)?;
         correction.incorrect_output.validate(&correction.input_text)?;
-        if correction.incorrect_output.kind() != correction.correct_output.kind() {
-            return Err(ValidationError::TargetKindMismatch {
-                agent: correction.agent_name.clone(),
-                task: correction.task_type.clone(),
-                expected: correction.correct_output.kind(),
-                got: correction.incorrect_output.kind(),
-            }
-            .into());
-        }
+        kind_matches(
+            &correction.agent_name,
+            &correction.task_type,
+            correction.correct_output.kind(),
+            correction.incorrect_output.kind(),
+        )?;
         let note = correction.user_feedback.clone().unwrap_or_else(|| {
             format!(
                 "user correction: the agent answered {}",
@@ -168,14 +158,8 @@ impl Coordinator {
         };
         let tasks = agent.tasks.lock();
         match tasks.get(task) {
-            Some(state) if state.target_kind != got => Err(ValidationError::TargetKindMismatch {
-                agent: agent_name.to_string(),
-                task: task.to_string(),
-                expected: state.target_kind,
-                got,
-            }
-            .into()),
-            _ => Ok(()),
+            Some(state) => Ok(kind_matches(agent_name, task, state.target_kind, got)?),
+            None => Ok(()),
         }
     }
 

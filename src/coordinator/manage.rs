@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use super::validate::{check_input, check_name, check_target};
 use super::Coordinator;
 use crate::agent::task_of_kind;
+use crate::base::kind_matches;
 use crate::base::{now_millis, unix_millis, ExampleId, ModelPerformance, Priority, Target, TrainingExample};
 use crate::base::{ModelError, ValidationError};
 use crate::checkpoint;
@@ -63,15 +64,7 @@ impl Coordinator {
             check_input(input, limits.max_input_bytes)?;
             check_target("expected_output", target, limits.max_input_bytes)?;
             target.validate(input)?;
-            if target.kind() != kind {
-                return Err(ValidationError::TargetKindMismatch {
-                    agent: agent_name.to_string(),
-                    task: task_type.to_string(),
-                    expected: kind,
-                    got: target.kind(),
-                }
-                .into());
-            }
+            kind_matches(agent_name, task_type, kind, target.kind())?;
         }
         self.check_task_kind(agent_name, task_type, kind)?;
         let set = examples

@@ -6,7 +6,7 @@
 use super::{Coordinator, Receipt};
 use crate::active::{drop_from_review, enqueue, offer_quarantined};
 use crate::agent::{task_of_kind, AgentState};
-use crate::base::ValidationError;
+use crate::base::kind_matches;
 use crate::base::{now_millis, ExampleId, Priority, Target, TrainingExample};
 use crate::error::Result;
 use crate::feedback::{PredictionFeedback, UserCorrection};
@@ -175,15 +175,12 @@ impl Coordinator {
         let item = self.with_queue_of(review_id, |queue| {
             let item = queue.peek(review_id)?;
             output.validate(&item.input_text)?;
-            if output.kind() != item.predicted_output.kind() {
-                return Err(ValidationError::TargetKindMismatch {
-                    agent: item.agent_name.clone(),
-                    task: item.task_type.clone(),
-                    expected: item.predicted_output.kind(),
-                    got: output.kind(),
-                }
-                .into());
-            }
+            kind_matches(
+                &item.agent_name,
+                &item.task_type,
+                item.predicted_output.kind(),
+                output.kind(),
+            )?;
             Ok(queue.label(review_id)?)
         })?;
         self.shared.persist(StoreOp::SetState {

@@ -13,6 +13,6 @@ pub(crate) fn saved_param(
 ) -> Result<Tensor, ModelError> {
     let saved = params
         .get(name)
-        .ok_or_else(|| ModelError::NotSupported(format!("the checkpoint has no variable {name}")))?;
+        .ok_or_else(|| ModelError::IncompatibleCheckpoint(format!("the checkpoint has no variable {name}")))?;
     Ok(saved.f_to_device(device)?)
 }

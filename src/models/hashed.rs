@@ -66,7 +66,7 @@ impl HashedLinear {
         let (rows, columns) = match weight.size().as_slice() {
             &[rows, columns] => (rows, columns),
             other => {
-                return Err(ModelError::NotSupported(format!(
+                return Err(ModelError::IncompatibleCheckpoint(format!(
                     "a hashed weight table has two dimensions, not {other:?}"
                 )))
             }
@@ -101,7 +101,7 @@ impl HashedLinear {
     pub fn zeros(device: Device, buckets: usize, outputs: usize) -> Result<HashedLinear, ModelError> {
         // Cached ids are 32-bit (see `ids`).
         if buckets > 1 << 32 {
-            return Err(ModelError::NotSupported(format!(
+            return Err(ModelError::Misconfigured(format!(
                 "a hashed layer has at most 2^32 buckets, not {buckets}"
             )));
         }

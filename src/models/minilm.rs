@@ -35,7 +35,7 @@ pub struct MiniLm {
 }
 
 fn load_error(dir: &Path, what: impl std::fmt::Display) -> ModelError {
-    ModelError::NotSupported(format!("MiniLM encoder in {}: {what}", dir.display()))
+    ModelError::ModelFiles(format!("MiniLM encoder in {}: {what}", dir.display()))
 }
 
 impl MiniLm {
@@ -89,7 +89,7 @@ impl MiniLm {
     fn weight(&self, name: &str) -> Result<&Tensor, ModelError> {
         self.weights
             .get(name)
-            .ok_or_else(|| ModelError::NotSupported(format!("MiniLM weights have no {name}")))
+            .ok_or_else(|| ModelError::ModelFiles(format!("MiniLM weights have no {name}")))
     }
 
     fn linear(&self, x: &Tensor, name: &str) -> Result<Tensor, ModelError> {
@@ -123,7 +123,7 @@ impl MiniLm {
         let encodings = self
             .tokenizer
             .encode_batch(sentences.to_vec(), true)
-            .map_err(|e| ModelError::NotSupported(format!("tokenizing for MiniLM: {e}")))?;
+            .map_err(|e| ModelError::ModelFiles(format!("tokenizing for MiniLM: {e}")))?;
         let batch = encodings.len() as i64;
         let length = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0) as i64;
         let length = length.min(self.shape.max_position_embeddings);

@@ -97,7 +97,7 @@ impl MiniLmHead {
         meta: &serde_json::Value,
     ) -> Result<MiniLmHead, ModelError> {
         let meta: HeadMeta = serde_json::from_value(meta.clone())
-            .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a MiniLM head: {e}")))?;
+            .map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a MiniLM head: {e}")))?;
         let encoder = MiniLm::load(&meta.encoder_dir, device)?;
         let _guard = tch::no_grad_guard();
         let w = saved_param(params, OUT_WEIGHT, device)?;
@@ -256,7 +256,7 @@ impl AgentModel for MiniLmHead {
 
     fn restore(&mut self, params: &BTreeMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), ModelError> {
         let saved: HeadMeta = serde_json::from_value(meta.clone())
-            .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a MiniLM head: {e}")))?;
+            .map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a MiniLM head: {e}")))?;
         let device = self.vs.device();
         let _guard = tch::no_grad_guard();
         let w = saved_param(params, OUT_WEIGHT, device)?;

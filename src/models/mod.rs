@@ -199,7 +199,7 @@ pub trait AgentModel: Send {
         for (name, mut var) in self.var_store().variables() {
             let saved = params
                 .get(&name)
-                .ok_or_else(|| ModelError::NotSupported(format!("the checkpoint has no variable {name}")))?;
+                .ok_or_else(|| ModelError::IncompatibleCheckpoint(format!("the checkpoint has no variable {name}")))?;
             var.f_copy_(saved)?;
         }
         Ok(())

@@ -57,12 +57,13 @@ impl TextClassifier {
         params: &BTreeMap<String, Tensor>,
         meta: &serde_json::Value,
     ) -> Result<TextClassifier, ModelError> {
-        let saved: SavedMeta = serde_json::from_value(meta.clone())
-            .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a text classifier: {e}")))?;
+        let saved: SavedMeta = serde_json::from_value(meta.clone()).map_err(|e| {
+            ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a text classifier: {e}"))
+        })?;
         let _guard = tch::no_grad_guard();
         let layer = HashedLinear::from_checkpoint(device, params)?;
         if layer.weight.size().get(1).copied() != Some(saved.labels.len() as i64) {
-            return Err(ModelError::NotSupported(format!(
+            return Err(ModelError::IncompatibleCheckpoint(format!(
                 "the checkpoint's weight table has {:?} columns for {} labels",
                 layer.weight.size(),
                 saved.labels.len()

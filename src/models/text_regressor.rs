@@ -42,7 +42,7 @@ impl TextRegressor {
         meta: &serde_json::Value,
     ) -> Result<TextRegressor, ModelError> {
         let config: TextModelConfig = serde_json::from_value(meta["config"].clone())
-            .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a text regressor: {e}")))?;
+            .map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a text regressor: {e}")))?;
         let _guard = tch::no_grad_guard();
         let layer = HashedLinear::from_checkpoint(device, params)?;
         Ok(TextRegressor { layer, config })

@@ -81,7 +81,7 @@ impl TorchScriptModel {
     /// none) and that the module answers the contract.
     pub fn load(spec: TorchScriptSpec, device: Device) -> Result<TorchScriptModel, ModelError> {
         let file = spec.path.display().to_string();
-        let bad = |why: String| ModelError::NotSupported(format!("TorchScript model {file}: {why}"));
+        let bad = |why: String| ModelError::ModelFiles(format!("TorchScript model {file}: {why}"));
         match spec.target_kind {
             TargetKind::Label if spec.labels.is_empty() => return Err(bad("a label task needs its labels".into())),
             TargetKind::Label | TargetKind::Score => {}
@@ -147,16 +147,16 @@ impl TorchScriptModel {
         };
         match self.spec.target_kind {
             TargetKind::Label => {
-                let targets =
-                    examples
-                        .iter()
-                        .map(|e| match &e.expected_output {
-                            Target::Label(l) => self.index.get(l).copied().ok_or_else(|| {
-                                ModelError::NotSupported(format!("label {l:?} is not one of the module's"))
-                            }),
-                            other => Err(wrong(other)),
-                        })
-                        .collect::<Result<Vec<i64>, _>>()?;
+                let targets = examples
+                    .iter()
+                    .map(|e| match &e.expected_output {
+                        Target::Label(l) => self.index.get(l).copied().ok_or_else(|| ModelError::UnknownLabel {
+                            label: l.clone(),
+                            known: self.spec.labels.clone(),
+                        }),
+                        other => Err(wrong(other)),
+                    })
+                    .collect::<Result<Vec<i64>, _>>()?;
                 let targets = Tensor::f_from_slice(&targets)?.f_to_device(device)?;
                 Ok(self.outputs(&inputs)?.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
                     &targets,
@@ -200,10 +200,10 @@ impl AgentModel for TorchScriptModel {
         for e in examples {
             match (&e.expected_output, self.spec.target_kind) {
                 (Target::Label(l), TargetKind::Label) if !self.index.contains_key(l) => {
-                    return Err(ModelError::NotSupported(format!(
-                        "label {l:?} is not one of the module's {:?}",
-                        self.spec.labels
-                    )))
+                    return Err(ModelError::UnknownLabel {
+                        label: l.clone(),
+                        known: self.spec.labels.clone(),
+                    })
                 }
                 (Target::Label(_), TargetKind::Label) | (Target::Score(_), TargetKind::Score) => {}
                 (other, expected) => {
@@ -274,7 +274,7 @@ pub(crate) fn from_checkpoint(
     meta: &serde_json::Value,
 ) -> Result<TorchScriptModel, ModelError> {
     let spec: TorchScriptSpec = serde_json::from_value(meta.clone())
-        .map_err(|e| ModelError::NotSupported(format!("checkpoint metadata of a TorchScript model: {e}")))?;
+        .map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a TorchScript model: {e}")))?;
     let mut model = TorchScriptModel::load(spec, device)?;
     AgentModel::restore(&mut model, params, meta)?;
     Ok(model)

@@ -2,7 +2,7 @@
 //!
 //! One update of an agent, for each task in its batch:
 //! 1. take the most valuable buffered examples (they stay buffered meanwhile);
-//! 2. the trainer's copy of the live model (level with it between updates:
+//! 2. the trainer's copy of the live model ([`crate::live`]; level with it between updates:
 //!    the rows the last update changed are written into it by the worker
 //!    once that update is over for the caller, or here if not yet);
 //! 3. measure the copy on the task's held-out window (the live model's result);

@@ -25,7 +25,7 @@ pub(super) fn build_model(
     let config = &shared.config;
     if let Some(spec) = config.torchscript.get(&key) {
         if spec.target_kind != target_kind {
-            return Err(ModelError::NotSupported(format!(
+            return Err(ModelError::Misconfigured(format!(
                 "the TorchScript model configured for {key} predicts {} but the task's targets are {target_kind}",
                 spec.target_kind
             )));
@@ -37,7 +37,7 @@ pub(super) fn build_model(
             let dir = config
                 .minilm_dir
                 .clone()
-                .ok_or_else(|| ModelError::NotSupported("minilm_dir is not configured".into()))?;
+                .ok_or_else(|| ModelError::ModelFiles("minilm_dir is not configured".into()))?;
             let encoder = shared.minilm()?;
             let t = &config.text_model;
             Ok(Box::new(MiniLmHead::new(
@@ -48,7 +48,7 @@ pub(super) fn build_model(
                 t.minibatch_size,
             )?))
         }
-        Some(kind) if ModelKind::for_target(target_kind) != Some(*kind) => Err(ModelError::NotSupported(format!(
+        Some(kind) if ModelKind::for_target(target_kind) != Some(*kind) => Err(ModelError::Misconfigured(format!(
             "model kind {} is configured for {key}, but it cannot learn {target_kind} targets",
             kind.name()
         ))),

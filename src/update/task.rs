@@ -75,7 +75,7 @@ pub(super) fn update_task(
         .lock()
         .get(task)
         .map(|t| Arc::clone(&t.replay))
-        .ok_or_else(|| ModelError::NotSupported(format!("task {task:?} is not registered")))?;
+        .ok_or_else(|| ModelError::UnknownTask(task.to_string()))?;
     let replay_config = &shared.config.replay;
     let wanted = (replay_config.ratio * examples.len() as f64).ceil() as usize;
     let mut training: Vec<TrainingExample> = examples.to_vec();

@@ -127,14 +127,15 @@ impl TokenTagger {
         meta: &serde_json::Value,
     ) -> Result<TokenTagger, ModelError> {
         if meta["format"] != FORMAT {
-            return Err(ModelError::NotSupported(
+            return Err(ModelError::IncompatibleCheckpoint(
                 "this checkpoint is of the convolutional token tagger of earlier versions, which the \
                  linear-chain CRF tagger cannot read: export the task's examples and train it anew"
                     .into(),
             ));
         }
-        let bad =
-            |e: serde_json::Error| ModelError::NotSupported(format!("checkpoint metadata of a token tagger: {e}"));
+        let bad = |e: serde_json::Error| {
+            ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a token tagger: {e}"))
+        };
         let config: TextModelConfig = serde_json::from_value(meta["config"].clone()).map_err(bad)?;
         let tags: Vec<String> = serde_json::from_value(meta["tags"].clone()).map_err(bad)?;
         let _guard = tch::no_grad_guard();
@@ -154,7 +155,7 @@ impl TokenTagger {
             ("transition sums", &tables.transition_sums, [k + 1, k]),
         ] {
             if buckets == 0 || table.size() != shape {
-                return Err(ModelError::NotSupported(format!(
+                return Err(ModelError::IncompatibleCheckpoint(format!(
                     "a token tagger checkpoint's {name} is {:?}, its metadata ({} buckets, {k} tags) says {shape:?}",
                     table.size(),
                     config.hash_buckets
