@@ -86,7 +86,7 @@ fn the_readme_table_names_the_environment_variables_from_env_reads() {
     let rows = readme_rows();
     let named: BTreeSet<String> = rows.iter().flat_map(|r| r.env.clone()).collect();
     // The variables the code reads: every `get("…")` of `Config::from_vars`.
-    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config.rs")).unwrap();
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/env.rs")).unwrap();
     let mut read: BTreeSet<String> = source
         .split("get(\"")
         .skip(1)

@@ -224,8 +224,13 @@ mod tests {
             label: "maybe".into(),
             known: vec!["yes".into(), "no".into()],
         };
-        assert_eq!(unknown.to_string(), r#"label "maybe" is not one of the model's ["yes", "no"]"#);
+        assert_eq!(
+            unknown.to_string(),
+            r#"label "maybe" is not one of the model's ["yes", "no"]"#
+        );
         let checkpoint = ModelError::IncompatibleCheckpoint("the checkpoint has no variable w".into());
-        assert!(checkpoint.to_string().starts_with("the checkpoint does not fit the model"));
+        assert!(checkpoint
+            .to_string()
+            .starts_with("the checkpoint does not fit the model"));
     }
 }

@@ -1,0 +1,235 @@
+//! The configuration read from the environment: the one place the library
+//! reads environment variables ([`Config::from_env`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::stores::default_pool_size;
+
+use super::{ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice};
+
+impl Config {
+    /// Reads the configuration from the process environment (see [`Config::from_vars`]).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Reads the configuration from `(name, value)` pairs, as [`Config::from_env`]
+    /// does from the environment. Recognised variables:
+    ///
+    /// - `TRAINING_UPDATE_THRESHOLD`, `TRAINING_MAX_BUFFER_SIZE`,
+    ///   `TRAINING_PERFORMANCE_WINDOW`, `TRAINING_ROLLBACK_THRESHOLD`,
+    ///   `TRAINING_CHECK_INTERVAL_SECS`, `TRAINING_HELD_OUT_FRACTION`,
+    ///   `TRAINING_MAX_CONCURRENT_UPDATES`, `TRAINING_DEVICE` (`auto`, `cpu`, `cuda`),
+    ///   `TRAINING_DATA_DIR`, `TRAINING_CHECKPOINTS_KEPT`,
+    ///   `TRAINING_CHECKPOINT_FULL_EVERY`, `TRAINING_MINILM_DIR`,
+    ///   `TRAINING_MODEL_KINDS` (`agent/task=kind,...`);
+    /// - `TRAINING_CLUSTER_INSTANCE` (this instance's name: turns on sharing
+    ///   the database with other instances), `TRAINING_CLUSTER_CHECKPOINT_DIR`,
+    ///   `TRAINING_CLUSTER_POLL_MS`;
+    /// - `DATABASE_URL`, or `POSTGRES_HOST`, `POSTGRES_PORT`, `POSTGRES_DB`,
+    ///   `POSTGRES_USER`, `POSTGRES_PASSWORD` (`DATABASE_URL` wins when both are set);
+    /// - `<AGENT>_MODEL_PATH`, for example `SCOUT_MODEL_PATH` or
+    ///   `FACT_CHECKER_MODEL_PATH` (agent `fact_checker`).
+    ///
+    /// Other variables are ignored. A bad value is an error naming the variable.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: BTreeMap<String, String> = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let mut c = Config::default();
+        let get = |name: &str| lookup(&vars, name);
+
+        if let Some(v) = get("TRAINING_UPDATE_THRESHOLD") {
+            c.update_threshold = parse_env("TRAINING_UPDATE_THRESHOLD", v, "a positive integer")?;
+        }
+        if let Some(v) = get("TRAINING_MAX_BUFFER_SIZE") {
+            c.max_buffer_size = parse_env("TRAINING_MAX_BUFFER_SIZE", v, "a positive integer")?;
+        }
+        if let Some(v) = get("TRAINING_PERFORMANCE_WINDOW") {
+            c.performance_window = parse_env("TRAINING_PERFORMANCE_WINDOW", v, "a positive integer")?;
+        }
+        if let Some(v) = get("TRAINING_ROLLBACK_THRESHOLD") {
+            c.rollback_threshold = parse_env("TRAINING_ROLLBACK_THRESHOLD", v, "a number in 0..=1")?;
+        }
+        if let Some(v) = get("TRAINING_CHECK_INTERVAL_SECS") {
+            let secs: f64 = parse_env("TRAINING_CHECK_INTERVAL_SECS", v, "a positive number of seconds")?;
+            if !(secs.is_finite() && secs > 0.0) {
+                return Err(invalid_env(
+                    "TRAINING_CHECK_INTERVAL_SECS",
+                    v,
+                    "a positive number of seconds",
+                ));
+            }
+            c.check_interval_ms = (secs * 1000.0).round().max(1.0) as u64;
+        }
+        if let Some(v) = get("TRAINING_HELD_OUT_FRACTION") {
+            c.held_out_fraction = parse_env("TRAINING_HELD_OUT_FRACTION", v, "a number in 0..1")?;
+        }
+        if let Some(v) = get("TRAINING_MAX_CONCURRENT_UPDATES") {
+            c.max_concurrent_updates = parse_env("TRAINING_MAX_CONCURRENT_UPDATES", v, "a positive integer")?;
+        }
+        if let Some(v) = get("TRAINING_DATA_DIR") {
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("TRAINING_CHECKPOINTS_KEPT") {
+            c.checkpoints_kept = parse_env("TRAINING_CHECKPOINTS_KEPT", v, "a number of checkpoints (0 for none)")?;
+        }
+        if let Some(v) = get("TRAINING_CHECKPOINT_FULL_EVERY") {
+            c.checkpoint_full_every = parse_env(
+                "TRAINING_CHECKPOINT_FULL_EVERY",
+                v,
+                "a number of versions (1 for full checkpoints only)",
+            )?;
+        }
+        if let Some(v) = get("TRAINING_MINILM_DIR") {
+            c.minilm_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("TRAINING_MODEL_KINDS") {
+            for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let parsed = entry.split_once('=').and_then(|(key, kind)| {
+                    serde_json::from_value::<crate::models::ModelKind>(serde_json::Value::String(kind.trim().into()))
+                        .ok()
+                        .map(|kind| (key.trim().to_string(), kind))
+                });
+                let Some((key, kind)) = parsed else {
+                    return Err(invalid_env(
+                        "TRAINING_MODEL_KINDS",
+                        v,
+                        "agent/task=kind pairs separated by commas (kinds: text_classifier, text_regressor, token_tagger, minilm_head, torchscript)",
+                    ));
+                };
+                c.model_kinds.insert(key, kind);
+            }
+        }
+        if let Some(v) = get("TRAINING_DEVICE") {
+            c.device = match v.to_ascii_lowercase().as_str() {
+                "auto" => DeviceChoice::Auto,
+                "cpu" => DeviceChoice::Cpu,
+                "cuda" | "gpu" => DeviceChoice::Cuda,
+                _ => return Err(invalid_env("TRAINING_DEVICE", v, "one of auto, cpu, cuda")),
+            };
+        }
+
+        c.database = database_from_vars(&vars)?;
+
+        if let Some(v) = get("TRAINING_CLUSTER_INSTANCE") {
+            let mut cluster = ClusterConfig {
+                instance_id: v.to_string(),
+                ..ClusterConfig::default()
+            };
+            if let Some(dir) = get("TRAINING_CLUSTER_CHECKPOINT_DIR") {
+                cluster.shared_checkpoint_dir = Some(PathBuf::from(dir));
+            }
+            if let Some(ms) = get("TRAINING_CLUSTER_POLL_MS") {
+                cluster.poll_interval_ms =
+                    parse_env("TRAINING_CLUSTER_POLL_MS", ms, "a positive number of milliseconds")?;
+            }
+            c.cluster = Some(cluster);
+        }
+
+        for (name, value) in &vars {
+            if let Some(agent) = name.strip_suffix("_MODEL_PATH") {
+                if agent.is_empty() || value.trim().is_empty() {
+                    continue;
+                }
+                c.model_paths
+                    .insert(agent.to_ascii_lowercase(), PathBuf::from(value.trim()));
+            }
+        }
+
+        c.validate().map_err(|e| match e {
+            // Name the variable, not the field, when the value came from the environment.
+            ConfigError::InvalidField { field, reason } => match env_name_of(field) {
+                Some(variable) => ConfigError::InvalidEnv {
+                    variable: variable.to_string(),
+                    value: vars.get(variable).cloned().unwrap_or_default(),
+                    expected: expected_of(field),
+                },
+                None => ConfigError::InvalidField { field, reason },
+            },
+            other => other,
+        })?;
+        Ok(c)
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(variable: &str, value: &str, expected: &'static str) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| invalid_env(variable, value, expected))
+}
+
+fn invalid_env(variable: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::InvalidEnv {
+        variable: variable.to_string(),
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn env_name_of(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "update_threshold" => "TRAINING_UPDATE_THRESHOLD",
+        "max_buffer_size" => "TRAINING_MAX_BUFFER_SIZE",
+        "performance_window" => "TRAINING_PERFORMANCE_WINDOW",
+        "rollback_threshold" => "TRAINING_ROLLBACK_THRESHOLD",
+        "held_out_fraction" => "TRAINING_HELD_OUT_FRACTION",
+        "max_concurrent_updates" => "TRAINING_MAX_CONCURRENT_UPDATES",
+        "checkpoint_full_every" => "TRAINING_CHECKPOINT_FULL_EVERY",
+        _ => return None,
+    })
+}
+
+fn expected_of(field: &str) -> &'static str {
+    match field {
+        "update_threshold" => "a positive integer not above TRAINING_MAX_BUFFER_SIZE",
+        "max_buffer_size" => "a positive integer not below TRAINING_UPDATE_THRESHOLD",
+        "performance_window" | "max_concurrent_updates" | "checkpoint_full_every" => "a positive integer",
+        "rollback_threshold" => "a number in 0..=1",
+        "held_out_fraction" => "a number in 0..1",
+        _ => "a valid value",
+    }
+}
+
+/// A variable's trimmed value; empty counts as unset.
+fn lookup<'a>(vars: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+    vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+fn database_from_vars(vars: &BTreeMap<String, String>) -> Result<Option<DatabaseConfig>, ConfigError> {
+    let get = |name: &str| lookup(vars, name);
+    if let Some(url) = get("DATABASE_URL") {
+        return Ok(Some(DatabaseConfig {
+            url: url.to_string(),
+            pool_size: default_pool_size(),
+        }));
+    }
+    let Some(host) = get("POSTGRES_HOST") else {
+        return Ok(None);
+    };
+    let port: u16 = match get("POSTGRES_PORT") {
+        Some(v) => parse_env("POSTGRES_PORT", v, "a TCP port number")?,
+        None => 5432,
+    };
+    let mut parts = vec![format!("host={}", libpq_quote(host)), format!("port={port}")];
+    if let Some(db) = get("POSTGRES_DB") {
+        parts.push(format!("dbname={}", libpq_quote(db)));
+    }
+    if let Some(user) = get("POSTGRES_USER") {
+        parts.push(format!("user={}", libpq_quote(user)));
+    }
+    if let Some(password) = get("POSTGRES_PASSWORD") {
+        parts.push(format!("password={}", libpq_quote(password)));
+    }
+    Ok(Some(DatabaseConfig {
+        url: parts.join(" "),
+        pool_size: default_pool_size(),
+    }))
+}
+
+/// Quotes a value for a libpq key=value connection string.
+fn libpq_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
