@@ -1,0 +1,330 @@
+//! The PostgreSQL backend: an r2d2 pool, migrations under an advisory lock
+//! (several instances may start at once), examples written with binary COPY
+//! into a session-local staging table and moved with `ON CONFLICT DO NOTHING`,
+//! so a replayed batch never duplicates a row.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use postgres::types::Type;
+use postgres::NoTls;
+use r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::schema::{self, Ranked, VERSION_TABLE};
+use super::{
+    id_from_stored, id_to_stored, CheckpointRecord, ExampleState, ExampleStore, PoolStats, Recovered, RecoveryLimits,
+    StoreError, StoreOp, StoredExample, EXAMPLE_COLUMNS, PERFORMANCE_COLUMNS,
+};
+use crate::base::TrainingExample;
+
+mod connect;
+mod rows;
+
+use connect::refuse_foreign_tables;
+pub(crate) use connect::{classify, connect_one};
+pub(crate) use rows::{copy_examples, example_from_row, insert_performance, replay_members, set_replay};
+use rows::{performance_from_row, upsert_checkpoint};
+
+type Manager = PostgresConnectionManager<NoTls>;
+
+/// Key of the advisory lock that serialises migrations across instances.
+pub(crate) const MIGRATION_LOCK: i64 = 0x6f74_665f_6d69_6772; // "otf_migr"
+
+/// Examples, updates and checkpoints in PostgreSQL.
+pub struct PostgresStore {
+    pool: Pool<Manager>,
+    waits: AtomicU64,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's configuration holds the password: never printed.
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects (a `postgresql://` URL or a libpq key=value string), builds a
+    /// pool of at most `pool_size` connections and migrates the schema. The
+    /// error never contains the URL or its password.
+    pub fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<PostgresStore, StoreError> {
+        // One connection first, for its own error: through the pool a
+        // database that does not exist reads as "timed out … db error".
+        let (config, _probe) = connect_one(url, timeout)?;
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(timeout)
+            // Outages are reported once, by the writer, not per attempt.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(PostgresConnectionManager::new(config, NoTls))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let store = PostgresStore {
+            pool,
+            waits: AtomicU64::new(0),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
+        if let Some(conn) = self.pool.try_get() {
+            return Ok(conn);
+        }
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.pool.get().map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(classify)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(classify)?;
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ))
+        .map_err(classify)?;
+        let current: i64 = tx
+            .query_one(&format!("SELECT COALESCE(max(version), 0) FROM {VERSION_TABLE}"), &[])
+            .map_err(classify)?
+            .get(0);
+        schema::check_not_newer(current)?;
+        if current == 0 {
+            refuse_foreign_tables(&mut tx)?;
+        }
+        for m in schema::pending(current) {
+            tx.batch_execute(m.postgres).map_err(classify)?;
+            tx.execute(
+                &format!("INSERT INTO {VERSION_TABLE} (version, description) VALUES ($1, $2)"),
+                &[&m.version, &m.description],
+            )
+            .map_err(classify)?;
+            tracing::info!(
+                version = m.version,
+                description = m.description,
+                "PostgreSQL schema migrated"
+            );
+        }
+        tx.commit().map_err(classify)
+    }
+}
+
+impl ExampleStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn write(&self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(classify)?;
+        // Inserts first, in one COPY: a state change always comes after its
+        // example's insert, so applying every insert before the rest of the
+        // batch keeps the order that matters.
+        copy_examples(&mut tx, ops)?;
+        let set_state = tx
+            .prepare("UPDATE training_examples SET state = $1, update_id = COALESCE($2, update_id) WHERE id = ANY($3)")
+            .map_err(classify)?;
+        // A row leaving a buffer unused only leaves if it is still buffered and
+        // nobody holds it: with several instances another one may have trained
+        // it, or be training it (claimed rows are skipped, not waited for).
+        let leave_buffer = tx
+            .prepare(
+                "UPDATE training_examples SET state = $1 WHERE id IN (SELECT id FROM training_examples \
+                 WHERE id = ANY($2) AND state = 'buffered' FOR UPDATE SKIP LOCKED)",
+            )
+            .map_err(classify)?;
+        for op in ops {
+            match op {
+                StoreOp::Insert { .. } => {}
+                StoreOp::SetState { ids, state, update_id } => {
+                    let ids = ids
+                        .iter()
+                        .map(|id| id_to_stored(id.0))
+                        .collect::<Result<Vec<i64>, _>>()?;
+                    let update_id = update_id.map(id_to_stored).transpose()?;
+                    match state {
+                        ExampleState::Evicted | ExampleState::Failed => {
+                            tx.execute(&leave_buffer, &[&state.as_str(), &ids])
+                        }
+                        _ => tx.execute(&set_state, &[&state.as_str(), &update_id, &ids]),
+                    }
+                    .map_err(classify)?;
+                }
+                StoreOp::Performance(p) => insert_performance(&mut tx, p)?,
+                StoreOp::Checkpoint(c) => upsert_checkpoint(&mut tx, c)?,
+                StoreOp::Replay { added, removed } => set_replay(&mut tx, added, removed)?,
+            }
+        }
+        tx.commit().map_err(classify)
+    }
+
+    fn recover(&self, limits: &RecoveryLimits) -> Result<Recovered, StoreError> {
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(classify)?;
+        let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let evicted = match limits.buffered_per_agent {
+            Some(n) => tx
+                .execute(&Ranked::Buffered.evict_beyond("$1"), &[&limit(n)])
+                .map_err(classify)?,
+            None => 0,
+        };
+        let mut ranked = |which: Ranked, n: usize| -> Result<Vec<TrainingExample>, StoreError> {
+            tx.query(&which.select(EXAMPLE_COLUMNS, "$1"), &[&limit(n)])
+                .map_err(classify)?
+                .iter()
+                .map(|row| example_from_row(row).map(|s| s.example))
+                .collect()
+        };
+        let buffered = match limits.buffered_per_agent {
+            Some(n) => ranked(Ranked::Buffered, n)?,
+            None => Vec::new(),
+        };
+        let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
+        let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
+        let mut pending_review = ranked(Ranked::PendingReview, limits.pending_per_task)?;
+        let mut quarantined = ranked(Ranked::Quarantined, limits.pending_per_task)?;
+        quarantined.sort_by_key(|e| e.id);
+        held_out.sort_by_key(|e| e.id);
+        kept.sort_by_key(|e| e.id);
+        pending_review.sort_by_key(|e| e.id);
+        let mut history = tx
+            .query(
+                &format!("SELECT {PERFORMANCE_COLUMNS} FROM model_performance ORDER BY update_id DESC LIMIT $1"),
+                &[&limit(limits.history)],
+            )
+            .map_err(classify)?
+            .iter()
+            .map(performance_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        history.reverse();
+        let counts = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM model_performance), \
+                 (SELECT COALESCE(max(id), 0) FROM training_examples), \
+                 (SELECT COALESCE(max(update_id), 0) FROM model_performance)",
+                &[],
+            )
+            .map_err(classify)?;
+        let (total, max_example, max_update): (i64, i64, i64) = (counts.get(0), counts.get(1), counts.get(2));
+        let replay = replay_members(&mut tx, None)?;
+        let settled = tx
+            .query(super::SETTLED_COUNTS_SQL, &[])
+            .map_err(classify)?
+            .iter()
+            .map(|r| super::settled_count(r.get(0), r.get::<_, &str>(1), r.get(2)))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().map_err(classify)?;
+        Ok(Recovered {
+            replay,
+            settled,
+            quarantined,
+            next_id: id_from_stored(max_example.max(max_update))? + 1,
+            buffered,
+            held_out,
+            kept,
+            pending_review,
+            history,
+            history_total: id_from_stored(total)?,
+            evicted,
+        })
+    }
+
+    fn examples(&self, agent: Option<&str>) -> Result<Vec<StoredExample>, StoreError> {
+        let mut conn = self.conn()?;
+        let rows = match agent {
+            Some(agent) => conn.query(
+                &format!("SELECT {EXAMPLE_COLUMNS} FROM training_examples WHERE agent_name = $1 ORDER BY id"),
+                &[&agent],
+            ),
+            None => conn.query(
+                &format!("SELECT {EXAMPLE_COLUMNS} FROM training_examples ORDER BY id"),
+                &[],
+            ),
+        }
+        .map_err(classify)?;
+        rows.iter().map(example_from_row).collect()
+    }
+
+    fn reclaim_evicted(&self, agent: &str, limit: usize) -> Result<Vec<TrainingExample>, StoreError> {
+        let mut conn = self.conn()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // One statement: the rows change state and come back together, and
+        // a row another session holds is left to it.
+        conn.query(
+            &format!(
+                "UPDATE training_examples SET state = 'buffered' WHERE id IN (SELECT id FROM training_examples \
+                 WHERE agent_name = $1 AND state = 'evicted' ORDER BY {} LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING {EXAMPLE_COLUMNS}",
+                super::BUFFER_ORDER
+            ),
+            &[&agent, &limit],
+        )
+        .map_err(classify)?
+        .iter()
+        .map(|row| example_from_row(row).map(|s| s.example))
+        .collect()
+    }
+
+    fn checkpoints(&self, agent: &str, task: &str) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let mut conn = self.conn()?;
+        conn.query(
+            "SELECT agent_name, task_type, version, path, accepted, metrics, created_at FROM model_checkpoints \
+             WHERE agent_name = $1 AND task_type = $2 ORDER BY version",
+            &[&agent, &task],
+        )
+        .map_err(classify)?
+        .iter()
+        .map(|row| {
+            Ok(CheckpointRecord {
+                agent_name: row.get(0),
+                task_type: row.get(1),
+                version: id_from_stored(row.get(2))?,
+                path: row.get(3),
+                accepted: row.get(4),
+                metrics: row.get(5),
+                created_ms: crate::base::unix_millis(row.get(6)),
+            })
+        })
+        .collect()
+    }
+
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        let mut conn = self.conn()?;
+        Ok(conn
+            .query_one(&format!("SELECT COALESCE(max(version), 0) FROM {VERSION_TABLE}"), &[])
+            .map_err(classify)?
+            .get(0))
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        let state = self.pool.state();
+        Some(PoolStats {
+            max_size: self.pool.max_size(),
+            connections: state.connections,
+            in_use: state.connections - state.idle_connections,
+            idle: state.idle_connections,
+            waits: self.waits.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Column types of `training_examples`, in [`EXAMPLE_COLUMNS`] order.
+const EXAMPLE_TYPES: [Type; 15] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::JSONB,
+    Type::FLOAT8,
+    Type::FLOAT8,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+];
