@@ -11,11 +11,13 @@ use crate::base::stable_hash;
 use crate::base::ModelError;
 use crate::base::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::eval;
-use crate::ewc::{first_non_finite, EwcState};
+use crate::ewc::{first_non_finite, EwcConfig, EwcState};
 use crate::fisher::diagonal_fisher;
 use crate::live::LiveModel;
 use crate::live::{install, shapes, TrainerCopy};
-use crate::models::Training;
+use crate::models::{AgentModel, Training};
+use crate::optim::Touched;
+use crate::replay::{ReplayChange, ReplayMemory};
 use crate::runtime::Shared;
 
 /// One update of one task: snapshot (the trainer's copy and the live
@@ -87,22 +89,7 @@ pub(super) fn update_task(
         .then_some((&*ewc, ewc_config.lambda))
         .into_iter()
         .collect();
-    let trained = train_update(shadow.as_mut(), &training, seed, &penalty).and_then(|(loss, touched)| {
-        if shadow.training() == Training::Adaptive {
-            return Ok((loss, touched)); // Each step checked the rows it wrote.
-        }
-        match first_non_finite(shadow.var_store())? {
-            Some(name) => Err(ModelError::NonFinite(format!(
-                "weight {name} is not finite after training"
-            ))),
-            None => Ok((loss, touched)),
-        }
-    });
-    let (train_loss, touched, non_finite) = match trained {
-        Ok((loss, touched)) => (loss, Some(touched), None),
-        Err(ModelError::NonFinite(reason)) => (f64::NAN, None, Some(reason)),
-        Err(e) => return Err(e),
-    };
+    let (train_loss, touched, non_finite) = train_candidate(shadow.as_mut(), &training, seed, &penalty)?;
     let mut candidate_judged = eval::Judged::new();
     let after = match non_finite {
         None => eval::measure_reusing(shadow.as_ref(), held_out, &mut candidate_judged)?,
@@ -151,13 +138,7 @@ pub(super) fn update_task(
     }
     // The memory as it will be once the update is committed: changed on a
     // copy, so an unpublished update leaves it as it was.
-    let (next_replay, replay_change) = {
-        let mut next = replay.lock().clone();
-        let dropped = next.set_capacity(replay_config.capacity);
-        let mut change = next.remember(examples);
-        change.removed.extend(dropped);
-        (next, change)
-    };
+    let (next_replay, replay_change) = remembered(&replay.lock(), replay_config.capacity, examples);
 
     // Everything that can fail happens before anything is installed: the
     // next update's starting copy where the model grew, the consolidation
@@ -178,20 +159,7 @@ pub(super) fn update_task(
         false => None,
     };
     if ewc_config.enabled {
-        // The update was accepted on its held-out result; a Fisher that
-        // cannot be computed skips this consolidation only.
-        let consolidated = diagonal_fisher(
-            shadow.as_ref(),
-            examples,
-            ewc_config.fisher,
-            ewc_config.fisher_samples,
-            seed,
-        )
-        .and_then(|fresh| ewc.consolidate(shadow.var_store(), fresh, ewc_config.gamma));
-        if let Err(e) = consolidated {
-            tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
-            agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));
-        }
+        consolidate(agent, task, &mut ewc, shadow.as_ref(), examples, ewc_config, seed);
     }
     let metrics = serde_json::json!({
         "metric": before.or(after).map(|m| m.name.as_str()),
@@ -222,18 +190,7 @@ pub(super) fn update_task(
     let copy_needed = commit.reads_copy_after_serving();
     // The trained copy serves; the old live model becomes the copy.
     let (old, _) = live.swap_serving(shadow, new_version);
-    // The old live model becomes the copy, given the rows the update
-    // changed (after the lock: predictions do not wait) now, or by the
-    // worker once the update is over.
-    let (level, behind) = match (grown_copy, &touched) {
-        (Some(copy), _) => {
-            drop(old);
-            (Some(copy), None)
-        }
-        (None, Some(touched)) if copy_needed => (install(live, old, touched), None),
-        (None, Some(_)) => (None, Some(old)),
-        (None, None) => (None, None),
-    };
+    let (level, behind) = old_model_as_copy(live, old, grown_copy, touched.as_ref(), copy_needed);
     // The candidate's answers are the new live version's.
     *judged = (new_version, candidate_judged);
     *replay.lock() = next_replay;
@@ -254,4 +211,86 @@ pub(super) fn update_task(
         "update accepted"
     );
     Ok(record)
+}
+
+/// Trains the candidate (the trainer's copy) on `training`: its summed loss
+/// and the rows it changed, or a NaN loss and why when a value became
+/// non-finite (a rollback, not an error).
+fn train_candidate(
+    shadow: &mut dyn AgentModel,
+    training: &[TrainingExample],
+    seed: u64,
+    penalty: &[(&EwcState, f64)],
+) -> Result<(f64, Option<Touched>, Option<String>), ModelError> {
+    let trained = train_update(shadow, training, seed, penalty).and_then(|(loss, touched)| {
+        if shadow.training() == Training::Adaptive {
+            return Ok((loss, touched)); // Each step checked the rows it wrote.
+        }
+        match first_non_finite(shadow.var_store())? {
+            Some(name) => Err(ModelError::NonFinite(format!(
+                "weight {name} is not finite after training"
+            ))),
+            None => Ok((loss, touched)),
+        }
+    });
+    match trained {
+        Ok((loss, touched)) => Ok((loss, Some(touched), None)),
+        Err(ModelError::NonFinite(reason)) => Ok((f64::NAN, None, Some(reason))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Consolidates the accepted candidate's weights into the EWC state. The
+/// update was accepted on its held-out result; a Fisher that cannot be
+/// computed skips this consolidation only (said in the status).
+fn consolidate(
+    agent: &AgentState,
+    task: &str,
+    ewc: &mut EwcState,
+    candidate: &dyn AgentModel,
+    examples: &[TrainingExample],
+    config: &EwcConfig,
+    seed: u64,
+) {
+    let consolidated = diagonal_fisher(candidate, examples, config.fisher, config.fisher_samples, seed)
+        .and_then(|fresh| ewc.consolidate(candidate.var_store(), fresh, config.gamma));
+    if let Err(e) = consolidated {
+        tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
+        agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));
+    }
+}
+
+/// A copy of the replay memory that remembers `examples` (at `capacity`),
+/// and what changed in it.
+fn remembered(memory: &ReplayMemory, capacity: usize, examples: &[TrainingExample]) -> (ReplayMemory, ReplayChange) {
+    let mut next = memory.clone();
+    let dropped = next.set_capacity(capacity);
+    let mut change = next.remember(examples);
+    change.removed.extend(dropped);
+    (next, change)
+}
+
+type Model = Box<dyn AgentModel>;
+
+/// The model that served before an accepted update, as the next trainer's
+/// copy: dropped when the update grew the model (`grown_copy` is the copy
+/// then), brought level now when the commit reads the copy, else left
+/// behind for the worker (after the lock: predictions do not wait). Returns
+/// the copy level with the live model, or the old model still behind.
+fn old_model_as_copy(
+    live: &LiveModel,
+    old: Box<dyn AgentModel>,
+    grown_copy: Option<Box<dyn AgentModel>>,
+    touched: Option<&Touched>,
+    copy_needed: bool,
+) -> (Option<Model>, Option<Model>) {
+    match (grown_copy, touched) {
+        (Some(copy), _) => {
+            drop(old);
+            (Some(copy), None)
+        }
+        (None, Some(touched)) if copy_needed => (install(live, old, touched), None),
+        (None, Some(_)) => (None, Some(old)),
+        (None, None) => (None, None),
+    }
 }
