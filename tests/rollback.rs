@@ -17,23 +17,24 @@ fn identical(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> bool
     a.len() == b.len() && a.iter().all(|(name, t)| b.get(name).is_some_and(|u| t.equal(u)))
 }
 
-#[test]
-fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
-    let articles = news::load_articles();
-    let c = Coordinator::new(Config {
+/// A coordinator on a folder of its own, on the CPU, updated only by what
+/// the test hands in (the periodic check waits an hour) and without
+/// checkpoints (tested on their own; here they would only add disk time).
+fn coordinator(config: Config) -> Coordinator {
+    Coordinator::new(Config {
         device: onthefly::DeviceChoice::Cpu,
         check_interval_ms: 3_600_000,
-        // Checkpoints are tested on their own; here they would only add disk time.
         checkpoints_kept: 0,
         data_dir: common::fresh_data_dir(),
-        // Above the 60 corrections below, so they form one batch.
-        update_threshold: 100,
-        max_examples_per_update: 1000,
-        ..Config::default()
+        ..config
     })
-    .unwrap();
-    // Learn the first 1,500 articles of the stream, one update at a time.
-    for article in &articles[..1500] {
+    .unwrap()
+}
+
+/// Hands in `articles` with their true outlets, one at a time, waiting for
+/// each update they trigger.
+fn learn(c: &Coordinator, articles: &[news::Article]) {
+    for article in articles {
         c.add_training_example(NewExample::new(
             AGENT,
             TASK,
@@ -43,6 +44,19 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
         .unwrap();
         assert!(c.wait_for_idle(Duration::from_secs(120)));
     }
+}
+
+#[test]
+fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
+    let articles = news::load_articles();
+    let c = coordinator(Config {
+        // Above the 60 corrections below, so they form one batch.
+        update_threshold: 100,
+        max_examples_per_update: 1000,
+        ..Config::default()
+    });
+    // Learn the first 1,500 articles of the stream, one update at a time.
+    learn(&c, &articles[..1500]);
     c.force_update_agent(AGENT).unwrap();
     assert!(c.wait_for_idle(Duration::from_secs(120)));
     let (version, before) = c.live_weights(AGENT, TASK).unwrap();
@@ -194,39 +208,21 @@ fn a_registered_evaluation_set_judges_updates() {
     ));
 }
 
-/// Wrong corrections handed in amid a clean stream: rejected, they wait for
-/// fresh articles and are judged again beside them, each time, until
-/// quarantined; the clean articles around them are not learned less for it.
+/// Wrong corrections handed in amid a clean stream, with the defaults:
+/// rejected, they wait for fresh articles and are judged again beside them
+/// until quarantined, and the correct articles beside them are not
+/// quarantined with them.
 #[test]
 fn wrong_corrections_amid_a_clean_stream_are_quarantined_not_diluted() {
     let articles = news::load_articles();
-    let c = Coordinator::new(Config {
-        device: onthefly::DeviceChoice::Cpu,
-        check_interval_ms: 3_600_000,
-        checkpoints_kept: 0,
-        data_dir: common::fresh_data_dir(),
-        ..Config::default()
-    })
-    .unwrap();
-    let clean = |c: &Coordinator, range: std::ops::Range<usize>| {
-        for article in &articles[range] {
-            c.add_training_example(NewExample::new(
-                AGENT,
-                TASK,
-                article.text.clone(),
-                Target::Label(article.outlet.clone()),
-            ))
-            .unwrap();
-            assert!(c.wait_for_idle(Duration::from_secs(120)));
-        }
-    };
-    clean(&c, 0..1500);
+    let c = coordinator(Config::default());
+    learn(&c, &articles[..1500]);
     for (i, article) in articles[1500..1560].iter().enumerate() {
         c.add_user_correction(news::rotated_correction(AGENT, TASK, article, i))
             .unwrap();
         assert!(c.wait_for_idle(Duration::from_secs(120)));
     }
-    clean(&c, 1560..2500);
+    learn(&c, &articles[1560..2500]);
     let wrong_texts: Vec<&str> = articles[1500..1560].iter().map(|a| a.text.as_str()).collect();
     let offered = c.next_for_review(AGENT, TASK, 1000).unwrap();
     let quarantined_wrong = offered
