@@ -41,6 +41,7 @@ pub mod ewc;
 pub mod feedback;
 pub mod ffi;
 pub mod fisher;
+mod follow;
 mod global;
 mod grad;
 mod ids;

@@ -44,8 +44,6 @@
 //!   `performance_window` held-out rows of its task in the table, whichever
 //!   instance received them.
 
-mod install;
-mod listener;
 mod session;
 
 use std::collections::HashMap;
@@ -63,8 +61,6 @@ use crate::store::postgres::classify;
 use crate::store::schema::ID_BLOCK_SIZE;
 use crate::store::StoreError;
 
-pub(crate) use install::{install_published, prune_buffer, write_atomically};
-pub(crate) use listener::{listener_loop, refresh};
 pub(crate) use session::{latest_version, Publication, TaskSession};
 
 /// The channel every published version is announced on.

@@ -179,11 +179,11 @@ impl Coordinator {
             // truth: a local file may be a version that was never published
             // (a crash before its commit). Start on the newest published ones.
             let mut client = cluster.connect()?;
-            crate::cluster::refresh(&shared, &cluster, &mut client)?;
+            crate::follow::refresh(&shared, &cluster, &mut client)?;
             drop(client);
             let listener_shared = Arc::clone(&shared);
             coordinator.spawn("onthefly-cluster".into(), move || {
-                crate::cluster::listener_loop(listener_shared, cluster, listener_stop)
+                crate::follow::listener_loop(listener_shared, cluster, listener_stop)
             })?;
         }
         tracing::info!(device = ?device, workers, "onthefly coordinator started");

@@ -14,7 +14,8 @@ use super::batches::train_batches;
 use super::snapshot::prepare_task;
 use crate::agent::AgentState;
 use crate::base::TrainingExample;
-use crate::cluster::{install_published, latest_version, prune_buffer, Cluster, TaskSession};
+use crate::cluster::{latest_version, Cluster, TaskSession};
+use crate::follow::{install_published, prune_buffer};
 use crate::grad;
 use crate::runtime::Shared;
 

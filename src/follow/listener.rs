@@ -14,9 +14,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Client;
 
-use super::{install_published, instance_of, lock_key, prune_buffer, Cluster, CHANNEL};
+use super::{install_published, prune_buffer};
 use crate::agent::task_of_kind;
 use crate::base::{unix_millis, TargetKind};
+use crate::cluster::{instance_of, lock_key, Cluster, CHANNEL};
 use crate::grad::panic_message;
 use crate::runtime::Shared;
 use crate::status::{ClusterStatus, ClusterTaskStatus, InstanceStatus};

@@ -1,0 +1,11 @@
+//! Keeping this instance in step with the others sharing its database
+//! ([`crate::cluster`]): installing the versions they publish, and the
+//! listener thread that wakes when they write (new examples, new versions)
+//! and schedules this instance's updates. Above the shared state it
+//! schedules through, so the cluster's own module stays below it.
+
+mod install;
+mod listener;
+
+pub(crate) use install::{install_published, prune_buffer, write_atomically};
+pub(crate) use listener::{listener_loop, refresh};
