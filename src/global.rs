@@ -39,7 +39,9 @@ pub fn initialize_online_training(config: Config) -> Result<&'static Coordinator
     let coordinator = Coordinator::new(config)?;
     let running = GLOBAL.get_or_init(|| coordinator);
     // Started after the coordinator, so after libtorch's statics: the exit
-    // handler runs before they are destroyed.
+    // handler runs before they are destroyed. An import back up into the C
+    // ABI's module: registering with the C library's `atexit` is `unsafe`,
+    // and `unsafe` lives only in `ffi/`.
     crate::ffi::exit::shut_down_global_at_exit();
     Ok(running)
 }
