@@ -251,112 +251,134 @@ pub fn measure_reusing(
             Err(e) => return Err(e),
         }
     }
-    let n = examples.len() as f64;
-    let predicted = |i: usize| judged.get(&examples[i].id).and_then(Option::as_ref);
-    let measured = if model.target_kind() == TargetKind::Score {
-        let losses: Vec<f64> = examples
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let truth = match e.expected_output {
-                    Target::Score(x) => x,
-                    _ => return 1.0,
-                };
-                match predicted(i) {
-                    Some(Target::Score(y)) => (truth - y).abs(),
-                    _ => 0.5,
-                }
-            })
-            .collect();
-        let metric = Metric {
-            name: MetricName::MeanAbsoluteError,
-            value: losses.iter().sum::<f64>() / n,
-            examples: examples.len(),
-        };
-        Measured {
-            metric,
-            guard: metric,
-            losses,
-            comparison: Comparison::MeanDifference,
-        }
-    } else if model.target_kind() == TargetKind::Tags {
-        let none: Vec<String> = Vec::new();
-        let pairs: Vec<(&[String], &[String])> = examples
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let truth: &[String] = match &e.expected_output {
-                    Target::Tags(t) => t,
-                    _ => &none,
-                };
-                let predicted: &[String] = match predicted(i) {
-                    Some(Target::Tags(t)) => t,
-                    _ => &none,
-                };
-                (truth, predicted)
-            })
-            .collect();
-        // Per sentence, the entities missed plus the spurious ones; and
-        // the tokens tagged wrong (every token, when the model could not
-        // tag yet), for the guard.
-        let losses: Vec<f64> = pairs
-            .iter()
-            .map(|(truth, predicted)| {
-                let truth = entity_spans(truth);
-                let predicted = entity_spans(predicted);
-                let missed = truth.iter().filter(|s| !predicted.contains(s)).count();
-                let spurious = predicted.iter().filter(|s| !truth.contains(s)).count();
-                (missed + spurious) as f64
-            })
-            .collect();
-        let wrong: usize = pairs
-            .iter()
-            .map(|(truth, predicted)| match predicted.len() == truth.len() {
-                true => truth.iter().zip(*predicted).filter(|(t, p)| t != p).count(),
-                false => truth.len(),
-            })
-            .sum();
-        let tokens: usize = pairs.iter().map(|(truth, _)| truth.len()).sum();
-        Measured {
-            metric: Metric {
-                name: MetricName::EntityF1,
-                value: entity_f1(pairs),
-                examples: examples.len(),
-            },
-            guard: Metric {
-                name: MetricName::TokenAccuracy,
-                value: if tokens == 0 {
-                    1.0
-                } else {
-                    1.0 - wrong as f64 / tokens as f64
-                },
-                examples: examples.len(),
-            },
-            losses,
-            comparison: Comparison::Signs,
-        }
-    } else {
-        let losses: Vec<f64> = examples
-            .iter()
-            .enumerate()
-            .map(|(i, e)| match predicted(i) {
-                Some(output) if *output == e.expected_output => 0.0,
-                _ => 1.0,
-            })
-            .collect();
-        let metric = Metric {
-            name: MetricName::Accuracy,
-            value: 1.0 - losses.iter().sum::<f64>() / n,
-            examples: examples.len(),
-        };
-        Measured {
-            metric,
-            guard: metric,
-            losses,
-            comparison: Comparison::Signs,
-        }
+    let answers: Vec<Option<&Target>> = examples
+        .iter()
+        .map(|e| judged.get(&e.id).and_then(Option::as_ref))
+        .collect();
+    let measured = match model.target_kind() {
+        TargetKind::Score => measure_scores(examples, &answers),
+        TargetKind::Tags => measure_tags(examples, &answers),
+        _ => measure_labels(examples, &answers),
     };
     Ok(Some(measured))
+}
+
+/// Scores: each example's absolute error (0.5, the largest expected, when
+/// the model could not answer), compared by their mean difference.
+fn measure_scores(examples: &[TrainingExample], answers: &[Option<&Target>]) -> Measured {
+    let n = examples.len() as f64;
+    let predicted = |i: usize| answers[i];
+    let losses: Vec<f64> = examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let truth = match e.expected_output {
+                Target::Score(x) => x,
+                _ => return 1.0,
+            };
+            match predicted(i) {
+                Some(Target::Score(y)) => (truth - y).abs(),
+                _ => 0.5,
+            }
+        })
+        .collect();
+    let metric = Metric {
+        name: MetricName::MeanAbsoluteError,
+        value: losses.iter().sum::<f64>() / n,
+        examples: examples.len(),
+    };
+    Measured {
+        metric,
+        guard: metric,
+        losses,
+        comparison: Comparison::MeanDifference,
+    }
+}
+
+/// Tags: per sentence, the entities missed plus the spurious ones (signs);
+/// the metric is the entity F1, the guard the token accuracy.
+fn measure_tags(examples: &[TrainingExample], answers: &[Option<&Target>]) -> Measured {
+    let predicted = |i: usize| answers[i];
+    let none: Vec<String> = Vec::new();
+    let pairs: Vec<(&[String], &[String])> = examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let truth: &[String] = match &e.expected_output {
+                Target::Tags(t) => t,
+                _ => &none,
+            };
+            let predicted: &[String] = match predicted(i) {
+                Some(Target::Tags(t)) => t,
+                _ => &none,
+            };
+            (truth, predicted)
+        })
+        .collect();
+    // Per sentence, the entities missed plus the spurious ones; and
+    // the tokens tagged wrong (every token, when the model could not
+    // tag yet), for the guard.
+    let losses: Vec<f64> = pairs
+        .iter()
+        .map(|(truth, predicted)| {
+            let truth = entity_spans(truth);
+            let predicted = entity_spans(predicted);
+            let missed = truth.iter().filter(|s| !predicted.contains(s)).count();
+            let spurious = predicted.iter().filter(|s| !truth.contains(s)).count();
+            (missed + spurious) as f64
+        })
+        .collect();
+    let wrong: usize = pairs
+        .iter()
+        .map(|(truth, predicted)| match predicted.len() == truth.len() {
+            true => truth.iter().zip(*predicted).filter(|(t, p)| t != p).count(),
+            false => truth.len(),
+        })
+        .sum();
+    let tokens: usize = pairs.iter().map(|(truth, _)| truth.len()).sum();
+    Measured {
+        metric: Metric {
+            name: MetricName::EntityF1,
+            value: entity_f1(pairs),
+            examples: examples.len(),
+        },
+        guard: Metric {
+            name: MetricName::TokenAccuracy,
+            value: if tokens == 0 {
+                1.0
+            } else {
+                1.0 - wrong as f64 / tokens as f64
+            },
+            examples: examples.len(),
+        },
+        losses,
+        comparison: Comparison::Signs,
+    }
+}
+
+/// Labels (and JSON): right or wrong per example (signs), the accuracy.
+fn measure_labels(examples: &[TrainingExample], answers: &[Option<&Target>]) -> Measured {
+    let n = examples.len() as f64;
+    let predicted = |i: usize| answers[i];
+    let losses: Vec<f64> = examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| match predicted(i) {
+            Some(output) if *output == e.expected_output => 0.0,
+            _ => 1.0,
+        })
+        .collect();
+    let metric = Metric {
+        name: MetricName::Accuracy,
+        value: 1.0 - losses.iter().sum::<f64>() / n,
+        examples: examples.len(),
+    };
+    Measured {
+        metric,
+        guard: metric,
+        losses,
+        comparison: Comparison::Signs,
+    }
 }
 
 #[cfg(test)]
