@@ -6,6 +6,13 @@ use super::{Config, ConfigError};
 impl Config {
     /// Checks every field's range; the error names the field and the valid range.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_updates_and_limits()?;
+        self.check_models_and_storage()?;
+        self.check_learning()
+    }
+
+    /// The update cadence, the judging, the buffer and the input limits.
+    fn check_updates_and_limits(&self) -> Result<(), ConfigError> {
         let field = |field: &'static str, reason: String| Err(ConfigError::InvalidField { field, reason });
         if self.update_threshold == 0 {
             return field("update_threshold", "must be at least 1, got 0".into());
@@ -96,6 +103,12 @@ impl Config {
                 return field(name, format!("must be in 0..=1, got {value}"));
             }
         }
+        Ok(())
+    }
+
+    /// The database, the model kinds per task, several instances, the store.
+    fn check_models_and_storage(&self) -> Result<(), ConfigError> {
+        let field = |field: &'static str, reason: String| Err(ConfigError::InvalidField { field, reason });
         if let Some(db) = &self.database {
             if db.url.trim().is_empty() {
                 return field("database", "url must not be empty".into());
@@ -164,6 +177,12 @@ impl Config {
                 return field("store", format!("{name} must be at least 1, got 0"));
             }
         }
+        Ok(())
+    }
+
+    /// EWC per task and the text models' hyper-parameters.
+    fn check_learning(&self) -> Result<(), ConfigError> {
+        let field = |field: &'static str, reason: String| Err(ConfigError::InvalidField { field, reason });
         for (key, ewc) in std::iter::once((&"default".to_string(), &self.ewc)).chain(&self.ewc_per_task) {
             if !(ewc.lambda.is_finite() && ewc.lambda >= 0.0) {
                 return field(
