@@ -28,6 +28,7 @@
 
 mod adopt;
 pub(crate) mod postgres;
+mod recovery;
 pub mod schema;
 mod spool;
 mod sqlite;

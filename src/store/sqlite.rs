@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, ErrorCode, Row, Transaction};
 
+use super::recovery::{newest_history_sql, recover_with, RecoveryReads, COUNTS_SQL};
 use super::schema::{self, Ranked, VERSION_TABLE};
 use super::{
     id_from_stored, id_to_stored, target_from_stored, target_kind_str, CheckpointRecord, ExampleState, ExampleStore,
@@ -106,80 +107,9 @@ impl ExampleStore for SqliteStore {
     fn recover(&self, limits: &RecoveryLimits) -> Result<Recovered, StoreError> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction().map_err(classify)?;
-        let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let evicted = match limits.buffered_per_agent {
-            Some(n) => tx
-                .execute(&Ranked::Buffered.evict_beyond("?1"), [limit(n)])
-                .map_err(classify)? as u64,
-            None => 0,
-        };
-        let ranked = |which: Ranked, n: usize| -> Result<Vec<TrainingExample>, StoreError> {
-            let mut stmt = tx.prepare(&which.select(EXAMPLE_COLUMNS, "?1")).map_err(classify)?;
-            let rows = stmt
-                .query_map([limit(n)], |row| Ok(example_from_row(row)))
-                .map_err(classify)?;
-            rows.map(|r| r.map_err(classify).and_then(|e| e.map(|s| s.example)))
-                .collect()
-        };
-        let buffered = match limits.buffered_per_agent {
-            Some(n) => ranked(Ranked::Buffered, n)?,
-            None => Vec::new(),
-        };
-        let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
-        let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
-        let mut pending_review = ranked(Ranked::PendingReview, limits.pending_per_task)?;
-        let mut quarantined = ranked(Ranked::Quarantined, limits.pending_per_task)?;
-        quarantined.sort_by_key(|e| e.id);
-        held_out.sort_by_key(|e| e.id);
-        kept.sort_by_key(|e| e.id);
-        pending_review.sort_by_key(|e| e.id);
-        let mut history = {
-            let mut stmt = tx
-                .prepare(&format!(
-                    "SELECT {PERFORMANCE_COLUMNS} FROM model_performance ORDER BY update_id DESC LIMIT ?1"
-                ))
-                .map_err(classify)?;
-            let rows = stmt
-                .query_map([limit(limits.history)], |row| Ok(performance_from_row(row)))
-                .map_err(classify)?;
-            rows.map(|r| r.map_err(classify).and_then(|p| p))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        history.reverse();
-        let (total, max_example, max_update): (i64, i64, i64) = tx
-            .query_row(
-                "SELECT (SELECT count(*) FROM model_performance), \
-                 (SELECT COALESCE(max(id), 0) FROM training_examples), \
-                 (SELECT COALESCE(max(update_id), 0) FROM model_performance)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(classify)?;
-        let replay = replay_members(&tx)?;
-        let settled = {
-            let mut stmt = tx.prepare(super::SETTLED_COUNTS_SQL).map_err(classify)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
-                })
-                .map_err(classify)?;
-            rows.map(|r| r.map_err(classify).and_then(|(a, s, n)| super::settled_count(a, &s, n)))
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        let recovered = recover_with(&mut Reads(&tx), limits)?;
         tx.commit().map_err(classify)?;
-        Ok(Recovered {
-            replay,
-            settled,
-            quarantined,
-            next_id: id_from_stored(max_example.max(max_update))? + 1,
-            buffered,
-            held_out,
-            kept,
-            pending_review,
-            history,
-            history_total: id_from_stored(total)?,
-            evicted,
-        })
+        Ok(recovered)
     }
 
     fn examples(&self, agent: Option<&str>) -> Result<Vec<StoredExample>, StoreError> {
@@ -482,5 +412,65 @@ fn classify(e: rusqlite::Error) -> StoreError {
             | ErrorCode::OutOfMemory,
         ) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Refused(e.to_string()),
+    }
+}
+
+/// The reads of a recovery inside one SQLite transaction.
+struct Reads<'a, 'b>(&'a Transaction<'b>);
+
+impl Reads<'_, '_> {
+    /// Every row of `sql` with `params`, each read by `read`.
+    fn rows<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        read: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut stmt = self.0.prepare(sql).map_err(classify)?;
+        let rows = stmt.query_map(params, |row| Ok(read(row))).map_err(classify)?;
+        rows.map(|r| r.map_err(classify).and_then(|t| t)).collect()
+    }
+}
+
+impl RecoveryReads for Reads<'_, '_> {
+    fn evict_beyond(&mut self, n: i64) -> Result<u64, StoreError> {
+        Ok(self
+            .0
+            .execute(&Ranked::Buffered.evict_beyond("?1"), [n])
+            .map_err(classify)? as u64)
+    }
+
+    fn ranked(&mut self, which: Ranked, n: i64) -> Result<Vec<TrainingExample>, StoreError> {
+        self.rows(&which.select(EXAMPLE_COLUMNS, "?1"), [n], |row| {
+            example_from_row(row).map(|s| s.example)
+        })
+    }
+
+    fn newest_history(&mut self, n: i64) -> Result<Vec<ModelPerformance>, StoreError> {
+        self.rows(
+            &newest_history_sql(PERFORMANCE_COLUMNS, "?1"),
+            [n],
+            performance_from_row,
+        )
+    }
+
+    fn counts(&mut self) -> Result<(i64, i64, i64), StoreError> {
+        self.0
+            .query_row(COUNTS_SQL, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(classify)
+    }
+
+    fn replay_members(&mut self) -> Result<Vec<super::ReplayMembers>, StoreError> {
+        replay_members(self.0)
+    }
+
+    fn settled_rows(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.rows(super::SETTLED_COUNTS_SQL, [], |r| {
+            Ok((
+                r.get::<_, String>(0).map_err(classify)?,
+                r.get::<_, String>(1).map_err(classify)?,
+                r.get::<_, i64>(2).map_err(classify)?,
+            ))
+        })
     }
 }

@@ -7,16 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postgres::types::Type;
-use postgres::NoTls;
+use postgres::{NoTls, Transaction};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 
+use super::recovery::{newest_history_sql, recover_with, RecoveryReads, COUNTS_SQL};
 use super::schema::{self, Ranked, VERSION_TABLE};
+use super::ReplayMembers;
 use super::{
     id_from_stored, id_to_stored, CheckpointRecord, ExampleState, ExampleStore, PoolStats, Recovered, RecoveryLimits,
     StoreError, StoreOp, StoredExample, EXAMPLE_COLUMNS, PERFORMANCE_COLUMNS,
 };
-use crate::base::TrainingExample;
+use crate::base::{ModelPerformance, TrainingExample};
 
 mod connect;
 mod rows;
@@ -163,72 +165,9 @@ impl ExampleStore for PostgresStore {
     fn recover(&self, limits: &RecoveryLimits) -> Result<Recovered, StoreError> {
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(classify)?;
-        let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let evicted = match limits.buffered_per_agent {
-            Some(n) => tx
-                .execute(&Ranked::Buffered.evict_beyond("$1"), &[&limit(n)])
-                .map_err(classify)?,
-            None => 0,
-        };
-        let mut ranked = |which: Ranked, n: usize| -> Result<Vec<TrainingExample>, StoreError> {
-            tx.query(&which.select(EXAMPLE_COLUMNS, "$1"), &[&limit(n)])
-                .map_err(classify)?
-                .iter()
-                .map(|row| example_from_row(row).map(|s| s.example))
-                .collect()
-        };
-        let buffered = match limits.buffered_per_agent {
-            Some(n) => ranked(Ranked::Buffered, n)?,
-            None => Vec::new(),
-        };
-        let mut held_out = ranked(Ranked::HeldOut, limits.held_out_per_task)?;
-        let mut kept = ranked(Ranked::Kept, limits.kept_per_agent)?;
-        let mut pending_review = ranked(Ranked::PendingReview, limits.pending_per_task)?;
-        let mut quarantined = ranked(Ranked::Quarantined, limits.pending_per_task)?;
-        quarantined.sort_by_key(|e| e.id);
-        held_out.sort_by_key(|e| e.id);
-        kept.sort_by_key(|e| e.id);
-        pending_review.sort_by_key(|e| e.id);
-        let mut history = tx
-            .query(
-                &format!("SELECT {PERFORMANCE_COLUMNS} FROM model_performance ORDER BY update_id DESC LIMIT $1"),
-                &[&limit(limits.history)],
-            )
-            .map_err(classify)?
-            .iter()
-            .map(performance_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        history.reverse();
-        let counts = tx
-            .query_one(
-                "SELECT (SELECT count(*) FROM model_performance), \
-                 (SELECT COALESCE(max(id), 0) FROM training_examples), \
-                 (SELECT COALESCE(max(update_id), 0) FROM model_performance)",
-                &[],
-            )
-            .map_err(classify)?;
-        let (total, max_example, max_update): (i64, i64, i64) = (counts.get(0), counts.get(1), counts.get(2));
-        let replay = replay_members(&mut tx, None)?;
-        let settled = tx
-            .query(super::SETTLED_COUNTS_SQL, &[])
-            .map_err(classify)?
-            .iter()
-            .map(|r| super::settled_count(r.get(0), r.get::<_, &str>(1), r.get(2)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let recovered = recover_with(&mut Reads(&mut tx), limits)?;
         tx.commit().map_err(classify)?;
-        Ok(Recovered {
-            replay,
-            settled,
-            quarantined,
-            next_id: id_from_stored(max_example.max(max_update))? + 1,
-            buffered,
-            held_out,
-            kept,
-            pending_review,
-            history,
-            history_total: id_from_stored(total)?,
-            evicted,
-        })
+        Ok(recovered)
     }
 
     fn examples(&self, agent: Option<&str>) -> Result<Vec<StoredExample>, StoreError> {
@@ -328,3 +267,51 @@ const EXAMPLE_TYPES: [Type; 15] = [
     Type::TEXT,
     Type::INT8,
 ];
+
+/// The reads of a recovery inside one PostgreSQL transaction.
+struct Reads<'a, 'b>(&'a mut Transaction<'b>);
+
+impl RecoveryReads for Reads<'_, '_> {
+    fn evict_beyond(&mut self, n: i64) -> Result<u64, StoreError> {
+        self.0
+            .execute(&Ranked::Buffered.evict_beyond("$1"), &[&n])
+            .map_err(classify)
+    }
+
+    fn ranked(&mut self, which: Ranked, n: i64) -> Result<Vec<TrainingExample>, StoreError> {
+        self.0
+            .query(&which.select(EXAMPLE_COLUMNS, "$1"), &[&n])
+            .map_err(classify)?
+            .iter()
+            .map(|row| example_from_row(row).map(|s| s.example))
+            .collect()
+    }
+
+    fn newest_history(&mut self, n: i64) -> Result<Vec<ModelPerformance>, StoreError> {
+        self.0
+            .query(&newest_history_sql(PERFORMANCE_COLUMNS, "$1"), &[&n])
+            .map_err(classify)?
+            .iter()
+            .map(performance_from_row)
+            .collect()
+    }
+
+    fn counts(&mut self) -> Result<(i64, i64, i64), StoreError> {
+        let row = self.0.query_one(COUNTS_SQL, &[]).map_err(classify)?;
+        Ok((row.get(0), row.get(1), row.get(2)))
+    }
+
+    fn replay_members(&mut self) -> Result<Vec<ReplayMembers>, StoreError> {
+        replay_members(self.0, None)
+    }
+
+    fn settled_rows(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(self
+            .0
+            .query(super::SETTLED_COUNTS_SQL, &[])
+            .map_err(classify)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}
