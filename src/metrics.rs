@@ -12,6 +12,7 @@ use std::fmt::Write;
 use parking_lot::Mutex;
 
 use crate::status::TrainingStatus;
+use crate::store::StoreStatus;
 
 /// Upper bounds of the latency histograms' buckets, in seconds: from half
 /// a millisecond (a prediction) to ten seconds (an update of a large model).
@@ -96,6 +97,17 @@ type PickHistogram = fn(&TaskLatencies) -> &Histogram;
 /// The text exposition of `status` and `latencies`.
 pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
     let mut out = Exposition::default();
+    agent_families(&mut out, status);
+    latency_families(&mut out, latencies);
+    if let Some(store) = &status.store {
+        store_families(&mut out, store);
+    }
+    out.text
+}
+
+/// The families of each agent's counters and of its tasks' models and
+/// review queues.
+fn agent_families(out: &mut Exposition, status: &TrainingStatus) {
     out.family("onthefly_training", "gauge", "1 while any agent is updating");
     out.sample("onthefly_training", &[], f64::from(u8::from(status.is_training)));
     out.family(
@@ -181,6 +193,11 @@ pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
             );
         }
     }
+}
+
+/// The histograms of update and prediction times, and the predictions,
+/// per agent and task.
+fn latency_families(out: &mut Exposition, latencies: &Latencies) {
     let tasks = latencies.snapshot();
     let histograms: [(&str, &str, PickHistogram); 2] = [
         (
@@ -212,100 +229,101 @@ pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
             t.inputs as f64,
         );
     }
-    if let Some(store) = &status.store {
-        let backend = [("backend", store.backend.as_str())];
+}
+
+/// The store writer's counters and its connection pool.
+fn store_families(out: &mut Exposition, store: &StoreStatus) {
+    let backend = [("backend", store.backend.as_str())];
+    out.scalars(
+        &backend,
+        &[
+            (
+                "onthefly_store_operations_received_total",
+                "counter",
+                "operations handed to the store's writer",
+                store.received,
+            ),
+            (
+                "onthefly_store_operations_durable_total",
+                "counter",
+                "of those, in the database or the fsynced spool",
+                store.durable,
+            ),
+            (
+                "onthefly_store_operations_written_total",
+                "counter",
+                "of those, in the database",
+                store.written,
+            ),
+            (
+                "onthefly_store_operations_rejected_total",
+                "counter",
+                "operations the database refused, set aside",
+                store.rejected,
+            ),
+            (
+                "onthefly_store_backlog",
+                "gauge",
+                "operations waiting in memory",
+                store.backlog,
+            ),
+            (
+                "onthefly_store_spooled",
+                "gauge",
+                "operations waiting in the spool file",
+                store.spooled,
+            ),
+            (
+                "onthefly_store_spool_bytes",
+                "gauge",
+                "size of the spool file",
+                store.spool_bytes,
+            ),
+            (
+                "onthefly_store_connected",
+                "gauge",
+                "1 while the database answers",
+                u64::from(store.connected),
+            ),
+        ],
+    );
+    if let Some(pool) = &store.pool {
         out.scalars(
             &backend,
             &[
                 (
-                    "onthefly_store_operations_received_total",
-                    "counter",
-                    "operations handed to the store's writer",
-                    store.received,
-                ),
-                (
-                    "onthefly_store_operations_durable_total",
-                    "counter",
-                    "of those, in the database or the fsynced spool",
-                    store.durable,
-                ),
-                (
-                    "onthefly_store_operations_written_total",
-                    "counter",
-                    "of those, in the database",
-                    store.written,
-                ),
-                (
-                    "onthefly_store_operations_rejected_total",
-                    "counter",
-                    "operations the database refused, set aside",
-                    store.rejected,
-                ),
-                (
-                    "onthefly_store_backlog",
+                    "onthefly_store_pool_connections",
                     "gauge",
-                    "operations waiting in memory",
-                    store.backlog,
+                    "connections open",
+                    u64::from(pool.connections),
                 ),
                 (
-                    "onthefly_store_spooled",
+                    "onthefly_store_pool_in_use",
                     "gauge",
-                    "operations waiting in the spool file",
-                    store.spooled,
+                    "connections in use",
+                    u64::from(pool.in_use),
                 ),
                 (
-                    "onthefly_store_spool_bytes",
+                    "onthefly_store_pool_idle",
                     "gauge",
-                    "size of the spool file",
-                    store.spool_bytes,
+                    "connections idle",
+                    u64::from(pool.idle),
                 ),
                 (
-                    "onthefly_store_connected",
+                    "onthefly_store_pool_max",
                     "gauge",
-                    "1 while the database answers",
-                    u64::from(store.connected),
+                    "most connections",
+                    u64::from(pool.max_size),
+                ),
+                (
+                    "onthefly_store_pool_waits_total",
+                    "counter",
+                    "times a connection was waited for",
+                    pool.waits,
                 ),
             ],
         );
-        if let Some(pool) = &store.pool {
-            out.scalars(
-                &backend,
-                &[
-                    (
-                        "onthefly_store_pool_connections",
-                        "gauge",
-                        "connections open",
-                        u64::from(pool.connections),
-                    ),
-                    (
-                        "onthefly_store_pool_in_use",
-                        "gauge",
-                        "connections in use",
-                        u64::from(pool.in_use),
-                    ),
-                    (
-                        "onthefly_store_pool_idle",
-                        "gauge",
-                        "connections idle",
-                        u64::from(pool.idle),
-                    ),
-                    (
-                        "onthefly_store_pool_max",
-                        "gauge",
-                        "most connections",
-                        u64::from(pool.max_size),
-                    ),
-                    (
-                        "onthefly_store_pool_waits_total",
-                        "counter",
-                        "times a connection was waited for",
-                        pool.waits,
-                    ),
-                ],
-            );
-        }
     }
-    out.text
 }
 
 /// The text being written.
