@@ -149,7 +149,24 @@ fn load(shared: &Shared, client: &mut Client, agent: &str, task: &str, version: 
 /// local buffers, schedules full shared buffers, writes the heartbeat and
 /// refreshes the status's picture of the group.
 pub(crate) fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -> Result<(), StoreError> {
-    // Newest published versions.
+    let published = follow_published(shared, client)?;
+    cluster.prefetch_ids()?;
+
+    // Local copies of rows other instances trained, discarded or gave up.
+    for agent in shared.agents_snapshot() {
+        prune_buffer(shared, client, &agent.name)?;
+    }
+
+    let buffered = schedule_shared_buffers(shared, client)?;
+    write_heartbeat(shared, cluster, client)?;
+    let status = group_status(cluster, client, &published, &buffered)?;
+    cluster.set_snapshot(status);
+    Ok(())
+}
+
+/// The newest published version of every task, each loaded where this
+/// instance serves an older one.
+fn follow_published(shared: &Shared, client: &mut Client) -> Result<BTreeMap<(String, String), u64>, StoreError> {
     let mut published: BTreeMap<(String, String), u64> = BTreeMap::new();
     for row in client
         .query(
@@ -174,16 +191,17 @@ pub(crate) fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -
         }
     }
 
-    cluster.prefetch_ids()?;
+    Ok(published)
+}
 
-    // Local copies of rows other instances trained, discarded or gave up.
-    for agent in shared.agents_snapshot() {
-        prune_buffer(shared, client, &agent.name)?;
-    }
-
-    // Shared buffers: whoever has a free worker may train them, when full,
-    // urgent, or waiting longer than `stale_after` (also rows an instance
-    // received before it stopped, which no local buffer holds).
+/// Schedules the tasks whose shared buffer may be trained: whoever has a
+/// free worker may train them, when full, urgent, or waiting longer than
+/// `stale_after` (also rows an instance received before it stopped, which
+/// no local buffer holds). Returns the buffered rows per task.
+fn schedule_shared_buffers(
+    shared: &Shared,
+    client: &mut Client,
+) -> Result<BTreeMap<(String, String), u64>, StoreError> {
     let mut buffered: BTreeMap<(String, String), u64> = BTreeMap::new();
     let stale_before = std::time::SystemTime::now()
         .checked_sub(shared.config.stale_after())
@@ -220,8 +238,11 @@ pub(crate) fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -
             shared.schedule(&state);
         }
     }
+    Ok(buffered)
+}
 
-    // This instance's heartbeat and the versions it serves.
+/// This instance's heartbeat and the versions it serves.
+fn write_heartbeat(shared: &Shared, cluster: &Cluster, client: &mut Client) -> Result<(), StoreError> {
     let mut serving: BTreeMap<String, u64> = BTreeMap::new();
     for agent in shared.agents_snapshot() {
         for (task, state) in agent.tasks.lock().iter() {
@@ -239,8 +260,18 @@ pub(crate) fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -
             &[&cluster.instance_id(), &started, &serde_json::json!(serving)],
         )
         .map_err(classify)?;
+    Ok(())
+}
 
-    // The group as the status shows it.
+/// The group as the status shows it: the instances alive, and per task the
+/// version published, the rows buffered, what each instance serves and who
+/// holds its training lock.
+fn group_status(
+    cluster: &Cluster,
+    client: &mut Client,
+    published: &BTreeMap<(String, String), u64>,
+    buffered: &BTreeMap<(String, String), u64>,
+) -> Result<ClusterStatus, StoreError> {
     let recent = (cluster.poll_interval().as_secs_f64() * 5.0).max(30.0);
     let mut status = ClusterStatus {
         instance_id: cluster.instance_id().to_string(),
@@ -306,6 +337,5 @@ pub(crate) fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -
     for ((agent, task), t) in tasks {
         status.agents.entry(agent).or_default().insert(task, t);
     }
-    cluster.set_snapshot(status);
-    Ok(())
+    Ok(status)
 }
