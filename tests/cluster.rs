@@ -779,10 +779,16 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
             .collect()
     };
     let mut client = db(&url);
+    let judged_from = c.performance_history().len();
     // Judged once: rolled back, and so were both halves; still buffered for
     // another judgement (before, the whole batch was published as discarded).
     common::update_now(&c, AGENT);
-    assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 60)]));
+    assert_eq!(
+        states(&mut client),
+        BTreeMap::from([("buffered".to_string(), 60)]),
+        "the updates: {:#?}",
+        &c.performance_history()[judged_from..]
+    );
     // Judged again: still buffered; a third time: quarantined, in the
     // database and in the status.
     common::update_now(&c, AGENT);

@@ -1,5 +1,6 @@
 //! One update of one task: snapshot → train → judge → commit.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -19,6 +20,7 @@ use crate::models::{AgentModel, Training};
 use crate::optim::Touched;
 use crate::replay::{ReplayChange, ReplayMemory};
 use crate::runtime::Shared;
+use parking_lot::Mutex;
 
 /// One update of one task: snapshot (the trainer's copy and the live
 /// model's answers on the judging examples), train the copy, judge it
@@ -136,9 +138,113 @@ pub(super) fn update_task(
         commit.rolled_back(&record)?;
         return Ok(record);
     }
+    let metrics = serde_json::json!({
+        "metric": before.or(after).map(|m| m.name.as_str()),
+        "before": before.map(|m| m.value),
+        "after": after.map(|m| m.value),
+        "held_out_examples": held_out.len(),
+        "examples_trained": examples.len(),
+    });
+    let update = UpdateOf {
+        shared,
+        agent,
+        task,
+        live,
+        examples,
+        seed,
+        version,
+    };
+    let candidate = Candidate {
+        model: shadow,
+        touched,
+        shapes_before,
+        judged: candidate_judged,
+    };
+    let held = Held {
+        ewc: &mut ewc,
+        shadow_slot: &mut shadow_slot,
+        judged: &mut judged,
+    };
+    install_accepted(&update, &record, &metrics, candidate, held, &replay, commit)?;
+    tracing::info!(
+        agent = %agent.name,
+        task,
+        version = new_version,
+        before = ?before.map(|m| m.value),
+        after = ?after.map(|m| m.value),
+        examples = examples.len(),
+        "update accepted"
+    );
+    Ok(record)
+}
+
+/// What the stages of one task's update read.
+struct UpdateOf<'a> {
+    shared: &'a Shared,
+    agent: &'a AgentState,
+    task: &'a str,
+    live: &'a LiveModel,
+    /// The batch (without the replayed examples).
+    examples: &'a [TrainingExample],
+    /// The training's seed (also the true Fisher's).
+    seed: u64,
+    /// The version the candidate was copied from.
+    version: u64,
+}
+
+/// The trained candidate: the trainer's copy, the rows it changed, the
+/// shapes of its variables before, and its answers on the judging examples.
+struct Candidate {
+    model: Model,
+    touched: Option<Touched>,
+    shapes_before: BTreeMap<String, Vec<i64>>,
+    judged: eval::Judged,
+}
+
+/// The state of the live model an update holds locked throughout (in the
+/// lock order of `live.rs`).
+struct Held<'a> {
+    ewc: &'a mut EwcState,
+    shadow_slot: &'a mut Option<TrainerCopy>,
+    judged: &'a mut (u64, eval::Judged),
+}
+
+/// Commits an accepted candidate and makes it serve: everything that can
+/// fail first (the next trainer's copy where the model grew, the EWC
+/// consolidation, with several instances the publication: a refusal
+/// restores the EWC state and fails the update), then the swap, the
+/// judged answers and the replay memory of the new version, the commit's
+/// last step, and the old model as the next trainer's copy.
+fn install_accepted(
+    update: &UpdateOf<'_>,
+    record: &ModelPerformance,
+    metrics: &serde_json::Value,
+    candidate: Candidate,
+    held: Held<'_>,
+    replay: &Mutex<ReplayMemory>,
+    commit: &mut dyn Commit,
+) -> Result<(), ModelError> {
+    let UpdateOf {
+        shared,
+        agent,
+        task,
+        live,
+        examples,
+        seed,
+        version,
+    } = *update;
+    let Candidate {
+        model: shadow,
+        touched,
+        shapes_before,
+        judged: candidate_judged,
+    } = candidate;
+    let ewc_config = shared.config.ewc_for(&agent.name, task);
+    let new_version = record.model_version;
+    let ewc = &mut *held.ewc;
     // The memory as it will be once the update is committed: changed on a
     // copy, so an unpublished update leaves it as it was.
-    let (next_replay, replay_change) = remembered(&replay.lock(), replay_config.capacity, examples);
+    let (next_replay, replay_change) = remembered(&replay.lock(), shared.config.replay.capacity, examples);
 
     // Everything that can fail happens before anything is installed: the
     // next update's starting copy where the model grew, the consolidation
@@ -159,30 +265,23 @@ pub(super) fn update_task(
         false => None,
     };
     if ewc_config.enabled {
-        consolidate(agent, task, &mut ewc, shadow.as_ref(), examples, ewc_config, seed);
+        consolidate(agent, task, ewc, shadow.as_ref(), examples, ewc_config, seed);
     }
-    let metrics = serde_json::json!({
-        "metric": before.or(after).map(|m| m.name.as_str()),
-        "before": before.map(|m| m.value),
-        "after": after.map(|m| m.value),
-        "held_out_examples": held_out.len(),
-        "examples_trained": examples.len(),
-    });
     let committed = Accepted {
         agent,
         task,
         version: new_version,
-        ewc: &ewc,
+        ewc,
         changed,
-        record: &record,
-        metrics: &metrics,
+        record,
+        metrics,
         replay: &replay_change,
     };
     if let Err(e) = commit.before_serving(&committed, shadow.as_ref()) {
         if let Some(saved) = ewc_before {
-            *ewc = saved;
+            *held.ewc = saved;
         }
-        *shadow_slot = Some(TrainerCopy::after_rollback(shadow, touched, shapes_before));
+        *held.shadow_slot = Some(TrainerCopy::after_rollback(shadow, touched, shapes_before));
         return Err(e);
     }
     // Whether the commit reads the new version from the trainer's copy
@@ -192,25 +291,16 @@ pub(super) fn update_task(
     let (old, _) = live.swap_serving(shadow, new_version);
     let (level, behind) = old_model_as_copy(live, old, grown_copy, touched.as_ref(), copy_needed);
     // The candidate's answers are the new live version's.
-    *judged = (new_version, candidate_judged);
+    *held.judged = (new_version, candidate_judged);
     *replay.lock() = next_replay;
     // From the trainer's copy, which equals the new live weights.
     commit.after_serving(&committed, level.as_deref());
-    *shadow_slot = match (level, behind, touched) {
+    *held.shadow_slot = match (level, behind, touched) {
         (Some(copy), _, _) => Some(TrainerCopy::ready(copy)),
         (None, Some(old), Some(touched)) => Some(TrainerCopy::after_accepted(old, touched)),
         _ => None,
     };
-    tracing::info!(
-        agent = %agent.name,
-        task,
-        version = new_version,
-        before = ?before.map(|m| m.value),
-        after = ?after.map(|m| m.value),
-        examples = examples.len(),
-        "update accepted"
-    );
-    Ok(record)
+    Ok(())
 }
 
 /// Trains the candidate (the trainer's copy) on `training`: its summed loss
