@@ -16,7 +16,7 @@ use onthefly::{Config, Coordinator, TextModelConfig};
 
 /// The README's figure (`cargo run --release --example peer_tagger --
 /// --data conll --limit-train 4000`; deterministic in this order).
-const MEASURED_F1: f64 = 0.771;
+const MEASURED_F1: f64 = 0.772;
 /// A margin of a point and a half: the WNUT figure moved by up to 0.03
 /// between orders of its stream of half the size.
 const MARGIN: f64 = 0.015;
