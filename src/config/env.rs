@@ -89,57 +89,20 @@ impl Config {
             c.minilm_dir = Some(PathBuf::from(v));
         }
         if let Some(v) = get("TRAINING_MODEL_KINDS") {
-            for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-                let parsed = entry.split_once('=').and_then(|(key, kind)| {
-                    serde_json::from_value::<crate::models::ModelKind>(serde_json::Value::String(kind.trim().into()))
-                        .ok()
-                        .map(|kind| (key.trim().to_string(), kind))
-                });
-                let Some((key, kind)) = parsed else {
-                    return Err(invalid_env(
-                        "TRAINING_MODEL_KINDS",
-                        v,
-                        "agent/task=kind pairs separated by commas (kinds: text_classifier, text_regressor, token_tagger, minilm_head, torchscript)",
-                    ));
-                };
-                c.model_kinds.insert(key, kind);
-            }
+            c.model_kinds.extend(model_kinds_from(v)?);
         }
         if let Some(v) = get("TRAINING_DEVICE") {
-            c.device = match v.to_ascii_lowercase().as_str() {
-                "auto" => DeviceChoice::Auto,
-                "cpu" => DeviceChoice::Cpu,
-                "cuda" | "gpu" => DeviceChoice::Cuda,
-                _ => return Err(invalid_env("TRAINING_DEVICE", v, "one of auto, cpu, cuda")),
-            };
+            c.device = device_from(v)?;
         }
-
         c.database = database_from_vars(&vars)?;
-
         if let Some(v) = get("TRAINING_CLUSTER_INSTANCE") {
-            let mut cluster = ClusterConfig {
-                instance_id: v.to_string(),
-                ..ClusterConfig::default()
-            };
-            if let Some(dir) = get("TRAINING_CLUSTER_CHECKPOINT_DIR") {
-                cluster.shared_checkpoint_dir = Some(PathBuf::from(dir));
-            }
-            if let Some(ms) = get("TRAINING_CLUSTER_POLL_MS") {
-                cluster.poll_interval_ms =
-                    parse_env("TRAINING_CLUSTER_POLL_MS", ms, "a positive number of milliseconds")?;
-            }
-            c.cluster = Some(cluster);
+            c.cluster = Some(cluster_from(
+                v,
+                get("TRAINING_CLUSTER_CHECKPOINT_DIR"),
+                get("TRAINING_CLUSTER_POLL_MS"),
+            )?);
         }
-
-        for (name, value) in &vars {
-            if let Some(agent) = name.strip_suffix("_MODEL_PATH") {
-                if agent.is_empty() || value.trim().is_empty() {
-                    continue;
-                }
-                c.model_paths
-                    .insert(agent.to_ascii_lowercase(), PathBuf::from(value.trim()));
-            }
-        }
+        c.model_paths.extend(model_paths_from(&vars));
 
         c.validate().map_err(|e| match e {
             // Name the variable, not the field, when the value came from the environment.
@@ -155,6 +118,64 @@ impl Config {
         })?;
         Ok(c)
     }
+}
+
+/// `TRAINING_MODEL_KINDS`: `agent/task=kind` pairs separated by commas.
+fn model_kinds_from(v: &str) -> Result<Vec<(String, crate::models::ModelKind)>, ConfigError> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let parsed = entry.split_once('=').and_then(|(key, kind)| {
+                serde_json::from_value::<crate::models::ModelKind>(serde_json::Value::String(kind.trim().into()))
+                    .ok()
+                    .map(|kind| (key.trim().to_string(), kind))
+            });
+            parsed.ok_or_else(|| {
+                invalid_env(
+                    "TRAINING_MODEL_KINDS",
+                    v,
+                    "agent/task=kind pairs separated by commas (kinds: text_classifier, text_regressor, token_tagger, minilm_head, torchscript)",
+                )
+            })
+        })
+        .collect()
+}
+
+/// `TRAINING_DEVICE`.
+fn device_from(v: &str) -> Result<DeviceChoice, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "auto" => Ok(DeviceChoice::Auto),
+        "cpu" => Ok(DeviceChoice::Cpu),
+        "cuda" | "gpu" => Ok(DeviceChoice::Cuda),
+        _ => Err(invalid_env("TRAINING_DEVICE", v, "one of auto, cpu, cuda")),
+    }
+}
+
+/// `TRAINING_CLUSTER_INSTANCE` with its checkpoint folder and poll interval.
+fn cluster_from(instance: &str, dir: Option<&str>, poll_ms: Option<&str>) -> Result<ClusterConfig, ConfigError> {
+    let mut cluster = ClusterConfig {
+        instance_id: instance.to_string(),
+        ..ClusterConfig::default()
+    };
+    if let Some(dir) = dir {
+        cluster.shared_checkpoint_dir = Some(PathBuf::from(dir));
+    }
+    if let Some(ms) = poll_ms {
+        cluster.poll_interval_ms = parse_env("TRAINING_CLUSTER_POLL_MS", ms, "a positive number of milliseconds")?;
+    }
+    Ok(cluster)
+}
+
+/// Every `<AGENT>_MODEL_PATH` with a value, by the agent's lower-cased name.
+fn model_paths_from(vars: &BTreeMap<String, String>) -> Vec<(String, PathBuf)> {
+    vars.iter()
+        .filter_map(|(name, value)| {
+            let agent = name.strip_suffix("_MODEL_PATH")?;
+            (!agent.is_empty() && !value.trim().is_empty())
+                .then(|| (agent.to_ascii_lowercase(), PathBuf::from(value.trim())))
+        })
+        .collect()
 }
 
 fn parse_env<T: std::str::FromStr>(variable: &str, value: &str, expected: &'static str) -> Result<T, ConfigError> {
