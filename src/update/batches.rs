@@ -140,26 +140,40 @@ pub(super) fn train_batches(
     let budget = MAX_SUB_UPDATES.saturating_sub(attempts);
     removed += isolate_harm(shared, &mut session, agent, task, live, held_out, rejected, budget);
     if !suspects.is_empty() {
-        // Blame an example only when others succeeded beside it, or when it
-        // was already singled out by such a round.
-        let given_up = agent.count_failure(&suspects, MAX_UPDATE_ATTEMPTS, !any_success);
-        if !given_up.is_empty() {
-            match session.as_mut() {
-                Some((_, session)) => {
-                    if let Err(e) = session.mark_failed(&given_up) {
-                        agent.note_error(format!("examples given up but not marked failed: {e}"));
-                    }
-                }
-                None => shared.persist(StoreOp::SetState {
-                    ids: given_up.clone(),
-                    state: ExampleState::Failed,
-                    update_id: None,
-                }),
-            }
-            removed += agent.remove_examples(&given_up, |stats, n| stats.examples_failed += n as u64);
-        }
+        removed += blame_failures(shared, &mut session, agent, &suspects, any_success);
     }
     removed
+}
+
+/// Counts a failed attempt for the examples that failed on their own;
+/// blames an example only when others succeeded beside it, or when it was
+/// already singled out by such a round. Those that failed
+/// [`MAX_UPDATE_ATTEMPTS`] times leave the buffer as failed. Returns how
+/// many left it.
+fn blame_failures(
+    shared: &Shared,
+    session: &mut Option<(&Cluster, &mut TaskSession)>,
+    agent: &AgentState,
+    suspects: &[ExampleId],
+    any_success: bool,
+) -> usize {
+    let given_up = agent.count_failure(suspects, MAX_UPDATE_ATTEMPTS, !any_success);
+    if given_up.is_empty() {
+        return 0;
+    }
+    match session.as_mut() {
+        Some((_, session)) => {
+            if let Err(e) = session.mark_failed(&given_up) {
+                agent.note_error(format!("examples given up but not marked failed: {e}"));
+            }
+        }
+        None => shared.persist(StoreOp::SetState {
+            ids: given_up.clone(),
+            state: ExampleState::Failed,
+            update_id: None,
+        }),
+    }
+    agent.remove_examples(&given_up, |stats, n| stats.examples_failed += n as u64)
 }
 
 /// Retrains rolled-back batches in halves so that a few harmful examples do

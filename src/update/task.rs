@@ -53,37 +53,10 @@ pub(super) fn update_task(
     let ewc_config = shared.config.ewc_for(&agent.name, task);
     let mut ewc = live.ewc.lock();
     let mut shadow_slot = live.shadow.lock();
-    // Taken out (level with the live model first, if the worker has not
-    // brought it level yet): put back only once it is level again, or with
-    // what it lacks.
-    let mut shadow = match shadow_slot.take().and_then(|copy| copy.caught_up(live)) {
-        Some(shadow) => shadow,
-        // Once per task (and after a failure): the only full copy taken
-        // under the live model's lock.
-        None => live.serving().try_clone()?,
-    };
-    let shapes_before = shapes(shadow.var_store());
     let mut judged = live.judged.lock();
-    // Read under the locks an install or a restore takes: the version of the
-    // weights copied (a delta checkpoint is written against it).
-    let version = live.version();
-    if judged.0 != version {
-        *judged = (version, eval::Judged::new());
-    }
-    // Only the window's examples are worth remembering.
-    let window: std::collections::HashSet<ExampleId> = held_out.iter().map(|e| e.id).collect();
-    judged.1.retain(|id, _| window.contains(id));
-    let before = eval::measure_reusing(shadow.as_ref(), held_out, &mut judged.1)?;
-    let replay = agent
-        .tasks
-        .lock()
-        .get(task)
-        .map(|t| Arc::clone(&t.replay))
-        .ok_or_else(|| ModelError::UnknownTask(task.to_string()))?;
-    let replay_config = &shared.config.replay;
-    let wanted = (replay_config.ratio * examples.len() as f64).ceil() as usize;
-    let mut training: Vec<TrainingExample> = examples.to_vec();
-    training.extend(replay.lock().sample(wanted));
+    let (mut shadow, version, before) = snapshot(live, &mut shadow_slot, &mut judged, held_out)?;
+    let shapes_before = shapes(shadow.var_store());
+    let (replay, training) = with_replay(shared, agent, task, examples)?;
 
     let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
     let penalty: Vec<(&EwcState, f64)> = ewc_config
@@ -176,6 +149,55 @@ pub(super) fn update_task(
         "update accepted"
     );
     Ok(record)
+}
+
+/// Stage 1: the trainer's copy taken out of its slot (brought level with the
+/// live model first, if the worker has not yet; put back only once it is
+/// level again, or with what it lacks), the version it is level with (read
+/// under the locks an install or a restore takes: a delta checkpoint is
+/// written against it), and the live model's answers on the judging
+/// examples (those of the version before reused).
+fn snapshot(
+    live: &LiveModel,
+    shadow_slot: &mut Option<TrainerCopy>,
+    judged: &mut (u64, eval::Judged),
+    held_out: &[TrainingExample],
+) -> Result<(Model, u64, Option<eval::Measured>), ModelError> {
+    let shadow = match shadow_slot.take().and_then(|copy| copy.caught_up(live)) {
+        Some(shadow) => shadow,
+        // Once per task (and after a failure): the only full copy taken
+        // under the live model's lock.
+        None => live.serving().try_clone()?,
+    };
+    let version = live.version();
+    if judged.0 != version {
+        *judged = (version, eval::Judged::new());
+    }
+    // Only the window's examples are worth remembering.
+    let window: std::collections::HashSet<ExampleId> = held_out.iter().map(|e| e.id).collect();
+    judged.1.retain(|id, _| window.contains(id));
+    let before = eval::measure_reusing(shadow.as_ref(), held_out, &mut judged.1)?;
+    Ok((shadow, version, before))
+}
+
+/// The task's replay memory, and the batch with a sample of it mixed in
+/// (`replay.ratio` replayed examples per new one).
+fn with_replay(
+    shared: &Shared,
+    agent: &AgentState,
+    task: &str,
+    examples: &[TrainingExample],
+) -> Result<(Arc<Mutex<ReplayMemory>>, Vec<TrainingExample>), ModelError> {
+    let replay = agent
+        .tasks
+        .lock()
+        .get(task)
+        .map(|t| Arc::clone(&t.replay))
+        .ok_or_else(|| ModelError::UnknownTask(task.to_string()))?;
+    let wanted = (shared.config.replay.ratio * examples.len() as f64).ceil() as usize;
+    let mut training: Vec<TrainingExample> = examples.to_vec();
+    training.extend(replay.lock().sample(wanted));
+    Ok((replay, training))
 }
 
 /// What the stages of one task's update read.
