@@ -201,38 +201,7 @@ impl ExampleStore for SqliteStore {
 
 fn apply(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
     match op {
-        StoreOp::Insert {
-            example: e,
-            split,
-            state,
-        } => {
-            let target = serde_json::to_string(&e.expected_output.to_json())
-                .map_err(|err| StoreError::Refused(err.to_string()))?;
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO training_examples ({EXAMPLE_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL) \
-                     ON CONFLICT (id) DO NOTHING"
-                ))
-                .map_err(classify)?;
-            stmt.execute(params![
-                id_to_stored(e.id.0)?,
-                e.agent_name,
-                e.task_type,
-                e.input_text,
-                target_kind_str(e.expected_output.kind()),
-                target,
-                e.uncertainty_score,
-                e.importance_score,
-                e.source_url,
-                ms(unix_millis(e.timestamp)),
-                e.user_feedback,
-                u8::from(e.correction_priority),
-                split.as_str(),
-                state.as_str(),
-            ])
-            .map_err(classify)?;
-        }
+        StoreOp::Insert { example, split, state } => insert_example(tx, example, *split, *state)?,
         StoreOp::SetState { ids, state, update_id } => {
             let mut stmt = tx
                 .prepare_cached(
@@ -245,54 +214,8 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
                     .map_err(classify)?;
             }
         }
-        StoreOp::Performance(p) => {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO model_performance ({PERFORMANCE_COLUMNS}) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
-                     ON CONFLICT (update_id) DO NOTHING"
-                ))
-                .map_err(classify)?;
-            stmt.execute(params![
-                id_to_stored(p.update_id)?,
-                p.agent_name,
-                p.task_type,
-                p.model_name,
-                p.metric,
-                p.accuracy_before,
-                p.accuracy_after,
-                ms(p.held_out_examples as u64),
-                ms(p.examples_trained as u64),
-                p.train_loss.is_finite().then_some(p.train_loss),
-                ms(p.update_timestamp_ms),
-                p.rollback_triggered,
-                p.rollback_reason,
-                id_to_stored(p.model_version)?,
-                ms(p.duration_ms),
-            ])
-            .map_err(classify)?;
-        }
-        StoreOp::Checkpoint(c) => {
-            let metrics = serde_json::to_string(&c.metrics).map_err(|err| StoreError::Refused(err.to_string()))?;
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO model_checkpoints (agent_name, task_type, version, path, accepted, metrics, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (agent_name, task_type, version) DO UPDATE SET \
-                     path = excluded.path, accepted = excluded.accepted, metrics = excluded.metrics, \
-                     created_at = excluded.created_at",
-                )
-                .map_err(classify)?;
-            stmt.execute(params![
-                c.agent_name,
-                c.task_type,
-                id_to_stored(c.version)?,
-                c.path,
-                c.accepted,
-                metrics,
-                ms(c.created_ms),
-            ])
-            .map_err(classify)?;
-        }
+        StoreOp::Performance(p) => insert_performance(tx, p)?,
+        StoreOp::Checkpoint(c) => upsert_checkpoint(tx, c)?,
         StoreOp::Replay { added, removed } => {
             let mut stmt = tx
                 .prepare_cached("UPDATE training_examples SET replay = ?1 WHERE id = ?2")
@@ -304,6 +227,96 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Inserts an example (a replayed one is already there: nothing changes).
+fn insert_example(
+    tx: &Transaction<'_>,
+    e: &TrainingExample,
+    split: Split,
+    state: ExampleState,
+) -> Result<(), StoreError> {
+    let target =
+        serde_json::to_string(&e.expected_output.to_json()).map_err(|err| StoreError::Refused(err.to_string()))?;
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO training_examples ({EXAMPLE_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, NULL) \
+             ON CONFLICT (id) DO NOTHING"
+        ))
+        .map_err(classify)?;
+    stmt.execute(params![
+        id_to_stored(e.id.0)?,
+        e.agent_name,
+        e.task_type,
+        e.input_text,
+        target_kind_str(e.expected_output.kind()),
+        target,
+        e.uncertainty_score,
+        e.importance_score,
+        e.source_url,
+        ms(unix_millis(e.timestamp)),
+        e.user_feedback,
+        u8::from(e.correction_priority),
+        split.as_str(),
+        state.as_str(),
+    ])
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Inserts a performance record (once per update id).
+fn insert_performance(tx: &Transaction<'_>, p: &ModelPerformance) -> Result<(), StoreError> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO model_performance ({PERFORMANCE_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+             ON CONFLICT (update_id) DO NOTHING"
+        ))
+        .map_err(classify)?;
+    stmt.execute(params![
+        id_to_stored(p.update_id)?,
+        p.agent_name,
+        p.task_type,
+        p.model_name,
+        p.metric,
+        p.accuracy_before,
+        p.accuracy_after,
+        ms(p.held_out_examples as u64),
+        ms(p.examples_trained as u64),
+        p.train_loss.is_finite().then_some(p.train_loss),
+        ms(p.update_timestamp_ms),
+        p.rollback_triggered,
+        p.rollback_reason,
+        id_to_stored(p.model_version)?,
+        ms(p.duration_ms),
+    ])
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Inserts or replaces a checkpoint's record.
+fn upsert_checkpoint(tx: &Transaction<'_>, c: &CheckpointRecord) -> Result<(), StoreError> {
+    let metrics = serde_json::to_string(&c.metrics).map_err(|err| StoreError::Refused(err.to_string()))?;
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO model_checkpoints (agent_name, task_type, version, path, accepted, metrics, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (agent_name, task_type, version) DO UPDATE SET \
+             path = excluded.path, accepted = excluded.accepted, metrics = excluded.metrics, \
+             created_at = excluded.created_at",
+        )
+        .map_err(classify)?;
+    stmt.execute(params![
+        c.agent_name,
+        c.task_type,
+        id_to_stored(c.version)?,
+        c.path,
+        c.accepted,
+        metrics,
+        ms(c.created_ms),
+    ])
+    .map_err(classify)?;
     Ok(())
 }
 
