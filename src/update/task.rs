@@ -246,27 +246,19 @@ fn install_accepted(
     replay: &Mutex<ReplayMemory>,
     commit: &mut dyn Commit,
 ) -> Result<(), ModelError> {
-    let UpdateOf {
-        shared,
-        agent,
-        task,
-        live,
-        examples,
-        seed,
-        version,
-    } = *update;
     let Candidate {
         model: shadow,
         touched,
         shapes_before,
         judged: candidate_judged,
     } = candidate;
-    let ewc_config = shared.config.ewc_for(&agent.name, task);
+    let ewc_config = update.shared.config.ewc_for(&update.agent.name, update.task);
     let new_version = record.model_version;
     let ewc = &mut *held.ewc;
     // The memory as it will be once the update is committed: changed on a
     // copy, so an unpublished update leaves it as it was.
-    let (next_replay, replay_change) = remembered(&replay.lock(), shared.config.replay.capacity, examples);
+    let (next_replay, replay_change) =
+        remembered(&replay.lock(), update.shared.config.replay.capacity, update.examples);
 
     // Everything that can fail happens before anything is installed: the
     // next update's starting copy where the model grew, the consolidation
@@ -279,7 +271,7 @@ fn install_accepted(
     // What changed since the live version, which the checkpoint may store
     // alone when the new version directly follows it.
     let changed = match (&grown_copy, &touched) {
-        (None, Some(touched)) if version + 1 == new_version => Some(touched),
+        (None, Some(touched)) if update.version + 1 == new_version => Some(touched),
         _ => None,
     };
     let ewc_before = match commit.may_refuse() && ewc_config.enabled {
@@ -287,11 +279,19 @@ fn install_accepted(
         false => None,
     };
     if ewc_config.enabled {
-        consolidate(agent, task, ewc, shadow.as_ref(), examples, ewc_config, seed);
+        consolidate(
+            update.agent,
+            update.task,
+            ewc,
+            shadow.as_ref(),
+            update.examples,
+            ewc_config,
+            update.seed,
+        );
     }
     let committed = Accepted {
-        agent,
-        task,
+        agent: update.agent,
+        task: update.task,
         version: new_version,
         ewc,
         changed,
@@ -310,8 +310,8 @@ fn install_accepted(
     // once it serves (a checkpoint): then the copy is brought level now.
     let copy_needed = commit.reads_copy_after_serving();
     // The trained copy serves; the old live model becomes the copy.
-    let (old, _) = live.swap_serving(shadow, new_version);
-    let (level, behind) = old_model_as_copy(live, old, grown_copy, touched.as_ref(), copy_needed);
+    let (old, _) = update.live.swap_serving(shadow, new_version);
+    let (level, behind) = old_model_as_copy(update.live, old, grown_copy, touched.as_ref(), copy_needed);
     // The candidate's answers are the new live version's.
     *held.judged = (new_version, candidate_judged);
     *replay.lock() = next_replay;
