@@ -700,9 +700,21 @@ fn a_restarted_instance_serves_the_newest_published_version_not_a_local_file_nob
             c.add_training_example(article_example(a)).unwrap();
         }
         c.flush(Duration::from_secs(60)).unwrap();
-        common::update_now(&c, AGENT);
+        // One forced update did not always publish a version here (still 0
+        // in 1 of about 25 runs, with a stream-triggered update a moment
+        // before; a task whose lock could not be taken is skipped for a
+        // poll interval): forced again until one is published.
+        let published_one = || {
+            c.get_training_status().agents[AGENT]
+                .models
+                .get(TASK)
+                .is_some_and(|m| m.version >= 1)
+        };
+        assert!(common::wait_until(Duration::from_secs(60), || {
+            common::update_now(&c, AGENT);
+            published_one()
+        }));
         let version = c.get_training_status().agents[AGENT].models[TASK].version;
-        assert!(version >= 1);
         // Restoring one instance alone would be undone by the group: refused.
         assert!(c.rollback_model(AGENT, TASK, version).is_err());
         version

@@ -31,7 +31,7 @@ fn fresh(backend: Backend) -> (Config, Arc<dyn ExampleStore>) {
         Backend::Sqlite => small_config(),
         Backend::Postgres => postgres_config(&fresh_database()),
     };
-    let store = store::open(&config).unwrap();
+    let store = store::open(config.database.as_ref(), &config.store, &config.data_dir).unwrap();
     (config, store)
 }
 

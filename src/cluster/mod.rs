@@ -45,6 +45,7 @@
 //!   instance received them.
 
 mod session;
+mod settings;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -55,11 +56,12 @@ use parking_lot::Mutex;
 use postgres::{Client, NoTls};
 
 use crate::base::stable_hash;
-use crate::config::{ClusterConfig, Config};
 use crate::status::ClusterStatus;
 use crate::store::postgres::classify;
 use crate::store::schema::ID_BLOCK_SIZE;
+use crate::store::DatabaseConfig;
 use crate::store::StoreError;
+pub use settings::ClusterConfig;
 
 pub(crate) use session::{latest_version, Publication, TaskSession};
 
@@ -100,21 +102,23 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Joins the group: reads the connection settings, takes a first block of
     /// ids and records the instance. The schema must be migrated already.
-    pub fn open(config: &Config) -> Result<Cluster, StoreError> {
-        let cluster_config = config
-            .cluster
-            .clone()
+    pub fn open(
+        cluster: Option<&ClusterConfig>,
+        database: Option<&DatabaseConfig>,
+        connect_timeout_ms: u64,
+        checkpoints_kept: usize,
+    ) -> Result<Cluster, StoreError> {
+        let cluster_config = cluster
+            .cloned()
             .ok_or_else(|| StoreError::Refused("no cluster configuration".into()))?;
-        let url = &config
-            .database
-            .as_ref()
+        let url = &database
             .ok_or_else(|| StoreError::Refused("several instances need a PostgreSQL database".into()))?
             .url;
         let mut pg: postgres::Config = url
             .parse()
             .map_err(|_| StoreError::Refused("the database URL cannot be parsed".into()))?;
         pg.application_name(&application_name(&cluster_config.instance_id))
-            .connect_timeout(Duration::from_millis(config.store.connect_timeout_ms))
+            .connect_timeout(Duration::from_millis(connect_timeout_ms))
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
             .keepalives_interval(Duration::from_secs(5))
@@ -128,7 +132,7 @@ impl Cluster {
                 ..ClusterStatus::default()
             }),
             config: cluster_config,
-            checkpoints_kept: config.checkpoints_kept,
+            checkpoints_kept,
             pg,
             ids: Mutex::new((0..0, None)),
             connected: AtomicBool::new(false),

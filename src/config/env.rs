@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::stores::default_pool_size;
+use crate::store::default_pool_size;
 
 use super::{ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice};
 

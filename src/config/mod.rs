@@ -6,7 +6,6 @@
 //! background check every 60 s. Everything else is documented on its field.
 
 mod env;
-mod stores;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,9 +14,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cluster::ClusterConfig;
 use crate::ewc::EwcConfig;
 pub use crate::models::TextModelConfig;
-pub use stores::{ClusterConfig, DatabaseConfig, StoreConfig};
+pub use crate::store::{DatabaseConfig, StoreConfig};
 
 /// A configuration value that is missing, malformed or out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -140,7 +140,12 @@ impl Coordinator {
         let device = config.device.resolve();
         let (store, recovered) = open_store(&config)?;
         let cluster = match config.cluster {
-            Some(_) => Some(Arc::new(crate::cluster::Cluster::open(&config)?)),
+            Some(_) => Some(Arc::new(crate::cluster::Cluster::open(
+                config.cluster.as_ref(),
+                config.database.as_ref(),
+                config.store.connect_timeout_ms,
+                config.checkpoints_kept,
+            )?)),
             None => None,
         };
         let (job_tx, job_rx) = crossbeam_channel::unbounded();
@@ -306,7 +311,7 @@ fn open_store(config: &Config) -> Result<(Option<StoreWriter>, Option<Recovered>
     if !config.store.enabled {
         return Ok((None, None));
     }
-    let store = store::open(config)?;
+    let store = store::open(config.database.as_ref(), &config.store, &config.data_dir)?;
     let writer = StoreWriter::start(Arc::clone(&store), config.data_dir.join("spool"), config.store.clone())?;
     let recovered = store.recover(&RecoveryLimits {
         buffered_per_agent: config.cluster.is_none().then_some(config.max_buffer_size),

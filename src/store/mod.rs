@@ -30,6 +30,7 @@ mod adopt;
 pub(crate) mod postgres;
 mod recovery;
 pub mod schema;
+mod settings;
 mod spool;
 mod sqlite;
 mod writer;
@@ -39,7 +40,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::base::{ExampleId, ModelPerformance, Target, TargetKind, TrainingExample};
-use crate::config::{Config, DatabaseConfig};
+pub(crate) use settings::default_pool_size;
+pub use settings::{DatabaseConfig, StoreConfig};
 
 pub use self::adopt::{adopt_original_database, Adoption, MOVED_PREFIX};
 pub use self::postgres::PostgresStore;
@@ -413,14 +415,18 @@ pub trait ExampleStore: Send + Sync {
 
 /// Opens the configured store: PostgreSQL when `config.database` is set,
 /// otherwise the SQLite file `data_dir/onthefly.sqlite3`. Migrates the schema.
-pub fn open(config: &Config) -> Result<Arc<dyn ExampleStore>, StoreError> {
-    match &config.database {
+pub fn open(
+    database: Option<&DatabaseConfig>,
+    settings: &StoreConfig,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn ExampleStore>, StoreError> {
+    match database {
         Some(DatabaseConfig { url, pool_size }) => Ok(Arc::new(PostgresStore::connect(
             url,
             *pool_size,
-            std::time::Duration::from_millis(config.store.connect_timeout_ms),
+            std::time::Duration::from_millis(settings.connect_timeout_ms),
         )?)),
-        None => Ok(Arc::new(SqliteStore::open(&config.data_dir.join(SQLITE_FILE))?)),
+        None => Ok(Arc::new(SqliteStore::open(&data_dir.join(SQLITE_FILE))?)),
     }
 }
 

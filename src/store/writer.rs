@@ -19,8 +19,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::spool::{self, Spool};
+use super::StoreConfig;
 use super::{ExampleStore, PoolStats, StoreError, StoreOp};
-use crate::config::StoreConfig;
 
 /// The first wait before retrying an unreachable database.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
