@@ -40,8 +40,8 @@ pub fn initialize_online_training(config: Config) -> Result<&'static Coordinator
     let running = GLOBAL.get_or_init(|| coordinator);
     // Started after the coordinator, so after libtorch's statics: the exit
     // handler runs before they are destroyed. An import back up into the C
-    // ABI's module: registering with the C library's `atexit` is `unsafe`,
-    // and `unsafe` lives only in `ffi/`.
+    // ABI's module: registering it calls the C library's `atexit`, and calls
+    // into C live only in `ffi/`.
     crate::ffi::exit::shut_down_global_at_exit();
     Ok(running)
 }

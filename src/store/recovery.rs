@@ -14,9 +14,9 @@ pub(super) const COUNTS_SQL: &str = "SELECT (SELECT count(*) FROM model_performa
      (SELECT COALESCE(max(update_id), 0) FROM model_performance)";
 
 /// The newest performance records, newest first, at most the number bound
-/// to `placeholder` (`$1` in PostgreSQL, `?1` in SQLite).
-pub(super) fn newest_history_sql(columns: &str, placeholder: &str) -> String {
-    format!("SELECT {columns} FROM model_performance ORDER BY update_id DESC LIMIT {placeholder}")
+/// to parameter `limit` (`$1` in PostgreSQL, `?1` in SQLite).
+pub(super) fn newest_history_sql(columns: &str, limit: &str) -> String {
+    format!("SELECT {columns} FROM model_performance ORDER BY update_id DESC LIMIT {limit}")
 }
 
 /// The reads of a recovery, answered by one backend inside one transaction.
