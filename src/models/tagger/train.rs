@@ -132,16 +132,7 @@ impl TokenTagger {
                     .iter()
                     .map(|token| token.iter().map(|&id| union.place(id) as usize).collect())
                     .collect();
-                let mut emissions = vec![0f32; sentence.len() * k];
-                for (t, token) in places.iter().enumerate() {
-                    let scores = &mut emissions[t * k..(t + 1) * k];
-                    for &p in token {
-                        scores
-                            .iter_mut()
-                            .zip(&rows[p * k..(p + 1) * k])
-                            .for_each(|(e, w)| *e += w);
-                    }
-                }
+                let emissions = emissions(&places, &rows, k);
                 let chain = Chain {
                     emissions: &emissions,
                     transitions: &transitions,
@@ -176,12 +167,7 @@ impl TokenTagger {
                         .zip(g)
                         .for_each(|(w, g)| *w -= step * g);
                 }
-                let mut moved: Vec<f32> = posteriors.transition_counts.iter().map(|&c| c as f32).collect();
-                let mut previous = 0;
-                for &tag in gold {
-                    moved[previous * k + tag] -= 1.0;
-                    previous = 1 + tag;
-                }
+                let moved = transition_gradient(&posteriors.transition_counts, gold, k);
                 for ((w, sum), g) in transitions.iter_mut().zip(&mut transition_sums).zip(&moved) {
                     if *g != 0.0 {
                         *sum += g * g;
@@ -215,4 +201,34 @@ impl TokenTagger {
             Ok(total)
         })
     }
+}
+
+/// A sentence's emission scores (`tokens × k`): each token's score of a tag
+/// is the sum of its feature rows' weights for it (`places`: each token's
+/// rows in `rows`, a `rows × k` table).
+fn emissions(places: &[Vec<usize>], rows: &[f32], k: usize) -> Vec<f32> {
+    let mut emissions = vec![0f32; places.len() * k];
+    for (t, token) in places.iter().enumerate() {
+        let scores = &mut emissions[t * k..(t + 1) * k];
+        for &p in token {
+            scores
+                .iter_mut()
+                .zip(&rows[p * k..(p + 1) * k])
+                .for_each(|(e, w)| *e += w);
+        }
+    }
+    emissions
+}
+
+/// The transitions' gradient: each one's expected count under the model
+/// (`counts`, `(k + 1) × k`, row 0 the start) minus its count in the gold
+/// sequence.
+fn transition_gradient(counts: &[f64], gold: &[usize], k: usize) -> Vec<f32> {
+    let mut moved: Vec<f32> = counts.iter().map(|&c| c as f32).collect();
+    let mut previous = 0;
+    for &tag in gold {
+        moved[previous * k + tag] -= 1.0;
+        previous = 1 + tag;
+    }
+    moved
 }
