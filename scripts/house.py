@@ -8,7 +8,8 @@ functions over 100 lines, and the import circles between modules (read from
 A module is a top-level folder or file of `src/` (`coordinator/`, `error.rs`),
 the grain at which layers are drawn; `ffi/` and its files are one module.
 Prints the strongly connected components of more than one module (each is an
-import circle) and, with `--edges`, every module's imports.
+import circle), the same at the grain of files (`crate::ffi::exit` is the
+file `ffi/exit.rs`), and, with `--edges`, every module's imports.
 """
 
 import re
@@ -24,6 +25,50 @@ FUNCTION_LIMIT = 100
 def module_of(path: Path) -> str:
     rel = path.relative_to(SRC)
     return rel.parts[0].removesuffix(".rs")
+
+
+def use_paths(tree: str, prefix: list) -> list:
+    """The full paths of a `use` tree (`a::{b, c::{d}}` gives a::b, a::c::d)."""
+    paths, depth, start = [], 0, 0
+    items = []
+    for i, ch in enumerate(tree):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(tree[start:i])
+            start = i + 1
+    items.append(tree[start:])
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if "{" in item:
+            head, _, rest = item.partition("{")
+            head_parts = [p for p in head.split("::") if p]
+            paths.extend(use_paths(rest[: rest.rindex("}")], prefix + head_parts))
+        else:
+            paths.append(prefix + [p for p in item.split(" as ")[0].split("::") if p])
+    return paths
+
+
+def file_imports(text: str, files: dict) -> set:
+    """The files of `src/` that `text` imports: the longest prefix of each
+    `crate::` path that is a file (`crate::ffi::exit::f` is `ffi/exit.rs`),
+    a folder's `mod.rs` for a folder named alone."""
+    code = "\n".join(code_lines(text))
+    paths = [m.group(1).split("::") for m in re.finditer(r"\bcrate::((?:\w+::)*\w+)", code)]
+    for group in re.finditer(r"use crate::\{(.*?)\};", code, re.S):
+        paths.extend(use_paths(group.group(1), []))
+    found = set()
+    for parts in paths:
+        for n in range(len(parts), 0, -1):
+            key = "/".join(parts[:n])
+            if key in files:
+                found.add(files[key])
+                break
+    return found
 
 
 def code_lines(text: str):
@@ -124,6 +169,20 @@ def main():
     print(f"import circles: {len(found)}")
     for component in found:
         print(f"  {len(component)} modules: {' '.join(component)}")
+    by_key = {}
+    for f in files:
+        rel = f.relative_to(SRC).with_suffix("")
+        key = str(rel.parent) if rel.name == "mod" else str(rel)
+        by_key[key] = str(f.relative_to(SRC))
+    file_edges = defaultdict(set)
+    for f in files:
+        name = str(f.relative_to(SRC))
+        for target in file_imports(f.read_text(), by_key) - {name}:
+            file_edges[name].add(target)
+    found_files = circles(file_edges)
+    print(f"import circles between files: {len(found_files)}")
+    for component in found_files:
+        print(f"  {len(component)} files: {' '.join(component)}")
     if "--edges" in sys.argv:
         for module in sorted(edges):
             print(f"{module} -> {' '.join(sorted(edges[module]))}")

@@ -42,8 +42,15 @@ pub fn initialize_online_training(config: Config) -> Result<&'static Coordinator
     // handler runs before they are destroyed. An import back up into the C
     // ABI's module: registering it calls the C library's `atexit`, and calls
     // into C live only in `ffi/`.
-    crate::ffi::exit::shut_down_global_at_exit();
+    crate::ffi::exit::shut_down_global_at_exit(shut_down_global);
     Ok(running)
+}
+
+/// Stops the global instance, if one was started (the exit handler's part).
+fn shut_down_global() {
+    if let Some(coordinator) = GLOBAL.get() {
+        coordinator.shutdown();
+    }
 }
 
 /// The global instance, if initialised.

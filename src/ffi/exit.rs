@@ -65,8 +65,19 @@ fn register() -> bool {
 /// The handles' coordinators, weakly: a freed handle's is gone by itself.
 static HANDLES: Mutex<Vec<Weak<Coordinator>>> = Mutex::new(Vec::new());
 
+/// What shuts the global instance down, handed in by `global.rs` so that
+/// this module need not import it (the two would import each other).
+static GLOBAL_SHUTDOWN: Mutex<Option<fn()>> = Mutex::new(None);
+
+/// Registers `shut_down_global` (which stops the process's global instance)
+/// and [`shut_down_all`] to run at process exit.
+pub(crate) fn shut_down_global_at_exit(shut_down_global: fn()) {
+    *GLOBAL_SHUTDOWN.lock() = Some(shut_down_global);
+    register_once();
+}
+
 /// Registers [`shut_down_all`] to run at process exit (once per process).
-pub(crate) fn shut_down_global_at_exit() {
+fn register_once() {
     REGISTERED.call_once(|| {
         if register() {
             crate::runtime::run_after_updates(register_again_after_update);
@@ -94,7 +105,7 @@ pub(crate) fn shut_down_at_exit(coordinator: &Arc<Coordinator>) {
     handles.retain(|h| h.strong_count() > 0);
     handles.push(Arc::downgrade(coordinator));
     drop(handles);
-    shut_down_global_at_exit();
+    register_once();
 }
 
 /// Shuts the global instance and every open handle down, the first time it
@@ -104,8 +115,10 @@ extern "C" fn shut_down_all() {
 }
 
 fn shut_down_every_instance() {
-    if let Ok(coordinator) = crate::global::global() {
-        coordinator.shutdown();
+    // Copied out of its lock: the shutdown takes its time.
+    let shut_down_global = *GLOBAL_SHUTDOWN.lock();
+    if let Some(shut_down_global) = shut_down_global {
+        shut_down_global();
     }
     // Upgraded outside the registry's lock: a shutdown takes its time.
     let open: Vec<Arc<Coordinator>> = HANDLES.lock().iter().filter_map(Weak::upgrade).collect();

@@ -164,6 +164,66 @@ const INPUT: &[OtfResult] = &[
     OtfResult::InvalidArgument,
 ];
 
+/// What a call that looks up an agent, a task or a model may return.
+const LOOKUPS: [OtfResult; 8] = [
+    OtfResult::Ok,
+    OtfResult::NullParameter,
+    OtfResult::InvalidUtf8,
+    OtfResult::InvalidArgument,
+    OtfResult::UnknownAgent,
+    OtfResult::NoModel,
+    OtfResult::Checkpoint,
+    OtfResult::Model,
+];
+
+/// The review queue's and the export's calls on `handle` (NULL or live),
+/// with the strings of `args`: each returns one of the codes `allowed`
+/// gives and writes its output exactly on success.
+fn review_and_export(
+    handle: *const OtfCoordinator,
+    args: &Args,
+    version: u64,
+    timeout: u32,
+    with_out: bool,
+    allowed: &dyn Fn(&[OtfResult]) -> Vec<OtfResult>,
+) -> Result<(), TestCaseError> {
+    let lookups = LOOKUPS;
+    let mut items: *mut c_char = ptr::null_mut();
+    let out = if with_out {
+        &mut items as *mut *mut c_char
+    } else {
+        ptr::null_mut()
+    };
+    // SAFETY: the handle is NULL or live; every pointer is NULL or a live
+    // NUL-terminated string or output.
+    let code = unsafe { otf_coordinator_next_for_review(handle, args.ptr(0), args.ptr(1), timeout, out) };
+    check(code, &allowed(&lookups))?;
+    prop_assert_eq!(code == OtfResult::Ok, !items.is_null());
+    // SAFETY: NULL or a string this library returned, freed once.
+    unsafe { otf_string_free(items) };
+    let mut label_id = u64::MAX;
+    // SAFETY: as above.
+    let code = unsafe { otf_coordinator_label(handle, version, args.ptr(2), timeout as i32 - 1, &mut label_id) };
+    check(code, &allowed(&lookups))?;
+    prop_assert_eq!(code == OtfResult::Ok, label_id != u64::MAX);
+    // SAFETY: as above.
+    check(unsafe { otf_coordinator_skip(handle, version) }, &allowed(&lookups))?;
+    // Never a file outside target/ (an export replaces its file).
+    let exports = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data/ffi-export-handle.jsonl");
+    let path = Args::new(&[version
+        .is_multiple_of(2)
+        .then(|| exports.to_str().unwrap().as_bytes().to_vec())]);
+    let mut count = u64::MAX;
+    // SAFETY: as above.
+    let code = unsafe { otf_coordinator_export_dataset(handle, args.ptr(0), args.ptr(1), path.ptr(0), &mut count) };
+    check(
+        code,
+        &allowed(&[&lookups[..], &[OtfResult::Io, OtfResult::Store]].concat()),
+    )?;
+    prop_assert_eq!(code == OtfResult::Ok, count != u64::MAX);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -361,10 +421,7 @@ proptest! {
         let allowed = |codes: &[OtfResult]| -> Vec<OtfResult> {
             if null_handle { vec![OtfResult::NullParameter] } else { codes.to_vec() }
         };
-        let lookups = [
-            OtfResult::Ok, OtfResult::NullParameter, OtfResult::InvalidUtf8, OtfResult::InvalidArgument,
-            OtfResult::UnknownAgent, OtfResult::NoModel, OtfResult::Checkpoint, OtfResult::Model,
-        ];
+        let lookups = LOOKUPS;
         let mut id = u64::MAX;
         let out = if with_out { &mut id as *mut u64 } else { ptr::null_mut() };
         // SAFETY: the handle is NULL or live; every pointer is NULL or a live
@@ -419,29 +476,7 @@ proptest! {
             // SAFETY: NULL or a string this library returned, freed once.
             unsafe { otf_string_free(text) };
         }
-        let mut items: *mut c_char = ptr::null_mut();
-        let out = if with_out { &mut items as *mut *mut c_char } else { ptr::null_mut() };
-        // SAFETY: as above.
-        let code = unsafe { otf_coordinator_next_for_review(handle, args.ptr(0), args.ptr(1), timeout, out) };
-        check(code, &allowed(&lookups))?;
-        prop_assert_eq!(code == OtfResult::Ok, !items.is_null());
-        // SAFETY: NULL or a string this library returned, freed once.
-        unsafe { otf_string_free(items) };
-        let mut label_id = u64::MAX;
-        // SAFETY: as above.
-        let code = unsafe { otf_coordinator_label(handle, version, args.ptr(2), timeout as i32 - 1, &mut label_id) };
-        check(code, &allowed(&lookups))?;
-        prop_assert_eq!(code == OtfResult::Ok, label_id != u64::MAX);
-        // SAFETY: as above.
-        check(unsafe { otf_coordinator_skip(handle, version) }, &allowed(&lookups))?;
-        // Never a file outside target/ (an export replaces its file).
-        let exports = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data/ffi-export-handle.jsonl");
-        let path = Args::new(&[(version % 2 == 0).then(|| exports.to_str().unwrap().as_bytes().to_vec())]);
-        let mut count = u64::MAX;
-        // SAFETY: as above.
-        let code = unsafe { otf_coordinator_export_dataset(handle, args.ptr(0), args.ptr(1), path.ptr(0), &mut count) };
-        check(code, &allowed(&[&lookups[..], &[OtfResult::Io, OtfResult::Store]].concat()))?;
-        prop_assert_eq!(code == OtfResult::Ok, count != u64::MAX);
+        review_and_export(handle, &args, version, timeout, with_out, &allowed)?;
         // SAFETY: as above.
         check(unsafe { otf_coordinator_flush(handle, 1_000 + timeout) }, &allowed(&[OtfResult::Ok, OtfResult::Timeout]))?;
         // SAFETY: as above.

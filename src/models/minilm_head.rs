@@ -12,6 +12,7 @@ use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::bag::saved_param;
 use super::minilm::MiniLm;
+use super::read_metadata;
 use super::{outputs_from_probabilities, tensor_on, AgentModel, ModelKind, ModelOutput};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
@@ -96,8 +97,7 @@ impl MiniLmHead {
         params: &BTreeMap<String, Tensor>,
         meta: &serde_json::Value,
     ) -> Result<MiniLmHead, ModelError> {
-        let meta: HeadMeta = serde_json::from_value(meta.clone())
-            .map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a MiniLM head: {e}")))?;
+        let meta: HeadMeta = read_metadata(meta, "a MiniLM head")?;
         let encoder = MiniLm::load(&meta.encoder_dir, device)?;
         let _guard = tch::no_grad_guard();
         let w = saved_param(params, OUT_WEIGHT, device)?;
@@ -255,8 +255,7 @@ impl AgentModel for MiniLmHead {
     }
 
     fn restore(&mut self, params: &BTreeMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), ModelError> {
-        let saved: HeadMeta = serde_json::from_value(meta.clone())
-            .map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a MiniLM head: {e}")))?;
+        let saved: HeadMeta = read_metadata(meta, "a MiniLM head")?;
         let device = self.vs.device();
         let _guard = tch::no_grad_guard();
         let w = saved_param(params, OUT_WEIGHT, device)?;

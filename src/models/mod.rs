@@ -135,11 +135,11 @@ pub trait AgentModel: Send {
     }
 
     /// The negative log-likelihood of one example, for the Fisher information.
-    /// The default is [`AgentModel::loss`]; a model may return sparse
-    /// gradients here (the Fisher squares each example's gradient, so only the
-    /// rows an example touches cost anything).
+    /// The default is [`AgentModel::adaptive_loss`] (sparse gradients where a
+    /// model gives them: the Fisher squares each example's gradient, so only
+    /// the rows an example touches cost anything).
     fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
-        self.loss(&[example])
+        self.adaptive_loss(&[example])
     }
 
     /// Predictions for `inputs`, in order.
@@ -209,6 +209,15 @@ pub trait AgentModel: Send {
     fn labels(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// A checkpoint's metadata read as `T`; `what` names the model in the error
+/// ("a text classifier").
+pub(crate) fn read_metadata<T: serde::de::DeserializeOwned>(
+    meta: &serde_json::Value,
+    what: &str,
+) -> Result<T, ModelError> {
+    T::deserialize(meta).map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of {what}: {e}")))
 }
 
 /// A classifier's outputs from its class probabilities (`inputs × labels`):

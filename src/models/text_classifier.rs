@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::hashed::HashedLinear;
-use super::{outputs_from_probabilities, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
+use super::{outputs_from_probabilities, read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::base::ModelError;
 use crate::base::SplitMix64;
 use crate::base::{Target, TargetKind, TrainingExample};
@@ -57,9 +57,7 @@ impl TextClassifier {
         params: &BTreeMap<String, Tensor>,
         meta: &serde_json::Value,
     ) -> Result<TextClassifier, ModelError> {
-        let saved: SavedMeta = serde_json::from_value(meta.clone()).map_err(|e| {
-            ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a text classifier: {e}"))
-        })?;
+        let saved: SavedMeta = read_metadata(meta, "a text classifier")?;
         let _guard = tch::no_grad_guard();
         let layer = HashedLinear::from_checkpoint(device, params)?;
         if layer.weight.size().get(1).copied() != Some(saved.labels.len() as i64) {
@@ -165,10 +163,6 @@ impl AgentModel for TextClassifier {
     /// of the n-grams in `examples`.
     fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
         self.nll(examples, true)
-    }
-
-    fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
-        self.nll(&[example], true)
     }
 
     fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use tch::{nn::VarStore, Device, Reduction, Tensor};
 
 use super::hashed::HashedLinear;
-use super::{tensor_on, AgentModel, ModelKind, ModelOutput, Training};
+use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::models::TextModelConfig;
@@ -41,8 +41,7 @@ impl TextRegressor {
         params: &BTreeMap<String, Tensor>,
         meta: &serde_json::Value,
     ) -> Result<TextRegressor, ModelError> {
-        let config: TextModelConfig = serde_json::from_value(meta["config"].clone())
-            .map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a text regressor: {e}")))?;
+        let config: TextModelConfig = read_metadata(&meta["config"], "a text regressor")?;
         let _guard = tch::no_grad_guard();
         let layer = HashedLinear::from_checkpoint(device, params)?;
         Ok(TextRegressor { layer, config })
@@ -105,10 +104,6 @@ impl AgentModel for TextRegressor {
     /// Sparse in the weight table, as the classifier's.
     fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
         self.cross_entropy(examples, true)
-    }
-
-    fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
-        self.cross_entropy(&[example], true)
     }
 
     /// The score, with confidence 0.5: the regressor does not estimate its

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor, TrainableCModule};
 
-use super::{outputs_from_probabilities, AgentModel, ModelKind, ModelOutput};
+use super::{outputs_from_probabilities, read_metadata, AgentModel, ModelKind, ModelOutput};
 use crate::base::ngram_ids;
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
@@ -273,8 +273,7 @@ pub(crate) fn from_checkpoint(
     params: &BTreeMap<String, Tensor>,
     meta: &serde_json::Value,
 ) -> Result<TorchScriptModel, ModelError> {
-    let spec: TorchScriptSpec = serde_json::from_value(meta.clone())
-        .map_err(|e| ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a TorchScript model: {e}")))?;
+    let spec: TorchScriptSpec = read_metadata(meta, "a TorchScript model")?;
     let mut model = TorchScriptModel::load(spec, device)?;
     AgentModel::restore(&mut model, params, meta)?;
     Ok(model)

@@ -81,26 +81,19 @@ pub(super) fn update_task(
         .next_id()
         .map_err(|e| ModelError::Publish(format!("no id for the update record: {e}")))?;
     let accepted = rollback_reason.is_none();
-    let new_version = match accepted {
-        false => version,
-        true => commit.next_version(live),
-    };
+    let new_version = if accepted { commit.next_version(live) } else { version };
     let record = ModelPerformance {
         update_id,
-        agent_name: agent.name.clone(),
-        task_type: task.to_string(),
-        model_name: live.kind.name().to_string(),
-        metric: before.or(after).map_or("accuracy", |m| m.name.as_str()).to_string(),
-        accuracy_before: before.map(|m| m.value),
-        accuracy_after: after.map(|m| m.value),
-        held_out_examples: held_out.len(),
-        examples_trained: examples.len(),
-        train_loss,
-        update_timestamp_ms: unix_millis(SystemTime::now()),
         rollback_triggered: !accepted,
         rollback_reason,
         model_version: new_version,
-        duration_ms: started.elapsed().as_millis() as u64,
+        ..record_of(
+            &record_parts(agent, task, live, examples, held_out),
+            before.as_ref(),
+            after.as_ref(),
+            train_loss,
+            started,
+        )
     };
     if let Some(reason) = &record.rollback_reason {
         tracing::warn!(agent = %agent.name, task, %reason, "update rolled back");
@@ -111,13 +104,7 @@ pub(super) fn update_task(
         commit.rolled_back(&record)?;
         return Ok(record);
     }
-    let metrics = serde_json::json!({
-        "metric": before.or(after).map(|m| m.name.as_str()),
-        "before": before.map(|m| m.value),
-        "after": after.map(|m| m.value),
-        "held_out_examples": held_out.len(),
-        "examples_trained": examples.len(),
-    });
+    let metrics = checkpoint_metrics(&record);
     let update = UpdateOf {
         shared,
         agent,
@@ -143,12 +130,77 @@ pub(super) fn update_task(
         agent = %agent.name,
         task,
         version = new_version,
-        before = ?before.map(|m| m.value),
-        after = ?after.map(|m| m.value),
+        before = ?record.accuracy_before,
+        after = ?record.accuracy_after,
         examples = examples.len(),
         "update accepted"
     );
     Ok(record)
+}
+
+/// The judgement written into an accepted update's checkpoint.
+fn checkpoint_metrics(record: &ModelPerformance) -> serde_json::Value {
+    let measured = record.accuracy_before.or(record.accuracy_after).is_some();
+    serde_json::json!({
+        "metric": measured.then_some(record.metric.as_str()),
+        "before": record.accuracy_before,
+        "after": record.accuracy_after,
+        "held_out_examples": record.held_out_examples,
+        "examples_trained": record.examples_trained,
+    })
+}
+
+/// What an update record says of the update before its verdict.
+struct RecordParts<'a> {
+    agent_name: &'a str,
+    task: &'a str,
+    model_name: &'static str,
+    held_out_examples: usize,
+    examples_trained: usize,
+}
+
+fn record_parts<'a>(
+    agent: &'a AgentState,
+    task: &'a str,
+    live: &LiveModel,
+    examples: &[TrainingExample],
+    held_out: &[TrainingExample],
+) -> RecordParts<'a> {
+    RecordParts {
+        agent_name: &agent.name,
+        task,
+        model_name: live.kind.name(),
+        held_out_examples: held_out.len(),
+        examples_trained: examples.len(),
+    }
+}
+
+/// The update record without its verdict (accepted, with no reason, at
+/// version 0 until the caller says otherwise) and without an id.
+fn record_of(
+    parts: &RecordParts<'_>,
+    before: Option<&eval::Metric>,
+    after: Option<&eval::Metric>,
+    train_loss: f64,
+    started: Instant,
+) -> ModelPerformance {
+    ModelPerformance {
+        update_id: 0,
+        agent_name: parts.agent_name.to_string(),
+        task_type: parts.task.to_string(),
+        model_name: parts.model_name.to_string(),
+        metric: before.or(after).map_or("accuracy", |m| m.name.as_str()).to_string(),
+        accuracy_before: before.map(|m| m.value),
+        accuracy_after: after.map(|m| m.value),
+        held_out_examples: parts.held_out_examples,
+        examples_trained: parts.examples_trained,
+        train_loss,
+        update_timestamp_ms: unix_millis(SystemTime::now()),
+        rollback_triggered: false,
+        rollback_reason: None,
+        model_version: 0,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
 }
 
 /// Stage 1: the trainer's copy taken out of its slot (brought level with the

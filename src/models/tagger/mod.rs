@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::bag::saved_param;
-use super::{tensor_on, AgentModel, ModelKind, ModelOutput, Training};
+use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::base::{ModelError, ValidationError};
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::models::TextModelConfig;
@@ -133,11 +133,8 @@ impl TokenTagger {
                     .into(),
             ));
         }
-        let bad = |e: serde_json::Error| {
-            ModelError::IncompatibleCheckpoint(format!("checkpoint metadata of a token tagger: {e}"))
-        };
-        let config: TextModelConfig = serde_json::from_value(meta["config"].clone()).map_err(bad)?;
-        let tags: Vec<String> = serde_json::from_value(meta["tags"].clone()).map_err(bad)?;
+        let config: TextModelConfig = read_metadata(&meta["config"], "a token tagger")?;
+        let tags: Vec<String> = read_metadata(&meta["tags"], "a token tagger")?;
         let _guard = tch::no_grad_guard();
         let tables = Tables {
             weight: saved_param(saved, WEIGHT, device)?,
@@ -314,10 +311,6 @@ impl AgentModel for TokenTagger {
 
     fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
         self.mean_nll(examples, true)
-    }
-
-    fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
-        self.mean_nll(&[example], true)
     }
 
     /// The best allowed tag sequence of each input; the confidence is the

@@ -111,18 +111,11 @@ impl TokenTagger {
             let old_sums = self.weight_sums.f_index_select(0, &ids)?;
             let old_transitions = self.transitions.f_detach_copy()?;
             let old_transition_sums = self.transition_sums.f_detach_copy()?;
-            let mut rows = vec![0f32; n * k];
-            old_rows.f_copy_data(&mut rows, n * k)?;
-            let mut sums = vec![0f32; n];
-            old_sums.f_copy_data(&mut sums, n)?;
-            let mut transitions = vec![0f32; width];
-            old_transitions.f_copy_data(&mut transitions, width)?;
-            let mut transition_sums = vec![0f32; width];
-            old_transition_sums.f_copy_data(&mut transition_sums, width)?;
-            // The rows a sentence uses, each once, with its summed gradient.
-            let mut stamp = vec![usize::MAX; n];
-            let mut slot = vec![0usize; n];
-            let (mut used, mut gradients) = (Vec::new(), Vec::new());
+            let mut rows = copied(&old_rows, n * k)?;
+            let mut sums = copied(&old_sums, n)?;
+            let mut transitions = copied(&old_transitions, width)?;
+            let mut transition_sums = copied(&old_transition_sums, width)?;
+            let mut sentence_rows = SentenceRows::new(n);
             let mut total = 0.0;
             for (s, (sentence, gold)) in sentences.iter().zip(&golds).enumerate() {
                 if sentence.is_empty() {
@@ -143,23 +136,8 @@ impl TokenTagger {
                     .posteriors()
                     .ok_or_else(|| ModelError::NonFinite("a tagger's sequence scores are not finite".into()))?;
                 total += posteriors.log_partition - chain.score(gold);
-                used.clear();
-                gradients.clear();
-                for (t, token) in places.iter().enumerate() {
-                    for &p in token {
-                        if stamp[p] != s {
-                            stamp[p] = s;
-                            slot[p] = used.len();
-                            used.push(p);
-                            gradients.extend(std::iter::repeat_n(0f32, k));
-                        }
-                        let g = &mut gradients[slot[p] * k..(slot[p] + 1) * k];
-                        for (j, g) in g.iter_mut().enumerate() {
-                            *g += posteriors.marginals[t * k + j] as f32 - f32::from(u8::from(gold[t] == j));
-                        }
-                    }
-                }
-                for (&p, g) in used.iter().zip(gradients.chunks(k)) {
+                sentence_rows.gather(s, &places, &posteriors.marginals, gold, k);
+                for (&p, g) in sentence_rows.used.iter().zip(sentence_rows.gradients.chunks(k)) {
                     sums[p] += g.iter().map(|g| g * g).sum::<f32>();
                     let step = rate / (sums[p].sqrt() + optim::EPSILON as f32);
                     rows[p * k..(p + 1) * k]
@@ -201,6 +179,57 @@ impl TokenTagger {
             Ok(total)
         })
     }
+}
+
+/// The rows a sentence uses, each once, with its summed gradient; kept
+/// across sentences so that nothing is allocated per sentence.
+struct SentenceRows {
+    /// The sentence that last used each row.
+    stamp: Vec<usize>,
+    /// Each row's place in `used`, for the sentence of its stamp.
+    slot: Vec<usize>,
+    used: Vec<usize>,
+    /// `k` values per row of `used`.
+    gradients: Vec<f32>,
+}
+
+impl SentenceRows {
+    fn new(rows: usize) -> Self {
+        Self {
+            stamp: vec![usize::MAX; rows],
+            slot: vec![0; rows],
+            used: Vec::new(),
+            gradients: Vec::new(),
+        }
+    }
+
+    /// Sentence `s`'s rows and, for each, the sum over the tokens using it
+    /// of the tag marginals minus the gold tag.
+    fn gather(&mut self, s: usize, places: &[Vec<usize>], marginals: &[f64], gold: &[usize], k: usize) {
+        self.used.clear();
+        self.gradients.clear();
+        for (t, token) in places.iter().enumerate() {
+            for &p in token {
+                if self.stamp[p] != s {
+                    self.stamp[p] = s;
+                    self.slot[p] = self.used.len();
+                    self.used.push(p);
+                    self.gradients.extend(std::iter::repeat_n(0f32, k));
+                }
+                let g = &mut self.gradients[self.slot[p] * k..(self.slot[p] + 1) * k];
+                for (j, g) in g.iter_mut().enumerate() {
+                    *g += marginals[t * k + j] as f32 - f32::from(u8::from(gold[t] == j));
+                }
+            }
+        }
+    }
+}
+
+/// The first `len` values of `tensor`, copied out of it.
+fn copied(tensor: &Tensor, len: usize) -> Result<Vec<f32>, tch::TchError> {
+    let mut values = vec![0f32; len];
+    tensor.f_copy_data(&mut values, len)?;
+    Ok(values)
 }
 
 /// A sentence's emission scores (`tokens × k`): each token's score of a tag
