@@ -320,6 +320,16 @@ OtfResult otf_coordinator_predict(const struct OtfCoordinator *coordinator,
                                   const char *input_text,
                                   char **out_json);
 
+// `otf_register_task` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call.
+OtfResult otf_coordinator_register_task(const struct OtfCoordinator *coordinator,
+                                        const char *agent_name,
+                                        const char *task_type,
+                                        const char *kind);
+
 // `otf_rollback_model` on a handle.
 //
 // # Safety
@@ -448,6 +458,18 @@ OtfResult otf_predict(const char *agent_name,
                       const char *task_type,
                       const char *input_text,
                       char **out_json);
+
+// Declares what a task learns, before or after its first example: `kind`
+// is `"classifier"` (labels: strings, booleans or integer class ids),
+// `"regressor"` (scores in 0..=1; integers 0 and 1 are scores too),
+// `"tagger"` (one tag per word) or `"kept"` (any JSON, stored for export,
+// not trained). Without a declaration the task's first target fixes it.
+// Declaring it again with the same kind does nothing; with another kind it
+// is `OTF_RESULT_INVALID_ARGUMENT`. The declaration is stored.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call.
+OtfResult otf_register_task(const char *agent_name, const char *task_type, const char *kind);
 
 // Restores a kept checkpoint version of (agent, task) as the live model (for
 // a quality problem a person reported); recorded in the history.

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::base::kind_matches;
 use crate::base::ValidationError;
-use crate::base::{ExampleId, TargetKind, TrainingExample};
+use crate::base::{ExampleId, LabelForm, TargetKind, TrainingExample};
 use crate::buffer::PriorityBuffer;
 use crate::eval::HeldOutWindow;
 use crate::live::LiveModel;
@@ -23,6 +23,8 @@ use crate::review::ReviewQueue;
 /// One task of an agent.
 pub(crate) struct TaskState {
     pub target_kind: TargetKind,
+    /// How its labels are written, once a caller wrote one as JSON.
+    pub label_form: Option<LabelForm>,
     pub held_out: HeldOutWindow,
     /// An evaluation set the user registered; used instead of the window.
     pub fixed_eval: Option<Vec<TrainingExample>>,
@@ -38,6 +40,7 @@ impl TaskState {
     pub fn new(target_kind: TargetKind, window: usize) -> TaskState {
         TaskState {
             target_kind,
+            label_form: None,
             held_out: HeldOutWindow::new(window),
             fixed_eval: None,
             model: None,

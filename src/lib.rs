@@ -59,6 +59,7 @@ mod update;
 pub use update::train_one_epoch;
 
 pub use base::{example, features};
+pub use base::{kind_of_learner, learner_name, LabelForm};
 pub use config::{ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice, StoreConfig, TextModelConfig};
 pub use coordinator::{Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};
 pub use error::{Error, ModelError, Result, ValidationError};

@@ -84,8 +84,29 @@ pub enum ValidationError {
         /// Tags given.
         tags: usize,
     },
+    /// A target its task cannot learn (a boolean for a regressor, a
+    /// fraction for a classifier, a string for labels given as booleans).
+    #[error("task {task:?} of agent {agent:?} is a {learner}: {field} must be {expected}; got {got}")]
+    UnlearnableTarget {
+        /// The agent.
+        agent: String,
+        /// The task.
+        task: String,
+        /// The argument, as the caller named it.
+        field: &'static str,
+        /// What the task is (`classifier`, `regressor`, `tagger`).
+        learner: &'static str,
+        /// What to pass instead.
+        expected: &'static str,
+        /// The value given, as JSON (cut to 60 characters).
+        got: Box<str>,
+    },
     /// The task already learns another kind of target.
-    #[error("task {task:?} of agent {agent:?} learns {expected} targets, got a {got} target")]
+    #[error(
+        "task {task:?} of agent {agent:?} is a {}: it learns {expected} targets, so a {got} cannot be one \
+         (its first target or register_task fixed this)",
+        super::target_json::learner_name(*expected)
+    )]
     TargetKindMismatch {
         /// The agent.
         agent: String,

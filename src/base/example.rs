@@ -72,12 +72,17 @@ impl Target {
         }
     }
 
-    /// Reads a plain JSON value the way agents write outputs: a string is a
-    /// label, a number a score, an array of strings token tags, anything else
-    /// free JSON.
+    /// Reads a plain JSON value the way agents write outputs: a string, a
+    /// boolean or an integer is a class label (`true` is the label
+    /// `"true"`, `3` the label `"3"`), a fractional number a score, an array
+    /// of strings token tags, anything else free JSON. A task that learns
+    /// scores reads integers as scores
+    /// ([`crate::base::target_json::read_target`]).
     pub fn from_json(value: serde_json::Value) -> Target {
         match value {
             serde_json::Value::String(s) => Target::Label(s),
+            serde_json::Value::Bool(b) => Target::Label(b.to_string()),
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Target::Label(n.to_string()),
             serde_json::Value::Number(n) => match n.as_f64() {
                 Some(x) => Target::Score(x),
                 None => Target::Json(serde_json::Value::Number(n)),
@@ -94,7 +99,8 @@ impl Target {
         }
     }
 
-    /// The plain JSON form, the inverse of [`Target::from_json`].
+    /// The plain JSON form (a label as a string; see
+    /// [`crate::base::target_json::LabelForm::to_json`] for its caller's form).
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Target::Label(s) => serde_json::Value::String(s.clone()),

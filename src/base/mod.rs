@@ -5,9 +5,11 @@
 mod errors;
 pub mod example;
 pub mod features;
+pub mod target_json;
 
 pub(crate) use errors::kind_matches;
 pub use errors::{ModelError, ValidationError};
 pub(crate) use example::{check_unit, now_millis, unix_millis};
 pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample};
 pub use features::{ngram_ids, stable_hash, tokenize, SplitMix64};
+pub use target_json::{kind_of_learner, learner_name, read_target, LabelForm, TaskShape};

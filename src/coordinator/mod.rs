@@ -6,7 +6,8 @@
 //! start-up, threads and shutdown here; `intake` (examples, feedback and
 //! corrections in, the update they trigger), `serve` (predictions),
 //! `review` (the review queues), `manage` (registering models, rollback,
-//! weights, export), `report` (status, history, metrics), `recovery` (what
+//! weights, export), `report` (status, history, metrics), `tasks` (what a task learns, JSON
+//! targets read by it), `recovery` (what
 //! the store and the checkpoints bring back at start-up) and `validate`
 //! (the input checks).
 
@@ -16,6 +17,7 @@ mod recovery;
 mod report;
 mod review;
 mod serve;
+mod tasks;
 mod validate;
 
 use std::sync::atomic::Ordering;

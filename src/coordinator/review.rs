@@ -208,6 +208,25 @@ impl Coordinator {
     }
 
     /// Runs `f` on the queue that knows `review_id`, under its agent's lock.
+    /// [`Coordinator::label`] with the output as JSON, read by what the
+    /// item's task learns ([`Coordinator::read_json_target`]).
+    pub fn label_json(
+        &self,
+        review_id: ExampleId,
+        output: serde_json::Value,
+        priority: Option<Priority>,
+    ) -> Result<Receipt> {
+        self.ensure_running()?;
+        let (agent, task) = self.with_queue_of(review_id, |queue| {
+            let item = queue.peek(review_id)?;
+            Ok((item.agent_name.clone(), item.task_type.clone()))
+        })?;
+        let (output, form) = self.read_json_target(&agent, &task, "output", output)?;
+        let receipt = self.label(review_id, output, priority)?;
+        self.fix_label_form(&agent, &task, form);
+        Ok(receipt)
+    }
+
     fn with_queue_of<T>(
         &self,
         review_id: ExampleId,

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, CStr, CString};
 
 use super::result::{FfiError, OtfResult};
-use crate::base::{Priority, Target};
+use crate::base::Priority;
 
 /// A required, NUL-terminated UTF-8 string.
 ///
@@ -33,29 +33,29 @@ pub(crate) unsafe fn optional_str<'a>(ptr: *const c_char, name: &str) -> Result<
     unsafe { required_str(ptr, name) }.map(Some)
 }
 
-/// A target given as JSON text: a string is a label, a number a score, an
-/// array of strings token tags, anything else free JSON.
+/// A target given as JSON text, as its JSON value: the coordinator reads it
+/// by what its task learns ([`crate::Coordinator::read_json_target`]).
 ///
 /// # Safety
 /// As for [`required_str`].
-pub(crate) unsafe fn required_target(ptr: *const c_char, name: &str) -> Result<Target, FfiError> {
+pub(crate) unsafe fn required_json(ptr: *const c_char, name: &str) -> Result<serde_json::Value, FfiError> {
     // SAFETY: the caller's guarantee is passed on unchanged.
     let text = unsafe { required_str(ptr, name) }?;
-    parse_target(text, name)
+    parse_json(text, name)
 }
 
-/// An optional target (NULL means absent).
+/// An optional JSON target (NULL means absent).
 ///
 /// # Safety
 /// As for [`required_str`].
-pub(crate) unsafe fn optional_target(ptr: *const c_char, name: &str) -> Result<Option<Target>, FfiError> {
+pub(crate) unsafe fn optional_json(ptr: *const c_char, name: &str) -> Result<Option<serde_json::Value>, FfiError> {
     // SAFETY: the caller's guarantee is passed on unchanged.
     let text = unsafe { optional_str(ptr, name) }?;
-    text.map(|t| parse_target(t, name)).transpose()
+    text.map(|t| parse_json(t, name)).transpose()
 }
 
-fn parse_target(text: &str, name: &str) -> Result<Target, FfiError> {
-    serde_json::from_str(text).map(Target::from_json).map_err(|e| {
+fn parse_json(text: &str, name: &str) -> Result<serde_json::Value, FfiError> {
+    serde_json::from_str(text).map_err(|e| {
         FfiError::new(
             OtfResult::InvalidArgument,
             format!("{name} must be a JSON value (a label is a JSON string such as \"bbc\"): {e}"),

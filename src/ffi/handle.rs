@@ -249,6 +249,22 @@ pub unsafe extern "C" fn otf_coordinator_predict(
     })
 }
 
+/// `otf_register_task` on a handle.
+///
+/// # Safety
+/// `coordinator` is NULL or a live handle; every string is NULL or
+/// NUL-terminated and valid during the call.
+#[no_mangle]
+pub unsafe extern "C" fn otf_coordinator_register_task(
+    coordinator: *const OtfCoordinator,
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    kind: *const c_char,
+) -> OtfResult {
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    guard(|| unsafe { ops::register_task(self::coordinator(coordinator)?, agent_name, task_type, kind) })
+}
+
 /// `otf_force_update_agent` on a handle.
 ///
 /// # Safety

@@ -252,6 +252,26 @@ pub unsafe extern "C" fn otf_predict(
     guard(|| unsafe { ops::predict(global::global()?, agent_name, task_type, input_text, out_json) })
 }
 
+/// Declares what a task learns, before or after its first example: `kind`
+/// is `"classifier"` (labels: strings, booleans or integer class ids),
+/// `"regressor"` (scores in 0..=1; integers 0 and 1 are scores too),
+/// `"tagger"` (one tag per word) or `"kept"` (any JSON, stored for export,
+/// not trained). Without a declaration the task's first target fixes it.
+/// Declaring it again with the same kind does nothing; with another kind it
+/// is `OTF_RESULT_INVALID_ARGUMENT`. The declaration is stored.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call.
+#[no_mangle]
+pub unsafe extern "C" fn otf_register_task(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    kind: *const c_char,
+) -> OtfResult {
+    // SAFETY: the caller's guarantee on each string, passed on unchanged.
+    guard(|| unsafe { ops::register_task(global::global()?, agent_name, task_type, kind) })
+}
+
 /// Queues an update of the agent now, whatever its buffer holds.
 ///
 /// # Safety

@@ -7,11 +7,11 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use super::args::{
-    into_c_string, optional_str, optional_target, priority, required_out, required_str, required_target, write_optional,
+    into_c_string, optional_json, optional_str, priority, required_json, required_out, required_str, write_optional,
 };
 use super::result::{FfiError, OtfResult};
 use super::OtfFeedback;
-use crate::base::{ExampleId, NewExample};
+use crate::base::{kind_of_learner, ExampleId, NewExample};
 use crate::coordinator::{Coordinator, FeedbackOutcome};
 use crate::feedback::{PredictionFeedback, UserCorrection};
 
@@ -35,11 +35,15 @@ pub(super) unsafe fn add_training_example(
     out_id: *mut u64,
 ) -> Result<(), FfiError> {
     // SAFETY (all reads below): the caller's guarantee on each string.
+    let agent = unsafe { required_str(agent_name, "agent_name") }?;
+    let task = unsafe { required_str(task_type, "task_type") }?;
+    let expected = unsafe { required_json(expected_output_json, "expected_output_json") }?;
+    let (expected_output, form) = c.read_json_target(agent, task, "expected_output", expected)?;
     let example = NewExample {
-        agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
-        task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
+        agent_name: agent.to_string(),
+        task_type: task.to_string(),
         input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
-        expected_output: unsafe { required_target(expected_output_json, "expected_output_json") }?,
+        expected_output,
         uncertainty_score,
         importance_score,
         source_url: unsafe { optional_str(source_url, "source_url") }?
@@ -49,6 +53,7 @@ pub(super) unsafe fn add_training_example(
         correction_priority: priority(correction_priority)?,
     };
     let receipt = c.add_training_example(example)?;
+    c.fix_label_form(agent, task, form);
     // SAFETY: the caller's guarantee on `out_id`.
     unsafe { write_optional(out_id, receipt.id.0) };
     Ok(())
@@ -72,18 +77,29 @@ pub(super) unsafe fn add_prediction_feedback(
     out_outcome: *mut OtfFeedback,
 ) -> Result<(), FfiError> {
     // SAFETY (all reads below): the caller's guarantee on each string.
+    let agent = unsafe { required_str(agent_name, "agent_name") }?;
+    let task = unsafe { required_str(task_type, "task_type") }?;
+    let predicted = unsafe { required_json(predicted_output_json, "predicted_output_json") }?;
+    let (predicted_output, predicted_form) = c.read_json_target(agent, task, "predicted_output", predicted)?;
+    let actual = match unsafe { optional_json(actual_output_json, "actual_output_json") }? {
+        Some(value) => Some(c.read_json_target(agent, task, "actual_output", value)?),
+        None => None,
+    };
+    let form = actual.as_ref().map_or(predicted_form, |(_, form)| *form);
     let feedback = PredictionFeedback {
-        agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
-        task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
+        agent_name: agent.to_string(),
+        task_type: task.to_string(),
         input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
-        predicted_output: unsafe { required_target(predicted_output_json, "predicted_output_json") }?,
-        actual_output: unsafe { optional_target(actual_output_json, "actual_output_json") }?,
+        predicted_output,
+        actual_output: actual.map(|(target, _)| target),
         confidence_score,
         source_url: unsafe { optional_str(source_url, "source_url") }?
             .unwrap_or_default()
             .to_string(),
     };
-    let outcome = match c.add_prediction_feedback(feedback)? {
+    let outcome = c.add_prediction_feedback(feedback)?;
+    c.fix_label_form(agent, task, form);
+    let outcome = match outcome {
         FeedbackOutcome::Learned { .. } => OtfFeedback::Learned,
         FeedbackOutcome::AwaitingLabel { .. } => OtfFeedback::AwaitingLabel,
         FeedbackOutcome::NotNeeded { .. } => OtfFeedback::NotNeeded,
@@ -111,16 +127,23 @@ pub(super) unsafe fn add_user_correction(
     out_id: *mut u64,
 ) -> Result<(), FfiError> {
     // SAFETY (all reads below): the caller's guarantee on each string.
+    let agent = unsafe { required_str(agent_name, "agent_name") }?;
+    let task = unsafe { required_str(task_type, "task_type") }?;
+    let incorrect = unsafe { required_json(incorrect_output_json, "incorrect_output_json") }?;
+    let correct = unsafe { required_json(correct_output_json, "correct_output_json") }?;
+    let (correct_output, form) = c.read_json_target(agent, task, "correct_output", correct)?;
+    let (incorrect_output, _) = c.read_json_target(agent, task, "incorrect_output", incorrect)?;
     let correction = UserCorrection {
-        agent_name: unsafe { required_str(agent_name, "agent_name") }?.to_string(),
-        task_type: unsafe { required_str(task_type, "task_type") }?.to_string(),
+        agent_name: agent.to_string(),
+        task_type: task.to_string(),
         input_text: unsafe { required_str(input_text, "input_text") }?.to_string(),
-        incorrect_output: unsafe { required_target(incorrect_output_json, "incorrect_output_json") }?,
-        correct_output: unsafe { required_target(correct_output_json, "correct_output_json") }?,
+        incorrect_output,
+        correct_output,
         priority: priority(priority_level)?,
         user_feedback: unsafe { optional_str(user_feedback, "user_feedback") }?.map(str::to_string),
     };
     let receipt = c.add_user_correction(correction)?;
+    c.fix_label_form(agent, task, form);
     // SAFETY: the caller's guarantee on `out_id`.
     unsafe { write_optional(out_id, receipt.id.0) };
     Ok(())
@@ -145,7 +168,7 @@ pub(super) unsafe fn predict(
     let input = unsafe { required_str(input_text, "input_text") }?;
     let prediction = c.predict(agent, task, input)?;
     let json = serde_json::json!({
-        "output": prediction.output.to_json(),
+        "output": c.target_json(agent, task, &prediction.output),
         "confidence": prediction.confidence,
         "model_version": prediction.model_version,
     });
@@ -162,6 +185,30 @@ pub(super) unsafe fn force_update_agent(c: &Coordinator, agent_name: *const c_ch
     // SAFETY: the caller's guarantee on `agent_name`.
     let agent = unsafe { required_str(agent_name, "agent_name") }?;
     c.force_update_agent(agent)?;
+    Ok(())
+}
+
+/// See `otf_register_task`.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call.
+pub(super) unsafe fn register_task(
+    c: &Coordinator,
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    kind: *const c_char,
+) -> Result<(), FfiError> {
+    // SAFETY (all reads): the caller's guarantee on each string.
+    let agent = unsafe { required_str(agent_name, "agent_name") }?;
+    let task = unsafe { required_str(task_type, "task_type") }?;
+    let kind_name = unsafe { required_str(kind, "kind") }?;
+    let kind = kind_of_learner(kind_name).ok_or_else(|| {
+        FfiError::new(
+            OtfResult::InvalidArgument,
+            format!("kind must be classifier, regressor, tagger or kept; got {kind_name:?}"),
+        )
+    })?;
+    c.register_task(agent, task, kind)?;
     Ok(())
 }
 
@@ -269,7 +316,7 @@ pub(super) unsafe fn next_for_review(
         .map(|item| {
             let mut json = serde_json::to_value(item).map_err(not_serialisable)?;
             // The prediction as the JSON of its value, as `otf_predict` gives it.
-            json["predicted_output"] = item.predicted_output.to_json();
+            json["predicted_output"] = c.target_json(agent, task, &item.predicted_output);
             Ok(json)
         })
         .collect::<Result<Vec<_>, FfiError>>()?;
@@ -292,12 +339,12 @@ pub(super) unsafe fn label(
     out_id: *mut u64,
 ) -> Result<(), FfiError> {
     // SAFETY: the caller's guarantee on `output_json`.
-    let output = unsafe { required_target(output_json, "output_json") }?;
+    let output = unsafe { required_json(output_json, "output_json") }?;
     let priority = match priority_level {
         -1 => None,
         p => Some(priority(p)?),
     };
-    let receipt = c.label(ExampleId(review_id), output, priority)?;
+    let receipt = c.label_json(ExampleId(review_id), output, priority)?;
     // SAFETY: the caller's guarantee on `out_id`.
     unsafe { write_optional(out_id, receipt.id.0) };
     Ok(())

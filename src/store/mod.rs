@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::base::{ExampleId, ModelPerformance, Target, TargetKind, TrainingExample};
+use crate::base::{ExampleId, LabelForm, ModelPerformance, Target, TargetKind, TrainingExample};
 pub(crate) use settings::default_pool_size;
 pub use settings::{DatabaseConfig, StoreConfig};
 
@@ -198,6 +198,21 @@ pub struct CheckpointRecord {
     pub created_ms: u64,
 }
 
+/// A task as declared, or as its first label fixed it: what it learns and
+/// how its labels are written (so answers go back in that form after a
+/// restart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The agent.
+    pub agent_name: String,
+    /// The task.
+    pub task_type: String,
+    /// What it learns.
+    pub target_kind: TargetKind,
+    /// How its labels are written, once known; a stored form is kept.
+    pub label_form: Option<LabelForm>,
+}
+
 /// One change to persist. Operations are applied in the order they were
 /// handed to the writer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -225,6 +240,8 @@ pub enum StoreOp {
     Performance(ModelPerformance),
     /// A checkpoint written.
     Checkpoint(CheckpointRecord),
+    /// A task declared, or its label form fixed.
+    Task(TaskRecord),
     /// Examples that joined or left their task's replay memory.
     Replay {
         /// Now remembered.
@@ -293,6 +310,40 @@ pub struct Recovered {
     /// way (trained, evicted, discarded, quarantined, failed): the status
     /// counters start from them, so they survive a restart.
     pub settled: Vec<(String, ExampleState, u64)>,
+    /// The tasks declared or given a label form.
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// Writes a [`TaskRecord`]; a form already stored is kept (the first label
+/// fixed it). `$1`… are the agent, the task, the kind and the form.
+pub(crate) const UPSERT_TASK_SQL: &str = "INSERT INTO onthefly_tasks (agent_name, task_type, target_kind, label_form) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (agent_name, task_type) DO UPDATE SET \
+     label_form = COALESCE(onthefly_tasks.label_form, excluded.label_form)";
+
+/// Reads every [`TaskRecord`] (the same in both stores).
+pub(crate) const TASKS_SQL: &str = "SELECT agent_name, task_type, target_kind, label_form FROM onthefly_tasks";
+
+/// A row of [`TASKS_SQL`], read.
+pub(crate) fn task_from_stored(
+    agent_name: String,
+    task_type: String,
+    kind: &str,
+    form: Option<&str>,
+) -> Result<TaskRecord, StoreError> {
+    let target_kind = target_kind_from_stored(kind)?;
+    let label_form = match form {
+        None => None,
+        Some(name) => Some(
+            LabelForm::from_name(name)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown label form {name:?} of task {task_type:?}")))?,
+        ),
+    };
+    Ok(TaskRecord {
+        agent_name,
+        task_type,
+        target_kind,
+        label_form,
+    })
 }
 
 /// The query behind [`Recovered::settled`] (the same in both stores).
@@ -456,6 +507,14 @@ pub(crate) fn target_kind_str(kind: TargetKind) -> &'static str {
         TargetKind::Tags => "tags",
         TargetKind::Json => "json",
     }
+}
+
+/// A target kind from its stored text.
+pub(crate) fn target_kind_from_stored(kind: &str) -> Result<TargetKind, StoreError> {
+    [TargetKind::Label, TargetKind::Score, TargetKind::Tags, TargetKind::Json]
+        .into_iter()
+        .find(|k| target_kind_str(*k) == kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown target kind {kind:?}")))
 }
 
 /// Rebuilds a target from its stored kind and plain JSON value.

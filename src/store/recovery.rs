@@ -4,7 +4,7 @@
 //! [`recover_with`] puts them together.
 
 use super::schema::Ranked;
-use super::{id_from_stored, settled_count, Recovered, RecoveryLimits, ReplayMembers, StoreError};
+use super::{id_from_stored, settled_count, Recovered, RecoveryLimits, ReplayMembers, StoreError, TaskRecord};
 use crate::base::{ModelPerformance, TrainingExample};
 
 /// The counts recovery needs: the performance records, the largest
@@ -35,6 +35,8 @@ pub(super) trait RecoveryReads {
     fn replay_members(&mut self) -> Result<Vec<ReplayMembers>, StoreError>;
     /// The rows of [`super::SETTLED_COUNTS_SQL`]: agent, state, count.
     fn settled_rows(&mut self) -> Result<Vec<(String, String, i64)>, StoreError>;
+    /// The rows of [`super::TASKS_SQL`].
+    fn tasks(&mut self) -> Result<Vec<TaskRecord>, StoreError>;
 }
 
 /// The recovery sequence, once for both stores: the buffers beyond their
@@ -67,7 +69,9 @@ pub(super) fn recover_with(reads: &mut impl RecoveryReads, limits: &RecoveryLimi
         .into_iter()
         .map(|(agent, state, n)| settled_count(agent, &state, n))
         .collect::<Result<Vec<_>, _>>()?;
+    let tasks = reads.tasks()?;
     Ok(Recovered {
+        tasks,
         replay,
         settled,
         quarantined,

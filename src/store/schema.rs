@@ -194,6 +194,28 @@ CREATE TABLE onthefly_imports (
 );
 "#,
     },
+    Migration {
+        version: 5,
+        description: "tasks: what each declared task learns and how its labels are written",
+        postgres: r#"
+CREATE TABLE onthefly_tasks (
+    agent_name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    target_kind TEXT NOT NULL,
+    label_form TEXT,
+    PRIMARY KEY (agent_name, task_type)
+);
+"#,
+        sqlite: r#"
+CREATE TABLE onthefly_tasks (
+    agent_name TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    target_kind TEXT NOT NULL,
+    label_form TEXT,
+    PRIMARY KEY (agent_name, task_type)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this library knows.

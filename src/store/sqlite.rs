@@ -216,6 +216,17 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
         }
         StoreOp::Performance(p) => insert_performance(tx, p)?,
         StoreOp::Checkpoint(c) => upsert_checkpoint(tx, c)?,
+        StoreOp::Task(t) => {
+            tx.prepare_cached(super::UPSERT_TASK_SQL)
+                .map_err(classify)?
+                .execute(params![
+                    t.agent_name,
+                    t.task_type,
+                    target_kind_str(t.target_kind),
+                    t.label_form.map(crate::base::LabelForm::name),
+                ])
+                .map_err(classify)?;
+        }
         StoreOp::Replay { added, removed } => {
             let mut stmt = tx
                 .prepare_cached("UPDATE training_examples SET replay = ?1 WHERE id = ?2")
@@ -484,6 +495,17 @@ impl RecoveryReads for Reads<'_, '_> {
                 r.get::<_, String>(1).map_err(classify)?,
                 r.get::<_, i64>(2).map_err(classify)?,
             ))
+        })
+    }
+
+    fn tasks(&mut self) -> Result<Vec<super::TaskRecord>, StoreError> {
+        self.rows(super::TASKS_SQL, [], |r| {
+            super::task_from_stored(
+                r.get(0).map_err(classify)?,
+                r.get(1).map_err(classify)?,
+                &r.get::<_, String>(2).map_err(classify)?,
+                r.get::<_, Option<String>>(3).map_err(classify)?.as_deref(),
+            )
         })
     }
 }

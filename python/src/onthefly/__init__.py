@@ -137,6 +137,10 @@ class Prediction:
     model_version: int
 
 
+#: What :meth:`Coordinator.register_task` accepts as ``kind``.
+_TASK_KINDS = ("classifier", "regressor", "tagger", "kept")
+
+
 def library_version() -> str:
     """The version of the Rust library inside the package."""
     return lib.otf_version().decode()
@@ -342,6 +346,33 @@ class Coordinator:
 
     # -- Beyond the original -------------------------------------------------
 
+    def register_task(self, agent_name: str, task_type: str, kind: str) -> None:
+        """Declares what a task learns, before or after its first example.
+
+        ``kind`` is ``"classifier"`` (labels: strings, ``True``/``False`` or
+        integer class ids, answered in the same form), ``"regressor"``
+        (scores in 0..1; the integers 0 and 1 are scores too), ``"tagger"``
+        (a list of tags, one per word of the input) or ``"kept"`` (any JSON
+        value, stored for export, not trained). Without a declaration the
+        task's first target fixes what it learns: a bool or an int is a
+        label, a float a score.
+
+        Declaring a task again with the same kind does nothing; the
+        declaration is stored and holds after a restart.
+
+        Raises :class:`ValueError` for an unknown ``kind`` and
+        :class:`InvalidArgumentError` when the task already learns another
+        kind of target.
+
+        >>> coordinator.register_task("critic", "quality", kind="regressor")
+        >>> coordinator.add_training_example("critic", "quality", "a fine essay", 1, 0.5)
+        """
+        if kind not in _TASK_KINDS:
+            raise ValueError(f"kind must be classifier, regressor, tagger or kept; got {kind!r}")
+        self._call(
+            "register_task", _text(agent_name, "agent_name"), _text(task_type, "task_type"), _text(kind, "kind")
+        )
+
     def predict(self, agent_name: str, task_type: str, input_text: str) -> Prediction:
         """The live model's answer; :class:`NoModelError` before the task's first update."""
         raw = json.loads(
@@ -537,6 +568,11 @@ get_online_training_status = get_training_status
 def force_update_agent(agent_name: str) -> None:
     """See :meth:`Coordinator.force_update_agent` (on the global instance)."""
     _GLOBAL.force_update_agent(agent_name)
+
+
+def register_task(agent_name: str, task_type: str, kind: str) -> None:
+    """See :meth:`Coordinator.register_task` (on the global instance)."""
+    _GLOBAL.register_task(agent_name, task_type, kind)
 
 
 def predict(agent_name: str, task_type: str, input_text: str) -> Prediction:

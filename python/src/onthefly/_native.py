@@ -38,6 +38,7 @@ _OPERATIONS = {
     "add_user_correction": [_S, _S, _S, _S, _S, c_int32, _S, POINTER(c_uint64)],
     "predict": [_S, _S, _S, _OUT_TEXT],
     "force_update_agent": [_S],
+    "register_task": [_S, _S, _S],
     "get_training_status": [_OUT_TEXT],
     "metrics_text": [_OUT_TEXT],
     "rollback_model": [_S, _S, c_uint64],

@@ -156,6 +156,12 @@ impl ExampleStore for PostgresStore {
                 }
                 StoreOp::Performance(p) => insert_performance(&mut tx, p)?,
                 StoreOp::Checkpoint(c) => upsert_checkpoint(&mut tx, c)?,
+                StoreOp::Task(t) => {
+                    let kind = super::target_kind_str(t.target_kind);
+                    let form = t.label_form.map(crate::base::LabelForm::name);
+                    tx.execute(super::UPSERT_TASK_SQL, &[&t.agent_name, &t.task_type, &kind, &form])
+                        .map_err(classify)?;
+                }
                 StoreOp::Replay { added, removed } => set_replay(&mut tx, added, removed)?,
             }
         }
@@ -313,5 +319,14 @@ impl RecoveryReads for Reads<'_, '_> {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
+    }
+
+    fn tasks(&mut self) -> Result<Vec<super::TaskRecord>, StoreError> {
+        self.0
+            .query(super::TASKS_SQL, &[])
+            .map_err(classify)?
+            .iter()
+            .map(|r| super::task_from_stored(r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect()
     }
 }
