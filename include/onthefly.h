@@ -447,9 +447,12 @@ OtfResult otf_next_for_review(const char *agent_name,
                               char **out_json);
 
 // Predicts with the live model of (agent, task). On success `*out_json`
-// receives `{"output": <JSON>, "confidence": <0..1>, "model_version": <n>}`,
-// which the caller frees with `otf_string_free`. `OTF_RESULT_NO_MODEL` until
-// the task's first update.
+// receives `{"output": <JSON>, "confidence": <0..1>, "model_version": <n>,
+// "review_id": <n or null>}`, which the caller frees with `otf_string_free`
+// (`review_id`: the review item an unsure prediction was queued as; an
+// example of the same input takes it out of the queue). A label comes back
+// in the form the task's labels were given (`true`, `3`, `"bbc"`).
+// `OTF_RESULT_NO_MODEL` until the task's first update.
 //
 // # Safety
 // Every string is NULL or NUL-terminated and valid during the call;

@@ -108,6 +108,10 @@ pub struct ReviewStatus {
     pub skipped: u64,
     /// Items that left a full queue as the least useful.
     pub dropped: u64,
+    /// Items that left the queue, not handed out yet, because their input
+    /// was answered another way (a training example or feedback with the
+    /// answer) since start.
+    pub answered: u64,
 }
 
 /// Labelled ids remembered to refuse a second label.
@@ -234,6 +238,25 @@ impl ReviewQueue {
         }
         self.counts.labelled += 1;
         Ok(item)
+    }
+
+    /// Removes the items waiting for `input_text` and not handed out (its
+    /// answer came another way); returns them. A handed-out item stays: its
+    /// reviewer's label is a correction still.
+    pub fn answered(&mut self, input_text: &str) -> Vec<ReviewItem> {
+        let ids: Vec<ExampleId> = self
+            .items
+            .values()
+            .filter(|i| i.quarantined.is_none() && !self.out.contains(&i.review_id) && i.input_text == input_text)
+            .map(|i| i.review_id)
+            .collect();
+        self.counts.answered += ids.len() as u64;
+        ids.into_iter()
+            .filter_map(|id| {
+                self.scored_by.remove(&id);
+                self.items.remove(&id)
+            })
+            .collect()
     }
 
     /// Returns a handed-out item to the queue.

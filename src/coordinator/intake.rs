@@ -239,6 +239,7 @@ impl Coordinator {
                 })
                 .map_err(|_| Error::ShutDown)?;
         }
+        self.answer_reviews(&agent, &example.task_type, &example.input_text);
         if !trainable {
             // No model learns this task: keep the example for export instead of
             // letting it occupy the training buffer.

@@ -227,6 +227,23 @@ impl Coordinator {
         Ok(receipt)
     }
 
+    /// Takes the predictions of `input_text` waiting for a person out of
+    /// the task's review queue: the input has its answer now (an accepted
+    /// example). Stored as reviewed.
+    pub(super) fn answer_reviews(&self, agent: &AgentState, task: &str, input_text: &str) {
+        let answered = match agent.reviews.lock().get_mut(task) {
+            Some(queue) if queue.len() > 0 => queue.answered(input_text),
+            _ => return,
+        };
+        if !answered.is_empty() {
+            self.shared.persist(StoreOp::SetState {
+                ids: answered.iter().map(|item| item.review_id).collect(),
+                state: ExampleState::Reviewed,
+                update_id: None,
+            });
+        }
+    }
+
     fn with_queue_of<T>(
         &self,
         review_id: ExampleId,

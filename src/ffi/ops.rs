@@ -171,6 +171,7 @@ pub(super) unsafe fn predict(
         "output": c.target_json(agent, task, &prediction.output),
         "confidence": prediction.confidence,
         "model_version": prediction.model_version,
+        "review_id": prediction.review_id.map(|id| id.0),
     });
     // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
     unsafe { out_json.write(into_c_string(json.to_string())) };

@@ -135,6 +135,12 @@ class Prediction:
     confidence: float
     #: The version of the model that answered.
     model_version: int
+    #: The id of the review item the prediction was queued as, when the
+    #: model was unsure (below ``predict_feedback_threshold``): a person can
+    #: :meth:`Coordinator.label` it. Answering the same input yourself
+    #: (``add_training_example``, or feedback with the answer) takes it out
+    #: of the queue.
+    review_id: Optional[int] = None
 
 
 #: What :meth:`Coordinator.register_task` accepts as ``kind``.
@@ -157,6 +163,11 @@ def _text(value: Optional[str], name: str) -> Optional[bytes]:
         return None
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if "\x00" in value:
+        # A C string ends at its first NUL: the rest would be cut off unseen.
+        raise InvalidArgumentError(
+            f"{name} must not contain a NUL character (\\x00, at position {value.index(chr(0))})"
+        )
     # A lone surrogate goes through, so the library names what is wrong with it.
     return value.encode("utf-8", "surrogatepass")
 
@@ -222,6 +233,7 @@ class Coordinator:
         _check(lib.otf_coordinator_new(_config_json(config), ctypes.byref(handle)))
         self._handle: Optional[ctypes.c_void_p] = handle
         self._is_global = False
+        self._closed = False
         _OPEN.add(self)
 
     @classmethod
@@ -229,13 +241,15 @@ class Coordinator:
         instance = cls.__new__(cls)
         instance._handle = None
         instance._is_global = True
+        instance._closed = False
         return instance
 
     def _call(self, operation: str, *args: Any) -> None:
+        if self._closed or (not self._is_global and self._handle is None):
+            which = "the global instance has been shut down" if self._is_global else "the coordinator has been closed"
+            raise ShutDownError(f"{which}: no call is answered after close() or shutdown()")
         if self._is_global:
             _check(getattr(lib, f"otf_{operation}")(*args))
-        elif self._handle is None:
-            raise ShutDownError("the coordinator has been closed")
         else:
             _check(getattr(lib, f"otf_coordinator_{operation}")(self._handle, *args))
 
@@ -380,7 +394,7 @@ class Coordinator:
                 "predict", _text(agent_name, "agent_name"), _text(task_type, "task_type"), _text(input_text, "input_text")
             )
         )
-        return Prediction(raw["output"], raw["confidence"], raw["model_version"])
+        return Prediction(raw["output"], raw["confidence"], raw["model_version"], raw.get("review_id"))
 
     def metrics(self) -> str:
         """The training system in Prometheus' text exposition format."""
@@ -439,6 +453,7 @@ class Coordinator:
             _check(lib.otf_shutdown())
         elif self._handle is not None:
             _check(lib.otf_coordinator_shutdown(self._handle))
+        self._closed = True
 
     shutdown = close
 
@@ -457,8 +472,8 @@ class Coordinator:
             lib.otf_coordinator_free(handle)
 
     def __repr__(self) -> str:
-        which = "global" if self._is_global else ("closed" if self._handle is None else "open")
-        return f"<onthefly.Coordinator {which}>"
+        state = "closed" if self._closed or (not self._is_global and self._handle is None) else "open"
+        return f"<onthefly.Coordinator {'global, ' if self._is_global else ''}{state}>"
 
 
 #: Every Coordinator not collected yet, for the exit handler.

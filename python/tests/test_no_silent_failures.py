@@ -1,0 +1,81 @@
+"""What a Python agent is told instead of being failed silently: a NUL byte
+that C would cut a text at, a call on a closed Coordinator, a prediction
+queued for review that the agent answered itself."""
+
+from __future__ import annotations
+
+import pytest
+
+import onthefly
+from onthefly import Coordinator
+
+
+@pytest.mark.parametrize("field", ["agent_name", "task_type", "input_text", "source_url", "user_feedback"])
+def test_a_nul_byte_is_refused_not_cut(config, field) -> None:
+    arguments = {
+        "agent_name": "scout",
+        "task_type": "news",
+        "input_text": "before and after",
+        "expected_output": "bbc",
+        "uncertainty_score": 0.5,
+        "source_url": "https://example.org/a",
+        "user_feedback": "fine",
+    }
+    arguments[field] = "before\x00after"
+    with Coordinator(**config) as c:
+        with pytest.raises(ValueError, match=f"{field} must not contain a NUL character") as raised:
+            c.add_training_example(**arguments)
+        assert isinstance(raised.value, onthefly.InvalidArgumentError)
+        assert "scout" not in c.get_training_status()["agents"], "nothing of a refused example is kept"
+
+
+def test_a_nul_byte_inside_a_label_is_refused(config) -> None:
+    with Coordinator(**config) as c:
+        with pytest.raises(ValueError, match="NUL"):
+            c.add_training_example("scout", "news", "a story", "bb\x00c", 0.5)
+        with pytest.raises(ValueError, match="NUL"):
+            c.predict("scout", "news", "before\x00after")
+
+
+def test_every_call_after_close_raises_shut_down(config) -> None:
+    with Coordinator(**config) as c:
+        for i in range(60):
+            c.add_training_example("scout", "news", f"story {i} on {['markets', 'storms'][i % 2]}", ["a", "b"][i % 2], 0.5)
+        c.force_update_agent("scout")
+        c.wait_for_idle(300)
+        c.predict("scout", "news", "story on markets")
+    assert "closed" in repr(c) and "open" not in repr(c)
+    calls = [
+        lambda: c.predict("scout", "news", "story on markets"),
+        c.get_training_status,
+        c.metrics,
+        lambda: c.add_training_example("scout", "news", "late", "a", 0.5),
+        lambda: c.force_update_agent("scout"),
+        lambda: c.next_for_review("scout", "news"),
+        lambda: c.flush(1),
+        lambda: c.wait_for_idle(1),
+        lambda: c.register_task("scout", "other", "classifier"),
+    ]
+    for call in calls:
+        with pytest.raises(onthefly.ShutDownError, match="closed"):
+            call()
+    c.close()  # closing twice is fine
+
+
+def test_a_prediction_the_agent_answers_leaves_the_review_queue(config) -> None:
+    # Every prediction is unsure enough to be queued for a person.
+    with Coordinator(**config, predict_feedback_threshold=1.0, feedback_uncertainty_threshold=0.0) as c:
+        for i in range(60):
+            c.add_training_example("scout", "news", f"story {i} on {['markets', 'storms'][i % 2]}", ["a", "b"][i % 2], 0.5)
+        c.force_update_agent("scout")
+        c.wait_for_idle(300)
+        inputs = [f"new story {i} on markets and storms" for i in range(12)]
+        for text in inputs:
+            assert c.predict("scout", "news", text).review_id is not None
+        # The agent learns the right answer of the first nine itself.
+        for text in inputs[:9]:
+            c.add_prediction_feedback("scout", "news", text, "a", "b", 0.4)
+        waiting = c.next_for_review("scout", "news", 20)
+        assert sorted(i["input_text"] for i in waiting) == sorted(inputs[9:])
+        review = c.get_training_status()["agents"]["scout"]["reviews"]["news"]
+        assert review["answered"] == 9, review
