@@ -516,6 +516,12 @@ fn a_corrupted_or_truncated_newest_checkpoint_is_refused_and_the_one_before_serv
                 said.contains(&format!("version {newest}")) && said.contains("refused"),
                 "{case}: {said}"
             );
+            // A line or two a person can read, not libtorch's C++ backtrace.
+            assert!(
+                said.len() < 600 && !said.contains("frame #") && !said.contains("Exception raised from"),
+                "{case}: {} bytes: {said}",
+                said.len()
+            );
         } else {
             assert_eq!(last_error, None, "{case}");
         }

@@ -79,3 +79,22 @@ def test_a_prediction_the_agent_answers_leaves_the_review_queue(config) -> None:
         assert sorted(i["input_text"] for i in waiting) == sorted(inputs[9:])
         review = c.get_training_status()["agents"]["scout"]["reviews"]["news"]
         assert review["answered"] == 9, review
+
+
+def test_messages_name_the_argument_as_the_caller_wrote_it(config) -> None:
+    with Coordinator(**config) as c:
+        c.add_training_example("scout", "news", "a story", "bbc", 0.5)
+        c.add_training_example("critic", "quality", "an essay", 0.7, 0.5)
+        with pytest.raises(ValueError) as raised:
+            c.add_training_example("scout", "news", "a story", float("nan"), 0.5)
+        assert "expected_output must be a finite number, got nan" in str(raised.value)
+        assert "_json" not in str(raised.value)
+        with pytest.raises(ValueError) as raised:
+            c.add_user_correction("scout", "news", "a story", "bbc", None)  # type: ignore[arg-type]
+        said = str(raised.value)
+        assert "is a classifier" in said and "correct_output must be" in said and "got null" in said, said
+        with pytest.raises(ValueError, match="version must be 0 or more, got -1"):
+            c.rollback_model("scout", "news", -1)
+        with pytest.raises(ValueError) as raised:
+            c.add_training_example("critic", "quality", "an essay", "0.5", 0.5)
+        assert 'is a regressor: expected_output must be a number in 0..=1; got "0.5"' in str(raised.value)

@@ -122,8 +122,9 @@ pub enum ValidationError {
 /// A failure inside a model: a tensor operation, a shape, a value.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// libtorch reported an error.
-    #[error("libtorch: {0}")]
+    /// libtorch reported an error (its message without the C++ backtrace
+    /// libtorch appends; `Debug` keeps it whole).
+    #[error("libtorch: {}", brief_torch_error(.0))]
     Torch(#[from] tch::TchError),
     /// The model cannot answer yet (for example a classifier that knows no label).
     #[error("the model is not trained yet: {0}")]
@@ -199,6 +200,26 @@ pub enum ModelError {
     /// which checks on intake) breaks its target's own rules.
     #[error("invalid example: {0}")]
     Invalid(#[from] ValidationError),
+}
+
+/// Longest libtorch message kept in an error's text.
+const TORCH_MESSAGE_CHARS: usize = 300;
+
+/// A libtorch error in a line or two: libtorch appends the C++ frames it
+/// was raised from ("Exception raised from … frame #0: …", 5 KB), which a
+/// caller reading `last_error` cannot use.
+pub(crate) fn brief_torch_error(error: &tch::TchError) -> String {
+    let text = error.to_string();
+    let end = ["Exception raised from", "\nframe #"]
+        .iter()
+        .filter_map(|marker| text.find(marker))
+        .min()
+        .unwrap_or(text.len());
+    let message = text[..end].trim_end();
+    match message.char_indices().nth(TORCH_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_string(),
+    }
 }
 
 /// Whether a target of kind `got` fits task `task` of `agent`, which learns

@@ -7,7 +7,7 @@ pub mod example;
 pub mod features;
 pub mod target_json;
 
-pub(crate) use errors::kind_matches;
+pub(crate) use errors::{brief_torch_error, kind_matches};
 pub use errors::{ModelError, ValidationError};
 pub(crate) use example::{check_unit, now_millis, unix_millis};
 pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample};

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 use super::*;
+use crate::base::brief_torch_error;
 use crate::ewc::EwcState;
 use crate::optim::state_name;
 
@@ -192,7 +193,8 @@ fn read(dir: &Path, version: u64) -> Result<VersionFile, CheckpointError> {
         reason,
     };
     // Loaded on the CPU whatever device wrote it; callers move what they keep.
-    let mut entries = Tensor::load_multi_with_device(&path, tch::Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
+    let mut entries =
+        Tensor::load_multi_with_device(&path, tch::Device::Cpu).map_err(|e| corrupt(brief_torch_error(&e)))?;
     let stored_sum = entries
         .iter()
         .position(|(name, _)| name == CHECKSUM)

@@ -30,6 +30,7 @@ import atexit
 import ctypes
 import enum
 import json
+import math
 import os
 import threading
 import weakref
@@ -174,10 +175,23 @@ def _text(value: Optional[str], name: str) -> Optional[bytes]:
 
 def _json(value: Value, name: str) -> bytes:
     """A target or an output as the JSON text the C ABI takes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgumentError(f"{name} must be a finite number, got {value}")
     try:
-        return json.dumps(value).encode("utf-8", "surrogatepass")
+        return json.dumps(value, allow_nan=False).encode("utf-8", "surrogatepass")
     except (TypeError, ValueError) as e:
-        raise InvalidArgumentError(f"{name} must be JSON-serialisable: {e}") from None
+        raise InvalidArgumentError(
+            f"{name} must be a str, bool, int, finite float, list of str or other JSON value: {e}"
+        ) from None
+
+
+def _id(value: int, name: str) -> int:
+    """A version or an id: an int in 0..2**64 (C's uint64_t)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not 0 <= value < 2**64:
+        raise InvalidArgumentError(f"{name} must be 0 or more, got {value}")
+    return value
 
 
 def _int32(value: int, name: str) -> int:
@@ -410,7 +424,9 @@ class Coordinator:
 
     def rollback_model(self, agent_name: str, task_type: str, version: int) -> None:
         """Restores a kept checkpoint version of (agent, task) as the live model."""
-        self._call("rollback_model", _text(agent_name, "agent_name"), _text(task_type, "task_type"), int(version))
+        self._call(
+            "rollback_model", _text(agent_name, "agent_name"), _text(task_type, "task_type"), _id(version, "version")
+        )
 
     def export_dataset(self, agent_name: str, task_type: str, path: Union[str, os.PathLike]) -> int:
         """Writes the task's examples to ``path`` as JSON lines; returns how many."""
@@ -436,12 +452,12 @@ class Coordinator:
         """Labels a review item: it becomes a correction (priority 2 unless given); returns its id."""
         out = ctypes.c_uint64()
         level = -1 if priority is None else _int32(priority, "priority")
-        self._call("label", int(review_id), _json(output, "output"), level, ctypes.byref(out))
+        self._call("label", _id(review_id, "review_id"), _json(output, "output"), level, ctypes.byref(out))
         return out.value
 
     def skip(self, review_id: int) -> None:
         """Returns a handed-out review item to its queue, unlabelled."""
-        self._call("skip", int(review_id))
+        self._call("skip", _id(review_id, "review_id"))
 
     # -- Life cycle ----------------------------------------------------------
 
