@@ -50,6 +50,9 @@ enum OtfResult
   OTF_RESULT_PANIC = 15,
   // A file named by the caller could not be written.
   OTF_RESULT_IO = 16,
+  // The process was forked from the one that started the instance: its
+  // threads did not survive the fork; start one in this process instead.
+  OTF_RESULT_FORKED = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -68,6 +68,21 @@ pub enum Error {
         /// The folder.
         path: String,
     },
+    /// A call in a process forked from the one that started this instance:
+    /// its threads did not survive the fork, so nothing would be learned or
+    /// stored here.
+    #[error(
+        "this process ({this}) is a fork of process {started_in}, which started the training system; its \
+         threads do not survive a fork, so nothing given here would be learned or stored: start the training \
+         system in each worker process instead (multiprocessing's \"spawn\" or \"forkserver\" start method, or \
+         initialise after the workers are forked, not before)"
+    )]
+    Forked {
+        /// The process that started the instance.
+        started_in: u32,
+        /// This process.
+        this: u32,
+    },
     /// A background thread could not be started.
     #[error("could not start thread {name}: {message}")]
     Thread {

@@ -53,9 +53,12 @@ fn shut_down_global() {
     }
 }
 
-/// The global instance, if initialised.
+/// The global instance, if initialised; [`Error::Forked`] in a process
+/// forked from the one that initialised it.
 pub fn global() -> Result<&'static Coordinator> {
-    GLOBAL.get().ok_or(Error::NotInitialized)
+    let coordinator = GLOBAL.get().ok_or(Error::NotInitialized)?;
+    coordinator.check_process()?;
+    Ok(coordinator)
 }
 
 /// See [`Coordinator::add_training_example`].
@@ -95,6 +98,8 @@ pub fn metrics_text() -> Result<String> {
 
 /// Stops the global instance's threads (see [`Coordinator::shutdown`]).
 pub fn shutdown() -> Result<()> {
-    global()?.shutdown();
+    // Not `global()`: in a forked process shutting down is allowed (and
+    // does nothing, see [`Coordinator::shutdown`]), so exit handlers pass.
+    GLOBAL.get().ok_or(Error::NotInitialized)?.shutdown();
     Ok(())
 }

@@ -116,6 +116,9 @@ pub struct Coordinator {
     stop_ticker: Mutex<Option<Sender<()>>>,
     /// Held from the start to the end of the shutdown (see [`DataDirLock`]).
     data_dir_lock: Mutex<Option<DataDirLock>>,
+    /// The process that started it: a forked copy of it has none of its
+    /// threads, and its locks may be held by threads that are not there.
+    started_in: u32,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -163,6 +166,7 @@ impl Coordinator {
             threads: Mutex::new(Vec::new()),
             stop_ticker: Mutex::new(Some(stop_tx)),
             data_dir_lock: Mutex::new(Some(data_dir_lock)),
+            started_in: std::process::id(),
         };
         for i in 0..workers {
             let (shared, jobs) = (Arc::clone(&shared), job_rx.clone());
@@ -252,6 +256,11 @@ impl Coordinator {
     /// (their examples stay buffered). Calling it again does nothing. It waits
     /// for the running update, however long a user's model takes.
     pub fn shutdown(&self) {
+        // A forked copy has nothing of its own to stop: the threads, the
+        // store writer and the lock are the parent's.
+        if self.is_forked_copy() {
+            return;
+        }
         self.shared.shutting_down.store(true, Ordering::Release);
         self.shared.jobs.lock().take();
         self.stop_ticker.lock().take();
@@ -274,12 +283,32 @@ impl Coordinator {
         self.data_dir_lock.lock().take();
     }
 
+    /// Whether this is a copy in a process forked from the one that started
+    /// it (Python's default `multiprocessing` start method on Linux).
+    pub fn is_forked_copy(&self) -> bool {
+        std::process::id() != self.started_in
+    }
+
+    /// [`Error::Forked`] in a forked copy (see [`Coordinator::is_forked_copy`]).
+    pub fn check_process(&self) -> Result<()> {
+        let this = std::process::id();
+        if this == self.started_in {
+            Ok(())
+        } else {
+            Err(Error::Forked {
+                started_in: self.started_in,
+                this,
+            })
+        }
+    }
+
     /// Whether [`Coordinator::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
         self.shared.is_shutting_down()
     }
 
     pub(crate) fn ensure_running(&self) -> Result<()> {
+        self.check_process()?;
         if self.shared.is_shutting_down() {
             Err(Error::ShutDown)
         } else {
@@ -303,6 +332,12 @@ impl Coordinator {
 
 impl Drop for Coordinator {
     fn drop(&mut self) {
+        if self.is_forked_copy() {
+            // Dropping the shared state would join the store writer's
+            // thread, which does not exist in this process: keep it.
+            std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
         self.shutdown();
     }
 }

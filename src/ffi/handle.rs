@@ -30,6 +30,18 @@ pub struct OtfCoordinator {
 /// # Safety
 /// `handle` is NULL or a handle from `otf_coordinator_new` not freed yet.
 unsafe fn coordinator<'a>(handle: *const OtfCoordinator) -> Result<&'a Coordinator, FfiError> {
+    // SAFETY: the caller's guarantee, passed on unchanged.
+    let coordinator = unsafe { any_process(handle) }?;
+    coordinator.check_process()?;
+    Ok(coordinator)
+}
+
+/// The handle's coordinator, also in a process forked from the one that
+/// opened it (where only shutting it down is allowed, and does nothing).
+///
+/// # Safety
+/// As for [`coordinator`].
+unsafe fn any_process<'a>(handle: *const OtfCoordinator) -> Result<&'a Coordinator, FfiError> {
     // SAFETY: the caller's guarantee: NULL (refused here) or a live handle.
     match unsafe { handle.as_ref() } {
         Some(handle) => Ok(&handle.coordinator),
@@ -88,6 +100,12 @@ pub unsafe extern "C" fn otf_coordinator_free(coordinator: *mut OtfCoordinator) 
     // SAFETY: the caller guarantees the handle came from `Box::into_raw` in
     // `otf_coordinator_new`, was not freed, and is not in use.
     let handle = unsafe { Box::from_raw(coordinator) };
+    if handle.coordinator.is_forked_copy() {
+        // Its threads and store writer are the parent's: dropping it here
+        // would wait for threads this process does not have.
+        std::mem::forget(handle);
+        return;
+    }
     // Shutting down joins threads and writes files: a panic there must not
     // unwind into C.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -106,7 +124,7 @@ pub unsafe extern "C" fn otf_coordinator_free(coordinator: *mut OtfCoordinator) 
 pub unsafe extern "C" fn otf_coordinator_shutdown(coordinator: *const OtfCoordinator) -> OtfResult {
     guard(|| {
         // SAFETY: the caller's guarantee on the handle.
-        unsafe { self::coordinator(coordinator) }?.shutdown();
+        unsafe { any_process(coordinator) }?.shutdown();
         Ok(())
     })
 }

@@ -48,6 +48,9 @@ pub enum OtfResult {
     Panic = 15,
     /// A file named by the caller could not be written.
     Io = 16,
+    /// The process was forked from the one that started the instance: its
+    /// threads did not survive the fork; start one in this process instead.
+    Forked = 17,
 }
 
 /// A failure on its way to C: its code and its message.
@@ -86,6 +89,7 @@ impl From<Error> for FfiError {
             Error::Store(_) => OtfResult::Store,
             Error::Io { .. } => OtfResult::Io,
             Error::Thread { .. } => OtfResult::Internal,
+            Error::Forked { .. } => OtfResult::Forked,
         };
         FfiError::new(code, e.to_string())
     }

@@ -42,6 +42,7 @@ from ._native import lib
 from .errors import (
     AlreadyInitializedError,
     CheckpointError,
+    ForkedProcessError,
     InternalError,
     InvalidArgumentError,
     InvalidConfigError,
@@ -86,6 +87,7 @@ __all__ = [
     "OnTheFlyError",
     "NullParameterError",
     "InvalidUtf8Error",
+    "ForkedProcessError",
     "InvalidArgumentError",
     "InvalidConfigError",
     "NotInitializedError",

@@ -117,6 +117,16 @@ class IoError(OnTheFlyError, OSError):
     code = 16
 
 
+class ForkedProcessError(OnTheFlyError, RuntimeError):
+    """This process was forked from the one that started the training system
+    (``multiprocessing``'s default "fork" start method on Linux, a
+    pre-forking server): its threads did not survive the fork, so nothing
+    given here would be learned. Start it in each worker instead (the
+    "spawn" or "forkserver" start method, or initialise after forking)."""
+
+    code = 17
+
+
 _BY_CODE = {
     cls.code: cls
     for cls in (
@@ -136,6 +146,7 @@ _BY_CODE = {
         InternalError,
         PanicError,
         IoError,
+        ForkedProcessError,
     )
 }
 
