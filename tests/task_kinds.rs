@@ -19,15 +19,22 @@ fn declarations_survive_a_restart(config: Config) {
         .read_json_target("fact_checker", "verification", "expected_output", json!(true))
         .unwrap();
     assert_eq!(verdict, Target::Label("true".into()));
-    c.add_training_example(NewExample::new("fact_checker", "verification", "the claim is documented", verdict))
-        .unwrap();
+    c.add_training_example(NewExample::new(
+        "fact_checker",
+        "verification",
+        "the claim is documented",
+        verdict,
+    ))
+    .unwrap();
     c.fix_label_form("fact_checker", "verification", form);
     c.shutdown();
     drop(c);
 
     let c = Coordinator::new(config).unwrap();
     // No example of the regressor was ever given: only the declaration says so.
-    let (score, _) = c.read_json_target("critic", "quality", "expected_output", json!(1)).unwrap();
+    let (score, _) = c
+        .read_json_target("critic", "quality", "expected_output", json!(1))
+        .unwrap();
     assert_eq!(score, Target::Score(1.0));
     assert_eq!(
         c.target_json("fact_checker", "verification", &Target::Label("false".into())),
@@ -37,7 +44,13 @@ fn declarations_survive_a_restart(config: Config) {
         .read_json_target("fact_checker", "verification", "expected_output", json!("false"))
         .unwrap_err();
     assert!(
-        matches!(refused, Error::Invalid(ValidationError::UnlearnableTarget { learner: "classifier", .. })),
+        matches!(
+            refused,
+            Error::Invalid(ValidationError::UnlearnableTarget {
+                learner: "classifier",
+                ..
+            })
+        ),
         "{refused}"
     );
     let other_kind = c.register_task("critic", "quality", TargetKind::Label).unwrap_err();
