@@ -32,9 +32,13 @@ import enum
 import json
 import math
 import os
+import re
+import sys
 import threading
+import warnings
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from . import _native
@@ -66,6 +70,8 @@ __all__ = [
     "Prediction",
     "FeedbackOutcome",
     "initialize_online_training",
+    "register_task",
+    "default_data_dir",
     "add_training_example",
     "add_prediction_feedback",
     "add_user_correction",
@@ -222,11 +228,48 @@ def _merge(base: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
     return merged
 
 
+#: The parent folder of the default ``data_dir`` of each process.
+DEFAULT_DATA_ROOT = "onthefly-data"
+
+
+def _process_name() -> str:
+    """The name of this process's program, as a folder name: the script's
+    stem (``scout`` for ``python agents/scout.py`` or ``python -m
+    agents.scout``), its package for a ``__main__``, ``python`` otherwise."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] not in ("", "-c", "-m") else None
+    name = ""
+    if script is not None:
+        name = script.parent.name if script.stem == "__main__" else script.stem
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._")
+    return name or "python"
+
+
+def default_data_dir() -> Path:
+    """The ``data_dir`` used when none is configured: ``onthefly-data/<program>``
+    in the working folder, so that agents started as their own processes
+    from one folder (``scout.py``, ``analyst.py``, ...) each keep their own
+    store and find it again after a restart. A folder of an earlier version
+    (``onthefly-data`` holding a store itself) is kept, with a warning."""
+    root = Path(DEFAULT_DATA_ROOT)
+    if (root / "onthefly.sqlite3").exists():
+        warnings.warn(
+            f"using {root}, written by an earlier version of onthefly, as this process's data_dir: "
+            f"only one process can use it at a time; move it to {root / _process_name()} so that each "
+            "agent process has its own folder, or set data_dir",
+            stacklevel=3,
+        )
+        return root
+    return root / _process_name()
+
+
 def _config_json(config: Dict[str, Any]) -> bytes:
-    """The environment's configuration with ``config`` on top, as JSON."""
+    """The environment's configuration with ``config`` on top, as JSON; the
+    per-process default ``data_dir`` where neither sets one."""
     raw = ctypes.c_void_p()
     _check(lib.otf_config_from_environment(ctypes.byref(raw)))
     base = json.loads(_native.take_text(raw))
+    if "data_dir" not in config and "TRAINING_DATA_DIR" not in os.environ:
+        config = {**config, "data_dir": str(default_data_dir())}
     try:
         return json.dumps(_merge(base, config), default=os.fspath).encode("utf-8")
     except TypeError as e:
