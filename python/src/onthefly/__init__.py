@@ -26,6 +26,7 @@ configuration fields (its README has the table), for example
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import ctypes
 import enum
@@ -72,6 +73,9 @@ __all__ = [
     "initialize_online_training",
     "register_task",
     "default_data_dir",
+    "flush_async",
+    "wait_for_idle_async",
+    "shutdown_async",
     "add_training_example",
     "add_prediction_feedback",
     "add_user_correction",
@@ -467,6 +471,31 @@ class Coordinator:
         """Returns once no update is queued or running; :class:`TimeoutError` after ``timeout`` s."""
         self._call("wait_for_idle", _milliseconds(timeout, "timeout"))
 
+    # -- For asyncio: the calls that wait, awaited on a worker thread ------
+
+    async def flush_async(self, timeout: float = 60.0) -> None:
+        """:meth:`flush`, awaitable: the event loop runs on while it waits.
+
+        >>> await coordinator.flush_async(30)
+        """
+        await asyncio.to_thread(self.flush, timeout)
+
+    async def wait_for_idle_async(self, timeout: float = 60.0) -> None:
+        """:meth:`wait_for_idle`, awaitable: the event loop runs on while an
+        update finishes.
+
+        >>> coordinator.force_update_agent("scout")
+        >>> await coordinator.wait_for_idle_async(300)
+        """
+        await asyncio.to_thread(self.wait_for_idle, timeout)
+
+    async def close_async(self) -> None:
+        """:meth:`close`, awaitable (a running update finishes first, which
+        may take a while)."""
+        await asyncio.to_thread(self.close)
+
+    shutdown_async = close_async
+
     def rollback_model(self, agent_name: str, task_type: str, version: int) -> None:
         """Restores a kept checkpoint version of (agent, task) as the live model."""
         self._call(
@@ -674,6 +703,21 @@ def wait_for_idle(timeout: float = 60.0) -> None:
 def shutdown() -> None:
     """Stops the global instance (see :meth:`Coordinator.close`)."""
     _GLOBAL.close()
+
+
+async def flush_async(timeout: float = 60.0) -> None:
+    """See :meth:`Coordinator.flush_async` (on the global instance)."""
+    await _GLOBAL.flush_async(timeout)
+
+
+async def wait_for_idle_async(timeout: float = 60.0) -> None:
+    """See :meth:`Coordinator.wait_for_idle_async` (on the global instance)."""
+    await _GLOBAL.wait_for_idle_async(timeout)
+
+
+async def shutdown_async() -> None:
+    """See :meth:`Coordinator.close_async` (on the global instance)."""
+    await _GLOBAL.close_async()
 
 
 def export_dataset(agent_name: str, task_type: str, path: Union[str, os.PathLike]) -> int:
