@@ -278,6 +278,17 @@ OtfResult otf_coordinator_label(const struct OtfCoordinator *coordinator,
                                 int32_t priority_level,
                                 uint64_t *out_id);
 
+// `otf_list_checkpoints` on a handle.
+//
+// # Safety
+// `coordinator` is NULL or a live handle; every string is NULL or
+// NUL-terminated and valid during the call; `out_json` is NULL or valid for
+// a write.
+OtfResult otf_coordinator_list_checkpoints(const struct OtfCoordinator *coordinator,
+                                           const char *agent_name,
+                                           const char *task_type,
+                                           char **out_json);
+
 // `otf_metrics_text` on a handle.
 //
 // # Safety
@@ -425,6 +436,18 @@ OtfResult otf_label(uint64_t review_id,
 // The string belongs to the library and stays valid until the next `otf_`
 // call on the same thread; copy it to keep it. Do not free it.
 const char *otf_last_error_message(void);
+
+// The checkpoint versions of (agent, task) kept on disk, oldest first, as a
+// JSON array: `[{"version": 3, "serving": true, "metric": "accuracy",
+// "before": 0.61, "after": 0.64, "created_ms": 1765000000000}, ...]`
+// (`metric`, `before`, `after`, `created_ms` are null without a store
+// record). The versions `otf_rollback_model` can restore. The caller frees
+// `*out_json` with `otf_string_free`.
+//
+// # Safety
+// Every string is NULL or NUL-terminated and valid during the call;
+// `out_json` is NULL or valid for a write.
+OtfResult otf_list_checkpoints(const char *agent_name, const char *task_type, char **out_json);
 
 // The training system in Prometheus' text exposition format (see the Rust
 // `Coordinator::metrics_text`). On success `*out_text` receives it; the

@@ -61,7 +61,7 @@ pub use update::train_one_epoch;
 pub use base::{example, features};
 pub use base::{kind_of_learner, learner_name, LabelForm};
 pub use config::{ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice, StoreConfig, TextModelConfig};
-pub use coordinator::{Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};
+pub use coordinator::{CheckpointInfo, Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};
 pub use error::{Error, ModelError, Result, ValidationError};
 pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample};
 pub use feedback::{PredictionFeedback, UserCorrection};

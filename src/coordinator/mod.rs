@@ -6,11 +6,12 @@
 //! start-up, threads and shutdown here; `intake` (examples, feedback and
 //! corrections in, the update they trigger), `serve` (predictions),
 //! `review` (the review queues), `manage` (registering models, rollback,
-//! weights, export), `report` (status, history, metrics), `tasks` (what a task learns, JSON
+//! weights, export), `checkpoints` (the versions kept), `report` (status, history, metrics), `tasks` (what a task learns, JSON
 //! targets read by it), `recovery` (what
 //! the store and the checkpoints bring back at start-up) and `validate`
 //! (the input checks).
 
+mod checkpoints;
 mod intake;
 mod manage;
 mod recovery;
@@ -37,6 +38,8 @@ use crate::error::{Error, Result};
 use crate::runtime::{Shared, HISTORY_IN_MEMORY};
 use crate::store::{self, ExampleStore, Recovered, RecoveryLimits, StoreWriter};
 use crate::update;
+
+pub use checkpoints::CheckpointInfo;
 
 /// Where an accepted example went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

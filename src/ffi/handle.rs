@@ -267,6 +267,23 @@ pub unsafe extern "C" fn otf_coordinator_predict(
     })
 }
 
+/// `otf_list_checkpoints` on a handle.
+///
+/// # Safety
+/// `coordinator` is NULL or a live handle; every string is NULL or
+/// NUL-terminated and valid during the call; `out_json` is NULL or valid for
+/// a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_coordinator_list_checkpoints(
+    coordinator: *const OtfCoordinator,
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    out_json: *mut *mut c_char,
+) -> OtfResult {
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    guard(|| unsafe { ops::list_checkpoints(self::coordinator(coordinator)?, agent_name, task_type, out_json) })
+}
+
 /// `otf_register_task` on a handle.
 ///
 /// # Safety

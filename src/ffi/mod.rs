@@ -255,6 +255,26 @@ pub unsafe extern "C" fn otf_predict(
     guard(|| unsafe { ops::predict(global::global()?, agent_name, task_type, input_text, out_json) })
 }
 
+/// The checkpoint versions of (agent, task) kept on disk, oldest first, as a
+/// JSON array: `[{"version": 3, "serving": true, "metric": "accuracy",
+/// "before": 0.61, "after": 0.64, "created_ms": 1765000000000}, ...]`
+/// (`metric`, `before`, `after`, `created_ms` are null without a store
+/// record). The versions `otf_rollback_model` can restore. The caller frees
+/// `*out_json` with `otf_string_free`.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call;
+/// `out_json` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_list_checkpoints(
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    out_json: *mut *mut c_char,
+) -> OtfResult {
+    // SAFETY: the caller's guarantees, passed on unchanged.
+    guard(|| unsafe { ops::list_checkpoints(global::global()?, agent_name, task_type, out_json) })
+}
+
 /// Declares what a task learns, before or after its first example: `kind`
 /// is `"classifier"` (labels: strings, booleans or integer class ids),
 /// `"regressor"` (scores in 0..=1; integers 0 and 1 are scores too),

@@ -189,6 +189,29 @@ pub(super) unsafe fn force_update_agent(c: &Coordinator, agent_name: *const c_ch
     Ok(())
 }
 
+/// See `otf_list_checkpoints`.
+///
+/// # Safety
+/// Every string is NULL or NUL-terminated and valid during the call;
+/// `out_json` is NULL or valid for a write.
+pub(super) unsafe fn list_checkpoints(
+    c: &Coordinator,
+    agent_name: *const c_char,
+    task_type: *const c_char,
+    out_json: *mut *mut c_char,
+) -> Result<(), FfiError> {
+    required_out(out_json, "out_json")?;
+    // SAFETY (both reads): the caller's guarantee on each string.
+    let agent = unsafe { required_str(agent_name, "agent_name") }?;
+    let task = unsafe { required_str(task_type, "task_type") }?;
+    let kept = c.list_checkpoints(agent, task)?;
+    let json = serde_json::to_string(&kept)
+        .map_err(|e| FfiError::new(OtfResult::Internal, format!("checkpoint list: {e}")))?;
+    // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
+    unsafe { out_json.write(into_c_string(json)) };
+    Ok(())
+}
+
 /// See `otf_register_task`.
 ///
 /// # Safety

@@ -40,7 +40,10 @@ import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TypedDict, Union
+
+if TYPE_CHECKING:  # annotations are not evaluated at run time (PEP 563)
+    from typing_extensions import Unpack
 
 from . import _native
 from ._native import lib
@@ -68,10 +71,12 @@ from .errors import (
 
 __all__ = [
     "Coordinator",
+    "Config",
     "Prediction",
     "FeedbackOutcome",
     "initialize_online_training",
     "register_task",
+    "list_checkpoints",
     "default_data_dir",
     "flush_async",
     "wait_for_idle_async",
@@ -156,12 +161,61 @@ class Prediction:
     review_id: Optional[int] = None
 
 
+class Config(TypedDict, total=False):
+    """The configuration's keys, for completion and type checking: pass them
+    as keyword arguments to :class:`Coordinator` or
+    :func:`initialize_online_training` (``Coordinator(update_threshold=20)``).
+    Every key is optional; the environment (``TRAINING_*``, ``DATABASE_URL``)
+    and then the defaults fill the rest. docs/configuration.md explains each.
+    """
+
+    update_threshold: int
+    max_buffer_size: int
+    performance_window: int
+    rollback_threshold: float
+    check_interval_ms: int
+    stale_after_ms: int
+    acceptance: Dict[str, Any]
+    replay: Dict[str, Any]
+    immediate_update_priority: int
+    held_out_fraction: float
+    max_examples_per_update: int
+    max_concurrent_updates: int
+    max_input_bytes: int
+    max_name_bytes: int
+    feedback_uncertainty_threshold: float
+    feedback_importance_threshold: float
+    max_pending_review: int
+    predict_feedback_threshold: float
+    query_strategy: str
+    review_diversity: float
+    device: str
+    database: Optional[Dict[str, Any]]
+    store: Dict[str, Any]
+    model_paths: Dict[str, str]
+    data_dir: Union[str, os.PathLike]
+    checkpoints_kept: int
+    checkpoint_full_every: int
+    text_model: Dict[str, Any]
+    ewc: Dict[str, Any]
+    ewc_per_task: Dict[str, Any]
+    torchscript: Dict[str, Any]
+    model_kinds: Dict[str, str]
+    minilm_dir: Optional[str]
+    cluster: Optional[Dict[str, Any]]
+
+
 #: What :meth:`Coordinator.register_task` accepts as ``kind``.
 _TASK_KINDS = ("classifier", "regressor", "tagger", "kept")
 
 
 def library_version() -> str:
-    """The version of the Rust library inside the package."""
+    """The version of the Rust library inside the package (the same as the
+    package's own when it was built from this checkout).
+
+    >>> onthefly.library_version()
+    '0.1.0'
+    """
     return lib.otf_version().decode()
 
 
@@ -253,7 +307,11 @@ def default_data_dir() -> Path:
     in the working folder, so that agents started as their own processes
     from one folder (``scout.py``, ``analyst.py``, ...) each keep their own
     store and find it again after a restart. A folder of an earlier version
-    (``onthefly-data`` holding a store itself) is kept, with a warning."""
+    (``onthefly-data`` holding a store itself) is kept, with a warning.
+
+    >>> onthefly.default_data_dir()  # in agents/scout.py
+    PosixPath('onthefly-data/scout')
+    """
     root = Path(DEFAULT_DATA_ROOT)
     if (root / "onthefly.sqlite3").exists():
         warnings.warn(
@@ -291,7 +349,7 @@ class Coordinator:
     Methods may be called from many threads at once.
     """
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, **config: Unpack[Config]) -> None:
         handle = ctypes.c_void_p()
         _check(lib.otf_coordinator_new(_config_json(config), ctypes.byref(handle)))
         self._handle: Optional[ctypes.c_void_p] = handle
@@ -337,7 +395,35 @@ class Coordinator:
     ) -> int:
         """Adds a labelled example to the agent's buffer; returns its id.
 
-        ``correction_priority`` 2 and 3 trigger an immediate update.
+        Args:
+            agent_name: the agent whose model learns it (``"scout"``).
+            task_type: the task within the agent (``"news_classification"``).
+            input_text: the model's input.
+            expected_output: the correct output. A ``str``, ``bool`` or
+                ``int`` is a class label (answered by :meth:`predict` in the
+                same form), a ``float`` in 0..1 a score, a list of ``str``
+                one tag per word of the input; anything else JSON is kept for
+                :meth:`export_dataset`, not trained. A task's first target
+                (or :meth:`register_task`) fixes what it learns.
+            uncertainty_score: how unsure the agent was, 0..1.
+            importance_score: how much the example matters, 0..1.
+            source_url: where the input came from.
+            user_feedback: a person's comment, if any.
+            correction_priority: 0..3; 2 and 3 start an update at once.
+
+        Returns:
+            The example's id (increasing).
+
+        Raises:
+            InvalidArgumentError: (a ``ValueError``) a value out of range,
+                empty, with a NUL character, or one the task cannot learn
+                (the message says what to pass instead).
+            ShutDownError: after :meth:`close`.
+            ForkedProcessError: in a process forked from the one that
+                started the instance.
+
+        >>> coordinator.add_training_example("scout", "news", "Storm hits the coast", "bbc", 0.3)
+        17
         """
         out = ctypes.c_uint64()
         self._call(
@@ -365,11 +451,28 @@ class Coordinator:
         confidence_score: float,
         source_url: str = "",
     ) -> FeedbackOutcome:
-        """Hands in a prediction an agent made; ``actual_output`` None when not known.
+        """Hands in a prediction an agent made.
 
         A wrong or unsure prediction with its answer becomes a training
-        example; an unsure one without waits for a person's label
-        (:meth:`next_for_review`).
+        example; an unsure one without an answer waits for a person's label
+        (:meth:`next_for_review`); a confident right one is not needed.
+
+        Args:
+            agent_name, task_type, input_text: as for :meth:`add_training_example`.
+            predicted_output: what the agent answered.
+            actual_output: the correct answer, or ``None`` when not known.
+            confidence_score: the agent's confidence, 0..1.
+            source_url: where the input came from.
+
+        Returns:
+            A :class:`FeedbackOutcome`: ``LEARNED``, ``AWAITING_LABEL`` or
+            ``NOT_NEEDED``.
+
+        Raises:
+            InvalidArgumentError: as for :meth:`add_training_example`.
+
+        >>> coordinator.add_prediction_feedback("scout", "news", "Storm hits", "cnn", "bbc", 0.4)
+        <FeedbackOutcome.LEARNED: 'learned'>
         """
         out = ctypes.c_uint32()
         self._call(
@@ -395,7 +498,24 @@ class Coordinator:
         priority: int = 2,
         user_feedback: Optional[str] = None,
     ) -> int:
-        """Adds a person's correction (priority 2, the default, updates at once); returns its id."""
+        """Adds a person's correction; returns the example's id.
+
+        A correction is never held out for judging, and priority 2 (the
+        default) or 3 starts an update at once.
+
+        Args:
+            agent_name, task_type, input_text: as for :meth:`add_training_example`.
+            incorrect_output: what the agent answered.
+            correct_output: the right answer (learned).
+            priority: 0..3.
+            user_feedback: the person's comment.
+
+        Raises:
+            InvalidArgumentError: as for :meth:`add_training_example`.
+
+        >>> coordinator.add_user_correction("scout", "news", "Storm hits", "cnn", "bbc")
+        18
+        """
         out = ctypes.c_uint64()
         self._call(
             "add_user_correction",
@@ -411,14 +531,30 @@ class Coordinator:
         return out.value
 
     def get_training_status(self) -> Dict[str, Any]:
-        """The original's status keys (``is_training``, ``buffer_sizes``,
-        ``total_examples``, ``performance_history_size``, ``recent_performance``,
-        ``update_threshold``, ``rollback_threshold``) and this library's
-        (``agents`` in detail, ``store``, ``cluster``)."""
+        """The training system's state, as a dict.
+
+        The original's keys (``is_training``, ``buffer_sizes``,
+        ``total_examples``, ``performance_history_size``,
+        ``recent_performance``, ``update_threshold``, ``rollback_threshold``)
+        and this library's: ``agents`` (per agent: ``examples_received``,
+        ``examples_trained``, ``examples_held_out``, ``updates_accepted``,
+        ``updates_rolled_back``, ``last_error``, ``models``, ``reviews`` ...),
+        ``store`` and ``cluster``.
+
+        >>> coordinator.get_training_status()["agents"]["scout"]["examples_trained"]
+        240
+        """
         return json.loads(self._text_call("get_training_status"))
 
     def force_update_agent(self, agent_name: str) -> None:
-        """Queues an update of the agent now, whatever its buffer holds."""
+        """Queues an update of the agent now, whatever its buffer holds, and
+        returns without waiting for it (:meth:`wait_for_idle` waits).
+
+        Raises:
+            UnknownAgentError: no example was ever added for the agent.
+
+        >>> coordinator.force_update_agent("scout")
+        """
         self._call("force_update_agent", _text(agent_name, "agent_name"))
 
     # -- Beyond the original -------------------------------------------------
@@ -451,7 +587,24 @@ class Coordinator:
         )
 
     def predict(self, agent_name: str, task_type: str, input_text: str) -> Prediction:
-        """The live model's answer; :class:`NoModelError` before the task's first update."""
+        """The live model's answer for ``input_text``.
+
+        A label comes back in the form the task's labels were given (a
+        ``bool`` task answers ``True``/``False``). An answer less confident
+        than ``predict_feedback_threshold`` is also queued for a person
+        (its ``review_id``); answering that input yourself takes it out.
+
+        Returns:
+            A :class:`Prediction` (``output``, ``confidence``,
+            ``model_version``, ``review_id``).
+
+        Raises:
+            UnknownAgentError: no example was ever added for the agent.
+            NoModelError: the task has had no accepted update yet.
+
+        >>> coordinator.predict("scout", "news", "Storm hits the coast").output
+        'bbc'
+        """
         raw = json.loads(
             self._text_call(
                 "predict", _text(agent_name, "agent_name"), _text(task_type, "task_type"), _text(input_text, "input_text")
@@ -460,15 +613,34 @@ class Coordinator:
         return Prediction(raw["output"], raw["confidence"], raw["model_version"], raw.get("review_id"))
 
     def metrics(self) -> str:
-        """The training system in Prometheus' text exposition format."""
+        """The training system in Prometheus' text exposition format (serve it
+        on ``/metrics``).
+
+        >>> print(coordinator.metrics().splitlines()[0])
+        # HELP onthefly_examples_received_total ...
+        """
         return self._text_call("metrics_text")
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Returns once everything accepted before the call is durable; :class:`TimeoutError` after ``timeout`` s."""
+        """Returns once every example accepted before the call is stored.
+
+        Raises:
+            TimeoutError: after ``timeout`` seconds (the rows are still queued).
+
+        >>> coordinator.flush(30)
+        """
         self._call("flush", _milliseconds(timeout, "timeout"))
 
     def wait_for_idle(self, timeout: float = 60.0) -> None:
-        """Returns once no update is queued or running; :class:`TimeoutError` after ``timeout`` s."""
+        """Returns once no update is queued or running: every update done by
+        then serves. :meth:`wait_for_idle_async` under asyncio.
+
+        Raises:
+            TimeoutError: after ``timeout`` seconds.
+
+        >>> coordinator.force_update_agent("scout")
+        >>> coordinator.wait_for_idle(300)
+        """
         self._call("wait_for_idle", _milliseconds(timeout, "timeout"))
 
     # -- For asyncio: the calls that wait, awaited on a worker thread ------
@@ -490,20 +662,60 @@ class Coordinator:
         await asyncio.to_thread(self.wait_for_idle, timeout)
 
     async def close_async(self) -> None:
-        """:meth:`close`, awaitable (a running update finishes first, which
-        may take a while)."""
+        """:meth:`close`, awaitable: a running update finishes first, which
+        may take a while; the event loop runs on meanwhile.
+
+        >>> await coordinator.close_async()
+        """
         await asyncio.to_thread(self.close)
 
     shutdown_async = close_async
 
+    def list_checkpoints(self, agent_name: str, task_type: str) -> List[Dict[str, Any]]:
+        """The checkpoint versions of (agent, task) kept on disk, oldest
+        first: dicts with ``version``, ``serving``, ``metric``, ``before``,
+        ``after`` (the held-out metric of the update that made it) and
+        ``created_ms``; the versions :meth:`rollback_model` restores.
+
+        Raises:
+            UnknownAgentError: no example was ever added for the agent.
+
+        >>> coordinator.list_checkpoints("scout", "news")[-1]
+        {'version': 6, 'serving': True, 'metric': 'accuracy', 'before': 0.61, 'after': 0.64, 'created_ms': 1765...}
+        """
+        return json.loads(
+            self._text_call("list_checkpoints", _text(agent_name, "agent_name"), _text(task_type, "task_type"))
+        )
+
     def rollback_model(self, agent_name: str, task_type: str, version: int) -> None:
-        """Restores a kept checkpoint version of (agent, task) as the live model."""
+        """Serves a kept checkpoint version of (agent, task) again, until a
+        newer one is accepted (also after a restart).
+
+        Args:
+            version: one of :meth:`list_checkpoints`'s versions.
+
+        Raises:
+            CheckpointError: no such version is kept, or it cannot be read.
+            NoModelError: the task has no model.
+
+        >>> [c["version"] for c in coordinator.list_checkpoints("scout", "news")]
+        [4, 5, 6]
+        >>> coordinator.rollback_model("scout", "news", 5)
+        """
         self._call(
             "rollback_model", _text(agent_name, "agent_name"), _text(task_type, "task_type"), _id(version, "version")
         )
 
     def export_dataset(self, agent_name: str, task_type: str, path: Union[str, os.PathLike]) -> int:
-        """Writes the task's examples to ``path`` as JSON lines; returns how many."""
+        """Writes every stored example of the task to ``path`` as JSON lines
+        (input, output, split, state); returns how many.
+
+        Raises:
+            IoError: ``path`` cannot be written.
+
+        >>> coordinator.export_dataset("synthesizer", "summary", "summaries.jsonl")
+        120
+        """
         out = ctypes.c_uint64()
         self._call(
             "export_dataset",
@@ -515,7 +727,14 @@ class Coordinator:
         return out.value
 
     def next_for_review(self, agent_name: str, task_type: str, n: int = 10) -> List[Dict[str, Any]]:
-        """Hands out up to ``n`` predictions waiting for a label, the most useful first."""
+        """Hands out up to ``n`` predictions waiting for a person's label, the
+        most useful first (dicts with ``review_id``, ``input_text``,
+        ``predicted_output``, ``confidence``, ...). Answer each with
+        :meth:`label` or give it back with :meth:`skip`.
+
+        >>> item = coordinator.next_for_review("scout", "news", 1)[0]
+        >>> coordinator.label(item["review_id"], "reuters")
+        """
         if not 0 <= int(n) <= _U32_MS:
             raise InvalidArgumentError(f"n must be between 0 and {_U32_MS}, got {n}")
         return json.loads(
@@ -523,22 +742,44 @@ class Coordinator:
         )
 
     def label(self, review_id: int, output: Value, priority: Optional[int] = None) -> int:
-        """Labels a review item: it becomes a correction (priority 2 unless given); returns its id."""
+        """Labels a review item: it becomes a correction (priority 2 unless
+        given); returns the example's id.
+
+        Raises:
+            InvalidArgumentError: unknown or already labelled ``review_id``,
+                or an output the task cannot learn.
+
+        >>> item = coordinator.next_for_review("scout", "news", 1)[0]
+        >>> coordinator.label(item["review_id"], "reuters")
+        42
+        """
         out = ctypes.c_uint64()
         level = -1 if priority is None else _int32(priority, "priority")
         self._call("label", _id(review_id, "review_id"), _json(output, "output"), level, ctypes.byref(out))
         return out.value
 
     def skip(self, review_id: int) -> None:
-        """Returns a handed-out review item to its queue, unlabelled."""
+        """Returns a handed-out review item to its queue, unlabelled.
+
+        Raises:
+            InvalidArgumentError: unknown, labelled or not handed out.
+
+        >>> item = coordinator.next_for_review("scout", "news", 1)[0]
+        >>> coordinator.skip(item["review_id"])  # someone else will label it
+        """
         self._call("skip", _id(review_id, "review_id"))
 
     # -- Life cycle ----------------------------------------------------------
 
     def close(self) -> None:
         """Stops the training system: a running update finishes, every accepted
-        example is written; later calls raise :class:`ShutDownError`. Closing
-        twice is fine."""
+        example is written; later calls raise :class:`ShutDownError` and
+        ``repr`` says closed. Closing twice is fine; leaving a ``with`` block
+        closes it.
+
+        >>> with onthefly.Coordinator(data_dir="scout-data") as coordinator:
+        ...     coordinator.add_training_example("scout", "news", "Storm hits", "bbc", 0.3)
+        """
         if self._is_global:
             _check(lib.otf_shutdown())
         elif self._handle is not None:
@@ -593,13 +834,18 @@ _GLOBAL = Coordinator._global_instance()
 _INIT_LOCK = threading.Lock()
 
 
-def initialize_online_training(update_threshold: int = 50, **config: Any) -> Coordinator:
+def initialize_online_training(update_threshold: int = 50, **config: Unpack[Config]) -> Coordinator:
     """Starts the global training system and returns it.
 
     Calling it again with the same configuration returns the running
     instance; with another it raises :class:`AlreadyInitializedError`. After
     :func:`shutdown` the global instance cannot be started again in this
-    process (open a :class:`Coordinator` instead).
+    process (open a :class:`Coordinator` instead). The keyword arguments are
+    the keys of :class:`Config`; without ``data_dir`` each program keeps its
+    store in :func:`default_data_dir`.
+
+    >>> onthefly.initialize_online_training(update_threshold=20)
+    <onthefly.Coordinator global, open>
     """
     with _INIT_LOCK:
         _check(lib.otf_initialize(_config_json({**config, "update_threshold": update_threshold})))
@@ -701,7 +947,13 @@ def wait_for_idle(timeout: float = 60.0) -> None:
 
 
 def shutdown() -> None:
-    """Stops the global instance (see :meth:`Coordinator.close`)."""
+    """Stops the global instance: a running update finishes, every accepted
+    example is written; later calls raise :class:`ShutDownError`, and it
+    cannot be started again in this process. A process that exits without
+    it shuts down the same way on its way out.
+
+    >>> onthefly.shutdown()
+    """
     _GLOBAL.close()
 
 
@@ -716,7 +968,11 @@ async def wait_for_idle_async(timeout: float = 60.0) -> None:
 
 
 async def shutdown_async() -> None:
-    """See :meth:`Coordinator.close_async` (on the global instance)."""
+    """:func:`shutdown`, awaitable: the event loop runs on while a running
+    update finishes.
+
+    >>> await onthefly.shutdown_async()
+    """
     await _GLOBAL.close_async()
 
 
@@ -745,11 +1001,54 @@ def skip(review_id: int) -> None:
     _GLOBAL.skip(review_id)
 
 
+def list_checkpoints(agent_name: str, task_type: str) -> List[Dict[str, Any]]:
+    """See :meth:`Coordinator.list_checkpoints` (on the global instance)."""
+    return _GLOBAL.list_checkpoints(agent_name, task_type)
+
+
 def adopt_original_database(database_url: Optional[str] = None) -> int:
     """Adopts the original JustNews system's PostgreSQL database (its tables
     moved aside, its examples imported); ``None`` for the one the environment
     names. Call it once before starting on that database; returns the rows
-    this call imported (0 the second time)."""
+    this call imported (0 the second time).
+
+    >>> onthefly.adopt_original_database("postgresql://justnews@localhost/justnews")
+    12840
+    """
     out = ctypes.c_uint64()
     _check(lib.otf_adopt_original_database(_text(database_url, "database_url"), ctypes.byref(out)))
     return out.value
+
+
+def _document_module_functions() -> None:
+    """Gives each module-level function its method's whole docstring (its
+    arguments, return value, exceptions and example), on the global
+    instance: ``help(onthefly.add_training_example)`` says everything."""
+    for name in (
+        "add_training_example",
+        "add_prediction_feedback",
+        "add_user_correction",
+        "get_training_status",
+        "force_update_agent",
+        "register_task",
+        "predict",
+        "metrics",
+        "flush",
+        "wait_for_idle",
+        "flush_async",
+        "wait_for_idle_async",
+        "export_dataset",
+        "rollback_model",
+        "list_checkpoints",
+        "next_for_review",
+        "label",
+        "skip",
+    ):
+        method = getattr(Coordinator, name)
+        globals()[name].__doc__ = (
+            f"{method.__doc__}\n\n        On the global instance (:func:`initialize_online_training`); "
+            "``NotInitializedError`` before it."
+        )
+
+
+_document_module_functions()

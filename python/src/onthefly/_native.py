@@ -39,6 +39,7 @@ _OPERATIONS = {
     "predict": [_S, _S, _S, _OUT_TEXT],
     "force_update_agent": [_S],
     "register_task": [_S, _S, _S],
+    "list_checkpoints": [_S, _S, _OUT_TEXT],
     "get_training_status": [_OUT_TEXT],
     "metrics_text": [_OUT_TEXT],
     "rollback_model": [_S, _S, c_uint64],
