@@ -172,9 +172,18 @@ impl Config {
             ("memory_backlog", store.memory_backlog as u64),
             ("retry_max_ms", store.retry_max_ms),
             ("connect_timeout_ms", store.connect_timeout_ms),
+            ("retention.interval_ms", store.retention.interval_ms),
         ] {
             if value == 0 {
                 return field("store", format!("{name} must be at least 1, got 0"));
+            }
+        }
+        if let Some(hours) = store.retention.max_age_hours {
+            if !(hours.is_finite() && hours > 0.0) {
+                return field(
+                    "store",
+                    format!("retention.max_age_hours must be a number of hours above 0 (or null to keep every age), got {hours}"),
+                );
             }
         }
         Ok(())

@@ -29,6 +29,7 @@
 mod adopt;
 pub(crate) mod postgres;
 mod recovery;
+mod retention;
 pub mod schema;
 mod settings;
 mod spool;
@@ -41,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::{ExampleId, LabelForm, ModelPerformance, Target, TargetKind, TrainingExample};
 pub(crate) use settings::default_pool_size;
-pub use settings::{DatabaseConfig, StoreConfig};
+pub use settings::{DatabaseConfig, RetentionConfig, StoreConfig};
 
 pub use self::adopt::{adopt_original_database, Adoption, MOVED_PREFIX};
 pub use self::postgres::PostgresStore;
@@ -347,8 +348,13 @@ pub(crate) fn task_from_stored(
 }
 
 /// The query behind [`Recovered::settled`] (the same in both stores).
-pub(crate) const SETTLED_COUNTS_SQL: &str = "SELECT agent_name, state, count(*) FROM training_examples \
-     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed') GROUP BY agent_name, state";
+/// Rows retention deleted count too (`onthefly_retired`).
+pub(crate) const SETTLED_COUNTS_SQL: &str = "SELECT agent_name, state, CAST(sum(n) AS BIGINT) FROM (\
+     SELECT agent_name, state, count(*) AS n FROM training_examples \
+     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed') GROUP BY agent_name, state \
+     UNION ALL SELECT agent_name, state, retired AS n FROM onthefly_retired \
+     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed')) AS counted \
+     GROUP BY agent_name, state";
 
 /// One row of [`SETTLED_COUNTS_SQL`], read.
 pub(crate) fn settled_count(agent: String, state: &str, n: i64) -> Result<(String, ExampleState, u64), StoreError> {
@@ -456,6 +462,10 @@ pub trait ExampleStore: Send + Sync {
 
     /// The recorded checkpoints of an (agent, task), by version.
     fn checkpoints(&self, agent: &str, task: &str) -> Result<Vec<CheckpointRecord>, StoreError>;
+
+    /// Deletes the settled examples `policy` lets go (see
+    /// [`RetentionConfig`]) as of `now_ms`; returns how many.
+    fn retire(&self, policy: &RetentionConfig, now_ms: u64) -> Result<u64, StoreError>;
 
     /// The schema version the database is at.
     fn schema_version(&self) -> Result<i64, StoreError>;

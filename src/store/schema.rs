@@ -216,6 +216,28 @@ CREATE TABLE onthefly_tasks (
 );
 "#,
     },
+    Migration {
+        version: 6,
+        description: "retention: each agent's deleted settled rows, counted per state",
+        postgres: r#"
+CREATE TABLE onthefly_retired (
+    agent_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    retired BIGINT NOT NULL,
+    PRIMARY KEY (agent_name, state)
+);
+CREATE INDEX training_examples_by_time ON training_examples ("timestamp");
+"#,
+        sqlite: r#"
+CREATE TABLE onthefly_retired (
+    agent_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    retired INTEGER NOT NULL,
+    PRIMARY KEY (agent_name, state)
+);
+CREATE INDEX training_examples_by_time ON training_examples ("timestamp");
+"#,
+    },
 ];
 
 /// The newest schema version this library knows.

@@ -46,6 +46,49 @@ pub struct StoreConfig {
     pub retry_max_ms: u64,
     /// How long getting a PostgreSQL connection may take, in milliseconds.
     pub connect_timeout_ms: u64,
+    /// Which settled examples the store deletes, so that it does not grow
+    /// without bound.
+    pub retention: RetentionConfig,
+}
+
+/// Which settled examples the store deletes: those whose way has ended
+/// (trained, evicted, discarded, failed, answered in review) and that no
+/// replay memory holds. Buffered, held-out, kept (for export), quarantined
+/// and pending-review rows, and the performance history, are never deleted.
+/// The status counters survive the deletion (each agent's deleted rows are
+/// counted in `onthefly_retired`).
+///
+/// The defaults keep a day: at the original system's 1,000 examples/s,
+/// about 86 million rows (docs/operations.md gives the measured bytes per
+/// row of each store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Settled examples older than this many hours go; `None` keeps them
+    /// whatever their age.
+    pub max_age_hours: Option<f64>,
+    /// At most this many settled examples per agent are kept, the newest;
+    /// `None` for no bound by count.
+    pub max_settled_per_agent: Option<u64>,
+    /// How often the writer deletes, in milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_age_hours: Some(24.0),
+            max_settled_per_agent: None,
+            interval_ms: 600_000,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Whether it deletes anything at all.
+    pub fn is_active(&self) -> bool {
+        self.max_age_hours.is_some() || self.max_settled_per_agent.is_some()
+    }
 }
 
 impl Default for StoreConfig {
@@ -56,6 +99,7 @@ impl Default for StoreConfig {
             memory_backlog: 10_000,
             retry_max_ms: 2_000,
             connect_timeout_ms: 5_000,
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -194,6 +194,29 @@ impl ExampleStore for SqliteStore {
         current_version(&self.conn.lock())
     }
 
+    fn retire(&self, policy: &super::RetentionConfig, now_ms: u64) -> Result<u64, StoreError> {
+        use super::retention::{cutoff_ms, keep_per_agent, retire_statements, Bound};
+        let Some((statements, bound)) = retire_statements(policy, |i| format!("?{i}")) else {
+            return Ok(0);
+        };
+        let values: Vec<i64> = bound
+            .iter()
+            .map(|b| match b {
+                Bound::Cutoff => ms(cutoff_ms(policy, now_ms)),
+                Bound::Keep => keep_per_agent(policy),
+            })
+            .collect();
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(classify)?;
+        tx.execute(&statements[0], rusqlite::params_from_iter(&values))
+            .map_err(classify)?;
+        let deleted = tx
+            .execute(&statements[1], rusqlite::params_from_iter(&values))
+            .map_err(classify)?;
+        tx.commit().map_err(classify)?;
+        Ok(deleted as u64)
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }

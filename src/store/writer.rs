@@ -45,6 +45,8 @@ pub struct StoreStatus {
     pub spool_bytes: u64,
     /// Operations the database refused, set aside in `rejected.jsonl`.
     pub rejected: u64,
+    /// Settled examples the retention policy deleted since start.
+    pub retired: u64,
     /// Whether the last attempt to reach the database succeeded.
     pub connected: bool,
     /// The last error, if any: cleared once the database is reachable again
@@ -71,6 +73,7 @@ struct Counters {
     spooled: AtomicU64,
     spool_bytes: AtomicU64,
     rejected: AtomicU64,
+    retired: AtomicU64,
     connected: AtomicBool,
     /// The last error, when it happened, and whether it was an outage.
     last_error: Mutex<Option<(String, u64, bool)>>,
@@ -126,6 +129,7 @@ impl StoreWriter {
             backoff: FIRST_RETRY,
             counters: Arc::clone(&counters),
             stopping: false,
+            next_retention: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("onthefly-store".into())
@@ -188,6 +192,7 @@ impl StoreWriter {
             spooled: c.spooled.load(Ordering::Acquire),
             spool_bytes: c.spool_bytes.load(Ordering::Acquire),
             rejected: c.rejected.load(Ordering::Acquire),
+            retired: c.retired.load(Ordering::Acquire),
             connected: c.connected.load(Ordering::Acquire),
             last_error: last_error.as_ref().map(|(e, _, _)| e.clone()),
             last_error_ms: last_error.as_ref().map(|(_, at, _)| *at),
@@ -236,6 +241,8 @@ struct Worker {
     backoff: Duration,
     counters: Arc<Counters>,
     stopping: bool,
+    /// When the next retention pass is due.
+    next_retention: Instant,
 }
 
 impl Worker {
@@ -262,7 +269,14 @@ impl Worker {
     fn step(&mut self) -> bool {
         let idle = self.pending.is_empty() && self.spool.is_empty();
         let first = match (idle, self.retry_at) {
-            (true, _) => self.rx.recv().ok(),
+            (true, _) => match self.rx.recv_timeout(self.until_retention()) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.retire_if_due();
+                    return true;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
             (false, Some(at)) => match self.rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -302,7 +316,44 @@ impl Worker {
         }
         self.publish();
         self.answer_waiters();
+        if self.retry_at.is_none() && !self.stopping {
+            self.retire_if_due();
+        }
         !(self.stopping && self.pending.is_empty() && self.waiters.is_empty())
+    }
+
+    /// How long until the next retention pass (a long wait when the policy
+    /// deletes nothing).
+    fn until_retention(&self) -> Duration {
+        if self.config.retention.is_active() {
+            self.next_retention.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(3_600)
+        }
+    }
+
+    /// Deletes what the retention policy lets go, when a pass is due. A
+    /// failure is noted and tried again at the next pass.
+    fn retire_if_due(&mut self) {
+        let policy = &self.config.retention;
+        if !policy.is_active() || Instant::now() < self.next_retention {
+            return;
+        }
+        self.next_retention = Instant::now() + Duration::from_millis(policy.interval_ms.max(1));
+        match self
+            .store
+            .retire(policy, crate::base::unix_millis(std::time::SystemTime::now()))
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                self.counters.retired.fetch_add(n, Ordering::AcqRel);
+                tracing::info!(rows = n, "retention deleted settled examples");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention pass failed; it runs again at the next pass");
+                self.note_error(format!("retention: {e}"));
+            }
+        }
     }
 
     /// Replays the spool, then writes the backlog, in batches, until done or

@@ -235,6 +235,30 @@ impl ExampleStore for PostgresStore {
         .collect()
     }
 
+    fn retire(&self, policy: &super::RetentionConfig, now_ms: u64) -> Result<u64, StoreError> {
+        use super::retention::{cutoff_ms, keep_per_agent, retire_statements, Bound};
+        let Some((statements, bound)) = retire_statements(policy, |i| format!("${i}")) else {
+            return Ok(0);
+        };
+        let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_millis(cutoff_ms(policy, now_ms));
+        let keep = keep_per_agent(policy);
+        let values: Vec<&(dyn postgres::types::ToSql + Sync)> = bound
+            .iter()
+            .map(|b| -> &(dyn postgres::types::ToSql + Sync) {
+                match b {
+                    Bound::Cutoff => &cutoff,
+                    Bound::Keep => &keep,
+                }
+            })
+            .collect();
+        let mut conn = self.conn()?;
+        let mut tx = conn.transaction().map_err(classify)?;
+        tx.execute(statements[0].as_str(), &values).map_err(classify)?;
+        let deleted = tx.execute(statements[1].as_str(), &values).map_err(classify)?;
+        tx.commit().map_err(classify)?;
+        Ok(deleted)
+    }
+
     fn schema_version(&self) -> Result<i64, StoreError> {
         let mut conn = self.conn()?;
         Ok(conn
