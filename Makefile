@@ -83,11 +83,12 @@ test-downstream: venv
 	env -u LD_LIBRARY_PATH target/debug/downstream-agent target/test-data/downstream \
 		| grep -E '^PREDICTION "(bbc|cnn|reuters)" [1-9][0-9]*$$'
 
-## wheel: the Python package as a wheel in target/wheels (release build).
+## wheel: the Python package as a wheel in dist/ (release build), installed with
+## `pip install dist/onthefly_training-*.whl` in seconds where torch==2.13.0 is.
 wheel: venv $(PY_STAMP)
 	rm -rf python/build
 	ONTHEFLY_BUILD_LIBTORCH=$(CURDIR)/$(VENV)/libtorch \
-		$(PY_VENV)/bin/python -m pip wheel --no-build-isolation --no-deps --wheel-dir target/wheels ./python
+		$(PY_VENV)/bin/python -m pip wheel --no-build-isolation --no-deps --wheel-dir dist ./python
 
 ## check-header: include/onthefly.h must be committed and match what build.rs generates.
 check-header:

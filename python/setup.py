@@ -13,6 +13,21 @@ import os
 from setuptools import setup
 from setuptools_rust import Binding, RustExtension
 
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel  # setuptools >= 70.1
+except ImportError:
+    from wheel.bdist_wheel import bdist_wheel
+
+
+class PlatformWheel(bdist_wheel):
+    """A wheel for every CPython 3 of the platform (``py3-none-linux_x86_64``):
+    the package reaches its library through ctypes, not Python's C API, so
+    one wheel serves every interpreter version."""
+
+    def get_tag(self):
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
+
 
 def torch_dir() -> str:
     """The torch package of the build environment (torch==2.13.0)."""
@@ -25,6 +40,7 @@ def torch_dir() -> str:
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 setup(
+    cmdclass={"bdist_wheel": PlatformWheel},
     rust_extensions=[
         RustExtension(
             "onthefly.libonthefly",

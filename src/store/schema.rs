@@ -259,6 +259,41 @@ pub fn check_not_newer(current: i64) -> Result<(), super::StoreError> {
     Ok(())
 }
 
+/// What one backend does at each step of a migration, inside the one
+/// transaction (and, for PostgreSQL, the advisory lock) it holds for it.
+pub(super) trait MigrationSteps {
+    /// The version the schema is at (0 for an empty database), after
+    /// creating the version table if needed.
+    fn current_version(&mut self) -> Result<i64, super::StoreError>;
+    /// Before the first migration of an empty schema (PostgreSQL refuses a
+    /// database holding another program's tables of the same names).
+    fn before_first(&mut self) -> Result<(), super::StoreError> {
+        Ok(())
+    }
+    /// Runs `migration`'s statements and records it in the version table.
+    fn apply(&mut self, migration: &Migration) -> Result<(), super::StoreError>;
+}
+
+/// The migration sequence, once for both stores: refuse a newer schema,
+/// then apply each pending migration in order.
+pub(super) fn migrate_with(steps: &mut impl MigrationSteps, backend: &str) -> Result<(), super::StoreError> {
+    let current = steps.current_version()?;
+    check_not_newer(current)?;
+    if current == 0 {
+        steps.before_first()?;
+    }
+    for migration in pending(current) {
+        steps.apply(migration)?;
+        tracing::info!(
+            backend,
+            version = migration.version,
+            description = migration.description,
+            "schema migrated"
+        );
+    }
+    Ok(())
+}
+
 /// Which rows a recovery query ranks, and how.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ranked {

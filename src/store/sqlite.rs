@@ -53,23 +53,34 @@ impl SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(classify)?;
-        tx.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, description TEXT NOT NULL, \
-             applied_at INTEGER NOT NULL)"
-        ))
-        .map_err(classify)?;
-        let current = current_version(&tx)?;
-        schema::check_not_newer(current)?;
-        for m in schema::pending(current) {
-            tx.execute_batch(m.sqlite).map_err(classify)?;
-            tx.execute(
+        schema::migrate_with(&mut Migrating(&tx), "sqlite")?;
+        tx.commit().map_err(classify)
+    }
+}
+
+/// The steps of a migration on SQLite.
+struct Migrating<'a, 'b>(&'a Transaction<'b>);
+
+impl schema::MigrationSteps for Migrating<'_, '_> {
+    fn current_version(&mut self) -> Result<i64, StoreError> {
+        self.0
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER PRIMARY KEY, description TEXT NOT NULL, \
+                 applied_at INTEGER NOT NULL)"
+            ))
+            .map_err(classify)?;
+        current_version(self.0)
+    }
+
+    fn apply(&mut self, m: &schema::Migration) -> Result<(), StoreError> {
+        self.0.execute_batch(m.sqlite).map_err(classify)?;
+        self.0
+            .execute(
                 &format!("INSERT INTO {VERSION_TABLE} (version, description, applied_at) VALUES (?1, ?2, ?3)"),
                 params![m.version, m.description, now_ms()],
             )
             .map_err(classify)?;
-            tracing::info!(version = m.version, description = m.description, file = %self.path.display(), "SQLite schema migrated");
-        }
-        tx.commit().map_err(classify)
+        Ok(())
     }
 }
 

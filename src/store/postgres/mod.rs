@@ -83,33 +83,42 @@ impl PostgresStore {
         let mut tx = conn.transaction().map_err(classify)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(classify)?;
-        tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        ))
-        .map_err(classify)?;
-        let current: i64 = tx
+        schema::migrate_with(&mut Migrating(&mut tx), "postgres")?;
+        tx.commit().map_err(classify)
+    }
+}
+
+/// The steps of a migration on PostgreSQL (under the advisory lock).
+struct Migrating<'a, 'b>(&'a mut postgres::Transaction<'b>);
+
+impl schema::MigrationSteps for Migrating<'_, '_> {
+    fn current_version(&mut self) -> Result<i64, StoreError> {
+        self.0
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            ))
+            .map_err(classify)?;
+        Ok(self
+            .0
             .query_one(&format!("SELECT COALESCE(max(version), 0) FROM {VERSION_TABLE}"), &[])
             .map_err(classify)?
-            .get(0);
-        schema::check_not_newer(current)?;
-        if current == 0 {
-            refuse_foreign_tables(&mut tx)?;
-        }
-        for m in schema::pending(current) {
-            tx.batch_execute(m.postgres).map_err(classify)?;
-            tx.execute(
+            .get(0))
+    }
+
+    fn before_first(&mut self) -> Result<(), StoreError> {
+        refuse_foreign_tables(self.0)
+    }
+
+    fn apply(&mut self, m: &schema::Migration) -> Result<(), StoreError> {
+        self.0.batch_execute(m.postgres).map_err(classify)?;
+        self.0
+            .execute(
                 &format!("INSERT INTO {VERSION_TABLE} (version, description) VALUES ($1, $2)"),
                 &[&m.version, &m.description],
             )
             .map_err(classify)?;
-            tracing::info!(
-                version = m.version,
-                description = m.description,
-                "PostgreSQL schema migrated"
-            );
-        }
-        tx.commit().map_err(classify)
+        Ok(())
     }
 }
 
