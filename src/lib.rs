@@ -22,35 +22,50 @@
 //! # Ok::<(), onthefly::Error>(())
 //! ```
 //!
-//! The update pipeline lives in [`update`](crate::update)'s module docs; C
+//! The layers and one example's route are drawn in `docs/ARCHITECTURE.md`; C
 //! and Python agents use the header `include/onthefly.h`.
 
+// What a Rust user needs is re-exported at the root (and the configuration's
+// parts from `config`); the modules marked `doc(hidden)` stay public for the
+// tests, benches and examples, which exercise their parts directly.
 mod active;
 mod agent;
 mod base;
+#[doc(hidden)]
 pub mod buffer;
 mod catch_up;
+#[doc(hidden)]
 pub mod checkpoint;
+#[doc(hidden)]
 pub mod cluster;
 pub mod config;
 mod coordinator;
 mod data_dir_lock;
 pub mod error;
+#[doc(hidden)]
 pub mod eval;
+#[doc(hidden)]
 pub mod ewc;
 pub mod feedback;
+/// The C ABI (`include/onthefly.h`); Rust code uses the crate's root instead.
+#[doc(hidden)]
 pub mod ffi;
+#[doc(hidden)]
 pub mod fisher;
 mod follow;
 mod global;
 mod grad;
 mod ids;
+#[doc(hidden)]
 pub mod judge;
 mod live;
 mod metrics;
 pub mod models;
+#[doc(hidden)]
 pub mod optim;
+#[doc(hidden)]
 pub mod replay;
+#[doc(hidden)]
 pub mod review;
 mod runtime;
 pub mod status;
@@ -60,7 +75,10 @@ pub use update::train_one_epoch;
 
 pub use base::{example, features};
 pub use base::{kind_of_learner, learner_name, LabelForm};
-pub use config::{ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice, StoreConfig, TextModelConfig};
+pub use config::{
+    AcceptanceConfig, ClusterConfig, Config, ConfigError, DatabaseConfig, DeviceChoice, EwcConfig, ModelKind,
+    QueryStrategy, ReplayConfig, RetentionConfig, StoreConfig, TextModelConfig, TorchScriptSpec,
+};
 pub use coordinator::{CheckpointInfo, Coordinator, FeedbackOutcome, Placement, Prediction, Receipt};
 pub use error::{Error, ModelError, Result, ValidationError};
 pub use example::{ExampleId, ModelPerformance, NewExample, Priority, Target, TargetKind, TrainingExample};

@@ -71,7 +71,7 @@ pub struct AgentStatus {
     /// (alone, or with both halves of it rolled back) end here, never trained.
     pub examples_quarantined: u64,
     /// Evicted examples taken back from the store once the trainer caught up
-    /// (see [`crate::catch_up`]); each is counted again under its new state,
+    /// (once the trainer caught up); each is counted again under its new state,
     /// so this is not part of the sum the other counters make.
     pub examples_taken_back: u64,
     /// Examples given up after failing `MAX_UPDATE_ATTEMPTS` (3) updates in a row.

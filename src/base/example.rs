@@ -77,7 +77,7 @@ impl Target {
     /// `"true"`, `3` the label `"3"`), a fractional number a score, an array
     /// of strings token tags, anything else free JSON. A task that learns
     /// scores reads integers as scores
-    /// ([`crate::base::target_json::read_target`]).
+    /// ([`crate::Coordinator::read_json_target`]).
     pub fn from_json(value: serde_json::Value) -> Target {
         match value {
             serde_json::Value::String(s) => Target::Label(s),

@@ -15,9 +15,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::cluster::ClusterConfig;
-use crate::ewc::EwcConfig;
-pub use crate::models::TextModelConfig;
-pub use crate::store::{DatabaseConfig, StoreConfig};
+pub use crate::ewc::EwcConfig;
+pub use crate::judge::AcceptanceConfig;
+pub use crate::models::{ModelKind, TextModelConfig, TorchScriptSpec};
+pub use crate::replay::ReplayConfig;
+pub use crate::review::QueryStrategy;
+pub use crate::store::{DatabaseConfig, RetentionConfig, StoreConfig};
 
 /// A configuration value that is missing, malformed or out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -41,8 +41,7 @@ impl Coordinator {
     }
 
     /// Reads a target a caller wrote as JSON (the argument `field`) for
-    /// `task_type` of `agent_name`, by what the task learns (see
-    /// [`crate::base::target_json`]): a boolean or an integer is a label, or
+    /// `task_type` of `agent_name`, by what the task learns: a boolean or an integer is a label, or
     /// a score for a task that learns scores; a value the task cannot learn
     /// is an error that says what to pass. Returns the form of a label, for
     /// [`Coordinator::fix_label_form`] once the example is accepted.

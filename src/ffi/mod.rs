@@ -7,13 +7,13 @@
 //! - the global one, as the original exposed it (`otf_initialize`,
 //!   `otf_add_training_example`, …; see [`crate::global`]): one per process;
 //! - handles (`otf_coordinator_new`, `otf_coordinator_add_training_example`,
-//!   …, `otf_coordinator_free`; see [`handle`]): as many as the caller opens,
+//!   …, `otf_coordinator_free`; see `handle.rs`): as many as the caller opens,
 //!   each with its own `data_dir`, opened and closed at will (tests,
 //!   notebooks, a process serving two configurations).
 //!
 //! Conventions, the same for every function:
 //!
-//! - Each returns an [`OtfResult`]: `OTF_RESULT_OK`, or the code of what
+//! - Each returns an `OtfResult`: `OTF_RESULT_OK`, or the code of what
 //!   failed; `otf_last_error_message()` then says what was wrong, in words.
 //! - Each runs inside `catch_unwind`: a panic becomes `OTF_RESULT_PANIC`,
 //!   never an abort or an unwind into C.

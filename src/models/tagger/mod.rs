@@ -390,7 +390,7 @@ impl AgentModel for TokenTagger {
     }
 
     /// One sentence at a time, with gradients in closed form
-    /// ([`TokenTagger::closed_form`]).
+    /// (`TokenTagger::closed_form`).
     fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
