@@ -263,7 +263,7 @@ fn version_2_hands_out_id_blocks_above_every_id_a_version_1_database_holds() {
             "CREATE TABLE onthefly_schema_version (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
              applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); {} \
              INSERT INTO onthefly_schema_version (version, description) VALUES (1, 'v1');",
-            v1.postgres
+            v1.sql_for(schema::Dialect::Postgres)
         ))
         .unwrap();
     client

@@ -5,17 +5,76 @@
 //! `onthefly_schema_version` holds one row per applied migration. A store
 //! opened on a schema newer than [`LATEST`] refuses to run rather than guess.
 
-/// One step of the schema.
+/// One step of the schema: its SQL written once, with the column types
+/// that differ as placeholders ([`Dialect`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     /// Its number; applied in increasing order, each once.
     pub version: i64,
     /// What it does.
     pub description: &'static str,
-    /// Its SQL for PostgreSQL.
-    pub postgres: &'static str,
-    /// Its SQL for SQLite.
-    pub sqlite: &'static str,
+    /// Statements only PostgreSQL runs, before `sql` (the id sequence of
+    /// several instances).
+    pub postgres_first: &'static str,
+    /// Its SQL, with `{INT}`, `{SMALLINT}`, `{REAL}`, `{JSON}`, `{TIME}`,
+    /// `{BOOL}`, `{BYTES}`, `{FALSE}` and `{NOW}` (a column default of the
+    /// current time) where the two stores differ.
+    pub sql: &'static str,
+}
+
+/// The two stores' SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL 15.
+    Postgres,
+    /// The embedded SQLite.
+    Sqlite,
+}
+
+impl Dialect {
+    /// What each placeholder of [`Migration::sql`] is in this dialect.
+    fn types(self) -> [(&'static str, &'static str); 9] {
+        match self {
+            Dialect::Postgres => [
+                ("{INT}", "BIGINT"),
+                ("{SMALLINT}", "SMALLINT"),
+                ("{REAL}", "DOUBLE PRECISION"),
+                ("{JSON}", "JSONB"),
+                ("{TIME}", "TIMESTAMPTZ"),
+                ("{BOOL}", "BOOLEAN"),
+                ("{BYTES}", "BYTEA"),
+                ("{FALSE}", "false"),
+                ("{NOW}", " DEFAULT now()"),
+            ],
+            Dialect::Sqlite => [
+                ("{INT}", "INTEGER"),
+                ("{SMALLINT}", "INTEGER"),
+                ("{REAL}", "REAL"),
+                ("{JSON}", "TEXT"),
+                ("{TIME}", "INTEGER"),
+                ("{BOOL}", "INTEGER"),
+                ("{BYTES}", "BLOB"),
+                ("{FALSE}", "0"),
+                ("{NOW}", ""),
+            ],
+        }
+    }
+}
+
+impl Migration {
+    /// Its statements in `dialect`.
+    pub fn sql_for(&self, dialect: Dialect) -> String {
+        let body = dialect
+            .types()
+            .iter()
+            .fold(self.sql.to_string(), |sql, (placeholder, written)| {
+                sql.replace(placeholder, written)
+            });
+        match dialect {
+            Dialect::Postgres => format!("{}{body}", self.postgres_first),
+            Dialect::Sqlite => body,
+        }
+    }
 }
 
 /// The table recording applied migrations.
@@ -30,101 +89,53 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         description: "training examples, update records, checkpoints",
-        postgres: r#"
+        postgres_first: "",
+        sql: r#"
 CREATE TABLE training_examples (
-    id BIGINT PRIMARY KEY,
+    id {INT} PRIMARY KEY,
     agent_name TEXT NOT NULL,
     task_type TEXT NOT NULL,
     input_text TEXT NOT NULL,
     target_kind TEXT NOT NULL,
-    expected_output JSONB NOT NULL,
-    uncertainty_score DOUBLE PRECISION NOT NULL,
-    importance_score DOUBLE PRECISION NOT NULL,
+    expected_output {JSON} NOT NULL,
+    uncertainty_score {REAL} NOT NULL,
+    importance_score {REAL} NOT NULL,
     source_url TEXT NOT NULL,
-    "timestamp" TIMESTAMPTZ NOT NULL,
+    "timestamp" {TIME} NOT NULL,
     user_feedback TEXT,
-    correction_priority SMALLINT NOT NULL,
+    correction_priority {SMALLINT} NOT NULL,
     split TEXT NOT NULL,
     state TEXT NOT NULL,
-    update_id BIGINT
+    update_id {INT}
 );
 CREATE INDEX training_examples_by_state ON training_examples (state, agent_name);
 CREATE INDEX training_examples_by_task ON training_examples (agent_name, task_type, id);
 CREATE TABLE model_performance (
-    update_id BIGINT PRIMARY KEY,
+    update_id {INT} PRIMARY KEY,
     agent_name TEXT NOT NULL,
     task_type TEXT NOT NULL,
     model_name TEXT NOT NULL,
     metric TEXT NOT NULL,
-    accuracy_before DOUBLE PRECISION,
-    accuracy_after DOUBLE PRECISION,
-    held_out_examples BIGINT NOT NULL,
-    examples_trained BIGINT NOT NULL,
-    train_loss DOUBLE PRECISION,
-    update_timestamp TIMESTAMPTZ NOT NULL,
-    rollback_triggered BOOLEAN NOT NULL,
+    accuracy_before {REAL},
+    accuracy_after {REAL},
+    held_out_examples {INT} NOT NULL,
+    examples_trained {INT} NOT NULL,
+    train_loss {REAL},
+    update_timestamp {TIME} NOT NULL,
+    rollback_triggered {BOOL} NOT NULL,
     rollback_reason TEXT,
-    model_version BIGINT NOT NULL,
-    duration_ms BIGINT NOT NULL
+    model_version {INT} NOT NULL,
+    duration_ms {INT} NOT NULL
 );
 CREATE INDEX model_performance_by_task ON model_performance (agent_name, task_type, update_id);
 CREATE TABLE model_checkpoints (
     agent_name TEXT NOT NULL,
     task_type TEXT NOT NULL,
-    version BIGINT NOT NULL,
+    version {INT} NOT NULL,
     path TEXT NOT NULL,
-    accepted BOOLEAN NOT NULL,
-    metrics JSONB NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (agent_name, task_type, version)
-);
-"#,
-        sqlite: r#"
-CREATE TABLE training_examples (
-    id INTEGER PRIMARY KEY,
-    agent_name TEXT NOT NULL,
-    task_type TEXT NOT NULL,
-    input_text TEXT NOT NULL,
-    target_kind TEXT NOT NULL,
-    expected_output TEXT NOT NULL,
-    uncertainty_score REAL NOT NULL,
-    importance_score REAL NOT NULL,
-    source_url TEXT NOT NULL,
-    "timestamp" INTEGER NOT NULL,
-    user_feedback TEXT,
-    correction_priority INTEGER NOT NULL,
-    split TEXT NOT NULL,
-    state TEXT NOT NULL,
-    update_id INTEGER
-);
-CREATE INDEX training_examples_by_state ON training_examples (state, agent_name);
-CREATE INDEX training_examples_by_task ON training_examples (agent_name, task_type, id);
-CREATE TABLE model_performance (
-    update_id INTEGER PRIMARY KEY,
-    agent_name TEXT NOT NULL,
-    task_type TEXT NOT NULL,
-    model_name TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    accuracy_before REAL,
-    accuracy_after REAL,
-    held_out_examples INTEGER NOT NULL,
-    examples_trained INTEGER NOT NULL,
-    train_loss REAL,
-    update_timestamp INTEGER NOT NULL,
-    rollback_triggered INTEGER NOT NULL,
-    rollback_reason TEXT,
-    model_version INTEGER NOT NULL,
-    duration_ms INTEGER NOT NULL
-);
-CREATE INDEX model_performance_by_task ON model_performance (agent_name, task_type, update_id);
-CREATE TABLE model_checkpoints (
-    agent_name TEXT NOT NULL,
-    task_type TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    accepted INTEGER NOT NULL,
-    metrics TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
+    accepted {BOOL} NOT NULL,
+    metrics {JSON} NOT NULL,
+    created_at {TIME} NOT NULL,
     PRIMARY KEY (agent_name, task_type, version)
 );
 "#,
@@ -132,81 +143,53 @@ CREATE TABLE model_checkpoints (
     Migration {
         version: 2,
         description: "several instances: id blocks, published checkpoints, instance heartbeats",
-        postgres: r#"
+        postgres_first: r#"
 CREATE SEQUENCE onthefly_id_blocks;
 SELECT setval('onthefly_id_blocks', GREATEST(
     (SELECT COALESCE(max(id), 0) FROM training_examples),
     (SELECT COALESCE(max(update_id), 0) FROM training_examples),
     (SELECT COALESCE(max(update_id), 0) FROM model_performance)) / 1048576 + 1);
-ALTER TABLE model_checkpoints ADD COLUMN data BYTEA;
-ALTER TABLE model_checkpoints ADD COLUMN instance_id TEXT;
-CREATE INDEX training_examples_buffered ON training_examples (agent_name, task_type) WHERE state = 'buffered';
-CREATE INDEX training_examples_evaluation ON training_examples (agent_name, task_type, "timestamp")
-    WHERE state = 'evaluation';
-CREATE TABLE onthefly_instances (
-    instance_id TEXT PRIMARY KEY,
-    started_at TIMESTAMPTZ NOT NULL,
-    heartbeat_at TIMESTAMPTZ NOT NULL,
-    serving JSONB NOT NULL
-);
 "#,
-        sqlite: r#"
-ALTER TABLE model_checkpoints ADD COLUMN data BLOB;
+        sql: r#"
+ALTER TABLE model_checkpoints ADD COLUMN data {BYTES};
 ALTER TABLE model_checkpoints ADD COLUMN instance_id TEXT;
 CREATE INDEX training_examples_buffered ON training_examples (agent_name, task_type) WHERE state = 'buffered';
 CREATE INDEX training_examples_evaluation ON training_examples (agent_name, task_type, "timestamp")
     WHERE state = 'evaluation';
 CREATE TABLE onthefly_instances (
     instance_id TEXT PRIMARY KEY,
-    started_at INTEGER NOT NULL,
-    heartbeat_at INTEGER NOT NULL,
-    serving TEXT NOT NULL
+    started_at {TIME} NOT NULL,
+    heartbeat_at {TIME} NOT NULL,
+    serving {JSON} NOT NULL
 );
 "#,
     },
     Migration {
         version: 3,
         description: "replay memories: which trained examples each task remembers",
-        postgres: r#"
-ALTER TABLE training_examples ADD COLUMN replay BOOLEAN NOT NULL DEFAULT false;
-CREATE INDEX training_examples_replay ON training_examples (agent_name, task_type) WHERE replay;
-"#,
-        sqlite: r#"
-ALTER TABLE training_examples ADD COLUMN replay INTEGER NOT NULL DEFAULT 0;
+        postgres_first: "",
+        sql: r#"
+ALTER TABLE training_examples ADD COLUMN replay {BOOL} NOT NULL DEFAULT {FALSE};
 CREATE INDEX training_examples_replay ON training_examples (agent_name, task_type) WHERE replay;
 "#,
     },
     Migration {
         version: 4,
         description: "imports of the original JustNews system's examples (see store::adopt)",
-        postgres: r#"
+        postgres_first: "",
+        sql: r#"
 CREATE TABLE onthefly_imports (
     source TEXT PRIMARY KEY,
-    rows_imported BIGINT NOT NULL,
-    imported_at TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-"#,
-        sqlite: r#"
-CREATE TABLE onthefly_imports (
-    source TEXT PRIMARY KEY,
-    rows_imported INTEGER NOT NULL,
-    imported_at INTEGER NOT NULL
+    rows_imported {INT} NOT NULL,
+    imported_at {TIME} NOT NULL{NOW}
 );
 "#,
     },
     Migration {
         version: 5,
         description: "tasks: what each declared task learns and how its labels are written",
-        postgres: r#"
-CREATE TABLE onthefly_tasks (
-    agent_name TEXT NOT NULL,
-    task_type TEXT NOT NULL,
-    target_kind TEXT NOT NULL,
-    label_form TEXT,
-    PRIMARY KEY (agent_name, task_type)
-);
-"#,
-        sqlite: r#"
+        postgres_first: "",
+        sql: r#"
 CREATE TABLE onthefly_tasks (
     agent_name TEXT NOT NULL,
     task_type TEXT NOT NULL,
@@ -219,20 +202,12 @@ CREATE TABLE onthefly_tasks (
     Migration {
         version: 6,
         description: "retention: each agent's deleted settled rows, counted per state",
-        postgres: r#"
+        postgres_first: "",
+        sql: r#"
 CREATE TABLE onthefly_retired (
     agent_name TEXT NOT NULL,
     state TEXT NOT NULL,
-    retired BIGINT NOT NULL,
-    PRIMARY KEY (agent_name, state)
-);
-CREATE INDEX training_examples_by_time ON training_examples ("timestamp");
-"#,
-        sqlite: r#"
-CREATE TABLE onthefly_retired (
-    agent_name TEXT NOT NULL,
-    state TEXT NOT NULL,
-    retired INTEGER NOT NULL,
+    retired {INT} NOT NULL,
     PRIMARY KEY (agent_name, state)
 );
 CREATE INDEX training_examples_by_time ON training_examples ("timestamp");
@@ -343,5 +318,24 @@ impl Ranked {
              row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS rn FROM training_examples \
              WHERE state = '{state}') ranked WHERE rn > {limit})"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_is_written_out_in_both_dialects() {
+        for m in MIGRATIONS {
+            for dialect in [Dialect::Postgres, Dialect::Sqlite] {
+                let sql = m.sql_for(dialect);
+                assert!(!sql.contains('{') && !sql.contains('}'), "v{} {dialect:?}: {sql}", m.version);
+            }
+        }
+        let v1 = MIGRATIONS[0].sql_for(Dialect::Sqlite);
+        assert!(v1.contains("expected_output TEXT NOT NULL") && v1.contains("\"timestamp\" INTEGER NOT NULL"));
+        let v1 = MIGRATIONS[0].sql_for(Dialect::Postgres);
+        assert!(v1.contains("expected_output JSONB NOT NULL") && v1.contains("\"timestamp\" TIMESTAMPTZ NOT NULL"));
     }
 }

@@ -73,7 +73,9 @@ impl schema::MigrationSteps for Migrating<'_, '_> {
     }
 
     fn apply(&mut self, m: &schema::Migration) -> Result<(), StoreError> {
-        self.0.execute_batch(m.sqlite).map_err(classify)?;
+        self.0
+            .execute_batch(&m.sql_for(schema::Dialect::Sqlite))
+            .map_err(classify)?;
         self.0
             .execute(
                 &format!("INSERT INTO {VERSION_TABLE} (version, description, applied_at) VALUES (?1, ?2, ?3)"),

@@ -111,7 +111,9 @@ impl schema::MigrationSteps for Migrating<'_, '_> {
     }
 
     fn apply(&mut self, m: &schema::Migration) -> Result<(), StoreError> {
-        self.0.batch_execute(m.postgres).map_err(classify)?;
+        self.0
+            .batch_execute(&m.sql_for(schema::Dialect::Postgres))
+            .map_err(classify)?;
         self.0
             .execute(
                 &format!("INSERT INTO {VERSION_TABLE} (version, description) VALUES ($1, $2)"),
