@@ -1,13 +1,14 @@
 //! Predictions are served by the live model while a copy trains: a thread
-//! predicting in a loop during a long update waits at most for the swap.
-//! (Wall-clock figures are reported, and compared only as a ratio to the
-//! update's own duration measured in the same run.)
+//! predicting in a loop during a long update gets answers, from the old
+//! version, that start and finish inside the update. The mechanism is
+//! asserted, not a duration (wall-clock figures are only reported: a busy
+//! machine must not fail the test).
 
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::news;
 use onthefly::{Config, Coordinator, NewExample, Priority, Target};
@@ -47,9 +48,9 @@ fn predictions_never_wait_for_training() {
         std::thread::spawn(move || {
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Acquire) {
-                let started = Instant::now();
+                let (at, started) = (SystemTime::now(), Instant::now());
                 let p = c.predict("scout", "news", &text).unwrap();
-                latencies.push((started, started.elapsed(), p.model_version));
+                latencies.push((at, started.elapsed(), p.model_version, SystemTime::now()));
             }
             latencies
         })
@@ -64,18 +65,29 @@ fn predictions_never_wait_for_training() {
     let record = c.performance_history().last().unwrap().clone();
     assert!(!record.rollback_triggered || record.model_version == 1);
     let update = Duration::from_millis(record.duration_ms);
+    let update_end = UNIX_EPOCH + Duration::from_millis(record.update_timestamp_ms);
+    let update_start = update_end - update;
+    // Answered from start to finish while the copy trained.
+    let during: Vec<_> = latencies
+        .iter()
+        .filter(|l| l.0 >= update_start && l.3 <= update_end)
+        .collect();
     let longest = latencies.iter().map(|l| l.1).max().unwrap();
-    let served_old = latencies.iter().filter(|l| l.2 == 1).count();
     eprintln!(
-        "update of {} examples took {:?}; {} predictions meanwhile, longest {:?}",
+        "update of {} examples took {:?}; {} predictions, {} of them inside the update; longest {:?}",
         record.examples_trained,
         update,
         latencies.len(),
+        during.len(),
         longest
     );
-    assert!(served_old > 10, "the old version kept answering while the copy trained");
     assert!(
-        longest * 10 < update,
-        "a prediction waited {longest:?}, over a tenth of the update's {update:?}"
+        during.len() > 10,
+        "only {} predictions were answered while the update ran",
+        during.len()
+    );
+    assert!(
+        during.iter().all(|l| l.2 == 1),
+        "inside the update, the old version answers"
     );
 }
