@@ -330,7 +330,11 @@ mod tests {
         for m in MIGRATIONS {
             for dialect in [Dialect::Postgres, Dialect::Sqlite] {
                 let sql = m.sql_for(dialect);
-                assert!(!sql.contains('{') && !sql.contains('}'), "v{} {dialect:?}: {sql}", m.version);
+                assert!(
+                    !sql.contains('{') && !sql.contains('}'),
+                    "v{} {dialect:?}: {sql}",
+                    m.version
+                );
             }
         }
         let v1 = MIGRATIONS[0].sql_for(Dialect::Sqlite);
