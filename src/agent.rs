@@ -204,6 +204,11 @@ impl AgentState {
         self.rejections.lock().count(ids, limit, false)
     }
 
+    /// The examples waiting for another judgement after a rejection.
+    pub fn rejected_ids(&self) -> Vec<ExampleId> {
+        self.rejections.lock().0.keys().copied().collect()
+    }
+
     /// Buffered examples that count towards the update threshold: all but
     /// those waiting for another judgement after a rejection (see
     /// [`count_rejection`](Self::count_rejection)). Judged again at once,

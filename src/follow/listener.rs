@@ -206,20 +206,31 @@ fn schedule_shared_buffers(
     let stale_before = std::time::SystemTime::now()
         .checked_sub(shared.config.stale_after())
         .unwrap_or(std::time::UNIX_EPOCH);
+    // Rows this instance rejected wait for fresh ones (as in a local
+    // buffer, see `AgentState::fresh_buffered`): they do not count towards
+    // the threshold here. Another instance's rejections it alone knows.
+    let rejected: Vec<i64> = shared
+        .agents_snapshot()
+        .iter()
+        .flat_map(|agent| agent.rejected_ids())
+        .filter_map(|id| i64::try_from(id.0).ok())
+        .collect();
     for row in client
         .query(
             "SELECT agent_name, task_type, min(target_kind), count(*), max(correction_priority), \
-             min(\"timestamp\") FROM training_examples WHERE state = 'buffered' GROUP BY agent_name, task_type",
-            &[],
+             min(\"timestamp\"), count(*) FILTER (WHERE NOT (id = ANY($1))) FROM training_examples \
+             WHERE state = 'buffered' GROUP BY agent_name, task_type",
+            &[&rejected],
         )
         .map_err(classify)?
     {
         let (agent, task, kind, count, priority): (String, String, String, i64, i16) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         let oldest: std::time::SystemTime = row.get(5);
+        let fresh: i64 = row.get(6);
         buffered.insert((agent.clone(), task.clone()), count.max(0) as u64);
         let urgent = priority >= i16::from(shared.config.immediate_update_priority);
-        if !(urgent || count as usize >= shared.config.update_threshold || oldest <= stale_before) {
+        if !(urgent || fresh.max(0) as usize >= shared.config.update_threshold || oldest <= stale_before) {
             continue;
         }
         let Ok(kind) = serde_json::from_value::<TargetKind>(serde_json::Value::String(kind)) else {
