@@ -5,7 +5,7 @@
 //! and the live model), beside the update the library made before: a fresh
 //! Adam epoch over a 2¹⁸ × 32 hashed embedding bag and a linear layer
 //! (8.4 M weights), rebuilt here as it was, with the full model copy it
-//! started from. Ratios against that dense epoch are what the README quotes.
+//! started from. Ratios against that dense epoch are what docs/measurements.md quotes.
 //! The EWC variants: the adaptive pass with the proximal EWC term, and the
 //! Fisher of the 50.
 //!

@@ -1,4 +1,4 @@
-//! The README's Rust example: add an example and a correction, predict, print the status.
+//! The Rust example of docs/rust.md: add an example and a correction, predict, print the status.
 
 use onthefly::{Config, Coordinator, NewExample, Target, UserCorrection};
 use std::time::Duration;

@@ -27,7 +27,7 @@
 //! when the two models disagree on few examples, and it catches a diffuse
 //! harm the sign test misses (wrong corrections costing 6 points).
 //!
-//! Measured in the README (`cargo run --release --example acceptance`): in
+//! Measured in docs/measurements.md (`cargo run --release --example acceptance`): in
 //! A/A trials (candidates trained on fresh examples of a stationary stream)
 //! at most 5 % of updates are rolled back, and updates that cost 10 points or
 //! more are rolled back in 99 % of trials.

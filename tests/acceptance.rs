@@ -1,6 +1,6 @@
 //! A reduced run of `examples/acceptance.rs`: the paired acceptance test on
 //! the news articles in a shuffled (stationary) order, one seed, 12 updates
-//! of 50. The README's figures (5 seeds × 30 updates): false rollbacks in
+//! of 50. The figures of docs/measurements.md (5 seeds × 30 updates): false rollbacks in
 //! A/A trials about 5 %, updates costing ≥ 10 points rolled back about 95 %.
 //! Here, on a fixed seed: at most 1 false rollback in 12 A/A trials, and at
 //! least 90 % of the harmful updates rolled back.

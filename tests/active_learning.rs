@@ -1,9 +1,9 @@
 //! A reduced run of the active-learning experiment
 //! (`examples/active_learning.rs`): margin sampling against random labelling
 //! only, with EWC off (the λ the full run chose on validation articles),
-//! over the same 5 shuffles. The README's table: margin is ahead of random
+//! over the same 5 shuffles. The table of docs/measurements.md: margin is ahead of random
 //! in three of the last four rounds and on their mean; the test requires it
-//! on their mean, and margin's final accuracy within 0.05 of the README's.
+//! on their mean, and margin's final accuracy within 0.05 of docs/measurements.md's.
 
 mod common;
 
@@ -12,7 +12,7 @@ use common::news;
 use onthefly::features::SplitMix64;
 use onthefly::review::QueryStrategy;
 
-/// Margin's final test accuracy in the README (mean of 5 shuffles).
+/// Margin's final test accuracy in docs/measurements.md (mean of 5 shuffles).
 const MEASURED_MARGIN: f64 = 0.699;
 
 #[test]
@@ -43,6 +43,6 @@ fn margin_sampling_beats_random_labelling_in_the_last_rounds() {
     let last = *margin.last().unwrap();
     assert!(
         last >= MEASURED_MARGIN - 0.05,
-        "margin ends at {last:.3}, the README says {MEASURED_MARGIN}"
+        "margin ends at {last:.3}, docs/measurements.md says {MEASURED_MARGIN}"
     );
 }

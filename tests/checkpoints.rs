@@ -377,7 +377,7 @@ fn a_restored_version_survives_a_restart_and_numbers_continue() {
     assert_eq!(checkpoint::versions(&dir).unwrap(), [9, 10]);
 }
 
-/// The README's figure: a delta of an update of 50 news articles (and 50
+/// The figure of docs/measurements.md: a delta of an update of 50 news articles (and 50
 /// replayed) with the default classifier is packed to 0.72 MB on average
 /// over the first 1,500 articles (`cargo bench --bench checkpoint`), the
 /// largest 0.99 MB: 50 fresh articles and 50 judged again beside them

@@ -1,4 +1,4 @@
-//! The README's configuration table is `Config`: the same fields in the same
+//! The configuration table of docs/configuration.md is `Config`: the same fields in the same
 //! order, the same defaults, and the environment variables `from_env` reads
 //! (each numeric one shown to set its field).
 
@@ -15,7 +15,7 @@ struct Row {
 }
 
 fn readme_rows() -> Vec<Row> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
     let start = readme.find("<!-- config-table -->").expect("the table's start marker");
     let end = readme.find("<!-- /config-table -->").expect("the table's end marker");
     readme[start..end]
@@ -73,7 +73,7 @@ fn the_readme_table_lists_every_field_with_its_default() {
     assert_eq!(
         unique,
         fields.iter().map(|(f, _)| f.as_str()).collect::<BTreeSet<_>>(),
-        "the README's fields against Config's"
+        "docs/configuration.md's fields against Config's"
     );
     for (field, value) in &fields {
         let row = rows.iter().find(|r| r.field == *field).unwrap();

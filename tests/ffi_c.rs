@@ -217,16 +217,17 @@ fn the_python_example_agent_runs_through_ctypes() {
 }
 
 #[test]
-fn the_readme_shows_the_tested_examples_verbatim() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    for example in [
-        "examples/c/agent.c",
-        "examples/python/agent.py",
-        "python/examples/quickstart.py",
-        "examples/downstream/build.rs",
+fn the_docs_show_the_tested_examples_verbatim() {
+    for (doc, example) in [
+        ("docs/c.md", "examples/c/agent.c"),
+        ("docs/python.md", "examples/python/agent.py"),
+        ("README.md", "python/examples/quickstart.py"),
+        ("docs/python.md", "python/examples/quickstart.py"),
+        ("docs/rust.md", "examples/downstream/build.rs"),
     ] {
+        let shown = std::fs::read_to_string(root().join(doc)).unwrap();
         let code = std::fs::read_to_string(root().join(example)).unwrap();
-        assert!(readme.contains(&code), "README.md does not show {example} as it is");
+        assert!(shown.contains(&code), "{doc} does not show {example} as it is");
     }
 }
 

@@ -80,7 +80,7 @@ fn the_regressor_beats_the_mean_and_its_checkpoint_serves_the_same_scores() {
         mae < 0.85 * baseline,
         "MAE {mae:.4} is not clearly below the mean's {baseline:.4}"
     );
-    // The README's figure (0.102, `cargo test --release --test
+    // The figure of docs/measurements.md (0.102, `cargo test --release --test
     // regressor_vader -- --nocapture`) with a margin of 0.015.
     assert!(mae <= 0.102 + 0.015, "MAE {mae:.4}, measured 0.102");
     assert!(history

@@ -3,7 +3,7 @@
 //! training sentences handed in one by one in date order through the
 //! coordinator (predict, then hand in the gold tags, waiting for each
 //! update of 50), the final model scored on the test split, a later month
-//! it never saw. It guards the README's figures: the tagger's entity F1
+//! it never saw. It guards the figures of docs/measurements.md: the tagger's entity F1
 //! against sklearn-crfsuite trained on the same 4,000 sentences at once
 //! (`bench/peers/wnut_tagger.py --conll data/conll2003 --limit-train 4000`)
 //! and the dictionary of the streamed entities with case kept.
@@ -14,7 +14,7 @@ use common::ner::{assert_tagger_figures, entity_scores, load_conll, pairs, strea
 use common::small_config;
 use onthefly::{Config, Coordinator, TextModelConfig};
 
-/// The README's figure (`cargo run --release --example peer_tagger --
+/// The figure of docs/measurements.md (`cargo run --release --example peer_tagger --
 /// --data conll --limit-train 4000`; deterministic in this order).
 const MEASURED_F1: f64 = 0.772;
 /// A margin of a point and a half: the WNUT figure moved by up to 0.03

@@ -3,7 +3,7 @@
 //! in file order to the analyst's `entity_extraction` task as an agent hands
 //! them in (waiting for each update of 50), with the default configuration.
 //!
-//! It guards the README's figures: the tagger's entity F1 on the test tweets
+//! It guards the figures of docs/measurements.md: the tagger's entity F1 on the test tweets
 //! against sklearn-crfsuite trained on the same tweets at once
 //! (`bench/peers/wnut_tagger.py --split test`) and against a dictionary of
 //! the training entities; on this clean stream (every label right) the
@@ -23,7 +23,7 @@ use common::ner::{
 use common::small_config;
 use onthefly::{Config, Coordinator, Target, TextModelConfig, UserCorrection};
 
-/// The README's figure (`cargo run --release --example peer_tagger -- --split
+/// The figure of docs/measurements.md (`cargo run --release --example peer_tagger -- --split
 /// test`; this run, in file order, is deterministic).
 const MEASURED_F1: f64 = 0.468;
 /// The figure's noise: the same tweets streamed from four other starting

@@ -20,8 +20,8 @@ impl Coordinator {
     /// The training system in Prometheus' text exposition format: examples
     /// per agent and state, buffers, updates by outcome, model versions,
     /// review queues, update and prediction latency histograms per agent and
-    /// task, and the store's backlog, spool and pool (see the README's
-    /// "Metrics" for the names). Serve it at `/metrics`
+    /// task, and the store's backlog, spool and pool (see
+    /// docs/operations.md, "Metrics", for the names). Serve it at `/metrics`
     /// (`examples/metrics_server.rs`).
     pub fn metrics_text(&self) -> String {
         crate::metrics::render(&self.get_training_status(), &self.shared.latencies)

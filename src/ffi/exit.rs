@@ -23,8 +23,8 @@
 //! later ones find nothing left to do.
 //!
 //! Nothing runs on `kill -9`, on a crash or on a signal the process does
-//! not handle: there the store's own durability applies (README,
-//! "What is kept when the process ends").
+//! not handle: there the store's own durability applies
+//! (docs/operations.md, "Persistence and what is kept when the process ends").
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};

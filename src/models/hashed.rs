@@ -240,7 +240,7 @@ impl HashedLinear {
 /// incompressible in a delta checkpoint: with all 23 kept, an update of 50
 /// news articles (and 50 replayed) packed to 0.94 MB on average and up to
 /// 1.17 MB; with 16 kept, 0.70 MB and at most 0.86 MB, and the news
-/// stream's prequential accuracy stayed within 0.002 (README, "Measured").
+/// stream's prequential accuracy stayed within 0.002 (docs/measurements.md, "Measured").
 /// Rounding here, where the model is written, keeps checkpoints exact
 /// copies of what serves.
 const KEPT_MANTISSA_BITS: u32 = 16;

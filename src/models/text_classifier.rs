@@ -8,7 +8,7 @@
 //! It replaced a fastText-style 2^18 × 32 embedding bag trained by a fresh
 //! Adam per update: on the news stream in date order, waiting for each
 //! update of 50, that scored 0.371 prequential accuracy; this one learns
-//! rare, decisive n-grams from a single article (figures in the README).
+//! rare, decisive n-grams from a single article (figures in docs/measurements.md).
 
 use std::collections::{BTreeMap, HashMap};
 

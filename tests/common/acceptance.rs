@@ -1,7 +1,7 @@
 //! The operating characteristics of the acceptance test (`onthefly::judge`),
 //! measured with the library's default classifier on the news articles in a
 //! shuffled (stationary) order. Shared by `examples/acceptance.rs` (the
-//! README's figures) and `tests/acceptance.rs` (a reduced run that guards
+//! figures of docs/measurements.md) and `tests/acceptance.rs` (a reduced run that guards
 //! them).
 //!
 //! Per trial: the live model has learned the first `warm_up + t·batch`

@@ -290,7 +290,7 @@ pub fn pairs<'a>(
 }
 
 /// Prints the tagger's F1 per type and asserts the figures a tagger test
-/// guards: `f1` at most `margin` below the README's `measured`, above the
+/// guards: `f1` at most `margin` below docs/measurements.md's `measured`, above the
 /// CRF peer's `crf`, and 0.10 or more above the cased dictionary's `cased`.
 pub fn assert_tagger_figures(
     f1: f64,
@@ -304,7 +304,7 @@ pub fn assert_tagger_figures(
     }
     assert!(
         f1 >= measured - margin,
-        "the tagger's entity F1 is {f1:.3}, the README says {measured}"
+        "the tagger's entity F1 is {f1:.3}, docs/measurements.md says {measured}"
     );
     assert!(
         f1 > crf,

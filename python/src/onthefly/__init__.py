@@ -20,7 +20,8 @@ Every failure raises a subclass of :class:`OnTheFlyError` (see
 The configuration of an instance is the environment's (``TRAINING_*``,
 ``DATABASE_URL`` or ``POSTGRES_*``, ``<AGENT>_MODEL_PATH``, as the original
 read it) with the keyword arguments on top; the names are the library's
-configuration fields (its README has the table), for example
+configuration fields (the repository's docs/configuration.md has the table,
+and :class:`Config` lists them), for example
 ``max_buffer_size``, ``data_dir``, ``database={"url": ...}``.
 """
 
