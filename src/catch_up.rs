@@ -45,9 +45,17 @@ pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> bool {
     }
     // Cleared first: an eviction from now on sets it again.
     agent.may_reclaim.store(false, Ordering::Release);
-    let taken = store
-        .flush(FLUSH_TIMEOUT)
-        .and_then(|()| store.store().reclaim_evicted(&agent.name, limit));
+    let taken = store.flush(FLUSH_TIMEOUT).and_then(|()| {
+        // Flushed may mean spooled: the evictions are then not in the
+        // database yet, and the query would find none of them.
+        let written = store.status();
+        if written.spooled > 0 || !written.connected {
+            return Err(crate::store::StoreError::Unavailable(
+                "the database has not caught up with the writer's spool yet".into(),
+            ));
+        }
+        store.store().reclaim_evicted(&agent.name, limit)
+    });
     let examples = match taken {
         Ok(examples) => examples,
         Err(e) => {

@@ -238,20 +238,55 @@ impl Coordinator {
         self.shared.store.as_ref().map(StoreWriter::store)
     }
 
-    /// Waits until no update is queued or running, at most `timeout`. Returns
-    /// whether it became idle. Every update done by then serves (its version
+    /// Waits until no update is queued or running and no example a full
+    /// buffer evicted waits in the store to be taken back and trained (a
+    /// fast caller's whole stream is trained when it returns), at most
+    /// `timeout`. Returns whether it became idle (false also while the store
+    /// cannot give the evicted examples back). Every update done by then
+    /// serves (its version
     /// and checkpoint are in place); a worker may still be bringing its own
     /// copy of a model level with the new version, which the next update of
     /// that task waits for.
     pub fn wait_for_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut in_flight = self.shared.in_flight.lock();
-        while *in_flight > 0 {
-            if self.shared.idle.wait_until(&mut in_flight, deadline).timed_out() {
-                return *in_flight == 0;
+        loop {
+            {
+                let mut in_flight = self.shared.in_flight.lock();
+                while *in_flight > 0 {
+                    if self.shared.idle.wait_until(&mut in_flight, deadline).timed_out() {
+                        return false;
+                    }
+                }
+            }
+            // No update runs, but an agent may still have evicted examples
+            // the trainer can take back (the last attempt found the store
+            // busy or away): idle only once they are taken back too.
+            let waiting = self.agents_with_evicted_examples();
+            if waiting.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline || self.shared.is_shutting_down() {
+                return false;
+            }
+            // A short pause: the store that refused them may need a moment.
+            std::thread::sleep(Duration::from_millis(50));
+            for agent in &waiting {
+                self.shared.schedule(agent);
             }
         }
-        true
+    }
+
+    /// The agents whose evicted examples may wait in the store to be taken
+    /// back (see `catch_up`); none without a store.
+    fn agents_with_evicted_examples(&self) -> Vec<Arc<AgentState>> {
+        if self.shared.store.is_none() {
+            return Vec::new();
+        }
+        self.shared
+            .agents_snapshot()
+            .into_iter()
+            .filter(|agent| agent.may_reclaim.load(Ordering::Acquire) && agent.stats.lock().examples_evicted > 0)
+            .collect()
     }
 
     /// Stops taking input, lets a running update finish, and joins every

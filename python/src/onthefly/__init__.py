@@ -633,8 +633,10 @@ class Coordinator:
         self._call("flush", _milliseconds(timeout, "timeout"))
 
     def wait_for_idle(self, timeout: float = 60.0) -> None:
-        """Returns once no update is queued or running: every update done by
-        then serves. :meth:`wait_for_idle_async` under asyncio.
+        """Returns once no update is queued or running and every example a
+        full buffer evicted is taken back from the store and trained: a fast
+        caller's whole stream is trained when it returns. Every update done
+        by then serves. :meth:`wait_for_idle_async` under asyncio.
 
         Raises:
             TimeoutError: after ``timeout`` seconds.
