@@ -1,7 +1,7 @@
 #include <stdio.h>
 #include "onthefly.h"
 
-int main(int argc, char **argv) { /* a C agent: build and run as the README shows */
+int main(int argc, char **argv) { /* a C agent: build and run as docs/c.md shows */
     if (otf_initialize(argc > 1 ? argv[1] : NULL) != OTF_RESULT_OK) { /* JSON config, or NULL: environment */
         fprintf(stderr, "initialise: %s\n", otf_last_error_message());
         return 1;

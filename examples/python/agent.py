@@ -1,4 +1,4 @@
-"""A Python agent over the C ABI, standard library only (run as the README shows)."""
+"""A Python agent over the C ABI, standard library only (run as docs/python.md shows)."""
 import ctypes, json, os, sys
 
 lib = ctypes.CDLL(os.environ.get("ONTHEFLY_LIB", "target/release/libonthefly.so"))
