@@ -228,6 +228,23 @@ impl AgentState {
         buffer.len() - waiting
     }
 
+    /// The highest priority among the buffered examples that count towards
+    /// an update (see [`fresh_buffered`](Self::fresh_buffered)): a rejected
+    /// correction waits for fresh examples like any rejected example, rather
+    /// than being judged again at the next check.
+    pub fn fresh_max_priority(&self) -> Option<crate::base::Priority> {
+        let buffer = self.buffer.lock();
+        let rejections = self.rejections.lock();
+        if rejections.0.is_empty() {
+            return buffer.max_priority();
+        }
+        buffer
+            .iter()
+            .filter(|e| !rejections.0.contains_key(&e.id))
+            .map(|e| e.correction_priority)
+            .max()
+    }
+
     /// Removes examples from the buffer and, in the same critical section,
     /// updates the counters with how many left, so the counters always add up.
     pub fn remove_examples(&self, ids: &[ExampleId], count: impl FnOnce(&mut AgentStats, usize)) -> usize {

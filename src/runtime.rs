@@ -98,9 +98,7 @@ impl Shared {
     /// holds an example of at least the immediate-update priority.
     pub fn needs_update(&self, agent: &AgentState) -> bool {
         let urgent = agent
-            .buffer
-            .lock()
-            .max_priority()
+            .fresh_max_priority()
             .is_some_and(|p| u8::from(p) >= self.config.immediate_update_priority);
         urgent || agent.fresh_buffered() >= self.config.update_threshold
     }

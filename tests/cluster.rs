@@ -806,6 +806,21 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
         "the updates: {:#?}",
         &c.performance_history()[judged_from..]
     );
+    // Rejected rows wait for fresh examples: neither the periodic check
+    // (every 500 ms) nor the listener (every 300 ms) judges them again on
+    // their own, urgent corrections though they are.
+    let judged = c.performance_history().len();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        c.performance_history().len(),
+        judged,
+        "judged again without a fresh example: {:#?}",
+        &c.performance_history()[judged..]
+    );
+    assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 60)]));
+    // The listener polled the shared buffer all along without an error.
+    let cluster = c.get_training_status().cluster.unwrap();
+    assert!(cluster.connected, "the listener is not connected: {cluster:?}");
     // Judged again: still buffered; a third time: quarantined, in the
     // database and in the status.
     common::update_now(&c, AGENT);

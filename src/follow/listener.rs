@@ -217,7 +217,8 @@ fn schedule_shared_buffers(
         .collect();
     for row in client
         .query(
-            "SELECT agent_name, task_type, min(target_kind), count(*), max(correction_priority), \
+            "SELECT agent_name, task_type, min(target_kind), count(*), \
+             COALESCE(max(correction_priority) FILTER (WHERE NOT (id = ANY($1))), CAST(0 AS SMALLINT)), \
              min(\"timestamp\"), count(*) FILTER (WHERE NOT (id = ANY($1))) FROM training_examples \
              WHERE state = 'buffered' GROUP BY agent_name, task_type",
             &[&rejected],
