@@ -50,7 +50,6 @@ impl Coordinator {
             history.extend(recovered.history);
             shared.history_total.store(recovered.history_total, Ordering::Release);
         }
-        // Declared tasks first: their kind holds over their examples'.
         self.restore_tasks(recovered.tasks);
         let window = shared.config.performance_window;
         let (held_out, buffered, kept) = (recovered.held_out.len(), recovered.buffered.len(), recovered.kept.len());

@@ -98,7 +98,8 @@ impl Coordinator {
         })
     }
 
-    /// Puts back the tasks the store kept (declared, or with a label form).
+    /// Puts back the tasks the store kept (declared, or with a label form),
+    /// before their examples: a declared kind holds over its examples'.
     pub(super) fn restore_tasks(&self, records: Vec<TaskRecord>) {
         let window = self.shared.config.performance_window;
         for record in records {
