@@ -7,7 +7,7 @@ use super::settings::RetentionConfig;
 /// The states whose rows retention deletes: an example's way has ended.
 const RETIRABLE: &str = "state IN ('trained', 'evicted', 'discarded', 'failed', 'reviewed') AND NOT replay";
 
-/// A value a retention statement binds, in the order of its placeholders.
+/// A value a retention statement binds, in the order of its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bound {
     /// The oldest acceptance time kept ([`cutoff_ms`]).
@@ -18,27 +18,24 @@ pub(crate) enum Bound {
 
 /// The two statements of one retention pass, run in one transaction: the
 /// deleted rows counted per agent and state into `onthefly_retired`, then
-/// deleted; with the values they bind, in order (`placeholder(1)` is `$1`
+/// deleted; with the values they bind, in order (`parameter(1)` is `$1`
 /// in PostgreSQL, `?1` in SQLite). `None` when the policy deletes nothing.
 pub(crate) fn retire_statements(
     policy: &RetentionConfig,
-    placeholder: impl Fn(usize) -> String,
+    parameter: impl Fn(usize) -> String,
 ) -> Option<([String; 2], Vec<Bound>)> {
     let mut bound = Vec::new();
     let mut parts = Vec::new();
     if policy.max_age_hours.is_some() {
         bound.push(Bound::Cutoff);
-        parts.push(format!(
-            "({RETIRABLE} AND \"timestamp\" < {})",
-            placeholder(bound.len())
-        ));
+        parts.push(format!("({RETIRABLE} AND \"timestamp\" < {})", parameter(bound.len())));
     }
     if policy.max_settled_per_agent.is_some() {
         bound.push(Bound::Keep);
         parts.push(format!(
             "id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY agent_name ORDER BY id DESC) AS r \
              FROM training_examples WHERE {RETIRABLE}) AS ranked WHERE r > {})",
-            placeholder(bound.len())
+            parameter(bound.len())
         ));
     }
     if parts.is_empty() {

@@ -6,7 +6,7 @@
 //! opened on a schema newer than [`LATEST`] refuses to run rather than guess.
 
 /// One step of the schema: its SQL written once, with the column types
-/// that differ as placeholders ([`Dialect`]).
+/// that differ as markers ([`Dialect`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     /// Its number; applied in increasing order, each once.
@@ -32,7 +32,7 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// What each placeholder of [`Migration::sql`] is in this dialect.
+    /// What each marker of [`Migration::sql`] is in this dialect.
     fn types(self) -> [(&'static str, &'static str); 9] {
         match self {
             Dialect::Postgres => [
@@ -67,8 +67,8 @@ impl Migration {
         let body = dialect
             .types()
             .iter()
-            .fold(self.sql.to_string(), |sql, (placeholder, written)| {
-                sql.replace(placeholder, written)
+            .fold(self.sql.to_string(), |sql, (marker, written)| {
+                sql.replace(marker, written)
             });
         match dialect {
             Dialect::Postgres => format!("{}{body}", self.postgres_first),
@@ -326,7 +326,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_placeholder_is_written_out_in_both_dialects() {
+    fn every_marker_is_written_out_in_both_dialects() {
         for m in MIGRATIONS {
             for dialect in [Dialect::Postgres, Dialect::Sqlite] {
                 let sql = m.sql_for(dialect);
