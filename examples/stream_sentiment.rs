@@ -71,21 +71,7 @@ fn main() {
         c.force_update_agent("critic").unwrap();
         c.wait_for_idle(Duration::from_secs(300));
     };
-    let accuracies = |c: &Coordinator| -> Vec<f64> {
-        domains
-            .iter()
-            .map(|d| {
-                let texts: Vec<&str> = d.test.iter().map(|e| e.input_text.as_str()).collect();
-                let predictions = c.predict_batch("critic", "sentiment", &texts).unwrap();
-                let right = predictions
-                    .iter()
-                    .zip(&d.test)
-                    .filter(|(p, e)| p.output == e.expected_output)
-                    .count();
-                right as f64 / d.test.len() as f64
-            })
-            .collect()
-    };
+    let accuracies = |c: &Coordinator| continual::coordinator_accuracies(c, "critic", "sentiment", &domains);
     if args::flag("--joint") {
         // The reference: every domain's training examples in one shuffled
         // stream through the same loop (no domain comes after another).

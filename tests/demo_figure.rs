@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 const MEASURED: f64 = 0.668;
@@ -14,15 +13,7 @@ const MARGIN: f64 = 0.03;
 
 #[test]
 fn the_demos_prequential_accuracy_holds() {
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "target/{}/examples/newsroom",
-        if cfg!(debug_assertions) { "debug" } else { "release" }
-    ));
-    assert!(
-        binary.exists(),
-        "{} is missing: build the examples (`cargo test --all-targets` does)",
-        binary.display()
-    );
+    let binary = common::newsroom_binary();
     let cwd = common::fresh_data_dir();
     let out = Command::new(&binary).current_dir(&cwd).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -5,20 +5,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn the_demo_stores_in_the_database_that_database_url_names() {
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "target/{}/examples/newsroom",
-        if cfg!(debug_assertions) { "debug" } else { "release" }
-    ));
-    assert!(
-        binary.exists(),
-        "{} is missing: build the examples (`cargo test --all-targets` does)",
-        binary.display()
-    );
+    let binary = common::newsroom_binary();
     let url = common::db::fresh_database();
     let cwd = common::fresh_data_dir();
     std::fs::create_dir_all(&cwd).unwrap();

@@ -33,21 +33,6 @@ fn the_sentiment_domains_stream_keeps_its_accuracy_and_forgetting() {
         ..Config::default()
     })
     .unwrap();
-    let accuracies = |c: &Coordinator| -> Vec<f64> {
-        domains
-            .iter()
-            .map(|d| {
-                let texts: Vec<&str> = d.test.iter().map(|e| e.input_text.as_str()).collect();
-                let predictions = c.predict_batch("critic", "sentiment", &texts).unwrap();
-                let right = predictions
-                    .iter()
-                    .zip(&d.test)
-                    .filter(|(p, e)| p.output == e.expected_output)
-                    .count();
-                right as f64 / d.test.len() as f64
-            })
-            .collect()
-    };
     let mut matrix = Vec::new();
     for domain in &domains {
         let examples: Vec<&TrainingExample> = domain.train.iter().collect();
@@ -63,7 +48,7 @@ fn the_sentiment_domains_stream_keeps_its_accuracy_and_forgetting() {
         }
         c.force_update_agent("critic").unwrap();
         assert!(c.wait_for_idle(Duration::from_secs(300)));
-        matrix.push(accuracies(&c));
+        matrix.push(continual::coordinator_accuracies(&c, "critic", "sentiment", &domains));
     }
     let run = continual::Run { matrix };
     let (accuracy, forgetting) = (run.final_avg_acc(), run.avg_forgetting());

@@ -91,6 +91,21 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     condition()
 }
 
+/// The demo's binary (`examples/newsroom.rs`), which `cargo test
+/// --all-targets` builds beside the tests.
+pub fn newsroom_binary() -> PathBuf {
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "target/{}/examples/newsroom",
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    ));
+    assert!(
+        binary.exists(),
+        "{} is missing: build the examples (`cargo test --all-targets` does)",
+        binary.display()
+    );
+    binary
+}
+
 /// The URL of the throwaway PostgreSQL that `make test` starts. Panics (the
 /// test fails, it does not skip) when the tests were not started through it.
 pub fn database_url() -> String {
