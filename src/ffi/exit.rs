@@ -32,8 +32,6 @@ use std::sync::{Arc, Once, Weak};
 
 use parking_lot::Mutex;
 
-use crate::coordinator::Coordinator;
-
 extern "C" {
     /// The C library's `atexit`.
     fn atexit(callback: extern "C" fn()) -> c_int;
@@ -62,8 +60,18 @@ fn register() -> bool {
     registered
 }
 
-/// The handles' coordinators, weakly: a freed handle's is gone by itself.
-static HANDLES: Mutex<Vec<Weak<Coordinator>>> = Mutex::new(Vec::new());
+/// One instance's shutdown at exit. It holds its instance weakly, so a
+/// freed handle's is gone by itself; the registry names no instance type, so
+/// it imports nothing of what it stops.
+struct ExitHook {
+    /// Whether the instance is still alive (a dead hook is pruned).
+    alive: Box<dyn Fn() -> bool + Send>,
+    /// Shuts the instance down if it is still alive.
+    shut_down: Box<dyn Fn() + Send>,
+}
+
+/// The open handles' shutdowns.
+static HANDLES: Mutex<Vec<ExitHook>> = Mutex::new(Vec::new());
 
 /// What shuts the global instance down, handed in by `global.rs` so that
 /// this module need not import it (the two would import each other).
@@ -98,12 +106,22 @@ fn register_again_after_update() {
     }
 }
 
-/// Also shuts `coordinator` (a handle's) down at process exit, unless it is
-/// gone by then.
-pub(crate) fn shut_down_at_exit(coordinator: &Arc<Coordinator>) {
+/// Also runs `shut_down` on `instance` (a handle's) at process exit, unless
+/// the instance is gone by then.
+pub(crate) fn shut_down_at_exit<T: Send + Sync + 'static>(instance: &Arc<T>, shut_down: fn(&T)) {
+    let weak = Arc::downgrade(instance);
+    let probe: Weak<T> = weak.clone();
+    let hook = ExitHook {
+        alive: Box::new(move || probe.strong_count() > 0),
+        shut_down: Box::new(move || {
+            if let Some(instance) = weak.upgrade() {
+                shut_down(&instance);
+            }
+        }),
+    };
     let mut handles = HANDLES.lock();
-    handles.retain(|h| h.strong_count() > 0);
-    handles.push(Arc::downgrade(coordinator));
+    handles.retain(|h| (h.alive)());
+    handles.push(hook);
     drop(handles);
     register_once();
 }
@@ -120,9 +138,9 @@ fn shut_down_every_instance() {
     if let Some(shut_down_global) = shut_down_global {
         shut_down_global();
     }
-    // Upgraded outside the registry's lock: a shutdown takes its time.
-    let open: Vec<Arc<Coordinator>> = HANDLES.lock().iter().filter_map(Weak::upgrade).collect();
-    for coordinator in open {
-        coordinator.shutdown();
+    // Taken out of the registry's lock: a shutdown takes its time.
+    let open: Vec<ExitHook> = std::mem::take(&mut *HANDLES.lock());
+    for hook in open {
+        (hook.shut_down)();
     }
 }

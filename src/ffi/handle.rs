@@ -76,7 +76,7 @@ pub unsafe extern "C" fn otf_coordinator_new(
         }
         .map_err(|e| FfiError::from(crate::Error::from(e)))?;
         let coordinator = Arc::new(Coordinator::new(config)?);
-        super::exit::shut_down_at_exit(&coordinator);
+        super::exit::shut_down_at_exit(&coordinator, Coordinator::shutdown);
         let handle = Box::into_raw(Box::new(OtfCoordinator { coordinator }));
         // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
         unsafe { out_coordinator.write(handle) };

@@ -26,7 +26,7 @@ pub use text_config::TextModelConfig;
 pub use text_regressor::TextRegressor;
 pub use torchscript::{TorchScriptModel, TorchScriptSpec};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -209,6 +209,18 @@ pub trait AgentModel: Send {
     fn labels(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// The names in `found` that `known` lacks, each once, in the order first
+/// seen: the labels (or tags) a model grows by before it trains on a batch.
+pub(crate) fn unseen_names<V>(known: &HashMap<String, V>, found: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut unseen: Vec<String> = Vec::new();
+    for name in found {
+        if !known.contains_key(&name) && !unseen.contains(&name) {
+            unseen.push(name);
+        }
+    }
+    unseen
 }
 
 /// A checkpoint's metadata read as `T`; `what` names the model in the error

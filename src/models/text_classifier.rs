@@ -129,22 +129,17 @@ impl AgentModel for TextClassifier {
     }
 
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
-        let mut new_labels = Vec::new();
-        for example in examples {
-            match &example.expected_output {
-                Target::Label(label) => {
-                    if !self.index.contains_key(label) && !new_labels.contains(label) {
-                        new_labels.push(label.clone());
-                    }
-                }
-                other => {
-                    return Err(ModelError::WrongTarget {
-                        expected: TargetKind::Label,
-                        got: other.kind(),
-                    })
-                }
-            }
-        }
+        let labels = examples
+            .iter()
+            .map(|example| match &example.expected_output {
+                Target::Label(label) => Ok(label.clone()),
+                other => Err(ModelError::WrongTarget {
+                    expected: TargetKind::Label,
+                    got: other.kind(),
+                }),
+            })
+            .collect::<Result<Vec<String>, _>>()?;
+        let new_labels = super::unseen_names(&self.index, labels);
         if new_labels.is_empty() {
             return Ok(());
         }

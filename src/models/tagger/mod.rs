@@ -286,14 +286,8 @@ impl AgentModel for TokenTagger {
     }
 
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
-        let mut new_tags: Vec<String> = Vec::new();
-        for example in examples {
-            for tag in gold_tags(example)? {
-                if !self.index.contains_key(&tag) && !new_tags.contains(&tag) {
-                    new_tags.push(tag);
-                }
-            }
-        }
+        let gold = examples.iter().map(gold_tags).collect::<Result<Vec<_>, _>>()?;
+        let new_tags = super::unseen_names(&self.index, gold.into_iter().flatten());
         if new_tags.is_empty() {
             return Ok(());
         }
