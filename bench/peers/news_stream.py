@@ -18,6 +18,13 @@ With `--batch N` the model predicts N articles before it learns them (the
 cadence of onthefly's updates of N); the default, 1, learns each article at
 once.
 
+A stream written by `peer_noisy --export` (the wrong-label comparison) has
+two more fields per line: `label`, the label handed in (wrong for a share
+of the texts), and `test`, true for the clean unseen part at its end. Then
+each text is learned with `label` and scored against `outlet` (the true
+class), and the final model is scored on the `test` texts
+(`unseen_accuracy`), which are never learned.
+
 Usage: python news_stream.py STREAM_JSONL --peer river-nb|river-lr|vw [--batch N] [--out FILE]
 """
 
@@ -59,14 +66,15 @@ class RiverPeer:
 
 
 class VowpalPeer:
-    ARGS = "--oaa 9 --ngram 2 -b 18 --quiet"  # 2^18 hashed features, as onthefly's buckets
+    ARGS = "--ngram 2 -b 18 --quiet"  # 2^18 hashed features, as onthefly's buckets
 
     def __init__(self, labels):
         import vowpalwabbit
 
         self.version = vowpalwabbit.__version__
-        self.workspace = vowpalwabbit.Workspace(self.ARGS)
-        self.description = f"vw {self.ARGS}"
+        args = f"--oaa {len(labels)} {self.ARGS}"
+        self.workspace = vowpalwabbit.Workspace(args)
+        self.description = f"vw {args}"
         self.index = {label: i + 1 for i, label in enumerate(labels)}  # vw's classes are 1..k
         self.labels = {i: label for label, i in self.index.items()}
         self.learned = 0
@@ -98,8 +106,10 @@ def main():
     parser.add_argument("--out")
     args = parser.parse_args()
 
-    articles = [json.loads(line) for line in Path(args.stream).read_text().splitlines() if line.strip()]
-    labels = sorted({a["outlet"] for a in articles})
+    rows = [json.loads(line) for line in Path(args.stream).read_text().splitlines() if line.strip()]
+    articles = [a for a in rows if not a.get("test", False)]
+    unseen = [a for a in rows if a.get("test", False)]
+    labels = sorted({a["outlet"] for a in rows})
     peer = VowpalPeer(labels) if args.peer == "vw" else RiverPeer(args.peer)
 
     correct = 0
@@ -108,7 +118,7 @@ def main():
         batch = articles[start : start + args.batch]
         correct += sum(peer.predict(a["text"]) == a["outlet"] for a in batch)
         for a in batch:
-            peer.learn(a["text"], a["outlet"])
+            peer.learn(a["text"], a.get("label", a["outlet"]))
     seconds = time.perf_counter() - started
 
     result = {
@@ -121,6 +131,10 @@ def main():
         "stream_s": seconds,
         "examples_per_s": len(articles) / seconds,
     }
+    if unseen:
+        result["wrong_labels"] = sum(a["label"] != a["outlet"] for a in articles)
+        result["unseen"] = len(unseen)
+        result["unseen_accuracy"] = sum(peer.predict(a["text"]) == a["outlet"] for a in unseen) / len(unseen)
     text = json.dumps(result)
     if args.out:
         Path(args.out).write_text(text)

