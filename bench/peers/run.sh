@@ -127,9 +127,20 @@ if wants news; then
   last_json run_example peer_news -- --wait >"$out/news-onthefly-wait.json"
   last_json run_example peer_news -- --wait --held-out 0 >"$out/news-onthefly-wait-no-held-out.json"
   last_json run_example peer_news -- --wait --update-threshold 1 >"$out/news-onthefly-wait-1.json"
+  # The same articles in a fixed-seed shuffle, where runs of one outlet do
+  # not decide the figures.
+  run_example peer_news -- --order shuffled --export "$out/news-shuffled.jsonl" >&2
+  last_json run_example peer_news -- --order shuffled --wait >"$out/news-shuffled-onthefly-wait.json"
+  last_json run_example peer_news -- --order shuffled --wait --update-threshold 1 \
+    >"$out/news-shuffled-onthefly-wait-1.json"
   peer_venv river river==0.26.1
   for model in river-nb river-lr; do
     last_json "$venvs/river/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer "$model" >"$out/news-$model.json"
+  done
+  last_json "$venvs/river/bin/python" bench/peers/news_stream.py "$out/news-shuffled.jsonl" --peer river-nb \
+    >"$out/news-shuffled-river-nb.json"
+  for stream in news news-shuffled; do
+    last_json "$PYTHON" bench/peers/news_stream.py "$out/$stream.jsonl" --peer previous >"$out/$stream-previous.json"
   done
   rm -f "$out"/news-vw*.json
   if peer_venv vowpalwabbit vowpalwabbit==9.11.9; then
@@ -140,6 +151,23 @@ if wants news; then
       last_json "$venvs/vowpalwabbit/bin/python" bench/peers/news_stream.py "$out/news.jsonl" --peer vw \
         --batch "$batch" >"$out/news-vw-batch-$batch.json"
     done
+    # Given the extra training onthefly gives itself (each update's batch
+    # shuffled, mixed with as many replayed examples), and onthefly's words.
+    vw_news() {
+      local name="$1" stream="$2"
+      shift 2
+      last_json "$venvs/vowpalwabbit/bin/python" bench/peers/news_stream.py "$out/$stream.jsonl" --peer vw "$@" \
+        >"$out/$name.json"
+    }
+    vw_news news-vw-batch-50-shuffled news --batch 50 --shuffle-batch
+    vw_news news-vw-batch-50-passes-2 news --batch 50 --passes 2
+    vw_news news-vw-batch-50-replay-50 news --batch 50 --replay 50
+    vw_news news-vw-batch-50-replay-50-passes-2 news --batch 50 --replay 50 --passes 2
+    vw_news news-vw-tokens news --onthefly-tokens
+    vw_news news-vw-tokens-batch-50 news --onthefly-tokens --batch 50
+    vw_news news-shuffled-vw news-shuffled
+    vw_news news-shuffled-vw-batch-50 news-shuffled --batch 50
+    vw_news news-shuffled-vw-batch-50-replay-50-passes-2 news-shuffled --batch 50 --replay 50 --passes 2
     # This machine's speed drifts by up to 2x within minutes, so one run of
     # each, a minute apart, compares moments rather than learners: the
     # rates of updates of 50 are compared over pairs run back to back,
