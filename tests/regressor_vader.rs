@@ -81,8 +81,10 @@ fn the_regressor_beats_the_mean_and_its_checkpoint_serves_the_same_scores() {
         "MAE {mae:.4} is not clearly below the mean's {baseline:.4}"
     );
     // The figure of docs/measurements.md (0.102, `cargo test --release --test
-    // regressor_vader -- --nocapture`) with a margin of 0.015.
-    assert!(mae <= 0.102 + 0.015, "MAE {mae:.4}, measured 0.102");
+    // regressor_vader -- --nocapture`). Every update is waited for, so every
+    // run measures the same 0.1018: the margin is what a real change would
+    // move, 0.01.
+    assert!(mae <= 0.102 + 0.01, "MAE {mae:.4}, measured 0.102");
     assert!(history
         .iter()
         .all(|r| r.metric == "mean_absolute_error" || r.accuracy_before.is_none()));
