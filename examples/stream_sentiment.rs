@@ -5,7 +5,10 @@
 //! is measured on every domain's test split. This is how the default λ of the
 //! coordinator's per-update EWC is chosen.
 //!
-//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--lr 16] [--limit N] [--joint]`
+//! `cargo run --release --example stream_sentiment -- --lambdas 0,1,10,100 [--lr 16] [--limit N] [--joint] [--split validation]`
+//! (`--split validation`: scored on each domain's validation split, where
+//! settings are chosen; the test split, the default, is where they are
+//! reported)
 //! (`--joint`: first the reference, all four domains' training examples in
 //! one shuffled stream, measured once at the end)
 //! (`--lr`: the classifier's adaptive base rate, `linear_learning_rate`)
@@ -71,7 +74,15 @@ fn main() {
         c.force_update_agent("critic").unwrap();
         c.wait_for_idle(Duration::from_secs(300));
     };
-    let accuracies = |c: &Coordinator| continual::coordinator_accuracies(c, "critic", "sentiment", &domains);
+    // Settings are chosen on the validation split (`--split validation`)
+    // and reported on the test split, the default.
+    let split: fn(&continual::Domain) -> &[onthefly::TrainingExample] =
+        match args::value::<String>("--split").as_deref() {
+            Some("validation") => continual::validation,
+            None | Some("test") => continual::test,
+            Some(other) => panic!("--split validation|test, not {other}"),
+        };
+    let accuracies = |c: &Coordinator| continual::coordinator_accuracies(c, "critic", "sentiment", &domains, split);
     if args::flag("--joint") {
         // The reference: every domain's training examples in one shuffled
         // stream through the same loop (no domain comes after another).

@@ -48,7 +48,13 @@ fn the_sentiment_domains_stream_keeps_its_accuracy_and_forgetting() {
         }
         c.force_update_agent("critic").unwrap();
         assert!(c.wait_for_idle(Duration::from_secs(300)));
-        matrix.push(continual::coordinator_accuracies(&c, "critic", "sentiment", &domains));
+        matrix.push(continual::coordinator_accuracies(
+            &c,
+            "critic",
+            "sentiment",
+            &domains,
+            continual::test,
+        ));
     }
     let run = continual::Run { matrix };
     let (accuracy, forgetting) = (run.final_avg_acc(), run.avg_forgetting());

@@ -207,27 +207,35 @@ pub fn run(
     Run { matrix }
 }
 
-/// The validation split of a domain.
-/// The live model's accuracy on every domain's test split, for (agent, task)
-/// of a coordinator (the streamed runs' scoring). Unused by
-/// `examples/continual_sentiment.rs`, which includes this file too.
+/// The live model's accuracy on every domain's `split` (its [`test`] or
+/// [`validation`] examples), for (agent, task) of a coordinator (the
+/// streamed runs' scoring). Unused by `examples/continual_sentiment.rs`,
+/// which includes this file too.
 #[allow(dead_code)]
-pub fn coordinator_accuracies(c: &onthefly::Coordinator, agent: &str, task: &str, domains: &[Domain]) -> Vec<f64> {
+pub fn coordinator_accuracies(
+    c: &onthefly::Coordinator,
+    agent: &str,
+    task: &str,
+    domains: &[Domain],
+    split: fn(&Domain) -> &[TrainingExample],
+) -> Vec<f64> {
     domains
         .iter()
         .map(|d| {
-            let texts: Vec<&str> = d.test.iter().map(|e| e.input_text.as_str()).collect();
+            let examples = split(d);
+            let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
             let predictions = c.predict_batch(agent, task, &texts).unwrap();
             let right = predictions
                 .iter()
-                .zip(&d.test)
+                .zip(examples)
                 .filter(|(p, e)| p.output == e.expected_output)
                 .count();
-            right as f64 / d.test.len() as f64
+            right as f64 / examples.len() as f64
         })
         .collect()
 }
 
+/// The validation split of a domain.
 pub fn validation(d: &Domain) -> &[TrainingExample] {
     &d.validation
 }
