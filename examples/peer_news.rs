@@ -88,10 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         predict_feedback_threshold: 0.0,
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
         update_threshold: args::value("--update-threshold").unwrap_or(defaults.update_threshold),
-        replay: onthefly::replay::ReplayConfig {
-            capacity: args::value("--replay-capacity").unwrap_or(defaults.replay.capacity),
-            ..defaults.replay.clone()
-        },
+        replay: args::replay(&defaults.replay),
         ewc: match args::value::<f64>("--ewc-lambda") {
             Some(lambda) => onthefly::ewc::EwcConfig {
                 enabled: lambda > 0.0,

@@ -71,10 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let defaults = noisy::defaults_without_store(data_dir.clone());
     let config = Config {
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
-        replay: onthefly::replay::ReplayConfig {
-            capacity: args::value("--replay-capacity").unwrap_or(defaults.replay.capacity),
-            ..defaults.replay.clone()
-        },
+        replay: args::replay(&defaults.replay),
         text_model: onthefly::TextModelConfig {
             linear_learning_rate: args::value("--linear-rate").unwrap_or(defaults.text_model.linear_learning_rate),
             ..defaults.text_model.clone()

@@ -83,10 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         predict_feedback_threshold: 0.0,
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
         update_threshold: args::value("--update-threshold").unwrap_or(defaults.update_threshold),
-        replay: onthefly::replay::ReplayConfig {
-            capacity: args::value("--replay-capacity").unwrap_or(defaults.replay.capacity),
-            ..defaults.replay.clone()
-        },
+        replay: args::replay(&defaults.replay),
         text_model: onthefly::TextModelConfig {
             tagger_learning_rate: args::value("--rate").unwrap_or(defaults.text_model.tagger_learning_rate),
             hash_buckets: args::value("--hash-buckets").unwrap_or(defaults.text_model.hash_buckets),

@@ -21,3 +21,11 @@ pub fn value<T: FromStr>(name: &str) -> Option<T> {
 pub fn numbers(name: &str) -> Option<Vec<f64>> {
     value::<String>(name).map(|list| list.split(',').filter_map(|x| x.trim().parse().ok()).collect())
 }
+
+/// `replay` with the capacity of `--replay-capacity N` (0: no replay), when given.
+pub fn replay(replay: &onthefly::replay::ReplayConfig) -> onthefly::replay::ReplayConfig {
+    onthefly::replay::ReplayConfig {
+        capacity: value("--replay-capacity").unwrap_or(replay.capacity),
+        ..replay.clone()
+    }
+}
