@@ -50,7 +50,7 @@ mod news;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use onthefly::{Config, Coordinator, NewExample, StoreConfig, Target};
+use onthefly::{Config, Coordinator, StoreConfig};
 
 const AGENT: &str = "scout";
 const TASK: &str = "news_classification";
@@ -118,22 +118,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut correct_from_1001 = 0usize;
     let mut waited = Duration::ZERO;
     for (i, a) in articles.iter().enumerate() {
-        let truth = Target::Label(a.outlet.clone());
         // Before the first update there is no model: that counts as wrong.
-        let confidence = match coordinator.predict(AGENT, TASK, &a.text) {
-            Ok(p) => {
-                let right = usize::from(p.output == truth);
-                correct += right;
-                correct_from_1001 += right * usize::from(i >= 1000);
-                p.confidence
-            }
-            Err(_) => 0.0,
-        };
-        coordinator.add_training_example(
-            NewExample::new(AGENT, TASK, a.text.clone(), truth)
-                .with_uncertainty(1.0 - confidence)
-                .with_source(a.url.clone()),
-        )?;
+        let right = usize::from(news::predict_then_hand_in(&coordinator, AGENT, TASK, a));
+        correct += right;
+        correct_from_1001 += right * usize::from(i >= 1000);
         if wait {
             let t = Instant::now();
             assert!(

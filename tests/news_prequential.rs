@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use common::news;
-use onthefly::{Config, Coordinator, NewExample, StoreConfig, Target};
+use onthefly::{Config, Coordinator, StoreConfig};
 
 /// Updates of 50 (the default threshold), and of 1.
 const MEASURED_50: f64 = 0.684;
@@ -47,22 +47,9 @@ fn prequential_accuracy(update_threshold: usize, shuffled: bool) -> (f64, f64) {
     .unwrap();
     let (mut correct, mut correct_from_1001) = (0usize, 0usize);
     for (i, a) in articles.iter().enumerate() {
-        let truth = Target::Label(a.outlet.clone());
-        let confidence = match c.predict("scout", "news_classification", &a.text) {
-            Ok(p) => {
-                let right = usize::from(p.output == truth);
-                correct += right;
-                correct_from_1001 += right * usize::from(i >= 1000);
-                p.confidence
-            }
-            Err(_) => 0.0,
-        };
-        c.add_training_example(
-            NewExample::new("scout", "news_classification", a.text.clone(), truth)
-                .with_uncertainty(1.0 - confidence)
-                .with_source(a.url.clone()),
-        )
-        .unwrap();
+        let right = usize::from(news::predict_then_hand_in(&c, "scout", "news_classification", a));
+        correct += right;
+        correct_from_1001 += right * usize::from(i >= 1000);
         assert!(c.wait_for_idle(Duration::from_secs(600)));
     }
     c.shutdown();

@@ -120,3 +120,23 @@ pub fn rotated_correction(agent: &str, task: &str, article: &Article, i: usize) 
         )
     }
 }
+
+/// One prequential step: predicts `article` with the live model of
+/// (`agent`, `task`) (no model yet counts as wrong), then hands it in with
+/// its outlet, its source and the prediction's uncertainty. Returns whether
+/// the prediction was right.
+#[allow(dead_code)] // Not every test binary uses it.
+pub fn predict_then_hand_in(c: &onthefly::Coordinator, agent: &str, task: &str, article: &Article) -> bool {
+    let truth = onthefly::Target::Label(article.outlet.clone());
+    let (right, confidence) = match c.predict(agent, task, &article.text) {
+        Ok(p) => (p.output == truth, p.confidence),
+        Err(_) => (false, 0.0),
+    };
+    c.add_training_example(
+        onthefly::NewExample::new(agent, task, article.text.clone(), truth)
+            .with_uncertainty(1.0 - confidence)
+            .with_source(article.url.clone()),
+    )
+    .unwrap();
+    right
+}
