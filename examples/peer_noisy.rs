@@ -32,6 +32,7 @@ mod args;
 #[allow(dead_code)] // The helpers this example does not use.
 #[path = "../tests/common/news.rs"]
 mod news;
+#[allow(dead_code)] // The runner this example does not use.
 #[path = "../tests/common/noisy.rs"]
 mod noisy;
 #[allow(dead_code)]

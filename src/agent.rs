@@ -125,7 +125,42 @@ pub(crate) struct AgentState {
     failures: Mutex<Strikes>,
     /// Per buffered example, how often the harmful part of a rolled-back
     /// update it was in could not be narrowed down without it.
-    rejections: Mutex<Strikes>,
+    rejections: Mutex<Rejections>,
+}
+
+/// Per rejected example (see [`AgentState::count_rejection`]): how often it
+/// was rejected, and which version of its task's live model judged it last.
+#[derive(Debug, Default)]
+struct Rejections(HashMap<ExampleId, Rejection>);
+
+#[derive(Debug)]
+struct Rejection {
+    strikes: u32,
+    task: String,
+    judged_by: Judge,
+}
+
+/// What judged an update: its task's live version and the generation of
+/// its held-out window (see [`crate::eval::HeldOutWindow::generation`]).
+pub(crate) type Judge = (u64, u64);
+
+impl Rejections {
+    fn forget(&mut self, ids: &[ExampleId]) {
+        if !self.0.is_empty() {
+            for id in ids {
+                self.0.remove(id);
+            }
+        }
+    }
+
+    /// Whether the example waits for its task's live model or held-out
+    /// window to change: judged again by the same model on the same window
+    /// that rejected it, it would be rejected again for the same reason.
+    fn waiting(&self, id: ExampleId, judges: &BTreeMap<String, Judge>) -> bool {
+        self.0
+            .get(&id)
+            .is_some_and(|r| judges.get(&r.task).is_none_or(|j| *j == r.judged_by))
+    }
 }
 
 /// A count per example of something that went wrong with it; the examples
@@ -175,7 +210,7 @@ impl AgentState {
             force_requested: AtomicBool::new(false),
             may_reclaim: AtomicBool::new(true),
             failures: Mutex::new(Strikes::default()),
-            rejections: Mutex::new(Strikes::default()),
+            rejections: Mutex::new(Rejections::default()),
         }
     }
 
@@ -198,10 +233,42 @@ impl AgentState {
     }
 
     /// Counts a rejection for each id (see [`crate::update`]'s
-    /// `isolate_harm`); returns the ids rejected `limit` times (and forgets
-    /// them).
-    pub fn count_rejection(&self, ids: &[ExampleId], limit: u32) -> Vec<ExampleId> {
-        self.rejections.lock().count(ids, limit, false)
+    /// `isolate_harm`), judged by `judge` of `task` ([`Self::judge_of`]);
+    /// returns the ids rejected `limit` times (and forgets them).
+    pub fn count_rejection(&self, ids: &[ExampleId], limit: u32, task: &str, judge: Judge) -> Vec<ExampleId> {
+        let mut rejections = self.rejections.lock();
+        let mut reached = Vec::new();
+        for id in ids {
+            let r = rejections.0.entry(*id).or_insert_with(|| Rejection {
+                strikes: 0,
+                task: task.to_string(),
+                judged_by: judge,
+            });
+            r.strikes += 1;
+            r.judged_by = judge;
+            if r.strikes >= limit {
+                rejections.0.remove(id);
+                reached.push(*id);
+            }
+        }
+        reached
+    }
+
+    /// What judges an update of `task` now: its live version and window.
+    pub fn judge_of(&self, task: &str) -> Judge {
+        self.judges().remove(task).unwrap_or_default()
+    }
+
+    /// [`judge_of`](Self::judge_of) of every task.
+    fn judges(&self) -> BTreeMap<String, Judge> {
+        self.tasks
+            .lock()
+            .iter()
+            .map(|(name, t)| {
+                let version = t.model.as_ref().map_or(0, |m| m.version());
+                (name.clone(), (version, t.held_out.generation()))
+            })
+            .collect()
     }
 
     /// The examples waiting for another judgement after a rejection.
@@ -210,22 +277,44 @@ impl AgentState {
     }
 
     /// Buffered examples that count towards the update threshold: all but
-    /// those waiting for another judgement after a rejection (see
-    /// [`count_rejection`](Self::count_rejection)). Judged again at once,
-    /// by nearly the same model on nearly the same window, they were
-    /// rejected again for the same noise (a clean, shuffled news stream lost
-    /// 150 of 3,823 correct articles so); they wait for fresh examples and
-    /// are judged with them, by a model that has changed since.
+    /// those rejected (see [`count_rejection`](Self::count_rejection)).
+    /// Judged again at once, by nearly the same model on nearly the same
+    /// window, they were rejected again for the same noise (a clean,
+    /// shuffled news stream lost 150 of 3,823 correct articles so); they
+    /// wait for fresh examples and are judged with them, by a model that has
+    /// changed since.
     pub fn fresh_buffered(&self) -> usize {
         let buffer = self.buffer.lock();
-        let waiting = self
+        let rejected = self
             .rejections
             .lock()
             .0
             .keys()
             .filter(|id| buffer.contains(**id))
             .count();
-        buffer.len() - waiting
+        buffer.len() - rejected
+    }
+
+    /// The rejected examples that may not be judged again yet: their task's
+    /// live model and window are those that rejected them, and the same
+    /// experiment would be repeated (after a stream ended, each periodic
+    /// check did, until three identical rejections quarantined them).
+    fn waiting_ids(&self) -> std::collections::HashSet<ExampleId> {
+        let judges = self.judges();
+        let rejections = self.rejections.lock();
+        rejections
+            .0
+            .keys()
+            .copied()
+            .filter(|id| rejections.waiting(*id, &judges))
+            .collect()
+    }
+
+    /// The most valuable `n` buffered examples that may be taken into an
+    /// update: all but those waiting (see [`waiting_ids`](Self::waiting_ids)).
+    pub fn best_batch(&self, n: usize) -> Vec<TrainingExample> {
+        let waiting = self.waiting_ids();
+        self.buffer.lock().best_where(n, |id| !waiting.contains(&id))
     }
 
     /// The highest priority among the buffered examples that count towards
@@ -310,7 +399,7 @@ mod tests {
         }
         assert_eq!(agent.fresh_buffered(), 4);
         let ids = [ExampleId(1), ExampleId(2)];
-        assert!(agent.count_rejection(&ids, 3).is_empty());
+        assert!(agent.count_rejection(&ids, 3, "news", (0, 0)).is_empty());
         assert_eq!(agent.fresh_buffered(), 2);
         // Taken out of the buffer (trained, quarantined): counted nowhere.
         agent.buffer.lock().remove(&ids[..1]);

@@ -120,7 +120,18 @@ impl PriorityBuffer {
     /// Copies of the `n` most valuable examples, most valuable first. They stay
     /// buffered until [`PriorityBuffer::remove`] takes them out.
     pub fn best(&self, n: usize) -> Vec<TrainingExample> {
-        self.by_value.values().rev().take(n).cloned().collect()
+        self.best_where(n, |_| true)
+    }
+
+    /// The `n` most valuable examples among those whose id passes `keep`.
+    pub fn best_where(&self, n: usize, keep: impl Fn(ExampleId) -> bool) -> Vec<TrainingExample> {
+        self.by_value
+            .values()
+            .rev()
+            .filter(|e| keep(e.id))
+            .take(n)
+            .cloned()
+            .collect()
     }
 
     /// Removes the examples with these ids; ids not buffered (evicted meanwhile)

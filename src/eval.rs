@@ -16,9 +16,23 @@ use crate::models::AgentModel;
 /// on every machine. (Corrections and urgent examples are trained whatever
 /// the hash says, so such a text can be both trained on and held out.)
 pub fn is_held_out(input_text: &str, fraction: f64) -> bool {
-    const SCALE: u64 = 1 << 20;
-    let slot = stable_hash(input_text.as_bytes()) % SCALE;
-    (slot as f64) < fraction * SCALE as f64
+    (slot_of(input_text) as f64) < fraction * SLOTS as f64
+}
+
+/// Whether an example that was not held out when it arrived judges updates
+/// after all when it comes back from the store (see [`crate::catch_up`]):
+/// `fraction` of those texts, the next slots after [`is_held_out`]'s, so a
+/// text's fate is the same wherever it stands.
+pub fn refreshes_window(input_text: &str, fraction: f64) -> bool {
+    let slot = slot_of(input_text) as f64;
+    let first = fraction * SLOTS as f64;
+    slot >= first && slot < first + fraction * (SLOTS as f64 - first)
+}
+
+const SLOTS: u64 = 1 << 20;
+
+fn slot_of(input_text: &str) -> u64 {
+    stable_hash(input_text.as_bytes()) % SLOTS
 }
 
 /// The most recent held-out examples of one (agent, task), oldest first.
@@ -26,6 +40,8 @@ pub fn is_held_out(input_text: &str, fraction: f64) -> bool {
 pub struct HeldOutWindow {
     capacity: usize,
     examples: VecDeque<TrainingExample>,
+    /// Examples ever added: which window an update was judged on.
+    added: u64,
 }
 
 impl HeldOutWindow {
@@ -34,6 +50,7 @@ impl HeldOutWindow {
         HeldOutWindow {
             capacity: capacity.max(1),
             examples: VecDeque::new(),
+            added: 0,
         }
     }
 
@@ -47,7 +64,13 @@ impl HeldOutWindow {
             false => None,
         };
         self.examples.push_back(example);
+        self.added += 1;
         leaving
+    }
+
+    /// How many examples were ever added: the same number, the same window.
+    pub fn generation(&self) -> u64 {
+        self.added
     }
 
     /// Examples in the window.

@@ -140,8 +140,9 @@ impl Coordinator {
     }
 
     /// Queues an update of the agent now, whatever its buffer holds (the
-    /// original's `force_update_agent`); when one is running, another follows
-    /// it. Returns without waiting for it.
+    /// original's `force_update_agent`), also examples a rolled-back update
+    /// left waiting until fresh evidence can judge them again; when one is
+    /// running, another follows it. Returns without waiting for it.
     pub fn force_update_agent(&self, agent_name: &str) -> Result<()> {
         self.ensure_running()?;
         let agent = self.agent(agent_name)?;

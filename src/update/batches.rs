@@ -312,7 +312,8 @@ fn reject(
     } = rejected;
     let ids: Vec<ExampleId> = examples.iter().map(|e| e.id).collect();
     // A non-finite loss is no noise of the judging examples: no second judgement.
-    let given_up = agent.count_rejection(&ids, if certain { 1 } else { MAX_REJECTIONS });
+    let limit = if certain { 1 } else { MAX_REJECTIONS };
+    let given_up = agent.count_rejection(&ids, limit, task, agent.judge_of(task));
     if given_up.len() < ids.len() {
         tracing::info!(agent = %agent.name, task, examples = ids.len() - given_up.len(), update_id, "rejected examples stay buffered for another judgement");
     }

@@ -25,9 +25,9 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
         let received_before = agent.stats.lock().examples_received;
         let mut progress = false;
         if !shared.is_shutting_down() {
-            agent.force_requested.store(false, Ordering::Release);
+            let forced = agent.force_requested.swap(false, Ordering::AcqRel);
             agent.updating.store(true, Ordering::Release);
-            match catch_unwind(AssertUnwindSafe(|| update_agent(&shared, &agent))) {
+            match catch_unwind(AssertUnwindSafe(|| update_agent(&shared, &agent, forced))) {
                 Ok(removed) => progress = removed > 0,
                 Err(panic) => {
                     let message = grad::panic_message(&*panic);
@@ -85,12 +85,18 @@ fn is_stale(shared: &Shared, agent: &AgentState) -> bool {
 }
 
 /// Updates every task in the agent's best batch (see [`train_batches`]).
-/// Returns how many examples left the buffer.
-fn update_agent(shared: &Shared, agent: &AgentState) -> usize {
+/// A `forced` update takes rejected examples that wait for their model or
+/// window to change too (a person asked for it; see
+/// [`AgentState::best_batch`]). Returns how many examples left the buffer.
+fn update_agent(shared: &Shared, agent: &AgentState, forced: bool) -> usize {
     if let Some(cluster) = &shared.cluster {
         return update_agent_shared(shared, cluster, agent);
     }
-    let batch = agent.buffer.lock().best(shared.config.max_examples_per_update);
+    let n = shared.config.max_examples_per_update;
+    let batch = match forced {
+        true => agent.buffer.lock().best(n),
+        false => agent.best_batch(n),
+    };
     let mut by_task: BTreeMap<String, Vec<TrainingExample>> = BTreeMap::new();
     for example in batch {
         by_task.entry(example.task_type.clone()).or_default().push(example);

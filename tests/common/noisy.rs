@@ -251,3 +251,64 @@ pub fn defaults_without_store(data_dir: std::path::PathBuf) -> Config {
         ..Config::default()
     }
 }
+
+/// Hands every text of `items` not set aside to a coordinator with `config`
+/// as fast as the calls return (no prediction, no wait in between), waits
+/// for idle once, then scores the unseen part: the fast caller of issue 28,
+/// part 4. `prequential_accuracy` is not measured (0).
+pub fn run_fast(items: &[Item], config: Config) -> (Outcome, onthefly::AgentStatus) {
+    const AGENT: &str = "critic";
+    const TASK: &str = "stream";
+    let coordinator = Coordinator::new(config).unwrap();
+    let (train, test): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| !i.test);
+    for item in &train {
+        coordinator
+            .add_training_example(NewExample::new(
+                AGENT,
+                TASK,
+                item.text.clone(),
+                Target::Label(item.given.clone()),
+            ))
+            .unwrap();
+    }
+    assert!(
+        coordinator.wait_for_idle(Duration::from_secs(900)),
+        "not idle after 15 minutes"
+    );
+    let unseen_right = test
+        .iter()
+        .filter(|item| {
+            coordinator
+                .predict(AGENT, TASK, &item.text)
+                .is_ok_and(|p| p.output == Target::Label(item.truth.clone()))
+        })
+        .count();
+    let agent = coordinator.get_training_status().agents[AGENT].clone();
+    if std::env::var_os("FAST_CALLER_HISTORY").is_some() {
+        for r in coordinator.performance_history() {
+            println!(
+                "update {} n={} {:?}->{:?} held_out={} {}",
+                r.update_id,
+                r.examples_trained,
+                r.accuracy_before,
+                r.accuracy_after,
+                r.held_out_examples,
+                r.rollback_reason.unwrap_or_default()
+            );
+        }
+    }
+    let outcome = Outcome {
+        texts: train.len(),
+        wrong_labels: train.iter().filter(|i| i.given != i.truth).count(),
+        prequential_accuracy: 0.0,
+        prequential_by_tenth: Vec::new(),
+        unseen: test.len(),
+        unseen_accuracy: unseen_right as f64 / test.len().max(1) as f64,
+        updates_accepted: agent.updates_accepted,
+        updates_rolled_back: agent.updates_rolled_back,
+        examples_trained: agent.examples_trained,
+        examples_quarantined: agent.examples_quarantined,
+    };
+    coordinator.shutdown();
+    (outcome, agent)
+}
