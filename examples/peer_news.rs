@@ -24,7 +24,7 @@
 //! `--update-threshold N` updates after every N examples instead of the
 //! default 50 (1: after every article, as Vowpal Wabbit learns).
 //!
-//! `--linear-rate R` and `--linear-minibatch M` set the classifier's
+//! `--linear-rate R`, `--full-step N` and `--linear-minibatch M` set the classifier's
 //! adaptive rate and examples per step (the defaults were chosen on the
 //! first 1,000 articles: `--limit 1000`).
 //!
@@ -99,6 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         text_model: onthefly::TextModelConfig {
             linear_learning_rate: args::value("--linear-rate").unwrap_or(defaults.text_model.linear_learning_rate),
+            full_step_ngrams: args::value("--full-step").unwrap_or(defaults.text_model.full_step_ngrams),
             linear_minibatch_size: args::value("--linear-minibatch")
                 .unwrap_or(defaults.text_model.linear_minibatch_size),
             hash_buckets: args::value("--hash-buckets").unwrap_or(defaults.text_model.hash_buckets),

@@ -75,6 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         replay: args::replay(&defaults.replay),
         text_model: onthefly::TextModelConfig {
             linear_learning_rate: args::value("--linear-rate").unwrap_or(defaults.text_model.linear_learning_rate),
+            full_step_ngrams: args::value("--full-step").unwrap_or(defaults.text_model.full_step_ngrams),
             ..defaults.text_model.clone()
         },
         ..defaults

@@ -1,9 +1,11 @@
-//! A reduced run of `examples/acceptance.rs`: the paired acceptance test on
-//! the news articles in a shuffled (stationary) order, one seed, 12 updates
-//! of 50. The figures of docs/measurements.md (5 seeds × 30 updates): false rollbacks in
-//! A/A trials about 5 %, updates costing ≥ 10 points rolled back about 95 %.
-//! Here, on a fixed seed: at most 1 false rollback in 12 A/A trials, and at
-//! least 90 % of the harmful updates rolled back.
+//! The paired acceptance test on the news articles in a shuffled
+//! (stationary) order: the run of `examples/acceptance.rs` (5 seeds × 30
+//! updates of 50 after 300 articles) without its quarter-wrong share. Measured
+//! there: false rollbacks in A/A trials 5 of 150 (3.3 %), updates costing
+//! ≥ 10 points rolled back 291 of 292. The test allows what a sign test at
+//! 95 % allows, 7 of 150 (the first dozen updates of a seed, on a young model,
+//! roll back more often: 5 of the first 36), and at least 98 % of the harmful
+//! updates rolled back.
 
 mod common;
 
@@ -12,22 +14,24 @@ use onthefly::judge::{AcceptanceConfig, AcceptanceTest};
 
 #[test]
 fn the_paired_test_rarely_refuses_a_harmless_update_and_catches_harmful_ones() {
-    let trials = run(1, 300, 50, 12, &[0.0, 0.5, 1.0], &AcceptanceConfig::default());
+    let trials: Vec<_> = (1..=5)
+        .flat_map(|seed| run(seed, 300, 50, 30, &[0.0, 0.5, 1.0], &AcceptanceConfig::default()))
+        .collect();
     let s = summarise(&trials);
     println!("{s:?}");
-    assert_eq!(s.aa_trials, 12);
+    assert_eq!(s.aa_trials, 150);
     assert!(
-        s.aa_rollbacks <= 1,
-        "{} of 12 harmless updates rolled back",
+        s.aa_rollbacks <= 7,
+        "{} of 150 harmless updates rolled back",
         s.aa_rollbacks
     );
     assert!(
-        s.harmful_trials >= 10,
+        s.harmful_trials >= 250,
         "only {} updates cost 10 points",
         s.harmful_trials
     );
     assert!(
-        s.harm_caught_rate() >= 0.9,
+        s.harm_caught_rate() >= 0.98,
         "{} of {} harmful updates rolled back",
         s.harmful_rollbacks,
         s.harmful_trials

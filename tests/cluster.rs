@@ -775,8 +775,10 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
     let (version, before) = c.live_weights(AGENT, TASK).unwrap();
     assert!(version >= 1);
 
-    // 60 corrections with every outlet rotated: one batch, rolled back.
-    let wrong: Vec<&Article> = articles[1000..1060].iter().collect();
+    // 120 corrections with every outlet rotated: one batch, rolled back (a
+    // short text's step bounded, 60 cost the window too little to be seen:
+    // tests/rollback.rs).
+    let wrong: Vec<&Article> = articles[1000..1120].iter().collect();
     for (i, a) in wrong.iter().enumerate() {
         c.add_user_correction(common::news::rotated_correction(AGENT, TASK, a, i))
             .unwrap();
@@ -802,7 +804,7 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
     common::update_now(&c, AGENT);
     assert_eq!(
         states(&mut client),
-        BTreeMap::from([("buffered".to_string(), 60)]),
+        BTreeMap::from([("buffered".to_string(), 120)]),
         "the updates: {:#?}",
         &c.performance_history()[judged_from..]
     );
@@ -817,16 +819,16 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
         "judged again without a fresh example: {:#?}",
         &c.performance_history()[judged..]
     );
-    assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 60)]));
+    assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 120)]));
     // The listener polled the shared buffer all along without an error.
     let cluster = c.get_training_status().cluster.unwrap();
     assert!(cluster.connected, "the listener is not connected: {cluster:?}");
     // Judged again: still buffered; a third time: quarantined, in the
     // database and in the status.
     common::update_now(&c, AGENT);
-    assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 60)]));
+    assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 120)]));
     common::update_now(&c, AGENT);
-    assert_eq!(states(&mut client), BTreeMap::from([("quarantined".to_string(), 60)]));
+    assert_eq!(states(&mut client), BTreeMap::from([("quarantined".to_string(), 120)]));
     let (same, after) = c.live_weights(AGENT, TASK).unwrap();
     assert_eq!(same, version, "no version was published");
     assert!(
@@ -834,9 +836,9 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
         "the live weights changed"
     );
     let agent = &c.get_training_status().agents[AGENT];
-    assert_eq!((agent.examples_quarantined, agent.examples_discarded), (60, 0));
-    let offered = c.next_for_review(AGENT, TASK, 100).unwrap();
-    assert_eq!(offered.iter().filter(|i| i.quarantined.is_some()).count(), 60);
+    assert_eq!((agent.examples_quarantined, agent.examples_discarded), (120, 0));
+    let offered = c.next_for_review(AGENT, TASK, 200).unwrap();
+    assert_eq!(offered.iter().filter(|i| i.quarantined.is_some()).count(), 120);
 }
 
 #[test]

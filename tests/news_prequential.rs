@@ -17,12 +17,12 @@ use common::news;
 use onthefly::{Config, Coordinator, StoreConfig};
 
 /// Updates of 50 (the default threshold), and of 1.
-const MEASURED_50: f64 = 0.684;
-const MEASURED_1: f64 = 0.785;
+const MEASURED_50: f64 = 0.682;
+const MEASURED_1: f64 = 0.795;
 /// Updates of 50 over articles 1,001–3,823 only.
-const MEASURED_50_FROM_1001: f64 = 0.739;
+const MEASURED_50_FROM_1001: f64 = 0.740;
 /// Updates of 50, the articles shuffled (seed 1).
-const MEASURED_50_SHUFFLED: f64 = 0.761;
+const MEASURED_50_SHUFFLED: f64 = 0.768;
 const MARGIN: f64 = 0.01;
 
 /// The prequential accuracy over every article and over articles 1,001 on.

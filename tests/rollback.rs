@@ -46,12 +46,19 @@ fn learn(c: &Coordinator, articles: &[news::Article]) {
     }
 }
 
+/// Wrong corrections in one batch. Since an article's step is bounded
+/// (`full_step_ngrams`) rather than the same for every text, 60 rotated
+/// corrections cost 3 points on the window (0.77 → 0.74, not significant
+/// and kept) and nothing on the next 200 articles (0.745 with and without
+/// them); 120 cost more and are what is rolled back here.
+const WRONG: usize = 120;
+
 #[test]
 fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     let articles = news::load_articles();
     let c = coordinator(Config {
-        // Above the 60 corrections below, so they form one batch.
-        update_threshold: 100,
+        // Above the corrections below, so they form one batch.
+        update_threshold: 200,
         max_examples_per_update: 1000,
         ..Config::default()
     });
@@ -63,9 +70,9 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     let history = c.performance_history().len();
     let quarantined = c.get_training_status().agents[AGENT].examples_quarantined;
 
-    // People "correct" 60 later articles to the wrong outlets (labels rotated),
+    // People "correct" 120 later articles to the wrong outlets (labels rotated),
     // at priority 1 so they form one batch, trained when forced.
-    for (i, article) in articles[1500..1560].iter().enumerate() {
+    for (i, article) in articles[1500..1500 + WRONG].iter().enumerate() {
         c.add_user_correction(news::rotated_correction(AGENT, TASK, article, i))
             .unwrap();
     }
@@ -76,14 +83,20 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     // (a harmless batch rolled back on noise is not lost).
     let first_judgement = c.performance_history()[history..].to_vec();
     let scout = &c.get_training_status().agents[AGENT];
-    assert_eq!((scout.examples_quarantined - quarantined, scout.buffer_size), (0, 60));
+    assert_eq!(
+        (scout.examples_quarantined - quarantined, scout.buffer_size),
+        (0, WRONG)
+    );
     // Judged twice more (here at once, by force; a stream judges them again
     // only beside fresh examples): rolled back each time, so all of it is
     // quarantined and nothing is trained.
     c.force_update_agent(AGENT).unwrap();
     assert!(c.wait_for_idle(Duration::from_secs(120)));
     let scout = &c.get_training_status().agents[AGENT];
-    assert_eq!((scout.examples_quarantined - quarantined, scout.buffer_size), (0, 60));
+    assert_eq!(
+        (scout.examples_quarantined - quarantined, scout.buffer_size),
+        (0, WRONG)
+    );
     c.force_update_agent(AGENT).unwrap();
     assert!(c.wait_for_idle(Duration::from_secs(120)));
     let records = c.performance_history()[history..].to_vec();
@@ -91,8 +104,8 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     assert_eq!(records.len(), 9, "{records:?}");
     assert!(records.iter().all(|r| r.rollback_triggered), "{records:?}");
     for judgement in records.chunks(3) {
-        assert_eq!(judgement[0].examples_trained, 60);
-        assert_eq!(judgement[1].examples_trained + judgement[2].examples_trained, 60);
+        assert_eq!(judgement[0].examples_trained, WRONG);
+        assert_eq!(judgement[1].examples_trained + judgement[2].examples_trained, WRONG);
     }
     let record = &records[0];
     assert!(record.rollback_triggered, "the shuffled batch was accepted: {record:?}");
@@ -107,10 +120,13 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     assert_eq!(same_version, version);
     assert!(identical(&before, &after), "the live weights changed after a rollback");
     let scout = &c.get_training_status().agents[AGENT];
-    assert_eq!((scout.examples_quarantined - quarantined, scout.buffer_size), (60, 0));
+    assert_eq!(
+        (scout.examples_quarantined - quarantined, scout.buffer_size),
+        (WRONG as u64, 0)
+    );
     // A person is offered every quarantined example, with why, before any
     // prediction; a label for one becomes a correction.
-    let wrong_texts: Vec<&str> = articles[1500..1560].iter().map(|a| a.text.as_str()).collect();
+    let wrong_texts: Vec<&str> = articles[1500..1500 + WRONG].iter().map(|a| a.text.as_str()).collect();
     let offered = c.next_for_review(AGENT, TASK, 1000).unwrap();
     assert_eq!(offered.len() as u64, scout.examples_quarantined);
     assert!(offered.iter().all(|item| item.quarantined.is_some()));
@@ -120,7 +136,7 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
         .iter()
         .filter(|item| wrong_texts.contains(&item.input_text.as_str()))
         .count();
-    assert_eq!(wrong_offered, 60);
+    assert_eq!(wrong_offered, WRONG);
     let first = offered
         .iter()
         .find(|item| wrong_texts.contains(&item.input_text.as_str()))
@@ -133,7 +149,7 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     }
 
     // The same articles with their true outlets are accepted.
-    for article in &articles[1500..1560] {
+    for article in &articles[1500..1500 + WRONG] {
         c.add_training_example(
             NewExample::new(AGENT, TASK, article.text.clone(), Target::Label(article.outlet.clone()))
                 .with_priority(Priority::Medium),

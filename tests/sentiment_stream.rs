@@ -5,7 +5,8 @@
 //! coordinator, each example waited for; after each domain the live model is
 //! scored on every domain's test split. Waiting makes the run deterministic,
 //! so the margins are what a real change would move: final average accuracy
-//! 0.01 below 0.718, average forgetting 0.01 above 0.016.
+//! 0.01 below 0.755, average forgetting 0.01 above -0.010 (negative: the
+//! earlier domains gained from the later ones).
 
 mod common;
 
@@ -14,8 +15,8 @@ use std::time::Duration;
 use common::continual;
 use onthefly::{Config, Coordinator, NewExample, TextModelConfig, TrainingExample};
 
-const MEASURED_ACCURACY: f64 = 0.718;
-const MEASURED_FORGETTING: f64 = 0.016;
+const MEASURED_ACCURACY: f64 = 0.755;
+const MEASURED_FORGETTING: f64 = -0.010;
 const MARGIN: f64 = 0.01;
 
 #[test]

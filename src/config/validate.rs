@@ -231,10 +231,17 @@ impl Config {
                 return field("text_model", format!("{name} must be a positive number, got {rate}"));
             }
         }
-        if t.embedding_dim == 0 || t.max_tokens == 0 || t.minibatch_size == 0 || t.linear_minibatch_size == 0 {
+        if t.embedding_dim == 0
+            || t.max_tokens == 0
+            || t.minibatch_size == 0
+            || t.linear_minibatch_size == 0
+            || t.full_step_ngrams == 0
+        {
             return field(
                 "text_model",
-                "embedding_dim, max_tokens, minibatch_size and linear_minibatch_size must be at least 1".into(),
+                "embedding_dim, max_tokens, minibatch_size, linear_minibatch_size and full_step_ngrams must be at \
+                 least 1"
+                    .into(),
             );
         }
         if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
-use super::hashed::HashedLinear;
+use super::hashed::{FeatureScale, HashedLinear};
 use super::{outputs_from_probabilities, read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::base::ModelError;
 use crate::base::SplitMix64;
@@ -36,7 +36,7 @@ impl TextClassifier {
     /// kinds that do.
     pub fn new(config: TextModelConfig, device: Device, seed: u64) -> Result<TextClassifier, ModelError> {
         let _ = seed;
-        let layer = HashedLinear::zeros(device, config.hash_buckets, 0)?;
+        let layer = HashedLinear::zeros(device, config.hash_buckets, 0, FeatureScale::RootBelow)?;
         Ok(Self::from_layer(config, layer, Vec::new()))
     }
 
@@ -59,7 +59,7 @@ impl TextClassifier {
     ) -> Result<TextClassifier, ModelError> {
         let saved: SavedMeta = read_metadata(meta, "a text classifier")?;
         let _guard = tch::no_grad_guard();
-        let layer = HashedLinear::from_checkpoint(device, params)?;
+        let layer = HashedLinear::from_checkpoint(device, params, saved.feature_scale)?;
         if layer.weight.size().get(1).copied() != Some(saved.labels.len() as i64) {
             return Err(ModelError::IncompatibleCheckpoint(format!(
                 "the checkpoint's weight table has {:?} columns for {} labels",
@@ -251,7 +251,7 @@ impl AgentModel for TextClassifier {
     }
 
     fn metadata(&self) -> serde_json::Value {
-        serde_json::json!({ "labels": self.labels, "config": self.config })
+        serde_json::json!({ "labels": self.labels, "config": self.config, "feature_scale": self.layer.scale() })
     }
 
     fn restore(&mut self, params: &BTreeMap<String, Tensor>, meta: &serde_json::Value) -> Result<(), ModelError> {
@@ -265,4 +265,8 @@ impl AgentModel for TextClassifier {
 struct SavedMeta {
     labels: Vec<String>,
     config: TextModelConfig,
+    /// Missing in a checkpoint saved before the bounded root scale: that
+    /// one's weights were learned with the mean, which it keeps.
+    #[serde(default)]
+    feature_scale: FeatureScale,
 }

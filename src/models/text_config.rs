@@ -34,6 +34,15 @@ pub struct TextModelConfig {
     /// of 0.5, 1, 2, 4, 8, 16, 32 and 64 on the first 1,000 news articles in
     /// date order, both for updates of 50 and of 1.
     pub linear_learning_rate: f64,
+    /// Inputs of at least this many n-grams (words and word pairs) take a
+    /// full step of the built-in classifier: their scores move by up to
+    /// `linear_learning_rate` on first sight; a shorter input of `n` moves
+    /// them by `linear_learning_rate·√(n/full_step_ngrams)`, since it
+    /// carries less evidence (a wrong label on a tweet was memorised as
+    /// firmly as one on a whole article). Chosen on the validation streams
+    /// (docs/measurements.md, "Wrong labels"); 1 gives every input a full
+    /// step (the classifier before).
+    pub full_step_ngrams: usize,
     /// The same base rate for the hashed linear regressor. A score moves
     /// through a sigmoid and is judged by its absolute error, so it wants
     /// smaller steps: 1 was the best of 0.1–16 (mean absolute error 0.108 vs
@@ -62,6 +71,7 @@ impl Default for TextModelConfig {
             learning_rate: 0.1,
             minibatch_size: 16,
             linear_learning_rate: 16.0,
+            full_step_ngrams: 1024,
             regressor_learning_rate: 1.0,
             linear_minibatch_size: 1,
             tagger_learning_rate: 0.2,

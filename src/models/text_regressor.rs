@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use tch::{nn::VarStore, Device, Reduction, Tensor};
 
-use super::hashed::HashedLinear;
+use super::hashed::{FeatureScale, HashedLinear};
 use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
@@ -30,7 +30,7 @@ impl TextRegressor {
     /// kept for the model kinds that start at random).
     pub fn new(config: TextModelConfig, device: Device, seed: u64) -> Result<TextRegressor, ModelError> {
         let _ = seed;
-        let layer = HashedLinear::zeros(device, config.hash_buckets, 1)?;
+        let layer = HashedLinear::zeros(device, config.hash_buckets, 1, FeatureScale::Mean)?;
         Ok(TextRegressor { layer, config })
     }
 
@@ -43,7 +43,7 @@ impl TextRegressor {
     ) -> Result<TextRegressor, ModelError> {
         let config: TextModelConfig = read_metadata(&meta["config"], "a text regressor")?;
         let _guard = tch::no_grad_guard();
-        let layer = HashedLinear::from_checkpoint(device, params)?;
+        let layer = HashedLinear::from_checkpoint(device, params, FeatureScale::Mean)?;
         Ok(TextRegressor { layer, config })
     }
 

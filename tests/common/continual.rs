@@ -60,6 +60,10 @@ impl Settings {
                 embedding_dim: 32,
                 learning_rate: 0.02,
                 minibatch_size: 32,
+                // The mean feature values its λ were chosen with: the bound
+                // on a short text's step is for the adaptive steps of a
+                // stream, and these are Adam epochs.
+                full_step_ngrams: 1,
                 ..TextModelConfig::default()
             },
         }
