@@ -183,8 +183,6 @@ pub struct Outcome {
 /// then handed in with its given label, then every update waited for; the
 /// unseen part predicted at the end.
 pub fn run(items: &[Item], config: Config) -> Outcome {
-    const AGENT: &str = "critic";
-    const TASK: &str = "stream";
     let coordinator = Coordinator::new(Config {
         predict_feedback_threshold: 0.0,
         ..config
@@ -212,6 +210,30 @@ pub fn run(items: &[Item], config: Config) -> Outcome {
             "an update took over 10 minutes"
         );
     }
+    let prequential = Prequential {
+        accuracy: tenths.iter().map(|t| t.0).sum::<usize>() as f64 / train.len() as f64,
+        by_tenth: tenths.iter().map(|(r, n)| *r as f64 / (*n).max(1) as f64).collect(),
+    };
+    finish(coordinator, &train, &test, prequential).0
+}
+
+const AGENT: &str = "critic";
+const TASK: &str = "stream";
+
+/// Prequential accuracy over a stream, and per tenth of it.
+struct Prequential {
+    accuracy: f64,
+    by_tenth: Vec<f64>,
+}
+
+/// Scores the unseen part, reads the agent's status and shuts the
+/// coordinator down.
+fn finish(
+    coordinator: Coordinator,
+    train: &[&Item],
+    test: &[&Item],
+    prequential: Prequential,
+) -> (Outcome, onthefly::AgentStatus) {
     let unseen_right = test
         .iter()
         .filter(|item| {
@@ -220,13 +242,12 @@ pub fn run(items: &[Item], config: Config) -> Outcome {
                 .is_ok_and(|p| p.output == Target::Label(item.truth.clone()))
         })
         .count();
-    let status = coordinator.get_training_status();
-    let agent = &status.agents[AGENT];
+    let agent = coordinator.get_training_status().agents[AGENT].clone();
     let outcome = Outcome {
         texts: train.len(),
         wrong_labels: train.iter().filter(|i| i.given != i.truth).count(),
-        prequential_accuracy: tenths.iter().map(|t| t.0).sum::<usize>() as f64 / train.len() as f64,
-        prequential_by_tenth: tenths.iter().map(|(r, n)| *r as f64 / (*n).max(1) as f64).collect(),
+        prequential_accuracy: prequential.accuracy,
+        prequential_by_tenth: prequential.by_tenth,
         unseen: test.len(),
         unseen_accuracy: unseen_right as f64 / test.len().max(1) as f64,
         updates_accepted: agent.updates_accepted,
@@ -235,7 +256,7 @@ pub fn run(items: &[Item], config: Config) -> Outcome {
         examples_quarantined: agent.examples_quarantined,
     };
     coordinator.shutdown();
-    outcome
+    (outcome, agent)
 }
 
 /// The library's defaults with the store and checkpoints off (as the peer
@@ -257,8 +278,6 @@ pub fn defaults_without_store(data_dir: std::path::PathBuf) -> Config {
 /// for idle once, then scores the unseen part: the fast caller of issue 28,
 /// part 4. `prequential_accuracy` is not measured (0).
 pub fn run_fast(items: &[Item], config: Config) -> (Outcome, onthefly::AgentStatus) {
-    const AGENT: &str = "critic";
-    const TASK: &str = "stream";
     let coordinator = Coordinator::new(config).unwrap();
     let (train, test): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| !i.test);
     for item in &train {
@@ -275,40 +294,9 @@ pub fn run_fast(items: &[Item], config: Config) -> (Outcome, onthefly::AgentStat
         coordinator.wait_for_idle(Duration::from_secs(900)),
         "not idle after 15 minutes"
     );
-    let unseen_right = test
-        .iter()
-        .filter(|item| {
-            coordinator
-                .predict(AGENT, TASK, &item.text)
-                .is_ok_and(|p| p.output == Target::Label(item.truth.clone()))
-        })
-        .count();
-    let agent = coordinator.get_training_status().agents[AGENT].clone();
-    if std::env::var_os("FAST_CALLER_HISTORY").is_some() {
-        for r in coordinator.performance_history() {
-            println!(
-                "update {} n={} {:?}->{:?} held_out={} {}",
-                r.update_id,
-                r.examples_trained,
-                r.accuracy_before,
-                r.accuracy_after,
-                r.held_out_examples,
-                r.rollback_reason.unwrap_or_default()
-            );
-        }
-    }
-    let outcome = Outcome {
-        texts: train.len(),
-        wrong_labels: train.iter().filter(|i| i.given != i.truth).count(),
-        prequential_accuracy: 0.0,
-        prequential_by_tenth: Vec::new(),
-        unseen: test.len(),
-        unseen_accuracy: unseen_right as f64 / test.len().max(1) as f64,
-        updates_accepted: agent.updates_accepted,
-        updates_rolled_back: agent.updates_rolled_back,
-        examples_trained: agent.examples_trained,
-        examples_quarantined: agent.examples_quarantined,
+    let none = Prequential {
+        accuracy: 0.0,
+        by_tenth: Vec::new(),
     };
-    coordinator.shutdown();
-    (outcome, agent)
+    finish(coordinator, &train, &test, none)
 }
