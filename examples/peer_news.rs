@@ -29,7 +29,8 @@
 //! first 1,000 articles: `--limit 1000`).
 //!
 //! `--replay-capacity N` (0: no replay) and `--ewc-lambda L` (0: off) are
-//! the ablation's switches.
+//! the ablation's switches; `--keep-every-update` keeps every update (no
+//! rollback), to measure what the judge's rollbacks were worth.
 //!
 //! `--export FILE` writes the stream (id, date order, text, outlet, link,
 //! and the words onthefly hashes, `tokens`) as JSON lines for the Python
@@ -83,9 +84,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let data_dir = std::env::temp_dir().join(format!("onthefly-peer-news-{}", std::process::id()));
     let defaults = Config::default();
+    // `--keep-every-update`: the judge keeps everything (the original's rule
+    // on a drop of more than 1), to see what its rollbacks were worth.
+    let keep_all = args::flag("--keep-every-update");
     let config = Config {
         data_dir: data_dir.clone(),
         predict_feedback_threshold: 0.0,
+        rollback_threshold: if keep_all { 1.0 } else { defaults.rollback_threshold },
+        acceptance: onthefly::judge::AcceptanceConfig {
+            test: match keep_all {
+                true => onthefly::judge::AcceptanceTest::Threshold,
+                false => defaults.acceptance.test,
+            },
+            ..defaults.acceptance.clone()
+        },
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
         update_threshold: args::value("--update-threshold").unwrap_or(defaults.update_threshold),
         replay: args::replay(&defaults.replay),
