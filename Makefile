@@ -45,7 +45,11 @@ lint:
 
 # The demo's own test runs the newsroom binary; `cargo test --all-targets`
 # builds examples only as test harnesses, so the binary is built first.
+# Each test keeps its data folder under target/test-data for a look after a
+# failure; the next run starts without them (they grew to 60 GB and filled
+# the disk of a checkout that ran the tests for weeks).
 test-rust:
+	rm -rf target/test-data
 	$(CARGO) build --example newsroom
 	scripts/with_test_postgres.sh $(CARGO) test --all-targets --no-fail-fast
 	$(CARGO) test --doc
