@@ -129,7 +129,8 @@ pub(crate) struct AgentState {
 }
 
 /// Per rejected example (see [`AgentState::count_rejection`]): how often it
-/// was rejected, and which version of its task's live model judged it last.
+/// was rejected, and which live version and window of its task judged it
+/// last.
 #[derive(Debug, Default)]
 struct Rejections(HashMap<ExampleId, Rejection>);
 

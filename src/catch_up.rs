@@ -79,11 +79,14 @@ pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> bool {
     let mut buffer = agent.buffer.lock();
     let mut stats = agent.stats.lock();
     stats.examples_taken_back += n as u64;
+    // Evicted in this run: counted as evicted, now back. Evicted in an
+    // earlier run: not received in this one until now.
+    let back = |stats: &mut crate::agent::AgentStats| match stats.examples_evicted {
+        0 => stats.examples_received += 1,
+        _ => stats.examples_evicted -= 1,
+    };
     for _ in 0..judging {
-        match stats.examples_evicted {
-            0 => stats.examples_received += 1,
-            _ => stats.examples_evicted -= 1,
-        }
+        back(&mut stats);
         stats.examples_held_out += 1;
     }
     for (example, left_window) in examples {
@@ -95,12 +98,7 @@ pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> bool {
             }
             continue;
         }
-        // Evicted in this run: counted as evicted, now buffered again.
-        // Evicted in an earlier run: not received in this one until now.
-        match stats.examples_evicted {
-            0 => stats.examples_received += 1,
-            _ => stats.examples_evicted -= 1,
-        }
+        back(&mut stats);
         // Arrivals since the check may have taken the room: the least
         // valuable then leaves again, to be taken back later.
         if let Insert::BufferedEvicting(gone) | Insert::Rejected(gone) = buffer.insert(example) {
