@@ -197,14 +197,7 @@ pub fn run(items: &[Item], config: Config) -> Outcome {
         let tenth = &mut tenths[n * 10 / train.len()];
         tenth.0 += usize::from(right);
         tenth.1 += 1;
-        coordinator
-            .add_training_example(NewExample::new(
-                AGENT,
-                TASK,
-                item.text.clone(),
-                Target::Label(item.given.clone()),
-            ))
-            .unwrap();
+        hand_in(&coordinator, item);
         assert!(
             coordinator.wait_for_idle(Duration::from_secs(600)),
             "an update took over 10 minutes"
@@ -219,6 +212,18 @@ pub fn run(items: &[Item], config: Config) -> Outcome {
 
 const AGENT: &str = "critic";
 const TASK: &str = "stream";
+
+/// Hands in a text with its given (possibly wrong) label.
+fn hand_in(coordinator: &Coordinator, item: &Item) {
+    coordinator
+        .add_training_example(NewExample::new(
+            AGENT,
+            TASK,
+            item.text.clone(),
+            Target::Label(item.given.clone()),
+        ))
+        .unwrap();
+}
 
 /// Prequential accuracy over a stream, and per tenth of it.
 struct Prequential {
@@ -281,14 +286,7 @@ pub fn run_fast(items: &[Item], config: Config) -> (Outcome, onthefly::AgentStat
     let coordinator = Coordinator::new(config).unwrap();
     let (train, test): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| !i.test);
     for item in &train {
-        coordinator
-            .add_training_example(NewExample::new(
-                AGENT,
-                TASK,
-                item.text.clone(),
-                Target::Label(item.given.clone()),
-            ))
-            .unwrap();
+        hand_in(&coordinator, item);
     }
     assert!(
         coordinator.wait_for_idle(Duration::from_secs(900)),
