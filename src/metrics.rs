@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use parking_lot::Mutex;
 
-use crate::status::TrainingStatus;
+use crate::status::{AgentStatus, TrainingStatus};
 use crate::store::StoreStatus;
 
 /// Upper bounds of the latency histograms' buckets, in seconds: from half
@@ -110,18 +110,12 @@ pub(crate) fn render(status: &TrainingStatus, latencies: &Latencies) -> String {
 fn agent_families(out: &mut Exposition, status: &TrainingStatus) {
     out.family("onthefly_training", "gauge", "1 while any agent is updating");
     out.sample("onthefly_training", &[], f64::from(u8::from(status.is_training)));
-    out.family(
+    let received = Family(
         "onthefly_examples_received_total",
         "counter",
         "examples accepted, per agent",
     );
-    for (agent, a) in &status.agents {
-        out.sample(
-            "onthefly_examples_received_total",
-            &[("agent", agent)],
-            a.examples_received as f64,
-        );
-    }
+    out.per_agent(&received, status, |a| a.examples_received as f64);
     out.family(
         "onthefly_examples",
         "gauge",
@@ -141,18 +135,12 @@ fn agent_families(out: &mut Exposition, status: &TrainingStatus) {
             out.sample("onthefly_examples", &[("agent", agent), ("state", state)], n as f64);
         }
     }
-    out.family(
+    let capacity = Family(
         "onthefly_buffer_capacity",
         "gauge",
         "most examples an agent's buffer holds",
     );
-    for (agent, a) in &status.agents {
-        out.sample(
-            "onthefly_buffer_capacity",
-            &[("agent", agent)],
-            a.buffer_capacity as f64,
-        );
-    }
+    out.per_agent(&capacity, status, |a| a.buffer_capacity as f64);
     out.family("onthefly_updates_total", "counter", "updates per agent, by outcome");
     for (agent, a) in &status.agents {
         for (outcome, n) in [
@@ -231,98 +219,77 @@ fn latency_families(out: &mut Exposition, latencies: &Latencies) {
     }
 }
 
+/// A family of one sample: its name, type and help.
+struct Family(&'static str, &'static str, &'static str);
+
+/// The store writer's families, in the order of [`store_families`]' values.
+const STORE_FAMILIES: [Family; 8] = [
+    Family(
+        "onthefly_store_operations_received_total",
+        "counter",
+        "operations handed to the store's writer",
+    ),
+    Family(
+        "onthefly_store_operations_durable_total",
+        "counter",
+        "of those, in the database or the fsynced spool",
+    ),
+    Family(
+        "onthefly_store_operations_written_total",
+        "counter",
+        "of those, in the database",
+    ),
+    Family(
+        "onthefly_store_operations_rejected_total",
+        "counter",
+        "operations the database refused, set aside",
+    ),
+    Family("onthefly_store_backlog", "gauge", "operations waiting in memory"),
+    Family(
+        "onthefly_store_spooled",
+        "gauge",
+        "operations waiting in the spool file",
+    ),
+    Family("onthefly_store_spool_bytes", "gauge", "size of the spool file"),
+    Family("onthefly_store_connected", "gauge", "1 while the database answers"),
+];
+
+/// The connection pool's families, in the order of [`store_families`]' values.
+const POOL_FAMILIES: [Family; 5] = [
+    Family("onthefly_store_pool_connections", "gauge", "connections open"),
+    Family("onthefly_store_pool_in_use", "gauge", "connections in use"),
+    Family("onthefly_store_pool_idle", "gauge", "connections idle"),
+    Family("onthefly_store_pool_max", "gauge", "most connections"),
+    Family(
+        "onthefly_store_pool_waits_total",
+        "counter",
+        "times a connection was waited for",
+    ),
+];
+
 /// The store writer's counters and its connection pool.
 fn store_families(out: &mut Exposition, store: &StoreStatus) {
     let backend = [("backend", store.backend.as_str())];
-    out.scalars(
-        &backend,
-        &[
-            (
-                "onthefly_store_operations_received_total",
-                "counter",
-                "operations handed to the store's writer",
-                store.received,
-            ),
-            (
-                "onthefly_store_operations_durable_total",
-                "counter",
-                "of those, in the database or the fsynced spool",
-                store.durable,
-            ),
-            (
-                "onthefly_store_operations_written_total",
-                "counter",
-                "of those, in the database",
-                store.written,
-            ),
-            (
-                "onthefly_store_operations_rejected_total",
-                "counter",
-                "operations the database refused, set aside",
-                store.rejected,
-            ),
-            (
-                "onthefly_store_backlog",
-                "gauge",
-                "operations waiting in memory",
-                store.backlog,
-            ),
-            (
-                "onthefly_store_spooled",
-                "gauge",
-                "operations waiting in the spool file",
-                store.spooled,
-            ),
-            (
-                "onthefly_store_spool_bytes",
-                "gauge",
-                "size of the spool file",
-                store.spool_bytes,
-            ),
-            (
-                "onthefly_store_connected",
-                "gauge",
-                "1 while the database answers",
-                u64::from(store.connected),
-            ),
-        ],
-    );
+    let writer = [
+        store.received,
+        store.durable,
+        store.written,
+        store.rejected,
+        store.backlog,
+        store.spooled,
+        store.spool_bytes,
+        u64::from(store.connected),
+    ];
+    out.scalars(&backend, &STORE_FAMILIES, writer);
     if let Some(pool) = &store.pool {
-        out.scalars(
-            &backend,
-            &[
-                (
-                    "onthefly_store_pool_connections",
-                    "gauge",
-                    "connections open",
-                    u64::from(pool.connections),
-                ),
-                (
-                    "onthefly_store_pool_in_use",
-                    "gauge",
-                    "connections in use",
-                    u64::from(pool.in_use),
-                ),
-                (
-                    "onthefly_store_pool_idle",
-                    "gauge",
-                    "connections idle",
-                    u64::from(pool.idle),
-                ),
-                (
-                    "onthefly_store_pool_max",
-                    "gauge",
-                    "most connections",
-                    u64::from(pool.max_size),
-                ),
-                (
-                    "onthefly_store_pool_waits_total",
-                    "counter",
-                    "times a connection was waited for",
-                    pool.waits,
-                ),
-            ],
-        );
+        let connections = [
+            u64::from(pool.connections),
+            u64::from(pool.in_use),
+            u64::from(pool.idle),
+            u64::from(pool.max_size),
+            pool.waits,
+        ];
+        out.scalars(&backend, &POOL_FAMILIES, connections);
     }
 }
 
@@ -346,11 +313,20 @@ impl Exposition {
         let _ = writeln!(self.text, " {value}");
     }
 
-    /// Families of one sample each: (name, type, help, value).
-    fn scalars(&mut self, labels: &[(&str, &str)], families: &[(&str, &str, &str, u64)]) {
-        for (name, kind, help, value) in families {
+    /// A family of one sample per agent.
+    fn per_agent(&mut self, family: &Family, status: &TrainingStatus, value: impl Fn(&AgentStatus) -> f64) {
+        let Family(name, kind, help) = family;
+        self.family(name, kind, help);
+        for (agent, a) in &status.agents {
+            self.sample(name, &[("agent", agent)], value(a));
+        }
+    }
+
+    /// Families of one sample each, the `i`-th of `families` with the `i`-th value.
+    fn scalars<const N: usize>(&mut self, labels: &[(&str, &str)], families: &[Family; N], values: [u64; N]) {
+        for (Family(name, kind, help), value) in families.iter().zip(values) {
             self.family(name, kind, help);
-            self.sample(name, labels, *value as f64);
+            self.sample(name, labels, value as f64);
         }
     }
 

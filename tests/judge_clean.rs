@@ -7,8 +7,8 @@
 //! model already learned: an A/A comparison), and a correct example is not
 //! quarantined (at most 1 %).
 //!
-//! Measured (`cargo run --release --example judge_clean`): classifier 3 and
-//! 1 of 74 updates rolled back (1 and 0 in the second half), regressor none
+//! Measured (`cargo run --release --example judge_clean`): classifier 2 of
+//! 74 updates rolled back in each order (0 in the second half), regressor none
 //! of 82, tagger 4 of 47 (1 of 24); nothing quarantined. Before rejected
 //! examples waited for fresh ones and were judged three times, the
 //! classifier quarantined 100 and 150 correct articles; before the

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::errors::ValidationError;
+use super::errors::{ModelError, ValidationError};
 
 /// A unique, increasing id given to every accepted example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -69,6 +69,40 @@ impl Target {
             Target::Score(_) => TargetKind::Score,
             Target::Tags(_) => TargetKind::Tags,
             Target::Json(_) => TargetKind::Json,
+        }
+    }
+
+    /// The label, or [`ModelError::WrongTarget`] for a model that learns
+    /// labels.
+    pub fn as_label(&self) -> Result<&str, ModelError> {
+        match self {
+            Target::Label(label) => Ok(label),
+            other => Err(other.kind_mismatch(TargetKind::Label)),
+        }
+    }
+
+    /// The score, or [`ModelError::WrongTarget`] for a model that learns
+    /// scores.
+    pub fn as_score(&self) -> Result<f64, ModelError> {
+        match self {
+            Target::Score(score) => Ok(*score),
+            other => Err(other.kind_mismatch(TargetKind::Score)),
+        }
+    }
+
+    /// The tags, or [`ModelError::WrongTarget`] for a model that learns tags.
+    pub fn as_tags(&self) -> Result<&[String], ModelError> {
+        match self {
+            Target::Tags(tags) => Ok(tags),
+            other => Err(other.kind_mismatch(TargetKind::Tags)),
+        }
+    }
+
+    /// The error a model that learns `expected` targets gives for this one.
+    pub fn kind_mismatch(&self, expected: TargetKind) -> ModelError {
+        ModelError::WrongTarget {
+            expected,
+            got: self.kind(),
         }
     }
 

@@ -176,6 +176,22 @@ const LOOKUPS: [OtfResult; 8] = [
     OtfResult::Model,
 ];
 
+/// Calls `call` with an id out-parameter (NULL unless `with_out`) and checks
+/// that the id is written exactly on success.
+fn call_with_id_out(with_out: bool, call: impl FnOnce(*mut u64) -> OtfResult) -> Result<OtfResult, TestCaseError> {
+    let mut id = u64::MAX;
+    let out = if with_out { &mut id as *mut u64 } else { ptr::null_mut() };
+    let code = call(out);
+    if with_out {
+        prop_assert_eq!(
+            code == OtfResult::Ok,
+            id != u64::MAX,
+            "out_id written exactly on success"
+        );
+    }
+    Ok(code)
+}
+
 /// The review queue's and the export's calls on `handle` (NULL or live),
 /// with the strings of `args`: each returns one of the codes `allowed`
 /// gives and writes its output exactly on success.
@@ -237,15 +253,13 @@ proptest! {
     ) {
         initialised();
         let args = Args::new(&strings);
-        let mut id = u64::MAX;
-        let out = if with_out { &mut id as *mut u64 } else { ptr::null_mut() };
         // SAFETY: every pointer is NULL or a live NUL-terminated string; `out` is NULL or a live u64.
-        let code = unsafe {
+        let code = call_with_id_out(with_out, |out| unsafe {
             otf_add_training_example(
                 args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), uncertainty, importance, priority,
                 args.ptr(4), args.ptr(5), out,
             )
-        };
+        })?;
         check(code, INPUT)?;
         // Arguments are checked in order: the first bad one decides the code.
         if args.null_at(&[0, 1, 2, 3]) {
@@ -253,9 +267,6 @@ proptest! {
         }
         if !(0.0..=1.0).contains(&uncertainty) || !(0.0..=1.0).contains(&importance) || !(0..=3).contains(&priority) {
             prop_assert_ne!(code, OtfResult::Ok);
-        }
-        if with_out {
-            prop_assert_eq!(code == OtfResult::Ok, id != u64::MAX, "out_id written exactly on success");
         }
     }
 
@@ -294,20 +305,15 @@ proptest! {
     ) {
         initialised();
         let args = Args::new(&strings);
-        let mut id = u64::MAX;
-        let out = if with_out { &mut id as *mut u64 } else { ptr::null_mut() };
         // SAFETY: every pointer is NULL or a live NUL-terminated string; `out` is NULL or a live u64.
-        let code = unsafe {
+        let code = call_with_id_out(with_out, |out| unsafe {
             otf_add_user_correction(
                 args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), args.ptr(4), priority, args.ptr(5), out,
             )
-        };
+        })?;
         check(code, INPUT)?;
         if args.null_at(&[0, 1, 2, 3, 4]) {
             prop_assert_ne!(code, OtfResult::Ok);
-        }
-        if with_out {
-            prop_assert_eq!(code == OtfResult::Ok, id != u64::MAX);
         }
     }
 
@@ -422,20 +428,15 @@ proptest! {
             if null_handle { vec![OtfResult::NullParameter] } else { codes.to_vec() }
         };
         let lookups = LOOKUPS;
-        let mut id = u64::MAX;
-        let out = if with_out { &mut id as *mut u64 } else { ptr::null_mut() };
         // SAFETY: the handle is NULL or live; every pointer is NULL or a live
         // NUL-terminated string; `out` is NULL or a live u64 (the same below).
-        let code = unsafe {
+        let code = call_with_id_out(with_out, |out| unsafe {
             otf_coordinator_add_training_example(
                 handle, args.ptr(0), args.ptr(1), args.ptr(2), args.ptr(3), score, score, priority,
                 args.ptr(4), args.ptr(5), out,
             )
-        };
+        })?;
         check(code, &allowed(INPUT))?;
-        if with_out {
-            prop_assert_eq!(code == OtfResult::Ok, id != u64::MAX, "out_id written exactly on success");
-        }
         let mut outcome = OtfFeedback::NotNeeded;
         // SAFETY: as above.
         let code = unsafe {

@@ -115,10 +115,7 @@ impl MiniLmHead {
     }
 
     fn wrong(&self, got: &Target) -> ModelError {
-        ModelError::WrongTarget {
-            expected: self.meta.target_kind,
-            got: got.kind(),
-        }
+        got.kind_mismatch(self.meta.target_kind)
     }
 }
 

@@ -211,16 +211,23 @@ pub trait AgentModel: Send {
     }
 }
 
-/// The names in `found` that `known` lacks, each once, in the order first
-/// seen: the labels (or tags) a model grows by before it trains on a batch.
-pub(crate) fn unseen_names<V>(known: &HashMap<String, V>, found: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut unseen: Vec<String> = Vec::new();
+/// `known` followed by the names in `found` that `index` (the index of
+/// `known`) lacks, each once, in the order first seen, with how many were
+/// added; `None` when none was. These are the labels (or tags) a model grows
+/// by before it trains on a batch.
+pub(crate) fn grown_names<V>(
+    known: &[String],
+    index: &HashMap<String, V>,
+    found: impl IntoIterator<Item = String>,
+) -> Option<(Vec<String>, usize)> {
+    let mut names = known.to_vec();
     for name in found {
-        if !known.contains_key(&name) && !unseen.contains(&name) {
-            unseen.push(name);
+        if !index.contains_key(&name) && !names[known.len()..].contains(&name) {
+            names.push(name);
         }
     }
-    unseen
+    let added = names.len() - known.len();
+    (added > 0).then_some((names, added))
 }
 
 /// A checkpoint's metadata read as `T`; `what` names the model in the error

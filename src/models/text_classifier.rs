@@ -101,17 +101,11 @@ impl TextClassifier {
     }
 
     fn label_index(&self, target: &Target) -> Result<i64, ModelError> {
-        match target {
-            Target::Label(label) => self
-                .index
-                .get(label)
-                .copied()
-                .ok_or_else(|| ModelError::NotTrained(format!("label {label:?} was not prepared"))),
-            other => Err(ModelError::WrongTarget {
-                expected: TargetKind::Label,
-                got: other.kind(),
-            }),
-        }
+        let label = target.as_label()?;
+        self.index
+            .get(label)
+            .copied()
+            .ok_or_else(|| ModelError::NotTrained(format!("label {label:?} was not prepared")))
     }
 }
 
@@ -131,22 +125,12 @@ impl AgentModel for TextClassifier {
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
         let labels = examples
             .iter()
-            .map(|example| match &example.expected_output {
-                Target::Label(label) => Ok(label.clone()),
-                other => Err(ModelError::WrongTarget {
-                    expected: TargetKind::Label,
-                    got: other.kind(),
-                }),
-            })
+            .map(|example| example.expected_output.as_label().map(str::to_string))
             .collect::<Result<Vec<String>, _>>()?;
-        let new_labels = super::unseen_names(&self.index, labels);
-        if new_labels.is_empty() {
-            return Ok(());
+        if let Some((labels, added)) = super::grown_names(&self.labels, &self.index, labels) {
+            let layer = self.layer.grown(added)?;
+            *self = Self::from_layer(self.config.clone(), layer, labels);
         }
-        let layer = self.layer.grown(new_labels.len())?;
-        let mut labels = self.labels.clone();
-        labels.extend(new_labels);
-        *self = Self::from_layer(self.config.clone(), layer, labels);
         Ok(())
     }
 

@@ -53,16 +53,7 @@ impl TextRegressor {
     }
 
     fn cross_entropy(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
-        let targets = examples
-            .iter()
-            .map(|e| match e.expected_output {
-                Target::Score(x) => Ok(x as f32),
-                ref other => Err(ModelError::WrongTarget {
-                    expected: TargetKind::Score,
-                    got: other.kind(),
-                }),
-            })
-            .collect::<Result<Vec<f32>, _>>()?;
+        let targets: Vec<f32> = scores(examples)?.into_iter().map(|y| y as f32).collect();
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
         let targets = tensor_on(&targets, self.layer.vs.device())?.f_reshape([-1, 1])?;
         Ok(self.logits(&inputs, sparse)?.f_binary_cross_entropy_with_logits(
@@ -88,13 +79,7 @@ impl AgentModel for TextRegressor {
     }
 
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
-        match examples.iter().find(|e| e.expected_output.kind() != TargetKind::Score) {
-            Some(e) => Err(ModelError::WrongTarget {
-                expected: TargetKind::Score,
-                got: e.expected_output.kind(),
-            }),
-            None => Ok(()),
-        }
+        examples.iter().try_for_each(|e| e.expected_output.as_score().map(drop))
     }
 
     fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
@@ -149,16 +134,7 @@ impl AgentModel for TextRegressor {
         examples: &[&TrainingExample],
         touched: &mut crate::optim::Touched,
     ) -> Result<Option<f64>, ModelError> {
-        let targets = examples
-            .iter()
-            .map(|e| match e.expected_output {
-                Target::Score(y) => Ok(y),
-                ref other => Err(ModelError::WrongTarget {
-                    expected: TargetKind::Score,
-                    got: other.kind(),
-                }),
-            })
-            .collect::<Result<Vec<f64>, _>>()?;
+        let targets = scores(examples)?;
         let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
         let total = self.layer.closed_form_pass(
             &texts,
@@ -188,4 +164,9 @@ impl AgentModel for TextRegressor {
         *self = Self::from_checkpoint(self.layer.vs.device(), params, meta)?;
         Ok(())
     }
+}
+
+/// The examples' scores, or the error for the first that has none.
+fn scores(examples: &[&TrainingExample]) -> Result<Vec<f64>, ModelError> {
+    examples.iter().map(|e| e.expected_output.as_score()).collect()
 }

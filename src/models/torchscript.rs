@@ -141,10 +141,7 @@ impl TorchScriptModel {
     fn loss_of(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
         let device = self.vs.device();
-        let wrong = |got: &Target| ModelError::WrongTarget {
-            expected: self.spec.target_kind,
-            got: got.kind(),
-        };
+        let wrong = |got: &Target| got.kind_mismatch(self.spec.target_kind);
         match self.spec.target_kind {
             TargetKind::Label => {
                 let targets = examples
@@ -206,12 +203,7 @@ impl AgentModel for TorchScriptModel {
                     })
                 }
                 (Target::Label(_), TargetKind::Label) | (Target::Score(_), TargetKind::Score) => {}
-                (other, expected) => {
-                    return Err(ModelError::WrongTarget {
-                        expected,
-                        got: other.kind(),
-                    })
-                }
+                (other, expected) => return Err(other.kind_mismatch(expected)),
             }
         }
         Ok(())

@@ -259,17 +259,9 @@ impl TokenTagger {
 
 /// An example's gold tags, read as valid BIO ([`repair_bio`]).
 fn gold_tags(example: &TrainingExample) -> Result<Vec<String>, ModelError> {
-    match &example.expected_output {
-        Target::Tags(tags) => {
-            let mut tags = tags.clone();
-            repair_bio(&mut tags);
-            Ok(tags)
-        }
-        other => Err(ModelError::WrongTarget {
-            expected: TargetKind::Tags,
-            got: other.kind(),
-        }),
-    }
+    let mut tags = example.expected_output.as_tags()?.to_vec();
+    repair_bio(&mut tags);
+    Ok(tags)
 }
 
 impl AgentModel for TokenTagger {
@@ -287,14 +279,10 @@ impl AgentModel for TokenTagger {
 
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
         let gold = examples.iter().map(gold_tags).collect::<Result<Vec<_>, _>>()?;
-        let new_tags = super::unseen_names(&self.index, gold.into_iter().flatten());
-        if new_tags.is_empty() {
-            return Ok(());
+        if let Some((tags, added)) = super::grown_names(&self.tags, &self.index, gold.into_iter().flatten()) {
+            let tables = self.grown(added)?;
+            *self = Self::from_tables(self.config.clone(), self.vs.device(), &tables, tags)?;
         }
-        let tables = self.grown(new_tags.len())?;
-        let mut tags = self.tags.clone();
-        tags.extend(new_tags);
-        *self = Self::from_tables(self.config.clone(), self.vs.device(), &tables, tags)?;
         Ok(())
     }
 
