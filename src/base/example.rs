@@ -276,19 +276,7 @@ impl TrainingExample {
         input_text: impl Into<String>,
         expected_output: Target,
     ) -> TrainingExample {
-        TrainingExample {
-            id: ExampleId(id),
-            agent_name: agent_name.into(),
-            task_type: task_type.into(),
-            input_text: input_text.into(),
-            expected_output,
-            uncertainty_score: 0.5,
-            importance_score: 0.5,
-            source_url: String::new(),
-            timestamp: std::time::SystemTime::now(),
-            user_feedback: None,
-            correction_priority: Priority::Low,
-        }
+        NewExample::new(agent_name, task_type, input_text, expected_output).accepted(ExampleId(id), SystemTime::now())
     }
 }
 
@@ -316,6 +304,23 @@ pub struct NewExample {
 }
 
 impl NewExample {
+    /// This example as accepted: with its id and the time it was accepted.
+    pub fn accepted(self, id: ExampleId, timestamp: SystemTime) -> TrainingExample {
+        TrainingExample {
+            id,
+            agent_name: self.agent_name,
+            task_type: self.task_type,
+            input_text: self.input_text,
+            expected_output: self.expected_output,
+            uncertainty_score: self.uncertainty_score,
+            importance_score: self.importance_score,
+            source_url: self.source_url,
+            timestamp,
+            user_feedback: self.user_feedback,
+            correction_priority: self.correction_priority,
+        }
+    }
+
     /// An example with the original's defaults: uncertainty 0.5, importance 0.5,
     /// no source, no feedback, priority 0.
     pub fn new(

@@ -203,19 +203,7 @@ impl Coordinator {
         let id = ExampleId(self.shared.next_id()?);
         let priority = example.correction_priority;
         let urgent = u8::from(priority) >= config.immediate_update_priority;
-        let example = TrainingExample {
-            id,
-            agent_name: example.agent_name,
-            task_type: example.task_type,
-            input_text: example.input_text,
-            expected_output: example.expected_output,
-            uncertainty_score: example.uncertainty_score,
-            importance_score: example.importance_score,
-            source_url: example.source_url,
-            timestamp: now_millis(),
-            user_feedback: example.user_feedback,
-            correction_priority: priority,
-        };
+        let example = example.accepted(id, now_millis());
 
         let trainable = agent
             .tasks
