@@ -17,7 +17,9 @@
 //! over for the caller, while the next 50 are handed in; the next update
 //! waits for it if it is not done). The articles are not predicted
 //! first, so the update tokenises them itself (a stream that predicts each
-//! article before handing it in has them cached).
+//! article before handing it in has them cached). The same with EWC on
+//! (λ 1): the pass with the proximal term, the Fisher of the batch and the
+//! consolidation after each accepted update.
 //!
 //! `cargo bench --bench update`
 
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use onthefly::eval::measure;
-use onthefly::ewc::{EwcState, FisherKind};
+use onthefly::ewc::{EwcConfig, EwcState, FisherKind};
 use onthefly::features::ngram_ids;
 use onthefly::fisher::diagonal_fisher;
 use onthefly::models::{AgentModel, TextClassifier};
@@ -171,7 +173,35 @@ fn update_cost(c: &mut Criterion) {
     group.bench_function("fisher_of_50", |b| {
         b.iter(|| black_box(diagonal_fisher(&model, &batch, FisherKind::Empirical, 50, 3).unwrap()))
     });
-    group.bench_function("whole_update_through_the_coordinator", |b| {
+    whole_update(
+        &mut group,
+        "whole_update_through_the_coordinator",
+        &articles,
+        EwcConfig::default(),
+    );
+    let ewc = EwcConfig {
+        enabled: true,
+        lambda: 1.0,
+        ..EwcConfig::default()
+    };
+    whole_update(
+        &mut group,
+        "whole_update_with_ewc_through_the_coordinator",
+        &articles,
+        ewc,
+    );
+    group.finish();
+}
+
+/// The whole update of 50 as a user gets it (see the module documentation),
+/// with `ewc` the EWC settings of every agent.
+fn whole_update(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    articles: &[news::Article],
+    ewc: EwcConfig,
+) {
+    group.bench_function(name, |b| {
         let dir = std::env::temp_dir().join(format!("onthefly-bench-update-{}", std::process::id()));
         let coordinator = Coordinator::new(Config {
             data_dir: dir.clone(),
@@ -181,6 +211,7 @@ fn update_cost(c: &mut Criterion) {
                 enabled: false,
                 ..StoreConfig::default()
             },
+            ewc: ewc.clone(),
             ..Config::default()
         })
         .unwrap();
@@ -211,7 +242,6 @@ fn update_cost(c: &mut Criterion) {
         coordinator.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
     });
-    group.finish();
 }
 
 criterion_group!(benches, update_cost);

@@ -271,9 +271,18 @@ impl EwcState {
         crate::grad::no_grad(|| -> Result<(), ModelError> {
             let variables = vs.variables();
             let mut fisher = BTreeMap::new();
+            let mut old_anchors = std::mem::take(&mut self.anchors);
             for (name, new) in fresh {
-                let combined = match self.fisher.get(&name) {
-                    Some(old) => match pad_to(old, &new.size())? {
+                let combined = match self.fisher.remove(&name) {
+                    // In place where the shape held: the state is this
+                    // update's alone (the lock of its live model is held), and
+                    // a new table per consolidation cost more than the pass.
+                    Some(mut old) if old.size() == new.size() => {
+                        let _ = old.f_mul_scalar_(gamma)?;
+                        let _ = old.f_add_(&new)?;
+                        old
+                    }
+                    Some(old) => match pad_to(&old, &new.size())? {
                         Some(old) => old.f_mul_scalar(gamma)?.f_add(&new)?,
                         None => new,
                     },
@@ -281,11 +290,18 @@ impl EwcState {
                 };
                 fisher.insert(name, combined);
             }
-            let anchors = fisher
-                .keys()
-                .filter_map(|name| variables.get(name).map(|t| (name.clone(), t)))
-                .map(|(name, t)| Ok((name, deep_copy(t)?)))
-                .collect::<Result<BTreeMap<_, _>, ModelError>>()?;
+            let mut anchors = BTreeMap::new();
+            for name in fisher.keys() {
+                let Some(theta) = variables.get(name) else { continue };
+                let anchor = match old_anchors.remove(name) {
+                    Some(mut anchor) if anchor.size() == theta.size() => {
+                        anchor.f_copy_(theta)?;
+                        anchor
+                    }
+                    _ => deep_copy(theta)?,
+                };
+                anchors.insert(name.clone(), anchor);
+            }
             self.scale = fisher_scale(&fisher);
             self.fisher = fisher;
             self.anchors = anchors;
@@ -299,10 +315,8 @@ impl EwcState {
 fn fisher_scale(fisher: &BTreeMap<String, Tensor>) -> f64 {
     let (mut sum, mut count) = (0.0, 0.0);
     for t in fisher.values() {
-        let positive = t
-            .f_gt(0.0)
-            .and_then(|p| p.f_sum(Kind::Float))
-            .and_then(|c| c.f_double_value(&[]));
+        // A Fisher is a mean of squares: its positive entries are its non-zero ones.
+        let positive = t.f_count_nonzero(None).and_then(|c| c.f_double_value(&[]));
         let total = t.f_sum(Kind::Float).and_then(|s| s.f_double_value(&[]));
         if let (Ok(c), Ok(s)) = (positive, total) {
             count += c;

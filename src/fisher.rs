@@ -36,5 +36,20 @@ pub fn diagonal_fisher(
                 .collect()
         }
     };
-    diagonal_fisher_with(model.var_store(), sampled.len(), |i| model.fisher_loss(&sampled[i]))
+    let refs: Vec<&TrainingExample> = sampled.iter().collect();
+    match model.closed_form_fisher(&refs)? {
+        Some(fisher) => Ok(fisher),
+        None => diagonal_fisher_back_propagated(model, &sampled),
+    }
+}
+
+/// The empirical Fisher of `model` over `examples` by back-propagating
+/// each one, never a model's closed form: what tests compare the closed
+/// form with.
+#[doc(hidden)]
+pub fn diagonal_fisher_back_propagated(
+    model: &dyn AgentModel,
+    examples: &[TrainingExample],
+) -> Result<BTreeMap<String, Tensor>, ModelError> {
+    diagonal_fisher_with(model.var_store(), examples.len(), |i| model.fisher_loss(&examples[i]))
 }

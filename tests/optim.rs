@@ -1,7 +1,8 @@
 //! The adaptive optimiser of the hashed linear models (`onthefly::optim`):
-//! its closed-form step equals back-propagation, its state is part of the
-//! model (saved and restored with the weights), an update touches only the
-//! rows of the n-grams it saw, and no EWC strength can make it diverge.
+//! its closed-form step equals back-propagation, with and without EWC, and
+//! so does the closed-form Fisher; its state is part of the model (saved
+//! and restored with the weights), an update touches only the rows of the
+//! n-grams it saw, and no EWC strength can make it diverge.
 
 mod common;
 
@@ -9,9 +10,9 @@ use std::collections::BTreeMap;
 
 use onthefly::eval::evaluate;
 use onthefly::ewc::{EwcState, FisherKind};
-use onthefly::fisher::diagonal_fisher;
+use onthefly::fisher::{diagonal_fisher, diagonal_fisher_back_propagated};
 use onthefly::models::{AgentModel, TextClassifier};
-use onthefly::{train_one_epoch, TextModelConfig, TrainingExample};
+use onthefly::{train_one_epoch, train_one_epoch_back_propagated, TextModelConfig, TrainingExample};
 use tch::{Device, Kind, Tensor};
 
 fn news(range: std::ops::Range<usize>) -> Vec<TrainingExample> {
@@ -29,27 +30,80 @@ fn variable(model: &dyn AgentModel, name: &str) -> Tensor {
     model.var_store().variables()[name].detach().copy()
 }
 
+/// Asserts that two models' weights and optimiser sums agree to 10⁻⁴ of
+/// the largest value. Only the order of float additions differs between
+/// the closed form and back-propagation (the closed form adds a repeated
+/// n-gram's values before its step, the embedding bag after; it rounds to
+/// the kept precision, 2⁻¹⁷, where the other does not), and AdaGrad's first
+/// steps, divided by tiny sums, magnify it: a wrong step would differ by a
+/// share of the values, not 10⁻⁴.
+fn assert_same_steps(fast: &dyn AgentModel, slow: &dyn AgentModel, what: &str) {
+    for name in ["weight", "weight__sumsq"] {
+        let (a, b) = (variable(fast, name), variable(slow, name));
+        let gap = (&a - &b).abs().max().double_value(&[]);
+        let scale = a.abs().max().double_value(&[]);
+        assert!(
+            gap <= 1e-4 * scale,
+            "{what}: {name} differs by {gap} (largest value {scale})"
+        );
+    }
+    assert!(variable(fast, "weight__sumsq").sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
 #[test]
 fn the_closed_form_step_equals_back_propagation() {
     let examples = news(0..120);
     let mut fast = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
     train_one_epoch(&mut fast, &examples, 3, &[]).unwrap();
-    // An EWC state with nothing consolidated penalises nothing, but its
-    // presence takes the back-propagated path.
-    let nothing = EwcState::new();
     let mut slow = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
-    train_one_epoch(&mut slow, &examples, 3, &[(&nothing, 1.0)]).unwrap();
-    for name in ["weight", "weight__sumsq"] {
-        let (a, b) = (variable(&fast, name), variable(&slow, name));
-        let gap = (&a - &b).abs().max().double_value(&[]);
-        let scale = a.abs().max().double_value(&[]);
-        // Only the order of float additions differs (the closed form adds a
-        // repeated n-gram's values before its step, the embedding bag after),
-        // and AdaGrad's first steps, divided by tiny sums, magnify it: a
-        // wrong step would differ by a share of the values, not 10⁻⁴.
-        assert!(gap <= 1e-4 * scale, "{name} differs by {gap} (largest value {scale})");
+    train_one_epoch_back_propagated(&mut slow, &examples, 3, &[]).unwrap();
+    assert_same_steps(&fast, &slow, "no EWC");
+}
+
+#[test]
+fn the_closed_form_step_with_ewc_equals_back_propagation() {
+    let mut base = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
+    train_one_epoch(&mut base, &news(0..200), 1, &[]).unwrap();
+    let mut ewc = EwcState::new();
+    let fisher = diagonal_fisher(&base, &news(0..200), FisherKind::Empirical, 64, 1).unwrap();
+    ewc.consolidate(base.var_store(), fisher, 0.9).unwrap();
+    // Articles 200..320 bring labels the anchors lack (free columns) and
+    // n-grams the Fisher never saw (free rows) beside ones it holds.
+    let next = news(200..320);
+    for lambda in [1.0, 100.0] {
+        let mut fast = base.try_copy().unwrap();
+        train_one_epoch(&mut fast, &next, 3, &[(&ewc, lambda)]).unwrap();
+        let mut slow = base.try_copy().unwrap();
+        train_one_epoch_back_propagated(&mut slow, &next, 3, &[(&ewc, lambda)]).unwrap();
+        assert_same_steps(&fast, &slow, &format!("λ {lambda}"));
+        // The penalty did something: the same pass without it ends elsewhere.
+        let mut free = base.try_copy().unwrap();
+        train_one_epoch(&mut free, &next, 3, &[]).unwrap();
+        let moved = (variable(&free, "weight") - variable(&fast, "weight"))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(moved > 1e-3, "λ {lambda}: EWC changed the weights by at most {moved}");
     }
-    assert!(variable(&fast, "weight__sumsq").sum(Kind::Float).double_value(&[]) > 0.0);
+}
+
+#[test]
+fn the_closed_form_fisher_equals_back_propagation() {
+    let mut model = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
+    train_one_epoch(&mut model, &news(0..150), 1, &[]).unwrap();
+    let examples = news(150..214);
+    let fast = diagonal_fisher(&model, &examples, FisherKind::Empirical, 64, 1).unwrap();
+    let slow = diagonal_fisher_back_propagated(&model, &examples).unwrap();
+    assert_eq!(fast.keys().collect::<Vec<_>>(), vec!["weight"]);
+    let (a, b) = (&fast["weight"], &slow["weight"]);
+    assert_eq!(a.size(), b.size());
+    let gap = (a - b).abs().max().double_value(&[]);
+    let scale = b.abs().max().double_value(&[]);
+    assert!(scale > 0.0);
+    assert!(
+        gap <= 1e-5 * scale,
+        "the Fisher differs by {gap} (largest value {scale})"
+    );
 }
 
 #[test]

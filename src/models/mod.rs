@@ -33,6 +33,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
+use crate::optim::Penalties;
 
 /// The kind of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,17 +153,33 @@ pub trait AgentModel: Send {
     fn learning_rate(&self) -> f64;
 
     /// One pass of adaptive steps, one example at a time in the order
-    /// given, without an EWC penalty, for a model that computes them faster
-    /// than back-propagating [`AgentModel::adaptive_loss`] per example (the
+    /// given, with the EWC `penalties` as [`crate::optim::adaptive_step`]
+    /// applies them, for a model that computes them faster than
+    /// back-propagating [`AgentModel::adaptive_loss`] per example (the
     /// hashed linear models take their sparse gradients in closed form);
-    /// returns the summed loss, or `None` to let the caller back-propagate.
-    /// It must record what it changed in `touched`.
+    /// returns the summed loss, or `None` to let the caller back-propagate
+    /// (a model that cannot apply the penalties returns `None` when one is
+    /// given). It must record what it changed in `touched`.
     fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
+        penalties: &Penalties<'_>,
         touched: &mut crate::optim::Touched,
     ) -> Result<Option<f64>, ModelError> {
-        let _ = (examples, touched);
+        let _ = (examples, penalties, touched);
+        Ok(None)
+    }
+
+    /// The diagonal Fisher information over `examples` (the mean of each
+    /// weight's squared log-likelihood gradient, one example at a time), for
+    /// a model that computes it faster than back-propagating
+    /// [`AgentModel::fisher_loss`] per example; `None` to let the caller
+    /// back-propagate. Keyed by variable name, every trainable variable.
+    fn closed_form_fisher(
+        &self,
+        examples: &[&TrainingExample],
+    ) -> Result<Option<BTreeMap<String, Tensor>>, ModelError> {
+        let _ = examples;
         Ok(None)
     }
 

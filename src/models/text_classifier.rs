@@ -14,12 +14,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
-use super::hashed::{FeatureScale, HashedLinear};
+use super::hashed::{softmax_gradient, FeatureScale, HashedLinear, Steps};
 use super::{outputs_from_probabilities, read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::base::ModelError;
 use crate::base::SplitMix64;
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::models::TextModelConfig;
+use crate::optim::Penalties;
 
 /// Hashed linear classifier over word uni- and bi-grams.
 #[derive(Debug)]
@@ -98,6 +99,18 @@ impl TextClassifier {
         crate::grad::no_grad(|| -> Result<Tensor, ModelError> {
             Ok(self.logits(inputs, false)?.f_softmax(-1, Kind::Float)?)
         })
+    }
+
+    /// The examples' texts and their labels' columns.
+    fn texts_and_targets<'e>(
+        &self,
+        examples: &[&'e TrainingExample],
+    ) -> Result<(Vec<&'e str>, Vec<usize>), ModelError> {
+        let targets = examples
+            .iter()
+            .map(|e| Ok(self.label_index(&e.expected_output)? as usize))
+            .collect::<Result<Vec<usize>, ModelError>>()?;
+        Ok((examples.iter().map(|e| e.input_text.as_str()).collect(), targets))
     }
 
     fn label_index(&self, target: &Target) -> Result<i64, ModelError> {
@@ -200,30 +213,33 @@ impl AgentModel for TextClassifier {
     fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
+        penalties: &Penalties<'_>,
         touched: &mut crate::optim::Touched,
     ) -> Result<Option<f64>, ModelError> {
-        let targets = examples
-            .iter()
-            .map(|e| self.label_index(&e.expected_output))
-            .collect::<Result<Vec<i64>, _>>()?;
-        let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let (texts, targets) = self.texts_and_targets(examples)?;
+        let steps = Steps {
+            rate: self.config.linear_learning_rate,
+            penalties,
+        };
         let total = self.layer.closed_form_pass(
             &texts,
             &self.config,
-            self.config.linear_learning_rate,
-            |i, scores| {
-                let target = targets[i] as usize;
-                let top = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let exp: Vec<f32> = scores.iter().map(|s| (s - top).exp()).collect();
-                let sum: f32 = exp.iter().sum();
-                let mut grad: Vec<f32> = exp.iter().map(|e| e / sum).collect();
-                let p = f64::from(grad[target]);
-                grad[target] -= 1.0;
-                Ok((-p.max(f64::MIN_POSITIVE).ln(), grad))
-            },
+            steps,
+            |i, scores| Ok(softmax_gradient(scores, targets[i])),
             touched,
         )?;
         Ok(Some(total))
+    }
+
+    fn closed_form_fisher(
+        &self,
+        examples: &[&TrainingExample],
+    ) -> Result<Option<BTreeMap<String, Tensor>>, ModelError> {
+        let (texts, targets) = self.texts_and_targets(examples)?;
+        let fisher = self.layer.squared_gradients(&texts, &self.config, |i, scores| {
+            Ok(softmax_gradient(scores, targets[i]))
+        })?;
+        Ok(Some(fisher))
     }
 
     fn training(&self) -> Training {

@@ -12,11 +12,12 @@ use std::collections::BTreeMap;
 
 use tch::{nn::VarStore, Device, Reduction, Tensor};
 
-use super::hashed::{FeatureScale, HashedLinear};
+use super::hashed::{sigmoid_gradient, FeatureScale, HashedLinear, Steps};
 use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::models::TextModelConfig;
+use crate::optim::Penalties;
 
 /// A regressor of scores in 0..=1 over hashed n-grams.
 #[derive(Debug)]
@@ -132,24 +133,35 @@ impl AgentModel for TextRegressor {
     fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
+        penalties: &Penalties<'_>,
         touched: &mut crate::optim::Touched,
     ) -> Result<Option<f64>, ModelError> {
         let targets = scores(examples)?;
         let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let steps = Steps {
+            rate: self.config.regressor_learning_rate,
+            penalties,
+        };
         let total = self.layer.closed_form_pass(
             &texts,
             &self.config,
-            self.config.regressor_learning_rate,
-            |i, logit| {
-                let y = targets[i];
-                let p = 1.0 / (1.0 + (-f64::from(logit[0])).exp());
-                let q = p.clamp(1e-12, 1.0 - 1e-12);
-                let loss = -(y * q.ln() + (1.0 - y) * (1.0 - q).ln());
-                Ok((loss, vec![(p - y) as f32]))
-            },
+            steps,
+            |i, logit| Ok(sigmoid_gradient(logit, targets[i])),
             touched,
         )?;
         Ok(Some(total))
+    }
+
+    fn closed_form_fisher(
+        &self,
+        examples: &[&TrainingExample],
+    ) -> Result<Option<BTreeMap<String, Tensor>>, ModelError> {
+        let targets = scores(examples)?;
+        let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let fisher = self
+            .layer
+            .squared_gradients(&texts, &self.config, |i, logit| Ok(sigmoid_gradient(logit, targets[i])))?;
+        Ok(Some(fisher))
     }
 
     fn training(&self) -> Training {

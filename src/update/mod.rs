@@ -31,5 +31,5 @@ mod worker;
 
 pub(crate) use commit::compact_checkpoints;
 pub(crate) use snapshot::catch_up_trainer_copies;
-pub use train::train_one_epoch;
+pub use train::{train_one_epoch, train_one_epoch_back_propagated};
 pub(crate) use worker::{ticker_loop, worker_loop};

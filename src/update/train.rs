@@ -26,12 +26,35 @@ pub fn train_one_epoch(
     train_update(model, examples, seed, penalties).map(|(loss, _)| loss)
 }
 
+/// [`train_one_epoch`] by back-propagating every step, never a model's
+/// closed form: what tests compare the closed form with.
+#[doc(hidden)]
+pub fn train_one_epoch_back_propagated(
+    model: &mut dyn AgentModel,
+    examples: &[TrainingExample],
+    seed: u64,
+    penalties: &[(&EwcState, f64)],
+) -> Result<f64, ModelError> {
+    train(model, examples, seed, penalties, false).map(|(loss, _)| loss)
+}
+
 /// [`train_one_epoch`], also returning what the pass changed.
 pub(crate) fn train_update(
     model: &mut dyn AgentModel,
     examples: &[TrainingExample],
     seed: u64,
     penalties: &[(&EwcState, f64)],
+) -> Result<(f64, Touched), ModelError> {
+    train(model, examples, seed, penalties, true)
+}
+
+/// The pass; `closed_form`: whether a model's own closed form may take it.
+fn train(
+    model: &mut dyn AgentModel,
+    examples: &[TrainingExample],
+    seed: u64,
+    penalties: &[(&EwcState, f64)],
+    closed_form: bool,
 ) -> Result<(f64, Touched), ModelError> {
     model.prepare(examples)?;
     let mut order: Vec<&TrainingExample> = examples.iter().collect();
@@ -43,8 +66,8 @@ pub(crate) fn train_update(
     };
     let mut touched = Touched::new();
     let mut total = 0.0;
-    if adaptive && penalties.is_empty() && model.minibatch_size() == 1 {
-        if let Some(total) = model.closed_form_pass(&order, &mut touched)? {
+    if closed_form && adaptive && model.minibatch_size() == 1 {
+        if let Some(total) = model.closed_form_pass(&order, penalties, &mut touched)? {
             return Ok((total / examples.len().max(1) as f64, touched));
         }
     }

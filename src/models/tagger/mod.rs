@@ -37,7 +37,7 @@ use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Traini
 use crate::base::{ModelError, ValidationError};
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::models::TextModelConfig;
-use crate::optim::{self, Touched};
+use crate::optim::{self, Penalties, Touched};
 use crf::{bio_transitions, repair_bio, Chain};
 use features::sentence_features;
 
@@ -372,13 +372,17 @@ impl AgentModel for TokenTagger {
     }
 
     /// One sentence at a time, with gradients in closed form
-    /// (`TokenTagger::closed_form`).
+    /// (`TokenTagger::closed_form`); with an EWC penalty, back-propagated.
     fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
+        penalties: &Penalties<'_>,
         touched: &mut Touched,
     ) -> Result<Option<f64>, ModelError> {
-        self.closed_form(examples, touched).map(Some)
+        match penalties.iter().any(|(ewc, lambda)| *lambda != 0.0 && !ewc.is_empty()) {
+            true => Ok(None),
+            false => self.closed_form(examples, touched).map(Some),
+        }
     }
 
     fn labels(&self) -> Vec<String> {
@@ -422,7 +426,7 @@ mod tests {
         let mut closed = TokenTagger::new(small(), Device::Cpu, 0).unwrap();
         closed.prepare(&batch).unwrap();
         // A first pass so that the weights and sums are not all zero.
-        closed.closed_form_pass(&refs, &mut Touched::new()).unwrap();
+        closed.closed_form_pass(&refs, &[], &mut Touched::new()).unwrap();
         let autograd =
             TokenTagger::from_tables(small(), Device::Cpu, &closed.grown(0).unwrap(), closed.tags.clone()).unwrap();
         let before: f64 = refs
@@ -430,7 +434,7 @@ mod tests {
             .map(|e| closed.nll(&[e], false).unwrap().double_value(&[]))
             .sum();
         let mut touched = Touched::new();
-        let loss = closed.closed_form_pass(&refs, &mut touched).unwrap().unwrap();
+        let loss = closed.closed_form_pass(&refs, &[], &mut touched).unwrap().unwrap();
         // The pass reports each sentence's loss before its own step: the
         // first one's equals the loss before the pass.
         assert!(loss > 0.0 && loss < before * 1.5, "{loss} against {before}");
@@ -459,7 +463,9 @@ mod tests {
         let good = example("Paris is big", "B-loc O O");
         tagger.prepare(std::slice::from_ref(&good)).unwrap();
         let short = example("Paris is big", "B-loc O");
-        let refused = tagger.closed_form_pass(&[&short], &mut Touched::new()).unwrap_err();
+        let refused = tagger
+            .closed_form_pass(&[&short], &[], &mut Touched::new())
+            .unwrap_err();
         assert!(matches!(refused, ModelError::Invalid(_)), "{refused}");
         assert!(tagger.nll(&[&short], false).is_err());
         // A batch without a token back-propagates to nothing.
@@ -484,7 +490,7 @@ mod tests {
         let mut tagger = TokenTagger::new(small(), Device::Cpu, 0).unwrap();
         tagger.prepare(&batch).unwrap();
         for _ in 0..5 {
-            tagger.closed_form_pass(&refs, &mut Touched::new()).unwrap();
+            tagger.closed_form_pass(&refs, &[], &mut Touched::new()).unwrap();
         }
         let out = tagger.predict(&["Barack Obama visited Berlin", "", "Merkel"]).unwrap();
         let expected: Vec<String> = ["B-per", "I-per", "O", "B-loc"].map(String::from).to_vec();

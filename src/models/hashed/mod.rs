@@ -43,6 +43,10 @@ use crate::optim;
 use super::feature_cache::{FeatureCache, Features, MAX_CACHED_IDS};
 use super::tensor_on;
 
+mod closed_form;
+
+pub(crate) use closed_form::{sigmoid_gradient, softmax_gradient, Steps};
+
 /// Name of the `buckets × outputs` weight table.
 pub(crate) const WEIGHT: &str = "weight";
 
@@ -232,79 +236,6 @@ impl HashedLinear {
         let (sum, _, _, _) =
             Tensor::f_embedding_bag(&self.weight, &ids, &offsets, false, 0, sparse, Some(&values), false)?;
         Ok(sum)
-    }
-}
-
-impl HashedLinear {
-    /// One pass of adaptive steps over `texts`, one input at a time in
-    /// order, each gradient in closed form: the same steps as
-    /// back-propagating each input's loss and [`optim::adaptive_step`]
-    /// (row-wise AdaGrad, no EWC), at a fraction of the cost. The gradient
-    /// of a row is the input's value for it times the gradient of the
-    /// scores, so the pass reads the rows its inputs use once, steps them on
-    /// the CPU input after input, and writes them back once: six tensor calls
-    /// per update instead of an autograd graph and a dozen kernels on tiny
-    /// tensors per input (their per-call overhead was most of the cost).
-    /// `gradient(i, scores)` maps input `i`'s scores (one per output) to its
-    /// loss and the loss's gradient with respect to them. Returns the summed
-    /// loss.
-    pub fn closed_form_pass(
-        &self,
-        texts: &[&str],
-        config: &TextModelConfig,
-        rate: f64,
-        mut gradient: impl FnMut(usize, &[f32]) -> Result<(f64, Vec<f32>), ModelError>,
-        touched: &mut optim::Touched,
-    ) -> Result<f64, ModelError> {
-        let device = self.vs.device();
-        let outputs = self.weight.size().get(1).copied().unwrap_or(0) as usize;
-        let SparseBatch { union, inputs } = self.sparse_batch(texts, config);
-        let n = union.len();
-        crate::grad::no_grad(|| {
-            let ids = tensor_on(&union, device)?;
-            // Kept: what the rows held before (a delta checkpoint stores
-            // only the bits that changed); new tensors, not views.
-            let old_rows = self.weight.f_index_select(0, &ids)?;
-            let old_sums = self.sums.f_index_select(0, &ids)?;
-            let mut rows = vec![0f32; n * outputs];
-            // copy_data brings the rows to the CPU itself.
-            old_rows.f_copy_data(&mut rows, n * outputs)?;
-            let mut sums = vec![0f32; n];
-            old_sums.f_copy_data(&mut sums, n)?;
-            let mut total = 0.0;
-            for (i, features) in inputs.iter().enumerate() {
-                let mut scores = vec![0f32; outputs];
-                for &(at, value) in features {
-                    let at = at as usize;
-                    for (score, &w) in scores.iter_mut().zip(&rows[at * outputs..(at + 1) * outputs]) {
-                        *score += value * w;
-                    }
-                }
-                let (loss, grad) = gradient(i, &scores)?;
-                if !loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-                    return Err(ModelError::NonFinite(format!("training loss is {loss}")));
-                }
-                // A row's gradient is value·grad, its squared norm value²·|grad|².
-                let grad_norm2: f32 = grad.iter().map(|g| g * g).sum();
-                for &(at, value) in features {
-                    let at = at as usize;
-                    sums[at] += value * value * grad_norm2;
-                    let step = rate as f32 * value / (sums[at].sqrt() + optim::EPSILON as f32);
-                    for (w, g) in rows[at * outputs..(at + 1) * outputs].iter_mut().zip(&grad) {
-                        *w -= step * g;
-                    }
-                }
-                total += loss;
-            }
-            round_to_kept_precision(&mut rows);
-            round_to_kept_precision(&mut sums);
-            let rows = tensor_on(&rows, device)?.f_reshape([n as i64, outputs as i64])?;
-            let sums = tensor_on(&sums, device)?.f_reshape([n as i64, 1])?;
-            let _ = self.sums.shallow_clone().f_index_copy_(0, &ids, &sums)?;
-            let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
-            touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);
-            Ok(total)
-        })
     }
 }
 
