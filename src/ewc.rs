@@ -261,7 +261,8 @@ impl EwcState {
     }
 
     /// Online consolidation after an accepted update: `F ← γ·F + fresh`
-    /// (the old Fisher zero-padded where variables grew) and `θ* ← θ`.
+    /// (the old Fisher zero-padded where variables grew) and `θ* ← θ`. A
+    /// `fresh` tensor may be sparse (COO); the Fisher kept is dense.
     pub fn consolidate(
         &mut self,
         vs: &VarStore,
@@ -279,14 +280,25 @@ impl EwcState {
                     // a new table per consolidation cost more than the pass.
                     Some(mut old) if old.size() == new.size() => {
                         let _ = old.f_mul_scalar_(gamma)?;
-                        let _ = old.f_add_(&new)?;
+                        match new.is_sparse() {
+                            // The rows of a coalesced sparse Fisher are
+                            // distinct: index_add_ takes a third less time
+                            // than adding the sparse tensor.
+                            true if new.is_coalesced() && new.sparse_dim() == 1 => {
+                                let rows = new.f_indices()?.f_select(0, 0)?;
+                                let _ = old.f_index_add_(0, &rows, &new.f_values()?)?;
+                            }
+                            _ => {
+                                let _ = old.f_add_(&new)?;
+                            }
+                        }
                         old
                     }
                     Some(old) => match pad_to(&old, &new.size())? {
                         Some(old) => old.f_mul_scalar(gamma)?.f_add(&new)?,
-                        None => new,
+                        None => dense(new)?,
                     },
-                    None => new,
+                    None => dense(new)?,
                 };
                 fisher.insert(name, combined);
             }
@@ -315,8 +327,13 @@ impl EwcState {
 fn fisher_scale(fisher: &BTreeMap<String, Tensor>) -> f64 {
     let (mut sum, mut count) = (0.0, 0.0);
     for t in fisher.values() {
-        // A Fisher is a mean of squares: its positive entries are its non-zero ones.
-        let positive = t.f_count_nonzero(None).and_then(|c| c.f_double_value(&[]));
+        // A Fisher is a mean of squares: the sign counts its positive
+        // entries (a third of the time of count_nonzero, not vectorised in
+        // libtorch, on a 2¹⁸ × 9 table).
+        let positive = t
+            .f_sign()
+            .and_then(|p| p.f_sum(Kind::Float))
+            .and_then(|c| c.f_double_value(&[]));
         let total = t.f_sum(Kind::Float).and_then(|s| s.f_double_value(&[]));
         if let (Ok(c), Ok(s)) = (positive, total) {
             count += c;
@@ -328,6 +345,14 @@ fn fisher_scale(fisher: &BTreeMap<String, Tensor>) -> f64 {
     } else {
         0.0
     }
+}
+
+/// `t` as a dense tensor (itself when it is).
+pub(crate) fn dense(t: Tensor) -> Result<Tensor, ModelError> {
+    Ok(match t.is_sparse() {
+        true => t.f_to_dense(None, false)?,
+        false => t,
+    })
 }
 
 /// A new tensor with the values of `t`, outside the autograd graph.

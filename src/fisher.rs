@@ -10,11 +10,28 @@ use std::collections::BTreeMap;
 use tch::Tensor;
 
 use crate::base::{ModelError, TrainingExample};
-use crate::ewc::{diagonal_fisher_with, FisherKind};
+use crate::ewc::{dense, diagonal_fisher_with, FisherKind};
 use crate::models::AgentModel;
 
-/// Diagonal Fisher of a model over (at most `max_samples` of) `examples`.
+/// Diagonal Fisher of a model over (at most `max_samples` of) `examples`,
+/// a dense tensor per trainable variable.
 pub fn diagonal_fisher(
+    model: &dyn AgentModel,
+    examples: &[TrainingExample],
+    kind: FisherKind,
+    max_samples: usize,
+    seed: u64,
+) -> Result<BTreeMap<String, Tensor>, ModelError> {
+    fresh_fisher(model, examples, kind, max_samples, seed)?
+        .into_iter()
+        .map(|(name, t)| Ok((name, dense(t)?)))
+        .collect()
+}
+
+/// [`diagonal_fisher`], where a tensor may stay sparse (COO) as a model's
+/// closed form gives it: what [`crate::ewc::EwcState::consolidate`] adds to
+/// the Fisher it keeps without a dense table per update.
+pub(crate) fn fresh_fisher(
     model: &dyn AgentModel,
     examples: &[TrainingExample],
     kind: FisherKind,

@@ -174,7 +174,8 @@ pub trait AgentModel: Send {
     /// weight's squared log-likelihood gradient, one example at a time), for
     /// a model that computes it faster than back-propagating
     /// [`AgentModel::fisher_loss`] per example; `None` to let the caller
-    /// back-propagate. Keyed by variable name, every trainable variable.
+    /// back-propagate. Keyed by variable name, every trainable variable; a
+    /// tensor may be sparse (COO) where most of the variable is zero.
     fn closed_form_fisher(
         &self,
         examples: &[&TrainingExample],

@@ -13,7 +13,7 @@ use crate::base::ModelError;
 use crate::base::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::eval;
 use crate::ewc::{first_non_finite, EwcConfig, EwcState};
-use crate::fisher::diagonal_fisher;
+use crate::fisher::fresh_fisher;
 use crate::live::LiveModel;
 use crate::live::{install, shapes, TrainerCopy};
 use crate::models::{AgentModel, Training};
@@ -416,7 +416,7 @@ fn consolidate(
     config: &EwcConfig,
     seed: u64,
 ) {
-    let consolidated = diagonal_fisher(candidate, examples, config.fisher, config.fisher_samples, seed)
+    let consolidated = fresh_fisher(candidate, examples, config.fisher, config.fisher_samples, seed)
         .and_then(|fresh| ewc.consolidate(candidate.var_store(), fresh, config.gamma));
     if let Err(e) = consolidated {
         tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");

@@ -54,7 +54,7 @@ impl HashedLinear {
             let old_sums = self.sums.f_index_select(0, &ids)?;
             let mut rows = copied(&old_rows, n * outputs)?;
             let mut sums = copied(&old_sums, n)?;
-            let pulls = pulls(steps.penalties, &ids, n, outputs)?;
+            let pulls = pulls(steps.penalties, &union, &ids, outputs)?;
             let mut total = 0.0;
             for (i, features) in inputs.iter().enumerate() {
                 let scores = scores(features, &rows, outputs);
@@ -102,8 +102,9 @@ impl HashedLinear {
     /// current weights, `gradient` as for [`HashedLinear::closed_form_pass`]:
     /// with the log-likelihood's gradient, the diagonal Fisher information
     /// of the table, as [`crate::ewc::diagonal_fisher_with`] gets it by
-    /// back-propagating each input alone. Only the rows the inputs use are
-    /// non-zero.
+    /// back-propagating each input alone. A sparse (COO) tensor of the
+    /// table's shape holding the rows the inputs use: the rest is zero, and
+    /// a dense table per update cost more than computing it.
     pub fn squared_gradients(
         &self,
         texts: &[&str],
@@ -115,10 +116,6 @@ impl HashedLinear {
         let SparseBatch { union, inputs } = self.sparse_batch(texts, config);
         let n = union.len();
         crate::grad::no_grad(|| {
-            let fisher = self.weight.f_zeros_like()?;
-            if texts.is_empty() {
-                return Ok(BTreeMap::from([(WEIGHT.to_string(), fisher)]));
-            }
             let ids = tensor_on(&union, device)?;
             let rows = copied(&self.weight.f_index_select(0, &ids)?, n * outputs)?;
             let mut squared = vec![0f32; n * outputs];
@@ -133,8 +130,15 @@ impl HashedLinear {
             }
             let mean = tensor_on(&squared, device)?
                 .f_reshape([n as i64, outputs as i64])?
-                .f_div_scalar(texts.len() as f64)?;
-            let _ = fisher.shallow_clone().f_index_copy_(0, &ids, &mean)?;
+                .f_div_scalar(texts.len().max(1) as f64)?;
+            // The rows are distinct and ascending: a coalesced index.
+            let fisher = Tensor::f_sparse_coo_tensor_indices_size(
+                &ids.f_reshape([1, -1])?,
+                &mean,
+                self.weight.size(),
+                (Kind::Float, device),
+                true,
+            )?;
             Ok(BTreeMap::from([(WEIGHT.to_string(), fisher)]))
         })
     }
@@ -183,31 +187,50 @@ impl Pulls {
     }
 }
 
-/// The EWC terms of the rows `ids` (`n × outputs`); `None` when no penalty
-/// holds any of them (none given, λ = 0, or nothing consolidated).
-fn pulls(penalties: &Penalties<'_>, ids: &Tensor, n: usize, outputs: usize) -> Result<Option<Pulls>, ModelError> {
-    let mut sums: Option<(Tensor, Tensor)> = None;
+/// The EWC terms of the rows `union` (`n × outputs`, `ids` as a tensor);
+/// `None` when no penalty holds any of them (none given, λ = 0, or nothing
+/// consolidated). Only the Fisher's and the anchors' rows are read; the
+/// normalisation and λ are applied here, on the CPU, where a chain of tensor
+/// calls over the rows cost more than the pass itself.
+fn pulls(penalties: &Penalties<'_>, union: &[i64], ids: &Tensor, outputs: usize) -> Result<Option<Pulls>, ModelError> {
+    let n = union.len();
+    let mut pulls: Option<Pulls> = None;
     for (ewc, lambda) in penalties {
-        if *lambda == 0.0 {
-            continue;
-        }
-        let Some((fisher, anchor)) = ewc.normalised_rows(WEIGHT, Some(ids), &[n as i64, outputs as i64])? else {
+        let scale = ewc.scale();
+        let (Some(fisher), Some(anchor)) = (ewc.fisher().get(WEIGHT), ewc.anchors().get(WEIGHT)) else {
             continue;
         };
-        let strength = fisher.f_mul_scalar(*lambda)?;
-        let anchored = strength.f_mul(&anchor)?;
-        sums = Some(match sums {
-            None => (strength, anchored),
-            Some((s, a)) => (s.f_add(&strength)?, a.f_add(&anchored)?),
+        if *lambda == 0.0 || scale <= 0.0 || !scale.is_finite() {
+            continue;
+        }
+        // The table's rows never grow; its columns do, with new labels,
+        // which the anchors lack and the Fisher does not protect.
+        let (rows, columns) = match fisher.size().as_slice() {
+            &[rows, columns] if anchor.size() == [rows, columns] && columns as usize <= outputs => {
+                (rows, columns as usize)
+            }
+            _ => continue,
+        };
+        if union.last().is_some_and(|&last| last >= rows) {
+            continue;
+        }
+        let fisher = copied(&fisher.f_index_select(0, ids)?, n * columns)?;
+        let anchor = copied(&anchor.f_index_select(0, ids)?, n * columns)?;
+        let pulls = pulls.get_or_insert_with(|| Pulls {
+            strength: vec![0.0; n * outputs],
+            anchored: vec![0.0; n * outputs],
         });
+        let weight = (*lambda / scale) as f32;
+        for row in 0..n {
+            for column in 0..columns {
+                let (from, to) = (row * columns + column, row * outputs + column);
+                let strength = weight * fisher[from];
+                pulls.strength[to] += strength;
+                pulls.anchored[to] += strength * anchor[from];
+            }
+        }
     }
-    sums.map(|(strength, anchored)| {
-        Ok(Pulls {
-            strength: copied(&strength, n * outputs)?,
-            anchored: copied(&anchored, n * outputs)?,
-        })
-    })
-    .transpose()
+    Ok(pulls)
 }
 
 /// The softmax cross-entropy of `scores` against class `target`: its loss
