@@ -101,14 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
         update_threshold: args::value("--update-threshold").unwrap_or(defaults.update_threshold),
         replay: args::replay(&defaults.replay),
-        ewc: match args::value::<f64>("--ewc-lambda") {
-            Some(lambda) => onthefly::ewc::EwcConfig {
-                enabled: lambda > 0.0,
-                lambda,
-                ..defaults.ewc.clone()
-            },
-            None => defaults.ewc.clone(),
-        },
+        ewc: args::ewc(&defaults.ewc),
         text_model: onthefly::TextModelConfig {
             linear_learning_rate: args::value("--linear-rate").unwrap_or(defaults.text_model.linear_learning_rate),
             full_step_ngrams: args::value("--full-step").unwrap_or(defaults.text_model.full_step_ngrams),

@@ -21,6 +21,9 @@
 //! model on the clean unseen part. The library's default configuration
 //! otherwise (store off, no checkpoints, as `peer_news`).
 //!
+//! `--ewc-lambda L` turns EWC on at strength `L` (the speed of EWC on short
+//! texts, issue 28 part 5), `--replay-capacity N` sets the replay memory.
+//!
 //! `--skip N` and `--limit N` take a part of the file's order before it is
 //! shuffled (the news articles 1–1,000, `--limit 1000`, are where settings
 //! are chosen; 1,001–3,823, `--skip 1000`, are reported).
@@ -73,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
         replay: args::replay(&defaults.replay),
+        ewc: args::ewc(&defaults.ewc),
         text_model: onthefly::TextModelConfig {
             linear_learning_rate: args::value("--linear-rate").unwrap_or(defaults.text_model.linear_learning_rate),
             full_step_ngrams: args::value("--full-step").unwrap_or(defaults.text_model.full_step_ngrams),

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use tch::{nn::VarStore, Tensor};
 
 use crate::base::ModelError;
-use crate::ewc::EwcState;
+use crate::ewc::{Changed, EwcState};
 
 /// Added under the root of the sums so a weight never seen divides by no zero.
 pub(crate) const EPSILON: f64 = 1e-8;
@@ -133,6 +133,19 @@ impl Touched {
             }
         }
         touched
+    }
+
+    /// What this update changed of variable `name`.
+    pub fn rows_of(&self, name: &str) -> Result<Changed, ModelError> {
+        if let Some(written) = self.written.get(name) {
+            return Ok(Changed::Rows(written.rows.shallow_clone()));
+        }
+        Ok(match self.rows.get(name) {
+            None => Changed::Nothing,
+            Some(Some(list)) if list.is_empty() => Changed::Nothing,
+            Some(Some(list)) => Changed::Rows(Tensor::f_cat(list, 0)?),
+            Some(None) => Changed::Whole,
+        })
     }
 
     /// Whether no variable was touched.

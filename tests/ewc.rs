@@ -207,3 +207,101 @@ fn the_classifiers_sparse_fisher_equals_the_dense_one() {
     let sampled = diagonal_fisher(&model, &examples, FisherKind::True, 10, 3).unwrap();
     assert_eq!(sampled["weight"].size(), sparse["weight"].size());
 }
+
+#[test]
+fn an_update_from_the_anchored_version_copies_only_its_rows_into_the_anchors() {
+    use onthefly::ewc::{Changed, UpdateRows};
+    let vs = VarStore::new(Device::Cpu);
+    let table = vs
+        .root()
+        .var_copy("t", &Tensor::arange(12, (Kind::Float, Device::Cpu)).reshape([4, 3]));
+    let fisher = || BTreeMap::from([("t".to_string(), Tensor::ones([4, 3], (Kind::Float, Device::Cpu)))]);
+    let whole = |_: &str| Ok(Changed::Whole);
+    let mut state = EwcState::new();
+    let first = UpdateRows {
+        from: 0,
+        to: 1,
+        rows_of: &whole,
+    };
+    state.consolidate_update(&vs, fisher(), 0.9, Some(first)).unwrap();
+    let set = |row: i64, value: f64| {
+        let _ = tch::no_grad(|| table.get(row).shallow_clone().fill_(value));
+    };
+
+    // Version 1 → 2 changed row 1: its anchor row follows, and all rows equal θ.
+    set(1, 100.0);
+    let row_1 = |_: &str| Ok(Changed::Rows(Tensor::from_slice(&[1i64])));
+    let second = UpdateRows {
+        from: 1,
+        to: 2,
+        rows_of: &row_1,
+    };
+    state.consolidate_update(&vs, fisher(), 0.9, Some(second)).unwrap();
+    assert!(
+        state.anchors()["t"].equal(&table.detach()),
+        "anchors are θ after a row-wise copy"
+    );
+
+    // The anchors are taken as a copy of version 2: an update from it that
+    // says it changed nothing copies nothing (the shortcut is taken)...
+    set(2, 200.0);
+    let nothing = |_: &str| Ok(Changed::Nothing);
+    let third = UpdateRows {
+        from: 2,
+        to: 3,
+        rows_of: &nothing,
+    };
+    state.consolidate_update(&vs, fisher(), 0.9, Some(third)).unwrap();
+    assert_eq!(values(&state.anchors()["t"].get(2))[0], 6.0);
+
+    // ...while an update from any other version copies every row.
+    let fourth = UpdateRows {
+        from: 7,
+        to: 8,
+        rows_of: &nothing,
+    };
+    state.consolidate_update(&vs, fisher(), 0.9, Some(fourth)).unwrap();
+    assert!(
+        state.anchors()["t"].equal(&table.detach()),
+        "anchors are θ after a whole copy"
+    );
+    // And the Fisher decayed in place each time: 1, 1.9, 2.71, 3.439.
+    assert!((values(&state.fisher()["t"])[0] - 3.439).abs() < 1e-5);
+}
+
+#[test]
+fn the_scale_carried_over_row_by_row_equals_the_scale_counted_afresh() {
+    let vs = VarStore::new(Device::Cpu);
+    let _table = vs
+        .root()
+        .var_copy("t", &Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)));
+    // A sparse fresh Fisher of some rows, as the hashed models give it.
+    let sparse = |rows: &[i64], values: &[f32]| {
+        let indices = Tensor::from_slice(rows).reshape([1, -1]);
+        let values = Tensor::from_slice(values).reshape([rows.len() as i64, 3]);
+        let t = Tensor::sparse_coo_tensor_indices_size(&indices, &values, [4, 3], (Kind::Float, Device::Cpu), true);
+        BTreeMap::from([("t".to_string(), t)])
+    };
+    let mut state = EwcState::new();
+    state
+        .consolidate(&vs, sparse(&[0, 2], &[1.0, 0.0, 2.0, 0.0, 0.0, 0.5]), 0.9)
+        .unwrap();
+    // Zeros become positive, positive rows get more, an untouched row stays.
+    state
+        .consolidate(&vs, sparse(&[0, 3], &[0.0, 3.0, 0.0, 0.25, 0.0, 0.0]), 0.9)
+        .unwrap();
+    state
+        .consolidate(&vs, sparse(&[1, 2], &[0.0, 0.0, 0.0, 4.0, 4.0, 4.0]), 0.9)
+        .unwrap();
+    let copied = |m: &BTreeMap<String, Tensor>| m.iter().map(|(k, t)| (k.clone(), t.copy())).collect();
+    let afresh = EwcState::from_parts(copied(state.fisher()), copied(state.anchors()), state.consolidations());
+    // Positive: row 0 three, row 2 three, row 3 one: 7 entries.
+    let sum: f64 = values(&state.fisher()["t"]).iter().sum();
+    assert!(
+        (afresh.scale() - sum / 7.0).abs() < 1e-6,
+        "{} against {}",
+        afresh.scale(),
+        sum / 7.0
+    );
+    assert_eq!(state.scale(), afresh.scale(), "carried over and counted afresh differ");
+}

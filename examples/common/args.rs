@@ -29,3 +29,15 @@ pub fn replay(replay: &onthefly::replay::ReplayConfig) -> onthefly::replay::Repl
         ..replay.clone()
     }
 }
+
+/// `ewc` with the strength of `--ewc-lambda L` (0: off), when given.
+pub fn ewc(ewc: &onthefly::ewc::EwcConfig) -> onthefly::ewc::EwcConfig {
+    match value::<f64>("--ewc-lambda") {
+        Some(lambda) => onthefly::ewc::EwcConfig {
+            enabled: lambda > 0.0,
+            lambda,
+            ..ewc.clone()
+        },
+        None => ewc.clone(),
+    }
+}

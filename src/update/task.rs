@@ -12,7 +12,7 @@ use crate::base::stable_hash;
 use crate::base::ModelError;
 use crate::base::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::eval;
-use crate::ewc::{first_non_finite, EwcConfig, EwcState};
+use crate::ewc::{first_non_finite, Changed, EwcConfig, EwcState, UpdateRows};
 use crate::fisher::fresh_fisher;
 use crate::live::LiveModel;
 use crate::live::{install, shapes, TrainerCopy};
@@ -314,7 +314,8 @@ fn install_accepted(
 
     // Everything that can fail happens before anything is installed: the
     // next update's starting copy where the model grew, the consolidation
-    // (which changes the state only when it succeeds), and with several
+    // (a failed one leaves the EWC state empty and is said in the status:
+    // the update still serves), and with several
     // instances the publication.
     let grown_copy = match shapes(shadow.var_store()) != shapes_before || touched.is_none() {
         true => Some(shadow.try_clone()?),
@@ -331,15 +332,16 @@ fn install_accepted(
         false => None,
     };
     if ewc_config.enabled {
-        consolidate(
-            update.agent,
-            update.task,
-            ewc,
-            shadow.as_ref(),
-            update.examples,
-            ewc_config,
-            update.seed,
-        );
+        let rows_of = |name: &str| match &touched {
+            Some(touched) => touched.rows_of(name),
+            None => Ok(Changed::Whole),
+        };
+        let rows = UpdateRows {
+            from: update.version,
+            to: new_version,
+            rows_of: &rows_of,
+        };
+        consolidate(update, ewc, shadow.as_ref(), ewc_config, rows);
     }
     let committed = Accepted {
         agent: update.agent,
@@ -408,16 +410,21 @@ fn train_candidate(
 /// update was accepted on its held-out result; a Fisher that cannot be
 /// computed skips this consolidation only (said in the status).
 fn consolidate(
-    agent: &AgentState,
-    task: &str,
+    update: &UpdateOf<'_>,
     ewc: &mut EwcState,
     candidate: &dyn AgentModel,
-    examples: &[TrainingExample],
     config: &EwcConfig,
-    seed: u64,
+    rows: UpdateRows<'_>,
 ) {
-    let consolidated = fresh_fisher(candidate, examples, config.fisher, config.fisher_samples, seed)
-        .and_then(|fresh| ewc.consolidate(candidate.var_store(), fresh, config.gamma));
+    let (agent, task) = (update.agent, update.task);
+    let consolidated = fresh_fisher(
+        candidate,
+        update.examples,
+        config.fisher,
+        config.fisher_samples,
+        update.seed,
+    )
+    .and_then(|fresh| ewc.consolidate_update(candidate.var_store(), fresh, config.gamma, Some(rows)));
     if let Err(e) = consolidated {
         tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
         agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));
