@@ -20,6 +20,9 @@ use tch::{nn::VarStore, Kind, Tensor};
 
 use crate::base::ModelError;
 
+/// A diagonal Fisher: per variable name, a tensor of the variable's shape.
+pub type Fisher = BTreeMap<String, Tensor>;
+
 /// Which labels the Fisher's log-likelihood gradients use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,12 +5,8 @@
 //! needs a whole model; the Fisher of any `VarStore` is
 //! [`crate::ewc::diagonal_fisher_with`].
 
-use std::collections::BTreeMap;
-
-use tch::Tensor;
-
 use crate::base::{ModelError, TrainingExample};
-use crate::ewc::{dense, diagonal_fisher_with, FisherKind};
+use crate::ewc::{dense, diagonal_fisher_with, Fisher, FisherKind};
 use crate::models::AgentModel;
 
 /// Diagonal Fisher of a model over (at most `max_samples` of) `examples`,
@@ -21,25 +17,26 @@ pub fn diagonal_fisher(
     kind: FisherKind,
     max_samples: usize,
     seed: u64,
-) -> Result<BTreeMap<String, Tensor>, ModelError> {
-    fresh_fisher(model, examples, kind, max_samples, seed)?
+) -> Result<Fisher, ModelError> {
+    let sampled = fisher_examples(model, examples, kind, max_samples, seed)?;
+    fresh_fisher(model, &sampled)?
         .into_iter()
         .map(|(name, t)| Ok((name, dense(t)?)))
         .collect()
 }
 
-/// [`diagonal_fisher`], where a tensor may stay sparse (COO) as a model's
-/// closed form gives it: what [`crate::ewc::EwcState::consolidate`] adds to
-/// the Fisher it keeps without a dense table per update.
-pub(crate) fn fresh_fisher(
+/// The examples a Fisher is taken over: at most `max_samples` of
+/// `examples`, with their own targets (the empirical Fisher) or targets
+/// drawn from the model (the true Fisher).
+pub(crate) fn fisher_examples(
     model: &dyn AgentModel,
     examples: &[TrainingExample],
     kind: FisherKind,
     max_samples: usize,
     seed: u64,
-) -> Result<BTreeMap<String, Tensor>, ModelError> {
+) -> Result<Vec<TrainingExample>, ModelError> {
     let used = &examples[..examples.len().min(max_samples)];
-    let sampled: Vec<TrainingExample> = match kind {
+    Ok(match kind {
         FisherKind::Empirical => used.to_vec(),
         FisherKind::True => {
             let refs: Vec<&TrainingExample> = used.iter().collect();
@@ -52,11 +49,18 @@ pub(crate) fn fresh_fisher(
                 })
                 .collect()
         }
-    };
+    })
+}
+
+/// The Fisher over `sampled` ([`fisher_examples`]), where a tensor may
+/// stay sparse (COO) as a model's closed form gives it: what
+/// [`crate::ewc::EwcState::consolidate`] adds to the Fisher it keeps
+/// without a dense table per update.
+pub(crate) fn fresh_fisher(model: &dyn AgentModel, sampled: &[TrainingExample]) -> Result<Fisher, ModelError> {
     let refs: Vec<&TrainingExample> = sampled.iter().collect();
     match model.closed_form_fisher(&refs)? {
         Some(fisher) => Ok(fisher),
-        None => diagonal_fisher_back_propagated(model, &sampled),
+        None => diagonal_fisher_back_propagated(model, sampled),
     }
 }
 
@@ -67,6 +71,6 @@ pub(crate) fn fresh_fisher(
 pub fn diagonal_fisher_back_propagated(
     model: &dyn AgentModel,
     examples: &[TrainingExample],
-) -> Result<BTreeMap<String, Tensor>, ModelError> {
+) -> Result<Fisher, ModelError> {
     diagonal_fisher_with(model.var_store(), examples.len(), |i| model.fisher_loss(&examples[i]))
 }

@@ -71,9 +71,7 @@ mod runtime;
 pub mod status;
 pub mod store;
 mod update;
-pub use update::train_one_epoch;
-#[doc(hidden)]
-pub use update::train_one_epoch_back_propagated;
+pub use update::{train_one_epoch, train_one_epoch_back_propagated};
 
 pub use base::{example, features};
 pub use base::{kind_of_learner, learner_name, LabelForm};

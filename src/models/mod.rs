@@ -33,7 +33,8 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
-use crate::optim::Penalties;
+use crate::ewc::Fisher;
+use crate::optim::{Penalties, Touched};
 
 /// The kind of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,16 +158,15 @@ pub trait AgentModel: Send {
     /// applies them, for a model that computes them faster than
     /// back-propagating [`AgentModel::adaptive_loss`] per example (the
     /// hashed linear models take their sparse gradients in closed form);
-    /// returns the summed loss, or `None` to let the caller back-propagate
-    /// (a model that cannot apply the penalties returns `None` when one is
-    /// given). It must record what it changed in `touched`.
+    /// returns the summed loss and what it changed, or `None` to let the
+    /// caller back-propagate (a model that cannot apply the penalties
+    /// returns `None` when one is given).
     fn closed_form_pass(
         &mut self,
         examples: &[&TrainingExample],
         penalties: &Penalties<'_>,
-        touched: &mut crate::optim::Touched,
-    ) -> Result<Option<f64>, ModelError> {
-        let _ = (examples, penalties, touched);
+    ) -> Result<Option<(f64, Touched)>, ModelError> {
+        let _ = (examples, penalties);
         Ok(None)
     }
 
@@ -176,10 +176,7 @@ pub trait AgentModel: Send {
     /// [`AgentModel::fisher_loss`] per example; `None` to let the caller
     /// back-propagate. Keyed by variable name, every trainable variable; a
     /// tensor may be sparse (COO) where most of the variable is zero.
-    fn closed_form_fisher(
-        &self,
-        examples: &[&TrainingExample],
-    ) -> Result<Option<BTreeMap<String, Tensor>>, ModelError> {
+    fn closed_form_fisher(&self, examples: &[&TrainingExample]) -> Result<Option<Fisher>, ModelError> {
         let _ = examples;
         Ok(None)
     }

@@ -19,8 +19,9 @@ use super::{outputs_from_probabilities, read_metadata, tensor_on, AgentModel, Mo
 use crate::base::ModelError;
 use crate::base::SplitMix64;
 use crate::base::{Target, TargetKind, TrainingExample};
+use crate::ewc::Fisher;
 use crate::models::TextModelConfig;
-use crate::optim::Penalties;
+use crate::optim::{Penalties, Touched};
 
 /// Hashed linear classifier over word uni- and bi-grams.
 #[derive(Debug)]
@@ -214,8 +215,8 @@ impl AgentModel for TextClassifier {
         &mut self,
         examples: &[&TrainingExample],
         penalties: &Penalties<'_>,
-        touched: &mut crate::optim::Touched,
-    ) -> Result<Option<f64>, ModelError> {
+    ) -> Result<Option<(f64, Touched)>, ModelError> {
+        let mut touched = Touched::new();
         let (texts, targets) = self.texts_and_targets(examples)?;
         let steps = Steps {
             rate: self.config.linear_learning_rate,
@@ -226,15 +227,12 @@ impl AgentModel for TextClassifier {
             &self.config,
             steps,
             |i, scores| Ok(softmax_gradient(scores, targets[i])),
-            touched,
+            &mut touched,
         )?;
-        Ok(Some(total))
+        Ok(Some((total, touched)))
     }
 
-    fn closed_form_fisher(
-        &self,
-        examples: &[&TrainingExample],
-    ) -> Result<Option<BTreeMap<String, Tensor>>, ModelError> {
+    fn closed_form_fisher(&self, examples: &[&TrainingExample]) -> Result<Option<Fisher>, ModelError> {
         let (texts, targets) = self.texts_and_targets(examples)?;
         let fisher = self.layer.squared_gradients(&texts, &self.config, |i, scores| {
             Ok(softmax_gradient(scores, targets[i]))

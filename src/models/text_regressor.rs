@@ -16,8 +16,9 @@ use super::hashed::{sigmoid_gradient, FeatureScale, HashedLinear, Steps};
 use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
+use crate::ewc::Fisher;
 use crate::models::TextModelConfig;
-use crate::optim::Penalties;
+use crate::optim::{Penalties, Touched};
 
 /// A regressor of scores in 0..=1 over hashed n-grams.
 #[derive(Debug)]
@@ -134,8 +135,8 @@ impl AgentModel for TextRegressor {
         &mut self,
         examples: &[&TrainingExample],
         penalties: &Penalties<'_>,
-        touched: &mut crate::optim::Touched,
-    ) -> Result<Option<f64>, ModelError> {
+    ) -> Result<Option<(f64, Touched)>, ModelError> {
+        let mut touched = Touched::new();
         let targets = scores(examples)?;
         let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
         let steps = Steps {
@@ -147,15 +148,12 @@ impl AgentModel for TextRegressor {
             &self.config,
             steps,
             |i, logit| Ok(sigmoid_gradient(logit, targets[i])),
-            touched,
+            &mut touched,
         )?;
-        Ok(Some(total))
+        Ok(Some((total, touched)))
     }
 
-    fn closed_form_fisher(
-        &self,
-        examples: &[&TrainingExample],
-    ) -> Result<Option<BTreeMap<String, Tensor>>, ModelError> {
+    fn closed_form_fisher(&self, examples: &[&TrainingExample]) -> Result<Option<Fisher>, ModelError> {
         let targets = scores(examples)?;
         let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
         let fisher = self

@@ -13,7 +13,7 @@ use crate::base::ModelError;
 use crate::base::{unix_millis, ExampleId, ModelPerformance, TrainingExample};
 use crate::eval;
 use crate::ewc::{first_non_finite, Changed, EwcConfig, EwcState, UpdateRows};
-use crate::fisher::fresh_fisher;
+use crate::fisher::{fisher_examples, fresh_fisher};
 use crate::live::LiveModel;
 use crate::live::{install, shapes, TrainerCopy};
 use crate::models::{AgentModel, Training};
@@ -417,14 +417,10 @@ fn consolidate(
     rows: UpdateRows<'_>,
 ) {
     let (agent, task) = (update.agent, update.task);
-    let consolidated = fresh_fisher(
-        candidate,
-        update.examples,
-        config.fisher,
-        config.fisher_samples,
-        update.seed,
-    )
-    .and_then(|fresh| ewc.consolidate_update(candidate.var_store(), fresh, config.gamma, Some(rows)));
+    let (max_samples, seed) = (config.fisher_samples, update.seed);
+    let consolidated = fisher_examples(candidate, update.examples, config.fisher, max_samples, seed)
+        .and_then(|sampled| fresh_fisher(candidate, &sampled))
+        .and_then(|fresh| ewc.consolidate_update(candidate.var_store(), fresh, config.gamma, Some(rows)));
     if let Err(e) = consolidated {
         tracing::warn!(agent = %agent.name, task, error = %e, "EWC consolidation skipped");
         agent.note_error(format!("EWC consolidation of task {task:?} skipped: {e}"));

@@ -67,7 +67,7 @@ fn train(
     let mut touched = Touched::new();
     let mut total = 0.0;
     if closed_form && adaptive && model.minibatch_size() == 1 {
-        if let Some(total) = model.closed_form_pass(&order, penalties, &mut touched)? {
+        if let Some((total, touched)) = model.closed_form_pass(&order, penalties)? {
             return Ok((total / examples.len().max(1) as f64, touched));
         }
     }

@@ -377,12 +377,13 @@ impl AgentModel for TokenTagger {
         &mut self,
         examples: &[&TrainingExample],
         penalties: &Penalties<'_>,
-        touched: &mut Touched,
-    ) -> Result<Option<f64>, ModelError> {
-        match penalties.iter().any(|(ewc, lambda)| *lambda != 0.0 && !ewc.is_empty()) {
-            true => Ok(None),
-            false => self.closed_form(examples, touched).map(Some),
+    ) -> Result<Option<(f64, Touched)>, ModelError> {
+        if penalties.iter().any(|(ewc, lambda)| *lambda != 0.0 && !ewc.is_empty()) {
+            return Ok(None);
         }
+        let mut touched = Touched::new();
+        let loss = self.closed_form(examples, &mut touched)?;
+        Ok(Some((loss, touched)))
     }
 
     fn labels(&self) -> Vec<String> {
@@ -426,15 +427,14 @@ mod tests {
         let mut closed = TokenTagger::new(small(), Device::Cpu, 0).unwrap();
         closed.prepare(&batch).unwrap();
         // A first pass so that the weights and sums are not all zero.
-        closed.closed_form_pass(&refs, &[], &mut Touched::new()).unwrap();
+        closed.closed_form_pass(&refs, &[]).unwrap();
         let autograd =
             TokenTagger::from_tables(small(), Device::Cpu, &closed.grown(0).unwrap(), closed.tags.clone()).unwrap();
         let before: f64 = refs
             .iter()
             .map(|e| closed.nll(&[e], false).unwrap().double_value(&[]))
             .sum();
-        let mut touched = Touched::new();
-        let loss = closed.closed_form_pass(&refs, &[], &mut touched).unwrap().unwrap();
+        let (loss, touched) = closed.closed_form_pass(&refs, &[]).unwrap().unwrap();
         // The pass reports each sentence's loss before its own step: the
         // first one's equals the loss before the pass.
         assert!(loss > 0.0 && loss < before * 1.5, "{loss} against {before}");
@@ -463,9 +463,7 @@ mod tests {
         let good = example("Paris is big", "B-loc O O");
         tagger.prepare(std::slice::from_ref(&good)).unwrap();
         let short = example("Paris is big", "B-loc O");
-        let refused = tagger
-            .closed_form_pass(&[&short], &[], &mut Touched::new())
-            .unwrap_err();
+        let refused = tagger.closed_form_pass(&[&short], &[]).unwrap_err();
         assert!(matches!(refused, ModelError::Invalid(_)), "{refused}");
         assert!(tagger.nll(&[&short], false).is_err());
         // A batch without a token back-propagates to nothing.
@@ -490,7 +488,7 @@ mod tests {
         let mut tagger = TokenTagger::new(small(), Device::Cpu, 0).unwrap();
         tagger.prepare(&batch).unwrap();
         for _ in 0..5 {
-            tagger.closed_form_pass(&refs, &[], &mut Touched::new()).unwrap();
+            tagger.closed_form_pass(&refs, &[]).unwrap();
         }
         let out = tagger.predict(&["Barack Obama visited Berlin", "", "Merkel"]).unwrap();
         let expected: Vec<String> = ["B-per", "I-per", "O", "B-loc"].map(String::from).to_vec();
