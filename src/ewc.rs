@@ -91,8 +91,11 @@ pub struct UpdateRows<'a> {
     /// The version it installs.
     pub to: u64,
     /// What it changed of the variable of that name.
-    pub rows_of: &'a dyn Fn(&str) -> Result<Changed, ModelError>,
+    pub rows_of: &'a RowsOf<'a>,
 }
+
+/// What an update changed of the variable of a name.
+pub type RowsOf<'a> = dyn Fn(&str) -> Result<Changed, ModelError> + 'a;
 
 /// What an update changed of one variable.
 #[derive(Debug)]
@@ -335,76 +338,15 @@ impl EwcState {
         self.anchored_version = None;
         let consolidated = crate::grad::no_grad(|| -> Result<(), ModelError> {
             let variables = vs.variables();
-            let mut fisher = BTreeMap::new();
-            let mut old_anchors = std::mem::take(&mut self.anchors);
+            let old_anchors = std::mem::take(&mut self.anchors);
+            let old_fisher = std::mem::take(&mut self.fisher);
             // The count of positive entries carries over where only rows are
             // added to a decayed Fisher: a positive f32 times γ ≥ ½ stays
             // positive (the smallest subnormal rounds back to itself), and a
             // Fisher never falls. Otherwise the whole Fisher is counted.
-            let mut positive = self.positive.filter(|_| gamma >= 0.5);
-            for (name, new) in fresh {
-                let combined = match self.fisher.remove(&name) {
-                    // In place where the shape held: the state is this
-                    // update's alone (the lock of its live model is held), and
-                    // a new table per consolidation cost more than the pass.
-                    Some(mut old) if old.size() == new.size() => {
-                        let _ = old.f_mul_scalar_(gamma)?;
-                        match new.is_sparse() {
-                            // The rows of a coalesced sparse Fisher are
-                            // distinct: index_add_ takes a third less time
-                            // than adding the sparse tensor.
-                            true if new.is_coalesced() && new.sparse_dim() == 1 => {
-                                let rows = new.f_indices()?.f_select(0, 0)?;
-                                let before = count_positive([&old.f_index_select(0, &rows)?]);
-                                let _ = old.f_index_add_(0, &rows, &new.f_values()?)?;
-                                let after = count_positive([&old.f_index_select(0, &rows)?]);
-                                positive = positive.map(|p| p - before + after);
-                            }
-                            _ => {
-                                let _ = old.f_add_(&new)?;
-                                positive = None;
-                            }
-                        }
-                        old
-                    }
-                    Some(old) => {
-                        positive = None;
-                        match pad_to(&old, &new.size())? {
-                            Some(old) => old.f_mul_scalar(gamma)?.f_add(&new)?,
-                            None => dense(new)?,
-                        }
-                    }
-                    None => {
-                        positive = None;
-                        dense(new)?
-                    }
-                };
-                fisher.insert(name, combined);
-            }
-            if !self.fisher.is_empty() {
-                positive = None; // Variables the fresh Fisher lacks are dropped.
-            }
-            let mut anchors = BTreeMap::new();
-            for name in fisher.keys() {
-                let Some(theta) = variables.get(name) else { continue };
-                let changed = rows_since.map(|rows_of| rows_of(name)).transpose()?;
-                let anchor = match (old_anchors.remove(name), changed) {
-                    (Some(anchor), Some(Changed::Rows(rows))) if anchor.size() == theta.size() => {
-                        let _ = anchor
-                            .shallow_clone()
-                            .f_index_copy_(0, &rows, &theta.f_index_select(0, &rows)?)?;
-                        anchor
-                    }
-                    // Untouched since the anchored version: nothing to copy.
-                    (Some(anchor), Some(Changed::Nothing)) if anchor.size() == theta.size() => anchor,
-                    (Some(mut anchor), _) if anchor.size() == theta.size() => {
-                        anchor.f_copy_(theta)?;
-                        anchor
-                    }
-                    _ => deep_copy(theta)?,
-                };
-                anchors.insert(name.clone(), anchor);
-            }
+            let positive = self.positive.filter(|_| gamma >= 0.5);
+            let (fisher, positive) = decayed_plus(old_fisher, fresh, gamma, positive)?;
+            let anchors = anchors_of(&fisher, &variables, old_anchors, rows_since)?;
             let positive = positive.unwrap_or_else(|| count_positive(fisher.values()));
             self.scale = mean_of_positive(&fisher, positive);
             self.positive = Some(positive);
@@ -421,6 +363,96 @@ impl EwcState {
         }
         consolidated
     }
+}
+
+/// `γ·old + fresh` per variable of `fresh` (variables only `old` has are
+/// dropped), in place where a variable's shape held, with the count of
+/// positive entries carried over from `positive` where only rows were
+/// added (`None`: count the result afresh).
+fn decayed_plus(
+    mut old_fisher: Fisher,
+    fresh: Fisher,
+    gamma: f64,
+    mut positive: Option<f64>,
+) -> Result<(Fisher, Option<f64>), ModelError> {
+    let mut fisher = BTreeMap::new();
+    for (name, new) in fresh {
+        let combined = match old_fisher.remove(&name) {
+            // In place where the shape held: the state is this update's
+            // alone (the lock of its live model is held), and a new table
+            // per consolidation cost more than the pass.
+            Some(mut old) if old.size() == new.size() => {
+                let _ = old.f_mul_scalar_(gamma)?;
+                match new.is_sparse() {
+                    // The rows of a coalesced sparse Fisher are distinct:
+                    // index_add_ takes a third less time than adding the
+                    // sparse tensor.
+                    true if new.is_coalesced() && new.sparse_dim() == 1 => {
+                        let rows = new.f_indices()?.f_select(0, 0)?;
+                        let before = count_positive([&old.f_index_select(0, &rows)?]);
+                        let _ = old.f_index_add_(0, &rows, &new.f_values()?)?;
+                        let after = count_positive([&old.f_index_select(0, &rows)?]);
+                        positive = positive.map(|p| p - before + after);
+                    }
+                    _ => {
+                        let _ = old.f_add_(&new)?;
+                        positive = None;
+                    }
+                }
+                old
+            }
+            Some(old) => {
+                positive = None;
+                match pad_to(&old, &new.size())? {
+                    Some(old) => old.f_mul_scalar(gamma)?.f_add(&new)?,
+                    None => dense(new)?,
+                }
+            }
+            None => {
+                positive = None;
+                dense(new)?
+            }
+        };
+        fisher.insert(name, combined);
+    }
+    if !old_fisher.is_empty() {
+        positive = None; // Variables the fresh Fisher lacks are dropped.
+    }
+    Ok((fisher, positive))
+}
+
+/// The anchors of the variables of `fisher`: their values in `variables`,
+/// written into `old` in place where shapes held, only the rows `rows_since`
+/// says changed when it is given (the anchors were a copy of the version
+/// the update started from).
+fn anchors_of(
+    fisher: &Fisher,
+    variables: &std::collections::HashMap<String, Tensor>,
+    mut old: BTreeMap<String, Tensor>,
+    rows_since: Option<&RowsOf<'_>>,
+) -> Result<BTreeMap<String, Tensor>, ModelError> {
+    let mut anchors = BTreeMap::new();
+    for name in fisher.keys() {
+        let Some(theta) = variables.get(name) else { continue };
+        let changed = rows_since.map(|rows_of| rows_of(name)).transpose()?;
+        let anchor = match (old.remove(name), changed) {
+            (Some(anchor), Some(Changed::Rows(rows))) if anchor.size() == theta.size() => {
+                let _ = anchor
+                    .shallow_clone()
+                    .f_index_copy_(0, &rows, &theta.f_index_select(0, &rows)?)?;
+                anchor
+            }
+            // Untouched since the anchored version: nothing to copy.
+            (Some(anchor), Some(Changed::Nothing)) if anchor.size() == theta.size() => anchor,
+            (Some(mut anchor), _) if anchor.size() == theta.size() => {
+                anchor.f_copy_(theta)?;
+                anchor
+            }
+            _ => deep_copy(theta)?,
+        };
+        anchors.insert(name.clone(), anchor);
+    }
+    Ok(anchors)
 }
 
 /// The mean of the positive entries of every tensor of `fisher`, of which
