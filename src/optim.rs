@@ -119,6 +119,22 @@ impl Touched {
         same.then(|| written.old[which].shallow_clone())
     }
 
+    /// The rows of variable `name` that one pass wrote (unique, in the
+    /// order written) and how much each of their values changed (new −
+    /// old, a row per row), when that pass is all the update changed;
+    /// `None` when anything else changed too, or a second pass wrote over
+    /// the first (a caller then reads the model itself).
+    pub(crate) fn only_change(&self, name: &str) -> Result<Option<(Tensor, Tensor)>, ModelError> {
+        let Some(written) = self.written.get(name) else {
+            return Ok(None);
+        };
+        if self.rows.len() != 1 || written.new[0].size() != written.old[0].size() {
+            return Ok(None);
+        }
+        let change = written.new[0].f_sub(&written.old[0])?;
+        Ok(Some((written.rows.shallow_clone(), change)))
+    }
+
     fn add_all(&mut self, name: &str) {
         self.written.remove(name);
         self.rows.insert(name.to_string(), None);

@@ -181,6 +181,24 @@ pub trait AgentModel: Send {
         Ok(None)
     }
 
+    /// Its answers on `inputs` with the raw scores each comes from, for the
+    /// judge's memory of its window ([`crate::eval::measure_after_pass`]);
+    /// `None` for a model that gives no raw scores (the judge then
+    /// predicts). Where `before[i]` holds input `i`'s raw scores under this
+    /// model as it was before `since` (what the one training pass since
+    /// then changed), the model may add what the pass changed to them
+    /// instead of scoring the input afresh, and says so
+    /// ([`Scored::derived`]).
+    fn scored_answers(
+        &self,
+        inputs: &[&str],
+        before: &[Option<&[f32]>],
+        since: Option<&Touched>,
+    ) -> Option<Result<Vec<Scored>, ModelError>> {
+        let _ = (inputs, before, since);
+        None
+    }
+
     /// How updates train it; [`Training::Adaptive`] needs optimiser state
     /// beside every trainable variable (see [`crate::optim::state_name`]).
     fn training(&self) -> Training {
@@ -224,6 +242,19 @@ pub trait AgentModel: Send {
     fn labels(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// An answer with the raw scores it was read from
+/// ([`AgentModel::scored_answers`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The answer, as [`AgentModel::predict`] gives it.
+    pub answer: Target,
+    /// The scores before any link function, one per output.
+    pub scores: Vec<f32>,
+    /// Whether the scores were derived from the input's scores before the
+    /// last pass rather than computed afresh.
+    pub derived: bool,
 }
 
 /// `known` followed by the names in `found` that `index` (the index of
@@ -311,6 +342,28 @@ pub(crate) fn predict_checked(model: &dyn AgentModel, inputs: &[&str]) -> Result
         });
     }
     Ok(outputs)
+}
+
+/// [`AgentModel::scored_answers`] behind the same guards as
+/// [`predict_checked`]: a panic and a wrong count of answers are errors.
+pub(crate) fn scored_checked(
+    model: &dyn AgentModel,
+    inputs: &[&str],
+    before: &[Option<&[f32]>],
+    since: Option<&Touched>,
+) -> Option<Result<Vec<Scored>, ModelError>> {
+    let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::grad::no_grad(|| model.scored_answers(inputs, before, since))
+    }));
+    match scored {
+        Err(panic) => Some(Err(ModelError::Panicked(crate::grad::panic_message(&*panic)))),
+        Ok(None) => None,
+        Ok(Some(Ok(scored))) if scored.len() != inputs.len() => Some(Err(ModelError::OutputCount {
+            inputs: inputs.len(),
+            outputs: scored.len(),
+        })),
+        Ok(Some(result)) => Some(result),
+    }
 }
 
 /// Rebuilds a built-in model from a checkpoint's weights and metadata.

@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::hashed::{softmax_gradient, FeatureScale, HashedLinear, Steps};
-use super::{outputs_from_probabilities, read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
+use super::{
+    outputs_from_probabilities, read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Scored, Training,
+};
 use crate::base::ModelError;
 use crate::base::SplitMix64;
 use crate::base::{Target, TargetKind, TrainingExample};
@@ -170,6 +172,37 @@ impl AgentModel for TextClassifier {
 
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
         Ok(Box::new(self.try_copy()?))
+    }
+
+    fn scored_answers(
+        &self,
+        inputs: &[&str],
+        before: &[Option<&[f32]>],
+        since: Option<&Touched>,
+    ) -> Option<Result<Vec<Scored>, ModelError>> {
+        if self.labels.is_empty() {
+            return Some(Err(ModelError::NotTrained("the classifier knows no label yet".into())));
+        }
+        let scored = self.layer.raw_scores(inputs, before, since, &self.config);
+        Some(scored.map(|all| {
+            all.into_iter()
+                .map(|(scores, derived)| {
+                    // The most probable label is the one of the largest
+                    // score (the last of equals, as `predict` picks it).
+                    let best = scores
+                        .iter()
+                        .take(self.labels.len())
+                        .enumerate()
+                        .max_by(|a, b| a.1.total_cmp(b.1))
+                        .map_or(0, |(i, _)| i);
+                    Scored {
+                        answer: Target::Label(self.labels[best].clone()),
+                        scores,
+                        derived,
+                    }
+                })
+                .collect()
+        }))
     }
 
     fn sample_targets(&self, examples: &[&TrainingExample], seed: u64) -> Result<Vec<Target>, ModelError> {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use tch::{nn::VarStore, Device, Reduction, Tensor};
 
 use super::hashed::{sigmoid_gradient, FeatureScale, HashedLinear, Steps};
-use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
+use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Scored, Training};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::ewc::Fisher;
@@ -109,6 +109,27 @@ impl AgentModel for TextRegressor {
                 distribution: Vec::new(),
             })
             .collect())
+    }
+
+    fn scored_answers(
+        &self,
+        inputs: &[&str],
+        before: &[Option<&[f32]>],
+        since: Option<&Touched>,
+    ) -> Option<Result<Vec<Scored>, ModelError>> {
+        let scored = self.layer.raw_scores(inputs, before, since, &self.config);
+        Some(scored.map(|all| {
+            all.into_iter()
+                .map(|(scores, derived)| {
+                    let logit = scores.first().copied().unwrap_or(0.0);
+                    Scored {
+                        answer: Target::Score(f64::from(1.0 / (1.0 + (-logit).exp()))),
+                        scores,
+                        derived,
+                    }
+                })
+                .collect()
+        }))
     }
 
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {

@@ -67,7 +67,13 @@ pub(super) fn update_task(
     let (train_loss, touched, non_finite) = train_candidate(shadow.as_mut(), &training, seed, &penalty)?;
     let mut candidate_judged = eval::Judged::new();
     let after = match non_finite {
-        None => eval::measure_reusing(shadow.as_ref(), held_out, &mut candidate_judged)?,
+        None => eval::measure_after_pass(
+            shadow.as_ref(),
+            held_out,
+            &judged.1,
+            touched.as_ref(),
+            &mut candidate_judged,
+        )?,
         Some(_) => None,
     };
     let rollback_reason = match (&non_finite, &before, &after) {

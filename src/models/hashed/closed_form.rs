@@ -144,7 +144,7 @@ impl HashedLinear {
     }
 
     /// The number of outputs (columns of the table).
-    fn outputs(&self) -> usize {
+    pub(super) fn outputs(&self) -> usize {
         self.weight.size().get(1).copied().unwrap_or(0) as usize
     }
 }
@@ -162,7 +162,7 @@ fn scores(features: &[(u32, f32)], rows: &[f32], outputs: usize) -> Vec<f32> {
 }
 
 /// The first `len` values of `tensor` as 32-bit floats, on the CPU.
-fn copied(tensor: &Tensor, len: usize) -> Result<Vec<f32>, ModelError> {
+pub(super) fn copied(tensor: &Tensor, len: usize) -> Result<Vec<f32>, ModelError> {
     let mut values = vec![0f32; len];
     // copy_data brings the values to the CPU itself.
     tensor.f_to_kind(Kind::Float)?.f_copy_data(&mut values, len)?;

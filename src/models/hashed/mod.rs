@@ -44,6 +44,7 @@ use super::feature_cache::{FeatureCache, Features, MAX_CACHED_IDS};
 use super::tensor_on;
 
 mod closed_form;
+mod rescore;
 
 pub(crate) use closed_form::{sigmoid_gradient, softmax_gradient, Steps};
 
@@ -372,6 +373,11 @@ impl RowUnion {
             }
         }
         RowUnion { rows, bits, before }
+    }
+
+    /// Whether row `id` (below the buckets) is one of the union's.
+    pub fn contains(&self, id: u32) -> bool {
+        self.bits[id as usize / 64] & (1u64 << (id % 64)) != 0
     }
 
     /// The place of row `id` (one of the union's) among the rows.

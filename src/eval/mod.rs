@@ -2,14 +2,18 @@
 //! on, the window of recent held-out examples per (agent, task), and the
 //! metrics an update is judged by.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use crate::base::stable_hash;
 use crate::base::ModelError;
-use crate::base::{ExampleId, Target, TargetKind, TrainingExample};
+use crate::base::{Target, TargetKind, TrainingExample};
 use crate::models::AgentModel;
+
+mod judged;
+
+pub use judged::{measure_after_pass, measure_reusing, Answer, Judged, DERIVED_AT_MOST};
 
 /// Whether an input belongs to the held-out share. A stable hash of the text
 /// decides, so the same text is always on the same side, in every process and
@@ -239,51 +243,14 @@ pub fn measure(model: &dyn AgentModel, examples: &[TrainingExample]) -> Result<O
     measure_reusing(model, examples, &mut Judged::default())
 }
 
-/// What one version of a model answered for examples it was judged on, by
-/// example id (`None`: it could not predict yet).
-pub type Judged = HashMap<ExampleId, Option<Target>>;
-
-/// [`measure`], predicting only the examples `judged` does not answer yet
-/// (and remembering those answers there). The live model of a task is
-/// judged on a window that moves by a few examples per update: its answers
-/// for the rest are those it gave, as the accepted candidate, in the update
-/// before, so an update predicts the window once instead of twice. The
-/// caller keeps `judged` for one version of one model only.
-pub fn measure_reusing(
-    model: &dyn AgentModel,
-    examples: &[TrainingExample],
-    judged: &mut Judged,
-) -> Result<Option<Measured>, ModelError> {
-    if examples.is_empty() {
-        return Ok(None);
+/// The metric and losses of `answers` (one per example, `None` where the
+/// model could not answer), by the target kind the model learns.
+fn measured(kind: TargetKind, examples: &[TrainingExample], answers: &[Option<&Target>]) -> Measured {
+    match kind {
+        TargetKind::Score => measure_scores(examples, answers),
+        TargetKind::Tags => measure_tags(examples, answers),
+        _ => measure_labels(examples, answers),
     }
-    let missing: Vec<&TrainingExample> = examples.iter().filter(|e| !judged.contains_key(&e.id)).collect();
-    if !missing.is_empty() {
-        let inputs: Vec<&str> = missing.iter().map(|e| e.input_text.as_str()).collect();
-        match crate::models::predict_checked(model, &inputs) {
-            Ok(predictions) => {
-                for (example, prediction) in missing.iter().zip(predictions) {
-                    judged.insert(example.id, Some(prediction.output));
-                }
-            }
-            Err(ModelError::NotTrained(_)) => {
-                for example in &missing {
-                    judged.insert(example.id, None);
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let answers: Vec<Option<&Target>> = examples
-        .iter()
-        .map(|e| judged.get(&e.id).and_then(Option::as_ref))
-        .collect();
-    let measured = match model.target_kind() {
-        TargetKind::Score => measure_scores(examples, &answers),
-        TargetKind::Tags => measure_tags(examples, &answers),
-        _ => measure_labels(examples, &answers),
-    };
-    Ok(Some(measured))
 }
 
 /// Scores: each example's absolute error (0.5, the largest expected, when
