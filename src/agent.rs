@@ -27,7 +27,7 @@ pub(crate) struct TaskState {
     pub label_form: Option<LabelForm>,
     pub held_out: HeldOutWindow,
     /// An evaluation set the user registered; used instead of the window.
-    pub fixed_eval: Option<Vec<TrainingExample>>,
+    pub fixed_eval: Option<Arc<[TrainingExample]>>,
     pub model: Option<Arc<LiveModel>>,
     /// Examples the task's model learned, sampled into its updates; here
     /// rather than with the model so the store's copy can come back before
@@ -48,11 +48,11 @@ impl TaskState {
         }
     }
 
-    /// The examples an update is judged on: the registered set, or a copy of
-    /// the window of recent held-out examples.
-    pub fn evaluation_examples(&self) -> Vec<TrainingExample> {
+    /// The examples an update is judged on: the registered set, or the
+    /// window of recent held-out examples.
+    pub fn evaluation_examples(&self) -> Arc<[TrainingExample]> {
         match &self.fixed_eval {
-            Some(set) => set.clone(),
+            Some(set) => Arc::clone(set),
             None => self.held_out.snapshot(),
         }
     }

@@ -88,7 +88,7 @@ impl Coordinator {
         let agent = self.agent_or_create(agent_name);
         let mut tasks = agent.tasks.lock();
         let state = task_of_kind(&mut tasks, agent_name, task_type, kind, limits.performance_window)?;
-        state.fixed_eval = Some(set);
+        state.fixed_eval = Some(set.into());
         Ok(())
     }
 
@@ -237,8 +237,9 @@ impl Coordinator {
                     .chain(agent.tasks.lock().get(task_type).into_iter().flat_map(|t| {
                         t.held_out
                             .snapshot()
-                            .into_iter()
-                            .map(|e| (e, Split::HeldOut, ExampleState::Evaluation))
+                            .iter()
+                            .map(|e| (e.clone(), Split::HeldOut, ExampleState::Evaluation))
+                            .collect::<Vec<_>>()
                     }))
                     .filter(|(e, _, _)| e.task_type == task_type)
                     .collect();

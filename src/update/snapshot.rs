@@ -62,7 +62,7 @@ pub(super) fn prepare_task(
     shared: &Shared,
     agent: &AgentState,
     task: &str,
-) -> Option<(Arc<LiveModel>, Vec<TrainingExample>)> {
+) -> Option<(Arc<LiveModel>, Arc<[TrainingExample]>)> {
     let (target_kind, existing) = {
         let tasks = agent.tasks.lock();
         let state = tasks.get(task)?;

@@ -162,7 +162,9 @@ fn update_task_shared(
     let has_registered = agent.tasks.lock().get(task).is_some_and(|t| t.fixed_eval.is_some());
     let held_out = match has_registered {
         true => registered,
-        false => session.held_out(&agent.name, task, shared.config.performance_window)?,
+        false => session
+            .held_out(&agent.name, task, shared.config.performance_window)?
+            .into(),
     };
     let kind = live.serving().target_kind();
     let first = session.claim(&agent.name, task, kind, None, shared.config.max_examples_per_update)?;
