@@ -64,21 +64,20 @@ fn relative_gap(a: &[Scored], b: &[Scored]) -> f64 {
     gap / scale
 }
 
-/// Derived from derived scores 40 times in a row (more than the judge
-/// allows), a classifier's scores stay within 3·10⁻⁵ of fresh ones
-/// (relative to the largest; measured: 2·10⁻⁶ after one derivation,
-/// growing to 1.2·10⁻⁵ like a random walk) and its answers are the same,
-/// while each pass moves them by 2·10⁻² to 0.3: a derivation that missed a
-/// changed row, counted one twice or used a wrong value would be off by a
-/// share of that.
+/// Derived from derived scores more times in a row than the judge allows,
+/// a classifier's scores stay within 3·10⁻⁵ of fresh ones (relative to
+/// the largest; measured: 2·10⁻⁶ after one derivation, 1.7·10⁻⁵ after 100,
+/// 2.8·10⁻⁵ after 160) and its answers are the same, while each pass moves
+/// them by 10⁻³ to 0.3: a derivation that missed a changed row, counted one
+/// twice or used a wrong value would be off by a share of that.
 #[test]
 fn derived_window_scores_are_the_fresh_scores() {
     let mut model = classifier_trained_on(0..300);
-    let window = news(400..500);
+    let window = news(3000..3100);
     let inputs = texts(&window);
     let unknown = vec![None; inputs.len()];
     let mut before = scored(&model, &inputs, &unknown, None);
-    for k in 0..40 {
+    for k in 0..DERIVED_AT_MOST as usize + 2 {
         let touched = one_pass(&mut model, &news(300 + 2 * k..302 + 2 * k));
         let known: Vec<Option<&[f32]>> = before.iter().map(|s| Some(s.scores.as_slice())).collect();
         let derived = scored(&model, &inputs, &known, Some(&touched));
@@ -94,7 +93,7 @@ fn derived_window_scores_are_the_fresh_scores() {
             "update {k}: derived scores are {gap} (relative) from fresh ones"
         );
         let moved = relative_gap(&before, &fresh);
-        assert!(moved > 1e-2, "update {k}: the pass moved the scores by only {moved}");
+        assert!(moved > 1e-3, "update {k}: the pass moved the scores by only {moved}");
         let answers = |s: &[Scored]| s.iter().map(|s| s.answer.clone()).collect::<Vec<Target>>();
         assert_eq!(answers(&derived), answers(&fresh), "update {k}");
         before = derived;
