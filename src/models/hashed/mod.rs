@@ -375,9 +375,12 @@ impl RowUnion {
         RowUnion { rows, bits, before }
     }
 
-    /// Whether row `id` (below the buckets) is one of the union's.
-    pub fn contains(&self, id: u32) -> bool {
-        self.bits[id as usize / 64] & (1u64 << (id % 64)) != 0
+    /// The place of row `id` (below the buckets) among the rows, `None`
+    /// when it is not one of them.
+    pub fn place_of(&self, id: u32) -> Option<u32> {
+        let word = self.bits[id as usize / 64];
+        let bit = 1u64 << (id % 64);
+        (word & bit != 0).then(|| self.before[id as usize / 64] + (word & (bit - 1)).count_ones())
     }
 
     /// The place of row `id` (one of the union's) among the rows.

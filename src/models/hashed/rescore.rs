@@ -109,8 +109,8 @@ impl RowChange {
     fn add_to(&self, scores: &mut [f32], ids: &[u32], values: &[f32]) {
         let outputs = self.outputs;
         for (&id, &value) in ids.iter().zip(values) {
-            if self.rows.contains(id) {
-                let at = self.rows.place(id) as usize;
+            if let Some(at) = self.rows.place_of(id) {
+                let at = at as usize;
                 for (score, &d) in scores.iter_mut().zip(&self.delta[at * outputs..(at + 1) * outputs]) {
                     *score += value * d;
                 }
