@@ -7,7 +7,7 @@
 mod common;
 
 use onthefly::eval::{measure, measure_after_pass, measure_reusing, Judged, DERIVED_AT_MOST};
-use onthefly::models::{AgentModel, Scored, TextClassifier, TextRegressor};
+use onthefly::models::{AgentModel, KnownScores, Scored, TextClassifier, TextRegressor};
 use onthefly::optim::Touched;
 use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
 use tch::Device;
@@ -45,11 +45,9 @@ fn one_pass(model: &mut dyn AgentModel, batch: &[TrainingExample]) -> Touched {
     touched
 }
 
-fn scored(model: &dyn AgentModel, inputs: &[&str], before: &[Option<&[f32]>], since: Option<&Touched>) -> Vec<Scored> {
-    model
-        .scored_answers(inputs, before, since)
-        .expect("raw scores")
-        .unwrap()
+fn scored(model: &dyn AgentModel, inputs: &[&str], scores: &[Option<&[f32]>], since: Option<&Touched>) -> Vec<Scored> {
+    let known = KnownScores { scores, since };
+    model.scored_answers(inputs, known).expect("raw scores").unwrap()
 }
 
 /// The largest gap between two lists of scores, relative to the largest

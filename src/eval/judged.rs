@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use crate::base::ModelError;
 use crate::base::{ExampleId, Target, TrainingExample};
-use crate::models::{predict_checked, scored_checked, AgentModel, Scored};
+use crate::models::{predict_checked, scored_checked, AgentModel, KnownScores, Scored};
 use crate::optim::Touched;
 
 use super::{measured, Measured};
@@ -64,8 +64,7 @@ pub fn measure_reusing(
     let missing: Vec<&TrainingExample> = examples.iter().filter(|e| !judged.contains_key(&e.id)).collect();
     if !missing.is_empty() {
         let inputs: Vec<&str> = missing.iter().map(|e| e.input_text.as_str()).collect();
-        let unknown = vec![None; inputs.len()];
-        match scored_checked(model, &inputs, &unknown, None) {
+        match scored_checked(model, &inputs, KnownScores::default()) {
             Some(scored) => remember(judged, &missing, scored, None)?,
             None => remember_predictions(model, judged, &missing, &inputs)?,
         }
@@ -99,7 +98,8 @@ pub fn measure_after_pass(
                 .and_then(|a| a.scores.as_deref())
         })
         .collect();
-    match scored_checked(model, &inputs, &known, since) {
+    let known = KnownScores { scores: &known, since };
+    match scored_checked(model, &inputs, known) {
         Some(scored) => remember(judged, &all, scored, Some(before))?,
         None => remember_predictions(model, judged, &all, &inputs)?,
     }

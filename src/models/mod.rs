@@ -184,18 +184,12 @@ pub trait AgentModel: Send {
     /// Its answers on `inputs` with the raw scores each comes from, for the
     /// judge's memory of its window ([`crate::eval::measure_after_pass`]);
     /// `None` for a model that gives no raw scores (the judge then
-    /// predicts). Where `before[i]` holds input `i`'s raw scores under this
-    /// model as it was before `since` (what the one training pass since
-    /// then changed), the model may add what the pass changed to them
-    /// instead of scoring the input afresh, and says so
-    /// ([`Scored::derived`]).
-    fn scored_answers(
-        &self,
-        inputs: &[&str],
-        before: &[Option<&[f32]>],
-        since: Option<&Touched>,
-    ) -> Option<Result<Vec<Scored>, ModelError>> {
-        let _ = (inputs, before, since);
+    /// predicts). Where `known` holds an input's raw scores under this model
+    /// as it was before one training pass and what that pass changed, the
+    /// model may add what the pass changed to them instead of scoring the
+    /// input afresh, and says so ([`Scored::derived`]).
+    fn scored_answers(&self, inputs: &[&str], known: KnownScores<'_>) -> Option<Result<Vec<Scored>, ModelError>> {
+        let _ = (inputs, known);
         None
     }
 
@@ -242,6 +236,17 @@ pub trait AgentModel: Send {
     fn labels(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// What a model may derive raw scores from
+/// ([`AgentModel::scored_answers`]); the default knows nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KnownScores<'a> {
+    /// Per input, by position, its raw scores under the model as it was
+    /// before `since` (missing or `None`: unknown).
+    pub scores: &'a [Option<&'a [f32]>],
+    /// What the one training pass since then changed; `None`: unknown.
+    pub since: Option<&'a Touched>,
 }
 
 /// An answer with the raw scores it was read from
@@ -349,11 +354,10 @@ pub(crate) fn predict_checked(model: &dyn AgentModel, inputs: &[&str]) -> Result
 pub(crate) fn scored_checked(
     model: &dyn AgentModel,
     inputs: &[&str],
-    before: &[Option<&[f32]>],
-    since: Option<&Touched>,
+    known: KnownScores<'_>,
 ) -> Option<Result<Vec<Scored>, ModelError>> {
     let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        crate::grad::no_grad(|| model.scored_answers(inputs, before, since))
+        crate::grad::no_grad(|| model.scored_answers(inputs, known))
     }));
     match scored {
         Err(panic) => Some(Err(ModelError::Panicked(crate::grad::panic_message(&*panic)))),

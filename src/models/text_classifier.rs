@@ -16,7 +16,8 @@ use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::hashed::{softmax_gradient, FeatureScale, HashedLinear, Steps};
 use super::{
-    outputs_from_probabilities, read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Scored, Training,
+    outputs_from_probabilities, read_metadata, tensor_on, AgentModel, KnownScores, ModelKind, ModelOutput, Scored,
+    Training,
 };
 use crate::base::ModelError;
 use crate::base::SplitMix64;
@@ -174,16 +175,11 @@ impl AgentModel for TextClassifier {
         Ok(Box::new(self.try_copy()?))
     }
 
-    fn scored_answers(
-        &self,
-        inputs: &[&str],
-        before: &[Option<&[f32]>],
-        since: Option<&Touched>,
-    ) -> Option<Result<Vec<Scored>, ModelError>> {
+    fn scored_answers(&self, inputs: &[&str], known: KnownScores<'_>) -> Option<Result<Vec<Scored>, ModelError>> {
         if self.labels.is_empty() {
             return Some(Err(ModelError::NotTrained("the classifier knows no label yet".into())));
         }
-        let scored = self.layer.raw_scores(inputs, before, since, &self.config);
+        let scored = self.layer.raw_scores(inputs, known, &self.config);
         Some(scored.map(|all| {
             all.into_iter()
                 .map(|(scores, derived)| {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use tch::{nn::VarStore, Device, Reduction, Tensor};
 
 use super::hashed::{sigmoid_gradient, FeatureScale, HashedLinear, Steps};
-use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Scored, Training};
+use super::{read_metadata, tensor_on, AgentModel, KnownScores, ModelKind, ModelOutput, Scored, Training};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::ewc::Fisher;
@@ -111,13 +111,8 @@ impl AgentModel for TextRegressor {
             .collect())
     }
 
-    fn scored_answers(
-        &self,
-        inputs: &[&str],
-        before: &[Option<&[f32]>],
-        since: Option<&Touched>,
-    ) -> Option<Result<Vec<Scored>, ModelError>> {
-        let scored = self.layer.raw_scores(inputs, before, since, &self.config);
+    fn scored_answers(&self, inputs: &[&str], known: KnownScores<'_>) -> Option<Result<Vec<Scored>, ModelError>> {
+        let scored = self.layer.raw_scores(inputs, known, &self.config);
         Some(scored.map(|all| {
             all.into_iter()
                 .map(|(scores, derived)| {

@@ -20,28 +20,25 @@ use tch::Tensor;
 use super::closed_form::copied;
 use super::{HashedLinear, RowUnion, WEIGHT};
 use crate::base::ModelError;
-use crate::models::TextModelConfig;
-use crate::optim::Touched;
+use crate::models::{KnownScores, TextModelConfig};
 
 /// An input's raw scores, one per output, and whether they were derived
 /// from its scores before the last pass (rather than scored afresh).
 pub(crate) type RawScores = (Vec<f32>, bool);
 
 impl HashedLinear {
-    /// Raw scores (one per output) of `inputs`. Where `before[i]` holds
-    /// input `i`'s scores under this layer as it was before `since`, and
-    /// `since` records one pass that wrote the weight table and nothing
-    /// else, they are `before[i]` plus the changed rows' contributions;
-    /// every other input is scored afresh.
+    /// Raw scores (one per output) of `inputs`. Where `known` holds an
+    /// input's scores under this layer as it was before one pass that
+    /// wrote the weight table and nothing else, they are those plus the
+    /// changed rows' contributions; every other input is scored afresh.
     pub fn raw_scores(
         &self,
         inputs: &[&str],
-        before: &[Option<&[f32]>],
-        since: Option<&Touched>,
+        known: KnownScores<'_>,
         config: &TextModelConfig,
     ) -> Result<Vec<RawScores>, ModelError> {
         let outputs = self.outputs();
-        let change = match since {
+        let change = match known.since {
             Some(touched) => crate::grad::no_grad(|| touched.only_change(WEIGHT))?,
             None => None,
         };
@@ -52,7 +49,7 @@ impl HashedLinear {
         let mut scored: Vec<Option<RawScores>> = vec![None; inputs.len()];
         if let Some(change) = &change {
             for (i, text) in inputs.iter().enumerate() {
-                if let Some(before) = before.get(i).copied().flatten().filter(|b| b.len() == outputs) {
+                if let Some(before) = known.scores.get(i).copied().flatten().filter(|b| b.len() == outputs) {
                     let features = self.features(text, config);
                     let mut scores = before.to_vec();
                     change.add_to(&mut scores, &features.ids, &features.values);
