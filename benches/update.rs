@@ -21,6 +21,12 @@
 //! (λ 1): the pass with the proximal term, the Fisher of the batch and the
 //! consolidation after each accepted update.
 //!
+//! Updates of one article: the whole update through the coordinator, and
+//! the judging of such an update's candidate on the 100-article window,
+//! afresh or derived from the live model's scores and the rows the pass
+//! changed (what updates do). Here the window's rows stay in the cache
+//! from one iteration to the next; in a stream they are read cold.
+//!
 //! `cargo bench --bench update`
 
 #[path = "../tests/common/news.rs"]
@@ -31,7 +37,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use onthefly::eval::measure;
+use onthefly::eval::{measure, measure_after_pass, measure_reusing, Judged};
 use onthefly::ewc::{EwcConfig, EwcState, FisherKind};
 use onthefly::features::ngram_ids;
 use onthefly::fisher::diagonal_fisher;
@@ -170,6 +176,23 @@ fn update_cost(c: &mut Criterion) {
             black_box(measure(&model, &window).unwrap())
         })
     });
+    // The candidate of an update of one article (and one replayed): the
+    // judge scores the window afresh, or derives the scores from the live
+    // model's and the rows the pass changed.
+    let mut candidate = model.try_copy().unwrap();
+    let two: Vec<&TrainingExample> = batch[..1].iter().chain(&replayed[..1]).collect();
+    let (_, touched) = candidate.closed_form_pass(&two, &[]).unwrap().unwrap();
+    let mut live = Judged::new();
+    measure_reusing(&model, &window, &mut live).unwrap();
+    group.bench_function("judge_candidate_of_one_article_afresh_on_100", |b| {
+        b.iter(|| black_box(measure(&candidate, &window).unwrap()))
+    });
+    group.bench_function("judge_candidate_of_one_article_derived_on_100", |b| {
+        b.iter(|| {
+            let mut judged = Judged::new();
+            black_box(measure_after_pass(&candidate, &window, &live, Some(&touched), &mut judged).unwrap())
+        })
+    });
     group.bench_function("fisher_of_50", |b| {
         b.iter(|| black_box(diagonal_fisher(&model, &batch, FisherKind::Empirical, 50, 3).unwrap()))
     });
@@ -177,6 +200,14 @@ fn update_cost(c: &mut Criterion) {
         &mut group,
         "whole_update_through_the_coordinator",
         &articles,
+        50,
+        EwcConfig::default(),
+    );
+    whole_update(
+        &mut group,
+        "whole_update_of_one_article_through_the_coordinator",
+        &articles,
+        1,
         EwcConfig::default(),
     );
     let ewc = EwcConfig {
@@ -188,17 +219,19 @@ fn update_cost(c: &mut Criterion) {
         &mut group,
         "whole_update_with_ewc_through_the_coordinator",
         &articles,
+        50,
         ewc,
     );
     group.finish();
 }
 
-/// The whole update of 50 as a user gets it (see the module documentation),
-/// with `ewc` the EWC settings of every agent.
+/// The whole update of `size` articles as a user gets it (see the module
+/// documentation), with `ewc` the EWC settings of every agent.
 fn whole_update(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     articles: &[news::Article],
+    size: usize,
     ewc: EwcConfig,
 ) {
     group.bench_function(name, |b| {
@@ -232,7 +265,7 @@ fn whole_update(
             let mut spent = Duration::ZERO;
             for _ in 0..iters {
                 let started = Instant::now();
-                hand_in(50);
+                hand_in(size);
                 coordinator.force_update_agent("scout").unwrap();
                 assert!(coordinator.wait_for_idle(Duration::from_secs(600)));
                 spent += started.elapsed();
