@@ -22,7 +22,9 @@
 //! otherwise (store off, no checkpoints, as `peer_news`).
 //!
 //! `--ewc-lambda L` turns EWC on at strength `L` (the speed of EWC on short
-//! texts, issue 28 part 5), `--replay-capacity N` sets the replay memory.
+//! texts, issue 28 part 5), `--replay-capacity N` sets the replay memory,
+//! `--update-threshold N` the size of an update (50; 1: every text learned
+//! at once, each update still judged).
 //!
 //! `--skip N` and `--limit N` take a part of the file's order before it is
 //! shuffled (the news articles 1–1,000, `--limit 1000`, are where settings
@@ -75,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let defaults = noisy::defaults_without_store(data_dir.clone());
     let config = Config {
         held_out_fraction: args::value("--held-out").unwrap_or(defaults.held_out_fraction),
+        update_threshold: args::value("--update-threshold").unwrap_or(defaults.update_threshold),
         replay: args::replay(&defaults.replay),
         ewc: args::ewc(&defaults.ewc),
         text_model: onthefly::TextModelConfig {
