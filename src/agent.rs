@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
@@ -81,24 +80,10 @@ pub(crate) fn task_of_kind<'a>(
     Ok(state)
 }
 
-/// Counters and last events of an agent, for the status.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct AgentStats {
-    pub examples_received: u64,
-    pub examples_held_out: u64,
-    pub examples_trained: u64,
-    pub examples_evicted: u64,
-    pub examples_discarded: u64,
-    pub examples_quarantined: u64,
-    pub examples_taken_back: u64,
-    pub examples_failed: u64,
-    pub examples_kept: u64,
-    pub updates_accepted: u64,
-    pub updates_rolled_back: u64,
-    pub updates_failed: u64,
-    pub last_update: Option<SystemTime>,
-    pub last_error: Option<String>,
-}
+/// Counters and last events of an agent, kept in the shape of its status
+/// (whose other fields, read when the status is made, stay empty here), so
+/// the counters a status reports are the ones counted.
+pub(crate) type AgentStats = crate::status::AgentStatus;
 
 pub(crate) struct AgentState {
     pub name: String,

@@ -39,7 +39,7 @@ pub struct TrainingStatus {
 }
 
 /// The state of one agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentStatus {
     /// Examples waiting to be trained.
     pub buffer_size: usize,

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::Coordinator;
 use crate::agent::AgentState;
-use crate::base::{unix_millis, ModelPerformance, TargetKind};
+use crate::base::{ModelPerformance, TargetKind};
 use crate::live::LiveModel;
 use crate::models::ModelKind;
 use crate::replay::ReplayMemory;
@@ -123,21 +123,8 @@ fn agent_status(agent: &AgentState) -> AgentStatus {
         is_training: agent.updating.load(Ordering::Acquire),
         pending_review: reviews.values().map(|r| r.queued).sum(),
         reviews,
-        examples_received: stats.examples_received,
-        examples_held_out: stats.examples_held_out,
-        examples_trained: stats.examples_trained,
-        examples_evicted: stats.examples_evicted,
-        examples_discarded: stats.examples_discarded,
-        examples_quarantined: stats.examples_quarantined,
-        examples_taken_back: stats.examples_taken_back,
-        examples_failed: stats.examples_failed,
-        examples_kept: stats.examples_kept,
-        updates_accepted: stats.updates_accepted,
-        updates_rolled_back: stats.updates_rolled_back,
-        updates_failed: stats.updates_failed,
-        last_update_ms: stats.last_update.map(unix_millis),
-        last_error: stats.last_error,
         models,
+        ..stats
     }
 }
 

@@ -283,7 +283,7 @@ fn accepted(
     let count = |stats: &mut crate::agent::AgentStats, n: usize| {
         stats.updates_accepted += 1;
         stats.examples_trained += n as u64;
-        stats.last_update = Some(SystemTime::now());
+        stats.last_update_ms = Some(crate::base::unix_millis(SystemTime::now()));
     };
     let removed = match session.is_some() {
         // Claimed from the shared table: not all were in this buffer.
