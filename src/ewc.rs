@@ -104,6 +104,14 @@ pub enum Changed {
     Nothing,
     /// These rows (a 1-d int64 tensor, possibly with repeats).
     Rows(Tensor),
+    /// These rows (unique), which now hold `values` (a row each): what one
+    /// pass wrote, so the rows need not be read back.
+    Written {
+        /// The rows.
+        rows: Tensor,
+        /// Their values now.
+        values: Tensor,
+    },
     /// All of it.
     Whole,
 }
@@ -389,10 +397,15 @@ fn decayed_plus(
                     // sparse tensor.
                     true if new.is_coalesced() && new.sparse_dim() == 1 => {
                         let rows = new.f_indices()?.f_select(0, 0)?;
-                        let before = count_positive([&old.f_index_select(0, &rows)?]);
-                        let _ = old.f_index_add_(0, &rows, &new.f_values()?)?;
-                        let after = count_positive([&old.f_index_select(0, &rows)?]);
-                        positive = positive.map(|p| p - before + after);
+                        let values = new.f_values()?;
+                        if positive.is_some() {
+                            // Both non-negative: a sum is positive where either is.
+                            let decayed = old.f_index_select(0, &rows)?;
+                            let before = count_positive([&decayed]);
+                            let after = count_positive([&decayed.f_add(&values)?]);
+                            positive = positive.map(|p| p - before + after);
+                        }
+                        let _ = old.f_index_add_(0, &rows, &values)?;
                     }
                     _ => {
                         let _ = old.f_add_(&new)?;
@@ -436,6 +449,12 @@ fn anchors_of(
         let Some(theta) = variables.get(name) else { continue };
         let changed = rows_since.map(|rows_of| rows_of(name)).transpose()?;
         let anchor = match (old.remove(name), changed) {
+            (Some(anchor), Some(Changed::Written { rows, values }))
+                if anchor.size() == theta.size() && values.size().get(1..) == theta.size().get(1..) =>
+            {
+                let _ = anchor.shallow_clone().f_index_copy_(0, &rows, &values)?;
+                anchor
+            }
             (Some(anchor), Some(Changed::Rows(rows))) if anchor.size() == theta.size() => {
                 let _ = anchor
                     .shallow_clone()

@@ -154,7 +154,10 @@ impl Touched {
     /// What this update changed of variable `name`.
     pub fn rows_of(&self, name: &str) -> Result<Changed, ModelError> {
         if let Some(written) = self.written.get(name) {
-            return Ok(Changed::Rows(written.rows.shallow_clone()));
+            return Ok(Changed::Written {
+                rows: written.rows.shallow_clone(),
+                values: written.new[0].shallow_clone(),
+            });
         }
         Ok(match self.rows.get(name) {
             None => Changed::Nothing,

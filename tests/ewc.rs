@@ -242,13 +242,33 @@ fn an_update_from_the_anchored_version_copies_only_its_rows_into_the_anchors() {
         "anchors are θ after a row-wise copy"
     );
 
-    // The anchors are taken as a copy of version 2: an update from it that
+    // Version 2 → 3 wrote row 3 and recorded its values: they are the
+    // anchor's row (given, not read from θ).
+    set(3, 300.0);
+    let written = |_: &str| {
+        Ok(Changed::Written {
+            rows: Tensor::from_slice(&[3i64]),
+            values: Tensor::from_slice(&[300f32, 300.0, 300.0]).reshape([1, 3]),
+        })
+    };
+    let third = UpdateRows {
+        from: 2,
+        to: 3,
+        rows_of: &written,
+    };
+    state.consolidate_update(&vs, fisher(), 0.9, Some(third)).unwrap();
+    assert!(
+        state.anchors()["t"].equal(&table.detach()),
+        "anchors are θ after a copy of the written rows"
+    );
+
+    // The anchors are taken as a copy of version 3: an update from it that
     // says it changed nothing copies nothing (the shortcut is taken)...
     set(2, 200.0);
     let nothing = |_: &str| Ok(Changed::Nothing);
     let third = UpdateRows {
-        from: 2,
-        to: 3,
+        from: 3,
+        to: 4,
         rows_of: &nothing,
     };
     state.consolidate_update(&vs, fisher(), 0.9, Some(third)).unwrap();
@@ -265,8 +285,8 @@ fn an_update_from_the_anchored_version_copies_only_its_rows_into_the_anchors() {
         state.anchors()["t"].equal(&table.detach()),
         "anchors are θ after a whole copy"
     );
-    // And the Fisher decayed in place each time: 1, 1.9, 2.71, 3.439.
-    assert!((values(&state.fisher()["t"])[0] - 3.439).abs() < 1e-5);
+    // And the Fisher decayed in place each time: 1, 1.9, 2.71, 3.439, 4.0951.
+    assert!((values(&state.fisher()["t"])[0] - 4.0951).abs() < 1e-5);
 }
 
 #[test]
