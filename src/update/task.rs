@@ -65,17 +65,8 @@ pub(super) fn update_task(
         .into_iter()
         .collect();
     let (train_loss, touched, non_finite) = train_candidate(shadow.as_mut(), &training, seed, &penalty)?;
-    let mut candidate_judged = eval::Judged::new();
-    let after = match non_finite {
-        None => eval::measure_after_pass(
-            shadow.as_ref(),
-            held_out,
-            &judged.1,
-            touched.as_ref(),
-            &mut candidate_judged,
-        )?,
-        Some(_) => None,
-    };
+    let finite = non_finite.is_none();
+    let (after, candidate_judged) = measure_candidate(shadow.as_ref(), held_out, &judged.1, touched.as_ref(), finite)?;
     let rollback_reason = match (&non_finite, &before, &after) {
         (Some(reason), _, _) => Some(format!("training produced a non-finite value: {reason}")),
         (None, Some(b), Some(a)) => verdict(&shared.config, b, a, strict),
@@ -142,6 +133,25 @@ pub(super) fn update_task(
         "update accepted"
     );
     Ok(record)
+}
+
+/// Stage 3: the candidate measured on the judging examples, its scores
+/// derived from the live model's (`live_judged`) where its one recorded
+/// pass allows ([`eval::measure_after_pass`]), with its answers; nothing
+/// when training produced a non-finite value.
+fn measure_candidate(
+    candidate: &dyn AgentModel,
+    held_out: &[TrainingExample],
+    live_judged: &eval::Judged,
+    touched: Option<&Touched>,
+    finite: bool,
+) -> Result<(Option<eval::Measured>, eval::Judged), ModelError> {
+    let mut judged = eval::Judged::new();
+    if !finite {
+        return Ok((None, judged));
+    }
+    let after = eval::measure_after_pass(candidate, held_out, live_judged, touched, &mut judged)?;
+    Ok((after, judged))
 }
 
 /// The judgement written into an accepted update's checkpoint.
