@@ -60,14 +60,10 @@ fn the_original_threshold_rule_is_still_available() {
 fn remembered_answers_measure_exactly_as_fresh_ones() {
     use onthefly::eval::{measure, measure_reusing, Judged};
     use onthefly::models::TextClassifier;
-    use onthefly::{train_one_epoch, TextModelConfig, TrainingExample};
+    use onthefly::{train_one_epoch, TrainingExample};
 
     let examples: Vec<TrainingExample> = common::news::labelled_examples(0..400);
-    let config = TextModelConfig {
-        hash_buckets: 1 << 14,
-        ..TextModelConfig::default()
-    };
-    let mut model = TextClassifier::new(config, tch::Device::Cpu, 1).unwrap();
+    let mut model = TextClassifier::new(common::text_model_of_2_14_buckets(), tch::Device::Cpu, 1).unwrap();
     let mut judged = Judged::new();
     let untrained = measure_reusing(&model, &examples[300..350], &mut judged)
         .unwrap()

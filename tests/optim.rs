@@ -12,19 +12,11 @@ use onthefly::eval::evaluate;
 use onthefly::ewc::{EwcState, FisherKind};
 use onthefly::fisher::{diagonal_fisher, diagonal_fisher_back_propagated};
 use onthefly::models::{AgentModel, TextClassifier};
-use onthefly::{train_one_epoch, train_one_epoch_back_propagated, TextModelConfig, TrainingExample};
+use onthefly::{train_one_epoch, train_one_epoch_back_propagated};
 use tch::{Device, Kind, Tensor};
 
-fn news(range: std::ops::Range<usize>) -> Vec<TrainingExample> {
-    common::news::labelled_examples(range)
-}
-
-fn small() -> TextModelConfig {
-    TextModelConfig {
-        hash_buckets: 1 << 14,
-        ..TextModelConfig::default()
-    }
-}
+use common::news::labelled_examples as news;
+use common::text_model_of_2_14_buckets as small;
 
 fn variable(model: &dyn AgentModel, name: &str) -> Tensor {
     model.var_store().variables()[name].detach().copy()

@@ -9,19 +9,11 @@ mod common;
 use onthefly::eval::{measure, measure_after_pass, measure_reusing, Judged, DERIVED_AT_MOST};
 use onthefly::models::{AgentModel, KnownScores, Scored, TextClassifier, TextRegressor};
 use onthefly::optim::Touched;
-use onthefly::{train_one_epoch, Target, TextModelConfig, TrainingExample};
+use onthefly::{train_one_epoch, Target, TrainingExample};
 use tch::Device;
 
-fn news(range: std::ops::Range<usize>) -> Vec<TrainingExample> {
-    common::news::labelled_examples(range)
-}
-
-fn small() -> TextModelConfig {
-    TextModelConfig {
-        hash_buckets: 1 << 14,
-        ..TextModelConfig::default()
-    }
-}
+use common::news::labelled_examples as news;
+use common::text_model_of_2_14_buckets as small;
 
 /// A classifier that knows every outlet of the stream (a pass that grows
 /// it by a label is scored afresh) and trained on `range`.

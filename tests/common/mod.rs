@@ -55,6 +55,15 @@ pub fn small_config() -> Config {
     }
 }
 
+/// The default text model with 2¹⁴ buckets: a news classifier fast to
+/// copy and train in a test.
+pub fn text_model_of_2_14_buckets() -> TextModelConfig {
+    TextModelConfig {
+        hash_buckets: 1 << 14,
+        ..TextModelConfig::default()
+    }
+}
+
 /// A label target.
 pub fn label(s: &str) -> Target {
     Target::Label(s.to_string())
