@@ -79,6 +79,44 @@ fn the_closed_form_step_with_ewc_equals_back_propagation() {
     }
 }
 
+/// When an update's pass starts from the version its EWC anchors are a
+/// copy of, it takes the anchors from the rows it reads instead of reading
+/// them: the same weights and sums, bit for bit (new labels included, whose
+/// columns the anchors lack).
+#[test]
+fn anchors_taken_from_the_weights_give_the_pass_that_reads_them() {
+    use onthefly::ewc::{Changed, UpdateRows};
+    let mut base = TextClassifier::new(small(), Device::Cpu, 1).unwrap();
+    train_one_epoch(&mut base, &news(0..200), 1, &[]).unwrap();
+    let mut ewc = EwcState::new();
+    let fisher = diagonal_fisher(&base, &news(0..200), FisherKind::Empirical, 64, 1).unwrap();
+    let whole = |_: &str| Ok(Changed::Whole);
+    let update = UpdateRows {
+        from: 0,
+        to: 1,
+        rows_of: &whole,
+    };
+    ewc.consolidate_update(base.var_store(), fisher, 0.9, Some(update))
+        .unwrap();
+    let next = news(200..320);
+    ewc.passing_from(2);
+    assert!(
+        !ewc.anchors_are_the_weights(),
+        "another version's weights are not the anchors"
+    );
+    let mut read = base.try_copy().unwrap();
+    train_one_epoch(&mut read, &next, 3, &[(&ewc, 100.0)]).unwrap();
+    ewc.passing_from(1);
+    assert!(ewc.anchors_are_the_weights());
+    let mut taken = base.try_copy().unwrap();
+    train_one_epoch(&mut taken, &next, 3, &[(&ewc, 100.0)]).unwrap();
+    ewc.passed();
+    assert!(!ewc.anchors_are_the_weights());
+    for name in ["weight", "weight__sumsq"] {
+        assert!(variable(&read, name).equal(&variable(&taken, name)), "{name} differs");
+    }
+}
+
 #[test]
 fn the_closed_form_fisher_equals_back_propagation() {
     let mut model = TextClassifier::new(small(), Device::Cpu, 1).unwrap();

@@ -84,6 +84,10 @@ pub struct EwcState {
     /// consolidation said so ([`EwcState::consolidate_update`]): an update
     /// from that version changed only its own rows, so only those are copied.
     anchored_version: Option<u64>,
+    /// Whether the anchors equal the weights the model being trained starts
+    /// from (set by an update for its pass, see
+    /// [`EwcState::anchors_are_the_weights`]).
+    anchors_are_weights: bool,
 }
 
 /// An accepted update as a consolidation sees it: the live version it
@@ -160,6 +164,7 @@ impl EwcState {
             consolidations,
             positive: Some(positive),
             anchored_version: None,
+            anchors_are_weights: false,
         }
     }
 
@@ -228,6 +233,7 @@ impl EwcState {
             scale: self.scale,
             positive: self.positive,
             anchored_version: self.anchored_version,
+            anchors_are_weights: false,
         })
     }
 
@@ -243,7 +249,32 @@ impl EwcState {
             scale: self.scale,
             positive: self.positive,
             anchored_version: self.anchored_version,
+            anchors_are_weights: false,
         })
+    }
+
+    /// Whether the anchors are known to equal, row for row, the weights the
+    /// model now being trained starts from: an update from the version the
+    /// anchors copy (every accepted update consolidates, so that is the
+    /// usual case) says so for its pass, which then takes the anchors from
+    /// the rows it reads anyway instead of reading them a second time.
+    pub fn anchors_are_the_weights(&self) -> bool {
+        self.anchors_are_weights
+    }
+
+    /// Says, for the pass of an update that trains a copy of `version`,
+    /// whether the anchors are that version's weights; [`Self::passed`]
+    /// clears it. (Public for the tests that compare it with reading the
+    /// anchors.)
+    #[doc(hidden)]
+    pub fn passing_from(&mut self, version: u64) {
+        self.anchors_are_weights = self.anchored_version == Some(version);
+    }
+
+    /// The pass is over: the anchors are no longer known to be the weights.
+    #[doc(hidden)]
+    pub fn passed(&mut self) {
+        self.anchors_are_weights = false;
     }
 
     /// `λ/2 · Σᵢ Fᵢ (θᵢ − θ*ᵢ)²` over the trainable variables of `vs`,
@@ -348,6 +379,7 @@ impl EwcState {
         // Unknown until the anchors are written: a failure half-way leaves
         // them a copy of no version.
         self.anchored_version = None;
+        self.anchors_are_weights = false;
         let consolidated = crate::grad::no_grad(|| -> Result<(), ModelError> {
             let variables = vs.variables();
             let old_anchors = std::mem::take(&mut self.anchors);

@@ -59,12 +59,17 @@ pub(super) fn update_task(
     let (replay, training) = with_replay(shared, agent, task, examples)?;
 
     let seed = stable_hash(format!("{}/{task}/{version}", agent.name).as_bytes());
+    // The pass takes the anchors from the rows it reads when they are
+    // this version's weights.
+    ewc.passing_from(version);
     let penalty: Vec<(&EwcState, f64)> = ewc_config
         .enabled
         .then_some((&*ewc, ewc_config.lambda))
         .into_iter()
         .collect();
-    let (train_loss, touched, non_finite) = train_candidate(shadow.as_mut(), &training, seed, &penalty)?;
+    let trained = train_candidate(shadow.as_mut(), &training, seed, &penalty);
+    ewc.passed();
+    let (train_loss, touched, non_finite) = trained?;
     let finite = non_finite.is_none();
     let (after, candidate_judged) = measure_candidate(shadow.as_ref(), held_out, &judged.1, touched.as_ref(), finite)?;
     let rollback_reason = match (&non_finite, &before, &after) {

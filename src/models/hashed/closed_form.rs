@@ -54,7 +54,7 @@ impl HashedLinear {
             let old_sums = self.sums.f_index_select(0, &ids)?;
             let mut rows = copied(&old_rows, n * outputs)?;
             let mut sums = copied(&old_sums, n)?;
-            let pulls = pulls(steps.penalties, &union, &ids, outputs)?;
+            let pulls = pulls(steps.penalties, &union, &ids, &rows)?;
             let mut total = 0.0;
             for (i, features) in inputs.iter().enumerate() {
                 let scores = scores(features, &rows, outputs);
@@ -187,13 +187,16 @@ impl Pulls {
     }
 }
 
-/// The EWC terms of the rows `union` (`n × outputs`, `ids` as a tensor);
-/// `None` when no penalty holds any of them (none given, λ = 0, or nothing
-/// consolidated). Only the Fisher's and the anchors' rows are read; the
+/// The EWC terms of the rows `union` (ascending; `ids` as a tensor), which
+/// hold `weights` before the pass (`n × outputs`); `None` when no penalty holds any of
+/// them (none given, λ = 0, or nothing consolidated). Only the Fisher's
+/// and the anchors' rows are read (the anchors not at all when they are
+/// the weights, [`crate::ewc::EwcState::anchors_are_the_weights`]); the
 /// normalisation and λ are applied here, on the CPU, where a chain of tensor
 /// calls over the rows cost more than the pass itself.
-fn pulls(penalties: &Penalties<'_>, union: &[i64], ids: &Tensor, outputs: usize) -> Result<Option<Pulls>, ModelError> {
+fn pulls(penalties: &Penalties<'_>, union: &[i64], ids: &Tensor, weights: &[f32]) -> Result<Option<Pulls>, ModelError> {
     let n = union.len();
+    let outputs = weights.len() / n.max(1);
     let mut pulls: Option<Pulls> = None;
     for (ewc, lambda) in penalties {
         let scale = ewc.scale();
@@ -215,7 +218,10 @@ fn pulls(penalties: &Penalties<'_>, union: &[i64], ids: &Tensor, outputs: usize)
             continue;
         }
         let fisher = copied(&fisher.f_index_select(0, ids)?, n * columns)?;
-        let anchor = copied(&anchor.f_index_select(0, ids)?, n * columns)?;
+        let anchor = match ewc.anchors_are_the_weights() {
+            true => Anchors::Weights(weights),
+            false => Anchors::Read(copied(&anchor.f_index_select(0, ids)?, n * columns)?),
+        };
         let pulls = pulls.get_or_insert_with(|| Pulls {
             strength: vec![0.0; n * outputs],
             anchored: vec![0.0; n * outputs],
@@ -225,12 +231,24 @@ fn pulls(penalties: &Penalties<'_>, union: &[i64], ids: &Tensor, outputs: usize)
             for column in 0..columns {
                 let (from, to) = (row * columns + column, row * outputs + column);
                 let strength = weight * fisher[from];
+                let anchor = match &anchor {
+                    Anchors::Weights(weights) => weights[to],
+                    Anchors::Read(anchor) => anchor[from],
+                };
                 pulls.strength[to] += strength;
-                pulls.anchored[to] += strength * anchor[from];
+                pulls.anchored[to] += strength * anchor;
             }
         }
     }
     Ok(pulls)
+}
+
+/// Where a penalty's anchors of a pass's rows come from.
+enum Anchors<'a> {
+    /// The rows' weights before the pass (`n × outputs`).
+    Weights(&'a [f32]),
+    /// Read from the anchors (`n × columns`).
+    Read(Vec<f32>),
 }
 
 /// The softmax cross-entropy of `scores` against class `target`: its loss
