@@ -107,7 +107,8 @@ pub fn measure_after_pass(
 }
 
 /// Remembers `scored` (one per example) in `judged`, counting derivations
-/// on from `before`; a model that could not predict yet answered nothing.
+/// on from `before` (no scores: a prediction, nothing to derive from); a
+/// model that could not predict yet answered nothing.
 fn remember(
     judged: &mut Judged,
     examples: &[&TrainingExample],
@@ -123,7 +124,7 @@ fn remember(
                 };
                 let answer = Answer {
                     target: Some(s.answer),
-                    scores: Some(s.scores),
+                    scores: (!s.scores.is_empty()).then_some(s.scores),
                     derivations,
                 };
                 judged.insert(example.id, answer);
@@ -158,14 +159,7 @@ fn remember_predictions(
             })
             .collect()
     });
-    remember(judged, examples, predicted, None)?;
-    // A prediction gives no raw scores: nothing to derive from.
-    for example in examples {
-        if let Some(answer) = judged.get_mut(&example.id) {
-            answer.scores = None;
-        }
-    }
-    Ok(())
+    remember(judged, examples, predicted, None)
 }
 
 /// The metric and losses of the answers `judged` holds for `examples`.
