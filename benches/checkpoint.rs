@@ -27,7 +27,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use onthefly::checkpoint::{self, CheckpointMeta};
 use onthefly::ewc::EwcState;
-use onthefly::models::{AgentModel, ModelKind, ModelOutput};
+use onthefly::models::{AgentModel, Gradients, ModelKind, ModelOutput, TrainingSettings};
 use onthefly::{Config, Coordinator, ModelError, NewExample, StoreConfig, Target, TargetKind, TrainingExample};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -62,7 +62,7 @@ impl AgentModel for EmbeddingBagOfThen {
     fn prepare(&mut self, _examples: &[TrainingExample]) -> Result<(), ModelError> {
         Ok(())
     }
-    fn loss(&self, _examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+    fn loss(&self, _examples: &[&TrainingExample], _: Gradients) -> Result<Tensor, ModelError> {
         Err(ModelError::NotSupported("only written and loaded".into()))
     }
     fn predict(&self, _inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
@@ -71,11 +71,8 @@ impl AgentModel for EmbeddingBagOfThen {
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
         Err(ModelError::NotSupported("only written and loaded".into()))
     }
-    fn learning_rate(&self) -> f64 {
-        0.0
-    }
-    fn minibatch_size(&self) -> usize {
-        1
+    fn settings(&self) -> TrainingSettings {
+        TrainingSettings::adam(0.0, 1)
     }
 }
 

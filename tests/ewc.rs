@@ -162,7 +162,7 @@ fn grown_rows_have_zero_importance_and_consolidation_decays() {
 fn the_classifiers_sparse_fisher_equals_the_dense_one() {
     use onthefly::ewc::FisherKind;
     use onthefly::fisher::diagonal_fisher;
-    use onthefly::models::{AgentModel, TextClassifier};
+    use onthefly::models::{AgentModel, Gradients, TextClassifier};
     use onthefly::{Target, TextModelConfig, TrainingExample};
 
     let config = TextModelConfig {
@@ -192,7 +192,10 @@ fn the_classifiers_sparse_fisher_equals_the_dense_one() {
     onthefly::train_one_epoch(&mut model, &examples, 1, &[]).unwrap();
 
     let sparse = diagonal_fisher(&model, &examples, FisherKind::Empirical, 10, 0).unwrap();
-    let dense = diagonal_fisher_with(model.var_store(), examples.len(), |i| model.loss(&[&examples[i]])).unwrap();
+    let dense = diagonal_fisher_with(model.var_store(), examples.len(), |i| {
+        model.loss(&[&examples[i]], Gradients::Dense)
+    })
+    .unwrap();
     assert_eq!(sparse.keys().collect::<Vec<_>>(), dense.keys().collect::<Vec<_>>());
     for (name, s) in &sparse {
         let d = &dense[name];

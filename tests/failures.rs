@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{label, small_config};
-use onthefly::models::{AgentModel, ModelKind, ModelOutput, TextClassifier};
+use onthefly::models::{AgentModel, Gradients, ModelKind, ModelOutput, TextClassifier, TrainingSettings};
 use onthefly::{Coordinator, ModelError, NewExample, Priority, TargetKind, TrainingExample};
 use tch::{nn::VarStore, Tensor};
 
@@ -27,14 +27,14 @@ impl AgentModel for Fragile {
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError> {
         self.0.prepare(examples)
     }
-    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+    fn loss(&self, examples: &[&TrainingExample], gradients: Gradients) -> Result<Tensor, ModelError> {
         if examples.iter().any(|e| e.input_text.contains("POISON")) {
             panic!("poisoned input");
         }
         if examples.iter().any(|e| e.input_text.contains("NAN")) {
-            return Ok(self.0.loss(examples)? * f64::NAN);
+            return Ok(self.0.loss(examples, gradients)? * f64::NAN);
         }
-        self.0.loss(examples)
+        self.0.loss(examples, gradients)
     }
     fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
         if inputs.iter().any(|t| t.contains("CRASH")) {
@@ -49,11 +49,10 @@ impl AgentModel for Fragile {
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
         Ok(Box::new(Fragile(self.0.try_copy()?)))
     }
-    fn learning_rate(&self) -> f64 {
-        0.1 // Adam's: a custom model is trained by Adam, whatever it wraps.
-    }
-    fn minibatch_size(&self) -> usize {
-        64 // the whole batch in one step, so a marked example spoils its batch
+    fn settings(&self) -> TrainingSettings {
+        // Adam's rate: a custom model is trained by Adam, whatever it wraps;
+        // the whole batch in one step, so a marked example spoils its batch.
+        TrainingSettings::adam(0.1, 64)
     }
     fn labels(&self) -> Vec<String> {
         self.0.labels()

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::bag::saved_param;
 use super::minilm::MiniLm;
 use super::read_metadata;
-use super::{outputs_from_probabilities, tensor_on, AgentModel, ModelKind, ModelOutput};
+use super::{head, AgentModel, Gradients, ModelKind, ModelOutput, TrainingSettings};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
 
@@ -74,18 +74,12 @@ impl MiniLmHead {
         let root = vs.root();
         let out_weight = root.f_var_copy(OUT_WEIGHT, w)?;
         let out_bias = root.f_var_copy(OUT_BIAS, b)?;
-        let index = meta
-            .labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.clone(), i as i64))
-            .collect();
         Ok(MiniLmHead {
             vs,
             encoder,
             out_weight,
             out_bias,
-            index,
+            index: super::column_index(&meta.labels),
             meta,
         })
     }
@@ -167,38 +161,13 @@ impl AgentModel for MiniLmHead {
         Ok(())
     }
 
-    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+    fn loss(&self, examples: &[&TrainingExample], _: Gradients) -> Result<Tensor, ModelError> {
         let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let device = self.vs.device();
-        if self.meta.target_kind == TargetKind::Score {
-            let targets = examples
-                .iter()
-                .map(|e| match e.expected_output {
-                    Target::Score(x) => Ok(x as f32),
-                    ref other => Err(self.wrong(other)),
-                })
-                .collect::<Result<Vec<f32>, _>>()?;
-            let targets = tensor_on(&targets, device)?.f_reshape([-1, 1])?;
-            return Ok(self.outputs(&inputs)?.f_mse_loss(&targets, Reduction::Mean)?);
-        }
-        let targets = examples
-            .iter()
-            .map(|e| match &e.expected_output {
-                Target::Label(l) => self
-                    .index
-                    .get(l)
-                    .copied()
-                    .ok_or_else(|| ModelError::NotTrained(format!("label {l:?} was not prepared"))),
-                other => Err(self.wrong(other)),
-            })
-            .collect::<Result<Vec<i64>, _>>()?;
-        let targets = tensor_on(&targets, device)?;
-        Ok(self.outputs(&inputs)?.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
-            &targets,
-            None::<Tensor>,
-            Reduction::Mean,
-            -100,
-        )?)
+        let column = |label: &str| {
+            let column = self.index.get(label).copied();
+            column.ok_or_else(|| ModelError::NotTrained(format!("label {label:?} was not prepared")))
+        };
+        head::dense_loss(&self.outputs(&inputs)?, examples, self.meta.target_kind, column)
     }
 
     fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
@@ -208,19 +177,8 @@ impl AgentModel for MiniLmHead {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let out = crate::grad::no_grad(|| self.outputs(inputs))?.f_to_device(Device::Cpu)?;
-        if self.meta.target_kind == TargetKind::Score {
-            let scores = Vec::<f32>::try_from(out.f_reshape([-1])?)?;
-            return Ok(scores
-                .into_iter()
-                .map(|s| ModelOutput {
-                    output: Target::Score(f64::from(s)),
-                    confidence: 0.5,
-                    distribution: Vec::new(),
-                })
-                .collect());
-        }
-        outputs_from_probabilities(&out.f_softmax(-1, Kind::Float)?, &self.meta.labels)
+        let outputs = crate::grad::no_grad(|| self.outputs(inputs))?;
+        head::dense_answers(&outputs, self.meta.target_kind, &self.meta.labels)
     }
 
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError> {
@@ -235,12 +193,8 @@ impl AgentModel for MiniLmHead {
         Ok(Box::new(copy))
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.meta.learning_rate
-    }
-
-    fn minibatch_size(&self) -> usize {
-        self.meta.minibatch_size
+    fn settings(&self) -> TrainingSettings {
+        TrainingSettings::adam(self.meta.learning_rate, self.meta.minibatch_size)
     }
 
     fn labels(&self) -> Vec<String> {

@@ -10,6 +10,7 @@
 mod bag;
 mod feature_cache;
 mod hashed;
+mod head;
 mod minilm;
 mod minilm_head;
 mod tagger;
@@ -91,6 +92,49 @@ pub enum Training {
     Adaptive,
 }
 
+/// How an update trains a model: the optimiser, its rate and how many
+/// examples each step takes ([`AgentModel::settings`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainingSettings {
+    /// Which optimiser steps.
+    pub training: Training,
+    /// The rate of a step.
+    pub learning_rate: f64,
+    /// Examples per step.
+    pub minibatch_size: usize,
+}
+
+impl TrainingSettings {
+    /// A fresh Adam per update at `learning_rate`, `minibatch_size` examples a step.
+    pub fn adam(learning_rate: f64, minibatch_size: usize) -> TrainingSettings {
+        TrainingSettings {
+            training: Training::Adam,
+            learning_rate,
+            minibatch_size,
+        }
+    }
+
+    /// Adaptive steps at base rate `learning_rate`, `minibatch_size` examples a step.
+    pub fn adaptive(learning_rate: f64, minibatch_size: usize) -> TrainingSettings {
+        TrainingSettings {
+            training: Training::Adaptive,
+            learning_rate,
+            minibatch_size,
+        }
+    }
+}
+
+/// Which gradients a loss is asked for ([`AgentModel::loss`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gradients {
+    /// Dense gradients, as Adam and any other optimiser take them.
+    Dense,
+    /// Sparse gradients where the model can give them, so that an adaptive
+    /// step touches only the rows the examples use; a model without sparse
+    /// layers gives dense ones.
+    Sparse,
+}
+
 /// One prediction of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelOutput {
@@ -125,23 +169,16 @@ pub trait AgentModel: Send {
     fn prepare(&mut self, examples: &[TrainingExample]) -> Result<(), ModelError>;
 
     /// The mean negative log-likelihood of `examples`, differentiable with
-    /// respect to the trainable variables.
-    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError>;
-
-    /// The loss an adaptive step back-propagates ([`Training::Adaptive`]);
-    /// the default is [`AgentModel::loss`]. The hashed models return sparse
-    /// gradients here, so a step touches only the rows the examples use
-    /// (their `loss` stays dense, for Adam and any other optimiser).
-    fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.loss(examples)
-    }
+    /// respect to the trainable variables, with the `gradients` asked for
+    /// (adaptive steps ask for [`Gradients::Sparse`]).
+    fn loss(&self, examples: &[&TrainingExample], gradients: Gradients) -> Result<Tensor, ModelError>;
 
     /// The negative log-likelihood of one example, for the Fisher information.
-    /// The default is [`AgentModel::adaptive_loss`] (sparse gradients where a
+    /// The default is [`AgentModel::loss`] with sparse gradients where a
     /// model gives them: the Fisher squares each example's gradient, so only
-    /// the rows an example touches cost anything).
+    /// the rows an example touches cost anything.
     fn fisher_loss(&self, example: &TrainingExample) -> Result<Tensor, ModelError> {
-        self.adaptive_loss(&[example])
+        self.loss(&[example], Gradients::Sparse)
     }
 
     /// Predictions for `inputs`, in order.
@@ -150,13 +187,14 @@ pub trait AgentModel: Send {
     /// A deep copy with its own variables: training the copy leaves `self` untouched.
     fn try_clone(&self) -> Result<Box<dyn AgentModel>, ModelError>;
 
-    /// The learning rate of an update.
-    fn learning_rate(&self) -> f64;
+    /// How an update trains it. [`Training::Adaptive`] needs optimiser
+    /// state beside every trainable variable (see [`crate::optim::state_name`]).
+    fn settings(&self) -> TrainingSettings;
 
     /// One pass of adaptive steps, one example at a time in the order
     /// given, with the EWC `penalties` as [`crate::optim::adaptive_step`]
     /// applies them, for a model that computes them faster than
-    /// back-propagating [`AgentModel::adaptive_loss`] per example (the
+    /// back-propagating [`AgentModel::loss`] per example (the
     /// hashed linear models take their sparse gradients in closed form);
     /// returns the summed loss and what it changed, or `None` to let the
     /// caller back-propagate (a model that cannot apply the penalties
@@ -192,15 +230,6 @@ pub trait AgentModel: Send {
         let _ = (inputs, known);
         None
     }
-
-    /// How updates train it; [`Training::Adaptive`] needs optimiser state
-    /// beside every trainable variable (see [`crate::optim::state_name`]).
-    fn training(&self) -> Training {
-        Training::Adam
-    }
-
-    /// Examples per optimiser step.
-    fn minibatch_size(&self) -> usize;
 
     /// Targets drawn from the model's own predictive distribution for the
     /// inputs of `examples` (for the "true" Fisher), seeded by `seed`.
@@ -279,6 +308,16 @@ pub(crate) fn grown_names<V>(
     }
     let added = names.len() - known.len();
     (added > 0).then_some((names, added))
+}
+
+/// Each of `names` with its position: the output column of each label of a
+/// classifier.
+pub(crate) fn column_index(names: &[String]) -> HashMap<String, i64> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), i as i64))
+        .collect()
 }
 
 /// A checkpoint's metadata read as `T`; `what` names the model in the error

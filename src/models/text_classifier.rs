@@ -16,8 +16,8 @@ use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 use super::hashed::{softmax_gradient, FeatureScale, HashedLinear, Steps};
 use super::{
-    outputs_from_probabilities, read_metadata, tensor_on, AgentModel, KnownScores, ModelKind, ModelOutput, Scored,
-    Training,
+    outputs_from_probabilities, read_metadata, tensor_on, AgentModel, Gradients, KnownScores, ModelKind, ModelOutput,
+    Scored, TrainingSettings,
 };
 use crate::base::ModelError;
 use crate::base::SplitMix64;
@@ -46,7 +46,7 @@ impl TextClassifier {
     }
 
     fn from_layer(config: TextModelConfig, layer: HashedLinear, labels: Vec<String>) -> TextClassifier {
-        let index = labels.iter().enumerate().map(|(i, l)| (l.clone(), i as i64)).collect();
+        let index = super::column_index(&labels);
         TextClassifier {
             layer,
             labels,
@@ -151,14 +151,10 @@ impl AgentModel for TextClassifier {
         Ok(())
     }
 
-    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.nll(examples, false)
-    }
-
-    /// Sparse in the weight table: an adaptive step touches only the rows
-    /// of the n-grams in `examples`.
-    fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.nll(examples, true)
+    /// Sparse gradients are sparse in the weight table: an adaptive step
+    /// touches only the rows of the n-grams in `examples`.
+    fn loss(&self, examples: &[&TrainingExample], gradients: Gradients) -> Result<Tensor, ModelError> {
+        self.nll(examples, gradients == Gradients::Sparse)
     }
 
     fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
@@ -227,15 +223,9 @@ impl AgentModel for TextClassifier {
             .collect())
     }
 
-    // The linear models' own rate and step size, not the Adam ones.
-    #[allow(clippy::misnamed_getters)]
-    fn learning_rate(&self) -> f64 {
-        self.config.linear_learning_rate
-    }
-
-    #[allow(clippy::misnamed_getters)]
-    fn minibatch_size(&self) -> usize {
-        self.config.linear_minibatch_size
+    /// The linear models' own rate and step size, not the Adam ones.
+    fn settings(&self) -> TrainingSettings {
+        TrainingSettings::adaptive(self.config.linear_learning_rate, self.config.linear_minibatch_size)
     }
 
     /// Softmax cross-entropy, whose gradient with respect to the scores is
@@ -245,20 +235,13 @@ impl AgentModel for TextClassifier {
         examples: &[&TrainingExample],
         penalties: &Penalties<'_>,
     ) -> Result<Option<(f64, Touched)>, ModelError> {
-        let mut touched = Touched::new();
         let (texts, targets) = self.texts_and_targets(examples)?;
-        let steps = Steps {
-            rate: self.config.linear_learning_rate,
-            penalties,
-        };
-        let total = self.layer.closed_form_pass(
-            &texts,
-            &self.config,
-            steps,
-            |i, scores| Ok(softmax_gradient(scores, targets[i])),
-            &mut touched,
-        )?;
-        Ok(Some((total, touched)))
+        let gradient = |i: usize, scores: &[f32]| Ok(softmax_gradient(scores, targets[i]));
+        let rate = self.config.linear_learning_rate;
+        let pass = self
+            .layer
+            .closed_form_pass(&texts, &self.config, Steps { rate, penalties }, gradient);
+        pass.map(Some)
     }
 
     fn closed_form_fisher(&self, examples: &[&TrainingExample]) -> Result<Option<Fisher>, ModelError> {
@@ -267,10 +250,6 @@ impl AgentModel for TextClassifier {
             Ok(softmax_gradient(scores, targets[i]))
         })?;
         Ok(Some(fisher))
-    }
-
-    fn training(&self) -> Training {
-        Training::Adaptive
     }
 
     fn labels(&self) -> Vec<String> {

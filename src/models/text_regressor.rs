@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use tch::{nn::VarStore, Device, Reduction, Tensor};
 
 use super::hashed::{sigmoid_gradient, FeatureScale, HashedLinear, Steps};
-use super::{read_metadata, tensor_on, AgentModel, KnownScores, ModelKind, ModelOutput, Scored, Training};
+use super::{
+    read_metadata, tensor_on, AgentModel, Gradients, KnownScores, ModelKind, ModelOutput, Scored, TrainingSettings,
+};
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::ewc::Fisher;
@@ -55,8 +57,8 @@ impl TextRegressor {
     }
 
     fn cross_entropy(&self, examples: &[&TrainingExample], sparse: bool) -> Result<Tensor, ModelError> {
-        let targets: Vec<f32> = scores(examples)?.into_iter().map(|y| y as f32).collect();
-        let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let (inputs, targets) = texts_and_scores(examples)?;
+        let targets: Vec<f32> = targets.into_iter().map(|y| y as f32).collect();
         let targets = tensor_on(&targets, self.layer.vs.device())?.f_reshape([-1, 1])?;
         Ok(self.logits(&inputs, sparse)?.f_binary_cross_entropy_with_logits(
             &targets,
@@ -84,13 +86,9 @@ impl AgentModel for TextRegressor {
         examples.iter().try_for_each(|e| e.expected_output.as_score().map(drop))
     }
 
-    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.cross_entropy(examples, false)
-    }
-
-    /// Sparse in the weight table, as the classifier's.
-    fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.cross_entropy(examples, true)
+    /// Sparse gradients are sparse in the weight table, as the classifier's.
+    fn loss(&self, examples: &[&TrainingExample], gradients: Gradients) -> Result<Tensor, ModelError> {
+        self.cross_entropy(examples, gradients == Gradients::Sparse)
     }
 
     /// The score, with confidence 0.5: the regressor does not estimate its
@@ -101,14 +99,7 @@ impl AgentModel for TextRegressor {
         }
         let scores = crate::grad::no_grad(|| self.logits(inputs, false)?.f_sigmoid().map_err(ModelError::from))?;
         let scores = Vec::<f32>::try_from(scores.f_reshape([-1])?.f_to_device(Device::Cpu)?)?;
-        Ok(scores
-            .into_iter()
-            .map(|s| ModelOutput {
-                output: Target::Score(f64::from(s)),
-                confidence: 0.5,
-                distribution: Vec::new(),
-            })
-            .collect())
+        Ok(super::head::score_answers(scores))
     }
 
     fn scored_answers(&self, inputs: &[&str], known: KnownScores<'_>) -> Option<Result<Vec<Scored>, ModelError>> {
@@ -134,15 +125,9 @@ impl AgentModel for TextRegressor {
         }))
     }
 
-    // The linear models' own rate and step size, not the Adam ones.
-    #[allow(clippy::misnamed_getters)]
-    fn learning_rate(&self) -> f64 {
-        self.config.regressor_learning_rate
-    }
-
-    #[allow(clippy::misnamed_getters)]
-    fn minibatch_size(&self) -> usize {
-        self.config.linear_minibatch_size
+    /// The regressor's own rate and the linear models' step size, not the Adam ones.
+    fn settings(&self) -> TrainingSettings {
+        TrainingSettings::adaptive(self.config.regressor_learning_rate, self.config.linear_minibatch_size)
     }
 
     /// The cross-entropy against the score, whose gradient with respect to
@@ -152,34 +137,21 @@ impl AgentModel for TextRegressor {
         examples: &[&TrainingExample],
         penalties: &Penalties<'_>,
     ) -> Result<Option<(f64, Touched)>, ModelError> {
-        let mut touched = Touched::new();
-        let targets = scores(examples)?;
-        let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let steps = Steps {
-            rate: self.config.regressor_learning_rate,
-            penalties,
-        };
-        let total = self.layer.closed_form_pass(
-            &texts,
-            &self.config,
-            steps,
-            |i, logit| Ok(sigmoid_gradient(logit, targets[i])),
-            &mut touched,
-        )?;
-        Ok(Some((total, touched)))
+        let (texts, targets) = texts_and_scores(examples)?;
+        let gradient = |i: usize, logit: &[f32]| Ok(sigmoid_gradient(logit, targets[i]));
+        let rate = self.config.regressor_learning_rate;
+        let pass = self
+            .layer
+            .closed_form_pass(&texts, &self.config, Steps { rate, penalties }, gradient);
+        pass.map(Some)
     }
 
     fn closed_form_fisher(&self, examples: &[&TrainingExample]) -> Result<Option<Fisher>, ModelError> {
-        let targets = scores(examples)?;
-        let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let (texts, targets) = texts_and_scores(examples)?;
         let fisher = self
             .layer
             .squared_gradients(&texts, &self.config, |i, logit| Ok(sigmoid_gradient(logit, targets[i])))?;
         Ok(Some(fisher))
-    }
-
-    fn training(&self) -> Training {
-        Training::Adaptive
     }
 
     fn metadata(&self) -> serde_json::Value {
@@ -195,4 +167,12 @@ impl AgentModel for TextRegressor {
 /// The examples' scores, or the error for the first that has none.
 fn scores(examples: &[&TrainingExample]) -> Result<Vec<f64>, ModelError> {
     examples.iter().map(|e| e.expected_output.as_score()).collect()
+}
+
+/// The examples' texts and scores.
+fn texts_and_scores<'e>(examples: &[&'e TrainingExample]) -> Result<(Vec<&'e str>, Vec<f64>), ModelError> {
+    Ok((
+        examples.iter().map(|e| e.input_text.as_str()).collect(),
+        scores(examples)?,
+    ))
 }

@@ -23,9 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use tch::{nn::VarStore, Device, Kind, Reduction, Tensor, TrainableCModule};
+use tch::{nn::VarStore, Device, Tensor, TrainableCModule};
 
-use super::{outputs_from_probabilities, read_metadata, AgentModel, ModelKind, ModelOutput};
+use super::{head, read_metadata, AgentModel, Gradients, ModelKind, ModelOutput, TrainingSettings};
 use crate::base::ngram_ids;
 use crate::base::ModelError;
 use crate::base::{Target, TargetKind, TrainingExample};
@@ -93,12 +93,7 @@ impl TorchScriptModel {
         let vs = VarStore::new(device);
         let mut module = TrainableCModule::load(&spec.path, vs.root()).map_err(|e| bad(e.to_string()))?;
         module.f_set_train().map_err(|e| bad(e.to_string()))?;
-        let index = spec
-            .labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.clone(), i as i64))
-            .collect();
+        let index = super::column_index(&spec.labels);
         let model = TorchScriptModel {
             vs,
             module,
@@ -137,46 +132,6 @@ impl TorchScriptModel {
         let offsets = Tensor::f_from_slice(&offsets)?.f_to_device(device)?;
         Ok(self.module.forward_ts(&[ids, offsets])?)
     }
-
-    fn loss_of(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
-        let device = self.vs.device();
-        let wrong = |got: &Target| got.kind_mismatch(self.spec.target_kind);
-        match self.spec.target_kind {
-            TargetKind::Label => {
-                let targets = examples
-                    .iter()
-                    .map(|e| match &e.expected_output {
-                        Target::Label(l) => self.index.get(l).copied().ok_or_else(|| ModelError::UnknownLabel {
-                            label: l.clone(),
-                            known: self.spec.labels.clone(),
-                        }),
-                        other => Err(wrong(other)),
-                    })
-                    .collect::<Result<Vec<i64>, _>>()?;
-                let targets = Tensor::f_from_slice(&targets)?.f_to_device(device)?;
-                Ok(self.outputs(&inputs)?.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
-                    &targets,
-                    None::<Tensor>,
-                    Reduction::Mean,
-                    -100,
-                )?)
-            }
-            _ => {
-                let targets = examples
-                    .iter()
-                    .map(|e| match e.expected_output {
-                        Target::Score(x) => Ok(x as f32),
-                        ref other => Err(wrong(other)),
-                    })
-                    .collect::<Result<Vec<f32>, _>>()?;
-                let targets = Tensor::f_from_slice(&targets)?
-                    .f_to_device(device)?
-                    .f_reshape([-1, 1])?;
-                Ok(self.outputs(&inputs)?.f_mse_loss(&targets, Reduction::Mean)?)
-            }
-        }
-    }
 }
 
 impl AgentModel for TorchScriptModel {
@@ -209,29 +164,23 @@ impl AgentModel for TorchScriptModel {
         Ok(())
     }
 
-    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.loss_of(examples)
+    fn loss(&self, examples: &[&TrainingExample], _: Gradients) -> Result<Tensor, ModelError> {
+        let inputs: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
+        let column = |label: &str| {
+            self.index.get(label).copied().ok_or_else(|| ModelError::UnknownLabel {
+                label: label.to_string(),
+                known: self.spec.labels.clone(),
+            })
+        };
+        head::dense_loss(&self.outputs(&inputs)?, examples, self.spec.target_kind, column)
     }
 
     fn predict(&self, inputs: &[&str]) -> Result<Vec<ModelOutput>, ModelError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let out = crate::grad::no_grad(|| self.outputs(inputs))?.f_to_device(Device::Cpu)?;
-        match self.spec.target_kind {
-            TargetKind::Label => outputs_from_probabilities(&out.f_softmax(-1, Kind::Float)?, &self.spec.labels),
-            _ => {
-                let scores = Vec::<f32>::try_from(out.f_reshape([-1])?)?;
-                Ok(scores
-                    .into_iter()
-                    .map(|s| ModelOutput {
-                        output: Target::Score(f64::from(s).clamp(0.0, 1.0)),
-                        confidence: 0.5,
-                        distribution: Vec::new(),
-                    })
-                    .collect())
-            }
-        }
+        let outputs = crate::grad::no_grad(|| self.outputs(inputs))?;
+        head::dense_answers(&outputs, self.spec.target_kind, &self.spec.labels)
     }
 
     /// Loads the module again and copies the current weights into it.
@@ -241,12 +190,8 @@ impl AgentModel for TorchScriptModel {
         Ok(Box::new(copy))
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.spec.learning_rate
-    }
-
-    fn minibatch_size(&self) -> usize {
-        self.spec.minibatch_size
+    fn settings(&self) -> TrainingSettings {
+        TrainingSettings::adam(self.spec.learning_rate, self.spec.minibatch_size)
     }
 
     fn labels(&self) -> Vec<String> {

@@ -410,7 +410,7 @@ fn train_candidate(
     penalty: &[(&EwcState, f64)],
 ) -> Result<(f64, Option<Touched>, Option<String>), ModelError> {
     let trained = train_update(shadow, training, seed, penalty).and_then(|(loss, touched)| {
-        if shadow.training() == Training::Adaptive {
+        if shadow.settings().training == Training::Adaptive {
             return Ok((loss, touched)); // Each step checked the rows it wrote.
         }
         match first_non_finite(shadow.var_store())? {

@@ -8,7 +8,7 @@ use crate::base::ModelError;
 use crate::base::SplitMix64;
 use crate::base::TrainingExample;
 use crate::ewc::EwcState;
-use crate::models::{AgentModel, Training};
+use crate::models::{AgentModel, Gradients, Training};
 use crate::optim::{adaptive_step, Touched};
 
 /// One pass over `examples` in shuffled minibatches, each step's loss plus
@@ -59,23 +59,25 @@ fn train(
     model.prepare(examples)?;
     let mut order: Vec<&TrainingExample> = examples.iter().collect();
     SplitMix64::new(seed).shuffle(&mut order);
-    let adaptive = model.training() == Training::Adaptive;
+    let settings = model.settings();
+    let adaptive = settings.training == Training::Adaptive;
     let mut adam = match adaptive {
         true => None,
-        false => Some(nn::Adam::default().build(model.var_store(), model.learning_rate())?),
+        false => Some(nn::Adam::default().build(model.var_store(), settings.learning_rate)?),
     };
     let mut touched = Touched::new();
     let mut total = 0.0;
-    if closed_form && adaptive && model.minibatch_size() == 1 {
+    if closed_form && adaptive && settings.minibatch_size == 1 {
         if let Some((total, touched)) = model.closed_form_pass(&order, penalties)? {
             return Ok((total / examples.len().max(1) as f64, touched));
         }
     }
-    for chunk in order.chunks(model.minibatch_size()) {
-        let loss = match adaptive {
-            true => model.adaptive_loss(chunk)?,
-            false => model.loss(chunk)?,
-        };
+    let gradients = match adaptive {
+        true => Gradients::Sparse,
+        false => Gradients::Dense,
+    };
+    for chunk in order.chunks(settings.minibatch_size) {
+        let loss = model.loss(chunk, gradients)?;
         let value = loss.f_double_value(&[])?;
         if !value.is_finite() {
             return Err(ModelError::NonFinite(format!("training loss is {value}")));
@@ -83,7 +85,7 @@ fn train(
         match adam.as_mut() {
             None => {
                 loss.f_backward()?;
-                adaptive_step(model.var_store(), model.learning_rate(), penalties, &mut touched)?;
+                adaptive_step(model.var_store(), settings.learning_rate, penalties, &mut touched)?;
             }
             Some(optimizer) => {
                 optimizer.zero_grad();

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use onthefly::ewc::EwcConfig;
-use onthefly::models::{AgentModel, ModelKind, ModelOutput, Training};
+use onthefly::models::{AgentModel, Gradients, ModelKind, ModelOutput, TrainingSettings};
 use onthefly::replay::ReplayConfig;
 use onthefly::{Config, Coordinator, ModelError, NewExample, Target, TargetKind, TrainingExample};
 use tch::nn::VarStore;
@@ -126,7 +126,7 @@ impl AgentModel for PixelMlp {
     fn prepare(&mut self, _examples: &[TrainingExample]) -> Result<(), ModelError> {
         Ok(())
     }
-    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
+    fn loss(&self, examples: &[&TrainingExample], _: Gradients) -> Result<Tensor, ModelError> {
         let texts: Vec<&str> = examples.iter().map(|e| e.input_text.as_str()).collect();
         let logits = self.forward(&Self::pixels(&texts)?);
         Ok(logits.cross_entropy_for_logits(&Self::targets(examples)?))
@@ -159,14 +159,8 @@ impl AgentModel for PixelMlp {
             learning_rate: self.learning_rate,
         }))
     }
-    fn learning_rate(&self) -> f64 {
-        self.learning_rate
-    }
-    fn training(&self) -> Training {
-        Training::Adaptive
-    }
-    fn minibatch_size(&self) -> usize {
-        10
+    fn settings(&self) -> TrainingSettings {
+        TrainingSettings::adaptive(self.learning_rate, 10)
     }
     fn labels(&self) -> Vec<String> {
         (0..CLASSES).map(|c| c.to_string()).collect()

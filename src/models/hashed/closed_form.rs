@@ -32,15 +32,14 @@ impl HashedLinear {
     /// (row-wise AdaGrad, and the proximal EWC step of `steps.penalties`).
     /// `gradient(i, scores)` maps input `i`'s scores (one per output) to its
     /// loss and the loss's gradient with respect to them. Returns the summed
-    /// loss.
+    /// loss and the rows the pass wrote.
     pub fn closed_form_pass(
         &self,
         texts: &[&str],
         config: &TextModelConfig,
         steps: Steps<'_>,
         mut gradient: impl FnMut(usize, &[f32]) -> Result<(f64, Vec<f32>), ModelError>,
-        touched: &mut optim::Touched,
-    ) -> Result<f64, ModelError> {
+    ) -> Result<(f64, optim::Touched), ModelError> {
         let device = self.vs.device();
         let outputs = self.outputs();
         let SparseBatch { union, inputs } = self.sparse_batch(texts, config);
@@ -93,8 +92,9 @@ impl HashedLinear {
             let sums = tensor_on(&sums, device)?.f_reshape([n as i64, 1])?;
             let _ = self.sums.shallow_clone().f_index_copy_(0, &ids, &sums)?;
             let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
+            let mut touched = optim::Touched::new();
             touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);
-            Ok(total)
+            Ok((total, touched))
         })
     }
 

@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use super::bag::saved_param;
-use super::{read_metadata, tensor_on, AgentModel, ModelKind, ModelOutput, Training};
+use super::{read_metadata, tensor_on, AgentModel, Gradients, ModelKind, ModelOutput, TrainingSettings};
 use crate::base::{ModelError, ValidationError};
 use crate::base::{Target, TargetKind, TrainingExample};
 use crate::models::TextModelConfig;
@@ -287,12 +287,8 @@ impl AgentModel for TokenTagger {
     }
 
     /// The mean negative log-likelihood per sentence.
-    fn loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.mean_nll(examples, false)
-    }
-
-    fn adaptive_loss(&self, examples: &[&TrainingExample]) -> Result<Tensor, ModelError> {
-        self.mean_nll(examples, true)
+    fn loss(&self, examples: &[&TrainingExample], gradients: Gradients) -> Result<Tensor, ModelError> {
+        self.mean_nll(examples, gradients == Gradients::Sparse)
     }
 
     /// The best allowed tag sequence of each input; the confidence is the
@@ -353,22 +349,12 @@ impl AgentModel for TokenTagger {
         Ok(Box::new(copy))
     }
 
-    // The configuration's `learning_rate` is the Adam rate of dense models.
-    #[allow(clippy::misnamed_getters)]
-    fn learning_rate(&self) -> f64 {
-        self.config.tagger_learning_rate
-    }
-
-    fn training(&self) -> Training {
-        Training::Adaptive
-    }
-
-    /// Sentences per adaptive step: those of the hashed linear models (1,
-    /// each sentence in turn, the closed-form pass), not the Adam
-    /// minibatch of dense models.
-    #[allow(clippy::misnamed_getters)]
-    fn minibatch_size(&self) -> usize {
-        self.config.linear_minibatch_size
+    /// The tagger's own rate; sentences per step those of the hashed linear
+    /// models (1, each sentence in turn, the closed-form pass). The
+    /// configuration's `learning_rate` and `minibatch_size` are Adam's, for
+    /// dense models.
+    fn settings(&self) -> TrainingSettings {
+        TrainingSettings::adaptive(self.config.tagger_learning_rate, self.config.linear_minibatch_size)
     }
 
     /// One sentence at a time, with gradients in closed form
@@ -441,8 +427,9 @@ mod tests {
         // One sentence per step, in turn, as the pass takes them.
         for e in &refs {
             crate::grad::with_grad(|| {
-                autograd.adaptive_loss(&[e]).unwrap().backward();
-                optim::adaptive_step(autograd.var_store(), autograd.learning_rate(), &[], &mut Touched::new()).unwrap();
+                autograd.loss(&[e], Gradients::Sparse).unwrap().backward();
+                let rate = autograd.settings().learning_rate;
+                optim::adaptive_step(autograd.var_store(), rate, &[], &mut Touched::new()).unwrap();
             });
         }
         for name in [WEIGHT, TRANSITIONS] {
@@ -468,7 +455,7 @@ mod tests {
         assert!(tagger.nll(&[&short], false).is_err());
         // A batch without a token back-propagates to nothing.
         let empty = example("", "");
-        crate::grad::with_grad(|| tagger.adaptive_loss(&[&empty]).unwrap().backward());
+        crate::grad::with_grad(|| tagger.loss(&[&empty], Gradients::Sparse).unwrap().backward());
         // Metadata that does not fit the tensors: refused.
         let saved: BTreeMap<String, Tensor> = tagger.vs.variables().into_iter().collect();
         let mut meta = tagger.metadata();
