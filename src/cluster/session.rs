@@ -7,7 +7,8 @@ use postgres::Client;
 use super::{lock_key, Cluster, CHANNEL};
 use crate::base::{ExampleId, ModelPerformance, TargetKind, TrainingExample};
 use crate::replay::ReplayChange;
-use crate::store::postgres::{classify, example_from_row, insert_performance, set_replay};
+use crate::store::example_from_row;
+use crate::store::postgres::{classify, insert_performance, set_replay};
 use crate::store::{id_to_stored, target_kind_str, CheckpointRecord, ExampleState, StoreError, EXAMPLE_COLUMNS};
 
 /// What one finished update writes, in one transaction with its claim.

@@ -27,6 +27,7 @@
 //! ([`schema`]), the same in both backends apart from column types.
 
 mod adopt;
+mod decode;
 pub(crate) mod postgres;
 mod recovery;
 mod retention;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::base::{ExampleId, LabelForm, ModelPerformance, Target, TargetKind, TrainingExample};
+pub(crate) use decode::example_from_row;
 pub(crate) use settings::default_pool_size;
 pub use settings::{DatabaseConfig, RetentionConfig, StoreConfig};
 

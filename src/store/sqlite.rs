@@ -3,19 +3,19 @@
 //! transaction per batch.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, ErrorCode, Row, Transaction};
 
+use super::decode::{example_from_row, performance_from_row, Columns};
 use super::recovery::{newest_history_sql, recover_with, RecoveryReads, COUNTS_SQL};
 use super::schema::{self, Ranked, VERSION_TABLE};
 use super::{
-    id_from_stored, id_to_stored, target_from_stored, target_kind_str, CheckpointRecord, ExampleState, ExampleStore,
-    PoolStats, Recovered, RecoveryLimits, Split, StoreError, StoreOp, StoredExample, EXAMPLE_COLUMNS,
-    PERFORMANCE_COLUMNS,
+    id_from_stored, id_to_stored, target_kind_str, CheckpointRecord, ExampleState, ExampleStore, PoolStats, Recovered,
+    RecoveryLimits, Split, StoreError, StoreOp, StoredExample, EXAMPLE_COLUMNS, PERFORMANCE_COLUMNS,
 };
-use crate::base::{unix_millis, ExampleId, ModelPerformance, Priority, TrainingExample};
+use crate::base::{unix_millis, ModelPerformance, TrainingExample};
 
 /// Examples, updates and checkpoints in a SQLite file.
 #[derive(Debug)]
@@ -404,59 +404,37 @@ fn replay_members(tx: &Transaction<'_>) -> Result<Vec<super::ReplayMembers>, Sto
     Ok(super::group_replay(examples, counts))
 }
 
-fn example_from_row(row: &Row<'_>) -> Result<StoredExample, StoreError> {
-    let get = |e: rusqlite::Error| classify(e);
-    let target_json: String = row.get(5).map_err(get)?;
-    let target_value: serde_json::Value =
-        serde_json::from_str(&target_json).map_err(|e| StoreError::Corrupt(format!("expected_output: {e}")))?;
-    let kind: String = row.get(4).map_err(get)?;
-    let timestamp: i64 = row.get(9).map_err(get)?;
-    let priority: i64 = row.get(11).map_err(get)?;
-    let split: String = row.get(12).map_err(get)?;
-    let state: String = row.get(13).map_err(get)?;
-    let update_id: Option<i64> = row.get(14).map_err(get)?;
-    Ok(StoredExample {
-        example: TrainingExample {
-            id: ExampleId(id_from_stored(row.get(0).map_err(get)?)?),
-            agent_name: row.get(1).map_err(get)?,
-            task_type: row.get(2).map_err(get)?,
-            input_text: row.get(3).map_err(get)?,
-            expected_output: target_from_stored(&kind, target_value)?,
-            uncertainty_score: row.get(6).map_err(get)?,
-            importance_score: row.get(7).map_err(get)?,
-            source_url: row.get(8).map_err(get)?,
-            timestamp: UNIX_EPOCH + Duration::from_millis(u64::try_from(timestamp).unwrap_or(0)),
-            user_feedback: row.get(10).map_err(get)?,
-            correction_priority: Priority::try_from(priority).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        },
-        split: Split::parse(&split)?,
-        state: ExampleState::parse(&state)?,
-        update_id: update_id.map(id_from_stored).transpose()?,
-    })
-}
+/// SQLite's columns: times as milliseconds since the epoch, JSON as text.
+impl Columns for Row<'_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.get(i).map_err(classify)
+    }
 
-fn performance_from_row(row: &Row<'_>) -> Result<ModelPerformance, StoreError> {
-    let get = |e: rusqlite::Error| classify(e);
-    let count = |i: usize| -> Result<usize, StoreError> {
-        Ok(usize::try_from(row.get::<_, i64>(i).map_err(get)?).unwrap_or(0))
-    };
-    Ok(ModelPerformance {
-        update_id: id_from_stored(row.get(0).map_err(get)?)?,
-        agent_name: row.get(1).map_err(get)?,
-        task_type: row.get(2).map_err(get)?,
-        model_name: row.get(3).map_err(get)?,
-        metric: row.get(4).map_err(get)?,
-        accuracy_before: row.get(5).map_err(get)?,
-        accuracy_after: row.get(6).map_err(get)?,
-        held_out_examples: count(7)?,
-        examples_trained: count(8)?,
-        train_loss: row.get::<_, Option<f64>>(9).map_err(get)?.unwrap_or(f64::NAN),
-        update_timestamp_ms: u64::try_from(row.get::<_, i64>(10).map_err(get)?).unwrap_or(0),
-        rollback_triggered: row.get(11).map_err(get)?,
-        rollback_reason: row.get(12).map_err(get)?,
-        model_version: id_from_stored(row.get(13).map_err(get)?)?,
-        duration_ms: u64::try_from(row.get::<_, i64>(14).map_err(get)?).unwrap_or(0),
-    })
+    fn optional_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.get(i).map_err(classify)
+    }
+
+    fn optional_real(&self, i: usize) -> Result<Option<f64>, StoreError> {
+        self.get(i).map_err(classify)
+    }
+
+    fn optional_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.get(i).map_err(classify)
+    }
+
+    fn boolean(&self, i: usize) -> Result<bool, StoreError> {
+        self.get(i).map_err(classify)
+    }
+
+    fn json(&self, i: usize) -> Result<serde_json::Value, StoreError> {
+        let text: String = self.get(i).map_err(classify)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("column {i} is not JSON: {e}")))
+    }
+
+    fn time(&self, i: usize) -> Result<SystemTime, StoreError> {
+        let millis: i64 = self.get(i).map_err(classify)?;
+        Ok(UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0)))
+    }
 }
 
 /// A busy, locked, full or failing disk is worth retrying; anything else
@@ -507,11 +485,9 @@ impl RecoveryReads for Reads<'_, '_> {
     }
 
     fn newest_history(&mut self, n: i64) -> Result<Vec<ModelPerformance>, StoreError> {
-        self.rows(
-            &newest_history_sql(PERFORMANCE_COLUMNS, "?1"),
-            [n],
-            performance_from_row,
-        )
+        self.rows(&newest_history_sql(PERFORMANCE_COLUMNS, "?1"), [n], |row| {
+            performance_from_row(row)
+        })
     }
 
     fn counts(&mut self) -> Result<(i64, i64, i64), StoreError> {

@@ -23,10 +23,11 @@ use crate::base::{ModelPerformance, TrainingExample};
 mod connect;
 mod rows;
 
+use crate::store::decode::{example_from_row, performance_from_row};
 use connect::refuse_foreign_tables;
 pub(crate) use connect::{classify, connect_one};
-pub(crate) use rows::{copy_examples, example_from_row, insert_performance, replay_members, set_replay};
-use rows::{performance_from_row, upsert_checkpoint};
+use rows::upsert_checkpoint;
+pub(crate) use rows::{copy_examples, insert_performance, replay_members, set_replay};
 
 type Manager = PostgresConnectionManager<NoTls>;
 

@@ -5,15 +5,16 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row, Transaction};
 
 use super::connect::classify;
 use super::EXAMPLE_TYPES;
-use crate::base::{ExampleId, ModelPerformance, Priority, TrainingExample};
+use crate::base::{ExampleId, ModelPerformance};
+use crate::store::decode::{example_from_row, Columns};
 use crate::store::{
-    id_from_stored, id_to_stored, target_from_stored, target_kind_str, CheckpointRecord, ExampleState, Split,
-    StoreError, StoreOp, StoredExample, EXAMPLE_COLUMNS, PERFORMANCE_COLUMNS,
+    id_from_stored, id_to_stored, target_kind_str, CheckpointRecord, StoreError, StoreOp, EXAMPLE_COLUMNS,
+    PERFORMANCE_COLUMNS,
 };
 
 pub(crate) fn copy_examples(tx: &mut Transaction<'_>, ops: &[StoreOp]) -> Result<(), StoreError> {
@@ -182,47 +183,44 @@ pub(crate) fn replay_members(
     Ok(crate::store::group_replay(examples, counts))
 }
 
-pub(crate) fn example_from_row(row: &Row) -> Result<StoredExample, StoreError> {
-    let priority: i16 = row.get(11);
-    let update_id: Option<i64> = row.get(14);
-    Ok(StoredExample {
-        example: TrainingExample {
-            id: ExampleId(id_from_stored(row.get(0))?),
-            agent_name: row.get(1),
-            task_type: row.get(2),
-            input_text: row.get(3),
-            expected_output: target_from_stored(row.get::<_, &str>(4), row.get(5))?,
-            uncertainty_score: row.get(6),
-            importance_score: row.get(7),
-            source_url: row.get(8),
-            timestamp: row.get::<_, SystemTime>(9),
-            user_feedback: row.get(10),
-            correction_priority: Priority::try_from(i64::from(priority))
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        },
-        split: Split::parse(row.get(12))?,
-        state: ExampleState::parse(row.get(13))?,
-        update_id: update_id.map(id_from_stored).transpose()?,
-    })
+/// PostgreSQL's columns: integers of any width, `TIMESTAMPTZ`, `JSONB`. A
+/// value that does not read as its column's type is corrupt.
+impl Columns for Row {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        self.try_get(i).map_err(|e| unreadable(i, e))
+    }
+
+    fn optional_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.try_get(i).map_err(|e| unreadable(i, e))
+    }
+
+    fn optional_real(&self, i: usize) -> Result<Option<f64>, StoreError> {
+        self.try_get(i).map_err(|e| unreadable(i, e))
+    }
+
+    fn optional_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        let read = match self.columns().get(i).map(|c| c.type_()) {
+            Some(&Type::INT2) => self.try_get::<_, Option<i16>>(i).map(|v| v.map(i64::from)),
+            Some(&Type::INT4) => self.try_get::<_, Option<i32>>(i).map(|v| v.map(i64::from)),
+            _ => self.try_get(i),
+        };
+        read.map_err(|e| unreadable(i, e))
+    }
+
+    fn boolean(&self, i: usize) -> Result<bool, StoreError> {
+        self.try_get(i).map_err(|e| unreadable(i, e))
+    }
+
+    fn json(&self, i: usize) -> Result<serde_json::Value, StoreError> {
+        self.try_get(i).map_err(|e| unreadable(i, e))
+    }
+
+    fn time(&self, i: usize) -> Result<SystemTime, StoreError> {
+        self.try_get(i).map_err(|e| unreadable(i, e))
+    }
 }
 
-pub(super) fn performance_from_row(row: &Row) -> Result<ModelPerformance, StoreError> {
-    let count = |i: usize| usize::try_from(row.get::<_, i64>(i)).unwrap_or(0);
-    Ok(ModelPerformance {
-        update_id: id_from_stored(row.get(0))?,
-        agent_name: row.get(1),
-        task_type: row.get(2),
-        model_name: row.get(3),
-        metric: row.get(4),
-        accuracy_before: row.get(5),
-        accuracy_after: row.get(6),
-        held_out_examples: count(7),
-        examples_trained: count(8),
-        train_loss: row.get::<_, Option<f64>>(9).unwrap_or(f64::NAN),
-        update_timestamp_ms: crate::base::unix_millis(row.get(10)),
-        rollback_triggered: row.get(11),
-        rollback_reason: row.get(12),
-        model_version: id_from_stored(row.get(13))?,
-        duration_ms: u64::try_from(row.get::<_, i64>(14)).unwrap_or(0),
-    })
+/// The error for a column that does not read as the type asked for.
+fn unreadable(i: usize, e: postgres::Error) -> StoreError {
+    StoreError::Corrupt(format!("column {i}: {e}"))
 }
