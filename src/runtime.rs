@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::agent::AgentState;
@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     /// Ids of this instance when it is the only one (see [`crate::ids`]).
     pub ids: crate::ids::LocalIds,
     pub jobs: Mutex<Option<Sender<Arc<AgentState>>>>,
+    /// The queue's other end, beside the workers': a caller waiting for
+    /// idle runs queued updates itself (`Coordinator::wait_for_idle`).
+    pub queued: Receiver<Arc<AgentState>>,
     pub in_flight: Mutex<usize>,
     pub idle: Condvar,
     pub shutting_down: AtomicBool,
@@ -64,6 +67,7 @@ impl Shared {
         config: Config,
         device: tch::Device,
         jobs: Sender<Arc<AgentState>>,
+        queued: Receiver<Arc<AgentState>>,
         store: Option<StoreWriter>,
         cluster: Option<Arc<crate::cluster::Cluster>>,
         ids: crate::ids::LocalIds,
@@ -74,6 +78,7 @@ impl Shared {
             agents: RwLock::new(BTreeMap::new()),
             ids,
             jobs: Mutex::new(Some(jobs)),
+            queued,
             in_flight: Mutex::new(0),
             idle: Condvar::new(),
             shutting_down: AtomicBool::new(false),

@@ -165,7 +165,7 @@ fn register_model_refuses_a_second_model_or_another_target_kind() {
 fn a_model_panicking_with_gradients_off_does_not_break_later_updates() {
     let config = onthefly::Config {
         held_out_fraction: 0.5,
-        max_concurrent_updates: 1, // every update runs on the same worker thread
+        max_concurrent_updates: 1, // every update runs on the one worker or this thread
         ..small_config()
     };
     let c = Coordinator::new(config.clone()).unwrap();
@@ -201,8 +201,8 @@ fn a_model_panicking_with_gradients_off_does_not_break_later_updates() {
     );
     assert_eq!(scout.buffer_size, 1);
 
-    // The same worker thread trains another task afterwards: the panic did not
-    // leave gradients switched off.
+    // The same thread (the worker, or this one waiting for idle) trains
+    // another task afterwards: the panic did not leave gradients switched off.
     c.add_training_example(
         NewExample::new("scout", "other", "a fresh text", label("cnn")).with_priority(Priority::High),
     )

@@ -19,7 +19,8 @@
 //! (5–6), [`commit`] (6–7, one [`commit::Commit`] trait for the local and
 //! the cluster mode), tied together by [`task`]; [`batches`] retries failed
 //! batches in halves and isolates harmful examples; [`worker`] runs it all
-//! on the worker threads.
+//! on the worker threads (and on a caller waiting for idle, which runs a
+//! queued update itself rather than wait for a worker to wake up).
 
 mod batches;
 mod commit;
@@ -32,4 +33,4 @@ mod worker;
 pub(crate) use commit::compact_checkpoints;
 pub(crate) use snapshot::catch_up_trainer_copies;
 pub use train::{train_one_epoch, train_one_epoch_back_propagated};
-pub(crate) use worker::{ticker_loop, worker_loop};
+pub(crate) use worker::{run_job, ticker_loop, worker_loop};

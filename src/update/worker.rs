@@ -22,42 +22,49 @@ use crate::runtime::Shared;
 /// Runs queued updates until the job channel closes.
 pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) {
     while let Ok(agent) = jobs.recv() {
-        let received_before = agent.stats.lock().examples_received;
-        let mut progress = false;
-        if !shared.is_shutting_down() {
-            let forced = agent.force_requested.swap(false, Ordering::AcqRel);
-            agent.updating.store(true, Ordering::Release);
-            match catch_unwind(AssertUnwindSafe(|| update_agent(&shared, &agent, forced))) {
-                Ok(removed) => progress = removed > 0,
-                Err(panic) => {
-                    let message = grad::panic_message(&*panic);
-                    tracing::error!(agent = %agent.name, %message, "update panicked");
-                    agent.record_error(format!("update panicked: {message}"));
-                }
-            }
-            agent.updating.store(false, Ordering::Release);
-            crate::runtime::update_finished();
-        }
-        // Caught up with the arrivals: what a burst evicted comes back, and
-        // is trained by the next update even below the threshold.
-        let reclaimed = crate::catch_up::reclaim_evicted(&shared, &agent);
-        agent.scheduled.store(false, Ordering::Release);
-        let new_arrivals = agent.stats.lock().examples_received != received_before;
-        let forced = agent.force_requested.load(Ordering::Acquire) || reclaimed;
-        // With several instances, arrivals alone do not retry at once: the
-        // task may be another instance's now, and the listener schedules it
-        // again when its shared buffer is full.
-        let arrivals_count = new_arrivals && shared.cluster.is_none();
-        if !shared.is_shutting_down() && (forced || ((progress || arrivals_count) && shared.needs_update(&agent))) {
-            shared.schedule(&agent);
-        }
-        shared.finish_job();
-        // The update is over for the caller (a new version serves); what it
-        // left for the trainer's copies is done now, while the caller goes
-        // on. A panic in a user's model here drops the copy: the next update
-        // copies the live model.
-        let _ = catch_unwind(AssertUnwindSafe(|| crate::update::catch_up_trainer_copies(&agent)));
+        run_job(&shared, agent);
     }
+}
+
+/// Runs one queued update of `agent` (on a worker, or on a caller waiting
+/// for idle), schedules the next one when more is to learn, and brings the
+/// trainer's copies level once the update is over for callers.
+pub(crate) fn run_job(shared: &Shared, agent: Arc<AgentState>) {
+    let received_before = agent.stats.lock().examples_received;
+    let mut progress = false;
+    if !shared.is_shutting_down() {
+        let forced = agent.force_requested.swap(false, Ordering::AcqRel);
+        agent.updating.store(true, Ordering::Release);
+        match catch_unwind(AssertUnwindSafe(|| update_agent(shared, &agent, forced))) {
+            Ok(removed) => progress = removed > 0,
+            Err(panic) => {
+                let message = grad::panic_message(&*panic);
+                tracing::error!(agent = %agent.name, %message, "update panicked");
+                agent.record_error(format!("update panicked: {message}"));
+            }
+        }
+        agent.updating.store(false, Ordering::Release);
+        crate::runtime::update_finished();
+    }
+    // Caught up with the arrivals: what a burst evicted comes back, and
+    // is trained by the next update even below the threshold.
+    let reclaimed = crate::catch_up::reclaim_evicted(shared, &agent);
+    agent.scheduled.store(false, Ordering::Release);
+    let new_arrivals = agent.stats.lock().examples_received != received_before;
+    let forced = agent.force_requested.load(Ordering::Acquire) || reclaimed;
+    // With several instances, arrivals alone do not retry at once: the
+    // task may be another instance's now, and the listener schedules it
+    // again when its shared buffer is full.
+    let arrivals_count = new_arrivals && shared.cluster.is_none();
+    if !shared.is_shutting_down() && (forced || ((progress || arrivals_count) && shared.needs_update(&agent))) {
+        shared.schedule(&agent);
+    }
+    shared.finish_job();
+    // The update is over for the caller (a new version serves); what it
+    // left for the trainer's copies is done now, while the caller goes
+    // on. A panic in a user's model here drops the copy: the next update
+    // copies the live model.
+    let _ = catch_unwind(AssertUnwindSafe(|| crate::update::catch_up_trainer_copies(&agent)));
 }
 
 /// Wakes every `check_interval` and schedules agents whose buffer reached the
