@@ -251,7 +251,9 @@ impl Coordinator {
     /// fast caller's whole stream is trained when it returns), at most
     /// `timeout`. Returns whether it became idle (false also while the store
     /// cannot give the evicted examples back). Every update done by then
-    /// serves (its version and checkpoint are in place).
+    /// serves (its version and checkpoint are in place); a worker that ran
+    /// one may still be bringing its own copy of the model level with the
+    /// new version, which the next update of that task waits for.
     ///
     /// A queued update that no worker has taken yet is run by the waiting
     /// caller itself, exactly as a worker runs it, rather than the caller
