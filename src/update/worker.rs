@@ -30,6 +30,7 @@ pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) 
 /// for idle), schedules the next one when more is to learn, and brings the
 /// trainer's copies level once the update is over for callers.
 pub(crate) fn run_job(shared: &Shared, agent: Arc<AgentState>) {
+    let finishing = Finishing(shared);
     let received_before = agent.stats.lock().examples_received;
     let mut progress = false;
     if !shared.is_shutting_down() {
@@ -59,12 +60,24 @@ pub(crate) fn run_job(shared: &Shared, agent: Arc<AgentState>) {
     if !shared.is_shutting_down() && (forced || ((progress || arrivals_count) && shared.needs_update(&agent))) {
         shared.schedule(&agent);
     }
-    shared.finish_job();
+    drop(finishing);
     // The update is over for the caller (a new version serves); what it
     // left for the trainer's copies is done now, while the caller goes
     // on. A panic in a user's model here drops the copy: the next update
     // copies the live model.
     let _ = catch_unwind(AssertUnwindSafe(|| crate::update::catch_up_trainer_copies(&agent)));
+}
+
+/// Counts a job as finished when dropped, also when the job panics outside
+/// the update's own guard: `wait_for_idle` and `shutdown` wait for the
+/// count, and a job run by a waiting caller has no thread of its own that a
+/// shutdown could join instead.
+struct Finishing<'a>(&'a Shared);
+
+impl Drop for Finishing<'_> {
+    fn drop(&mut self) {
+        self.0.finish_job();
+    }
 }
 
 /// Wakes every `check_interval` and schedules agents whose buffer reached the
