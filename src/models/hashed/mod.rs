@@ -375,12 +375,9 @@ impl RowUnion {
         RowUnion { rows, bits, before }
     }
 
-    /// The place of row `id` (below the buckets) among the rows, `None`
-    /// when it is not one of them.
-    pub fn place_of(&self, id: u32) -> Option<u32> {
-        let word = self.bits[id as usize / 64];
-        let bit = 1u64 << (id % 64);
-        (word & bit != 0).then(|| self.before[id as usize / 64] + (word & (bit - 1)).count_ones())
+    /// Whether row `id` (below the buckets) is one of the rows, as 0 or 1.
+    pub fn has(&self, id: u32) -> u64 {
+        (self.bits[id as usize / 64] >> (id % 64)) & 1
     }
 
     /// The place of row `id` (one of the union's) among the rows.
