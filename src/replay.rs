@@ -17,7 +17,7 @@
 //! taken back at start-up, and with several instances the instance that
 //! publishes a version publishes the memory's change with it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -69,15 +69,21 @@ pub fn pool_of(target: &Target) -> Option<String> {
     }
 }
 
-/// The remembered examples of one (agent, task). Cloning is cheap (the
-/// examples are shared), so an update can change a copy and keep it only
-/// once its outcome is committed.
+/// One label's kept examples, shared by copies of the memory until one
+/// changes it.
+type Pool = Arc<Vec<Arc<TrainingExample>>>;
+
+/// The remembered examples of one (agent, task), each at most once.
+/// Cloning is cheap (the pools are shared until a copy changes one), so an
+/// update can change a copy and keep it only once its outcome is
+/// committed: an update of one example copies the one pool it changes,
+/// not the whole memory.
 #[derive(Debug, Clone)]
 pub struct ReplayMemory {
     capacity: usize,
     /// Per label (one key, `None`, for other targets): the kept examples and
     /// how many were offered.
-    pools: BTreeMap<Option<String>, (Vec<Arc<TrainingExample>>, u64)>,
+    pools: BTreeMap<Option<String>, (Pool, u64)>,
     rng: SplitMix64,
 }
 
@@ -104,13 +110,14 @@ impl ReplayMemory {
     /// Drops examples at random until the memory fits its capacity; returns
     /// the ids dropped.
     fn fit_capacity(&mut self) -> Vec<ExampleId> {
-        let before = self.ids();
         match self.capacity {
-            0 => self.pools.clear(),
+            0 => {
+                let dropped = self.ids();
+                self.pools.clear();
+                dropped
+            }
             _ => self.trim(),
         }
-        let after: HashSet<ExampleId> = self.ids().into_iter().collect();
-        before.into_iter().filter(|id| !after.contains(id)).collect()
     }
 
     /// Examples remembered.
@@ -144,8 +151,10 @@ impl ReplayMemory {
         self.capacity = capacity;
         self.pools.clear();
         for example in examples {
-            let pool = self.pools.entry(pool_of(&example.expected_output)).or_default();
-            pool.0.push(Arc::new(example));
+            let (kept, _) = self.pools.entry(pool_of(&example.expected_output)).or_default();
+            if !kept.iter().any(|e| e.id == example.id) {
+                Arc::make_mut(kept).push(Arc::new(example));
+            }
         }
         for (key, (kept, offered)) in self.pools.iter_mut() {
             *offered = seen.get(key).copied().unwrap_or(0).max(kept.len() as u64);
@@ -153,45 +162,74 @@ impl ReplayMemory {
         self.fit_capacity()
     }
 
-    /// Offers learned examples to the memory; returns what changed.
+    /// Offers learned examples to the memory; returns what changed. An
+    /// example already remembered is not offered again.
+    ///
+    /// The change is followed as examples join and leave, not found by
+    /// comparing the memory before and after: with updates of one example
+    /// that comparison (two sets of the whole memory) cost more than the
+    /// rest of keeping it.
     pub fn remember(&mut self, examples: &[TrainingExample]) -> ReplayChange {
         if self.capacity == 0 {
             return ReplayChange::default();
         }
-        let before: HashSet<ExampleId> = self.ids().into_iter().collect();
+        let mut joined = Vec::new();
+        let mut left = Vec::new();
         for example in examples {
             let key = pool_of(&example.expected_output);
             let share = self.capacity / (self.pools.len() + usize::from(!self.pools.contains_key(&key))).max(1);
             let (kept, seen) = self.pools.entry(key).or_default();
+            if kept.iter().any(|e| e.id == example.id) {
+                continue;
+            }
             *seen += 1;
             if kept.len() < share.max(1) {
-                kept.push(Arc::new(example.clone()));
+                Arc::make_mut(kept).push(Arc::new(example.clone()));
+                joined.push(example.id);
             } else {
                 let slot = self.rng.next_u64() % *seen;
                 if (slot as usize) < kept.len() {
+                    let kept = Arc::make_mut(kept);
+                    left.push(kept[slot as usize].id);
                     kept[slot as usize] = Arc::new(example.clone());
+                    joined.push(example.id);
                 }
             }
         }
-        self.trim();
-        let after = self.ids();
-        let added = after.iter().filter(|id| !before.contains(id)).copied().collect();
-        let after: HashSet<ExampleId> = after.into_iter().collect();
-        let mut removed: Vec<ExampleId> = before.into_iter().filter(|id| !after.contains(id)).collect();
-        removed.sort_unstable();
-        ReplayChange { added, removed }
+        left.extend(self.trim());
+        // Each id is remembered at most once, so the times it joined less
+        // the times it left is 1 for a new member, -1 for one gone, and 0
+        // for one that joined and left in this call (or left and came back).
+        let mut net: BTreeMap<ExampleId, i32> = BTreeMap::new();
+        for id in joined {
+            *net.entry(id).or_default() += 1;
+        }
+        for id in left {
+            *net.entry(id).or_default() -= 1;
+        }
+        let mut change = ReplayChange::default();
+        for (id, n) in net {
+            match n {
+                1 => change.added.push(id),
+                -1 => change.removed.push(id),
+                _ => {}
+            }
+        }
+        change
     }
 
     /// Keeps every pool within an equal share of the capacity, so a label
-    /// that appears late still gets its place.
-    fn trim(&mut self) {
+    /// that appears late still gets its place; returns the ids dropped.
+    fn trim(&mut self) -> Vec<ExampleId> {
         let share = (self.capacity / self.pools.len().max(1)).max(1);
+        let mut dropped = Vec::new();
         for (kept, _) in self.pools.values_mut() {
             while kept.len() > share {
                 let i = (self.rng.next_u64() % kept.len() as u64) as usize;
-                kept.swap_remove(i);
+                dropped.push(Arc::make_mut(kept).swap_remove(i).id);
             }
         }
+        dropped
     }
 
     /// `n` remembered examples (fewer when fewer are kept), drawn in turn
@@ -206,7 +244,7 @@ impl ReplayMemory {
                 idx
             })
             .collect();
-        let pools: Vec<&Vec<Arc<TrainingExample>>> = self.pools.values().map(|(kept, _)| kept).collect();
+        let pools: Vec<&[Arc<TrainingExample>]> = self.pools.values().map(|(kept, _)| kept.as_slice()).collect();
         let mut start = (self.rng.next_u64() % pools.len().max(1) as u64) as usize;
         let mut out = Vec::with_capacity(n);
         while out.len() < n && order.iter().any(|o| !o.is_empty()) {
@@ -223,6 +261,7 @@ impl ReplayMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn labelled(i: u64, label: &str) -> TrainingExample {
         TrainingExample::new(i, "a", "t", format!("text {i}"), Target::Label(label.into()))
@@ -292,5 +331,34 @@ mod tests {
             })
             .count();
         assert!(joined < 40, "{joined} of 200 joined");
+    }
+
+    #[test]
+    fn a_copy_changes_alone_and_an_example_is_remembered_once() {
+        let mut memory = ReplayMemory::new(6, 5);
+        memory.remember(&(0..3).map(|i| labelled(i, "a")).collect::<Vec<_>>());
+        memory.remember(&(3..6).map(|i| labelled(i, "b")).collect::<Vec<_>>());
+        let before: HashSet<ExampleId> = memory.ids().into_iter().collect();
+
+        // The copy shares the pools until it changes one.
+        let mut copy = memory.clone();
+        let change = copy.remember(&[labelled(0, "a"), labelled(100, "b")]);
+        assert!(!change.added.contains(&ExampleId(0)), "a member is not added again");
+        assert_eq!(copy.len(), 6);
+        assert_eq!(
+            memory.ids().into_iter().collect::<HashSet<_>>(),
+            before,
+            "the original is unchanged"
+        );
+        let after: HashSet<ExampleId> = copy.ids().into_iter().collect();
+        let added: HashSet<ExampleId> = after.difference(&before).copied().collect();
+        let removed: HashSet<ExampleId> = before.difference(&after).copied().collect();
+        assert_eq!(change.added.iter().copied().collect::<HashSet<_>>(), added);
+        assert_eq!(change.removed.iter().copied().collect::<HashSet<_>>(), removed);
+
+        // Offered twice in one batch: remembered once.
+        let mut memory = ReplayMemory::new(6, 5);
+        let change = memory.remember(&[labelled(7, "a"), labelled(7, "a")]);
+        assert_eq!((memory.len(), change.added), (1, vec![ExampleId(7)]));
     }
 }
