@@ -32,7 +32,9 @@
 //! the anchor, so no λ can make it overshoot: a large λ holds a weight at its
 //! anchor, it cannot make the model diverge.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tch::{nn::VarStore, Tensor};
 
@@ -77,6 +79,19 @@ struct Written {
     /// Their values and sums before the pass: a delta checkpoint stores
     /// only the bits that changed.
     old: [Tensor; 2],
+    /// What the model that ran the pass kept of it for itself, in its own
+    /// terms (the hashed models: the rows' change, to derive scores from).
+    by_model: Option<ByModel>,
+}
+
+/// A model's own record of a pass ([`Touched::add_written`]), opaque here.
+#[derive(Clone)]
+pub(crate) struct ByModel(pub Arc<dyn Any + Send + Sync>);
+
+impl std::fmt::Debug for ByModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ByModel(..)")
+    }
 }
 
 impl Touched {
@@ -96,13 +111,30 @@ impl Touched {
     }
 
     /// Records that `rows` (unique) of variable `name` now hold `new`
-    /// (values and optimiser sums), where they held `old`.
-    pub(crate) fn add_written(&mut self, name: &str, rows: &Tensor, new: [Tensor; 2], old: [Tensor; 2]) {
+    /// (values and optimiser sums), where they held `old`, and what the
+    /// model kept of the pass for itself (`by_model`, see
+    /// [`Touched::only_pass`]).
+    pub(crate) fn add_written(
+        &mut self,
+        name: &str,
+        rows: &Tensor,
+        new: [Tensor; 2],
+        old: [Tensor; 2],
+        by_model: Option<ByModel>,
+    ) {
         let first = !self.rows.contains_key(name);
         self.add_rows(name, rows);
         if first {
             let rows = rows.shallow_clone();
-            self.written.insert(name.to_string(), Written { rows, new, old });
+            self.written.insert(
+                name.to_string(),
+                Written {
+                    rows,
+                    new,
+                    old,
+                    by_model,
+                },
+            );
         }
     }
 
@@ -119,20 +151,17 @@ impl Touched {
         same.then(|| written.old[which].shallow_clone())
     }
 
-    /// The rows of variable `name` that one pass wrote (unique, in the
-    /// order written) and how much each of their values changed (new −
-    /// old, a row per row), when that pass is all the update changed;
-    /// `None` when anything else changed too, or a second pass wrote over
-    /// the first (a caller then reads the model itself).
-    pub(crate) fn only_change(&self, name: &str) -> Result<Option<(Tensor, Tensor)>, ModelError> {
-        let Some(written) = self.written.get(name) else {
-            return Ok(None);
-        };
-        if self.rows.len() != 1 || written.new[0].size() != written.old[0].size() {
-            return Ok(None);
+    /// What the model kept for itself of the one pass that wrote variable
+    /// `name` ([`Touched::add_written`]), when that pass is all the update
+    /// changed; `None` when anything else changed too, a second pass wrote
+    /// over the first, or the model kept nothing of type `T` (a caller then
+    /// reads the model itself).
+    pub(crate) fn only_pass<T: Any>(&self, name: &str) -> Option<&T> {
+        let written = self.written.get(name)?;
+        if self.rows.len() != 1 {
+            return None;
         }
-        let change = written.new[0].f_sub(&written.old[0])?;
-        Ok(Some((written.rows.shallow_clone(), change)))
+        written.by_model.as_ref()?.0.downcast_ref::<T>()
     }
 
     fn add_all(&mut self, name: &str) {

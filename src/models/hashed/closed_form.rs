@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use tch::{Kind, Tensor};
 
+use super::rescore::RowChange;
 use super::{round_to_kept_precision, tensor_on, HashedLinear, SparseBatch, WEIGHT};
 use crate::base::ModelError;
 use crate::models::TextModelConfig;
@@ -43,17 +44,18 @@ impl HashedLinear {
         let device = self.vs.device();
         let outputs = self.outputs();
         let SparseBatch { union, inputs } = self.sparse_batch(texts, config);
-        let n = union.len();
+        let n = union.rows.len();
         let rate = steps.rate as f32;
         crate::grad::no_grad(|| {
-            let ids = tensor_on(&union, device)?;
+            let ids = tensor_on(&union.rows, device)?;
             // Kept: what the rows held before (a delta checkpoint stores
             // only the bits that changed); new tensors, not views.
             let old_rows = self.weight.f_index_select(0, &ids)?;
             let old_sums = self.sums.f_index_select(0, &ids)?;
-            let mut rows = copied(&old_rows, n * outputs)?;
+            let before = copied(&old_rows, n * outputs)?;
+            let mut rows = before.clone();
             let mut sums = copied(&old_sums, n)?;
-            let pulls = pulls(steps.penalties, &union, &ids, &rows)?;
+            let pulls = pulls(steps.penalties, &union.rows, &ids, &rows)?;
             let mut total = 0.0;
             for (i, features) in inputs.iter().enumerate() {
                 let scores = scores(features, &rows, outputs);
@@ -88,12 +90,14 @@ impl HashedLinear {
             }
             round_to_kept_precision(&mut rows);
             round_to_kept_precision(&mut sums);
+            let change = RowChange::new(union, &before, &rows, outputs);
             let rows = tensor_on(&rows, device)?.f_reshape([n as i64, outputs as i64])?;
             let sums = tensor_on(&sums, device)?.f_reshape([n as i64, 1])?;
             let _ = self.sums.shallow_clone().f_index_copy_(0, &ids, &sums)?;
             let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
             let mut touched = optim::Touched::new();
-            touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);
+            let by_model = optim::ByModel(std::sync::Arc::new(change));
+            touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums], Some(by_model));
             Ok((total, touched))
         })
     }
@@ -114,9 +118,9 @@ impl HashedLinear {
         let device = self.vs.device();
         let outputs = self.outputs();
         let SparseBatch { union, inputs } = self.sparse_batch(texts, config);
-        let n = union.len();
+        let n = union.rows.len();
         crate::grad::no_grad(|| {
-            let ids = tensor_on(&union, device)?;
+            let ids = tensor_on(&union.rows, device)?;
             let rows = copied(&self.weight.f_index_select(0, &ids)?, n * outputs)?;
             let mut squared = vec![0f32; n * outputs];
             for (i, features) in inputs.iter().enumerate() {

@@ -92,9 +92,9 @@ pub(crate) struct HashedLinear {
 
 /// The inputs of a pass over the rows they use.
 struct SparseBatch {
-    /// The buckets the inputs use, ascending: the table is read and written
-    /// in address order.
-    union: Vec<i64>,
+    /// The buckets the inputs use, ascending (`union.rows`): the table is
+    /// read and written in address order.
+    union: RowUnion,
     /// Per input, its (place in `union`, value) pairs, a repeated n-gram's
     /// values added up.
     inputs: Vec<Vec<(u32, f32)>>,
@@ -317,10 +317,7 @@ impl HashedLinear {
                     .collect()
             })
             .collect();
-        SparseBatch {
-            union: rows.rows,
-            inputs,
-        }
+        SparseBatch { union: rows, inputs }
     }
 
     /// The features of `inputs` in one flat list, each input's offset in

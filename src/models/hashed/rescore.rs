@@ -15,8 +15,6 @@
 //! derives from derived scores a bounded number of times before it scores
 //! an input afresh (`crate::eval`), so the difference cannot build up.
 
-use tch::Tensor;
-
 use super::closed_form::copied;
 use super::{HashedLinear, RowUnion, WEIGHT};
 use crate::base::ModelError;
@@ -38,16 +36,12 @@ impl HashedLinear {
         config: &TextModelConfig,
     ) -> Result<Vec<RawScores>, ModelError> {
         let outputs = self.outputs();
-        let change = match known.since {
-            Some(touched) => crate::grad::no_grad(|| touched.only_change(WEIGHT))?,
-            None => None,
-        };
-        let change = match change {
-            Some((rows, delta)) => RowChange::new(&rows, &delta, outputs, config.hash_buckets)?,
-            None => None,
-        };
+        let change = known
+            .since
+            .and_then(|touched| touched.only_pass::<RowChange>(WEIGHT))
+            .filter(|change| change.outputs == outputs);
         let mut scored: Vec<Option<RawScores>> = vec![None; inputs.len()];
-        if let Some(change) = &change {
+        if let Some(change) = change {
             let mut hits = Vec::new();
             for (i, text) in inputs.iter().enumerate() {
                 if let Some(before) = known.scores.get(i).copied().flatten().filter(|b| b.len() == outputs) {
@@ -72,8 +66,10 @@ impl HashedLinear {
     }
 }
 
-/// The rows a pass wrote, as a bitmap with ranks, and each one's change.
-struct RowChange {
+/// The rows a pass wrote, as a bitmap with ranks, and each one's change:
+/// kept by the pass ([`crate::optim::Touched::only_pass`]), which has both
+/// at hand, for the judge to derive the candidate's scores from.
+pub(super) struct RowChange {
     rows: RowUnion,
     /// `rows × outputs`, in the rows' ascending order.
     delta: Vec<f32>,
@@ -81,25 +77,11 @@ struct RowChange {
 }
 
 impl RowChange {
-    /// The change of `rows` (unique, ascending, as a pass writes them) by
-    /// `delta` (`rows × outputs`); `None` when the rows are not in that
-    /// order or the change has another width.
-    fn new(rows: &Tensor, delta: &Tensor, outputs: usize, buckets: usize) -> Result<Option<RowChange>, ModelError> {
-        let ids = Vec::<i64>::try_from(rows)?;
-        if delta.size() != [ids.len() as i64, outputs as i64] || ids.iter().any(|&id| id < 0 || id as usize >= buckets)
-        {
-            return Ok(None);
-        }
-        let union = RowUnion::new(ids.iter().map(|&id| id as u32), buckets);
-        if union.rows != ids {
-            return Ok(None);
-        }
-        let delta = copied(delta, ids.len() * outputs)?;
-        Ok(Some(RowChange {
-            rows: union,
-            delta,
-            outputs,
-        }))
+    /// The change of the pass that wrote `rows` (`rows × outputs` values,
+    /// in the rows' order) from `before` to `after`.
+    pub(super) fn new(rows: RowUnion, before: &[f32], after: &[f32], outputs: usize) -> RowChange {
+        let delta = after.iter().zip(before).map(|(a, b)| a - b).collect();
+        RowChange { rows, delta, outputs }
     }
 
     /// Adds to `scores` what the change did to an input of features `ids`

@@ -168,13 +168,14 @@ impl TokenTagger {
             let _ = self.weight.shallow_clone().f_index_copy_(0, &ids, &rows)?;
             self.transitions.shallow_clone().f_copy_(&transitions)?;
             self.transition_sums.shallow_clone().f_copy_(&transition_sums)?;
-            touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums]);
+            touched.add_written(WEIGHT, &ids, [rows, sums], [old_rows, old_sums], None);
             let every = Tensor::f_arange((k + 1) as i64, (Kind::Int64, device))?;
             touched.add_written(
                 TRANSITIONS,
                 &every,
                 [transitions, transition_sums],
                 [old_transitions, old_transition_sums],
+                None,
             );
             Ok(total)
         })
