@@ -98,6 +98,23 @@ impl ReplayMemory {
     }
 
     /// Changes the capacity (from the configuration), dropping examples at
+    /// random where it shrinks, then offers `examples` ([`Self::remember`]);
+    /// returns what changed over both.
+    pub fn resize_and_remember(&mut self, capacity: usize, examples: &[TrainingExample]) -> ReplayChange {
+        let dropped = self.set_capacity(capacity);
+        let mut change = self.remember(examples);
+        // An example dropped by the new capacity and offered again in the
+        // same batch is remembered before and after: no change.
+        let back: Vec<ExampleId> = dropped.iter().copied().filter(|id| change.added.contains(id)).collect();
+        change.added.retain(|id| !back.contains(id));
+        change
+            .removed
+            .extend(dropped.into_iter().filter(|id| !back.contains(id)));
+        change.removed.sort_unstable();
+        change
+    }
+
+    /// Changes the capacity (from the configuration), dropping examples at
     /// random where it shrinks; returns the examples dropped.
     pub fn set_capacity(&mut self, capacity: usize) -> Vec<ExampleId> {
         if capacity == self.capacity {
@@ -150,9 +167,10 @@ impl ReplayMemory {
     ) -> Vec<ExampleId> {
         self.capacity = capacity;
         self.pools.clear();
+        let mut held = std::collections::HashSet::new();
         for example in examples {
-            let (kept, _) = self.pools.entry(pool_of(&example.expected_output)).or_default();
-            if !kept.iter().any(|e| e.id == example.id) {
+            if held.insert(example.id) {
+                let (kept, _) = self.pools.entry(pool_of(&example.expected_output)).or_default();
                 Arc::make_mut(kept).push(Arc::new(example));
             }
         }
@@ -360,5 +378,35 @@ mod tests {
         let mut memory = ReplayMemory::new(6, 5);
         let change = memory.remember(&[labelled(7, "a"), labelled(7, "a")]);
         assert_eq!((memory.len(), change.added), (1, vec![ExampleId(7)]));
+    }
+
+    #[test]
+    fn an_example_that_joins_and_leaves_in_one_call_or_comes_back_is_no_change() {
+        // Capacity 1: of a batch of three, at most one stays; the others
+        // joined and left within the call, so the store hears nothing of them.
+        let mut memory = ReplayMemory::new(1, 2);
+        let change = memory.remember(&(0..3).map(|i| labelled(i, "a")).collect::<Vec<_>>());
+        let held = memory.ids();
+        assert_eq!(held.len(), 1);
+        assert_eq!(change.added, held);
+        assert!(change.removed.is_empty());
+
+        // Shrunk from 4 to 1, then the same batch offers all four again: an
+        // example the shrink dropped can come back, and was remembered
+        // before and after. Seeds are tried until that happens.
+        let four: Vec<TrainingExample> = (10..14).map(|i| labelled(i, "a")).collect();
+        let came_back = (0..100u64).any(|seed| {
+            let mut memory = ReplayMemory::new(4, seed);
+            memory.remember(&four);
+            let dropped = memory.clone().set_capacity(1);
+            let change = memory.resize_and_remember(1, &four);
+            let after: HashSet<ExampleId> = memory.ids().into_iter().collect();
+            assert!(change.added.is_empty(), "all four were remembered before");
+            for id in (10..14).map(ExampleId) {
+                assert_eq!(change.removed.contains(&id), !after.contains(&id), "{id:?}");
+            }
+            dropped.iter().any(|id| after.contains(id))
+        });
+        assert!(came_back, "the case under test: a dropped example came back");
     }
 }

@@ -452,9 +452,7 @@ fn consolidate(
 /// and what changed in it.
 fn remembered(memory: &ReplayMemory, capacity: usize, examples: &[TrainingExample]) -> (ReplayMemory, ReplayChange) {
     let mut next = memory.clone();
-    let dropped = next.set_capacity(capacity);
-    let mut change = next.remember(examples);
-    change.removed.extend(dropped);
+    let change = next.resize_and_remember(capacity, examples);
     (next, change)
 }
 
