@@ -127,6 +127,9 @@ if wants news; then
   last_json run_example peer_news -- --wait >"$out/news-onthefly-wait.json"
   last_json run_example peer_news -- --wait --held-out 0 >"$out/news-onthefly-wait-no-held-out.json"
   last_json run_example peer_news -- --wait --update-threshold 1 >"$out/news-onthefly-wait-1.json"
+  # What judging every update of one article costs, in time and accuracy.
+  last_json run_example peer_news -- --wait --update-threshold 1 --held-out 0 \
+    >"$out/news-onthefly-wait-1-no-held-out.json"
   # The same articles in a fixed-seed shuffle, where runs of one outlet do
   # not decide the figures.
   run_example peer_news -- --order shuffled --export "$out/news-shuffled.jsonl" >&2
@@ -163,6 +166,9 @@ if wants news; then
     vw_news news-vw-batch-50-passes-2 news --batch 50 --passes 2
     vw_news news-vw-batch-50-replay-50 news --batch 50 --replay 50
     vw_news news-vw-batch-50-replay-50-passes-2 news --batch 50 --replay 50 --passes 2
+    # Like onthefly's updates of one article: each article and one replayed.
+    vw_news news-vw-replay-1 news --batch 1 --replay 1
+    vw_news news-shuffled-vw-replay-1 news-shuffled --batch 1 --replay 1
     vw_news news-vw-tokens news --onthefly-tokens
     vw_news news-vw-tokens-batch-50 news --onthefly-tokens --batch 50
     vw_news news-shuffled-vw news-shuffled
