@@ -45,13 +45,15 @@ pub(crate) fn enqueue(
     }
 }
 
-/// An item that left a full review queue: a prediction is evicted, a
-/// quarantined example stays quarantined in the store (only no longer offered).
+/// An item that left a full review queue: a prediction is unreviewed (its
+/// target is the model's own answer: marked evicted, it was taken back and
+/// trained as if a person had given it), a quarantined example stays
+/// quarantined in the store (only no longer offered).
 pub(crate) fn drop_from_review(shared: &Shared, dropped: ReviewItem) {
     if dropped.quarantined.is_none() {
         shared.persist(StoreOp::SetState {
             ids: vec![dropped.review_id],
-            state: ExampleState::Evicted,
+            state: ExampleState::Unreviewed,
             update_id: None,
         });
     }

@@ -1,7 +1,7 @@
 //! The store does not grow without bound: settled examples beyond an
 //! agent's count, or past their age, are deleted by the writer; examples a
 //! replay memory holds, and those still on their way (buffered, held out,
-//! waiting for review), stay; the status counters survive the deletion and
+//! evicted and waiting to be taken back, waiting for review), stay; the status counters survive the deletion and
 //! a restart. On both stores; the PostgreSQL half runs against the cluster
 //! `make test` starts (and fails without it).
 
@@ -123,9 +123,41 @@ fn settled_past_their_age_are_deleted(config: Config, store: &dyn ExampleStore) 
     assert_eq!(store.retire(&policy, two_hours_later).unwrap(), 0);
 }
 
+/// Evicted examples wait in the store to be taken back once the trainer
+/// catches up: retention leaves them, so a fast stream into a small buffer
+/// is trained whole (retention deleted them untrained, their way counted
+/// as ended).
+fn evicted_examples_are_not_retired(config: Config) {
+    let config = Config {
+        max_buffer_size: 20,
+        update_threshold: 20,
+        ..with_retention(
+            config,
+            RetentionConfig {
+                max_age_hours: None,
+                max_settled_per_agent: Some(10),
+                interval_ms: 20,
+            },
+        )
+    };
+    let c = Coordinator::new(config).unwrap();
+    const N: usize = 3_000;
+    for i in 0..N {
+        c.add_training_example(example("scout", i, ["bbc", "cnn"][i % 2]))
+            .unwrap();
+    }
+    assert!(c.wait_for_idle(Duration::from_secs(300)), "not idle");
+    let scout = &c.get_training_status().agents["scout"];
+    assert!(scout.examples_taken_back > 0, "the buffer never overflowed");
+    assert_eq!(scout.examples_evicted, 0, "an evicted example was not taken back");
+    assert_eq!(scout.examples_trained, N as u64, "every example trained");
+    c.shutdown();
+}
+
 #[test]
 fn retention_on_sqlite() {
     let config = small_config();
+    evicted_examples_are_not_retired(small_config());
     settled_beyond_a_count_are_deleted_and_counted(config.clone());
     let store = SqliteStore::open(&config.data_dir.join(store::SQLITE_FILE)).unwrap();
     settled_past_their_age_are_deleted(config, &store);
@@ -134,6 +166,7 @@ fn retention_on_sqlite() {
 #[test]
 fn retention_on_postgres() {
     let config = postgres_config(&fresh_database());
+    evicted_examples_are_not_retired(postgres_config(&fresh_database()));
     settled_beyond_a_count_are_deleted_and_counted(config.clone());
     let store = PostgresStore::connect(&config.database.clone().unwrap().url, 2, Duration::from_secs(5)).unwrap();
     settled_past_their_age_are_deleted(config, &store);

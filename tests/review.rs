@@ -249,3 +249,49 @@ fn items_are_scored_again_by_the_model_that_serves_when_handed_out() {
         .unwrap();
     assert_eq!((&item.predicted_output, item.confidence), (&now.output, now.confidence));
 }
+
+/// Predictions that leave a full review queue unlabelled are not examples:
+/// their target is the model's own answer. They were marked evicted in the
+/// store, so a restart counted them as evicted examples and the catch-up
+/// took them back and trained the model on its own guesses.
+#[test]
+fn predictions_dropped_from_a_full_queue_are_never_trained() {
+    let config = Config {
+        max_pending_review: 2,
+        ..small_config()
+    };
+    let guess = "a-guess-nobody-confirmed";
+    let (trained_before, received_before) = {
+        let c = trained(config.clone());
+        for i in 0..8 {
+            let feedback = onthefly::PredictionFeedback {
+                agent_name: "scout".into(),
+                task_type: "news".into(),
+                input_text: format!("an unlabelled story {i} about nothing"),
+                predicted_output: Target::Label(guess.into()),
+                actual_output: None,
+                confidence_score: 0.1,
+                source_url: String::new(),
+            };
+            c.add_prediction_feedback(feedback).unwrap();
+        }
+        let status = c.get_training_status();
+        assert_eq!(status.agents["scout"].reviews["news"].queued, 2);
+        assert_eq!(status.agents["scout"].reviews["news"].dropped, 6);
+        c.flush(Duration::from_secs(30)).unwrap();
+        let scout = &status.agents["scout"];
+        (scout.examples_trained, scout.examples_received)
+    };
+    let c = Coordinator::new(config).unwrap();
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!(scout.reviews["news"].queued, 2, "the two kept wait again");
+    assert_eq!(
+        (scout.examples_received, scout.examples_trained, scout.examples_evicted, scout.examples_taken_back),
+        (received_before, trained_before, 0, 0),
+        "the dropped predictions are not counted as examples nor taken back"
+    );
+    let labels = &scout.models["news"].labels;
+    assert!(!labels.iter().any(|l| l == guess), "trained on its own guess: {labels:?}");
+}

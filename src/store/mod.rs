@@ -145,6 +145,10 @@ pub enum ExampleState {
     PendingReview,
     /// A prediction a person labelled (the label is a new correction row).
     Reviewed,
+    /// A prediction that left its task's full review queue for more useful
+    /// ones, never labelled: not an example (its target is the model's own
+    /// answer), so never trained, taken back or counted; retention deletes it.
+    Unreviewed,
 }
 
 macro_rules! string_forms {
@@ -180,6 +184,7 @@ string_forms!(ExampleState {
     Evaluation => "evaluation",
     PendingReview => "pending_review",
     Reviewed => "reviewed",
+    Unreviewed => "unreviewed",
 });
 
 /// A saved checkpoint, as recorded in `model_checkpoints`.
