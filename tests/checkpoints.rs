@@ -557,3 +557,26 @@ fn a_checkpoint_with_non_finite_weights_is_refused() {
     );
     assert!(refused.to_string().contains("not finite"), "{refused}");
 }
+
+/// A full disk while a checkpoint is written is an error of that write,
+/// and the process goes on: libtorch writing the file itself threw from
+/// its writer's destructor and ended the process (`std::terminate`). The
+/// temporary file is a link to `/dev/full`, where every write fails with
+/// "no space left on device".
+#[test]
+fn a_full_disk_fails_the_checkpoint_not_the_process() {
+    let dir = fresh_data_dir().join("models/scout/news");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut model = TextClassifier::new(small_config().text_model, tch::Device::Cpu, 3).unwrap();
+    let examples = [onthefly::TrainingExample::new(0, "scout", "news", "text", label("bbc"))];
+    model.prepare(&examples).unwrap();
+    let temp = dir.join(format!(".v{:08}.ckpt.{}.tmp", 1, std::process::id()));
+    std::os::unix::fs::symlink("/dev/full", &temp).unwrap();
+    let refused = checkpoint::save(&dir, &model, &EwcState::new(), &meta_of(&model, 1), 3).unwrap_err();
+    assert!(refused.to_string().contains("No space left"), "{refused}");
+    assert!(std::fs::symlink_metadata(&temp).is_err(), "the temporary file is left behind");
+    assert!(checkpoint::load(&dir, 1).is_err(), "a version was recorded");
+    // With room again, the same version is written and loads.
+    checkpoint::save(&dir, &model, &EwcState::new(), &meta_of(&model, 1), 3).unwrap();
+    assert!(checkpoint::load(&dir, 1).is_ok());
+}

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tch::Tensor;
@@ -181,6 +182,35 @@ fn append_ewc_and_meta(
     Ok(())
 }
 
+/// `named` in libtorch's file format, in memory.
+///
+/// libtorch writing a file itself on a full disk threw from its zip
+/// writer's destructor, which ended the whole process (`std::terminate`);
+/// into memory nothing can fail, and the file is written by Rust, whose
+/// errors are values.
+fn serialised(named: &[(&str, Tensor)]) -> Result<Vec<u8>, CheckpointError> {
+    let buffer = SharedBuffer::default();
+    Tensor::save_multi_to_stream(named, buffer.clone())?;
+    let bytes = std::mem::take(&mut *buffer.0.lock());
+    Ok(bytes)
+}
+
+/// A byte buffer that libtorch's stream writer (which must own its
+/// writer) fills and the caller reads afterwards.
+#[derive(Clone, Default)]
+struct SharedBuffer(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl Write for SharedBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes `named` to `target` atomically: a temporary file, fsynced,
 /// renamed, the folder fsynced.
 fn write_file(dir: &Path, version: u64, named: &[(String, Tensor)], target: &Path) -> Result<(), CheckpointError> {
@@ -191,10 +221,11 @@ fn write_file(dir: &Path, version: u64, named: &[(String, Tensor)], target: &Pat
         })?;
     let mut named: Vec<(&str, Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t.shallow_clone())).collect();
     named.push((CHECKSUM, integrity::to_entry(sum)));
+    let bytes = serialised(&named)?;
     let temp = dir.join(format!(".v{version:08}.ckpt.{}.tmp", std::process::id()));
-    let written = Tensor::save_multi(&named, &temp)
-        .map_err(CheckpointError::from)
-        .and_then(|()| File::open(&temp).and_then(|f| f.sync_all()).map_err(io(&temp)))
+    let written = File::create(&temp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .map_err(io(&temp))
         .and_then(|()| fs::rename(&temp, target).map_err(io(target)))
         .and_then(|()| File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir)));
     if let Err(e) = written {
