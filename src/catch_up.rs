@@ -111,6 +111,20 @@ pub(crate) fn reclaim_evicted(shared: &Shared, agent: &AgentState) -> bool {
     n > 0 || evicted_meanwhile
 }
 
+/// Whether an example taken back may go into a window: not one intake
+/// would never have held out. A person's correction is trained, not spent
+/// on judging (held out after a take-back, 90 of 600 corrections into a
+/// small buffer were never trained); a correction's row carries the
+/// uncertainty and importance 1 and a note it was given at intake (an
+/// example handed in alike is trained too, the safe side). An urgent one
+/// trains at once.
+fn may_judge(example: &crate::base::TrainingExample, immediate_update_priority: u8) -> bool {
+    let correction =
+        example.uncertainty_score >= 1.0 && example.importance_score >= 1.0 && example.user_feedback.is_some();
+    let urgent = u8::from(example.correction_priority) >= immediate_update_priority;
+    !correction && !urgent
+}
+
 /// Puts a share of the examples taken back (`held_out_fraction` of them, by
 /// [`crate::eval::refreshes_window`]) into their task's held-out window, as
 /// if held out when they arrived; those leaving the full window are trained
@@ -139,7 +153,8 @@ fn refresh_windows(
         for example in examples {
             let task = tasks
                 .get_mut(&example.task_type)
-                .filter(|t| t.fixed_eval.is_none() && t.trainable());
+                .filter(|t| t.fixed_eval.is_none() && t.trainable())
+                .filter(|_| may_judge(&example, shared.config.immediate_update_priority));
             match task {
                 Some(task) if crate::eval::refreshes_window(&example.input_text, fraction) => {
                     judging.push(example.id);

@@ -81,3 +81,31 @@ fn a_burst_larger_than_the_buffer_is_trained_whole() {
     assert_eq!(agent.examples_trained, 500, "{agent:?}");
     c.shutdown();
 }
+
+/// A person's corrections are never held out: not at intake, and not when
+/// they come back after a burst evicted them (a share of what is taken back
+/// refreshes the judging windows). 90 of 600 corrections into a buffer of
+/// 20 were held out after a take-back and never trained.
+#[test]
+fn corrections_taken_back_are_trained_not_held_out() {
+    let c = Coordinator::new(Config {
+        held_out_fraction: 0.15,
+        ..buffer_of(small_config(), 20)
+    })
+    .unwrap();
+    for i in 0..600 {
+        let outlet = OUTLETS[i % 3];
+        let text = format!("article number {i} about {outlet} things");
+        let correction = onthefly::UserCorrection {
+            priority: onthefly::Priority::Medium,
+            ..onthefly::UserCorrection::new("scout", "news", text, common::label("zzz"), common::label(outlet))
+        };
+        c.add_user_correction(correction).unwrap();
+    }
+    assert!(c.wait_for_idle(IDLE));
+    let agent = c.get_training_status().agents["scout"].clone();
+    assert!(agent.examples_taken_back > 0, "no burst: {agent:?}");
+    assert_eq!(agent.examples_held_out, 0, "{agent:?}");
+    assert_eq!(agent.examples_trained, 600, "{agent:?}");
+    c.shutdown();
+}

@@ -161,6 +161,9 @@ fn json_keeps_defaults_and_refuses_unknown_fields() {
         "{err:?}"
     );
     assert!(err.to_string().contains("-0.1"));
+    // 0 would make every example urgent: nothing held out, nothing judged.
+    let err = Config::from_json(r#"{"immediate_update_priority": 0}"#).unwrap_err();
+    assert!(err.to_string().contains("immediate_update_priority"), "{err}");
     // A round trip through JSON gives the same configuration.
     let json = serde_json::to_string(&Config::default()).unwrap();
     assert_eq!(Config::from_json(&json).unwrap(), Config::default());

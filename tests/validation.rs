@@ -257,3 +257,20 @@ fn unknown_agents_and_missing_models_are_clear_errors() {
         Err(Error::NoModel { .. })
     ));
 }
+
+/// Names that would leave the model folder are refused where they become a
+/// path: `list_checkpoints("analyst", "../scout/news")` listed the scout's
+/// versions as the analyst's.
+#[test]
+fn checkpoint_listings_refuse_names_that_are_paths() {
+    let c = coordinator();
+    c.add_training_example(example("scout", 1, "bbc")).unwrap();
+    c.add_training_example(example("analyst", 1, "bbc")).unwrap();
+    for (agent, task) in [("analyst", "../scout/news"), ("scout", "/tmp"), ("../scout", "news")] {
+        assert!(
+            matches!(invalid(c.list_checkpoints(agent, task)), ValidationError::InvalidName { .. }),
+            "{agent}/{task}"
+        );
+    }
+    assert!(c.list_checkpoints("scout", "news").unwrap().is_empty());
+}

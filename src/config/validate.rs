@@ -69,10 +69,15 @@ impl Config {
         if self.check_interval_ms == 0 {
             return field("check_interval_ms", "must be at least 1 ms, got 0".into());
         }
-        if self.immediate_update_priority > 3 {
+        // 0 makes every example urgent, and urgent examples are never held
+        // out: no update would be judged.
+        if !(1..=3).contains(&self.immediate_update_priority) {
             return field(
                 "immediate_update_priority",
-                format!("must be in 0..=3, got {}", self.immediate_update_priority),
+                format!(
+                    "must be in 1..=3 (0 would make every example urgent, so none would be held out to judge updates), got {}",
+                    self.immediate_update_priority
+                ),
             );
         }
         if !(self.held_out_fraction.is_finite() && (0.0..1.0).contains(&self.held_out_fraction)) {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::validate::check_name;
 use super::Coordinator;
 use crate::checkpoint;
 use crate::error::{Error, Result};
@@ -34,6 +35,11 @@ impl Coordinator {
     /// (from the store, when one is configured).
     pub fn list_checkpoints(&self, agent_name: &str, task_type: &str) -> Result<Vec<CheckpointInfo>> {
         self.ensure_running()?;
+        // The names become a folder's path: "../scout/news" listed another
+        // agent's versions as this one's, an absolute path any folder's.
+        let max = self.shared.config.max_name_bytes;
+        check_name("agent_name", agent_name, max)?;
+        check_name("task_type", task_type, max)?;
         let agent = self.agent(agent_name)?;
         let serving = agent.live_model(task_type).map(|live| live.version());
         let dir = self.shared.config.model_dir(agent_name).join(task_type);
