@@ -28,6 +28,14 @@ static INIT: Mutex<()> = Mutex::new(());
 pub fn initialize_online_training(config: Config) -> Result<&'static Coordinator> {
     let _guard = INIT.lock();
     if let Some(existing) = GLOBAL.get() {
+        // An instance inherited through a fork serves nobody here: say so
+        // now, not at the first call after a success.
+        existing.check_process()?;
+        // As the running instance resolved its folders when it opened.
+        let config = config.with_absolute_paths().map_err(|e| Error::Io {
+            path: "the working directory".into(),
+            message: e.to_string(),
+        })?;
         return if *existing.config() != config {
             Err(Error::AlreadyInitialized)
         } else if existing.is_shut_down() {

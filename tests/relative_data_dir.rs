@@ -38,4 +38,16 @@ fn a_relative_data_dir_is_the_folder_it_named_when_opened() {
     assert_eq!(c.list_checkpoints("scout", "news").unwrap().len(), versions);
     assert!(c.predict("scout", "news", "a story about the news").is_ok(), "no model after a restart");
     c.shutdown();
+
+    // The global instance compares a configuration given again with the one
+    // it resolved: the same relative folder is the same configuration.
+    let global = Config {
+        data_dir: "global-data".into(),
+        ..small_config()
+    };
+    let first = onthefly::initialize_online_training(global.clone()).unwrap();
+    let again = onthefly::initialize_online_training(global).unwrap();
+    assert!(std::ptr::eq(first, again), "the same relative data_dir was another configuration");
+    assert!(first.config().data_dir.is_absolute());
+    onthefly::shutdown().unwrap();
 }

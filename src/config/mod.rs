@@ -218,6 +218,25 @@ impl Default for Config {
 }
 
 impl Config {
+    /// This configuration with the folders it writes to (`data_dir`,
+    /// `model_paths`) resolved against the working directory now. A
+    /// coordinator resolves them once, when it opens: resolved at each use,
+    /// a program that changed directory later wrote its checkpoints into
+    /// another folder than its store, and a restart found none.
+    pub fn with_absolute_paths(self) -> std::io::Result<Config> {
+        let data_dir = std::path::absolute(&self.data_dir)?;
+        let model_paths = self
+            .model_paths
+            .into_iter()
+            .map(|(agent, path)| Ok((agent, std::path::absolute(path)?)))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Config {
+            data_dir,
+            model_paths,
+            ..self
+        })
+    }
+
     /// The folder of an agent's checkpoints.
     pub fn model_dir(&self, agent: &str) -> PathBuf {
         self.model_paths

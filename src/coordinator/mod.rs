@@ -144,14 +144,10 @@ impl Coordinator {
     /// coordinator holds `data_dir` ([`Error::DataDirInUse`]).
     pub fn new(config: Config) -> Result<Coordinator> {
         config.validate()?;
-        // Resolved against the working directory once, now: resolved at each
-        // use, a program that changed directory later wrote its checkpoints
-        // into another folder than its store, and a restart found none.
-        let data_dir = std::path::absolute(&config.data_dir).map_err(|e| crate::Error::Io {
-            path: config.data_dir.display().to_string(),
+        let config = config.with_absolute_paths().map_err(|e| crate::Error::Io {
+            path: "the working directory".into(),
             message: e.to_string(),
         })?;
-        let config = Config { data_dir, ..config };
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
         let device = config.device.resolve();
         let (store, recovered) = open_store(&config)?;
