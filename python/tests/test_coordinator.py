@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
 
 import onthefly
 from onthefly import Coordinator, FeedbackOutcome, Prediction
+
+from conftest import SMALL
 
 OUTLETS = ["bbc", "cnn", "reuters"]
 WORDS = ["parliament", "election", "markets", "storm", "football", "science"]
@@ -168,6 +171,20 @@ def test_the_environment_is_the_base_and_keywords_win(config, monkeypatch: pytes
         assert status["update_threshold"] == 9
         c.add_training_example("scout", "news", "text", "bbc", 0.5)
         assert c.get_training_status()["agents"]["scout"]["buffer_capacity"] == 321
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_training_data_dir_counts_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value) -> None:
+    """As the library reads it: the program's own folder, not the shared one
+    of an earlier version (where every later start warned)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRAINING_DATA_DIR", value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Coordinator(**SMALL):
+            pass
+    assert not (tmp_path / "onthefly-data" / "onthefly.sqlite3").exists(), "stored in the shared onthefly-data"
+    assert (tmp_path / onthefly.default_data_dir() / "onthefly.sqlite3").exists()
 
 
 def test_threads_add_at_once_and_every_example_is_counted(config) -> None:

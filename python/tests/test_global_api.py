@@ -76,6 +76,22 @@ def test_the_originals_functions_work_as_documented(tmp_path: Path) -> None:
     assert lines["METRICS"] == "True"
 
 
+def test_initialising_without_update_threshold_keeps_the_environments(tmp_path: Path, monkeypatch) -> None:
+    """The keyword's default of 50 went to the library on top of
+    TRAINING_UPDATE_THRESHOLD, as if given."""
+    monkeypatch.setenv("TRAINING_UPDATE_THRESHOLD", "7")
+    out = run_python(
+        """
+        import json, sys
+        import onthefly
+        onthefly.initialize_online_training(**json.loads(sys.argv[1]))
+        print(onthefly.get_training_status()["update_threshold"])
+        """,
+        json.dumps({**SMALL, "data_dir": str(tmp_path / "data")}),
+    )
+    assert out.stdout.strip() == "7", "TRAINING_UPDATE_THRESHOLD=7 ignored"
+
+
 #: Streams into the global instance and an open Coordinator from 4 threads,
 #: forces an update and ends with neither shut down. argv: config, the two
 #: data_dirs, and "c-handler-only" to unregister the package's Python hook.

@@ -98,3 +98,40 @@ def test_messages_name_the_argument_as_the_caller_wrote_it(config) -> None:
         with pytest.raises(ValueError) as raised:
             c.add_training_example("critic", "quality", "an essay", "0.5", 0.5)
         assert 'is a regressor: expected_output must be a number in 0..=1; got "0.5"' in str(raised.value)
+
+
+def test_numbers_are_numbers_not_strings_or_bools(config) -> None:
+    """float() and int() took "0.9", True and 1.9 as 0.9, 1.0 and 1."""
+    with Coordinator(**config) as c:
+        for score in ("0.9", True):
+            with pytest.raises(TypeError, match="uncertainty_score must be a number"):
+                c.add_training_example("scout", "news", "a story", "bbc", score)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="importance_score must be a number"):
+            c.add_training_example("scout", "news", "a story", "bbc", 0.5, "1")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="confidence_score must be a number"):
+            c.add_prediction_feedback("scout", "news", "a story", "bbc", "cnn", False)
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            c.flush("5")  # type: ignore[arg-type]
+        for n in (1.9, "1", True):
+            with pytest.raises(TypeError, match="n must be an int"):
+                c.next_for_review("scout", "news", n)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="version must fit in 64 bits"):
+            c.rollback_model("scout", "news", 2**64)
+        assert "scout" not in c.get_training_status()["agents"], "nothing refused is kept"
+        # Ints are numbers.
+        c.add_training_example("scout", "news", "a story", "bbc", 1, 0)
+        c.flush(5)
+
+
+def test_a_negative_label_priority_is_refused(config) -> None:
+    """-1 tells the C ABI "not given": it was taken as priority 2."""
+    with Coordinator(**config, predict_feedback_threshold=1.0, feedback_uncertainty_threshold=0.0) as c:
+        for i in range(60):
+            c.add_training_example("scout", "news", f"story {i} on {['markets', 'storms'][i % 2]}", ["a", "b"][i % 2], 0.5)
+        c.force_update_agent("scout")
+        c.wait_for_idle(300)
+        c.predict("scout", "news", "a new story on markets")
+        item = c.next_for_review("scout", "news", 1)[0]
+        with pytest.raises(onthefly.InvalidArgumentError, match="priority must be in 0..=3, got -1"):
+            c.label(item["review_id"], "a", priority=-1)
+        c.label(item["review_id"], "a", priority=0)  # still waiting: nothing was labelled

@@ -256,9 +256,20 @@ def _id(value: int, name: str) -> int:
     """A version or an id: an int in 0..2**64 (C's uint64_t)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 0 <= value < 2**64:
+    if value < 0:
         raise InvalidArgumentError(f"{name} must be 0 or more, got {value}")
+    if value >= 2**64:
+        raise InvalidArgumentError(f"{name} must fit in 64 bits (below 2**64), got {value}")
     return value
+
+
+def _number(value: float, name: str) -> float:
+    """A score or a number of seconds as a float: an int, a float or a
+    scalar of NumPy or torch (what converts itself, ``__float__``). A ``str``
+    is refused rather than parsed, a ``bool`` rather than read as 0 or 1."""
+    if isinstance(value, bool) or not hasattr(type(value), "__float__"):
+        raise TypeError(f"{name} must be a number (an int or a float), got {type(value).__name__}")
+    return float(value)
 
 
 def _int32(value: int, name: str) -> int:
@@ -270,7 +281,7 @@ def _int32(value: int, name: str) -> int:
 
 
 def _milliseconds(seconds: float, name: str) -> int:
-    ms = float(seconds) * 1000.0
+    ms = _number(seconds, name) * 1000.0
     if not 0.0 <= ms <= _U32_MS:
         raise InvalidArgumentError(f"{name} must be between 0 and {_U32_MS / 1000:.0f} seconds, got {seconds}")
     return int(ms)
@@ -331,7 +342,8 @@ def _config_json(config: Dict[str, Any]) -> bytes:
     raw = ctypes.c_void_p()
     _check(lib.otf_config_from_environment(ctypes.byref(raw)))
     base = json.loads(_native.take_text(raw))
-    if "data_dir" not in config and "TRAINING_DATA_DIR" not in os.environ:
+    # Empty (or blank) counts as unset, as the library reads it.
+    if "data_dir" not in config and not os.environ.get("TRAINING_DATA_DIR", "").strip():
         config = {**config, "data_dir": str(default_data_dir())}
     try:
         return json.dumps(_merge(base, config), default=os.fspath).encode("utf-8")
@@ -356,7 +368,9 @@ class Coordinator:
         self._handle: Optional[ctypes.c_void_p] = handle
         self._is_global = False
         self._closed = False
+        self._started_in: Optional[int] = os.getpid()
         _OPEN.add(self)
+        _shut_down_when_a_worker_ends()
 
     @classmethod
     def _global_instance(cls) -> "Coordinator":
@@ -364,6 +378,7 @@ class Coordinator:
         instance._handle = None
         instance._is_global = True
         instance._closed = False
+        instance._started_in = None  # until initialize_online_training
         return instance
 
     def _call(self, operation: str, *args: Any) -> None:
@@ -433,8 +448,8 @@ class Coordinator:
             _text(task_type, "task_type"),
             _text(input_text, "input_text"),
             _json(expected_output, "expected_output"),
-            float(uncertainty_score),
-            float(importance_score),
+            _number(uncertainty_score, "uncertainty_score"),
+            _number(importance_score, "importance_score"),
             _int32(correction_priority, "correction_priority"),
             _text(source_url, "source_url"),
             _text(user_feedback, "user_feedback"),
@@ -482,7 +497,7 @@ class Coordinator:
             _text(task_type, "task_type"),
             _text(input_text, "input_text"),
             _json(predicted_output, "predicted_output"),
-            float(confidence_score),
+            _number(confidence_score, "confidence_score"),
             None if actual_output is None else _json(actual_output, "actual_output"),
             _text(source_url, "source_url"),
             ctypes.byref(out),
@@ -738,10 +753,12 @@ class Coordinator:
         >>> item = coordinator.next_for_review("scout", "news", 1)[0]
         >>> coordinator.label(item["review_id"], "reuters")
         """
-        if not 0 <= int(n) <= _U32_MS:
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n must be an int, got {type(n).__name__}")
+        if not 0 <= n <= _U32_MS:
             raise InvalidArgumentError(f"n must be between 0 and {_U32_MS}, got {n}")
         return json.loads(
-            self._text_call("next_for_review", _text(agent_name, "agent_name"), _text(task_type, "task_type"), int(n))
+            self._text_call("next_for_review", _text(agent_name, "agent_name"), _text(task_type, "task_type"), n)
         )
 
     def label(self, review_id: int, output: Value, priority: Optional[int] = None) -> int:
@@ -750,7 +767,8 @@ class Coordinator:
 
         Raises:
             InvalidArgumentError: unknown or already labelled ``review_id``,
-                or an output the task cannot learn.
+                a ``priority`` outside 0..3, or an output the task cannot
+                learn.
 
         >>> item = coordinator.next_for_review("scout", "news", 1)[0]
         >>> coordinator.label(item["review_id"], "reuters")
@@ -758,6 +776,9 @@ class Coordinator:
         """
         out = ctypes.c_uint64()
         level = -1 if priority is None else _int32(priority, "priority")
+        if priority is not None and level < 0:
+            # -1 is how the C ABI is told "not given": it would be priority 2.
+            raise InvalidArgumentError(f"priority must be in 0..=3, got {priority}")
         self._call("label", _id(review_id, "review_id"), _json(output, "output"), level, ctypes.byref(out))
         return out.value
 
@@ -806,12 +827,20 @@ class Coordinator:
             lib.otf_coordinator_free(handle)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed or (not self._is_global and self._handle is None) else "open"
+        if self._closed or (not self._is_global and self._handle is None):
+            state = "closed"
+        elif self._started_in not in (None, os.getpid()):
+            state = f"forked, started in process {self._started_in}"
+        else:
+            state = "open"
         return f"<onthefly.Coordinator {'global, ' if self._is_global else ''}{state}>"
 
 
 #: Every Coordinator not collected yet, for the exit handler.
 _OPEN: "weakref.WeakSet[Coordinator]" = weakref.WeakSet()
+
+#: The multiprocessing worker whose finalizers include the exit handler.
+_FINALIZED_IN: Optional[int] = None
 
 
 @atexit.register
@@ -831,27 +860,54 @@ def _shut_down_at_exit() -> None:
     lib.otf_shutdown()
 
 
+def _shut_down_when_a_worker_ends() -> None:
+    """Runs the exit handler also where ``atexit`` does not: multiprocessing
+    ends a worker it forked (start methods fork and forkserver) with
+    ``os._exit``, after running the multiprocessing finalizers registered in
+    that worker (inherited ones are cleared). Once per worker; where atexit
+    runs too (a spawned worker), the second run finds everything stopped."""
+    global _FINALIZED_IN
+    multiprocessing = sys.modules.get("multiprocessing")  # a worker has imported it
+    if multiprocessing is None or multiprocessing.parent_process() is None or _FINALIZED_IN == os.getpid():
+        return
+    from multiprocessing import util
+
+    _FINALIZED_IN = os.getpid()
+    # 0: in the first round, before multiprocessing joins the worker's own children.
+    util.Finalize(None, _shut_down_at_exit, exitpriority=0)
+
+
 # -- The original's module-level functions, over the global instance ---------
 
 _GLOBAL = Coordinator._global_instance()
 _INIT_LOCK = threading.Lock()
 
 
-def initialize_online_training(update_threshold: int = 50, **config: Unpack[Config]) -> Coordinator:
+def initialize_online_training(update_threshold: Optional[int] = None, **config: Unpack[Config]) -> Coordinator:
     """Starts the global training system and returns it.
 
     Calling it again with the same configuration returns the running
     instance; with another it raises :class:`AlreadyInitializedError`. After
     :func:`shutdown` the global instance cannot be started again in this
     process (open a :class:`Coordinator` instead). The keyword arguments are
-    the keys of :class:`Config`; without ``data_dir`` each program keeps its
-    store in :func:`default_data_dir`.
+    the keys of :class:`Config`, on top of the environment's configuration:
+    ``update_threshold`` left out is ``TRAINING_UPDATE_THRESHOLD``, or 50.
+    Without ``data_dir`` each program keeps its store in
+    :func:`default_data_dir`.
+
+    Raises:
+        ForkedProcessError: in a process forked from the one that started
+            the global instance (it cannot serve this one).
 
     >>> onthefly.initialize_online_training(update_threshold=20)
     <onthefly.Coordinator global, open>
     """
+    if update_threshold is not None:
+        config = {**config, "update_threshold": update_threshold}
     with _INIT_LOCK:
-        _check(lib.otf_initialize(_config_json({**config, "update_threshold": update_threshold})))
+        _check(lib.otf_initialize(_config_json(config)))
+        _GLOBAL._started_in = os.getpid()
+    _shut_down_when_a_worker_ends()
     return _GLOBAL
 
 
