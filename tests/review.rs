@@ -295,3 +295,23 @@ fn predictions_dropped_from_a_full_queue_are_never_trained() {
     let labels = &scout.models["news"].labels;
     assert!(!labels.iter().any(|l| l == guess), "trained on its own guess: {labels:?}");
 }
+
+/// A label the correction would refuse (here one over `max_input_bytes`)
+/// leaves the item in its queue: it used the item up, and the person could
+/// neither label it again nor skip it.
+#[test]
+fn a_refused_label_leaves_the_item_waiting() {
+    let c = trained(Config {
+        max_input_bytes: 64,
+        ..small_config()
+    });
+    let id = c.predict("scout", "news", "an unseen story").unwrap().review_id.unwrap();
+    let out = c.next_for_review("scout", "news", 1).unwrap();
+    assert_eq!(out[0].review_id, id);
+    let too_long = Target::Label("x".repeat(99));
+    assert!(matches!(c.label(id, too_long, None), Err(Error::Invalid(_))));
+    c.label(id, Target::Label("npr".into()), None).unwrap();
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!(scout.reviews["news"].labelled, 1);
+    assert_eq!(scout.examples_received, 46, "the label is an example");
+}

@@ -108,6 +108,14 @@ impl Coordinator {
     /// queues an immediate update, priority 3 is also logged as critical.
     pub fn add_user_correction(&self, correction: UserCorrection) -> Result<Receipt> {
         self.ensure_running()?;
+        let example = self.correction_example(correction)?;
+        // A person's answer is too valuable to spend on evaluation only.
+        self.accept(example, false)
+    }
+
+    /// The example a correction becomes, validated: everything that can
+    /// refuse it before it is accepted.
+    pub(super) fn correction_example(&self, correction: UserCorrection) -> Result<NewExample> {
         let max = self.shared.config.max_input_bytes;
         check_target("incorrect_output", &correction.incorrect_output, max)?;
         check_target("correct_output", &correction.correct_output, max)?;
@@ -135,8 +143,7 @@ impl Coordinator {
         .with_priority(correction.priority)
         .with_feedback(note);
         self.validate_example(&example)?;
-        // A person's answer is too valuable to spend on evaluation only.
-        self.accept(example, false)
+        Ok(example)
     }
 
     /// Queues an update of the agent now, whatever its buffer holds (the

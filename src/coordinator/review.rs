@@ -6,7 +6,6 @@
 use super::{Coordinator, Receipt};
 use crate::active::{drop_from_review, enqueue, offer_quarantined};
 use crate::agent::{task_of_kind, AgentState};
-use crate::base::kind_matches;
 use crate::base::{now_millis, ExampleId, Priority, Target, TrainingExample};
 use crate::error::Result;
 use crate::feedback::{PredictionFeedback, UserCorrection};
@@ -172,23 +171,11 @@ impl Coordinator {
     /// unknown id, an id labelled already, an output of another kind.
     pub fn label(&self, review_id: ExampleId, output: Target, priority: Option<Priority>) -> Result<Receipt> {
         self.ensure_running()?;
-        let item = self.with_queue_of(review_id, |queue| {
-            let item = queue.peek(review_id)?;
-            output.validate(&item.input_text)?;
-            kind_matches(
-                &item.agent_name,
-                &item.task_type,
-                item.predicted_output.kind(),
-                output.kind(),
-            )?;
-            Ok(queue.label(review_id)?)
-        })?;
-        self.shared.persist(StoreOp::SetState {
-            ids: vec![review_id],
-            state: ExampleState::Reviewed,
-            update_id: None,
-        });
-        self.add_user_correction(UserCorrection {
+        let item = self.with_queue_of(review_id, |queue| Ok(queue.peek(review_id)?.clone()))?;
+        // Every check of the correction before the item leaves its queue: a
+        // label refused after (one over `max_input_bytes`) used the item up,
+        // and the person could neither label it again nor skip it.
+        let example = self.correction_example(UserCorrection {
             priority: priority.unwrap_or(Priority::High),
             user_feedback: Some(format!("label of review item {review_id}")),
             ..UserCorrection::new(
@@ -198,7 +185,14 @@ impl Coordinator {
                 item.predicted_output,
                 output,
             )
-        })
+        })?;
+        self.with_queue_of(review_id, |queue| Ok(queue.label(review_id)?))?;
+        self.shared.persist(StoreOp::SetState {
+            ids: vec![review_id],
+            state: ExampleState::Reviewed,
+            update_id: None,
+        });
+        self.accept(example, false)
     }
 
     /// Returns a handed-out item to its queue, unlabelled.
