@@ -274,3 +274,43 @@ fn checkpoint_listings_refuse_names_that_are_paths() {
     }
     assert!(c.list_checkpoints("scout", "news").unwrap().is_empty());
 }
+
+/// A target the model the configuration names for its task cannot learn is
+/// refused at the call: accepted, it failed every update, and its examples,
+/// buffered for good, held the agent's other tasks back.
+#[test]
+fn targets_the_configured_model_cannot_learn_are_refused() {
+    let c = Coordinator::new(Config {
+        model_kinds: [("critic/claims".to_string(), onthefly::models::ModelKind::TextClassifier)].into(),
+        torchscript: [(
+            "scout/news".to_string(),
+            onthefly::models::TorchScriptSpec {
+                path: "/nonexistent/module.pt".into(),
+                target_kind: TargetKind::Label,
+                labels: vec!["bbc".into(), "cnn".into()],
+                hash_buckets: 1024,
+                max_tokens: 100,
+                learning_rate: 0.05,
+                minibatch_size: 16,
+            },
+        )]
+        .into(),
+        ..small_config()
+    })
+    .unwrap();
+    let refused = |e: NewExample| match invalid(c.add_training_example(e)) {
+        ValidationError::NotForConfiguredModel { .. } => {}
+        other => panic!("{other:?}"),
+    };
+    refused(NewExample::new("critic", "claims", "a claim", Target::Score(0.4)));
+    refused(NewExample::new("scout", "news", "a story", label("fox")));
+    refused(NewExample::new("scout", "news", "a story", Target::Score(0.4)));
+    c.add_training_example(NewExample::new("critic", "claims", "a claim", label("true")))
+        .unwrap();
+    c.add_training_example(NewExample::new("scout", "news", "a story", label("cnn")))
+        .unwrap();
+    let message = invalid(c.add_training_example(NewExample::new("scout", "news", "a story", label("fox")))).to_string();
+    assert!(message.contains("\"bbc\"") && message.contains("fox"), "{message}");
+    let status = c.get_training_status();
+    assert_eq!(status.agents["critic"].examples_received + status.agents["scout"].examples_received, 2);
+}

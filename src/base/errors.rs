@@ -101,6 +101,22 @@ pub enum ValidationError {
         /// The value given, as JSON (cut to 60 characters).
         got: Box<str>,
     },
+    /// A target the model the configuration names for its task
+    /// (`model_kinds`, `torchscript`) cannot learn: accepted, it failed every
+    /// update and held the agent's other tasks back.
+    #[error("task {task:?} of agent {agent:?} is learned by the configured {model}, which {learns}; got {got}")]
+    NotForConfiguredModel {
+        /// The agent.
+        agent: String,
+        /// The task.
+        task: String,
+        /// The configured model.
+        model: String,
+        /// What it learns.
+        learns: String,
+        /// What was given (a kind of target, or a label, cut to 60 characters).
+        got: Box<str>,
+    },
     /// The task already learns another kind of target.
     #[error(
         "task {task:?} of agent {agent:?} is a {}: it learns {expected} targets, so a {got} cannot be one \

@@ -56,6 +56,8 @@ impl Coordinator {
             &feedback.task_type,
             feedback.predicted_output.kind(),
         )?;
+        let answer = feedback.actual_output.as_ref().unwrap_or(&feedback.predicted_output);
+        self.check_configured_model(&feedback.agent_name, &feedback.task_type, answer)?;
 
         let j = judge(
             &feedback.task_type,
@@ -184,7 +186,17 @@ impl Coordinator {
         check_unit("importance_score", example.importance_score)?;
         check_target("expected_output", &example.expected_output, limits.max_input_bytes)?;
         example.expected_output.validate(&example.input_text)?;
-        self.check_task_kind(&example.agent_name, &example.task_type, example.expected_output.kind())
+        self.check_task_kind(&example.agent_name, &example.task_type, example.expected_output.kind())?;
+        self.check_configured_model(&example.agent_name, &example.task_type, &example.expected_output)
+    }
+
+    /// Refuses a target the model configured for the task cannot learn
+    /// ([`crate::update::configured_model_refuses`]).
+    pub(super) fn check_configured_model(&self, agent: &str, task: &str, target: &Target) -> Result<()> {
+        match crate::update::configured_model_refuses(&self.shared.config, agent, task, target) {
+            Some(refused) => Err(refused.into()),
+            None => Ok(()),
+        }
     }
 
     /// Routes a validated example: held out (when `may_hold_out` and the hash

@@ -31,6 +31,6 @@ mod verdict;
 mod worker;
 
 pub(crate) use commit::compact_checkpoints;
-pub(crate) use snapshot::catch_up_trainer_copies;
+pub(crate) use snapshot::{catch_up_trainer_copies, configured_model_refuses};
 pub use train::{train_one_epoch, train_one_epoch_back_propagated};
 pub(crate) use worker::{run_job, ticker_loop, worker_loop};

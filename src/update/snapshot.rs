@@ -56,6 +56,60 @@ pub(super) fn build_model(
     }
 }
 
+/// Why the model the configuration names for (agent, task) could not
+/// learn `target`, when it could not: its kind of target, or, for a
+/// TorchScript classifier, a label outside its outputs. `None` when no
+/// model is configured for the task or it learns the target. Checked when
+/// an example arrives, so it is refused at the call rather than failing
+/// every update.
+pub(crate) fn configured_model_refuses(
+    config: &crate::config::Config,
+    agent: &str,
+    task: &str,
+    target: &crate::base::Target,
+) -> Option<crate::base::ValidationError> {
+    if config.torchscript.is_empty() && config.model_kinds.is_empty() {
+        return None;
+    }
+    let key = format!("{agent}/{task}");
+    let got = target.kind();
+    let refused = |model: String, learns: String, got: String| crate::base::ValidationError::NotForConfiguredModel {
+        agent: agent.to_string(),
+        task: task.to_string(),
+        model,
+        learns,
+        got: got.chars().take(60).collect::<String>().into(),
+    };
+    if let Some(spec) = config.torchscript.get(&key) {
+        let model = format!("TorchScript module {}", spec.path.display());
+        if spec.target_kind != got {
+            return Some(refused(model, format!("learns {} targets", spec.target_kind), format!("a {got}")));
+        }
+        return match target {
+            crate::base::Target::Label(label) if !spec.labels.is_empty() && !spec.labels.contains(label) => Some(
+                refused(model, format!("answers only the labels {:?}", spec.labels), format!("{label:?}")),
+            ),
+            _ => None,
+        };
+    }
+    let kind = config.model_kinds.get(&key)?;
+    let learns = match kind {
+        ModelKind::MiniLmHead => matches!(got, TargetKind::Label | TargetKind::Score),
+        kind => ModelKind::for_target(got) == Some(*kind),
+    };
+    let what = match kind {
+        ModelKind::MiniLmHead => "learns label or score targets".to_string(),
+        kind => match [TargetKind::Label, TargetKind::Score, TargetKind::Tags]
+            .into_iter()
+            .find(|&t| ModelKind::for_target(t) == Some(*kind))
+        {
+            Some(t) => format!("learns {t} targets"),
+            None => "learns no targets".to_string(),
+        },
+    };
+    (!learns).then(|| refused(format!("model kind {}", kind.name()), what, format!("a {got}")))
+}
+
 /// The live model (created on first use) and a snapshot of the held-out
 /// window of a task; `None` when no built-in model learns its targets.
 pub(super) fn prepare_task(
