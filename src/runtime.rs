@@ -142,6 +142,14 @@ impl Shared {
         id: crate::base::ExampleId,
     ) {
         stats.examples_evicted += 1;
+        if self.store.is_none() {
+            // Nowhere to keep it: say so where the caller looks (the status),
+            // not only in a log a Python or C caller never sees.
+            stats.last_error = Some(format!(
+                "the buffer was full and no store is configured: {} of the least valuable examples were dropped untrained (turn the store on to keep them, or raise max_buffer_size)",
+                stats.examples_evicted
+            ));
+        }
         self.persist(StoreOp::SetState {
             ids: vec![id],
             state: crate::store::ExampleState::Evicted,

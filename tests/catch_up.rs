@@ -109,3 +109,30 @@ fn corrections_taken_back_are_trained_not_held_out() {
     assert_eq!(agent.examples_trained, 600, "{agent:?}");
     c.shutdown();
 }
+
+/// With the store off there is nowhere to keep an evicted example: it is
+/// dropped untrained, and the agent's status says so (before, only the
+/// counter moved, and the configuration's documentation promised they
+/// would be taken back).
+#[test]
+fn with_the_store_off_a_dropped_example_is_said_in_the_status() {
+    let config = Config {
+        store: onthefly::StoreConfig {
+            enabled: false,
+            ..onthefly::StoreConfig::default()
+        },
+        ..buffer_of(small_config(), 20)
+    };
+    let c = Coordinator::new(config).unwrap();
+    // The 21st arrives while the first 20 wait for (or are in) their update.
+    for i in 0..200 {
+        c.add_training_example(example("scout", i, OUTLETS[i % 3])).unwrap();
+    }
+    assert!(c.wait_for_idle(IDLE));
+    let agent = c.get_training_status().agents["scout"].clone();
+    assert!(agent.examples_evicted > 0, "{agent:?}");
+    assert_eq!(agent.examples_evicted + agent.examples_trained, 200, "{agent:?}");
+    let said = agent.last_error.unwrap_or_default();
+    assert!(said.contains("dropped untrained"), "{said:?}");
+    c.shutdown();
+}

@@ -574,7 +574,10 @@ fn a_full_disk_fails_the_checkpoint_not_the_process() {
     std::os::unix::fs::symlink("/dev/full", &temp).unwrap();
     let refused = checkpoint::save(&dir, &model, &EwcState::new(), &meta_of(&model, 1), 3).unwrap_err();
     assert!(refused.to_string().contains("No space left"), "{refused}");
-    assert!(std::fs::symlink_metadata(&temp).is_err(), "the temporary file is left behind");
+    assert!(
+        std::fs::symlink_metadata(&temp).is_err(),
+        "the temporary file is left behind"
+    );
     assert!(checkpoint::load(&dir, 1).is_err(), "a version was recorded");
     // With room again, the same version is written and loads.
     checkpoint::save(&dir, &model, &EwcState::new(), &meta_of(&model, 1), 3).unwrap();

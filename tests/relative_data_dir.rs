@@ -23,7 +23,8 @@ fn a_relative_data_dir_is_the_folder_it_named_when_opened() {
     std::env::set_current_dir(&first).unwrap();
     let c = Coordinator::new(config.clone()).unwrap();
     for i in 0..40 {
-        c.add_training_example(example("scout", i, ["bbc", "cnn"][i % 2])).unwrap();
+        c.add_training_example(example("scout", i, ["bbc", "cnn"][i % 2]))
+            .unwrap();
     }
     std::env::set_current_dir(&later).unwrap();
     update_now(&c, "scout");
@@ -31,12 +32,18 @@ fn a_relative_data_dir_is_the_folder_it_named_when_opened() {
     c.shutdown();
     drop(c);
     assert!(versions > 0, "no version was written");
-    assert!(!later.join("agent-data").exists(), "files went to the later working directory");
+    assert!(
+        !later.join("agent-data").exists(),
+        "files went to the later working directory"
+    );
 
     std::env::set_current_dir(&first).unwrap();
     let c = Coordinator::new(config).unwrap();
     assert_eq!(c.list_checkpoints("scout", "news").unwrap().len(), versions);
-    assert!(c.predict("scout", "news", "a story about the news").is_ok(), "no model after a restart");
+    assert!(
+        c.predict("scout", "news", "a story about the news").is_ok(),
+        "no model after a restart"
+    );
     c.shutdown();
 
     // The global instance compares a configuration given again with the one
@@ -47,7 +54,10 @@ fn a_relative_data_dir_is_the_folder_it_named_when_opened() {
     };
     let first = onthefly::initialize_online_training(global.clone()).unwrap();
     let again = onthefly::initialize_online_training(global).unwrap();
-    assert!(std::ptr::eq(first, again), "the same relative data_dir was another configuration");
+    assert!(
+        std::ptr::eq(first, again),
+        "the same relative data_dir was another configuration"
+    );
     assert!(first.config().data_dir.is_absolute());
     onthefly::shutdown().unwrap();
 }

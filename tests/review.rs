@@ -288,12 +288,20 @@ fn predictions_dropped_from_a_full_queue_are_never_trained() {
     let scout = &c.get_training_status().agents["scout"];
     assert_eq!(scout.reviews["news"].queued, 2, "the two kept wait again");
     assert_eq!(
-        (scout.examples_received, scout.examples_trained, scout.examples_evicted, scout.examples_taken_back),
+        (
+            scout.examples_received,
+            scout.examples_trained,
+            scout.examples_evicted,
+            scout.examples_taken_back
+        ),
         (received_before, trained_before, 0, 0),
         "the dropped predictions are not counted as examples nor taken back"
     );
     let labels = &scout.models["news"].labels;
-    assert!(!labels.iter().any(|l| l == guess), "trained on its own guess: {labels:?}");
+    assert!(
+        !labels.iter().any(|l| l == guess),
+        "trained on its own guess: {labels:?}"
+    );
 }
 
 /// A label the correction would refuse (here one over `max_input_bytes`)
@@ -305,7 +313,11 @@ fn a_refused_label_leaves_the_item_waiting() {
         max_input_bytes: 64,
         ..small_config()
     });
-    let id = c.predict("scout", "news", "an unseen story").unwrap().review_id.unwrap();
+    let id = c
+        .predict("scout", "news", "an unseen story")
+        .unwrap()
+        .review_id
+        .unwrap();
     let out = c.next_for_review("scout", "news", 1).unwrap();
     assert_eq!(out[0].review_id, id);
     let too_long = Target::Label("x".repeat(99));

@@ -268,7 +268,10 @@ fn checkpoint_listings_refuse_names_that_are_paths() {
     c.add_training_example(example("analyst", 1, "bbc")).unwrap();
     for (agent, task) in [("analyst", "../scout/news"), ("scout", "/tmp"), ("../scout", "news")] {
         assert!(
-            matches!(invalid(c.list_checkpoints(agent, task)), ValidationError::InvalidName { .. }),
+            matches!(
+                invalid(c.list_checkpoints(agent, task)),
+                ValidationError::InvalidName { .. }
+            ),
             "{agent}/{task}"
         );
     }
@@ -309,8 +312,12 @@ fn targets_the_configured_model_cannot_learn_are_refused() {
         .unwrap();
     c.add_training_example(NewExample::new("scout", "news", "a story", label("cnn")))
         .unwrap();
-    let message = invalid(c.add_training_example(NewExample::new("scout", "news", "a story", label("fox")))).to_string();
+    let message =
+        invalid(c.add_training_example(NewExample::new("scout", "news", "a story", label("fox")))).to_string();
     assert!(message.contains("\"bbc\"") && message.contains("fox"), "{message}");
     let status = c.get_training_status();
-    assert_eq!(status.agents["critic"].examples_received + status.agents["scout"].examples_received, 2);
+    assert_eq!(
+        status.agents["critic"].examples_received + status.agents["scout"].examples_received,
+        2
+    );
 }

@@ -83,12 +83,20 @@ pub(crate) fn configured_model_refuses(
     if let Some(spec) = config.torchscript.get(&key) {
         let model = format!("TorchScript module {}", spec.path.display());
         if spec.target_kind != got {
-            return Some(refused(model, format!("learns {} targets", spec.target_kind), format!("a {got}")));
+            return Some(refused(
+                model,
+                format!("learns {} targets", spec.target_kind),
+                format!("a {got}"),
+            ));
         }
         return match target {
-            crate::base::Target::Label(label) if !spec.labels.is_empty() && !spec.labels.contains(label) => Some(
-                refused(model, format!("answers only the labels {:?}", spec.labels), format!("{label:?}")),
-            ),
+            crate::base::Target::Label(label) if !spec.labels.is_empty() && !spec.labels.contains(label) => {
+                Some(refused(
+                    model,
+                    format!("answers only the labels {:?}", spec.labels),
+                    format!("{label:?}"),
+                ))
+            }
             _ => None,
         };
     }
