@@ -357,6 +357,9 @@ OtfResult otf_coordinator_rollback_model(const struct OtfCoordinator *coordinato
 // Stops the training system behind the handle (see `otf_shutdown`); the
 // handle stays valid until `otf_coordinator_free`, and calls that add
 // anything get `OTF_RESULT_SHUT_DOWN`. Safe while other threads call it.
+// `OTF_RESULT_STORE` when accepted operations could be neither written nor
+// spooled (a failing database and a full disk) and are lost; it has
+// stopped all the same.
 //
 // # Safety
 // `coordinator` is NULL or a handle from `otf_coordinator_new` not freed yet.
@@ -510,7 +513,9 @@ OtfResult otf_rollback_model(const char *agent_name, const char *task_type, uint
 // Stops the global training system: lets a running update finish, writes
 // everything to the store and joins every thread. Later calls that add
 // anything get `OTF_RESULT_SHUT_DOWN`; it cannot be started again in this
-// process.
+// process. `OTF_RESULT_STORE` when accepted operations could be neither
+// written nor spooled (a failing database and a full disk) and are lost;
+// it has stopped all the same.
 OtfResult otf_shutdown(void);
 
 // Returns a handed-out review item to its queue, unlabelled. An item not

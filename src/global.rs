@@ -108,6 +108,5 @@ pub fn metrics_text() -> Result<String> {
 pub fn shutdown() -> Result<()> {
     // Not `global()`: in a forked process shutting down is allowed (and
     // does nothing, see [`Coordinator::shutdown`]), so exit handlers pass.
-    GLOBAL.get().ok_or(Error::NotInitialized)?.shutdown();
-    Ok(())
+    GLOBAL.get().ok_or(Error::NotInitialized)?.shutdown_checked()
 }

@@ -357,6 +357,19 @@ impl Coordinator {
         self.data_dir_lock.lock().take();
     }
 
+    /// [`Coordinator::shutdown`], then an error when anything accepted was
+    /// lost on the way out: operations the store could neither write nor
+    /// spool (a failing database and a full disk) are dropped at shutdown,
+    /// and a caller must hear of it ([`crate::store::StoreError::Lost`]).
+    /// The C ABI's and the Python package's shutdowns report through it.
+    pub fn shutdown_checked(&self) -> Result<()> {
+        self.shutdown();
+        match self.shared.store.as_ref().and_then(|store| store.lost()) {
+            Some(lost) => Err(lost.into()),
+            None => Ok(()),
+        }
+    }
+
     /// Whether this is a copy in a process forked from the one that started
     /// it (Python's default `multiprocessing` start method on Linux).
     pub fn is_forked_copy(&self) -> bool {

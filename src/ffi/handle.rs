@@ -117,6 +117,9 @@ pub unsafe extern "C" fn otf_coordinator_free(coordinator: *mut OtfCoordinator) 
 /// Stops the training system behind the handle (see `otf_shutdown`); the
 /// handle stays valid until `otf_coordinator_free`, and calls that add
 /// anything get `OTF_RESULT_SHUT_DOWN`. Safe while other threads call it.
+/// `OTF_RESULT_STORE` when accepted operations could be neither written nor
+/// spooled (a failing database and a full disk) and are lost; it has
+/// stopped all the same.
 ///
 /// # Safety
 /// `coordinator` is NULL or a handle from `otf_coordinator_new` not freed yet.
@@ -124,7 +127,7 @@ pub unsafe extern "C" fn otf_coordinator_free(coordinator: *mut OtfCoordinator) 
 pub unsafe extern "C" fn otf_coordinator_shutdown(coordinator: *const OtfCoordinator) -> OtfResult {
     guard(|| {
         // SAFETY: the caller's guarantee on the handle.
-        unsafe { any_process(coordinator) }?.shutdown();
+        unsafe { any_process(coordinator) }?.shutdown_checked()?;
         Ok(())
     })
 }

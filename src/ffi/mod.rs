@@ -361,7 +361,9 @@ pub extern "C" fn otf_wait_for_idle(timeout_ms: u32) -> OtfResult {
 /// Stops the global training system: lets a running update finish, writes
 /// everything to the store and joins every thread. Later calls that add
 /// anything get `OTF_RESULT_SHUT_DOWN`; it cannot be started again in this
-/// process.
+/// process. `OTF_RESULT_STORE` when accepted operations could be neither
+/// written nor spooled (a failing database and a full disk) and are lost;
+/// it has stopped all the same.
 #[no_mangle]
 pub extern "C" fn otf_shutdown() -> OtfResult {
     guard(|| {

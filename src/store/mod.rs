@@ -98,6 +98,17 @@ pub enum StoreError {
     /// The writer was shut down.
     #[error("the store writer has been shut down")]
     Closed,
+    /// At shutdown, operations that could be neither written nor spooled
+    /// (the database and the spool's disk both failing) were dropped.
+    #[error(
+        "{operations} accepted operations could be neither written nor spooled and are lost (last error: {reason})"
+    )]
+    Lost {
+        /// How many.
+        operations: u64,
+        /// The last error the writer saw.
+        reason: String,
+    },
 }
 
 impl StoreError {

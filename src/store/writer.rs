@@ -74,6 +74,8 @@ struct Counters {
     spool_bytes: AtomicU64,
     rejected: AtomicU64,
     retired: AtomicU64,
+    /// Operations dropped at shutdown, neither written nor spooled.
+    lost: AtomicU64,
     connected: AtomicBool,
     /// The last error, when it happened, and whether it was an outage.
     last_error: Mutex<Option<(String, u64, bool)>>,
@@ -202,6 +204,21 @@ impl StoreWriter {
 
     /// Stops accepting operations, writes (or, if the database is down,
     /// spools) everything handed over, and joins the thread. Idempotent.
+    /// Operations dropped at shutdown because they could be neither written
+    /// nor spooled, with the last error seen; `None` when none was.
+    pub fn lost(&self) -> Option<StoreError> {
+        let operations = self.counters.lost.load(Ordering::Acquire);
+        (operations > 0).then(|| StoreError::Lost {
+            operations,
+            reason: self
+                .counters
+                .last_error
+                .lock()
+                .as_ref()
+                .map_or_else(|| "none recorded".to_string(), |(e, _, _)| e.clone()),
+        })
+    }
+
     pub fn shutdown(&self) {
         {
             let mut open = self.open.write();
@@ -311,6 +328,9 @@ impl Worker {
                     operations = self.pending.len(),
                     "shutting down with operations neither written nor spooled: they are lost"
                 );
+                self.counters
+                    .lost
+                    .fetch_add(self.pending.len() as u64, Ordering::AcqRel);
                 self.pending.clear();
             }
         }

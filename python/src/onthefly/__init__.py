@@ -801,13 +801,22 @@ class Coordinator:
         ``repr`` says closed. Closing twice is fine; leaving a ``with`` block
         closes it.
 
+        Raises:
+            StoreError: accepted examples could be neither written nor
+                spooled (a failing database and a full disk) and are lost;
+                it has stopped all the same.
+
         >>> with onthefly.Coordinator(data_dir="scout-data") as coordinator:
         ...     coordinator.add_training_example("scout", "news", "Storm hits", "bbc", 0.3)
         """
-        if self._is_global:
-            _check(lib.otf_shutdown())
-        elif self._handle is not None:
-            _check(lib.otf_coordinator_shutdown(self._handle))
+        try:
+            if self._is_global:
+                _check(lib.otf_shutdown())
+            elif self._handle is not None:
+                _check(lib.otf_coordinator_shutdown(self._handle))
+        except StoreError:
+            self._closed = True  # Stopped, with a loss to report.
+            raise
         self._closed = True
 
     shutdown = close
