@@ -321,3 +321,38 @@ fn targets_the_configured_model_cannot_learn_are_refused() {
         2
     );
 }
+
+/// After shutdown every call says so, the same way: `predict` served a
+/// prediction unless it was to be queued for review, and `flush` and
+/// `export_dataset` answered with a store error.
+#[test]
+fn every_call_after_shutdown_is_shut_down() {
+    let c = Coordinator::new(Config {
+        predict_feedback_threshold: 0.0,
+        ..small_config()
+    })
+    .unwrap();
+    for i in 0..20 {
+        c.add_training_example(example("scout", i, ["bbc", "cnn"][i % 2])).unwrap();
+    }
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(std::time::Duration::from_secs(60)));
+    assert!(c.predict("scout", "news", "a story").is_ok());
+    c.shutdown();
+    let export = c.config().data_dir.join("export.jsonl");
+    assert!(matches!(c.predict("scout", "news", "a story"), Err(Error::ShutDown)));
+    assert!(matches!(c.flush(std::time::Duration::from_secs(1)), Err(Error::ShutDown)));
+    assert!(matches!(c.export_dataset("scout", "news", &export), Err(Error::ShutDown)));
+    assert!(matches!(c.list_checkpoints("scout", "news"), Err(Error::ShutDown)));
+}
+
+/// A misspelt agent is an error with a store as without one, not an empty
+/// file and a count of 0.
+#[test]
+fn exporting_an_unknown_agent_is_an_error() {
+    let c = coordinator();
+    c.add_training_example(example("scout", 1, "bbc")).unwrap();
+    let export = c.config().data_dir.join("export.jsonl");
+    assert!(matches!(c.export_dataset("scuot", "news", &export), Err(Error::UnknownAgent(_))));
+    assert_eq!(c.export_dataset("scout", "news", &export).unwrap(), 1);
+}

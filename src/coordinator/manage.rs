@@ -210,6 +210,9 @@ impl Coordinator {
     /// The file is written whole or not at all (a temporary file renamed).
     /// Returns the number of examples written.
     pub fn export_dataset(&self, agent_name: &str, task_type: &str, path: &std::path::Path) -> Result<usize> {
+        self.ensure_running()?;
+        // A misspelt agent is an error with a store too, not an empty file.
+        self.agent(agent_name)?;
         let rows: Vec<(TrainingExample, Split, ExampleState)> = match self.store() {
             Some(store) => {
                 self.flush(Duration::from_secs(60))?;

@@ -238,6 +238,7 @@ impl Coordinator {
     /// that the next start replays (see [`crate::store`] for the promise).
     /// Without persistence it returns at once.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
+        self.ensure_running()?;
         match &self.shared.store {
             Some(store) => Ok(store.flush(timeout)?),
             None => Ok(()),

@@ -60,6 +60,9 @@ impl Coordinator {
         task_type: &str,
         inputs: &[&str],
     ) -> Result<(Vec<crate::models::ModelOutput>, u64)> {
+        // As every other call: an instance shut down serves nothing (it
+        // served a prediction unless that prediction was to be queued).
+        self.ensure_running()?;
         let started = std::time::Instant::now();
         let limits = &self.shared.config;
         check_name("agent_name", agent_name, limits.max_name_bytes)?;
