@@ -74,6 +74,9 @@ enum OtfFeedback
   OTF_FEEDBACK_AWAITING_LABEL = 1,
   // Confident enough and not wrong: nothing to learn.
   OTF_FEEDBACK_NOT_NEEDED = 2,
+  // The answer is not known and the prediction was uncertain, but the
+  // task's review queue is full of more useful ones: not kept.
+  OTF_FEEDBACK_NOT_KEPT = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

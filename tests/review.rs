@@ -278,6 +278,21 @@ fn predictions_dropped_from_a_full_queue_are_never_trained() {
         let status = c.get_training_status();
         assert_eq!(status.agents["scout"].reviews["news"].queued, 2);
         assert_eq!(status.agents["scout"].reviews["news"].dropped, 6);
+        // One that is less useful than everything queued is said not kept,
+        // not awaiting a label it will never get.
+        let useless = onthefly::PredictionFeedback {
+            agent_name: "scout".into(),
+            task_type: "news".into(),
+            input_text: "an unlabelled story that was nearly sure".into(),
+            predicted_output: Target::Label(guess.into()),
+            actual_output: None,
+            confidence_score: 0.35,
+            source_url: String::new(),
+        };
+        assert!(matches!(
+            c.add_prediction_feedback(useless).unwrap(),
+            onthefly::FeedbackOutcome::NotKept { pending: 2 }
+        ));
         c.flush(Duration::from_secs(30)).unwrap();
         let scout = &status.agents["scout"];
         (scout.examples_trained, scout.examples_received)

@@ -135,3 +135,18 @@ def test_a_negative_label_priority_is_refused(config) -> None:
         with pytest.raises(onthefly.InvalidArgumentError, match="priority must be in 0..=3, got -1"):
             c.label(item["review_id"], "a", priority=-1)
         c.label(item["review_id"], "a", priority=0)  # still waiting: nothing was labelled
+
+
+def test_a_prediction_the_full_review_queue_does_not_keep_is_said_so(config) -> None:
+    """It was answered AWAITING_LABEL though it had left the queue at once."""
+    with Coordinator(**config, max_pending_review=2, feedback_uncertainty_threshold=0.0) as c:
+        outcomes = [
+            c.add_prediction_feedback("scout", "news", f"unlabelled story {i}", "a", None, confidence)
+            for i, confidence in enumerate([0.1, 0.2, 0.45])
+        ]
+        assert outcomes == [
+            onthefly.FeedbackOutcome.AWAITING_LABEL,
+            onthefly.FeedbackOutcome.AWAITING_LABEL,
+            onthefly.FeedbackOutcome.NOT_KEPT,
+        ]
+        assert len(c.next_for_review("scout", "news", 10)) == 2

@@ -98,10 +98,7 @@ impl Coordinator {
                     importance: j.importance,
                 })
             }
-            None => {
-                let (review_id, pending) = self.queue_for_review(feedback, distribution)?;
-                Ok(FeedbackOutcome::AwaitingLabel { review_id, pending })
-            }
+            None => self.queue_for_review(feedback, distribution),
         }
     }
 

@@ -87,6 +87,13 @@ pub enum FeedbackOutcome {
         /// Predictions of this (agent, task) waiting for a label.
         pending: usize,
     },
+    /// The answer is not known and the prediction was uncertain, but the
+    /// task's review queue holds `max_pending_review` more useful ones: it
+    /// was not kept (not an example, never trained).
+    NotKept {
+        /// Predictions of this (agent, task) waiting for a label.
+        pending: usize,
+    },
     /// Confident enough and not wrong: nothing to learn.
     NotNeeded {
         /// The prediction's uncertainty.

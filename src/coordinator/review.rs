@@ -3,7 +3,7 @@
 //! `pending_review`; a person takes the most useful ones, labels them (each
 //! label becomes a correction) or skips them.
 
-use super::{Coordinator, Receipt};
+use super::{Coordinator, FeedbackOutcome, Receipt};
 use crate::active::{drop_from_review, enqueue, offer_quarantined};
 use crate::agent::{task_of_kind, AgentState};
 use crate::base::{now_millis, ExampleId, Priority, Target, TrainingExample};
@@ -14,12 +14,13 @@ use crate::store::{ExampleState, Split, StoreOp};
 
 impl Coordinator {
     /// Puts a validated prediction without a known answer into its task's
-    /// review queue; returns its review id and the queue's length.
+    /// review queue: awaiting a label, or not kept when the full queue's
+    /// least useful item is this one.
     pub(crate) fn queue_for_review(
         &self,
         feedback: PredictionFeedback,
         distribution: &[f64],
-    ) -> Result<(ExampleId, usize)> {
+    ) -> Result<FeedbackOutcome> {
         let config = &self.shared.config;
         let usefulness = config
             .query_strategy
@@ -68,10 +69,22 @@ impl Coordinator {
         };
         let mut reviews = agent.reviews.lock();
         let queue = reviews.entry(feedback.task_type).or_default();
-        if let Some(dropped) = queue.push(item, config.max_pending_review) {
-            drop_from_review(&self.shared, dropped);
+        let dropped = queue.push(item, config.max_pending_review);
+        let pending = queue.len();
+        drop(reviews);
+        match dropped {
+            // Said as such: "awaiting a label" for an item that left at once
+            // sent the person looking for it.
+            Some(dropped) if dropped.review_id == review_id => {
+                drop_from_review(&self.shared, dropped);
+                Ok(FeedbackOutcome::NotKept { pending })
+            }
+            Some(dropped) => {
+                drop_from_review(&self.shared, dropped);
+                Ok(FeedbackOutcome::AwaitingLabel { review_id, pending })
+            }
+            None => Ok(FeedbackOutcome::AwaitingLabel { review_id, pending }),
         }
-        Ok((review_id, queue.len()))
     }
 
     /// Offers a stored quarantined row to a person again (at start-up).

@@ -56,6 +56,9 @@ pub enum OtfFeedback {
     AwaitingLabel = 1,
     /// Confident enough and not wrong: nothing to learn.
     NotNeeded = 2,
+    /// The answer is not known and the prediction was uncertain, but the
+    /// task's review queue is full of more useful ones: not kept.
+    NotKept = 3,
 }
 
 /// The library's version as a NUL-terminated string, such as `"0.1.0"`.

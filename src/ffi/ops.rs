@@ -103,6 +103,7 @@ pub(super) unsafe fn add_prediction_feedback(
         FeedbackOutcome::Learned { .. } => OtfFeedback::Learned,
         FeedbackOutcome::AwaitingLabel { .. } => OtfFeedback::AwaitingLabel,
         FeedbackOutcome::NotNeeded { .. } => OtfFeedback::NotNeeded,
+        FeedbackOutcome::NotKept { .. } => OtfFeedback::NotKept,
     };
     // SAFETY: the caller's guarantee on `out_outcome`.
     unsafe { write_optional(out_outcome, outcome) };

@@ -139,9 +139,17 @@ class FeedbackOutcome(str, enum.Enum):
     AWAITING_LABEL = "awaiting_label"
     #: Confident enough and not wrong: nothing to learn.
     NOT_NEEDED = "not_needed"
+    #: Uncertain and without an answer, but the review queue is full of more
+    #: useful predictions: not kept (not an example, never trained).
+    NOT_KEPT = "not_kept"
 
 
-_OUTCOMES = [FeedbackOutcome.LEARNED, FeedbackOutcome.AWAITING_LABEL, FeedbackOutcome.NOT_NEEDED]
+_OUTCOMES = [
+    FeedbackOutcome.LEARNED,
+    FeedbackOutcome.AWAITING_LABEL,
+    FeedbackOutcome.NOT_NEEDED,
+    FeedbackOutcome.NOT_KEPT,
+]
 
 
 @dataclass(frozen=True)
@@ -481,8 +489,9 @@ class Coordinator:
             source_url: where the input came from.
 
         Returns:
-            A :class:`FeedbackOutcome`: ``LEARNED``, ``AWAITING_LABEL`` or
-            ``NOT_NEEDED``.
+            A :class:`FeedbackOutcome`: ``LEARNED``, ``AWAITING_LABEL``,
+            ``NOT_NEEDED``, or ``NOT_KEPT`` (the review queue is full of
+            more useful predictions).
 
         Raises:
             InvalidArgumentError: as for :meth:`add_training_example`.
