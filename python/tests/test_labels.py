@@ -5,6 +5,8 @@ exception naming the task's kind and what to pass instead."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import onthefly
@@ -64,6 +66,18 @@ def test_integer_class_ids_are_labels(config) -> None:
         answers = [c.predict("scout", "topic", topic_story(i, i % 4)) for i in range(500, 540)]
         assert all(type(p.output) is int for p in answers)
         assert sum(p.output == i % 4 for i, p in zip(range(500, 540), answers)) >= 36
+
+
+def test_an_export_writes_labels_in_the_form_they_were_given(config, tmp_path) -> None:
+    """As predictions answer them: it wrote the strings "true" and "3"."""
+    with Coordinator(**config) as c:
+        c.add_training_example("fact_checker", "verified", "the report was audited", True, 0.5)
+        c.add_training_example("scout", "topic", "markets rally", 3, 0.5)
+        for agent, task, label in [("fact_checker", "verified", True), ("scout", "topic", 3)]:
+            path = tmp_path / f"{agent}.jsonl"
+            assert c.export_dataset(agent, task, str(path)) == 1
+            (row,) = [json.loads(line) for line in path.read_text().splitlines()]
+            assert row["target"] == label and type(row["target"]) is type(label), row
 
 
 def test_a_declared_regressor_takes_zero_and_one_as_scores(config) -> None:

@@ -255,7 +255,9 @@ impl Coordinator {
             let line = serde_json::json!({
                 "id": e.id.0,
                 "input": e.input_text,
-                "target": e.expected_output.to_json(),
+                // In the form the labels were given, as predictions
+                // answer: `true` and `3`, not the strings "true" and "3".
+                "target": self.target_json(agent_name, task_type, &e.expected_output),
                 "target_kind": e.expected_output.kind(),
                 "priority": u8::from(e.correction_priority),
                 "source": e.source_url,
