@@ -80,6 +80,20 @@ def test_an_export_writes_labels_in_the_form_they_were_given(config, tmp_path) -
             assert row["target"] == label and type(row["target"]) is type(label), row
 
 
+def test_class_ids_up_to_64_bits_are_answered_as_ints_and_beyond_refused(config) -> None:
+    """From 2**63 they were answered as strings; beyond 2**64 they were
+    read as scores and refused with a message about 0..1."""
+    with Coordinator(**config, update_threshold=1_000) as c:
+        for i in range(40):
+            c.add_training_example("scout", "ids", topic_story(i, i % 2), 2**63 + i % 2, 0.5)
+        c.force_update_agent("scout")
+        c.wait_for_idle(300)
+        answer = c.predict("scout", "ids", topic_story(0, 0)).output
+        assert type(answer) is int and answer in (2**63, 2**63 + 1), answer
+        with pytest.raises(onthefly.InvalidArgumentError, match="64 bits"):
+            c.add_training_example("scout", "other", "a story", 2**64, 0.5)
+
+
 def test_a_declared_regressor_takes_zero_and_one_as_scores(config) -> None:
     with Coordinator(**config) as c:
         c.register_task("critic", "quality", kind="regressor")

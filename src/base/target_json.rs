@@ -60,10 +60,12 @@ impl LabelForm {
     pub fn to_json(self, label: &str) -> Value {
         match self {
             LabelForm::Bool if label == "true" || label == "false" => Value::Bool(label == "true"),
-            LabelForm::Integer => label
-                .parse::<i64>()
-                .map(Value::from)
-                .unwrap_or_else(|_| Value::String(label.to_string())),
+            // Class ids from 2⁶³ to 2⁶⁴ − 1 are JSON integers too.
+            LabelForm::Integer => match (label.parse::<i64>(), label.parse::<u64>()) {
+                (Ok(id), _) => Value::from(id),
+                (_, Ok(id)) => Value::from(id),
+                _ => Value::String(label.to_string()),
+            },
             _ => Value::String(label.to_string()),
         }
     }

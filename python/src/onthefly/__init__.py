@@ -252,6 +252,10 @@ def _json(value: Value, name: str) -> bytes:
     """A target or an output as the JSON text the C ABI takes."""
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidArgumentError(f"{name} must be a finite number, got {value}")
+    # The library reads a JSON integer beyond 64 bits as a float: a class id
+    # that large became a score, refused with a message about 0..1.
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        raise InvalidArgumentError(f"{name}: an integer class id must fit in 64 bits, got {value}")
     try:
         return json.dumps(value, allow_nan=False).encode("utf-8", "surrogatepass")
     except (TypeError, ValueError) as e:
