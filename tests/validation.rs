@@ -234,11 +234,35 @@ fn feedback_and_corrections_are_validated_too() {
     let e = invalid(c.add_prediction_feedback(PredictionFeedback {
         confidence_score: 0.5,
         actual_output: Some(Target::Score(0.3)),
-        ..feedback
+        ..feedback.clone()
     }));
     assert!(matches!(e, ValidationError::TargetKindMismatch { .. }));
     let e = invalid(c.add_user_correction(UserCorrection::new("scout", "news", "text", label("bbc"), label(" "))));
     assert_eq!(e, ValidationError::EmptyLabel);
+    // Each argument is named as the caller wrote it (every one was
+    // `expected_output`).
+    let scores = PredictionFeedback {
+        confidence_score: 0.5,
+        predicted_output: Target::Score(1.5),
+        actual_output: None,
+        ..feedback.clone()
+    };
+    let field_of = |e: ValidationError| match e {
+        ValidationError::OutOfUnitRange { field, .. } | ValidationError::NulCharacter { field } => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(field_of(invalid(c.add_prediction_feedback(scores.clone()))), "predicted_output");
+    let actual = PredictionFeedback {
+        predicted_output: Target::Score(0.5),
+        actual_output: Some(Target::Score(1.5)),
+        ..scores
+    };
+    assert_eq!(field_of(invalid(c.add_prediction_feedback(actual))), "actual_output");
+    let nul = |s: &str| label(&format!("a{s}\0b"));
+    let correction = UserCorrection::new("scout", "news", "text", nul(""), label("bbc"));
+    assert_eq!(field_of(invalid(c.add_user_correction(correction))), "incorrect_output");
+    let correction = UserCorrection::new("scout", "news", "text", label("bbc"), nul(""));
+    assert_eq!(field_of(invalid(c.add_user_correction(correction))), "correct_output");
     assert!(c.get_training_status().agents.is_empty());
 }
 

@@ -144,16 +144,16 @@ impl Target {
         }
     }
 
-    /// Checks the target's own rules against the input it belongs to.
-    pub(crate) fn validate(&self, input_text: &str) -> Result<(), ValidationError> {
+    /// Checks the target's own rules against the input it belongs to;
+    /// `field` names the argument as the caller wrote it
+    /// (`expected_output`, `predicted_output`, ...).
+    pub(crate) fn validate(&self, field: &'static str, input_text: &str) -> Result<(), ValidationError> {
         if json_has_nul(&self.to_json()) {
-            return Err(ValidationError::NulCharacter {
-                field: "expected_output",
-            });
+            return Err(ValidationError::NulCharacter { field });
         }
         match self {
             Target::Label(label) if label.trim().is_empty() => Err(ValidationError::EmptyLabel),
-            Target::Score(x) => check_unit("expected_output", *x),
+            Target::Score(x) => check_unit(field, *x),
             Target::Tags(tags) => {
                 let tokens = input_text.split_whitespace().count();
                 if tags.len() != tokens {

@@ -63,7 +63,7 @@ impl Coordinator {
         for (input, target) in &examples {
             check_input(input, limits.max_input_bytes)?;
             check_target("expected_output", target, limits.max_input_bytes)?;
-            target.validate(input)?;
+            target.validate("expected_output", input)?;
             kind_matches(agent_name, task_type, kind, target.kind())?;
         }
         self.check_task_kind(agent_name, task_type, kind)?;
