@@ -136,3 +136,37 @@ fn with_the_store_off_a_dropped_example_is_said_in_the_status() {
     assert!(said.contains("dropped untrained"), "{said:?}");
     c.shutdown();
 }
+
+/// A window made smaller between two runs: the held-out examples beyond it
+/// are trained (taken back like evicted ones), not left in the store,
+/// uncounted and untrained, for good.
+#[test]
+fn held_out_examples_beyond_a_smaller_window_are_trained_after_a_restart() {
+    let first = Config {
+        held_out_fraction: 0.2,
+        performance_window: 40,
+        update_threshold: 10,
+        ..small_config()
+    };
+    {
+        let c = Coordinator::new(first.clone()).unwrap();
+        for i in 0..300 {
+            c.add_training_example(example("scout", i, OUTLETS[i % 3])).unwrap();
+        }
+        assert!(c.wait_for_idle(IDLE));
+        assert_eq!(c.get_training_status().agents["scout"].examples_held_out, 40);
+        c.shutdown();
+    }
+    let c = Coordinator::new(Config {
+        performance_window: 10,
+        ..first
+    })
+    .unwrap();
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(IDLE));
+    let agent = c.get_training_status().agents["scout"].clone();
+    assert_eq!(agent.examples_received, 300, "{agent:?}");
+    assert_eq!(agent.examples_held_out, 10, "{agent:?}");
+    assert_eq!(agent.examples_trained, 290, "{agent:?}");
+    c.shutdown();
+}

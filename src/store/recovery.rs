@@ -21,9 +21,9 @@ pub(super) fn newest_history_sql(columns: &str, limit: &str) -> String {
 
 /// The reads of a recovery, answered by one backend inside one transaction.
 pub(super) trait RecoveryReads {
-    /// Marks the buffered examples beyond the `n` most valuable of each
-    /// agent evicted; returns how many.
-    fn evict_beyond(&mut self, n: i64) -> Result<u64, StoreError>;
+    /// Marks the examples of `which` beyond the `n` first of each agent
+    /// (or task) as it ranks them evicted; returns how many.
+    fn evict_beyond(&mut self, which: Ranked, n: i64) -> Result<u64, StoreError>;
     /// The examples of one state, at most `n` per agent or task as `which`
     /// ranks them.
     fn ranked(&mut self, which: Ranked, n: i64) -> Result<Vec<TrainingExample>, StoreError>;
@@ -45,9 +45,13 @@ pub(super) trait RecoveryReads {
 pub(super) fn recover_with(reads: &mut impl RecoveryReads, limits: &RecoveryLimits) -> Result<Recovered, StoreError> {
     let limit = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let evicted = match limits.buffered_per_agent {
-        Some(n) => reads.evict_beyond(limit(n))?,
+        Some(n) => reads.evict_beyond(Ranked::Buffered, limit(n))?,
         None => 0,
     };
+    // Held out beyond a window made smaller since they were stored: trained
+    // (taken back like any evicted example), not left judging nothing,
+    // uncounted, for good.
+    let evicted = evicted + reads.evict_beyond(Ranked::HeldOut, limit(limits.held_out_per_task))?;
     let buffered = match limits.buffered_per_agent {
         Some(n) => reads.ranked(Ranked::Buffered, limit(n))?,
         None => Vec::new(),

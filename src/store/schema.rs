@@ -310,7 +310,9 @@ impl Ranked {
         )
     }
 
-    /// Marks the rows beyond the limit evicted (buffered examples only).
+    /// Marks the rows beyond the limit evicted, to be taken back and trained
+    /// (buffered examples beyond a buffer's bound, held-out ones beyond a
+    /// window's).
     pub fn evict_beyond(self, limit: &str) -> String {
         let (state, partition, order) = self.parts();
         format!(

@@ -471,10 +471,10 @@ impl Reads<'_, '_> {
 }
 
 impl RecoveryReads for Reads<'_, '_> {
-    fn evict_beyond(&mut self, n: i64) -> Result<u64, StoreError> {
+    fn evict_beyond(&mut self, which: Ranked, n: i64) -> Result<u64, StoreError> {
         Ok(self
             .0
-            .execute(&Ranked::Buffered.evict_beyond("?1"), [n])
+            .execute(&which.evict_beyond("?1"), [n])
             .map_err(classify)? as u64)
     }
 

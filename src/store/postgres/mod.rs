@@ -314,9 +314,9 @@ const EXAMPLE_TYPES: [Type; 15] = [
 struct Reads<'a, 'b>(&'a mut Transaction<'b>);
 
 impl RecoveryReads for Reads<'_, '_> {
-    fn evict_beyond(&mut self, n: i64) -> Result<u64, StoreError> {
+    fn evict_beyond(&mut self, which: Ranked, n: i64) -> Result<u64, StoreError> {
         self.0
-            .execute(&Ranked::Buffered.evict_beyond("$1"), &[&n])
+            .execute(&which.evict_beyond("$1"), &[&n])
             .map_err(classify)
     }
 
