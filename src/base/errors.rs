@@ -104,18 +104,14 @@ pub enum ValidationError {
     /// A target the model the configuration names for its task
     /// (`model_kinds`, `torchscript`) cannot learn: accepted, it failed every
     /// update and held the agent's other tasks back.
-    #[error("task {task:?} of agent {agent:?} is learned by the configured {model}, which {learns}; got {got}")]
+    #[error("task {task:?} of agent {agent:?} is learned by the configured {why}")]
     NotForConfiguredModel {
         /// The agent.
         agent: String,
         /// The task.
         task: String,
-        /// The configured model.
-        model: String,
-        /// What it learns.
-        learns: String,
-        /// What was given (a kind of target, or a label, cut to 60 characters).
-        got: Box<str>,
+        /// The configured model, what it learns, and what was given.
+        why: Box<str>,
     },
     /// The task already learns another kind of target.
     #[error(

@@ -44,7 +44,9 @@ impl Coordinator {
         check_text("source_url", &feedback.source_url, limits.max_input_bytes)?;
         check_unit("confidence_score", feedback.confidence_score)?;
         check_target("predicted_output", &feedback.predicted_output, limits.max_input_bytes)?;
-        feedback.predicted_output.validate("predicted_output", &feedback.input_text)?;
+        feedback
+            .predicted_output
+            .validate("predicted_output", &feedback.input_text)?;
         if let Some(actual) = &feedback.actual_output {
             check_target("actual_output", actual, limits.max_input_bytes)?;
             actual.validate("actual_output", &feedback.input_text)?;
@@ -118,8 +120,12 @@ impl Coordinator {
         let max = self.shared.config.max_input_bytes;
         check_target("incorrect_output", &correction.incorrect_output, max)?;
         check_target("correct_output", &correction.correct_output, max)?;
-        correction.incorrect_output.validate("incorrect_output", &correction.input_text)?;
-        correction.correct_output.validate("correct_output", &correction.input_text)?;
+        correction
+            .incorrect_output
+            .validate("incorrect_output", &correction.input_text)?;
+        correction
+            .correct_output
+            .validate("correct_output", &correction.input_text)?;
         kind_matches(
             &correction.agent_name,
             &correction.task_type,
@@ -183,7 +189,9 @@ impl Coordinator {
         check_unit("uncertainty_score", example.uncertainty_score)?;
         check_unit("importance_score", example.importance_score)?;
         check_target("expected_output", &example.expected_output, limits.max_input_bytes)?;
-        example.expected_output.validate("expected_output", &example.input_text)?;
+        example
+            .expected_output
+            .validate("expected_output", &example.input_text)?;
         self.check_task_kind(&example.agent_name, &example.task_type, example.expected_output.kind())?;
         self.check_configured_model(&example.agent_name, &example.task_type, &example.expected_output)
     }

@@ -199,7 +199,9 @@ fn example_of(id: u64, row: &postgres::Row) -> Result<TrainingExample, String> {
         serde_json::from_str(&output).map_err(|e| format!("expected_output is not JSON ({e})"))?;
     let input_text = text(2).ok_or("no input_text")?;
     let expected_output = Target::from_json(value);
-    expected_output.validate("expected_output", &input_text).map_err(|e| e.to_string())?;
+    expected_output
+        .validate("expected_output", &input_text)
+        .map_err(|e| e.to_string())?;
     let priority = row.get::<_, Option<i32>>(9).unwrap_or(0);
     let correction_priority = u8::try_from(priority)
         .map_err(|_| format!("correction_priority {priority}"))

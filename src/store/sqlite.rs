@@ -472,10 +472,7 @@ impl Reads<'_, '_> {
 
 impl RecoveryReads for Reads<'_, '_> {
     fn evict_beyond(&mut self, which: Ranked, n: i64) -> Result<u64, StoreError> {
-        Ok(self
-            .0
-            .execute(&which.evict_beyond("?1"), [n])
-            .map_err(classify)? as u64)
+        Ok(self.0.execute(&which.evict_beyond("?1"), [n]).map_err(classify)? as u64)
     }
 
     fn ranked(&mut self, which: Ranked, n: i64) -> Result<Vec<TrainingExample>, StoreError> {

@@ -315,9 +315,7 @@ struct Reads<'a, 'b>(&'a mut Transaction<'b>);
 
 impl RecoveryReads for Reads<'_, '_> {
     fn evict_beyond(&mut self, which: Ranked, n: i64) -> Result<u64, StoreError> {
-        self.0
-            .execute(&which.evict_beyond("$1"), &[&n])
-            .map_err(classify)
+        self.0.execute(&which.evict_beyond("$1"), &[&n]).map_err(classify)
     }
 
     fn ranked(&mut self, which: Ranked, n: i64) -> Result<Vec<TrainingExample>, StoreError> {
