@@ -76,7 +76,11 @@ pub(crate) fn configured_model_refuses(
     let refused = |model: String, learns: String, got: String| crate::base::ValidationError::NotForConfiguredModel {
         agent: agent.to_string(),
         task: task.to_string(),
-        why: format!("{model}, which {learns}; got {}", got.chars().take(60).collect::<String>()).into(),
+        why: format!(
+            "{model}, which {learns}; got {}",
+            got.chars().take(60).collect::<String>()
+        )
+        .into(),
     };
     if let Some(spec) = config.torchscript.get(&key) {
         let model = format!("TorchScript module {}", spec.path.display());
