@@ -10,6 +10,14 @@ import onthefly
 from onthefly import Coordinator
 
 
+def train_two_topics(c: Coordinator) -> None:
+    """60 stories of two topics, trained in one update."""
+    for i in range(60):
+        c.add_training_example("scout", "news", f"story {i} on {['markets', 'storms'][i % 2]}", ["a", "b"][i % 2], 0.5)
+    c.force_update_agent("scout")
+    c.wait_for_idle(300)
+
+
 @pytest.mark.parametrize("field", ["agent_name", "task_type", "input_text", "source_url", "user_feedback"])
 def test_a_nul_byte_is_refused_not_cut(config, field) -> None:
     arguments = {
@@ -39,10 +47,7 @@ def test_a_nul_byte_inside_a_label_is_refused(config) -> None:
 
 def test_every_call_after_close_raises_shut_down(config) -> None:
     with Coordinator(**config) as c:
-        for i in range(60):
-            c.add_training_example("scout", "news", f"story {i} on {['markets', 'storms'][i % 2]}", ["a", "b"][i % 2], 0.5)
-        c.force_update_agent("scout")
-        c.wait_for_idle(300)
+        train_two_topics(c)
         c.predict("scout", "news", "story on markets")
     assert "closed" in repr(c) and "open" not in repr(c)
     calls = [
@@ -65,10 +70,7 @@ def test_every_call_after_close_raises_shut_down(config) -> None:
 def test_a_prediction_the_agent_answers_leaves_the_review_queue(config) -> None:
     # Every prediction is unsure enough to be queued for a person.
     with Coordinator(**config, predict_feedback_threshold=1.0, feedback_uncertainty_threshold=0.0) as c:
-        for i in range(60):
-            c.add_training_example("scout", "news", f"story {i} on {['markets', 'storms'][i % 2]}", ["a", "b"][i % 2], 0.5)
-        c.force_update_agent("scout")
-        c.wait_for_idle(300)
+        train_two_topics(c)
         inputs = [f"new story {i} on markets and storms" for i in range(12)]
         for text in inputs:
             assert c.predict("scout", "news", text).review_id is not None
@@ -126,10 +128,7 @@ def test_numbers_are_numbers_not_strings_or_bools(config) -> None:
 def test_a_negative_label_priority_is_refused(config) -> None:
     """-1 tells the C ABI "not given": it was taken as priority 2."""
     with Coordinator(**config, predict_feedback_threshold=1.0, feedback_uncertainty_threshold=0.0) as c:
-        for i in range(60):
-            c.add_training_example("scout", "news", f"story {i} on {['markets', 'storms'][i % 2]}", ["a", "b"][i % 2], 0.5)
-        c.force_update_agent("scout")
-        c.wait_for_idle(300)
+        train_two_topics(c)
         c.predict("scout", "news", "a new story on markets")
         item = c.next_for_review("scout", "news", 1)[0]
         with pytest.raises(onthefly.InvalidArgumentError, match="priority must be in 0..=3, got -1"):
