@@ -251,7 +251,10 @@ fn feedback_and_corrections_are_validated_too() {
         ValidationError::OutOfUnitRange { field, .. } | ValidationError::NulCharacter { field } => field,
         other => panic!("{other:?}"),
     };
-    assert_eq!(field_of(invalid(c.add_prediction_feedback(scores.clone()))), "predicted_output");
+    assert_eq!(
+        field_of(invalid(c.add_prediction_feedback(scores.clone()))),
+        "predicted_output"
+    );
     let actual = PredictionFeedback {
         predicted_output: Target::Score(0.5),
         actual_output: Some(Target::Score(1.5)),
@@ -357,7 +360,8 @@ fn every_call_after_shutdown_is_shut_down() {
     })
     .unwrap();
     for i in 0..20 {
-        c.add_training_example(example("scout", i, ["bbc", "cnn"][i % 2])).unwrap();
+        c.add_training_example(example("scout", i, ["bbc", "cnn"][i % 2]))
+            .unwrap();
     }
     c.force_update_agent("scout").unwrap();
     assert!(c.wait_for_idle(std::time::Duration::from_secs(60)));
@@ -365,8 +369,14 @@ fn every_call_after_shutdown_is_shut_down() {
     c.shutdown();
     let export = c.config().data_dir.join("export.jsonl");
     assert!(matches!(c.predict("scout", "news", "a story"), Err(Error::ShutDown)));
-    assert!(matches!(c.flush(std::time::Duration::from_secs(1)), Err(Error::ShutDown)));
-    assert!(matches!(c.export_dataset("scout", "news", &export), Err(Error::ShutDown)));
+    assert!(matches!(
+        c.flush(std::time::Duration::from_secs(1)),
+        Err(Error::ShutDown)
+    ));
+    assert!(matches!(
+        c.export_dataset("scout", "news", &export),
+        Err(Error::ShutDown)
+    ));
     assert!(matches!(c.list_checkpoints("scout", "news"), Err(Error::ShutDown)));
 }
 
@@ -377,6 +387,9 @@ fn exporting_an_unknown_agent_is_an_error() {
     let c = coordinator();
     c.add_training_example(example("scout", 1, "bbc")).unwrap();
     let export = c.config().data_dir.join("export.jsonl");
-    assert!(matches!(c.export_dataset("scuot", "news", &export), Err(Error::UnknownAgent(_))));
+    assert!(matches!(
+        c.export_dataset("scuot", "news", &export),
+        Err(Error::UnknownAgent(_))
+    ));
     assert_eq!(c.export_dataset("scout", "news", &export).unwrap(), 1);
 }
