@@ -6,6 +6,7 @@ exception naming the task's kind and what to pass instead."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -92,6 +93,32 @@ def test_class_ids_up_to_64_bits_are_answered_as_ints_and_beyond_refused(config)
         assert type(answer) is int and answer in (2**63, 2**63 + 1), answer
         with pytest.raises(onthefly.InvalidArgumentError, match="64 bits"):
             c.add_training_example("scout", "other", "a story", 2**64, 0.5)
+
+
+def test_a_new_tasks_first_labels_in_two_forms_from_two_threads_are_not_both_taken(config) -> None:
+    """The form was read before the example was accepted and fixed after
+    it: 10 to 24 of 300 new tasks took both a bool and an int and answered
+    one caller in the other's form."""
+    with Coordinator(**config, update_threshold=1_000) as c:
+        both = 0
+        for t in range(300):
+            barrier, taken = threading.Barrier(2), []
+
+            def add(value, t=t, barrier=barrier, taken=taken) -> None:
+                barrier.wait()
+                try:
+                    c.add_training_example("fact_checker", f"task{t}", f"the claim {value}", value, 0.5)
+                    taken.append(value)
+                except onthefly.InvalidArgumentError:
+                    pass
+
+            threads = [threading.Thread(target=add, args=(value,)) for value in (True, 7)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            both += len(taken) == 2
+        assert both == 0, f"{both} of 300 new tasks took labels in two forms"
 
 
 def test_a_declared_regressor_takes_zero_and_one_as_scores(config) -> None:

@@ -129,6 +129,9 @@ pub struct Coordinator {
     /// The process that started it: a forked copy of it has none of its
     /// threads, and its locks may be held by threads that are not there.
     started_in: u32,
+    /// Held while a call hands in a target written as JSON for a task whose
+    /// labels have no form yet ([`Coordinator::first_labels_guard`]).
+    first_labels: Mutex<()>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -189,6 +192,7 @@ impl Coordinator {
             stop_ticker: Mutex::new(Some(stop_tx)),
             data_dir_lock: Mutex::new(Some(data_dir_lock)),
             started_in: std::process::id(),
+            first_labels: Mutex::new(()),
         };
         for i in 0..workers {
             let (shared, jobs) = (Arc::clone(&shared), job_rx.clone());

@@ -228,6 +228,7 @@ impl Coordinator {
             let item = queue.peek(review_id)?;
             Ok((item.agent_name.clone(), item.task_type.clone()))
         })?;
+        let _one_at_a_time = self.first_labels_guard(&agent, &task);
         let (output, form) = self.read_json_target(&agent, &task, "output", output)?;
         let receipt = self.label(review_id, output, priority)?;
         self.fix_label_form(&agent, &task, form);

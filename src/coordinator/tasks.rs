@@ -56,6 +56,26 @@ impl Coordinator {
         Ok(read_target(agent_name, task_type, field, value, shape)?)
     }
 
+    /// While (agent, task) has no form of labels yet (a new task, or a
+    /// classifier not given a label written as JSON yet), a guard that makes
+    /// the calls handing in its targets as JSON run one at a time, from
+    /// reading the target ([`Coordinator::read_json_target`]) to fixing the
+    /// form ([`Coordinator::fix_label_form`]): two threads handing in a new
+    /// task's first labels in two forms (`true` and `7`) were both
+    /// accepted, and the task answered one caller in the other's form.
+    /// `None` once the form is fixed, or for a task of another kind.
+    pub(crate) fn first_labels_guard(
+        &self,
+        agent_name: &str,
+        task_type: &str,
+    ) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        let unsettled = match self.task_shape(agent_name, task_type) {
+            None => true,
+            Some(shape) => shape.kind == TargetKind::Label && shape.form.is_none(),
+        };
+        unsettled.then(|| self.first_labels.lock())
+    }
+
     /// Fixes the form of a classifier task's labels, if it has none yet (the
     /// first accepted label written as JSON fixes it), and stores it.
     pub fn fix_label_form(&self, agent_name: &str, task_type: &str, form: Option<LabelForm>) {

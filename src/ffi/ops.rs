@@ -38,6 +38,7 @@ pub(super) unsafe fn add_training_example(
     let agent = unsafe { required_str(agent_name, "agent_name") }?;
     let task = unsafe { required_str(task_type, "task_type") }?;
     let expected = unsafe { required_json(expected_output_json, "expected_output_json") }?;
+    let _one_at_a_time = c.first_labels_guard(agent, task);
     let (expected_output, form) = c.read_json_target(agent, task, "expected_output", expected)?;
     let example = NewExample {
         agent_name: agent.to_string(),
@@ -80,6 +81,7 @@ pub(super) unsafe fn add_prediction_feedback(
     let agent = unsafe { required_str(agent_name, "agent_name") }?;
     let task = unsafe { required_str(task_type, "task_type") }?;
     let predicted = unsafe { required_json(predicted_output_json, "predicted_output_json") }?;
+    let _one_at_a_time = c.first_labels_guard(agent, task);
     let (predicted_output, predicted_form) = c.read_json_target(agent, task, "predicted_output", predicted)?;
     let actual = match unsafe { optional_json(actual_output_json, "actual_output_json") }? {
         Some(value) => Some(c.read_json_target(agent, task, "actual_output", value)?),
@@ -132,6 +134,7 @@ pub(super) unsafe fn add_user_correction(
     let task = unsafe { required_str(task_type, "task_type") }?;
     let incorrect = unsafe { required_json(incorrect_output_json, "incorrect_output_json") }?;
     let correct = unsafe { required_json(correct_output_json, "correct_output_json") }?;
+    let _one_at_a_time = c.first_labels_guard(agent, task);
     let (correct_output, form) = c.read_json_target(agent, task, "correct_output", correct)?;
     let (incorrect_output, _) = c.read_json_target(agent, task, "incorrect_output", incorrect)?;
     let correction = UserCorrection {
