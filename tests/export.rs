@@ -80,3 +80,29 @@ fn without_a_store_the_export_comes_from_memory() {
         ..small_config()
     });
 }
+
+/// Kept examples beyond `max_buffer_size` (only the newest come back into
+/// memory at start-up) are still counted after a restart: the counters
+/// dropped to the ones in memory while the export held all of them.
+#[test]
+fn kept_examples_are_all_counted_after_a_restart() {
+    let config = Config {
+        max_buffer_size: 10,
+        update_threshold: 10,
+        ..small_config()
+    };
+    let c = Coordinator::new(config.clone()).unwrap();
+    let sent = summaries(&c).len() + 1; // the summaries and the topics
+    let before = c.get_training_status().agents["synthesizer"].clone();
+    assert_eq!(before.examples_kept as usize, sent);
+    c.shutdown();
+    drop(c);
+    let c = Coordinator::new(config.clone()).unwrap();
+    let after = c.get_training_status().agents["synthesizer"].clone();
+    assert_eq!(
+        (after.examples_received, after.examples_kept),
+        (before.examples_received, before.examples_kept)
+    );
+    let path = config.data_dir.join("summaries.jsonl");
+    assert_eq!(c.export_dataset("synthesizer", "summary", &path).unwrap(), sent - 1);
+}

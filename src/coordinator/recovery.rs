@@ -98,6 +98,9 @@ impl Coordinator {
                 ExampleState::Discarded => &mut stats.examples_discarded,
                 ExampleState::Quarantined => &mut stats.examples_quarantined,
                 ExampleState::Failed => &mut stats.examples_failed,
+                // All of them: only the newest `max_buffer_size` come back
+                // into memory (below), and counting those dropped the rest.
+                ExampleState::Kept => &mut stats.examples_kept,
                 _ => continue,
             };
             *counter += n;
@@ -117,11 +120,8 @@ impl Coordinator {
         for example in recovered.kept {
             let agent = self.agent_or_create(&example.agent_name);
             let kind = example.expected_output.kind();
+            // Counted with the settled rows above.
             if task_of_kind(&mut agent.tasks.lock(), &agent.name, &example.task_type, kind, window).is_ok() {
-                let mut stats = agent.stats.lock();
-                stats.examples_received += 1;
-                stats.examples_kept += 1;
-                drop(stats);
                 agent.kept.lock().push_back(example);
             }
         }

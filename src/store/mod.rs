@@ -369,9 +369,9 @@ pub(crate) fn task_from_stored(
 /// Rows retention deleted count too (`onthefly_retired`).
 pub(crate) const SETTLED_COUNTS_SQL: &str = "SELECT agent_name, state, CAST(sum(n) AS BIGINT) FROM (\
      SELECT agent_name, state, count(*) AS n FROM training_examples \
-     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed') GROUP BY agent_name, state \
+     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed', 'kept') GROUP BY agent_name, state \
      UNION ALL SELECT agent_name, state, retired AS n FROM onthefly_retired \
-     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed')) AS counted \
+     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed', 'kept')) AS counted \
      GROUP BY agent_name, state";
 
 /// One row of [`SETTLED_COUNTS_SQL`], read.
