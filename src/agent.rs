@@ -111,6 +111,11 @@ pub(crate) struct AgentState {
     /// Per buffered example, how often the harmful part of a rolled-back
     /// update it was in could not be narrowed down without it.
     rejections: Mutex<Rejections>,
+    /// Tasks whose model could not be created in this run (a configuration
+    /// error, said in the status's `last_error`): their examples stay
+    /// buffered but out of the batches, which they filled at every update
+    /// while the agent's other tasks never trained.
+    pub unbuildable: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Per rejected example (see [`AgentState::count_rejection`]): how often it
@@ -197,6 +202,7 @@ impl AgentState {
             may_reclaim: AtomicBool::new(true),
             failures: Mutex::new(Strikes::default()),
             rejections: Mutex::new(Rejections::default()),
+            unbuildable: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -297,10 +303,24 @@ impl AgentState {
     }
 
     /// The most valuable `n` buffered examples that may be taken into an
-    /// update: all but those waiting (see [`waiting_ids`](Self::waiting_ids)).
+    /// update: all but those waiting (see [`waiting_ids`](Self::waiting_ids))
+    /// and those of a task whose model cannot be created
+    /// ([`unbuildable`](Self::unbuildable)).
     pub fn best_batch(&self, n: usize) -> Vec<TrainingExample> {
         let waiting = self.waiting_ids();
-        self.buffer.lock().best_where(n, |id| !waiting.contains(&id))
+        let unbuildable = self.unbuildable.lock().clone();
+        self.buffer
+            .lock()
+            .best_where(n, |e| !waiting.contains(&e.id) && !unbuildable.contains(&e.task_type))
+    }
+
+    /// The most valuable `n` buffered examples a forced update takes: those
+    /// waiting too, but none of a task whose model cannot be created.
+    pub fn forced_batch(&self, n: usize) -> Vec<TrainingExample> {
+        let unbuildable = self.unbuildable.lock().clone();
+        self.buffer
+            .lock()
+            .best_where(n, |e| !unbuildable.contains(&e.task_type))
     }
 
     /// The highest priority among the buffered examples that count towards

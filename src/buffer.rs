@@ -123,12 +123,12 @@ impl PriorityBuffer {
         self.best_where(n, |_| true)
     }
 
-    /// The `n` most valuable examples among those whose id passes `keep`.
-    pub fn best_where(&self, n: usize, keep: impl Fn(ExampleId) -> bool) -> Vec<TrainingExample> {
+    /// The `n` most valuable examples among those that pass `keep`.
+    pub fn best_where(&self, n: usize, keep: impl Fn(&TrainingExample) -> bool) -> Vec<TrainingExample> {
         self.by_value
             .values()
             .rev()
-            .filter(|e| keep(e.id))
+            .filter(|e| keep(e))
             .take(n)
             .cloned()
             .collect()

@@ -224,3 +224,51 @@ fn a_model_panicking_with_gradients_off_does_not_break_later_updates() {
         }))
     ));
 }
+
+/// A task whose model cannot be created (here a TorchScript module that is
+/// not there) keeps its examples buffered, out of the batches, and says so:
+/// they filled the agent's best batch at every update, and its other tasks
+/// never trained.
+#[test]
+fn a_task_whose_model_cannot_be_created_does_not_hold_the_others_back() {
+    let c = Coordinator::new(onthefly::Config {
+        update_threshold: 8,
+        max_examples_per_update: 8,
+        torchscript: [(
+            "scout/broken".to_string(),
+            onthefly::models::TorchScriptSpec {
+                path: "/nonexistent/module.pt".into(),
+                target_kind: TargetKind::Label,
+                labels: vec!["bbc".into(), "cnn".into()],
+                hash_buckets: 1024,
+                max_tokens: 100,
+                learning_rate: 0.05,
+                minibatch_size: 16,
+            },
+        )]
+        .into(),
+        ..small_config()
+    })
+    .unwrap();
+    for i in 0..20 {
+        // More valuable than the news examples: first in every batch.
+        c.add_training_example(
+            NewExample::new("scout", "broken", format!("story {i}"), label(["bbc", "cnn"][i % 2])).with_importance(1.0),
+        )
+        .unwrap();
+        c.add_training_example(
+            NewExample::new("scout", "news", format!("article {i}"), label(["bbc", "cnn"][i % 2])).with_importance(0.1),
+        )
+        .unwrap();
+    }
+    for _ in 0..4 {
+        c.force_update_agent("scout").unwrap();
+        assert!(c.wait_for_idle(Duration::from_secs(60)));
+    }
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!(scout.examples_trained, 20, "{scout:?}");
+    assert_eq!(scout.buffer_size, 20, "the broken task's examples wait: {scout:?}");
+    let said = scout.last_error.clone().unwrap_or_default();
+    assert!(said.contains("could not create a model for task \"broken\""), "{said}");
+    assert!(!said.contains("frame #"), "libtorch's C++ frames in the status: {said}");
+}

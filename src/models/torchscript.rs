@@ -91,8 +91,9 @@ impl TorchScriptModel {
             return Err(bad("hash_buckets must be at least 1".into()));
         }
         let vs = VarStore::new(device);
-        let mut module = TrainableCModule::load(&spec.path, vs.root()).map_err(|e| bad(e.to_string()))?;
-        module.f_set_train().map_err(|e| bad(e.to_string()))?;
+        let brief = |e: tch::TchError| bad(crate::base::brief_torch_error(&e));
+        let mut module = TrainableCModule::load(&spec.path, vs.root()).map_err(brief)?;
+        module.f_set_train().map_err(brief)?;
         let index = super::column_index(&spec.labels);
         let model = TorchScriptModel {
             vs,

@@ -142,7 +142,11 @@ pub(super) fn prepare_task(
             let model = match created {
                 Ok(m) => m,
                 Err(e) => {
-                    agent.record_error(format!("could not create a model for task {task:?}: {e}"));
+                    agent.record_error(format!(
+                        "could not create a model for task {task:?}: {e}; its examples wait in the buffer \
+                         until a restart with a configuration that can"
+                    ));
+                    agent.unbuildable.lock().insert(task.to_string());
                     return None;
                 }
             };

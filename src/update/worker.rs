@@ -114,7 +114,7 @@ fn update_agent(shared: &Shared, agent: &AgentState, forced: bool) -> usize {
     }
     let n = shared.config.max_examples_per_update;
     let batch = match forced {
-        true => agent.buffer.lock().best(n),
+        true => agent.forced_batch(n),
         false => agent.best_batch(n),
     };
     let mut by_task: BTreeMap<String, Vec<TrainingExample>> = BTreeMap::new();
