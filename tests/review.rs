@@ -342,3 +342,33 @@ fn a_refused_label_leaves_the_item_waiting() {
     assert_eq!(scout.reviews["news"].labelled, 1);
     assert_eq!(scout.examples_received, 46, "the label is an example");
 }
+
+/// A prediction no model learns (a dict, as an agent's `result.output` can
+/// be) queued for a label does not decide what its new task learns: it made
+/// the task a kept one, and the labels written next were kept as JSON and
+/// never trained.
+#[test]
+fn a_prediction_no_model_learns_does_not_decide_what_its_task_learns() {
+    let c = Coordinator::new(small_config()).unwrap();
+    let guess = onthefly::PredictionFeedback {
+        agent_name: "scout".into(),
+        task_type: "news".into(),
+        input_text: "markets rally".into(),
+        predicted_output: Target::Json(serde_json::json!({ "label": "markets", "p": 0.3 })),
+        actual_output: None,
+        confidence_score: 0.3,
+        source_url: String::new(),
+    };
+    assert!(matches!(
+        c.add_prediction_feedback(guess).unwrap(),
+        onthefly::FeedbackOutcome::AwaitingLabel { .. }
+    ));
+    for i in 0..20 {
+        c.add_training_example(example("scout", i, OUTLETS[i % 2])).unwrap();
+    }
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let scout = &c.get_training_status().agents["scout"];
+    assert_eq!(scout.models["news"].target_kind, "label");
+    assert_eq!((scout.examples_trained, scout.examples_kept), (20, 0), "{scout:?}");
+}

@@ -26,7 +26,7 @@ impl Coordinator {
             .query_strategy
             .usefulness(distribution, feedback.confidence_score);
         let agent = self.agent_or_create(&feedback.agent_name);
-        task_of_kind(
+        task_of_prediction(
             &mut agent.tasks.lock(),
             &agent.name,
             &feedback.task_type,
@@ -113,7 +113,7 @@ impl Coordinator {
         let agent = self.agent_or_create(&row.agent_name);
         let window = self.shared.config.performance_window;
         let kind = row.expected_output.kind();
-        task_of_kind(&mut agent.tasks.lock(), &agent.name, &row.task_type, kind, window).ok()?;
+        task_of_prediction(&mut agent.tasks.lock(), &agent.name, &row.task_type, kind, window).ok()?;
         Some(agent)
     }
 
@@ -265,4 +265,22 @@ impl Coordinator {
         }
         Err(ReviewError::Unknown(review_id.0).into())
     }
+}
+
+/// Checks a prediction waiting for a label against its task, registering the
+/// task by it, except that a prediction no model learns (free JSON, the
+/// original system's `result.output` of a dict) registers nothing: it fixed
+/// the task as kept for export, and the labels written next (`"markets"`)
+/// were kept as JSON and never trained. A target does that, not a guess.
+fn task_of_prediction(
+    tasks: &mut std::collections::BTreeMap<String, crate::agent::TaskState>,
+    agent: &str,
+    task: &str,
+    kind: crate::base::TargetKind,
+    window: usize,
+) -> std::result::Result<(), crate::base::ValidationError> {
+    if kind == crate::base::TargetKind::Json && !tasks.contains_key(task) {
+        return Ok(());
+    }
+    task_of_kind(tasks, agent, task, kind, window).map(|_| ())
 }
