@@ -234,19 +234,7 @@ fn a_task_whose_model_cannot_be_created_does_not_hold_the_others_back() {
     let c = Coordinator::new(onthefly::Config {
         update_threshold: 8,
         max_examples_per_update: 8,
-        torchscript: [(
-            "scout/broken".to_string(),
-            onthefly::models::TorchScriptSpec {
-                path: "/nonexistent/module.pt".into(),
-                target_kind: TargetKind::Label,
-                labels: vec!["bbc".into(), "cnn".into()],
-                hash_buckets: 1024,
-                max_tokens: 100,
-                learning_rate: 0.05,
-                minibatch_size: 16,
-            },
-        )]
-        .into(),
+        torchscript: common::missing_torchscript_classifier("scout/broken"),
         ..small_config()
     })
     .unwrap();

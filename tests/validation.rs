@@ -312,19 +312,7 @@ fn checkpoint_listings_refuse_names_that_are_paths() {
 fn targets_the_configured_model_cannot_learn_are_refused() {
     let c = Coordinator::new(Config {
         model_kinds: [("critic/claims".to_string(), onthefly::models::ModelKind::TextClassifier)].into(),
-        torchscript: [(
-            "scout/news".to_string(),
-            onthefly::models::TorchScriptSpec {
-                path: "/nonexistent/module.pt".into(),
-                target_kind: TargetKind::Label,
-                labels: vec!["bbc".into(), "cnn".into()],
-                hash_buckets: 1024,
-                max_tokens: 100,
-                learning_rate: 0.05,
-                minibatch_size: 16,
-            },
-        )]
-        .into(),
+        torchscript: common::missing_torchscript_classifier("scout/news"),
         ..small_config()
     })
     .unwrap();

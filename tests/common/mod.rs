@@ -13,6 +13,7 @@ pub mod permuted;
 pub mod pixels;
 pub mod vader;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -175,4 +176,22 @@ pub fn assert_wrong_answers_roll_back(
         );
     }
     whole
+}
+
+/// A TorchScript classifier of the labels `bbc` and `cnn` configured for
+/// `key` ("agent/task") whose module file is not there: its task's model
+/// cannot be created, and what it can learn is known from the spec alone.
+pub fn missing_torchscript_classifier(key: &str) -> BTreeMap<String, onthefly::models::TorchScriptSpec> {
+    BTreeMap::from([(
+        key.to_string(),
+        onthefly::models::TorchScriptSpec {
+            path: "/nonexistent/module.pt".into(),
+            target_kind: onthefly::TargetKind::Label,
+            labels: vec!["bbc".into(), "cnn".into()],
+            hash_buckets: 1024,
+            max_tokens: 100,
+            learning_rate: 0.05,
+            minibatch_size: 16,
+        },
+    )])
 }
