@@ -170,9 +170,17 @@ fn shuffled_corrections_roll_back_and_a_clean_batch_is_accepted() {
     // The quarantined examples wait for a person across a restart too.
     let config = c.config().clone();
     let still_quarantined = offered.len() - 1;
+    let counted = c.get_training_status().agents[AGENT].clone();
     c.shutdown();
     drop(c);
     let restarted = Coordinator::new(config).unwrap();
+    // The labelled one still counts as quarantined (as "reviewed" it left
+    // the counts at a restart).
+    let recounted = restarted.get_training_status().agents[AGENT].clone();
+    assert_eq!(
+        (recounted.examples_quarantined, recounted.examples_received),
+        (counted.examples_quarantined, counted.examples_received)
+    );
     let offered_again = restarted.next_for_review(AGENT, TASK, 1000).unwrap();
     assert_eq!(offered_again.len(), still_quarantined);
     assert!(offered_again.iter().all(|item| item.quarantined.is_some()));

@@ -96,7 +96,7 @@ impl Coordinator {
                 ExampleState::Trained => &mut stats.examples_trained,
                 ExampleState::Evicted => &mut stats.examples_evicted,
                 ExampleState::Discarded => &mut stats.examples_discarded,
-                ExampleState::Quarantined => &mut stats.examples_quarantined,
+                ExampleState::Quarantined | ExampleState::QuarantineReviewed => &mut stats.examples_quarantined,
                 ExampleState::Failed => &mut stats.examples_failed,
                 // All of them: only the newest `max_buffer_size` come back
                 // into memory (below), and counting those dropped the rest.

@@ -185,6 +185,7 @@ impl Coordinator {
     pub fn label(&self, review_id: ExampleId, output: Target, priority: Option<Priority>) -> Result<Receipt> {
         self.ensure_running()?;
         let item = self.with_queue_of(review_id, |queue| Ok(queue.peek(review_id)?.clone()))?;
+        let settled = reviewed_state(&item);
         // Every check of the correction before the item leaves its queue: a
         // label refused after (one over `max_input_bytes`) used the item up,
         // and the person could neither label it again nor skip it.
@@ -202,7 +203,7 @@ impl Coordinator {
         self.with_queue_of(review_id, |queue| Ok(queue.label(review_id)?))?;
         self.shared.persist(StoreOp::SetState {
             ids: vec![review_id],
-            state: ExampleState::Reviewed,
+            state: settled,
             update_id: None,
         });
         self.accept(example, false)
@@ -243,6 +244,7 @@ impl Coordinator {
             Some(queue) if queue.len() > 0 => queue.answered(input_text),
             _ => return,
         };
+        // Predictions only: quarantined examples wait for a person.
         if !answered.is_empty() {
             self.shared.persist(StoreOp::SetState {
                 ids: answered.iter().map(|item| item.review_id).collect(),
@@ -283,4 +285,13 @@ fn task_of_prediction(
         return Ok(());
     }
     task_of_kind(tasks, agent, task, kind, window).map(|_| ())
+}
+
+/// The stored state of a review item once settled: a prediction is
+/// reviewed; a quarantined example stays counted as quarantined.
+fn reviewed_state(item: &ReviewItem) -> ExampleState {
+    match item.quarantined {
+        Some(_) => ExampleState::QuarantineReviewed,
+        None => ExampleState::Reviewed,
+    }
 }

@@ -156,6 +156,11 @@ pub enum ExampleState {
     PendingReview,
     /// A prediction a person labelled (the label is a new correction row).
     Reviewed,
+    /// A quarantined example whose review is settled: a person labelled it
+    /// (the label is a new correction row) or a later example answered its
+    /// input. Still counted as quarantined (as `reviewed` it left the
+    /// counts at a restart), no longer offered.
+    QuarantineReviewed,
     /// A prediction that left its task's full review queue for more useful
     /// ones, never labelled: not an example (its target is the model's own
     /// answer), so never trained, taken back or counted; retention deletes it.
@@ -195,6 +200,7 @@ string_forms!(ExampleState {
     Evaluation => "evaluation",
     PendingReview => "pending_review",
     Reviewed => "reviewed",
+    QuarantineReviewed => "quarantine_reviewed",
     Unreviewed => "unreviewed",
 });
 
@@ -369,9 +375,9 @@ pub(crate) fn task_from_stored(
 /// Rows retention deleted count too (`onthefly_retired`).
 pub(crate) const SETTLED_COUNTS_SQL: &str = "SELECT agent_name, state, CAST(sum(n) AS BIGINT) FROM (\
      SELECT agent_name, state, count(*) AS n FROM training_examples \
-     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed', 'kept') GROUP BY agent_name, state \
+     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'quarantine_reviewed', 'failed', 'kept') GROUP BY agent_name, state \
      UNION ALL SELECT agent_name, state, retired AS n FROM onthefly_retired \
-     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'failed', 'kept')) AS counted \
+     WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'quarantine_reviewed', 'failed', 'kept')) AS counted \
      GROUP BY agent_name, state";
 
 /// One row of [`SETTLED_COUNTS_SQL`], read.

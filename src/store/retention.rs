@@ -7,7 +7,8 @@ use super::settings::RetentionConfig;
 /// The states whose rows retention deletes: an example's way has ended.
 /// Not `evicted`: an evicted example waits in the store for the trainer to
 /// take it back (`crate::catch_up`); deleting it lost it untrained.
-const RETIRABLE: &str = "state IN ('trained', 'discarded', 'failed', 'reviewed', 'unreviewed') AND NOT replay";
+const RETIRABLE: &str =
+    "state IN ('trained', 'discarded', 'failed', 'reviewed', 'quarantine_reviewed', 'unreviewed') AND NOT replay";
 
 /// A value a retention statement binds, in the order of its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
