@@ -133,6 +133,8 @@ def test_a_negative_label_priority_is_refused(config) -> None:
         item = c.next_for_review("scout", "news", 1)[0]
         with pytest.raises(onthefly.InvalidArgumentError, match="priority must be in 0..=3, got -1"):
             c.label(item["review_id"], "a", priority=-1)
+        with pytest.raises(onthefly.InvalidArgumentError, match="priority must be in 0..=3, got 5"):
+            c.label(item["review_id"], "a", priority=5)  # it named correction_priority
         c.label(item["review_id"], "a", priority=0)  # still waiting: nothing was labelled
 
 
@@ -149,3 +151,14 @@ def test_a_prediction_the_full_review_queue_does_not_keep_is_said_so(config) -> 
             onthefly.FeedbackOutcome.NOT_KEPT,
         ]
         assert len(c.next_for_review("scout", "news", 10)) == 2
+
+
+def test_configuration_values_that_are_not_json_are_named(tmp_path) -> None:
+    """A bytes path is a path (it failed with "Circular reference
+    detected"); a Decimal is named, not reported as a bad path."""
+    import decimal
+
+    with Coordinator(device="cpu", data_dir=str(tmp_path / "data").encode()) as c:
+        assert c.get_training_status() is not None
+    with pytest.raises(onthefly.InvalidConfigError, match="a Decimal is not a JSON value"):
+        Coordinator(device="cpu", data_dir=str(tmp_path / "other"), max_buffer_size=decimal.Decimal(500))

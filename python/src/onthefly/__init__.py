@@ -358,9 +358,18 @@ def _config_json(config: Dict[str, Any]) -> bytes:
     if "data_dir" not in config and not os.environ.get("TRAINING_DATA_DIR", "").strip():
         config = {**config, "data_dir": str(default_data_dir())}
     try:
-        return json.dumps(_merge(base, config), default=os.fspath).encode("utf-8")
+        return json.dumps(_merge(base, config), default=_config_value).encode("utf-8")
     except TypeError as e:
         raise InvalidConfigError(f"the configuration must be JSON-serialisable: {e}") from None
+
+
+def _config_value(value: Any) -> str:
+    """A path (``str``, ``bytes`` or ``os.PathLike``) in the configuration as
+    text; anything else that is not JSON is named. (``os.fspath`` alone gave
+    ``bytes`` back, and json answered "Circular reference detected".)"""
+    if isinstance(value, (bytes, os.PathLike)):
+        return os.fsdecode(os.fspath(value))
+    raise TypeError(f"a {type(value).__name__} is not a JSON value (give str, int, float, bool, None, lists, dicts or paths)")
 
 
 class Coordinator:
@@ -789,7 +798,7 @@ class Coordinator:
         """
         out = ctypes.c_uint64()
         level = -1 if priority is None else _int32(priority, "priority")
-        if priority is not None and level < 0:
+        if priority is not None and not 0 <= level <= 3:
             # -1 is how the C ABI is told "not given": it would be priority 2.
             raise InvalidArgumentError(f"priority must be in 0..=3, got {priority}")
         self._call("label", _id(review_id, "review_id"), _json(output, "output"), level, ctypes.byref(out))
