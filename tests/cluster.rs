@@ -609,21 +609,30 @@ fn an_instance_cut_off_from_the_database_comes_back_to_the_newest_version() {
     };
     let mut next = 0;
     let mut train_some = |n: usize| {
+        let before = version_of(&trainer);
         for a in &articles[next..next + n] {
             trainer.add_training_example(article_example(a)).unwrap();
         }
         next += n;
         trainer.flush(Duration::from_secs(60)).unwrap();
-        common::update_now(&trainer, AGENT);
+        // Either instance may train the shared buffer: while the reader
+        // holds the task's lock (its listener schedules fresh buffered rows),
+        // the trainer's forced update skips the task for a poll interval and
+        // the version arrives as the reader's publication. Forced until the
+        // trainer serves a newer version, whoever trained it.
+        let moved = common::wait_until(Duration::from_secs(60), || {
+            common::update_now(&trainer, AGENT);
+            version_of(&trainer) > before
+        });
+        assert!(
+            moved,
+            "no new version: {:?}",
+            trainer.get_training_status().agents[AGENT].last_error
+        );
         version_of(&trainer)
     };
 
     let first = train_some(200);
-    assert!(
-        first >= 1,
-        "{:?}",
-        trainer.get_training_status().agents[AGENT].last_error
-    );
     let took = wait_for(&reader, first, Duration::from_secs(10));
     println!("version {first} reached the listening instance in {took:?}");
 
@@ -884,4 +893,71 @@ fn a_burst_larger_than_the_buffer_is_trained_whole_with_several_instances() {
     // Every row is trained but those judging updates (the window holds 100).
     assert!(held_out > 0 && held_out < 100, "{held_out} held out");
     assert_eq!(trained + held_out, 300);
+}
+
+/// The key of an (agent, task)'s training lock, as `src/cluster` derives it.
+/// Should the derivation change, the first assertion of the test below
+/// fails (the update would not find its lock taken).
+fn training_lock_key(agent: &str, task: &str) -> i64 {
+    (stable_hash(format!("onthefly-train\0{agent}\0{task}").as_bytes()) >> 1) as i64
+}
+
+#[test]
+fn a_forced_update_tries_the_lock_again_and_a_finished_update_frees_it_at_once() {
+    let url = fresh_database();
+    let articles = shuffled_articles();
+    let mut config = instance_config(&url, "forcing");
+    // Nothing but the forced updates trains, and a task found busy is not
+    // tried again for a minute unless forced.
+    config.update_threshold = 4000;
+    config.cluster.as_mut().unwrap().poll_interval_ms = 60_000;
+    config.check_interval_ms = 60_000;
+    let c = Coordinator::new(config).unwrap();
+    let version = || {
+        c.get_training_status().agents[AGENT]
+            .models
+            .get(TASK)
+            .map_or(0, |m| m.version)
+    };
+    let add = |range: std::ops::Range<usize>| {
+        for a in &articles[range] {
+            c.add_training_example(article_example(a)).unwrap();
+        }
+        c.flush(Duration::from_secs(60)).unwrap();
+    };
+    add(0..200);
+    let key = training_lock_key(AGENT, TASK);
+    let mut other = db(&url);
+    let taken: bool = other
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+        .unwrap()
+        .get(0);
+    assert!(taken);
+    // Another holder: the task is skipped, nothing is lost.
+    common::update_now(&c, AGENT);
+    assert_eq!(version(), 0, "trained while another session held the task's lock");
+    let released: bool = other
+        .query_one("SELECT pg_advisory_unlock($1)", &[&key])
+        .unwrap()
+        .get(0);
+    assert!(released);
+    // Asked again at once: tried again, although the task was found busy
+    // less than a poll interval ago.
+    common::update_now(&c, AGENT);
+    assert_eq!(version(), 1, "{:?}", c.get_training_status().agents[AGENT].last_error);
+    // Each finished update lets the lock go before the caller hears of it:
+    // taken at once by another session, and the next forced update finds
+    // it free again.
+    for round in 0..5 {
+        let start = 200 + round * 100;
+        add(start..start + 100);
+        common::update_now(&c, AGENT);
+        assert_eq!(version(), 2 + round as u64);
+        let free: bool = other
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .unwrap()
+            .get(0);
+        assert!(free, "the lock was still held after update {}", 2 + round);
+        other.query_one("SELECT pg_advisory_unlock($1)", &[&key]).unwrap();
+    }
 }

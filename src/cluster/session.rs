@@ -29,6 +29,8 @@ pub(crate) struct Publication<'a> {
 /// The training lock of one (agent, task), held while this value lives.
 pub(crate) struct TaskSession {
     client: Client,
+    /// The advisory lock's key, unlocked explicitly when the session ends.
+    key: i64,
     in_transaction: bool,
     /// The highest version number the task has in the database (published
     /// or recorded by an earlier single instance): the next is one more.
@@ -40,8 +42,9 @@ impl TaskSession {
     /// instance holds it.
     pub fn try_lock(cluster: &Cluster, agent: &str, task: &str) -> Result<Option<TaskSession>, StoreError> {
         let mut client = cluster.connect()?;
+        let key = lock_key(agent, task);
         let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(agent, task)])
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
             .map_err(classify)?
             .get(0);
         if !locked {
@@ -61,6 +64,7 @@ impl TaskSession {
             .get(0);
         Ok(Some(TaskSession {
             client,
+            key,
             in_transaction: false,
             highest: highest.map_or(0, |v| v.max(0) as u64),
         }))
@@ -262,9 +266,16 @@ impl TaskSession {
 
 impl Drop for TaskSession {
     fn drop(&mut self) {
-        // Dropping the connection ends the session: the claim rolls back and
-        // the advisory lock goes. The explicit rollback only makes it prompt.
+        // Closing the connection alone would end the session too, but the
+        // server's backend lets the lock go only once it has noticed the
+        // close: this instance's next update (a forced one a moment later)
+        // could find its own lock still held and skip the task. Rolled back
+        // and unlocked here, both are gone when the drop returns.
         self.release();
+        if let Err(e) = self.client.query_one("SELECT pg_advisory_unlock($1)", &[&self.key]) {
+            // The connection is broken: the lock went with its session.
+            tracing::debug!(error = %e, "unlocking a task's training lock failed");
+        }
     }
 }
 

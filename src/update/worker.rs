@@ -110,7 +110,7 @@ fn is_stale(shared: &Shared, agent: &AgentState) -> bool {
 /// [`AgentState::best_batch`]). Returns how many examples left the buffer.
 fn update_agent(shared: &Shared, agent: &AgentState, forced: bool) -> usize {
     if let Some(cluster) = &shared.cluster {
-        return update_agent_shared(shared, cluster, agent);
+        return update_agent_shared(shared, cluster, agent, forced);
     }
     let n = shared.config.max_examples_per_update;
     let batch = match forced {
@@ -135,8 +135,11 @@ fn update_agent(shared: &Shared, agent: &AgentState, forced: bool) -> usize {
 /// [`update_agent`] for an instance sharing the database: each task whose
 /// training lock it gets is brought to the newest published version, then
 /// trained on examples claimed from the shared table and judged on the
-/// shared held-out window; tasks another instance is training are skipped.
-fn update_agent_shared(shared: &Shared, cluster: &Cluster, agent: &AgentState) -> usize {
+/// shared held-out window; tasks another instance is training are skipped
+/// (that instance trains what is buffered, and its version arrives here as
+/// a publication). A `forced` update tries every task's lock, also one
+/// found busy less than a poll interval ago.
+fn update_agent_shared(shared: &Shared, cluster: &Cluster, agent: &AgentState, forced: bool) -> usize {
     let tasks: Vec<String> = agent
         .tasks
         .lock()
@@ -146,7 +149,7 @@ fn update_agent_shared(shared: &Shared, cluster: &Cluster, agent: &AgentState) -
         .collect();
     let mut removed = 0;
     for task in tasks {
-        match update_task_shared(shared, cluster, agent, &task) {
+        match update_task_shared(shared, cluster, agent, &task, forced) {
             Ok(n) => removed += n,
             Err(e) => {
                 tracing::warn!(agent = %agent.name, task = %task, error = %e, "shared update failed");
@@ -162,8 +165,9 @@ fn update_task_shared(
     cluster: &Cluster,
     agent: &AgentState,
     task: &str,
+    forced: bool,
 ) -> Result<usize, crate::error::Error> {
-    if cluster.recently_busy(&agent.name, task) {
+    if !forced && cluster.recently_busy(&agent.name, task) {
         return Ok(0);
     }
     let Some(mut session) = TaskSession::try_lock(cluster, &agent.name, task)? else {
