@@ -1,5 +1,7 @@
 //! Configuration: the original's defaults, the environment, and clear errors.
 
+mod common;
+
 use onthefly::{Config, ConfigError, DeviceChoice};
 
 #[test]
@@ -237,4 +239,34 @@ fn several_instances_are_configured_by_name_and_need_a_database_and_checkpoints(
         ("TRAINING_CHECKPOINTS_KEPT", "0"),
     ]);
     assert!(message.contains("checkpoints_kept"), "{message}");
+}
+
+#[test]
+fn cuda_without_a_cuda_device_is_refused_not_run_on_the_cpu() {
+    let config = Config {
+        device: DeviceChoice::Cuda,
+        ..common::small_config()
+    };
+    let data_dir = config.data_dir.clone();
+    match onthefly::Coordinator::new(config) {
+        Ok(c) if tch::Cuda::is_available() => {
+            assert_eq!(c.get_training_status().device, "cuda:0");
+        }
+        Ok(c) => panic!(
+            "no CUDA device here, yet \"cuda\" started on {}",
+            c.get_training_status().device
+        ),
+        Err(onthefly::Error::Config(ConfigError::InvalidField { field, reason })) => {
+            assert!(!tch::Cuda::is_available());
+            assert_eq!(field, "device");
+            assert!(reason.contains("\"auto\""), "{reason}");
+            // Refused before anything was opened: no store, no lock left.
+            assert!(!data_dir.join(onthefly::store::SQLITE_FILE).exists());
+        }
+        Err(e) => panic!("refused with the wrong error: {e}"),
+    }
+    // `auto` is the choice that falls back.
+    let c = onthefly::Coordinator::new(common::small_config()).unwrap();
+    let expected = if tch::Cuda::is_available() { "cuda:0" } else { "cpu" };
+    assert_eq!(c.get_training_status().device, expected);
 }

@@ -162,3 +162,16 @@ def test_configuration_values_that_are_not_json_are_named(tmp_path) -> None:
         assert c.get_training_status() is not None
     with pytest.raises(onthefly.InvalidConfigError, match="a Decimal is not a JSON value"):
         Coordinator(device="cpu", data_dir=str(tmp_path / "other"), max_buffer_size=decimal.Decimal(500))
+
+
+def test_cuda_without_a_cuda_device_raises_instead_of_training_on_the_cpu(tmp_path) -> None:
+    """`device="cuda"` fell back to the CPU with only a log line; it raises
+    where no CUDA device is visible (`auto` is the choice that falls back)."""
+    with Coordinator(device="auto", data_dir=str(tmp_path / "auto")) as c:
+        found = c.get_training_status()["device"]
+    if found != "cpu":
+        with Coordinator(device="cuda", data_dir=str(tmp_path / "gpu")) as c:
+            assert c.get_training_status()["device"] == found
+        return
+    with pytest.raises(onthefly.InvalidConfigError, match='device is invalid: "cuda" asks for a CUDA device'):
+        Coordinator(device="cuda", data_dir=str(tmp_path / "gpu"))

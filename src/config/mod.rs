@@ -57,24 +57,26 @@ pub enum DeviceChoice {
     Auto,
     /// Always the CPU.
     Cpu,
-    /// The first CUDA device; falls back to the CPU with a warning when none is visible.
+    /// The first CUDA device; refused at start when none is visible (a
+    /// model meant for a GPU would otherwise train, slowly, on the CPU).
     Cuda,
 }
 
 impl DeviceChoice {
-    /// The libtorch device this choice resolves to on this machine.
-    pub fn resolve(self) -> tch::Device {
+    /// The libtorch device this choice resolves to on this machine; `cuda`
+    /// without a visible CUDA device is an error naming the field, not a
+    /// quiet fall back to the CPU (`auto` is the choice that falls back).
+    pub fn resolve(self) -> Result<tch::Device, ConfigError> {
         match self {
-            DeviceChoice::Cpu => tch::Device::Cpu,
-            DeviceChoice::Auto => tch::Device::cuda_if_available(),
-            DeviceChoice::Cuda => {
-                if tch::Cuda::is_available() {
-                    tch::Device::Cuda(0)
-                } else {
-                    tracing::warn!("device \"cuda\" requested but no CUDA device is visible; using the CPU");
-                    tch::Device::Cpu
-                }
-            }
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(ConfigError::InvalidField {
+                field: "device",
+                reason: "\"cuda\" asks for a CUDA device and libtorch sees none on this machine; \
+                         \"auto\" uses one when present and the CPU otherwise"
+                    .into(),
+            }),
         }
     }
 }

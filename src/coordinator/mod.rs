@@ -150,16 +150,17 @@ impl Coordinator {
     /// back the examples not yet trained, the held-out windows and the
     /// performance history, and starts the background threads: the store
     /// writer, one update worker per `max_concurrent_updates` and the periodic
-    /// check. Fails when the store cannot be opened, or when another running
-    /// coordinator holds `data_dir` ([`Error::DataDirInUse`]).
+    /// check. Fails when the store cannot be opened, when `device` is `cuda`
+    /// and no CUDA device is visible, or when another running coordinator
+    /// holds `data_dir` ([`Error::DataDirInUse`]).
     pub fn new(config: Config) -> Result<Coordinator> {
         config.validate()?;
         let config = config.with_absolute_paths().map_err(|e| crate::Error::Io {
             path: "the working directory".into(),
             message: e.to_string(),
         })?;
+        let device = config.device.resolve()?;
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
-        let device = config.device.resolve();
         let (store, recovered) = open_store(&config)?;
         let cluster = match config.cluster {
             Some(_) => Some(Arc::new(crate::cluster::Cluster::open(
