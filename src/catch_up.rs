@@ -175,11 +175,7 @@ fn refresh_windows(
         });
         let left: Vec<_> = out.iter().filter(|(_, left)| *left).map(|(e, _)| e.id).collect();
         if !left.is_empty() {
-            shared.persist(StoreOp::SetState {
-                ids: left,
-                state: ExampleState::Buffered,
-                update_id: None,
-            });
+            shared.persist(StoreOp::ReleaseHeldOut { ids: left });
         }
     }
     (out, moved)

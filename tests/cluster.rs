@@ -961,3 +961,104 @@ fn a_forced_update_tries_the_lock_again_and_a_finished_update_frees_it_at_once()
         other.query_one("SELECT pg_advisory_unlock($1)", &[&key]).unwrap();
     }
 }
+
+#[test]
+fn a_restarted_instance_leaves_the_others_judging_rows_alone_and_nothing_is_trained_twice() {
+    let url = fresh_database();
+    let articles = shuffled_articles();
+    let config = |name: &str| Config {
+        performance_window: 20,
+        ..instance_config(&url, name)
+    };
+    let a = Coordinator::new(config("a")).unwrap();
+    let mut b = Coordinator::new(config("b")).unwrap();
+    // Returns the ids a held out.
+    let add = |a: &Coordinator, b: &Coordinator, range: std::ops::Range<usize>| {
+        let mut held_out_by_a = Vec::new();
+        for (i, article) in articles[range].iter().enumerate() {
+            let receipt = match i % 2 {
+                0 => a.add_training_example(article_example(article)).unwrap(),
+                _ => b.add_training_example(article_example(article)).unwrap(),
+            };
+            if i % 2 == 0 && receipt.placement == onthefly::Placement::HeldOut {
+                held_out_by_a.push(receipt.id.0 as i64);
+            }
+        }
+        for c in [a, b] {
+            c.flush(Duration::from_secs(60)).unwrap();
+        }
+        held_out_by_a
+    };
+    let held_out_by_a = add(&a, &b, 0..400);
+    let mut client = db(&url);
+    let idle = |client: &mut Client, a: &Coordinator, b: &Coordinator| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            for c in [a, b] {
+                c.force_update_agent(AGENT).unwrap();
+                assert!(c.wait_for_idle(Duration::from_secs(120)));
+            }
+            let left = count(
+                client,
+                "SELECT count(*) FROM training_examples WHERE state IN ('buffered', 'evicted')",
+            );
+            if left == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{left} rows still buffered or evicted");
+        }
+    };
+    idle(&mut client, &a, &b);
+    let judging_in_a: Vec<i64> = client
+        .query(
+            "SELECT id FROM training_examples WHERE state = 'evaluation' AND id = ANY($1) ORDER BY id",
+            &[&held_out_by_a],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!judging_in_a.is_empty() && judging_in_a.len() <= 20, "{judging_in_a:?}");
+
+    // b restarts: its recovery must not take the rows of a's window (the
+    // rows beyond the newest 20 of the whole table, a's among them, were
+    // marked evicted and trained while a's window still held them).
+    b.shutdown();
+    drop(b);
+    b = Coordinator::new(config("b")).unwrap();
+    let still_judging = count(
+        &mut client,
+        &format!(
+            "SELECT count(*) FROM training_examples WHERE state = 'evaluation' AND id IN ({})",
+            judging_in_a.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        ),
+    );
+    assert_eq!(
+        still_judging,
+        judging_in_a.len() as i64,
+        "b's restart moved a's judging rows"
+    );
+
+    // More of the stream: a's window pushes its old rows out, and every
+    // row is trained exactly once, b's judging rows from before its
+    // restart too (released by the lock holder once beyond the window).
+    add(&a, &b, 400..800);
+    idle(&mut client, &a, &b);
+    let (done, trained_in_records): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM training_examples WHERE state = 'trained'), \
+                 (SELECT COALESCE(sum(examples_trained), 0)::bigint FROM model_performance)",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let judging = count(
+        &mut client,
+        "SELECT count(*) FROM training_examples WHERE state = 'evaluation'",
+    );
+    assert!(judging <= 20, "{judging} rows judging, more than the shared window");
+    assert_eq!(done, 800 - judging, "some examples were never trained");
+    assert_eq!(trained_in_records, done, "an example was trained twice");
+}

@@ -169,7 +169,7 @@ fn round_trip(backend: Backend) {
     let recovered = store
         .recover(&RecoveryLimits {
             buffered_per_agent: Some(100),
-            held_out_per_task: 100,
+            held_out_per_task: Some(100),
             kept_per_agent: 100,
             history: 100,
             pending_per_task: 100,
@@ -235,7 +235,7 @@ fn replays_are_idempotent(backend: Backend) {
     assert_eq!(stored[0].state, ExampleState::Evicted);
     let limits = RecoveryLimits {
         buffered_per_agent: Some(10),
-        held_out_per_task: 10,
+        held_out_per_task: Some(10),
         kept_per_agent: 10,
         history: 10,
         pending_per_task: 10,

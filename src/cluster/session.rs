@@ -149,6 +149,25 @@ impl TaskSession {
         Ok(examples)
     }
 
+    /// Buffers, to be trained, the task's held-out rows beyond its newest
+    /// `window` (the ones [`held_out`](Self::held_out) judges on); returns
+    /// how many. Each instance releases the rows that leave its own window,
+    /// but the rows of an instance that stopped or restarted would judge
+    /// nothing and never be trained.
+    pub fn release_beyond_window(&mut self, agent: &str, task: &str, window: usize) -> Result<u64, StoreError> {
+        let window = i64::try_from(window).unwrap_or(i64::MAX);
+        self.client
+            .execute(
+                "UPDATE training_examples SET state = 'buffered' \
+                 WHERE agent_name = $1 AND task_type = $2 AND state = 'evaluation' AND id NOT IN ( \
+                     SELECT id FROM training_examples \
+                     WHERE agent_name = $1 AND task_type = $2 AND state = 'evaluation' \
+                     ORDER BY \"timestamp\" DESC, id DESC LIMIT $3)",
+                &[&agent, &task, &window],
+            )
+            .map_err(classify)
+    }
+
     /// Writes the update's outcome with its claim and announces an accepted
     /// version, all in one commit: the other instances see the new version,
     /// its record, its examples' new state and its replay memory together,

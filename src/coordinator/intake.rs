@@ -300,11 +300,7 @@ impl Coordinator {
     /// of its time and is now trained on like any other, so no labelled
     /// example is lost to training.
     pub(super) fn train_after_judging(&self, agent: &Arc<AgentState>, example: TrainingExample) {
-        self.shared.persist(StoreOp::SetState {
-            ids: vec![example.id],
-            state: ExampleState::Buffered,
-            update_id: None,
-        });
+        self.shared.persist(StoreOp::ReleaseHeldOut { ids: vec![example.id] });
         let (placement, _) = self.insert_into_buffer(agent, example, false);
         if placement == Placement::Buffered && agent.fresh_buffered() >= self.shared.config.update_threshold {
             self.shared.schedule(agent);

@@ -452,7 +452,7 @@ fn open_store(config: &Config) -> Result<(Option<StoreWriter>, Option<Recovered>
     let writer = StoreWriter::start(Arc::clone(&store), config.data_dir.join("spool"), config.store.clone())?;
     let recovered = store.recover(&RecoveryLimits {
         buffered_per_agent: config.cluster.is_none().then_some(config.max_buffer_size),
-        held_out_per_task: config.performance_window,
+        held_out_per_task: config.cluster.is_none().then_some(config.performance_window),
         kept_per_agent: config.max_buffer_size,
         history: HISTORY_IN_MEMORY,
         pending_per_task: config.max_pending_review,

@@ -261,6 +261,13 @@ pub enum StoreOp {
         /// The update that trained them, if one did.
         update_id: Option<u64>,
     },
+    /// Held-out examples that left a judging window, buffered to be
+    /// trained. Only rows still judging change: with several instances,
+    /// another one may have released and trained a row first.
+    ReleaseHeldOut {
+        /// The examples.
+        ids: Vec<ExampleId>,
+    },
     /// The record of an update (or a restore on request).
     Performance(ModelPerformance),
     /// A checkpoint written.
@@ -296,8 +303,12 @@ pub struct RecoveryLimits {
     /// evicted. `None` leaves buffered rows where they are and takes none back:
     /// instances sharing a database claim them from the table instead.
     pub buffered_per_agent: Option<usize>,
-    /// Most recent held-out examples per (agent, task).
-    pub held_out_per_task: usize,
+    /// Most recent held-out examples per (agent, task); those beyond it
+    /// become evicted (to be trained). `None` leaves held-out rows where
+    /// they are and takes none back: instances sharing a database judge on
+    /// the table's newest rows, other instances' windows among them, and
+    /// the training lock's holder releases the older ones.
+    pub held_out_per_task: Option<usize>,
     /// Most recent kept examples per agent.
     pub kept_per_agent: usize,
     /// Most recent performance records.

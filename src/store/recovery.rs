@@ -51,12 +51,19 @@ pub(super) fn recover_with(reads: &mut impl RecoveryReads, limits: &RecoveryLimi
     // Held out beyond a window made smaller since they were stored: trained
     // (taken back like any evicted example), not left judging nothing,
     // uncounted, for good.
-    let evicted = evicted + reads.evict_beyond(Ranked::HeldOut, limit(limits.held_out_per_task))?;
+    let evicted = evicted
+        + match limits.held_out_per_task {
+            Some(n) => reads.evict_beyond(Ranked::HeldOut, limit(n))?,
+            None => 0,
+        };
     let buffered = match limits.buffered_per_agent {
         Some(n) => reads.ranked(Ranked::Buffered, limit(n))?,
         None => Vec::new(),
     };
-    let mut held_out = reads.ranked(Ranked::HeldOut, limit(limits.held_out_per_task))?;
+    let mut held_out = match limits.held_out_per_task {
+        Some(n) => reads.ranked(Ranked::HeldOut, limit(n))?,
+        None => Vec::new(),
+    };
     let mut kept = reads.ranked(Ranked::Kept, limit(limits.kept_per_agent))?;
     let mut pending_review = reads.ranked(Ranked::PendingReview, limit(limits.pending_per_task))?;
     let mut quarantined = reads.ranked(Ranked::Quarantined, limit(limits.pending_per_task))?;

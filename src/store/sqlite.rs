@@ -235,6 +235,10 @@ impl ExampleStore for SqliteStore {
     }
 }
 
+/// [`StoreOp::ReleaseHeldOut`] for one row.
+const RELEASE_HELD_OUT_SQLITE: &str =
+    "UPDATE training_examples SET state = 'buffered' WHERE id = ?1 AND state = 'evaluation'";
+
 fn apply(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
     match op {
         StoreOp::Insert { example, split, state } => insert_example(tx, example, *split, *state)?,
@@ -248,6 +252,12 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> Result<(), StoreError> {
             for id in ids {
                 stmt.execute(params![state.as_str(), update_id, id_to_stored(id.0)?])
                     .map_err(classify)?;
+            }
+        }
+        StoreOp::ReleaseHeldOut { ids } => {
+            let mut stmt = tx.prepare_cached(RELEASE_HELD_OUT_SQLITE).map_err(classify)?;
+            for id in ids {
+                stmt.execute(params![id_to_stored(id.0)?]).map_err(classify)?;
             }
         }
         StoreOp::Performance(p) => insert_performance(tx, p)?,

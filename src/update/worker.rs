@@ -190,6 +190,8 @@ fn update_task_shared(
             .held_out(&agent.name, task, shared.config.performance_window)?
             .into(),
     };
+    // Before the claim, so the rows released are trained by this update.
+    session.release_beyond_window(&agent.name, task, shared.config.performance_window)?;
     let kind = live.serving().target_kind();
     let first = session.claim(&agent.name, task, kind, None, shared.config.max_examples_per_update)?;
     let mut removed = 0;

@@ -166,6 +166,17 @@ impl ExampleStore for PostgresStore {
                     }
                     .map_err(classify)?;
                 }
+                StoreOp::ReleaseHeldOut { ids } => {
+                    let ids = ids
+                        .iter()
+                        .map(|id| id_to_stored(id.0))
+                        .collect::<Result<Vec<i64>, _>>()?;
+                    tx.execute(
+                        "UPDATE training_examples SET state = 'buffered' WHERE id = ANY($1) AND state = 'evaluation'",
+                        &[&ids],
+                    )
+                    .map_err(classify)?;
+                }
                 StoreOp::Performance(p) => insert_performance(&mut tx, p)?,
                 StoreOp::Checkpoint(c) => upsert_checkpoint(&mut tx, c)?,
                 StoreOp::Task(t) => {
