@@ -1062,3 +1062,72 @@ fn a_restarted_instance_leaves_the_others_judging_rows_alone_and_nothing_is_trai
     assert_eq!(done, 800 - judging, "some examples were never trained");
     assert_eq!(trained_in_records, done, "an example was trained twice");
 }
+
+#[test]
+fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() {
+    let url = fresh_database();
+    let articles = shuffled_articles();
+    let config = instance_config(&url, "first");
+    // Deltas in the chain: the version handed over is written in full.
+    let solo = Config {
+        cluster: None,
+        checkpoint_full_every: 4,
+        ..config.clone()
+    };
+    let (version, weights) = {
+        let c = Coordinator::new(solo).unwrap();
+        for chunk in articles[..600].chunks(150) {
+            for a in chunk {
+                c.add_training_example(article_example(a)).unwrap();
+            }
+            c.flush(Duration::from_secs(60)).unwrap();
+            common::update_now(&c, AGENT);
+        }
+        let version = c.get_training_status().agents[AGENT].models[TASK].version;
+        assert!(version >= 2, "{version}");
+        let (_, weights) = c.live_weights(AGENT, TASK).unwrap();
+        (version, weights)
+    };
+    let same_weights = |c: &Coordinator| {
+        let (serving, w) = c.live_weights(AGENT, TASK).unwrap();
+        serving == version
+            && w.len() == weights.len()
+            && weights.iter().all(|(n, t)| w.get(n).is_some_and(|u| t.equal(u)))
+    };
+    // The same instance joins a group: it serves what it had trained, and
+    // so does an instance with a data folder of its own.
+    let first = Coordinator::new(config).unwrap();
+    assert_eq!(
+        first.get_training_status().agents[AGENT].models[TASK].version,
+        version,
+        "{:?}",
+        first.get_training_status().agents[AGENT].last_error
+    );
+    assert!(same_weights(&first));
+    let second = Coordinator::new(instance_config(&url, "second")).unwrap();
+    assert!(
+        same_weights(&second),
+        "the second instance does not serve the handed-over version"
+    );
+    // The lineage goes on from there.
+    for a in &articles[600..750] {
+        second.add_training_example(article_example(a)).unwrap();
+    }
+    second.flush(Duration::from_secs(60)).unwrap();
+    let next = || second.get_training_status().agents[AGENT].models[TASK].version;
+    let moved = common::wait_until(Duration::from_secs(60), || {
+        common::update_now(&second, AGENT);
+        next() > version
+    });
+    assert!(moved, "{:?}", second.get_training_status().agents[AGENT].last_error);
+    let published: Vec<i64> = db(&url)
+        .query(
+            "SELECT version FROM model_checkpoints WHERE instance_id IS NOT NULL ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(published, (version as i64..=next() as i64).collect::<Vec<_>>());
+}

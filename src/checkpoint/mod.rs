@@ -29,7 +29,7 @@ mod write;
 
 use read::cores;
 pub use read::load;
-pub use write::{save, save_changes, write, write_changes, write_full_beside};
+pub use write::{save, save_changes, write, write_changes, write_full_beside, write_full_of};
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

@@ -157,6 +157,25 @@ pub fn write_full_beside(
     Ok(target)
 }
 
+/// Writes a loaded checkpoint (from a chain of deltas, say) in full as its
+/// version's file in `dir`: a lineage handed to other instances then starts
+/// from one self-contained file.
+pub fn write_full_of(dir: &Path, saved: &Checkpoint) -> Result<PathBuf, CheckpointError> {
+    let meta = CheckpointMeta {
+        base: None,
+        packed: BTreeMap::new(),
+        ..saved.meta.clone()
+    };
+    let mut named = Vec::new();
+    for (name, t) in &saved.params {
+        named.push((format!("{PARAM}{name}"), t.shallow_clone()));
+    }
+    append_ewc_and_meta(dir, &mut named, &saved.ewc, &meta)?;
+    let target = path_of(dir, meta.version);
+    write_file(dir, meta.version, &named, &target)?;
+    Ok(target)
+}
+
 /// The EWC state and the metadata, as entries of a file.
 fn append_ewc_and_meta(
     dir: &Path,

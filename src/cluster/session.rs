@@ -168,6 +168,47 @@ impl TaskSession {
             .map_err(classify)
     }
 
+    /// Publishes `version`, accepted by one instance before the group
+    /// existed (its row has no instance): the row gets this instance, the
+    /// file's place (`path`) and, unless checkpoints live in a shared
+    /// folder, its bytes; announced on commit. Refused when the task has a
+    /// published version already.
+    pub fn publish_earlier(
+        &mut self,
+        cluster: &Cluster,
+        (agent, task, version): (&str, &str, u64),
+        path: &str,
+        data: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        self.release();
+        let stored = id_to_stored(version)?;
+        let mut tx = self.client.transaction().map_err(classify)?;
+        let published = tx
+            .execute(
+                "UPDATE model_checkpoints SET instance_id = $4, path = $5, data = $6 \
+                 WHERE agent_name = $1 AND task_type = $2 AND version = $3 AND accepted AND instance_id IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM model_checkpoints WHERE agent_name = $1 AND task_type = $2 \
+                                 AND accepted AND instance_id IS NOT NULL)",
+                &[&agent, &task, &stored, &cluster.instance_id(), &path, &data],
+            )
+            .map_err(classify)?;
+        if published != 1 {
+            return Err(StoreError::Refused(format!(
+                "version {version} of {agent}/{task} is not an unpublished accepted version of a task with none published"
+            )));
+        }
+        let payload = serde_json::json!({
+            "agent": agent,
+            "task": task,
+            "version": version,
+            "instance": cluster.instance_id(),
+        })
+        .to_string();
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+            .map_err(classify)?;
+        tx.commit().map_err(classify)
+    }
+
     /// Writes the update's outcome with its claim and announces an accepted
     /// version, all in one commit: the other instances see the new version,
     /// its record, its examples' new state and its replay memory together,

@@ -216,6 +216,7 @@ impl Coordinator {
             // With several instances the database is the model's source of
             // truth: a local file may be a version that was never published
             // (a crash before its commit). Start on the newest published ones.
+            crate::follow::publish_earlier_lineages(&shared, &cluster)?;
             let mut client = cluster.connect()?;
             crate::follow::refresh(&shared, &cluster, &mut client)?;
             drop(client);

@@ -4,8 +4,10 @@
 //! and schedules this instance's updates. Above the shared state it
 //! schedules through, so the cluster's own module stays below it.
 
+mod adopt;
 mod install;
 mod listener;
 
+pub(crate) use adopt::publish_earlier_lineages;
 pub(crate) use install::{install_published, prune_buffer, write_atomically};
 pub(crate) use listener::{listener_loop, refresh};
