@@ -773,6 +773,9 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
         // none leaves it to be buffered beside the corrections (harm diluted
         // in a batch of good examples can pass, which is not under test here).
         performance_window: 300,
+        // Waiting rows get old quickly: their age must not schedule them
+        // for the same judgement again either.
+        stale_after_ms: 1000,
         ..instance_config(&url, "judge")
     })
     .unwrap();
@@ -819,8 +822,17 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
     );
     // Rejected rows wait for fresh examples: neither the periodic check
     // (every 500 ms) nor the listener (every 300 ms) judges them again on
-    // their own, urgent corrections though they are.
+    // their own, urgent and older than `stale_after` though they are; nor
+    // does another instance, which did not judge them (its listener sees
+    // the shared buffer).
+    let other = Coordinator::new(Config {
+        stale_after_ms: 1000,
+        ..instance_config(&url, "other")
+    })
+    .unwrap();
+    let records = |client: &mut Client| count(client, "SELECT count(*) FROM model_performance");
     let judged = c.performance_history().len();
+    let recorded = records(&mut client);
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
         c.performance_history().len(),
@@ -828,6 +840,8 @@ fn a_rolled_back_batch_is_isolated_and_quarantined_not_discarded() {
         "judged again without a fresh example: {:#?}",
         &c.performance_history()[judged..]
     );
+    assert_eq!(records(&mut client), recorded, "another instance judged them again");
+    drop(other);
     assert_eq!(states(&mut client), BTreeMap::from([("buffered".to_string(), 120)]));
     // The listener polled the shared buffer all along without an error.
     let cluster = c.get_training_status().cluster.unwrap();

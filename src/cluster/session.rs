@@ -26,6 +26,11 @@ pub(crate) struct Publication<'a> {
     pub replay: &'a ReplayChange,
 }
 
+/// The newest published version of the (agent, task) bound to `$4` and
+/// `$5`, 0 when none.
+const PUBLISHED_SQL: &str = "SELECT COALESCE(max(version), 0) FROM model_checkpoints \
+     WHERE agent_name = $4 AND task_type = $5 AND accepted AND instance_id IS NOT NULL";
+
 /// The training lock of one (agent, task), held while this value lives.
 pub(crate) struct TaskSession {
     client: Client,
@@ -93,7 +98,35 @@ impl TaskSession {
         only: Option<&[ExampleId]>,
         limit: usize,
     ) -> Result<Vec<TrainingExample>, StoreError> {
+        self.claim_where(agent, task, kind, only, limit, None)
+    }
+
+    /// [`claim`](Self::claim) without the rows that published version
+    /// `skip_rejected_at` rejected (see [`publish`](Self::publish)): judged
+    /// again by the same model they would be rejected again, and three
+    /// such verdicts quarantine correct examples.
+    pub fn claim_fresh(
+        &mut self,
+        agent: &str,
+        task: &str,
+        kind: TargetKind,
+        limit: usize,
+        skip_rejected_at: u64,
+    ) -> Result<Vec<TrainingExample>, StoreError> {
+        self.claim_where(agent, task, kind, None, limit, Some(skip_rejected_at))
+    }
+
+    fn claim_where(
+        &mut self,
+        agent: &str,
+        task: &str,
+        kind: TargetKind,
+        only: Option<&[ExampleId]>,
+        limit: usize,
+        skip_rejected_at: Option<u64>,
+    ) -> Result<Vec<TrainingExample>, StoreError> {
         let kind = target_kind_str(kind);
+        let skip = skip_rejected_at.map(id_to_stored).transpose()?;
         self.release();
         self.client.batch_execute("BEGIN").map_err(classify)?;
         self.in_transaction = true;
@@ -103,11 +136,12 @@ impl TaskSession {
                 &format!(
                     "SELECT {EXAMPLE_COLUMNS} FROM training_examples \
                      WHERE agent_name = $1 AND task_type = $2 AND state = 'buffered' AND target_kind = $4 \
+                     AND ($5::bigint IS NULL OR rejected_at IS DISTINCT FROM $5::bigint) \
                      ORDER BY correction_priority DESC, importance_score DESC, uncertainty_score DESC, \
                      \"timestamp\" DESC, id DESC LIMIT $3 \
                      FOR UPDATE SKIP LOCKED"
                 ),
-                &[&agent, &task, &limit, &kind],
+                &[&agent, &task, &limit, &kind, &skip],
             ),
             Some(ids) => {
                 let ids = stored_ids(ids)?;
@@ -219,10 +253,22 @@ impl TaskSession {
         }
         let ids = stored_ids(p.ids)?;
         let update_id = id_to_stored(p.record.update_id)?;
+        // Buffered again (rolled back): marked with the published version
+        // that rejected them, which every instance's claims and triggers
+        // respect until a newer version is published.
         self.client
             .execute(
-                "UPDATE training_examples SET state = $1, update_id = $2 WHERE id = ANY($3)",
-                &[&p.state.as_str(), &update_id, &ids],
+                &format!(
+                    "UPDATE training_examples SET state = $1, update_id = $2, rejected_at = CASE \
+                     WHEN $1 = 'buffered' THEN ({PUBLISHED_SQL}) ELSE rejected_at END WHERE id = ANY($3)"
+                ),
+                &[
+                    &p.state.as_str(),
+                    &update_id,
+                    &ids,
+                    &p.record.agent_name,
+                    &p.record.task_type,
+                ],
             )
             .map_err(classify)?;
         insert_performance(&mut self.client, p.record)?;

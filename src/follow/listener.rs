@@ -206,9 +206,11 @@ fn schedule_shared_buffers(
     let stale_before = std::time::SystemTime::now()
         .checked_sub(shared.config.stale_after())
         .unwrap_or(std::time::UNIX_EPOCH);
-    // Rows this instance rejected wait for fresh ones (as in a local
-    // buffer, see `AgentState::fresh_buffered`): they do not count towards
-    // the threshold here. Another instance's rejections it alone knows.
+    // Rejected rows wait for fresh ones (as in a local buffer, see
+    // `AgentState::fresh_buffered`): neither their count, their priority
+    // nor their age schedules an update. Those the task's newest published
+    // version rejected are marked in the table (whichever instance judged
+    // them); those this instance rejected it also knows itself.
     let rejected: Vec<i64> = shared
         .agents_snapshot()
         .iter()
@@ -217,21 +219,27 @@ fn schedule_shared_buffers(
         .collect();
     for row in client
         .query(
-            "SELECT agent_name, task_type, min(target_kind), count(*), \
-             COALESCE(max(correction_priority) FILTER (WHERE NOT (id = ANY($1))), CAST(0 AS SMALLINT)), \
-             min(\"timestamp\"), count(*) FILTER (WHERE NOT (id = ANY($1))) FROM training_examples \
-             WHERE state = 'buffered' GROUP BY agent_name, task_type",
+            "WITH waiting AS (SELECT agent_name, task_type, target_kind, correction_priority, \"timestamp\", \
+                 id = ANY($1) OR rejected_at IS NOT DISTINCT FROM COALESCE((SELECT max(version) \
+                     FROM model_checkpoints c WHERE c.agent_name = t.agent_name AND c.task_type = t.task_type \
+                     AND c.accepted AND c.instance_id IS NOT NULL), 0) AS rejected \
+                 FROM training_examples t WHERE state = 'buffered') \
+             SELECT agent_name, task_type, min(target_kind), count(*), \
+             COALESCE(max(correction_priority) FILTER (WHERE NOT rejected), CAST(0 AS SMALLINT)), \
+             min(\"timestamp\") FILTER (WHERE NOT rejected), count(*) FILTER (WHERE NOT rejected) \
+             FROM waiting GROUP BY agent_name, task_type",
             &[&rejected],
         )
         .map_err(classify)?
     {
         let (agent, task, kind, count, priority): (String, String, String, i64, i16) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        let oldest: std::time::SystemTime = row.get(5);
+        let oldest: Option<std::time::SystemTime> = row.get(5);
         let fresh: i64 = row.get(6);
         buffered.insert((agent.clone(), task.clone()), count.max(0) as u64);
         let urgent = priority >= i16::from(shared.config.immediate_update_priority);
-        if !(urgent || fresh.max(0) as usize >= shared.config.update_threshold || oldest <= stale_before) {
+        let stale = oldest.is_some_and(|t| t <= stale_before);
+        if !(urgent || fresh.max(0) as usize >= shared.config.update_threshold || stale) {
             continue;
         }
         let Ok(kind) = serde_json::from_value::<TargetKind>(serde_json::Value::String(kind)) else {

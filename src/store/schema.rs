@@ -213,6 +213,14 @@ CREATE TABLE onthefly_retired (
 CREATE INDEX training_examples_by_time ON training_examples ("timestamp");
 "#,
     },
+    Migration {
+        version: 7,
+        description: "several instances: the published version that rejected a buffered example",
+        postgres_first: "",
+        sql: r#"
+ALTER TABLE training_examples ADD COLUMN rejected_at {INT};
+"#,
+    },
 ];
 
 /// The newest schema version this library knows.

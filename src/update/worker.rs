@@ -193,7 +193,12 @@ fn update_task_shared(
     // Before the claim, so the rows released are trained by this update.
     session.release_beyond_window(&agent.name, task, shared.config.performance_window)?;
     let kind = live.serving().target_kind();
-    let first = session.claim(&agent.name, task, kind, None, shared.config.max_examples_per_update)?;
+    let limit = shared.config.max_examples_per_update;
+    // A forced update takes rejected rows too (a person asked for it).
+    let first = match forced {
+        true => session.claim(&agent.name, task, kind, None, limit)?,
+        false => session.claim_fresh(&agent.name, task, kind, limit, latest)?,
+    };
     let mut removed = 0;
     if !first.is_empty() {
         removed += train_batches(
