@@ -1145,3 +1145,56 @@ fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() 
         .collect();
     assert_eq!(published, (version as i64..=next() as i64).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_shared_checkpoint_folder_keeps_the_files_kept_versions_need_and_each_publication_its_own() {
+    let url = fresh_database();
+    let articles = shuffled_articles();
+    let shared_dir = common::fresh_data_dir().join("shared");
+    let config = |name: &str| {
+        let mut config = Config {
+            checkpoints_kept: 2,
+            checkpoint_full_every: 1,
+            ..instance_config(&url, name)
+        };
+        config.cluster.as_mut().unwrap().shared_checkpoint_dir = Some(shared_dir.clone());
+        config
+    };
+    let c = Coordinator::new(config("publisher")).unwrap();
+    for chunk in articles[..600].chunks(100) {
+        for a in chunk {
+            c.add_training_example(article_example(a)).unwrap();
+        }
+        c.flush(Duration::from_secs(60)).unwrap();
+        common::update_now(&c, AGENT);
+    }
+    let version = c.get_training_status().agents[AGENT].models[TASK].version;
+    assert!(version >= 6, "{version}");
+    let folder = shared_dir.join(AGENT).join(TASK);
+    let mut files: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    files.sort();
+    // Every version full: the two newest are all that is needed, each
+    // under its publication's own name, the one its row points to.
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mut client = db(&url);
+    for (file, v) in files.iter().zip([version - 1, version]) {
+        assert!(file.starts_with(&format!("v{v:08}-u")), "{file}");
+        let path: String = client
+            .query_one("SELECT path FROM model_checkpoints WHERE version = $1", &[&(v as i64)])
+            .unwrap()
+            .get(0);
+        assert_eq!(path, folder.join(file).display().to_string());
+    }
+    // Another instance installs the newest version from the folder.
+    let reader = Coordinator::new(config("reader")).unwrap();
+    let (read, weights) = reader.live_weights(AGENT, TASK).unwrap();
+    let (_, published) = c.live_weights(AGENT, TASK).unwrap();
+    assert_eq!(read, version);
+    assert!(published
+        .iter()
+        .all(|(n, t)| weights.get(n).is_some_and(|u| t.equal(u))));
+}

@@ -64,7 +64,7 @@ const PACKED_SHIFTED: &str = "packed_shifted/";
 /// The checksum of every other entry ([`integrity`]).
 const CHECKSUM: &str = "checksum";
 /// The file name ending of a delta.
-const DELTA_SUFFIX: &str = ".delta.ckpt";
+pub const DELTA_SUFFIX: &str = ".delta.ckpt";
 
 /// A checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]

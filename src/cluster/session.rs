@@ -9,7 +9,9 @@ use crate::base::{ExampleId, ModelPerformance, TargetKind, TrainingExample};
 use crate::replay::ReplayChange;
 use crate::store::example_from_row;
 use crate::store::postgres::{classify, insert_performance, set_replay};
-use crate::store::{id_to_stored, target_kind_str, CheckpointRecord, ExampleState, StoreError, EXAMPLE_COLUMNS};
+use crate::store::{
+    id_from_stored, id_to_stored, target_kind_str, CheckpointRecord, ExampleState, StoreError, EXAMPLE_COLUMNS,
+};
 
 /// What one finished update writes, in one transaction with its claim.
 pub(crate) struct Publication<'a> {
@@ -247,10 +249,13 @@ impl TaskSession {
     /// version, all in one commit: the other instances see the new version,
     /// its record, its examples' new state and its replay memory together,
     /// or none of them.
-    pub fn publish(&mut self, cluster: &Cluster, p: &Publication<'_>) -> Result<(), StoreError> {
+    /// Returns the oldest version whose checkpoint is still needed (older
+    /// ones keep their row, not their bytes; 0 when nothing was dropped).
+    pub fn publish(&mut self, cluster: &Cluster, p: &Publication<'_>) -> Result<u64, StoreError> {
         if !self.in_transaction {
             return Err(StoreError::Refused("publish without a claim".into()));
         }
+        let mut kept_from = 0;
         let ids = stored_ids(p.ids)?;
         let update_id = id_to_stored(p.record.update_id)?;
         // Buffered again (rolled back): marked with the published version
@@ -300,13 +305,22 @@ impl TaskSession {
             // except the full version (and the deltas after it) that the
             // oldest kept version is loaded from.
             let keep = i64::try_from(cluster.checkpoints_kept).unwrap_or(i64::MAX);
-            self.client
-                .execute(
-                    "UPDATE model_checkpoints SET data = NULL WHERE agent_name = $1 AND task_type = $2 \
-                     AND data IS NOT NULL AND version < COALESCE((SELECT max(version) FROM model_checkpoints \
+            let kept: i64 = self
+                .client
+                .query_one(
+                    "SELECT COALESCE((SELECT max(version) FROM model_checkpoints \
                        WHERE agent_name = $1 AND task_type = $2 AND path NOT LIKE '%.delta.ckpt' \
                        AND version <= $3::bigint - $4::bigint + 1), 0)",
                     &[&c.agent_name, &c.task_type, &version, &keep],
+                )
+                .map_err(classify)?
+                .get(0);
+            kept_from = id_from_stored(kept)?;
+            self.client
+                .execute(
+                    "UPDATE model_checkpoints SET data = NULL WHERE agent_name = $1 AND task_type = $2 \
+                     AND data IS NOT NULL AND version < $3",
+                    &[&c.agent_name, &c.task_type, &kept],
                 )
                 .map_err(classify)?;
             let payload = serde_json::json!({
@@ -325,7 +339,7 @@ impl TaskSession {
         if let Some((c, _)) = &p.checkpoint {
             self.highest = self.highest.max(c.version);
         }
-        Ok(())
+        Ok(kept_from)
     }
 
     /// Marks examples that failed too often as `failed`, in a transaction of

@@ -51,6 +51,7 @@ pub(crate) fn publish_earlier_lineages(shared: &Shared, cluster: &Cluster) -> Re
             None => (full.display().to_string(), Some(bytes)),
             Some(shared_dir) => {
                 let folder = shared_dir.join(&agent).join(&task);
+                // Named by the version alone: no update published it.
                 let target = folder.join(full.file_name().unwrap_or_default());
                 super::write_atomically(&folder, &target, &bytes)?;
                 (target.display().to_string(), None)

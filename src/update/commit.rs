@@ -248,17 +248,19 @@ impl ClusterCommit<'_> {
         replay: &ReplayChange,
     ) -> Result<(), ModelError> {
         let failed = |e: &dyn std::fmt::Display| ModelError::Publish(e.to_string());
+        let shared_folder =
+            (self.cluster.config.shared_checkpoint_dir.as_ref()).map(|dir| dir.join(self.agent).join(self.task));
+        let mut shared_file = None;
         let checkpoint = match checkpoint {
             None => None,
             Some((path, metrics)) => {
                 let bytes = std::fs::read(path).map_err(|e| failed(&e))?;
-                let (stored_path, data) = match &self.cluster.config.shared_checkpoint_dir {
+                let (stored_path, data) = match &shared_folder {
                     None => (path.display().to_string(), Some(bytes)),
-                    Some(dir) => {
-                        let folder = dir.join(self.agent).join(self.task);
-                        // The same file name: whether it is a delta.
-                        let target = folder.join(path.file_name().unwrap_or_default());
-                        write_atomically(&folder, &target, &bytes).map_err(|e| failed(&e))?;
+                    Some(folder) => {
+                        let target = crate::follow::publication_path(folder, path, record.update_id);
+                        write_atomically(folder, &target, &bytes).map_err(|e| failed(&e))?;
+                        shared_file = Some(target.clone());
                         (target.display().to_string(), None)
                     }
                 };
@@ -287,7 +289,21 @@ impl ClusterCommit<'_> {
             checkpoint,
             replay,
         };
-        self.session.publish(self.cluster, &publication).map_err(|e| failed(&e))
+        match self.session.publish(self.cluster, &publication) {
+            Ok(kept_from) => {
+                if let Some(folder) = &shared_folder {
+                    crate::follow::prune_below(folder, kept_from);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Not published: no row names the file.
+                if let Some(file) = shared_file {
+                    let _ = std::fs::remove_file(file);
+                }
+                Err(failed(&e))
+            }
+        }
     }
 }
 
