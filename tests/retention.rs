@@ -172,6 +172,79 @@ fn retention_on_postgres() {
     settled_past_their_age_are_deleted(config, &store);
 }
 
+/// Two instances' passes at once (each instance's writer runs one every
+/// `interval_ms`): every deleted row is counted once. The first pass is
+/// held at its count's write by a session that locks the counter's row;
+/// before, the second pass counted the same rows meanwhile, and added them
+/// again once the first had deleted them.
+#[test]
+fn overlapping_passes_count_each_deleted_row_once() {
+    // Nothing retired by the instance itself; a replay memory of 20.
+    let config = with_retention(
+        postgres_config(&fresh_database()),
+        RetentionConfig {
+            max_age_hours: None,
+            max_settled_per_agent: None,
+            interval_ms: 60_000,
+        },
+    );
+    let c = Coordinator::new(config.clone()).unwrap();
+    for i in 0..300 {
+        c.add_training_example(example("scout", i, ["bbc", "cnn"][i % 2]))
+            .unwrap();
+    }
+    update_now(&c, "scout");
+    c.shutdown();
+    drop(c);
+    let settled = counts(&config).0;
+    assert!(settled > 100, "{settled}");
+    let url = config.database.clone().unwrap().url;
+    let mut holder = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let retired = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT COALESCE(sum(retired), 0)::bigint FROM onthefly_retired WHERE agent_name = 'scout'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    holder
+        .batch_execute(
+            "INSERT INTO onthefly_retired (agent_name, state, retired) VALUES ('scout', 'trained', 0) \
+             ON CONFLICT DO NOTHING",
+        )
+        .unwrap();
+    let before = retired(&mut holder);
+    let mut lock = holder.transaction().unwrap();
+    lock.execute(
+        "SELECT retired FROM onthefly_retired WHERE agent_name = 'scout' AND state = 'trained' FOR UPDATE",
+        &[],
+    )
+    .unwrap();
+    let later = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 + 2 * 3_600_000;
+    let passes: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let store = PostgresStore::connect(&url, 1, Duration::from_secs(5)).unwrap();
+                let policy = RetentionConfig {
+                    max_age_hours: Some(1.0),
+                    max_settled_per_agent: None,
+                    interval_ms: 1,
+                };
+                store.retire(&policy, later).unwrap()
+            })
+        })
+        .collect();
+    // Both passes reach the counter's row (or the pass lock) meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    lock.commit().unwrap();
+    let deleted: u64 = passes.into_iter().map(|p| p.join().unwrap()).sum();
+    assert_eq!(deleted, settled as u64);
+    assert_eq!(retired(&mut holder) - before, settled, "deleted rows counted twice");
+}
+
 #[test]
 fn the_default_keeps_a_day() {
     let policy = StoreConfig::default().retention;

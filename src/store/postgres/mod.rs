@@ -125,6 +125,10 @@ impl schema::MigrationSteps for Migrating<'_, '_> {
     }
 }
 
+/// The advisory lock a retention pass holds ("onthefly retention"): not
+/// one the training locks (`cluster::lock_key`, hashes) are likely to take.
+const RETENTION_LOCK: i64 = 0x6f74_665f_7265_746e;
+
 impl ExampleStore for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -276,6 +280,11 @@ impl ExampleStore for PostgresStore {
             .collect();
         let mut conn = self.conn()?;
         let mut tx = conn.transaction().map_err(classify)?;
+        // One pass at a time across the instances sharing the database: a
+        // pass that counted rows another one was deleting would count them
+        // again (its count's snapshot predates the other's commit).
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&RETENTION_LOCK])
+            .map_err(classify)?;
         tx.execute(statements[0].as_str(), &values).map_err(classify)?;
         let deleted = tx.execute(statements[1].as_str(), &values).map_err(classify)?;
         tx.commit().map_err(classify)?;
