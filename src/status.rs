@@ -146,4 +146,7 @@ pub struct ClusterTaskStatus {
     pub serving: BTreeMap<String, u64>,
     /// Examples waiting in the shared table.
     pub buffered: u64,
+    /// Examples a full buffer pushed out, waiting in the shared table to be
+    /// taken back (by any instance).
+    pub evicted: u64,
 }

@@ -1198,3 +1198,56 @@ fn a_shared_checkpoint_folder_keeps_the_files_kept_versions_need_and_each_public
         .iter()
         .all(|(n, t)| weights.get(n).is_some_and(|u| t.equal(u))));
 }
+
+#[test]
+fn rows_evicted_by_an_instance_that_stopped_are_taken_back_by_another() {
+    let url = fresh_database();
+    let articles = shuffled_articles();
+    let b = Coordinator::new(instance_config(&url, "staying")).unwrap();
+    // b's first update is over: its own start-up take-back is done.
+    for a in &articles[..60] {
+        b.add_training_example(article_example(a)).unwrap();
+    }
+    b.flush(Duration::from_secs(60)).unwrap();
+    common::update_now(&b, AGENT);
+    // a takes a burst into a buffer of 20 and stops before it trains.
+    {
+        let a = Coordinator::new(Config {
+            max_buffer_size: 20,
+            update_threshold: 20,
+            max_examples_per_update: 20,
+            check_interval_ms: 60_000,
+            ..instance_config(&url, "leaving")
+        })
+        .unwrap();
+        for x in &articles[60..360] {
+            a.add_training_example(article_example(x)).unwrap();
+        }
+        a.flush(Duration::from_secs(60)).unwrap();
+        a.shutdown();
+    }
+    let mut client = db(&url);
+    let evicted = count(
+        &mut client,
+        "SELECT count(*) FROM training_examples WHERE state = 'evicted'",
+    );
+    assert!(evicted > 100, "the burst should overflow a's buffer: {evicted}");
+    // b takes them back and trains them.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        b.wait_for_idle(Duration::from_secs(60));
+        let left = count(
+            &mut client,
+            "SELECT count(*) FROM training_examples WHERE state IN ('evicted', 'buffered')",
+        );
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} rows still evicted or buffered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The status counts the table's evicted rows (none left) once refreshed.
+    std::thread::sleep(Duration::from_millis(700));
+    let status = b.get_training_status().cluster.unwrap();
+    assert_eq!(status.agents[AGENT][TASK].evicted, 0);
+}

@@ -158,8 +158,9 @@ pub(crate) fn refresh(shared: &Shared, cluster: &Cluster, client: &mut Client) -
     }
 
     let buffered = schedule_shared_buffers(shared, client)?;
+    let evicted = schedule_evicted(shared, client)?;
     write_heartbeat(shared, cluster, client)?;
-    let status = group_status(cluster, client, &published, &buffered)?;
+    let status = group_status(cluster, client, &published, (&buffered, &evicted))?;
     cluster.set_snapshot(status);
     Ok(())
 }
@@ -194,15 +195,15 @@ fn follow_published(shared: &Shared, client: &mut Client) -> Result<BTreeMap<(St
     Ok(published)
 }
 
+/// A count per (agent, task).
+type PerTask = BTreeMap<(String, String), u64>;
+
 /// Schedules the tasks whose shared buffer may be trained: whoever has a
 /// free worker may train them, when full, urgent, or waiting longer than
 /// `stale_after` (also rows an instance received before it stopped, which
 /// no local buffer holds). Returns the buffered rows per task.
-fn schedule_shared_buffers(
-    shared: &Shared,
-    client: &mut Client,
-) -> Result<BTreeMap<(String, String), u64>, StoreError> {
-    let mut buffered: BTreeMap<(String, String), u64> = BTreeMap::new();
+fn schedule_shared_buffers(shared: &Shared, client: &mut Client) -> Result<PerTask, StoreError> {
+    let mut buffered = PerTask::new();
     let stale_before = std::time::SystemTime::now()
         .checked_sub(shared.config.stale_after())
         .unwrap_or(std::time::UNIX_EPOCH);
@@ -242,23 +243,58 @@ fn schedule_shared_buffers(
         if !(urgent || fresh.max(0) as usize >= shared.config.update_threshold || stale) {
             continue;
         }
-        let Ok(kind) = serde_json::from_value::<TargetKind>(serde_json::Value::String(kind)) else {
-            continue;
-        };
-        let state = shared.agent_or_create(&agent);
-        let known = task_of_kind(
-            &mut state.tasks.lock(),
-            &agent,
-            &task,
-            kind,
-            shared.config.performance_window,
-        )
-        .is_ok();
-        if known && !shared.is_shutting_down() {
+        if let Some(state) = known_task(shared, &agent, &task, &kind) {
             shared.schedule(&state);
         }
     }
     Ok(buffered)
+}
+
+/// Schedules the agents with rows a full buffer pushed out, to be taken
+/// back: the instance that evicted them does so once it has caught up, but
+/// one that stopped first would leave them in the table for good (nothing
+/// else looks for them). Returns the evicted rows per task.
+fn schedule_evicted(shared: &Shared, client: &mut Client) -> Result<PerTask, StoreError> {
+    let mut evicted = BTreeMap::new();
+    for row in client
+        .query(
+            "SELECT agent_name, task_type, min(target_kind), count(*) FROM training_examples \
+             WHERE state = 'evicted' GROUP BY agent_name, task_type",
+            &[],
+        )
+        .map_err(classify)?
+    {
+        let (agent, task, kind, count): (String, String, String, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        evicted.insert((agent.clone(), task.clone()), count.max(0) as u64);
+        if let Some(state) = known_task(shared, &agent, &task, &kind) {
+            state.may_reclaim.store(true, std::sync::atomic::Ordering::Release);
+            shared.schedule(&state);
+        }
+    }
+    Ok(evicted)
+}
+
+/// The agent of a task seen in the shared table, with the task declared
+/// locally for its target kind; `None` for a kind this instance cannot
+/// learn (or during shutdown).
+fn known_task(
+    shared: &Shared,
+    agent: &str,
+    task: &str,
+    kind: &str,
+) -> Option<std::sync::Arc<crate::agent::AgentState>> {
+    let kind = serde_json::from_value::<TargetKind>(serde_json::Value::String(kind.to_string())).ok()?;
+    let state = shared.agent_or_create(agent);
+    task_of_kind(
+        &mut state.tasks.lock(),
+        agent,
+        task,
+        kind,
+        shared.config.performance_window,
+    )
+    .ok()?;
+    (!shared.is_shutting_down()).then_some(state)
 }
 
 /// This instance's heartbeat and the versions it serves.
@@ -290,7 +326,7 @@ fn group_status(
     cluster: &Cluster,
     client: &mut Client,
     published: &BTreeMap<(String, String), u64>,
-    buffered: &BTreeMap<(String, String), u64>,
+    (buffered, evicted): (&PerTask, &PerTask),
 ) -> Result<ClusterStatus, StoreError> {
     let recent = (cluster.poll_interval().as_secs_f64() * 5.0).max(30.0);
     let mut status = ClusterStatus {
@@ -317,10 +353,11 @@ fn group_status(
         );
     }
     let mut tasks: BTreeMap<(String, String), ClusterTaskStatus> = BTreeMap::new();
-    for key in published.keys().chain(buffered.keys()) {
+    for key in published.keys().chain(buffered.keys()).chain(evicted.keys()) {
         tasks.entry(key.clone()).or_insert_with(|| ClusterTaskStatus {
             published_version: published.get(key).copied().unwrap_or(0),
             buffered: buffered.get(key).copied().unwrap_or(0),
+            evicted: evicted.get(key).copied().unwrap_or(0),
             ..ClusterTaskStatus::default()
         });
     }
