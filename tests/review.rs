@@ -372,3 +372,38 @@ fn a_prediction_no_model_learns_does_not_decide_what_its_task_learns() {
     assert_eq!(scout.models["news"].target_kind, "label");
     assert_eq!((scout.examples_trained, scout.examples_kept), (20, 0), "{scout:?}");
 }
+
+/// `predict_feedback_threshold` alone decides: below it a prediction waits
+/// for a label, also between 0.4 and the threshold (the feedback rules'
+/// uncertainty threshold of 0.6, meant for answers an agent reports, made
+/// any value above 0.4 act as 0.4).
+#[test]
+fn every_prediction_below_the_threshold_is_queued_whatever_the_feedback_rules() {
+    let c = Coordinator::new(Config {
+        update_threshold: 1000,
+        predict_feedback_threshold: 0.99,
+        max_pending_review: 1000,
+        ..small_config()
+    })
+    .unwrap();
+    assert_eq!(c.config().feedback_uncertainty_threshold, 0.6);
+    for i in 0..45 {
+        c.add_training_example(example("scout", i, OUTLETS[i % 9])).unwrap();
+    }
+    c.force_update_agent("scout").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let mut between = 0;
+    for (i, a) in OUTLETS.iter().enumerate() {
+        for b in &OUTLETS[i..] {
+            let p = c
+                .predict("scout", "news", &format!("article number 99 about {a} and {b} things"))
+                .unwrap();
+            between += usize::from((0.4..0.99).contains(&p.confidence));
+            assert_eq!(p.review_id.is_some(), p.confidence < 0.99, "{p:?}");
+        }
+    }
+    assert!(
+        between > 0,
+        "no prediction between 0.4 and 0.99: the test shows nothing"
+    );
+}

@@ -113,8 +113,7 @@ pub struct Prediction {
     /// The version of the model that answered.
     pub model_version: u64,
     /// When [`Coordinator::predict`] sent the prediction to the review queue
-    /// (confidence below `predict_feedback_threshold` and uncertain enough by
-    /// the feedback rules): its review id.
+    /// (confidence below `predict_feedback_threshold`): its review id.
     pub review_id: Option<ExampleId>,
 }
 

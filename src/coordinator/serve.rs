@@ -7,7 +7,9 @@ use crate::error::{Error, Result};
 use crate::feedback::PredictionFeedback;
 
 impl Coordinator {
-    /// Predicts with the live model of an (agent, task).
+    /// Predicts with the live model of an (agent, task). A prediction less
+    /// confident than `predict_feedback_threshold` also waits in the task's
+    /// review queue for a person's label (its `review_id`).
     pub fn predict(&self, agent_name: &str, task_type: &str, input_text: &str) -> Result<Prediction> {
         let (mut outputs, version) = self.model_outputs(agent_name, task_type, &[input_text])?;
         let output = outputs.remove(0);
@@ -27,8 +29,11 @@ impl Coordinator {
                 confidence_score: prediction.confidence.clamp(0.0, 1.0),
                 source_url: String::new(),
             };
+            // Queued for a person by this threshold alone: the feedback
+            // rules' uncertainty threshold (0.6) is for answers an agent
+            // reports, and would make any value above 0.4 here act as 0.4.
             if let FeedbackOutcome::AwaitingLabel { review_id, .. } =
-                self.route_feedback(feedback, &output.distribution)?
+                self.queue_for_review(feedback, &output.distribution)?
             {
                 prediction.review_id = Some(review_id);
             }
