@@ -166,6 +166,40 @@ fn json_keeps_defaults_and_refuses_unknown_fields() {
     // 0 would make every example urgent: nothing held out, nothing judged.
     let err = Config::from_json(r#"{"immediate_update_priority": 0}"#).unwrap_err();
     assert!(err.to_string().contains("immediate_update_priority"), "{err}");
+    // Inside `database` too: a misspelt pool size is not a pool of 4.
+    let err = Config::from_json(r#"{"database": {"url": "postgresql://h/d", "pool_sise": 16}}"#).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Json(m) if m.contains("pool_sise")),
+        "{err:?}"
+    );
+    // A TorchScript module's labels are the one list a configuration has.
+    let c = Config::from_json(
+        r#"{"torchscript": {"scout/news": {"path": "m.pt", "target_kind": "label", "hash_buckets": 64, "labels": ["a", "b"]}},
+            "model_kinds": {"scout/news": "torchscript"}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.torchscript["scout/news"].labels, ["a", "b"]);
+    // The unused embedding size does not bound the buckets.
+    let c = Config::from_json(r#"{"text_model": {"hash_buckets": 33554432, "embedding_dim": 64}}"#).unwrap();
+    assert_eq!(c.text_model.hash_buckets, 1 << 25);
+    let err = Config::from_json(r#"{"text_model": {"hash_buckets": 33554433}}"#).unwrap_err();
+    assert!(err.to_string().contains("hash_buckets must be at most 2^25"), "{err}");
+    // A per-task key that names no task would be ignored for good.
+    for (field, json) in [
+        ("ewc_per_task", r#"{"ewc_per_task": {"scout": {"lambda": 1.0}}}"#),
+        (
+            "torchscript",
+            r#"{"torchscript": {"scout/": {"path": "m.pt", "target_kind": "label", "hash_buckets": 64, "labels": ["a"]}}}"#,
+        ),
+    ] {
+        match Config::from_json(json) {
+            Err(ConfigError::InvalidField { field: f, reason }) => {
+                assert_eq!(f, field);
+                assert!(reason.contains("agent/task"), "{reason}");
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
     // A round trip through JSON gives the same configuration.
     let json = serde_json::to_string(&Config::default()).unwrap();
     assert_eq!(Config::from_json(&json).unwrap(), Config::default());

@@ -279,11 +279,15 @@ impl Config {
     }
 }
 
-/// No field of the configuration is a list: a JSON array anywhere is a
-/// struct given as a list of its fields (which serde would accept), named
-/// by its path.
+/// One field of the configuration is a list: a TorchScript module's labels.
+/// A JSON array anywhere else is a struct given as a list of its fields
+/// (which serde would accept), named by its path.
 fn reject_lists(value: &serde_json::Value, path: &str) -> Result<(), ConfigError> {
+    let labels_of_a_module = path
+        .strip_prefix("configuration.torchscript.")
+        .is_some_and(|rest| rest.ends_with(".labels"));
     match value {
+        serde_json::Value::Array(_) if labels_of_a_module => Ok(()),
         serde_json::Value::Array(_) => Err(ConfigError::Json(format!("{path} must be a JSON object, not an array"))),
         serde_json::Value::Object(fields) => fields
             .iter()

@@ -122,6 +122,18 @@ impl Config {
                 return field("database", "pool_size must be at least 1, got 0".into());
             }
         }
+        // A key not of the form "agent/task" would name no task and be
+        // ignored for good.
+        let task_keys = self.model_kinds.keys().map(|k| ("model_kinds", k));
+        let task_keys = task_keys
+            .chain(self.torchscript.keys().map(|k| ("torchscript", k)))
+            .chain(self.ewc_per_task.keys().map(|k| ("ewc_per_task", k)));
+        for (name, key) in task_keys {
+            let parts: Vec<&str> = key.split('/').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                return field(name, format!("keys are \"agent/task\", got {key:?}"));
+            }
+        }
         for (key, kind) in &self.model_kinds {
             use crate::models::ModelKind;
             match kind {
@@ -141,9 +153,6 @@ impl Config {
                     )
                 }
                 _ => {}
-            }
-            if key.split('/').count() != 2 {
-                return field("model_kinds", format!("keys are \"agent/task\", got {key:?}"));
             }
         }
         if let Some(cluster) = &self.cluster {
@@ -218,13 +227,12 @@ impl Config {
                 format!("hash_buckets must be at least 16, got {}", t.hash_buckets),
             );
         }
-        if t.hash_buckets.checked_mul(t.embedding_dim).is_none_or(|n| n > 1 << 30) {
+        // A table per class (and two copies of the model): 2^25 buckets of
+        // nine classes are 1.2 GB already. `embedding_dim` is unused.
+        if t.hash_buckets > 1 << 25 {
             return field(
                 "text_model",
-                format!(
-                    "hash_buckets × embedding_dim must be at most 2^30 weights, got {} × {}",
-                    t.hash_buckets, t.embedding_dim
-                ),
+                format!("hash_buckets must be at most 2^25 (33,554,432), got {}", t.hash_buckets),
             );
         }
         for (name, rate) in [
@@ -236,15 +244,10 @@ impl Config {
                 return field("text_model", format!("{name} must be a positive number, got {rate}"));
             }
         }
-        if t.embedding_dim == 0
-            || t.max_tokens == 0
-            || t.minibatch_size == 0
-            || t.linear_minibatch_size == 0
-            || t.full_step_ngrams == 0
-        {
+        if t.max_tokens == 0 || t.minibatch_size == 0 || t.linear_minibatch_size == 0 || t.full_step_ngrams == 0 {
             return field(
                 "text_model",
-                "embedding_dim, max_tokens, minibatch_size, linear_minibatch_size and full_step_ngrams must be at \
+                "max_tokens, minibatch_size, linear_minibatch_size and full_step_ngrams must be at \
                  least 1"
                     .into(),
             );

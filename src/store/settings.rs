@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// How to reach PostgreSQL. The URL may carry a password, so `Debug` never
 /// prints it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// A `postgresql://user:password@host:port/db` URL or a libpq key=value string.
     pub url: String,
