@@ -119,6 +119,22 @@ fn database_comes_from_database_url_or_postgres_variables() {
 
     let c = Config::from_vars([("DATABASE_URL", "postgresql://u:p@h/d"), ("POSTGRES_HOST", "other")]).unwrap();
     assert_eq!(c.database.unwrap().url, "postgresql://u:p@h/d");
+
+    // Without POSTGRES_HOST the others were ignored and the examples went
+    // to a local SQLite file: refused, naming the variable missing.
+    let err = Config::from_vars([("POSTGRES_DB", "justnews"), ("POSTGRES_USER", "u")]).unwrap_err();
+    match &err {
+        ConfigError::InvalidEnv { variable, expected, .. } => {
+            assert_eq!(variable, "POSTGRES_HOST");
+            assert!(expected.contains("POSTGRES_DB is set"), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = Config::from_vars([("POSTGRES_PORT", "abc")]).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidEnv { variable, value, .. } if variable == "POSTGRES_PORT" && value == "abc"),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -227,12 +227,27 @@ fn database_from_vars(vars: &BTreeMap<String, String>) -> Result<Option<Database
             pool_size: default_pool_size(),
         }));
     }
-    let Some(host) = get("POSTGRES_HOST") else {
-        return Ok(None);
-    };
     let port: u16 = match get("POSTGRES_PORT") {
         Some(v) => parse_env("POSTGRES_PORT", v, "a TCP port number")?,
         None => 5432,
+    };
+    let Some(host) = get("POSTGRES_HOST") else {
+        // The others alone would be ignored and the examples stored in a
+        // local SQLite file, where nobody looks for them: said, not guessed.
+        let others = ["POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"];
+        return match others.into_iter().find(|name| get(name).is_some()) {
+            Some(name) => Err(ConfigError::InvalidEnv {
+                variable: "POSTGRES_HOST".into(),
+                value: String::new(),
+                expected: match name {
+                    "POSTGRES_PORT" => "a host name, since POSTGRES_PORT is set (or unset the POSTGRES_* variables)",
+                    "POSTGRES_DB" => "a host name, since POSTGRES_DB is set (or unset the POSTGRES_* variables)",
+                    "POSTGRES_USER" => "a host name, since POSTGRES_USER is set (or unset the POSTGRES_* variables)",
+                    _ => "a host name, since POSTGRES_PASSWORD is set (or unset the POSTGRES_* variables)",
+                },
+            }),
+            None => Ok(None),
+        };
     };
     let mut parts = vec![format!("host={}", libpq_quote(host)), format!("port={port}")];
     if let Some(db) = get("POSTGRES_DB") {
