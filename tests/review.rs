@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{example, small_config};
+use common::{example, label, small_config};
 use onthefly::review::{QueryStrategy, ReviewError};
 use onthefly::{Config, Coordinator, Error, ExampleId, Priority, Target};
 
@@ -406,4 +406,32 @@ fn every_prediction_below_the_threshold_is_queued_whatever_the_feedback_rules() 
         between > 0,
         "no prediction between 0.4 and 0.99: the test shows nothing"
     );
+}
+
+/// An agent's own answer takes its input out of the review queue also when
+/// it is not worth learning (right, and confident): a person was still
+/// asked to label what the agent had answered.
+#[test]
+fn an_answer_not_worth_learning_still_takes_the_input_out_of_the_queue() {
+    let c = Coordinator::new(small_config()).unwrap();
+    let feedback = |actual: Option<&str>, confidence: f64| onthefly::PredictionFeedback {
+        agent_name: "scout".into(),
+        task_type: "news".into(),
+        input_text: "storm hits the coast".into(),
+        predicted_output: label("bbc"),
+        actual_output: actual.map(label),
+        confidence_score: confidence,
+        source_url: String::new(),
+    };
+    assert!(matches!(
+        c.add_prediction_feedback(feedback(None, 0.2)).unwrap(),
+        onthefly::FeedbackOutcome::AwaitingLabel { .. }
+    ));
+    assert_eq!(c.get_training_status().agents["scout"].reviews["news"].queued, 1);
+    assert!(matches!(
+        c.add_prediction_feedback(feedback(Some("bbc"), 0.95)).unwrap(),
+        onthefly::FeedbackOutcome::NotNeeded { .. }
+    ));
+    assert_eq!(c.get_training_status().agents["scout"].reviews["news"].queued, 0);
+    assert!(c.next_for_review("scout", "news", 10).unwrap().is_empty());
 }

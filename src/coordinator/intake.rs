@@ -70,6 +70,13 @@ impl Coordinator {
             limits.feedback_importance_threshold,
         );
         if !j.learn {
+            // Not worth learning, but answered: a person need not label it.
+            if feedback.actual_output.is_some() {
+                let agent = self.shared.agents.read().get(&feedback.agent_name).cloned();
+                if let Some(agent) = agent {
+                    self.answer_reviews(&agent, &feedback.task_type, &feedback.input_text);
+                }
+            }
             return Ok(FeedbackOutcome::NotNeeded {
                 uncertainty: j.uncertainty,
                 importance: j.importance,
