@@ -112,7 +112,9 @@ pub struct Config {
     pub held_out_fraction: f64,
     /// Most examples one update trains on, the most valuable first.
     pub max_examples_per_update: usize,
-    /// Most agents updating at the same time (worker threads).
+    /// Update worker threads: agents updating at the same time in the
+    /// background. A thread waiting in `wait_for_idle` also runs queued
+    /// updates itself, one at a time, beside them.
     pub max_concurrent_updates: usize,
     /// Longest accepted input text, in bytes; also the longest target (a
     /// label, the tags together, a JSON target as text).

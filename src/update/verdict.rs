@@ -35,7 +35,10 @@ pub(super) fn verdict(
             harm.or_else(|| judge::paired_verdict(before, after, &config.acceptance, config.rollback_threshold))
         }
         AcceptanceTest::Threshold => {
-            let (b, a) = (&before.metric, &after.metric);
+            // The guard: for tags the token accuracy, as documented (entity
+            // F1 on a window of few entities moved past 0.05 on harmless
+            // updates; see `eval::Measured::guard`).
+            let (b, a) = (&before.guard, &after.guard);
             (a.drop_from(b) > max_drop).then(|| {
                 format!(
                     "held-out {} fell from {:.4} to {:.4} on {} examples, more than the rollback threshold {max_drop}",
@@ -46,5 +49,39 @@ pub(super) fn verdict(
                 )
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{Measured, Metric, MetricName};
+
+    fn measured(f1: f64, token_accuracy: f64) -> Measured {
+        let metric = |name, value| Metric {
+            name,
+            value,
+            examples: 100,
+        };
+        Measured {
+            metric: metric(MetricName::EntityF1, f1),
+            guard: metric(MetricName::TokenAccuracy, token_accuracy),
+            losses: vec![0.0; 100],
+            comparison: crate::eval::Comparison::Signs,
+        }
+    }
+
+    #[test]
+    fn the_threshold_rule_judges_tags_on_their_token_accuracy() {
+        let mut config = crate::config::Config::default();
+        config.acceptance.test = AcceptanceTest::Threshold;
+        // Entity F1 down 0.2, token accuracy down 0.01: kept.
+        assert_eq!(
+            verdict(&config, &measured(0.6, 0.90), &measured(0.4, 0.89), false),
+            None
+        );
+        // Token accuracy down 0.1: rolled back, naming it.
+        let why = verdict(&config, &measured(0.6, 0.90), &measured(0.6, 0.80), false).unwrap();
+        assert!(why.contains("token"), "{why}");
     }
 }
