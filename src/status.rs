@@ -16,7 +16,7 @@ pub struct TrainingStatus {
     pub buffer_sizes: BTreeMap<String, usize>,
     /// Buffered examples over all agents.
     pub total_examples: usize,
-    /// Updates recorded since start.
+    /// Updates recorded (in all runs, with the store on).
     pub performance_history_size: usize,
     /// The last five updates, oldest first.
     pub recent_performance: Vec<ModelPerformance>,
@@ -78,13 +78,15 @@ pub struct AgentStatus {
     pub examples_failed: u64,
     /// Examples of tasks no model learns, kept for export rather than trained.
     pub examples_kept: u64,
-    /// Updates kept.
+    /// Updates kept (in all runs: counted from the store at a restart).
     pub updates_accepted: u64,
-    /// Updates discarded because the held-out metric dropped (or a value was not finite).
+    /// Updates discarded because the held-out metric dropped (or a value
+    /// was not finite), in all runs.
     pub updates_rolled_back: u64,
-    /// Updates that failed with an error.
+    /// Updates that failed with an error, since this start (a failure
+    /// leaves no record in the store).
     pub updates_failed: u64,
-    /// When the last update finished, in milliseconds since the Unix epoch.
+    /// When the last kept update finished, in milliseconds since the Unix epoch.
     pub last_update_ms: Option<u64>,
     /// The last error, if any.
     pub last_error: Option<String>,

@@ -144,6 +144,10 @@ fn counters_match_the_store(config: Config, stored: impl Fn() -> std::collection
         .collect();
     assert_eq!(in_status, stored(), "status after shutdown vs the store");
     assert!(in_status.get("trained").copied().unwrap_or(0) > 0, "{in_status:?}");
+    let updates =
+        |scout: &onthefly::AgentStatus| (scout.updates_accepted, scout.updates_rolled_back, scout.last_update_ms);
+    let updated = updates(scout);
+    assert!(updated.0 > 0 && updated.2.is_some(), "{updated:?}");
     drop(c);
 
     let c = Coordinator::new(config).unwrap();
@@ -154,6 +158,8 @@ fn counters_match_the_store(config: Config, stored: impl Fn() -> std::collection
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     assert_eq!(restarted, in_status, "the counters after a restart");
+    // The update counters too (they started from 0 at each restart).
+    assert_eq!(updates(scout), updated, "the update counters after a restart");
     assert_eq!(scout.examples_received, 2_400, "{scout:?}");
     assert_eq!(
         status.total_examples,

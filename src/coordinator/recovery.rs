@@ -45,6 +45,21 @@ impl Coordinator {
     pub(super) fn restore(&self, recovered: Recovered) {
         let shared = &self.shared;
         shared.ids.continue_from(recovered.next_id);
+        // When each agent's last kept update finished, from the newest
+        // records (an agent whose last kept update is older than those
+        // shows none until its next one).
+        let mut last_kept: std::collections::BTreeMap<&str, u64> = Default::default();
+        for record in recovered.history.iter().filter(|r| !r.rollback_triggered) {
+            let at = last_kept.entry(&record.agent_name).or_default();
+            *at = (*at).max(record.update_timestamp_ms);
+        }
+        for (agent_name, kept, rolled_back) in &recovered.updates {
+            let agent = self.agent_or_create(agent_name);
+            let mut stats = agent.stats.lock();
+            stats.updates_accepted += kept;
+            stats.updates_rolled_back += rolled_back;
+            stats.last_update_ms = last_kept.get(agent_name.as_str()).copied();
+        }
         {
             let mut history = shared.history.lock();
             history.extend(recovered.history);

@@ -348,6 +348,10 @@ pub struct Recovered {
     pub settled: Vec<(String, ExampleState, u64)>,
     /// The tasks declared or given a label form.
     pub tasks: Vec<TaskRecord>,
+    /// Per agent, the updates kept and those rolled back in all runs (a
+    /// restore on request, which trains nothing, is neither): the status
+    /// counters start from them.
+    pub updates: Vec<(String, u64, u64)>,
 }
 
 /// Writes a [`TaskRecord`]; a form already stored is kept (the first label
@@ -390,6 +394,13 @@ pub(crate) const SETTLED_COUNTS_SQL: &str = "SELECT agent_name, state, CAST(sum(
      UNION ALL SELECT agent_name, state, retired AS n FROM onthefly_retired \
      WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'quarantine_reviewed', 'failed', 'kept')) AS counted \
      GROUP BY agent_name, state";
+
+/// Per agent: the updates kept, and those rolled back (a restore on
+/// request is recorded as a rollback that trained nothing).
+pub(crate) const UPDATE_COUNTS_SQL: &str = "SELECT agent_name, \
+     CAST(sum(CASE WHEN rollback_triggered THEN 0 ELSE 1 END) AS BIGINT), \
+     CAST(sum(CASE WHEN rollback_triggered AND examples_trained > 0 THEN 1 ELSE 0 END) AS BIGINT) \
+     FROM model_performance GROUP BY agent_name";
 
 /// One row of [`SETTLED_COUNTS_SQL`], read.
 pub(crate) fn settled_count(agent: String, state: &str, n: i64) -> Result<(String, ExampleState, u64), StoreError> {

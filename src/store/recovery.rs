@@ -37,6 +37,8 @@ pub(super) trait RecoveryReads {
     fn settled_rows(&mut self) -> Result<Vec<(String, String, i64)>, StoreError>;
     /// The rows of [`super::TASKS_SQL`].
     fn tasks(&mut self) -> Result<Vec<TaskRecord>, StoreError>;
+    /// The rows of [`super::UPDATE_COUNTS_SQL`]: agent, kept, rolled back.
+    fn update_rows(&mut self) -> Result<Vec<(String, i64, i64)>, StoreError>;
 }
 
 /// The recovery sequence, once for both stores: the buffers beyond their
@@ -81,7 +83,14 @@ pub(super) fn recover_with(reads: &mut impl RecoveryReads, limits: &RecoveryLimi
         .map(|(agent, state, n)| settled_count(agent, &state, n))
         .collect::<Result<Vec<_>, _>>()?;
     let tasks = reads.tasks()?;
+    let count = |n: i64| u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("a count of {n} updates")));
+    let updates = reads
+        .update_rows()?
+        .into_iter()
+        .map(|(agent, kept, rolled_back)| Ok((agent, count(kept)?, count(rolled_back)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Recovered {
+        updates,
         tasks,
         replay,
         settled,

@@ -517,6 +517,16 @@ impl RecoveryReads for Reads<'_, '_> {
         })
     }
 
+    fn update_rows(&mut self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        self.rows(super::UPDATE_COUNTS_SQL, [], |r| {
+            Ok((
+                r.get::<_, String>(0).map_err(classify)?,
+                r.get::<_, i64>(1).map_err(classify)?,
+                r.get::<_, i64>(2).map_err(classify)?,
+            ))
+        })
+    }
+
     fn tasks(&mut self) -> Result<Vec<super::TaskRecord>, StoreError> {
         self.rows(super::TASKS_SQL, [], |r| {
             super::task_from_stored(

@@ -3,7 +3,6 @@
 //! examples are isolated and judged again before they are quarantined.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::SystemTime;
 
 use super::commit::{ClusterCommit, Commit, LocalCommit};
 use super::task::update_task;
@@ -280,10 +279,12 @@ fn accepted(
     record: ModelPerformance,
     ids: &[ExampleId],
 ) -> usize {
+    // The record's time, which a restart reads back.
+    let finished = record.update_timestamp_ms;
     let count = |stats: &mut crate::agent::AgentStats, n: usize| {
         stats.updates_accepted += 1;
         stats.examples_trained += n as u64;
-        stats.last_update_ms = Some(crate::base::unix_millis(SystemTime::now()));
+        stats.last_update_ms = Some(finished);
     };
     let removed = match session.is_some() {
         // Claimed from the shared table: not all were in this buffer.

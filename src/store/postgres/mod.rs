@@ -375,6 +375,16 @@ impl RecoveryReads for Reads<'_, '_> {
             .collect())
     }
 
+    fn update_rows(&mut self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        Ok(self
+            .0
+            .query(super::UPDATE_COUNTS_SQL, &[])
+            .map_err(classify)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     fn tasks(&mut self) -> Result<Vec<super::TaskRecord>, StoreError> {
         self.0
             .query(super::TASKS_SQL, &[])
