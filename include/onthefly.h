@@ -97,7 +97,8 @@ extern "C" {
 // `add_prediction_feedback`): `confidence_score` in 0..=1,
 // `actual_output_json` the correct output when known (optional),
 // `source_url` optional. On success `*out_outcome` (optional) says whether it
-// became a training example, waits for a label, or was not needed.
+// became a training example, waits for a label, was not needed, or was not
+// kept (the full review queue dropped it at once: `OTF_FEEDBACK_NOT_KEPT`).
 //
 // # Safety
 // Every string is NULL or NUL-terminated and valid during the call;
@@ -168,8 +169,11 @@ OtfResult otf_adopt_original_database(const char *database_url, uint64_t *out_im
 // `POSTGRES_*`, `<AGENT>_MODEL_PATH`: what `otf_initialize(NULL)` uses) as
 // a JSON object of every field, which a caller may change and hand to
 // `otf_initialize` or `otf_coordinator_new` (the Python package puts its
-// keyword arguments on top of it). On success `*out_json` receives it,
-// freed with `otf_string_free`.
+// keyword arguments on top of it). A malformed value is an error naming
+// its variable; whether the values fit together (a threshold not above
+// the buffer, say) is checked where the configuration is used, after the
+// caller's changes. On success `*out_json` receives it, freed with
+// `otf_string_free`.
 //
 // # Safety
 // `out_json` is NULL or valid for a write.

@@ -175,3 +175,22 @@ def test_cuda_without_a_cuda_device_raises_instead_of_training_on_the_cpu(tmp_pa
         return
     with pytest.raises(onthefly.InvalidConfigError, match='device is invalid: "cuda" asks for a CUDA device'):
         Coordinator(device="cuda", data_dir=str(tmp_path / "gpu"))
+
+
+def test_keywords_that_make_the_environment_valid_are_taken(tmp_path, monkeypatch) -> None:
+    """The environment's values were checked alone before the keywords went
+    on top: a buffer of 20 from the environment refused update_threshold=10
+    (the default 50 exceeded it), blaming TRAINING_UPDATE_THRESHOLD, which
+    nobody had set."""
+    monkeypatch.setenv("TRAINING_MAX_BUFFER_SIZE", "20")
+    with Coordinator(device="cpu", data_dir=str(tmp_path / "ok"), update_threshold=10) as c:
+        status = c.get_training_status()
+        assert status["update_threshold"] == 10
+    # Without the keyword the combination is refused, naming the field.
+    with pytest.raises(onthefly.InvalidConfigError, match="update_threshold") as raised:
+        Coordinator(device="cpu", data_dir=str(tmp_path / "bad"))
+    assert "TRAINING_UPDATE_THRESHOLD" not in str(raised.value)
+    # A malformed value still names its variable.
+    monkeypatch.setenv("TRAINING_MAX_BUFFER_SIZE", "many")
+    with pytest.raises(onthefly.InvalidConfigError, match="TRAINING_MAX_BUFFER_SIZE"):
+        Coordinator(device="cpu", data_dir=str(tmp_path / "worse"))

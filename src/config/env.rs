@@ -40,8 +40,37 @@ impl Config {
         V: Into<String>,
     {
         let vars: BTreeMap<String, String> = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let c = Config::read_vars(&vars)?;
+        c.validate().map_err(|e| match e {
+            // Name the variable, not the field, when the value came from the environment.
+            ConfigError::InvalidField { field, reason } => match env_name_of(field) {
+                Some(variable) => ConfigError::InvalidEnv {
+                    variable: variable.to_string(),
+                    value: vars.get(variable).cloned().unwrap_or_default(),
+                    expected: expected_of(field),
+                },
+                None => ConfigError::InvalidField { field, reason },
+            },
+            other => other,
+        })?;
+        Ok(c)
+    }
+
+    /// The environment's configuration, each value parsed (a malformed one
+    /// is an error naming its variable) but the whole not checked: for a
+    /// caller that puts settings of its own on top and checks the result
+    /// (the C ABI's `otf_config_from_environment`, the Python package). An
+    /// environment's combination a caller's setting makes valid is then not
+    /// refused, nor blamed on a variable the caller never set.
+    pub(crate) fn from_env_unchecked() -> Result<Config, ConfigError> {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        Config::read_vars(&vars)
+    }
+
+    /// Every recognised variable of `vars` parsed into the defaults.
+    fn read_vars(vars: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let mut c = Config::default();
-        let get = |name: &str| lookup(&vars, name);
+        let get = |name: &str| lookup(vars, name);
 
         if let Some(v) = get("TRAINING_UPDATE_THRESHOLD") {
             c.update_threshold = parse_env("TRAINING_UPDATE_THRESHOLD", v, "a positive integer")?;
@@ -94,7 +123,7 @@ impl Config {
         if let Some(v) = get("TRAINING_DEVICE") {
             c.device = device_from(v)?;
         }
-        c.database = database_from_vars(&vars)?;
+        c.database = database_from_vars(vars)?;
         if let Some(v) = get("TRAINING_CLUSTER_INSTANCE") {
             c.cluster = Some(cluster_from(
                 v,
@@ -102,20 +131,7 @@ impl Config {
                 get("TRAINING_CLUSTER_POLL_MS"),
             )?);
         }
-        c.model_paths.extend(model_paths_from(&vars));
-
-        c.validate().map_err(|e| match e {
-            // Name the variable, not the field, when the value came from the environment.
-            ConfigError::InvalidField { field, reason } => match env_name_of(field) {
-                Some(variable) => ConfigError::InvalidEnv {
-                    variable: variable.to_string(),
-                    value: vars.get(variable).cloned().unwrap_or_default(),
-                    expected: expected_of(field),
-                },
-                None => ConfigError::InvalidField { field, reason },
-            },
-            other => other,
-        })?;
+        c.model_paths.extend(model_paths_from(vars));
         Ok(c)
     }
 }

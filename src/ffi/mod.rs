@@ -99,8 +99,11 @@ pub unsafe extern "C" fn otf_initialize(config_json: *const c_char) -> OtfResult
 /// `POSTGRES_*`, `<AGENT>_MODEL_PATH`: what `otf_initialize(NULL)` uses) as
 /// a JSON object of every field, which a caller may change and hand to
 /// `otf_initialize` or `otf_coordinator_new` (the Python package puts its
-/// keyword arguments on top of it). On success `*out_json` receives it,
-/// freed with `otf_string_free`.
+/// keyword arguments on top of it). A malformed value is an error naming
+/// its variable; whether the values fit together (a threshold not above
+/// the buffer, say) is checked where the configuration is used, after the
+/// caller's changes. On success `*out_json` receives it, freed with
+/// `otf_string_free`.
 ///
 /// # Safety
 /// `out_json` is NULL or valid for a write.
@@ -108,7 +111,7 @@ pub unsafe extern "C" fn otf_initialize(config_json: *const c_char) -> OtfResult
 pub unsafe extern "C" fn otf_config_from_environment(out_json: *mut *mut c_char) -> OtfResult {
     guard(|| {
         args::required_out(out_json, "out_json")?;
-        let config = Config::from_env().map_err(|e| FfiError::from(crate::Error::from(e)))?;
+        let config = Config::from_env_unchecked().map_err(|e| FfiError::from(crate::Error::from(e)))?;
         let json = serde_json::to_string(&config)
             .map_err(|e| FfiError::new(OtfResult::Internal, format!("configuration not serialisable: {e}")))?;
         // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
@@ -165,7 +168,8 @@ pub unsafe extern "C" fn otf_add_training_example(
 /// `add_prediction_feedback`): `confidence_score` in 0..=1,
 /// `actual_output_json` the correct output when known (optional),
 /// `source_url` optional. On success `*out_outcome` (optional) says whether it
-/// became a training example, waits for a label, or was not needed.
+/// became a training example, waits for a label, was not needed, or was not
+/// kept (the full review queue dropped it at once: `OTF_FEEDBACK_NOT_KEPT`).
 ///
 /// # Safety
 /// Every string is NULL or NUL-terminated and valid during the call;

@@ -53,9 +53,10 @@ pub struct StoreConfig {
 }
 
 /// Which settled examples the store deletes: those whose way has ended
-/// (trained, evicted, discarded, failed, answered in review) and that no
-/// replay memory holds. Buffered, held-out, kept (for export), quarantined
-/// and pending-review rows, and the performance history, are never deleted.
+/// (trained, discarded, failed, answered in review) and that no replay
+/// memory holds. Buffered, held-out, evicted (waiting to be taken back),
+/// kept (for export), quarantined and pending-review rows, and the
+/// performance history, are never deleted.
 /// The status counters survive the deletion (each agent's deleted rows are
 /// counted in `onthefly_retired`).
 ///

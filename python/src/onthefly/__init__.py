@@ -748,7 +748,9 @@ class Coordinator:
 
     def export_dataset(self, agent_name: str, task_type: str, path: Union[str, os.PathLike]) -> int:
         """Writes every stored example of the task to ``path`` as JSON lines
-        (input, output, split, state); returns how many.
+        (``id``, ``input``, ``target``, ``target_kind``, ``priority``,
+        ``source``, ``feedback``, ``time_ms``, ``split``, ``state``); returns
+        how many.
 
         Raises:
             IoError: ``path`` cannot be written.
