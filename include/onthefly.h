@@ -179,6 +179,21 @@ OtfResult otf_adopt_original_database(const char *database_url, uint64_t *out_im
 // `out_json` is NULL or valid for a write.
 OtfResult otf_config_from_environment(char **out_json);
 
+// The configuration the environment gives with `settings_json` (a JSON
+// object of fields, nested objects merged field by field; NULL for none)
+// on top, checked as a whole, as a JSON object of every field to hand to
+// `otf_initialize` or `otf_coordinator_new` (the Python package's keyword
+// arguments go through it). A value out of range is named by its variable
+// when the environment set it and `settings_json` did not; `POSTGRES_*`
+// without `POSTGRES_HOST` is an error unless `settings_json` sets
+// `database`. On success `*out_json` receives it, freed with
+// `otf_string_free`.
+//
+// # Safety
+// `settings_json` is NULL or NUL-terminated and valid during the call;
+// `out_json` is NULL or valid for a write.
+OtfResult otf_config_from_environment_with(const char *settings_json, char **out_json);
+
 // `otf_add_prediction_feedback` on a handle.
 //
 // # Safety

@@ -78,7 +78,8 @@ pub struct AgentStatus {
     pub examples_failed: u64,
     /// Examples of tasks no model learns, kept for export rather than trained.
     pub examples_kept: u64,
-    /// Updates kept (in all runs: counted from the store at a restart).
+    /// Updates kept (in all runs: counted from the store at a restart; with
+    /// several instances, the group's, and this instance's since).
     pub updates_accepted: u64,
     /// Updates discarded because the held-out metric dropped (or a value
     /// was not finite), in all runs.

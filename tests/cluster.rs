@@ -1088,7 +1088,7 @@ fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() 
         checkpoint_full_every: 4,
         ..config.clone()
     };
-    let (version, weights) = {
+    let (newest, version, weights) = {
         let c = Coordinator::new(solo).unwrap();
         for chunk in articles[..600].chunks(150) {
             for a in chunk {
@@ -1097,10 +1097,13 @@ fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() 
             c.flush(Duration::from_secs(60)).unwrap();
             common::update_now(&c, AGENT);
         }
-        let version = c.get_training_status().agents[AGENT].models[TASK].version;
-        assert!(version >= 2, "{version}");
-        let (_, weights) = c.live_weights(AGENT, TASK).unwrap();
-        (version, weights)
+        let newest = c.get_training_status().agents[AGENT].models[TASK].version;
+        assert!(newest >= 3, "{newest}");
+        // A person restored the version before: that one is handed over.
+        c.rollback_model(AGENT, TASK, newest - 1).unwrap();
+        let (version, weights) = c.live_weights(AGENT, TASK).unwrap();
+        assert_eq!(version, newest - 1);
+        (newest, version, weights)
     };
     let same_weights = |c: &Coordinator| {
         let (serving, w) = c.live_weights(AGENT, TASK).unwrap();
@@ -1108,8 +1111,35 @@ fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() 
             && w.len() == weights.len()
             && weights.iter().all(|(n, t)| w.get(n).is_some_and(|u| t.equal(u)))
     };
-    // The same instance joins a group: it serves what it had trained, and
-    // so does an instance with a data folder of its own.
+    let published = || -> Vec<i64> {
+        db(&url)
+            .query(
+                "SELECT version FROM model_checkpoints WHERE instance_id IS NOT NULL ORDER BY version",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    // An instance without the earlier checkpoints starts first and is
+    // handed a stream: it trains nothing (that would start a new lineage
+    // over the trained one), and says why.
+    let second = Coordinator::new(instance_config(&url, "second")).unwrap();
+    for a in &articles[600..750] {
+        second.add_training_example(article_example(a)).unwrap();
+    }
+    second.flush(Duration::from_secs(60)).unwrap();
+    let said = common::wait_until(Duration::from_secs(30), || {
+        second.get_training_status().agents[AGENT]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("trained by one instance before this group"))
+    });
+    assert!(said, "{:?}", second.get_training_status().agents[AGENT]);
+    assert!(published().is_empty(), "a new lineage was published: {:?}", published());
+    // The instance that trained alone joins: it serves what it served, and
+    // so does the other one.
     let first = Coordinator::new(config).unwrap();
     assert_eq!(
         first.get_training_status().agents[AGENT].models[TASK].version,
@@ -1118,32 +1148,22 @@ fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() 
         first.get_training_status().agents[AGENT].last_error
     );
     assert!(same_weights(&first));
-    let second = Coordinator::new(instance_config(&url, "second")).unwrap();
     assert!(
-        same_weights(&second),
+        common::wait_until(Duration::from_secs(30), || same_weights(&second)),
         "the second instance does not serve the handed-over version"
     );
-    // The lineage goes on from there.
-    for a in &articles[600..750] {
-        second.add_training_example(article_example(a)).unwrap();
-    }
-    second.flush(Duration::from_secs(60)).unwrap();
-    let next = || second.get_training_status().agents[AGENT].models[TASK].version;
+    // The lineage goes on from there, numbered after every earlier version.
     let moved = common::wait_until(Duration::from_secs(60), || {
         common::update_now(&second, AGENT);
-        next() > version
+        published().len() > 1
     });
     assert!(moved, "{:?}", second.get_training_status().agents[AGENT].last_error);
-    let published: Vec<i64> = db(&url)
-        .query(
-            "SELECT version FROM model_checkpoints WHERE instance_id IS NOT NULL ORDER BY version",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
+    let published = published();
+    let last = *published.last().unwrap();
+    let expected: Vec<i64> = std::iter::once(version as i64)
+        .chain(newest as i64 + 1..=last)
         .collect();
-    assert_eq!(published, (version as i64..=next() as i64).collect::<Vec<_>>());
+    assert_eq!(published, expected);
 }
 
 #[test]
@@ -1247,7 +1267,12 @@ fn rows_evicted_by_an_instance_that_stopped_are_taken_back_by_another() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The status counts the table's evicted rows (none left) once refreshed.
-    std::thread::sleep(Duration::from_millis(700));
-    let status = b.get_training_status().cluster.unwrap();
-    assert_eq!(status.agents[AGENT][TASK].evicted, 0);
+    assert!(common::wait_until(Duration::from_secs(30), || {
+        let status = b.get_training_status().cluster.unwrap();
+        status
+            .agents
+            .get(AGENT)
+            .and_then(|t| t.get(TASK))
+            .is_some_and(|t| t.evicted == 0)
+    }));
 }

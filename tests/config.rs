@@ -130,6 +130,29 @@ fn database_comes_from_database_url_or_postgres_variables() {
         }
         other => panic!("{other:?}"),
     }
+    // Settings on top (the Python package's keywords): a database given
+    // there is taken; a value the environment set out of range is named by
+    // its variable, one the settings fixed is not refused.
+    let vars = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let partial = vars(&[("POSTGRES_USER", "u")]);
+    let c = Config::from_vars_with(&partial, r#"{"database": {"url": "postgresql://h/d"}}"#).unwrap();
+    assert_eq!(c.database.unwrap().url, "postgresql://h/d");
+    assert!(Config::from_vars_with(&partial, "{}").is_err());
+    let small = vars(&[("TRAINING_MAX_BUFFER_SIZE", "20")]);
+    let c = Config::from_vars_with(&small, r#"{"update_threshold": 10, "text_model": {"seed": 7}}"#).unwrap();
+    assert_eq!((c.update_threshold, c.max_buffer_size, c.text_model.seed), (10, 20, 7));
+    assert_eq!(
+        c.text_model.hash_buckets,
+        Config::default().text_model.hash_buckets,
+        "merged field by field"
+    );
+    let wide = vars(&[("TRAINING_UPDATE_THRESHOLD", "500")]);
+    match Config::from_vars_with(&wide, r#"{"max_buffer_size": 100}"#) {
+        Err(ConfigError::InvalidEnv { variable, .. }) => assert_eq!(variable, "TRAINING_UPDATE_THRESHOLD"),
+        other => panic!("{other:?}"),
+    }
     let err = Config::from_vars([("POSTGRES_PORT", "abc")]).unwrap_err();
     assert!(
         matches!(&err, ConfigError::InvalidEnv { variable, value, .. } if variable == "POSTGRES_PORT" && value == "abc"),
@@ -316,7 +339,11 @@ fn cuda_without_a_cuda_device_is_refused_not_run_on_the_cpu() {
         Err(e) => panic!("refused with the wrong error: {e}"),
     }
     // `auto` is the choice that falls back.
-    let c = onthefly::Coordinator::new(common::small_config()).unwrap();
+    let c = onthefly::Coordinator::new(Config {
+        device: DeviceChoice::Auto,
+        ..common::small_config()
+    })
+    .unwrap();
     let expected = if tch::Cuda::is_available() { "cuda:0" } else { "cpu" };
     assert_eq!(c.get_training_status().device, expected);
 }

@@ -190,6 +190,13 @@ def test_keywords_that_make_the_environment_valid_are_taken(tmp_path, monkeypatc
     with pytest.raises(onthefly.InvalidConfigError, match="update_threshold") as raised:
         Coordinator(device="cpu", data_dir=str(tmp_path / "bad"))
     assert "TRAINING_UPDATE_THRESHOLD" not in str(raised.value)
+    # POSTGRES_* without POSTGRES_HOST: refused, not a local SQLite file.
+    monkeypatch.delenv("TRAINING_MAX_BUFFER_SIZE")
+    monkeypatch.setenv("POSTGRES_USER", "justnews")
+    with pytest.raises(onthefly.InvalidConfigError, match="POSTGRES_HOST"):
+        Coordinator(device="cpu", data_dir=str(tmp_path / "sqlite"))
+    monkeypatch.delenv("POSTGRES_USER")
+    monkeypatch.setenv("TRAINING_MAX_BUFFER_SIZE", "20")
     # A malformed value still names its variable.
     monkeypatch.setenv("TRAINING_MAX_BUFFER_SIZE", "many")
     with pytest.raises(onthefly.InvalidConfigError, match="TRAINING_MAX_BUFFER_SIZE"):

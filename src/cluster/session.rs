@@ -100,22 +100,23 @@ impl TaskSession {
         only: Option<&[ExampleId]>,
         limit: usize,
     ) -> Result<Vec<TrainingExample>, StoreError> {
-        self.claim_where(agent, task, kind, only, limit, None)
+        self.claim_where(agent, task, kind, only, limit, (None, &[]))
     }
 
-    /// [`claim`](Self::claim) without the rows that published version
-    /// `skip_rejected_at` rejected (see [`publish`](Self::publish)): judged
-    /// again by the same model they would be rejected again, and three
-    /// such verdicts quarantine correct examples.
-    pub fn claim_fresh(
+    /// [`claim`](Self::claim) of an update's first batch: never one of the
+    /// rows it is judged on (`judging`: another instance may release one
+    /// meanwhile), nor, with `skip_rejected_at`, the rows that published
+    /// version rejected (see [`publish`](Self::publish)): judged again by
+    /// the same model they would be rejected again, and three such
+    /// verdicts quarantine correct examples.
+    pub fn claim_batch(
         &mut self,
-        agent: &str,
-        task: &str,
-        kind: TargetKind,
+        (agent, task, kind): (&str, &str, TargetKind),
         limit: usize,
-        skip_rejected_at: u64,
+        skip_rejected_at: Option<u64>,
+        judging: &[ExampleId],
     ) -> Result<Vec<TrainingExample>, StoreError> {
-        self.claim_where(agent, task, kind, None, limit, Some(skip_rejected_at))
+        self.claim_where(agent, task, kind, None, limit, (skip_rejected_at, judging))
     }
 
     fn claim_where(
@@ -125,10 +126,11 @@ impl TaskSession {
         kind: TargetKind,
         only: Option<&[ExampleId]>,
         limit: usize,
-        skip_rejected_at: Option<u64>,
+        (skip_rejected_at, judging): (Option<u64>, &[ExampleId]),
     ) -> Result<Vec<TrainingExample>, StoreError> {
         let kind = target_kind_str(kind);
         let skip = skip_rejected_at.map(id_to_stored).transpose()?;
+        let judging = stored_ids(judging)?;
         self.release();
         self.client.batch_execute("BEGIN").map_err(classify)?;
         self.in_transaction = true;
@@ -139,11 +141,12 @@ impl TaskSession {
                     "SELECT {EXAMPLE_COLUMNS} FROM training_examples \
                      WHERE agent_name = $1 AND task_type = $2 AND state = 'buffered' AND target_kind = $4 \
                      AND ($5::bigint IS NULL OR rejected_at IS DISTINCT FROM $5::bigint) \
+                     AND NOT (id = ANY($6)) \
                      ORDER BY correction_priority DESC, importance_score DESC, uncertainty_score DESC, \
                      \"timestamp\" DESC, id DESC LIMIT $3 \
                      FOR UPDATE SKIP LOCKED"
                 ),
-                &[&agent, &task, &limit, &kind, &skip],
+                &[&agent, &task, &limit, &kind, &skip, &judging],
             ),
             Some(ids) => {
                 let ids = stored_ids(ids)?;
@@ -189,16 +192,19 @@ impl TaskSession {
     /// `window` (the ones [`held_out`](Self::held_out) judges on); returns
     /// how many. Each instance releases the rows that leave its own window,
     /// but the rows of an instance that stopped or restarted would judge
-    /// nothing and never be trained.
+    /// nothing and never be trained. Rows another session holds (a store
+    /// writer's batch) are left for the next update.
     pub fn release_beyond_window(&mut self, agent: &str, task: &str, window: usize) -> Result<u64, StoreError> {
         let window = i64::try_from(window).unwrap_or(i64::MAX);
         self.client
             .execute(
-                "UPDATE training_examples SET state = 'buffered' \
-                 WHERE agent_name = $1 AND task_type = $2 AND state = 'evaluation' AND id NOT IN ( \
+                "UPDATE training_examples SET state = 'buffered' WHERE id IN ( \
                      SELECT id FROM training_examples \
-                     WHERE agent_name = $1 AND task_type = $2 AND state = 'evaluation' \
-                     ORDER BY \"timestamp\" DESC, id DESC LIMIT $3)",
+                     WHERE agent_name = $1 AND task_type = $2 AND state = 'evaluation' AND id NOT IN ( \
+                         SELECT id FROM training_examples \
+                         WHERE agent_name = $1 AND task_type = $2 AND state = 'evaluation' \
+                         ORDER BY \"timestamp\" DESC, id DESC LIMIT $3) \
+                     ORDER BY id FOR UPDATE SKIP LOCKED)",
                 &[&agent, &task, &window],
             )
             .map_err(classify)

@@ -67,6 +67,51 @@ impl Config {
         Config::read_vars(&vars)
     }
 
+    /// The environment's configuration with `overrides` (a JSON object, its
+    /// nested objects merged field by field) on top, checked as a whole: what
+    /// the Python package's keyword arguments give. A value out of range is
+    /// named by its variable when the environment set it and `overrides`
+    /// did not; `POSTGRES_*` without `POSTGRES_HOST` is an error only when
+    /// `overrides` sets no `database` either.
+    pub fn from_env_with(overrides: &str) -> Result<Config, ConfigError> {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        Config::from_vars_with(&vars, overrides)
+    }
+
+    /// [`Config::from_env_with`] on `(name, value)` pairs.
+    pub fn from_vars_with(vars: &BTreeMap<String, String>, overrides: &str) -> Result<Config, ConfigError> {
+        let overrides: serde_json::Value =
+            serde_json::from_str(overrides).map_err(|e| ConfigError::Json(e.to_string()))?;
+        let serde_json::Value::Object(overrides) = overrides else {
+            return Err(ConfigError::Json(format!(
+                "the settings must be a JSON object, got {overrides}"
+            )));
+        };
+        let given_database = overrides.get("database").is_some_and(|d| !d.is_null());
+        let mut lenient = vars.clone();
+        if given_database {
+            for name in ["POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"] {
+                lenient.remove(name);
+            }
+        }
+        let base = Config::read_vars(&lenient)?;
+        let mut merged = serde_json::to_value(&base).map_err(|e| ConfigError::Json(e.to_string()))?;
+        merge_json(&mut merged, serde_json::Value::Object(overrides.clone()));
+        Config::from_json(&merged.to_string()).map_err(|e| match e {
+            ConfigError::InvalidField { field, reason } => match env_name_of(field) {
+                Some(variable) if lookup(vars, variable).is_some() && !overrides.contains_key(field) => {
+                    ConfigError::InvalidEnv {
+                        variable: variable.to_string(),
+                        value: vars.get(variable).cloned().unwrap_or_default(),
+                        expected: expected_of(field),
+                    }
+                }
+                _ => ConfigError::InvalidField { field, reason },
+            },
+            other => other,
+        })
+    }
+
     /// Every recognised variable of `vars` parsed into the defaults.
     fn read_vars(vars: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let mut c = Config::default();
@@ -284,4 +329,21 @@ fn database_from_vars(vars: &BTreeMap<String, String>) -> Result<Option<Database
 /// Quotes a value for a libpq key=value connection string.
 fn libpq_quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// `overrides` on top of `base`, nested objects merged field by field.
+fn merge_json(base: &mut serde_json::Value, overrides: serde_json::Value) {
+    match (base, overrides) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(overrides)) => {
+            for (key, value) in overrides {
+                match base.get_mut(&key) {
+                    Some(slot) if slot.is_object() && value.is_object() => merge_json(slot, value),
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, overrides) => *base = overrides,
+    }
 }

@@ -120,6 +120,37 @@ pub unsafe extern "C" fn otf_config_from_environment(out_json: *mut *mut c_char)
     })
 }
 
+/// The configuration the environment gives with `settings_json` (a JSON
+/// object of fields, nested objects merged field by field; NULL for none)
+/// on top, checked as a whole, as a JSON object of every field to hand to
+/// `otf_initialize` or `otf_coordinator_new` (the Python package's keyword
+/// arguments go through it). A value out of range is named by its variable
+/// when the environment set it and `settings_json` did not; `POSTGRES_*`
+/// without `POSTGRES_HOST` is an error unless `settings_json` sets
+/// `database`. On success `*out_json` receives it, freed with
+/// `otf_string_free`.
+///
+/// # Safety
+/// `settings_json` is NULL or NUL-terminated and valid during the call;
+/// `out_json` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn otf_config_from_environment_with(
+    settings_json: *const c_char,
+    out_json: *mut *mut c_char,
+) -> OtfResult {
+    guard(|| {
+        args::required_out(out_json, "out_json")?;
+        // SAFETY: the caller's guarantee on `settings_json`.
+        let settings = unsafe { args::optional_str(settings_json, "settings_json") }?.unwrap_or("{}");
+        let config = Config::from_env_with(settings).map_err(|e| FfiError::from(crate::Error::from(e)))?;
+        let json = serde_json::to_string(&config)
+            .map_err(|e| FfiError::new(OtfResult::Internal, format!("configuration not serialisable: {e}")))?;
+        // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
+        unsafe { out_json.write(args::into_c_string(json)) };
+        Ok(())
+    })
+}
+
 /// Adds a labelled example (the original's `add_training_example`).
 ///
 /// `expected_output_json` is the correct output as JSON; `uncertainty_score`

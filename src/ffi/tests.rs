@@ -537,3 +537,44 @@ fn the_environments_configuration_opens_a_handle_once_given_a_folder() {
         OtfResult::NullParameter
     );
 }
+
+#[test]
+fn settings_go_on_top_of_the_environment_and_the_whole_is_checked() {
+    let read = |settings: Option<&str>| -> (OtfResult, Option<serde_json::Value>) {
+        let settings = settings.map(|s| CString::new(s).unwrap());
+        let mut json: *mut c_char = ptr::null_mut();
+        let at = settings.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        // SAFETY: a live string (or NULL) and out-parameter.
+        let code = unsafe { otf_config_from_environment_with(at, &mut json) };
+        if json.is_null() {
+            return (code, None);
+        }
+        // SAFETY: a string this library returned, read then freed once.
+        let text = unsafe { CStr::from_ptr(json) }.to_str().unwrap().to_owned();
+        // SAFETY: returned by the library, freed once.
+        unsafe { otf_string_free(json) };
+        (code, Some(serde_json::from_str(&text).unwrap()))
+    };
+    let (code, config) = read(Some(r#"{"update_threshold": 7, "text_model": {"seed": 3}}"#));
+    assert_eq!(code, OtfResult::Ok);
+    let config = config.unwrap();
+    assert_eq!(
+        (
+            config["update_threshold"].as_u64(),
+            config["text_model"]["seed"].as_u64()
+        ),
+        (Some(7), Some(3))
+    );
+    assert_eq!(read(None).0, OtfResult::Ok);
+    // Checked as a whole: a threshold above the buffer is refused.
+    assert_eq!(
+        read(Some(r#"{"max_buffer_size": 10}"#)),
+        (OtfResult::InvalidConfig, None)
+    );
+    assert_eq!(read(Some("[1]")).0, OtfResult::InvalidConfig);
+    // SAFETY: NULL out-parameter.
+    assert_eq!(
+        unsafe { otf_config_from_environment_with(ptr::null(), ptr::null_mut()) },
+        OtfResult::NullParameter
+    );
+}

@@ -9,7 +9,7 @@ mod install;
 mod listener;
 mod shared_dir;
 
-pub(crate) use adopt::publish_earlier_lineages;
+pub(crate) use adopt::{not_here, publish_earlier_lineage, publish_earlier_lineages, Lineage};
 pub(crate) use install::{install_published, prune_buffer, write_atomically};
 pub(crate) use listener::{listener_loop, refresh};
 pub(crate) use shared_dir::{prune_below, publication_path};

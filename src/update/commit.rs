@@ -250,7 +250,6 @@ impl ClusterCommit<'_> {
         let failed = |e: &dyn std::fmt::Display| ModelError::Publish(e.to_string());
         let shared_folder =
             (self.cluster.config.shared_checkpoint_dir.as_ref()).map(|dir| dir.join(self.agent).join(self.task));
-        let mut shared_file = None;
         let checkpoint = match checkpoint {
             None => None,
             Some((path, metrics)) => {
@@ -260,7 +259,6 @@ impl ClusterCommit<'_> {
                     Some(folder) => {
                         let target = crate::follow::publication_path(folder, path, record.update_id);
                         write_atomically(folder, &target, &bytes).map_err(|e| failed(&e))?;
-                        shared_file = Some(target.clone());
                         (target.display().to_string(), None)
                     }
                 };
@@ -296,13 +294,9 @@ impl ClusterCommit<'_> {
                 }
                 Ok(())
             }
-            Err(e) => {
-                // Not published: no row names the file.
-                if let Some(file) = shared_file {
-                    let _ = std::fs::remove_file(file);
-                }
-                Err(failed(&e))
-            }
+            // The file stays: a commit whose reply was lost may have
+            // published it. Unpublished, it is pruned with its version.
+            Err(e) => Err(failed(&e)),
         }
     }
 }

@@ -15,7 +15,7 @@ use super::snapshot::prepare_task;
 use crate::agent::AgentState;
 use crate::base::TrainingExample;
 use crate::cluster::{latest_version, Cluster, TaskSession};
-use crate::follow::{install_published, prune_buffer};
+use crate::follow::{install_published, not_here, prune_buffer, publish_earlier_lineage, Lineage};
 use crate::grad;
 use crate::runtime::Shared;
 
@@ -175,7 +175,20 @@ fn update_task_shared(
         cluster.mark_busy(&agent.name, task);
         return Ok(0);
     };
-    let latest = latest_version(session.client(), &agent.name, task)?;
+    let mut latest = latest_version(session.client(), &agent.name, task)?;
+    if latest == 0 && session.next_version() > 1 {
+        // Versions one instance trained before the group: taken over from
+        // this instance's files, or left for the instance that has them
+        // (an update here would start a new lineage over them).
+        match publish_earlier_lineage(shared, cluster, &mut session, &agent.name, task)? {
+            Lineage::Published(version) => latest = version,
+            Lineage::NotHere(version) if !forced => {
+                agent.note_error(not_here(task, version));
+                return Ok(0);
+            }
+            _ => {}
+        }
+    }
     let serving = agent.live_model(task).map(|live| live.version());
     if latest > 0 && serving.is_none_or(|v| v < latest) {
         install_published(shared, session.client(), &agent.name, task, latest)?;
@@ -183,6 +196,10 @@ fn update_task_shared(
     let Some((live, registered)) = prepare_task(shared, agent, task) else {
         return Ok(0);
     };
+    // Before the window is read (a row inserted in between would shift it
+    // and release a row it judges on) and before the claim (the rows
+    // released are trained by this update).
+    session.release_beyond_window(&agent.name, task, shared.config.performance_window)?;
     let has_registered = agent.tasks.lock().get(task).is_some_and(|t| t.fixed_eval.is_some());
     let held_out = match has_registered {
         true => registered,
@@ -190,15 +207,12 @@ fn update_task_shared(
             .held_out(&agent.name, task, shared.config.performance_window)?
             .into(),
     };
-    // Before the claim, so the rows released are trained by this update.
-    session.release_beyond_window(&agent.name, task, shared.config.performance_window)?;
     let kind = live.serving().target_kind();
     let limit = shared.config.max_examples_per_update;
+    let judging: Vec<_> = held_out.iter().map(|e| e.id).collect();
     // A forced update takes rejected rows too (a person asked for it).
-    let first = match forced {
-        true => session.claim(&agent.name, task, kind, None, limit)?,
-        false => session.claim_fresh(&agent.name, task, kind, limit, latest)?,
-    };
+    let skip_rejected_at = (!forced).then_some(latest);
+    let first = session.claim_batch((&agent.name, task, kind), limit, skip_rejected_at, &judging)?;
     let mut removed = 0;
     if !first.is_empty() {
         removed += train_batches(

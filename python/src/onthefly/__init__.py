@@ -299,17 +299,6 @@ def _milliseconds(seconds: float, name: str) -> int:
     return int(ms)
 
 
-def _merge(base: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
-    """``overrides`` on top of ``base``, nested objects merged field by field."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 #: The parent folder of the default ``data_dir`` of each process.
 DEFAULT_DATA_ROOT = "onthefly-data"
 
@@ -349,18 +338,19 @@ def default_data_dir() -> Path:
 
 
 def _config_json(config: Dict[str, Any]) -> bytes:
-    """The environment's configuration with ``config`` on top, as JSON; the
-    per-process default ``data_dir`` where neither sets one."""
-    raw = ctypes.c_void_p()
-    _check(lib.otf_config_from_environment(ctypes.byref(raw)))
-    base = json.loads(_native.take_text(raw))
+    """The environment's configuration with ``config`` on top, checked as a
+    whole by the library, as JSON; the per-process default ``data_dir``
+    where neither sets one."""
     # Empty (or blank) counts as unset, as the library reads it.
     if "data_dir" not in config and not os.environ.get("TRAINING_DATA_DIR", "").strip():
         config = {**config, "data_dir": str(default_data_dir())}
     try:
-        return json.dumps(_merge(base, config), default=_config_value).encode("utf-8")
+        settings = json.dumps(config, default=_config_value).encode("utf-8")
     except TypeError as e:
         raise InvalidConfigError(f"the configuration must be JSON-serialisable: {e}") from None
+    raw = ctypes.c_void_p()
+    _check(lib.otf_config_from_environment_with(settings, ctypes.byref(raw)))
+    return _native.take_text(raw).encode("utf-8")
 
 
 def _config_value(value: Any) -> str:
