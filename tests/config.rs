@@ -153,6 +153,19 @@ fn database_comes_from_database_url_or_postgres_variables() {
         Err(ConfigError::InvalidEnv { variable, .. }) => assert_eq!(variable, "TRAINING_UPDATE_THRESHOLD"),
         other => panic!("{other:?}"),
     }
+    // Not a number to any setting, named by its variable, through both paths.
+    for bad in ["nan", "inf", "-Infinity"] {
+        let env = vars(&[("TRAINING_ROLLBACK_THRESHOLD", bad)]);
+        for err in [
+            Config::from_vars(env.clone()).unwrap_err(),
+            Config::from_vars_with(&env, "{}").unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, ConfigError::InvalidEnv { variable, .. } if variable == "TRAINING_ROLLBACK_THRESHOLD"),
+                "{bad}: {err:?}"
+            );
+        }
+    }
     let err = Config::from_vars([("POSTGRES_PORT", "abc")]).unwrap_err();
     assert!(
         matches!(&err, ConfigError::InvalidEnv { variable, value, .. } if variable == "POSTGRES_PORT" && value == "abc"),

@@ -240,6 +240,12 @@ fn model_paths_from(vars: &BTreeMap<String, String>) -> Vec<(String, PathBuf)> {
 }
 
 fn parse_env<T: std::str::FromStr>(variable: &str, value: &str, expected: &'static str) -> Result<T, ConfigError> {
+    // Rust reads "nan" and "inf" as numbers; no setting is one, and JSON
+    // would carry them as null.
+    let lower = value.to_ascii_lowercase();
+    if lower.contains("nan") || lower.contains("inf") {
+        return Err(invalid_env(variable, value, expected));
+    }
     value.parse().map_err(|_| invalid_env(variable, value, expected))
 }
 
