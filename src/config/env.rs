@@ -87,7 +87,9 @@ impl Config {
                 "the settings must be a JSON object, got {overrides}"
             )));
         };
-        let given_database = overrides.get("database").is_some_and(|d| !d.is_null());
+        let given_database = overrides
+            .iter()
+            .any(|(key, value)| key == "database" && !value.is_null());
         let mut lenient = vars.clone();
         if given_database {
             for name in ["POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"] {
