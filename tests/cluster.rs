@@ -1138,16 +1138,15 @@ fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() 
     });
     assert!(said, "{:?}", second.get_training_status().agents[AGENT]);
     assert!(published().is_empty(), "a new lineage was published: {:?}", published());
-    // The instance that trained alone joins: it serves what it served, and
-    // so does the other one.
+    // The instance that trained alone joins: it serves what it served (at
+    // start, or by its first update when the other one held the task's
+    // lock just then), and so does the other one.
     let first = Coordinator::new(config).unwrap();
-    assert_eq!(
-        first.get_training_status().agents[AGENT].models[TASK].version,
-        version,
+    assert!(
+        common::wait_until(Duration::from_secs(30), || same_weights(&first)),
         "{:?}",
-        first.get_training_status().agents[AGENT].last_error
+        first.get_training_status().agents[AGENT]
     );
-    assert!(same_weights(&first));
     assert!(
         common::wait_until(Duration::from_secs(30), || same_weights(&second)),
         "the second instance does not serve the handed-over version"
@@ -1244,14 +1243,12 @@ fn rows_evicted_by_an_instance_that_stopped_are_taken_back_by_another() {
             a.add_training_example(article_example(x)).unwrap();
         }
         a.flush(Duration::from_secs(60)).unwrap();
+        // b may take some back meanwhile: that is what is under test.
+        let evicted = a.get_training_status().agents[AGENT].examples_evicted;
+        assert!(evicted > 0, "the burst should overflow a's buffer");
         a.shutdown();
     }
     let mut client = db(&url);
-    let evicted = count(
-        &mut client,
-        "SELECT count(*) FROM training_examples WHERE state = 'evicted'",
-    );
-    assert!(evicted > 100, "the burst should overflow a's buffer: {evicted}");
     // b takes them back and trains them.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
