@@ -273,7 +273,10 @@ OtfResult otf_coordinator_force_update_agent(const struct OtfCoordinator *coordi
 // Stops the training system and releases the handle: lets a running update
 // finish, writes everything to the store and joins every thread, as
 // `otf_shutdown` does. NULL is fine. No call on the handle may be running
-// or follow.
+// or follow. It returns nothing: afterwards `otf_last_error_message` says
+// what was lost on the way out (operations the store could neither write
+// nor spool), the empty string when nothing was; `otf_coordinator_shutdown`
+// first returns it as a code.
 //
 // # Safety
 // `coordinator` is NULL or a handle from `otf_coordinator_new` not freed

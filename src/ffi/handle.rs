@@ -87,7 +87,10 @@ pub unsafe extern "C" fn otf_coordinator_new(
 /// Stops the training system and releases the handle: lets a running update
 /// finish, writes everything to the store and joins every thread, as
 /// `otf_shutdown` does. NULL is fine. No call on the handle may be running
-/// or follow.
+/// or follow. It returns nothing: afterwards `otf_last_error_message` says
+/// what was lost on the way out (operations the store could neither write
+/// nor spool), the empty string when nothing was; `otf_coordinator_shutdown`
+/// first returns it as a code.
 ///
 /// # Safety
 /// `coordinator` is NULL or a handle from `otf_coordinator_new` not freed
@@ -107,11 +110,16 @@ pub unsafe extern "C" fn otf_coordinator_free(coordinator: *mut OtfCoordinator) 
         return;
     }
     // Shutting down joins threads and writes files: a panic there must not
-    // unwind into C.
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        handle.coordinator.shutdown();
+    // unwind into C. A loss is the thread's last error.
+    let _ = guard(|| {
+        let outcome = handle.coordinator.shutdown_checked();
         drop(handle);
-    }));
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "a handle freed without otf_coordinator_shutdown lost operations");
+        }
+        outcome?;
+        Ok(())
+    });
 }
 
 /// Stops the training system behind the handle (see `otf_shutdown`); the

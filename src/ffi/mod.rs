@@ -29,6 +29,8 @@
 
 mod args;
 pub(crate) mod exit;
+#[cfg(test)]
+mod free_tests;
 mod handle;
 mod ops;
 mod result;
