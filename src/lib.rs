@@ -68,6 +68,7 @@ pub mod replay;
 #[doc(hidden)]
 pub mod review;
 mod runtime;
+mod slots;
 pub mod status;
 pub mod store;
 mod update;

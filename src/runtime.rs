@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub latencies: crate::metrics::Latencies,
     /// The group of instances sharing the database; `None` for one instance.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// `max_concurrent_updates` permits, for workers and waiting callers.
+    pub update_slots: crate::slots::UpdateSlots,
 }
 
 impl Shared {
@@ -73,6 +75,7 @@ impl Shared {
         ids: crate::ids::LocalIds,
     ) -> Shared {
         Shared {
+            update_slots: crate::slots::UpdateSlots::new(config.max_concurrent_updates),
             config,
             device,
             agents: RwLock::new(BTreeMap::new()),

@@ -112,9 +112,9 @@ pub struct Config {
     pub held_out_fraction: f64,
     /// Most examples one update trains on, the most valuable first.
     pub max_examples_per_update: usize,
-    /// Update worker threads: agents updating at the same time in the
-    /// background. A thread waiting in `wait_for_idle` also runs queued
-    /// updates itself, one at a time, beside them.
+    /// Most updates running at the same time, and the worker threads; a
+    /// thread waiting in `wait_for_idle` runs a queued update itself only
+    /// within this bound.
     pub max_concurrent_updates: usize,
     /// Longest accepted input text, in bytes; also the longest target (a
     /// label, the tags together, a JSON target as text).

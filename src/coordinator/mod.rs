@@ -277,6 +277,8 @@ impl Coordinator {
     /// sleeping while a worker wakes up to run it: the update is done as
     /// soon, and the two hand-offs between threads it saves were a seventh
     /// of an update of one news article (a fifth of one of a short text).
+    /// Only while fewer than `max_concurrent_updates` run: the bound holds
+    /// for updates run by callers too.
     pub fn wait_for_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
@@ -311,6 +313,11 @@ impl Coordinator {
     /// queued or `deadline` passed (see [`Coordinator::wait_for_idle`]).
     fn run_queued_updates(&self, deadline: Instant) {
         while Instant::now() < deadline {
+            // Only within `max_concurrent_updates`: with every permit held
+            // (the workers busy), the caller waits instead.
+            let Some(_slot) = self.shared.update_slots.try_acquire() else {
+                return;
+            };
             match self.shared.queued.try_recv() {
                 Ok(agent) => crate::update::run_job(&self.shared, agent),
                 Err(_) => return,

@@ -38,6 +38,25 @@ impl Coordinator {
         }
     }
 
+    /// The update counters of an earlier run: kept and rolled back per agent
+    /// (`updates`), and when each agent's last kept update finished, from
+    /// the newest records in `history` (an agent whose last kept update is
+    /// older than those shows none until its next one).
+    fn restore_update_counts(&self, history: &[crate::base::ModelPerformance], updates: &[(String, u64, u64)]) {
+        let mut last_kept: std::collections::BTreeMap<&str, u64> = Default::default();
+        for record in history.iter().filter(|r| !r.rollback_triggered) {
+            let at = last_kept.entry(&record.agent_name).or_default();
+            *at = (*at).max(record.update_timestamp_ms);
+        }
+        for (agent_name, kept, rolled_back) in updates {
+            let agent = self.agent_or_create(agent_name);
+            let mut stats = agent.stats.lock();
+            stats.updates_accepted += kept;
+            stats.updates_rolled_back += rolled_back;
+            stats.last_update_ms = last_kept.get(agent_name.as_str()).copied();
+        }
+    }
+
     /// Puts back what the store kept from an earlier run: ids continue after
     /// the highest stored, buffered examples return to their buffers, held-out
     /// examples to their windows, kept ones to the export queue, and the
@@ -45,26 +64,9 @@ impl Coordinator {
     pub(super) fn restore(&self, recovered: Recovered) {
         let shared = &self.shared;
         shared.ids.continue_from(recovered.next_id);
-        // When each agent's last kept update finished, from the newest
-        // records (an agent whose last kept update is older than those
-        // shows none until its next one).
-        let mut last_kept: std::collections::BTreeMap<&str, u64> = Default::default();
-        for record in recovered.history.iter().filter(|r| !r.rollback_triggered) {
-            let at = last_kept.entry(&record.agent_name).or_default();
-            *at = (*at).max(record.update_timestamp_ms);
-        }
-        for (agent_name, kept, rolled_back) in &recovered.updates {
-            let agent = self.agent_or_create(agent_name);
-            let mut stats = agent.stats.lock();
-            stats.updates_accepted += kept;
-            stats.updates_rolled_back += rolled_back;
-            stats.last_update_ms = last_kept.get(agent_name.as_str()).copied();
-        }
-        {
-            let mut history = shared.history.lock();
-            history.extend(recovered.history);
-            shared.history_total.store(recovered.history_total, Ordering::Release);
-        }
+        self.restore_update_counts(&recovered.history, &recovered.updates);
+        shared.history.lock().extend(recovered.history);
+        shared.history_total.store(recovered.history_total, Ordering::Release);
         self.restore_tasks(recovered.tasks);
         let window = shared.config.performance_window;
         let (held_out, buffered, kept) = (recovered.held_out.len(), recovered.buffered.len(), recovered.kept.len());

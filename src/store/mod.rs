@@ -348,9 +348,8 @@ pub struct Recovered {
     pub settled: Vec<(String, ExampleState, u64)>,
     /// The tasks declared or given a label form.
     pub tasks: Vec<TaskRecord>,
-    /// Per agent, the updates kept and those rolled back in all runs (a
-    /// restore on request, which trains nothing, is neither): the status
-    /// counters start from them.
+    /// Per agent, the updates kept and those rolled back (not a restore on
+    /// request) in all runs: the status counters start from them.
     pub updates: Vec<(String, u64, u64)>,
 }
 
@@ -395,8 +394,7 @@ pub(crate) const SETTLED_COUNTS_SQL: &str = "SELECT agent_name, state, CAST(sum(
      WHERE state IN ('trained', 'evicted', 'discarded', 'quarantined', 'quarantine_reviewed', 'failed', 'kept')) AS counted \
      GROUP BY agent_name, state";
 
-/// Per agent: the updates kept, and those rolled back (a restore on
-/// request is recorded as a rollback that trained nothing).
+/// Per agent: updates kept, and rolled back (a restore on request is one that trained nothing).
 pub(crate) const UPDATE_COUNTS_SQL: &str = "SELECT agent_name, \
      CAST(sum(CASE WHEN rollback_triggered THEN 0 ELSE 1 END) AS BIGINT), \
      CAST(sum(CASE WHEN rollback_triggered AND examples_trained > 0 THEN 1 ELSE 0 END) AS BIGINT) \

@@ -22,6 +22,8 @@ use crate::runtime::Shared;
 /// Runs queued updates until the job channel closes.
 pub(crate) fn worker_loop(shared: Arc<Shared>, jobs: Receiver<Arc<AgentState>>) {
     while let Ok(agent) = jobs.recv() {
+        // A caller waiting for idle may hold a permit: waits for it.
+        let _slot = shared.update_slots.acquire();
         run_job(&shared, agent);
     }
 }
