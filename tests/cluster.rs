@@ -66,6 +66,24 @@ fn article_example(a: &Article) -> NewExample {
     NewExample::new(AGENT, TASK, a.text.clone(), Target::Label(a.outlet.clone()))
 }
 
+/// Waits until no row of the database is buffered or evicted, `c` idle
+/// between looks (its listener may schedule more); fails after 120 s.
+fn until_every_row_is_settled(client: &mut Client, c: &Coordinator) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        c.wait_for_idle(Duration::from_secs(60));
+        let left = count(
+            client,
+            "SELECT count(*) FROM training_examples WHERE state IN ('evicted', 'buffered')",
+        );
+        if left == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{left} rows still evicted or buffered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn db(url: &str) -> Client {
     Client::connect(url, NoTls).expect("connect to the test database")
 }
@@ -882,19 +900,7 @@ fn a_burst_larger_than_the_buffer_is_trained_whole_with_several_instances() {
     c.flush(Duration::from_secs(60)).unwrap();
     let evicted = c.get_training_status().agents[AGENT].examples_evicted;
     let mut client = db(&url);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        c.wait_for_idle(Duration::from_secs(60));
-        let left = count(
-            &mut client,
-            "SELECT count(*) FROM training_examples WHERE state IN ('evicted', 'buffered')",
-        );
-        if left == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{left} rows still evicted or buffered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_every_row_is_settled(&mut client, &c);
     let held_out = count(
         &mut client,
         "SELECT count(*) FROM training_examples WHERE split = 'held_out'",
@@ -1250,19 +1256,7 @@ fn rows_evicted_by_an_instance_that_stopped_are_taken_back_by_another() {
     }
     let mut client = db(&url);
     // b takes them back and trains them.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        b.wait_for_idle(Duration::from_secs(60));
-        let left = count(
-            &mut client,
-            "SELECT count(*) FROM training_examples WHERE state IN ('evicted', 'buffered')",
-        );
-        if left == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{left} rows still evicted or buffered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    until_every_row_is_settled(&mut client, &b);
     // The status counts the table's evicted rows (none left) once refreshed.
     assert!(common::wait_until(Duration::from_secs(30), || {
         let status = b.get_training_status().cluster.unwrap();
