@@ -84,6 +84,23 @@ fn until_every_row_is_settled(client: &mut Client, c: &Coordinator) {
     }
 }
 
+/// Hands `articles` to `c` and stores them.
+fn hand_in(c: &Coordinator, articles: &[Article]) {
+    for a in articles {
+        c.add_training_example(article_example(a)).unwrap();
+    }
+    c.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Hands `articles` to `c` in rounds of `round`, each followed by a forced
+/// update.
+fn train_in_rounds(c: &Coordinator, articles: &[Article], round: usize) {
+    for chunk in articles.chunks(round) {
+        hand_in(c, chunk);
+        common::update_now(c, AGENT);
+    }
+}
+
 fn db(url: &str) -> Client {
     Client::connect(url, NoTls).expect("connect to the test database")
 }
@@ -1096,13 +1113,7 @@ fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() 
     };
     let (newest, version, weights) = {
         let c = Coordinator::new(solo).unwrap();
-        for chunk in articles[..600].chunks(150) {
-            for a in chunk {
-                c.add_training_example(article_example(a)).unwrap();
-            }
-            c.flush(Duration::from_secs(60)).unwrap();
-            common::update_now(&c, AGENT);
-        }
+        train_in_rounds(&c, &articles[..600], 150);
         let newest = c.get_training_status().agents[AGENT].models[TASK].version;
         assert!(newest >= 3, "{newest}");
         // A person restored the version before: that one is handed over.
@@ -1132,10 +1143,7 @@ fn a_database_one_instance_trained_keeps_its_model_when_a_group_takes_it_over() 
     // handed a stream: it trains nothing (that would start a new lineage
     // over the trained one), and says why.
     let second = Coordinator::new(instance_config(&url, "second")).unwrap();
-    for a in &articles[600..750] {
-        second.add_training_example(article_example(a)).unwrap();
-    }
-    second.flush(Duration::from_secs(60)).unwrap();
+    hand_in(&second, &articles[600..750]);
     let said = common::wait_until(Duration::from_secs(30), || {
         second.get_training_status().agents[AGENT]
             .last_error
@@ -1186,13 +1194,7 @@ fn a_shared_checkpoint_folder_keeps_the_files_kept_versions_need_and_each_public
         config
     };
     let c = Coordinator::new(config("publisher")).unwrap();
-    for chunk in articles[..600].chunks(100) {
-        for a in chunk {
-            c.add_training_example(article_example(a)).unwrap();
-        }
-        c.flush(Duration::from_secs(60)).unwrap();
-        common::update_now(&c, AGENT);
-    }
+    train_in_rounds(&c, &articles[..600], 100);
     let version = c.get_training_status().agents[AGENT].models[TASK].version;
     assert!(version >= 6, "{version}");
     let folder = shared_dir.join(AGENT).join(TASK);
@@ -1230,11 +1232,7 @@ fn rows_evicted_by_an_instance_that_stopped_are_taken_back_by_another() {
     let articles = shuffled_articles();
     let b = Coordinator::new(instance_config(&url, "staying")).unwrap();
     // b's first update is over: its own start-up take-back is done.
-    for a in &articles[..60] {
-        b.add_training_example(article_example(a)).unwrap();
-    }
-    b.flush(Duration::from_secs(60)).unwrap();
-    common::update_now(&b, AGENT);
+    train_in_rounds(&b, &articles[..60], 60);
     // a takes a burst into a buffer of 20 and stops before it trains.
     {
         let a = Coordinator::new(Config {

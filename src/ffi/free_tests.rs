@@ -57,7 +57,9 @@ fn child_if_asked() -> bool {
     let said = unsafe { CStr::from_ptr(otf_last_error_message()) }
         .to_string_lossy()
         .into_owned();
-    println!("FREED [{said}]");
+    // To the parent, which reads the child's output.
+    use std::io::Write;
+    writeln!(std::io::stdout(), "FREED [{said}]").unwrap();
     true
 }
 
