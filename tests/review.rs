@@ -435,3 +435,32 @@ fn an_answer_not_worth_learning_still_takes_the_input_out_of_the_queue() {
     assert_eq!(c.get_training_status().agents["scout"].reviews["news"].queued, 0);
     assert!(c.next_for_review("scout", "news", 10).unwrap().is_empty());
 }
+
+/// A score model does not say how sure it is (its confidence is 0.5, the
+/// feedback rules' "unknown"): its predictions are not queued for a person
+/// by `predict_feedback_threshold` (every one of them was).
+#[test]
+fn a_score_prediction_is_not_queued_for_its_unknown_confidence() {
+    let c = Coordinator::new(Config {
+        update_threshold: 1000,
+        ..small_config()
+    })
+    .unwrap();
+    for i in 0..40 {
+        let text = format!("a review number {i}, {}", ["awful", "lovely"][i % 2]);
+        c.add_training_example(onthefly::NewExample::new(
+            "critic",
+            "rating",
+            text,
+            Target::Score((i % 2) as f64),
+        ))
+        .unwrap();
+    }
+    c.force_update_agent("critic").unwrap();
+    assert!(c.wait_for_idle(Duration::from_secs(60)));
+    let p = c.predict("critic", "rating", "a lovely film").unwrap();
+    assert!(matches!(p.output, Target::Score(_)), "{p:?}");
+    assert_eq!((p.confidence, p.review_id), (0.5, None));
+    let critic = &c.get_training_status().agents["critic"];
+    assert_eq!(critic.reviews.get("rating").map_or(0, |r| r.queued), 0);
+}

@@ -2,7 +2,7 @@
 
 use super::validate::{check_input, check_name};
 use super::{Coordinator, FeedbackOutcome, Prediction};
-use crate::base::ModelError;
+use crate::base::{ModelError, Target};
 use crate::error::{Error, Result};
 use crate::feedback::PredictionFeedback;
 
@@ -19,7 +19,11 @@ impl Coordinator {
             model_version: version,
             review_id: None,
         };
-        if prediction.confidence < self.shared.config.predict_feedback_threshold {
+        // A score model's 0.5 says it does not know how sure it is (see
+        // `models::head::score_answers`): not a reason to ask a person, or
+        // every score would be queued.
+        let unknown = matches!(prediction.output, Target::Score(_)) && prediction.confidence == 0.5;
+        if prediction.confidence < self.shared.config.predict_feedback_threshold && !unknown {
             let feedback = PredictionFeedback {
                 agent_name: agent_name.to_string(),
                 task_type: task_type.to_string(),
