@@ -130,6 +130,30 @@ fn each_bad_field_has_its_own_error() {
     let tags = Target::Tags(vec!["B-person".into(), "O".into()]);
     let e = invalid(c.add_training_example(NewExample::new("analyst", "ner", "Obama visited Paris", tags)));
     assert_eq!(e, ValidationError::TagCountMismatch { tokens: 3, tags: 2 });
+    // Tags the judge could not read (entity F1 finds no entity in them, so
+    // no update of such a task could be rolled back): refused, named.
+    for (bad, position) in [
+        (["PER", "O", "LOC"], 0),
+        (["B-per", "i-per", "O"], 1),
+        (["S-PER", "O", "O"], 0),
+        (["B-PER", "O", "B- LOC"], 2),
+    ] {
+        let tags = Target::Tags(bad.iter().map(|t| t.to_string()).collect());
+        let e = invalid(c.add_training_example(NewExample::new("analyst", "ner", "Obama visited Paris", tags)));
+        assert_eq!(
+            e,
+            ValidationError::NotBioTag {
+                position,
+                tag: bad[position].to_string()
+            }
+        );
+    }
+    // A label with white space around it would be a class of its own.
+    let e = invalid(c.add_training_example(NewExample {
+        expected_output: label("bbc "),
+        ..base()
+    }));
+    assert_eq!(e, ValidationError::UntrimmedLabel("bbc ".into()));
     let e = invalid(c.add_training_example(NewExample {
         source_url: "u".repeat(1001),
         ..base()
@@ -380,4 +404,16 @@ fn exporting_an_unknown_agent_is_an_error() {
         Err(Error::UnknownAgent(_))
     ));
     assert_eq!(c.export_dataset("scout", "news", &export).unwrap(), 1);
+}
+
+#[test]
+fn bio_and_iob1_tags_are_taken() {
+    let c = Coordinator::new(small_config()).unwrap();
+    // IOB1: a type's first word tagged I-.
+    for good in [["B-person", "O", "B-geo-loc"], ["I-PER", "O", "I-LOC"]] {
+        let tags = Target::Tags(good.iter().map(|t| t.to_string()).collect());
+        c.add_training_example(NewExample::new("analyst", "ner", "Obama visited Paris", tags))
+            .unwrap();
+    }
+    assert_eq!(c.get_training_status().agents["analyst"].examples_received, 2);
 }

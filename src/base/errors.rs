@@ -76,6 +76,20 @@ pub enum ValidationError {
     /// A label (or a tag) is empty.
     #[error("a label must not be empty")]
     EmptyLabel,
+    /// A label (or a tag) begins or ends with white space: `"sports "` and
+    /// `"sports"` would be two classes.
+    #[error("a label must not begin or end with white space, got {0:?}")]
+    UntrimmedLabel(String),
+    /// A tag not in the BIO form the tagger is judged by (entity F1 sees no
+    /// entity in `PER` or `b-per`, so no update of such tags could be
+    /// judged).
+    #[error("tags must be O, B-<type> or I-<type> (BIO, as CoNLL writes them); tag {position} is {tag:?}")]
+    NotBioTag {
+        /// Its position among the tags, from 0.
+        position: usize,
+        /// The tag.
+        tag: String,
+    },
     /// Token tags do not match the input's whitespace-separated tokens one to one.
     #[error("expected one tag per whitespace-separated token: the input has {tokens} tokens, got {tags} tags")]
     TagCountMismatch {

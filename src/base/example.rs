@@ -153,6 +153,7 @@ impl Target {
         }
         match self {
             Target::Label(label) if label.trim().is_empty() => Err(ValidationError::EmptyLabel),
+            Target::Label(label) if label.trim() != label => Err(ValidationError::UntrimmedLabel(label.clone())),
             Target::Score(x) => check_unit(field, *x),
             Target::Tags(tags) => {
                 let tokens = input_text.split_whitespace().count();
@@ -162,14 +163,26 @@ impl Target {
                         tags: tags.len(),
                     });
                 }
-                match tags.iter().find(|t| t.trim().is_empty()) {
-                    Some(_) => Err(ValidationError::EmptyLabel),
+                if tags.iter().any(|t| t.trim().is_empty()) {
+                    return Err(ValidationError::EmptyLabel);
+                }
+                match tags.iter().position(|t| !is_bio(t)) {
+                    Some(position) => Err(ValidationError::NotBioTag {
+                        position,
+                        tag: tags[position].clone(),
+                    }),
                     None => Ok(()),
                 }
             }
             _ => Ok(()),
         }
     }
+}
+
+/// `O`, or `B-`/`I-` and a type without white space around it.
+fn is_bio(tag: &str) -> bool {
+    let kind = tag.strip_prefix("B-").or_else(|| tag.strip_prefix("I-"));
+    tag == "O" || kind.is_some_and(|k| !k.is_empty() && k.trim() == k)
 }
 
 /// Whether a string anywhere in the value (keys included) holds a NUL.
