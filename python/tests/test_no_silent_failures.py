@@ -201,3 +201,16 @@ def test_keywords_that_make_the_environment_valid_are_taken(tmp_path, monkeypatc
     monkeypatch.setenv("TRAINING_MAX_BUFFER_SIZE", "many")
     with pytest.raises(onthefly.InvalidConfigError, match="TRAINING_MAX_BUFFER_SIZE"):
         Coordinator(device="cpu", data_dir=str(tmp_path / "worse"))
+
+
+def test_a_list_of_tag_ids_is_refused_not_kept_for_good(tmp_path) -> None:
+    """Tag ids as a dataset stores them (``[0, 3, 4]``) made a new task a
+    kept one for good: accepted, never trained, predict said no model."""
+    with Coordinator(device="cpu", data_dir=str(tmp_path / "d")) as c:
+        with pytest.raises(onthefly.InvalidArgumentError, match="neither tags"):
+            c.add_training_example("analyst", "ner", "Obama visited Paris", [0, 3, 4], 0.5)
+        c.add_training_example("analyst", "ner", "Obama visited Paris", ["B-PER", "O", "B-LOC"], 0.5)
+        # Declared kept, a task keeps any list.
+        c.register_task("synthesizer", "ids", "kept")
+        c.add_training_example("synthesizer", "ids", "Obama visited Paris", [0, 3, 4], 0.5)
+        assert c.get_training_status()["agents"]["synthesizer"]["examples_kept"] == 1

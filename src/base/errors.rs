@@ -76,6 +76,18 @@ pub enum ValidationError {
     /// A label (or a tag) is empty.
     #[error("a label must not be empty")]
     EmptyLabel,
+    /// A list that a new task would keep as free JSON, where tags were most
+    /// likely meant (empty, or plain values not all strings).
+    #[error(
+        "{field} {got} is neither tags (one string per word: O, B-PER, I-PER, ...) nor free JSON a new task \
+         should keep; declare the task kept first (register_task) to keep such lists"
+    )]
+    AmbiguousList {
+        /// The argument, as the caller wrote it.
+        field: &'static str,
+        /// The list, shortened.
+        got: String,
+    },
     /// A label (or a tag) begins or ends with white space: `"sports "` and
     /// `"sports"` would be two classes.
     #[error("a label must not begin or end with white space, got {0:?}")]

@@ -118,6 +118,12 @@ pub fn read_target(
     shape: Option<TaskShape>,
 ) -> Result<(Target, Option<LabelForm>), ValidationError> {
     let Some(shape) = shape else {
+        if looks_like_tags_gone_wrong(&value) {
+            return Err(ValidationError::AmbiguousList {
+                field,
+                got: shortened(&value),
+            });
+        }
         let form = LabelForm::of(&value);
         return Ok((Target::from_json(value), form));
     };
@@ -158,6 +164,18 @@ pub fn read_target(
 }
 
 /// A value as a message shows it: its JSON, cut to 60 characters.
+/// A list of plain values but not all strings (`[0, 3, 4]`, tag ids as a
+/// dataset stores them; `["B-PER", null]`), or an empty one: it would make
+/// a new task a kept one for good, where tags were meant. Lists of objects
+/// or lists stay free JSON.
+fn looks_like_tags_gone_wrong(value: &Value) -> bool {
+    let Value::Array(items) = value else {
+        return false;
+    };
+    let plain = |v: &Value| !(v.is_object() || v.is_array());
+    items.is_empty() || (items.iter().all(plain) && !items.iter().all(Value::is_string))
+}
+
 fn shortened(value: &Value) -> String {
     let text = value.to_string();
     match text.char_indices().nth(60) {
@@ -233,5 +251,56 @@ mod tests {
             assert_eq!(kind_of_learner(learner_name(kind)), Some(kind));
         }
         assert_eq!(kind_of_learner("ranker"), None);
+    }
+}
+
+#[cfg(test)]
+mod ambiguous_lists {
+    use super::*;
+
+    #[test]
+    fn a_new_task_refuses_lists_that_read_as_tags_gone_wrong() {
+        for bad in [
+            serde_json::json!([0, 3, 4]),
+            serde_json::json!([]),
+            serde_json::json!(["B-PER", null]),
+        ] {
+            let e = read_target("analyst", "ner", "expected_output", bad.clone(), None).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ValidationError::AmbiguousList {
+                        field: "expected_output",
+                        ..
+                    }
+                ),
+                "{bad}: {e}"
+            );
+        }
+        // Tags, and lists of objects (free JSON), are taken.
+        let tags = read_target(
+            "analyst",
+            "ner",
+            "expected_output",
+            serde_json::json!(["B-PER", "O"]),
+            None,
+        );
+        assert!(matches!(tags, Ok((Target::Tags(_), None))));
+        let entities = serde_json::json!([{ "text": "Obama", "type": "PER" }]);
+        let kept = read_target("analyst", "entities", "expected_output", entities, None);
+        assert!(matches!(kept, Ok((Target::Json(_), None))));
+        // A task declared kept keeps any list.
+        let shape = TaskShape {
+            kind: TargetKind::Json,
+            form: None,
+        };
+        let ids = read_target(
+            "analyst",
+            "ner",
+            "expected_output",
+            serde_json::json!([0, 3, 4]),
+            Some(shape),
+        );
+        assert!(matches!(ids, Ok((Target::Json(_), _))), "{ids:?}");
     }
 }
