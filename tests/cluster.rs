@@ -1265,3 +1265,48 @@ fn rows_evicted_by_an_instance_that_stopped_are_taken_back_by_another() {
             .is_some_and(|t| t.evicted == 0)
     }));
 }
+
+#[test]
+fn an_item_two_instances_offer_is_labelled_once() {
+    let url = fresh_database();
+    let a = Coordinator::new(instance_config(&url, "a")).unwrap();
+    let feedback = onthefly::PredictionFeedback {
+        agent_name: AGENT.into(),
+        task_type: TASK.into(),
+        input_text: "storm hits the coast".into(),
+        predicted_output: Target::Label("bbc".into()),
+        actual_output: None,
+        confidence_score: 0.2,
+        source_url: String::new(),
+    };
+    let review_id = match a.add_prediction_feedback(feedback).unwrap() {
+        onthefly::FeedbackOutcome::AwaitingLabel { review_id, .. } => review_id,
+        other => panic!("{other:?}"),
+    };
+    a.flush(Duration::from_secs(60)).unwrap();
+    // b starts with the group's waiting items, this one among them.
+    let b = Coordinator::new(instance_config(&url, "b")).unwrap();
+    let offered = b.next_for_review(AGENT, TASK, 10).unwrap();
+    assert_eq!(offered.iter().map(|i| i.review_id).collect::<Vec<_>>(), [review_id]);
+    // Two people label it, one on each instance: one correction, not two.
+    a.label(review_id, Target::Label("cnn".into()), None).unwrap();
+    let second = b.label(review_id, Target::Label("reuters".into()), None);
+    assert!(
+        matches!(
+            second,
+            Err(onthefly::Error::Review(onthefly::review::ReviewError::AlreadyLabelled(
+                _
+            )))
+        ),
+        "{second:?}"
+    );
+    for c in [&a, &b] {
+        c.flush(Duration::from_secs(60)).unwrap();
+    }
+    let corrections = count(
+        &mut db(&url),
+        "SELECT count(*) FROM training_examples WHERE input_text = 'storm hits the coast' AND correction_priority > 0",
+    );
+    assert_eq!(corrections, 1);
+    assert!(b.next_for_review(AGENT, TASK, 10).unwrap().is_empty());
+}

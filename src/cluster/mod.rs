@@ -211,6 +211,25 @@ impl Cluster {
         Ok(start.max(1)..start + ID_BLOCK_SIZE)
     }
 
+    /// Takes a waiting review item (a prediction, or a quarantined example)
+    /// for a label, marking its row `settled`: `false` when another
+    /// instance labelled it first (every instance offers the group's items).
+    pub fn take_review(
+        &self,
+        id: crate::base::ExampleId,
+        settled: crate::store::ExampleState,
+    ) -> Result<bool, StoreError> {
+        let id = crate::store::id_to_stored(id.0)?;
+        let taken = self
+            .connect()?
+            .execute(
+                "UPDATE training_examples SET state = $2 WHERE id = $1 AND state IN ('pending_review', 'quarantined')",
+                &[&id, &settled.as_str()],
+            )
+            .map_err(classify)?;
+        Ok(taken == 1)
+    }
+
     /// Whether another instance held the task's lock less than a poll
     /// interval ago.
     pub fn recently_busy(&self, agent: &str, task: &str) -> bool {

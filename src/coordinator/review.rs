@@ -200,6 +200,20 @@ impl Coordinator {
                 output,
             )
         })?;
+        // With several instances every one holds the group's waiting items:
+        // the first label taken in the database wins, a second one (from
+        // another instance) is refused rather than trained as a second,
+        // maybe contradicting, correction.
+        if let Some(cluster) = &self.shared.cluster {
+            // The item's row may still be on its way to the database.
+            if let Some(store) = &self.shared.store {
+                store.flush(std::time::Duration::from_secs(5))?;
+            }
+            if !cluster.take_review(review_id, settled)? {
+                let _ = self.with_queue_of(review_id, |queue| Ok(queue.label(review_id)?));
+                return Err(crate::review::ReviewError::AlreadyLabelled(review_id.0).into());
+            }
+        }
         self.with_queue_of(review_id, |queue| Ok(queue.label(review_id)?))?;
         self.shared.persist(StoreOp::SetState {
             ids: vec![review_id],
