@@ -240,6 +240,14 @@ impl ReviewQueue {
         Ok(item)
     }
 
+    /// The prediction already waiting for `input_text` (handed out or not).
+    pub fn waiting_for(&self, input_text: &str) -> Option<ExampleId> {
+        self.items
+            .values()
+            .find(|i| i.quarantined.is_none() && i.input_text == input_text)
+            .map(|i| i.review_id)
+    }
+
     /// Removes the items waiting for `input_text` and not handed out (its
     /// answer came another way); returns them. A handed-out item stays: its
     /// reviewer's label is a correction still.

@@ -464,3 +464,35 @@ fn a_score_prediction_is_not_queued_for_its_unknown_confidence() {
     let critic = &c.get_training_status().agents["critic"];
     assert_eq!(critic.reviews.get("rating").map_or(0, |r| r.queued), 0);
 }
+
+/// The same unsure input predicted again waits as the one item it is: its
+/// copies filled the queue, pushed other inputs out, and went to several
+/// people, each label trained.
+#[test]
+fn an_input_predicted_again_waits_as_one_item() {
+    let c = Coordinator::new(small_config()).unwrap();
+    let feedback = |input: &str| onthefly::PredictionFeedback {
+        agent_name: "scout".into(),
+        task_type: "news".into(),
+        input_text: input.into(),
+        predicted_output: label("bbc"),
+        actual_output: None,
+        confidence_score: 0.2,
+        source_url: String::new(),
+    };
+    let id_of = |outcome: onthefly::FeedbackOutcome| match outcome {
+        onthefly::FeedbackOutcome::AwaitingLabel { review_id, .. } => review_id,
+        other => panic!("{other:?}"),
+    };
+    let first = id_of(c.add_prediction_feedback(feedback("storm hits the coast")).unwrap());
+    for _ in 0..5 {
+        assert_eq!(
+            id_of(c.add_prediction_feedback(feedback("storm hits the coast")).unwrap()),
+            first
+        );
+    }
+    let other = id_of(c.add_prediction_feedback(feedback("markets rally")).unwrap());
+    assert_ne!(other, first);
+    assert_eq!(c.get_training_status().agents["scout"].reviews["news"].queued, 2);
+    assert_eq!(c.next_for_review("scout", "news", 10).unwrap().len(), 2);
+}

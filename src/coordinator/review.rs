@@ -33,6 +33,20 @@ impl Coordinator {
             feedback.predicted_output.kind(),
             config.performance_window,
         )?;
+        // One item per input: the same unsure input predicted again waits
+        // as the item it is already (copies filled the queue, pushed out
+        // other inputs, and went to several people, each label trained).
+        {
+            let reviews = agent.reviews.lock();
+            let queue = reviews.get(&feedback.task_type);
+            if let Some((review_id, queue)) = queue.and_then(|q| q.waiting_for(&feedback.input_text).map(|id| (id, q)))
+            {
+                return Ok(FeedbackOutcome::AwaitingLabel {
+                    review_id,
+                    pending: queue.len(),
+                });
+            }
+        }
         let review_id = ExampleId(self.shared.next_id()?);
         let row = TrainingExample {
             id: review_id,
