@@ -273,7 +273,16 @@ impl Coordinator {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let temp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A temporary name of this call's own beside the file: replacing the
+        // extension gave `scout.news` and `scout.sports` exported at once
+        // the same one, and a call could return Ok over the other's rows.
+        static EXPORTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = EXPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = path.with_file_name(format!(".{name}.{}-{call}.tmp", std::process::id()));
         std::fs::write(&temp, text)
             .and_then(|()| std::fs::rename(&temp, path))
             .map_err(|e| {
