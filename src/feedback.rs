@@ -123,6 +123,14 @@ pub(crate) fn judge(
 pub(crate) fn outputs_agree(predicted: &Target, actual: &Target) -> bool {
     match (predicted, actual) {
         (Target::Score(p), Target::Score(a)) => (p - a).abs() <= SCORE_TOLERANCE,
+        // As the tagger reads them: IOB1 tags (a type's first word I-)
+        // and the BIO the tagger answers in agree.
+        (Target::Tags(p), Target::Tags(a)) => {
+            let (mut p, mut a) = (p.clone(), a.clone());
+            crate::base::repair_bio(&mut p);
+            crate::base::repair_bio(&mut a);
+            p == a
+        }
         (p, a) => p == a,
     }
 }
@@ -133,6 +141,31 @@ mod tests {
 
     fn label(s: &str) -> Target {
         Target::Label(s.into())
+    }
+
+    #[test]
+    fn iob1_tags_agree_with_the_bio_the_tagger_answers() {
+        let tags = |t: &[&str]| Target::Tags(t.iter().map(|s| s.to_string()).collect());
+        // The user's IOB1 and the tagger's BIO of the same entities: right,
+        // not a mistake to learn again.
+        let j = judge(
+            "ner",
+            &tags(&["B-PER", "I-PER", "O"]),
+            Some(&tags(&["I-PER", "I-PER", "O"])),
+            0.95,
+            0.6,
+            0.7,
+        );
+        assert_eq!((j.wrong, j.learn), (Some(false), false));
+        let j = judge(
+            "ner",
+            &tags(&["B-PER", "O", "O"]),
+            Some(&tags(&["I-LOC", "O", "O"])),
+            0.95,
+            0.6,
+            0.7,
+        );
+        assert_eq!(j.wrong, Some(true));
     }
 
     #[test]

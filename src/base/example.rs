@@ -179,6 +179,24 @@ impl Target {
     }
 }
 
+/// A valid BIO sequence: an `I-X` that does not continue an `X` becomes
+/// `B-X` (the reading [`crate::eval::entity_spans`] gives it: the same
+/// entities).
+pub(crate) fn repair_bio(tags: &mut [String]) {
+    let mut previous = String::from("O");
+    for tag in tags.iter_mut() {
+        if let Some(kind) = tag.strip_prefix("I-") {
+            let continues = previous
+                .split_once('-')
+                .is_some_and(|(p, k)| (p == "B" || p == "I") && k == kind);
+            if !continues {
+                *tag = format!("B-{kind}");
+            }
+        }
+        previous = tag.clone();
+    }
+}
+
 /// `O`, or `B-`/`I-` and a type without white space around it.
 fn is_bio(tag: &str) -> bool {
     let kind = tag.strip_prefix("B-").or_else(|| tag.strip_prefix("I-"));
