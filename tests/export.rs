@@ -106,3 +106,38 @@ fn kept_examples_are_all_counted_after_a_restart() {
     let path = config.data_dir.join("summaries.jsonl");
     assert_eq!(c.export_dataset("synthesizer", "summary", &path).unwrap(), sent - 1);
 }
+
+/// Without a store, kept examples beyond `max_buffer_size` leave memory and
+/// the export: said in the agent's `last_error`, not only seen as a shorter
+/// file.
+#[test]
+fn without_a_store_kept_examples_beyond_the_buffer_are_said_to_be_gone() {
+    let c = Coordinator::new(Config {
+        max_buffer_size: 5,
+        update_threshold: 5,
+        store: StoreConfig {
+            enabled: false,
+            ..StoreConfig::default()
+        },
+        ..small_config()
+    })
+    .unwrap();
+    let summary = |i: usize| {
+        NewExample::new(
+            "synthesizer",
+            "summary",
+            format!("article {i}"),
+            Target::Json(serde_json::json!({ "summary": i })),
+        )
+    };
+    for i in 0..5 {
+        c.add_training_example(summary(i)).unwrap();
+    }
+    assert_eq!(c.get_training_status().agents["synthesizer"].last_error, None);
+    c.add_training_example(summary(5)).unwrap();
+    let said = c.get_training_status().agents["synthesizer"].last_error.clone();
+    assert!(said.as_deref().is_some_and(|e| e.contains("leave memory")), "{said:?}");
+    let path = common::fresh_data_dir().join("summary.jsonl");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    assert_eq!(c.export_dataset("synthesizer", "summary", &path).unwrap(), 5);
+}

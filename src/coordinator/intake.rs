@@ -266,7 +266,16 @@ impl Coordinator {
             // letting it occupy the training buffer.
             let mut kept = agent.kept.lock();
             if kept.len() >= config.max_buffer_size {
-                kept.pop_front();
+                let gone = kept.pop_front();
+                // With a store it is stored (memory only caches the newest);
+                // without one it is gone, and the export will miss it.
+                if let (None, Some(gone)) = (&self.shared.store, gone) {
+                    agent.note_error(format!(
+                        "with the store off, kept examples beyond max_buffer_size ({}) leave memory: example {} of \
+                         task {:?} is gone and export_dataset will not have it",
+                        config.max_buffer_size, gone.id.0, gone.task_type
+                    ));
+                }
             }
             kept.push_back(example);
             let mut stats = agent.stats.lock();

@@ -206,7 +206,10 @@ impl Coordinator {
     /// a label is a string), `target_kind`, `priority`, `source`, `feedback`,
     /// `time_ms`, `split` (`train` / `held_out`), `state`. With a store the
     /// set is everything stored (after a flush, so nothing accepted is
-    /// missing); without one, what is in memory (buffered, held out, kept).
+    /// missing), the review queue's predictions too (`state`
+    /// `pending_review`, `reviewed` or `unreviewed`: their `target` is the
+    /// model's guess, not an answer; filter by `state` for a fine-tuning
+    /// set); without one, what is in memory (buffered, held out, kept).
     /// The file is written whole or not at all (a temporary file renamed).
     /// Returns the number of examples written.
     pub fn export_dataset(&self, agent_name: &str, task_type: &str, path: &std::path::Path) -> Result<usize> {

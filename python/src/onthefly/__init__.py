@@ -740,7 +740,10 @@ class Coordinator:
         """Writes every stored example of the task to ``path`` as JSON lines
         (``id``, ``input``, ``target``, ``target_kind``, ``priority``,
         ``source``, ``feedback``, ``time_ms``, ``split``, ``state``); returns
-        how many.
+        how many. With a store, the review queue's predictions are among them
+        (``state`` ``pending_review``, ``reviewed`` or ``unreviewed``: their
+        ``target`` is the model's guess, not an answer): filter by ``state``
+        for a fine-tuning set.
 
         Raises:
             IoError: ``path`` cannot be written.
