@@ -360,3 +360,58 @@ fn cuda_without_a_cuda_device_is_refused_not_run_on_the_cpu() {
     let expected = if tch::Cuda::is_available() { "cuda:0" } else { "cpu" };
     assert_eq!(c.get_training_status().device, expected);
 }
+
+#[test]
+fn model_files_the_configuration_names_are_checked_at_start() {
+    let spec = |path: &str| onthefly::models::TorchScriptSpec {
+        path: path.into(),
+        target_kind: onthefly::TargetKind::Label,
+        labels: vec!["bbc".into()],
+        hash_buckets: 64,
+        max_tokens: 10,
+        learning_rate: 0.05,
+        minibatch_size: 4,
+    };
+    // A missing module: refused at start, not at the task's first update.
+    let err = onthefly::Coordinator::new(Config {
+        torchscript: [("scout/news".to_string(), spec("/nonexistent/module.pt"))].into(),
+        ..common::small_config()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, onthefly::Error::Config(ConfigError::InvalidField { field: "torchscript", reason }) if reason.contains("/nonexistent/module.pt")),
+        "{err:?}"
+    );
+    // A MiniLM folder without the encoder's files.
+    let empty = common::fresh_data_dir();
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = onthefly::Coordinator::new(Config {
+        minilm_dir: Some(empty),
+        model_kinds: [("analyst/topic".to_string(), onthefly::models::ModelKind::MiniLmHead)].into(),
+        ..common::small_config()
+    })
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            onthefly::Error::Config(ConfigError::InvalidField {
+                field: "minilm_dir",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // A relative module path is read from where the program started, also
+    // after it changed directory.
+    let dir = common::fresh_data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("module.pt");
+    std::fs::write(&file, b"bytes").unwrap();
+    let relative = file.strip_prefix(std::env::current_dir().unwrap()).unwrap();
+    let c = onthefly::Coordinator::new(Config {
+        torchscript: [("scout/news".to_string(), spec(relative.to_str().unwrap()))].into(),
+        ..common::small_config()
+    })
+    .unwrap();
+    assert_eq!(c.config().torchscript["scout/news"].path, file);
+}

@@ -234,7 +234,7 @@ fn a_task_whose_model_cannot_be_created_does_not_hold_the_others_back() {
     let c = Coordinator::new(onthefly::Config {
         update_threshold: 8,
         max_examples_per_update: 8,
-        torchscript: common::missing_torchscript_classifier("scout/broken"),
+        torchscript: common::broken_torchscript_classifier("scout/broken"),
         ..small_config()
     })
     .unwrap();

@@ -336,7 +336,7 @@ fn checkpoint_listings_refuse_names_that_are_paths() {
 fn targets_the_configured_model_cannot_learn_are_refused() {
     let c = Coordinator::new(Config {
         model_kinds: [("critic/claims".to_string(), onthefly::models::ModelKind::TextClassifier)].into(),
-        torchscript: common::missing_torchscript_classifier("scout/news"),
+        torchscript: common::broken_torchscript_classifier("scout/news"),
         ..small_config()
     })
     .unwrap();

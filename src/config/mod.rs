@@ -234,11 +234,55 @@ impl Config {
             .into_iter()
             .map(|(agent, path)| Ok((agent, std::path::absolute(path)?)))
             .collect::<std::io::Result<_>>()?;
+        // The model files too: read at a task's first update, which may come
+        // after the program changed directory.
+        let torchscript = self
+            .torchscript
+            .into_iter()
+            .map(|(key, spec)| {
+                let path = std::path::absolute(&spec.path)?;
+                Ok((key, TorchScriptSpec { path, ..spec }))
+            })
+            .collect::<std::io::Result<_>>()?;
+        let minilm_dir = self.minilm_dir.map(std::path::absolute).transpose()?;
         Ok(Config {
             data_dir,
             model_paths,
+            torchscript,
+            minilm_dir,
             ..self
         })
+    }
+
+    /// The model files the configuration names, checked where they are:
+    /// each TorchScript module's file, and the MiniLM folder's three files
+    /// when a task is configured to use it. Found missing at a task's first
+    /// update, its examples waited in the buffer with only `last_error`
+    /// saying why.
+    pub fn check_model_files(&self) -> Result<(), ConfigError> {
+        for (key, spec) in &self.torchscript {
+            if !spec.path.is_file() {
+                return Err(ConfigError::InvalidField {
+                    field: "torchscript",
+                    reason: format!("{key}: no TorchScript module at {}", spec.path.display()),
+                });
+            }
+        }
+        let uses_minilm = self.model_kinds.values().any(|k| *k == ModelKind::MiniLmHead);
+        if let (true, Some(dir)) = (uses_minilm, &self.minilm_dir) {
+            for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+                if !dir.join(file).is_file() {
+                    return Err(ConfigError::InvalidField {
+                        field: "minilm_dir",
+                        reason: format!(
+                            "{} has no {file} (all-MiniLM-L6-v2's files, as `make data` fetches them)",
+                            dir.display()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The folder of an agent's checkpoints.

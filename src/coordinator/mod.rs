@@ -159,6 +159,7 @@ impl Coordinator {
             message: e.to_string(),
         })?;
         let device = config.device.resolve()?;
+        config.check_model_files()?;
         let data_dir_lock = DataDirLock::acquire(&config.data_dir)?;
         let (store, recovered) = open_store(&config)?;
         let cluster = match config.cluster {

@@ -179,13 +179,17 @@ pub fn assert_wrong_answers_roll_back(
 }
 
 /// A TorchScript classifier of the labels `bbc` and `cnn` configured for
-/// `key` ("agent/task") whose module file is not there: its task's model
-/// cannot be created, and what it can learn is known from the spec alone.
-pub fn missing_torchscript_classifier(key: &str) -> BTreeMap<String, onthefly::models::TorchScriptSpec> {
+/// `key` ("agent/task") whose module file is not a module (a missing file
+/// is refused at start): its task's model cannot be created, and what it
+/// can learn is known from the spec alone.
+pub fn broken_torchscript_classifier(key: &str) -> BTreeMap<String, onthefly::models::TorchScriptSpec> {
+    let path = fresh_data_dir().join("module.pt");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"not a TorchScript module").unwrap();
     BTreeMap::from([(
         key.to_string(),
         onthefly::models::TorchScriptSpec {
-            path: "/nonexistent/module.pt".into(),
+            path,
             target_kind: onthefly::TargetKind::Label,
             labels: vec!["bbc".into(), "cnn".into()],
             hash_buckets: 1024,
