@@ -66,12 +66,21 @@ fn article_example(a: &Article) -> NewExample {
     NewExample::new(AGENT, TASK, a.text.clone(), Target::Label(a.outlet.clone()))
 }
 
-/// Waits until no row of the database is buffered or evicted, `c` idle
-/// between looks (its listener may schedule more); fails after 120 s.
-fn until_every_row_is_settled(client: &mut Client, c: &Coordinator) {
+/// Waits until no row of the database is buffered or evicted, each of
+/// `instances` idle between looks (their listeners may schedule more; with
+/// `force`, each forces an update first and must reach idle); fails after
+/// 120 s.
+fn until_every_row_is_settled(client: &mut Client, instances: &[&Coordinator], force: bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        c.wait_for_idle(Duration::from_secs(60));
+        for c in instances {
+            if force {
+                c.force_update_agent(AGENT).unwrap();
+                assert!(c.wait_for_idle(Duration::from_secs(120)));
+            } else {
+                c.wait_for_idle(Duration::from_secs(60));
+            }
+        }
         let left = count(
             client,
             "SELECT count(*) FROM training_examples WHERE state IN ('evicted', 'buffered')",
@@ -917,7 +926,7 @@ fn a_burst_larger_than_the_buffer_is_trained_whole_with_several_instances() {
     c.flush(Duration::from_secs(60)).unwrap();
     let evicted = c.get_training_status().agents[AGENT].examples_evicted;
     let mut client = db(&url);
-    until_every_row_is_settled(&mut client, &c);
+    until_every_row_is_settled(&mut client, &[&c], false);
     let held_out = count(
         &mut client,
         "SELECT count(*) FROM training_examples WHERE split = 'held_out'",
@@ -1028,24 +1037,7 @@ fn a_restarted_instance_leaves_the_others_judging_rows_alone_and_nothing_is_trai
     };
     let held_out_by_a = add(&a, &b, 0..400);
     let mut client = db(&url);
-    let idle = |client: &mut Client, a: &Coordinator, b: &Coordinator| {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            for c in [a, b] {
-                c.force_update_agent(AGENT).unwrap();
-                assert!(c.wait_for_idle(Duration::from_secs(120)));
-            }
-            let left = count(
-                client,
-                "SELECT count(*) FROM training_examples WHERE state IN ('buffered', 'evicted')",
-            );
-            if left == 0 {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{left} rows still buffered or evicted");
-        }
-    };
-    idle(&mut client, &a, &b);
+    until_every_row_is_settled(&mut client, &[&a, &b], true);
     let judging_in_a: Vec<i64> = client
         .query(
             "SELECT id FROM training_examples WHERE state = 'evaluation' AND id = ANY($1) ORDER BY id",
@@ -1080,7 +1072,7 @@ fn a_restarted_instance_leaves_the_others_judging_rows_alone_and_nothing_is_trai
     // row is trained exactly once, b's judging rows from before its
     // restart too (released by the lock holder once beyond the window).
     add(&a, &b, 400..800);
-    idle(&mut client, &a, &b);
+    until_every_row_is_settled(&mut client, &[&a, &b], true);
     let (done, trained_in_records): (i64, i64) = {
         let row = client
             .query_one(
@@ -1254,7 +1246,7 @@ fn rows_evicted_by_an_instance_that_stopped_are_taken_back_by_another() {
     }
     let mut client = db(&url);
     // b takes them back and trains them.
-    until_every_row_is_settled(&mut client, &b);
+    until_every_row_is_settled(&mut client, &[&b], false);
     // The status counts the table's evicted rows (none left) once refreshed.
     assert!(common::wait_until(Duration::from_secs(30), || {
         let status = b.get_training_status().cluster.unwrap();

@@ -114,11 +114,8 @@ pub unsafe extern "C" fn otf_config_from_environment(out_json: *mut *mut c_char)
     guard(|| {
         args::required_out(out_json, "out_json")?;
         let config = Config::from_env_unchecked().map_err(|e| FfiError::from(crate::Error::from(e)))?;
-        let json = serde_json::to_string(&config)
-            .map_err(|e| FfiError::new(OtfResult::Internal, format!("configuration not serialisable: {e}")))?;
         // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
-        unsafe { out_json.write(args::into_c_string(json)) };
-        Ok(())
+        unsafe { hand_out_config(&config, out_json) }
     })
 }
 
@@ -145,12 +142,22 @@ pub unsafe extern "C" fn otf_config_from_environment_with(
         // SAFETY: the caller's guarantee on `settings_json`.
         let settings = unsafe { args::optional_str(settings_json, "settings_json") }?.unwrap_or("{}");
         let config = Config::from_env_with(settings).map_err(|e| FfiError::from(crate::Error::from(e)))?;
-        let json = serde_json::to_string(&config)
-            .map_err(|e| FfiError::new(OtfResult::Internal, format!("configuration not serialisable: {e}")))?;
         // SAFETY: checked not NULL above; the caller guarantees it is valid for a write.
-        unsafe { out_json.write(args::into_c_string(json)) };
-        Ok(())
+        unsafe { hand_out_config(&config, out_json) }
     })
+}
+
+/// Writes `config` as JSON to `*out_json`, for the caller to free with
+/// `otf_string_free`.
+///
+/// # Safety
+/// `out_json` is not NULL and valid for a write.
+unsafe fn hand_out_config(config: &Config, out_json: *mut *mut c_char) -> Result<(), FfiError> {
+    let json = serde_json::to_string(config)
+        .map_err(|e| FfiError::new(OtfResult::Internal, format!("configuration not serialisable: {e}")))?;
+    // SAFETY: the caller's guarantee on `out_json`.
+    unsafe { out_json.write(args::into_c_string(json)) };
+    Ok(())
 }
 
 /// Adds a labelled example (the original's `add_training_example`).
